@@ -1,0 +1,204 @@
+// Pure codec for one 512-byte tar header block: ustar (POSIX.1-1988), GNU (base-256 numbers,
+// old sparse maps) and v7. No I/O here; the scanner (scan.ts) reads blocks and applies PAX and GNU
+// extension headers. Names stay byte strings (latin1) so any byte but NUL round-trips.
+
+export const BLOCK = 512;
+
+export const enum TypeFlag {
+  File = 0x30, // '0'
+  Hardlink = 0x31, // '1'
+  Symlink = 0x32, // '2'
+  Char = 0x33, // '3'
+  Block = 0x34, // '4'
+  Dir = 0x35, // '5'
+  Fifo = 0x36, // '6'
+  Contiguous = 0x37, // '7' (a regular file to every reader but a few old systems)
+  PaxNext = 0x78, // 'x'
+  PaxGlobal = 0x67, // 'g'
+  GnuLongName = 0x4c, // 'L'
+  GnuLongLink = 0x4b, // 'K'
+  GnuSparse = 0x53, // 'S' (old GNU sparse format, map in the header)
+  GnuVolume = 0x56, // 'V'
+  GnuMultiVol = 0x4d, // 'M'
+  GnuDumpDir = 0x44, // 'D' (a directory whose body lists its names)
+  AreaNul = 0x00, // old tars write NUL for a regular file
+}
+
+export interface SparseSegment {
+  offset: number; // offset in the logical (expanded) file
+  size: number; // bytes of data stored for it
+}
+
+export interface RawHeader {
+  name: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number; // bytes of body stored in the archive
+  mtime: number; // whole seconds
+  typeflag: number;
+  linkname: string;
+  uname: string;
+  gname: string;
+  devmajor: number;
+  devminor: number;
+  /** Old GNU sparse ('S'): the map in the header, whether extension blocks follow, the expanded size. */
+  gnuSparse?: { segments: SparseSegment[]; extended: boolean; realSize: number };
+  format: 'ustar' | 'gnu' | 'v7';
+}
+
+export type DecodeResult =
+  | { kind: 'header'; header: RawHeader }
+  | { kind: 'zero' } // an all-zero block: part of the end-of-archive marker
+  | { kind: 'bad'; reason: string };
+
+/** Decode the header at `buf[off..off+512)`. Never throws: bad blocks come back as `bad`. */
+export function decodeHeader(buf: Uint8Array, off = 0): DecodeResult {
+  if (isZeroBlock(buf, off)) return { kind: 'zero' };
+  const stored = parseNumber(buf, off + 148, 8);
+  if (stored === undefined || !checksumMatches(buf, off, stored)) {
+    return { kind: 'bad', reason: 'header checksum mismatch' };
+  }
+  const magic = cString(buf, off + 257, 6);
+  const version = cString(buf, off + 263, 2);
+  const format = magic === 'ustar' ? 'ustar' : magic === 'ustar ' && version === ' ' ? 'gnu' : 'v7';
+
+  let name = cString(buf, off, 100);
+  if (format === 'ustar') {
+    const prefix = cString(buf, off + 345, 155);
+    if (prefix) name = prefix + '/' + name;
+  }
+  const num = (at: number, len: number, field: string): number => {
+    const v = parseNumber(buf, off + at, len);
+    if (v === undefined) throw new HeaderFieldError(field);
+    return v;
+  };
+  try {
+    const typeflag = buf[off + 156];
+    const header: RawHeader = {
+      name,
+      mode: num(100, 8, 'mode') & 0o7777,
+      uid: num(108, 8, 'uid'),
+      gid: num(116, 8, 'gid'),
+      size: num(124, 12, 'size'),
+      mtime: num(136, 12, 'mtime'),
+      typeflag,
+      linkname: cString(buf, off + 157, 100),
+      uname: format === 'v7' ? '' : cString(buf, off + 265, 32),
+      gname: format === 'v7' ? '' : cString(buf, off + 297, 32),
+      devmajor: format === 'v7' ? 0 : parseNumber(buf, off + 329, 8) ?? 0,
+      devminor: format === 'v7' ? 0 : parseNumber(buf, off + 337, 8) ?? 0,
+      format,
+    };
+    if (typeflag === TypeFlag.GnuSparse) {
+      header.gnuSparse = {
+        segments: decodeSparseEntries(buf, off + 386, 4),
+        extended: buf[off + 482] !== 0,
+        realSize: num(483, 12, 'realsize'),
+      };
+    }
+    if (header.size < 0) return { kind: 'bad', reason: 'negative size' };
+    return { kind: 'header', header };
+  } catch (err) {
+    if (err instanceof HeaderFieldError) return { kind: 'bad', reason: `unreadable ${err.field} field` };
+    throw err;
+  }
+}
+
+class HeaderFieldError extends Error {
+  constructor(readonly field: string) {
+    super(field);
+  }
+}
+
+/** A GNU sparse extension block: 21 entries, then the "more follow" flag at byte 504. */
+export function decodeSparseExtension(buf: Uint8Array, off: number): { segments: SparseSegment[]; extended: boolean } {
+  return { segments: decodeSparseEntries(buf, off, 21), extended: buf[off + 504] !== 0 };
+}
+
+function decodeSparseEntries(buf: Uint8Array, off: number, count: number): SparseSegment[] {
+  const out: SparseSegment[] = [];
+  for (let i = 0; i < count; i++) {
+    const at = off + i * 24;
+    if (buf[at] === 0) break; // an empty entry ends the list
+    const offset = parseNumber(buf, at, 12);
+    const size = parseNumber(buf, at + 12, 12);
+    if (offset === undefined || size === undefined) break;
+    out.push({ offset, size });
+  }
+  return out;
+}
+
+export function isZeroBlock(buf: Uint8Array, off: number): boolean {
+  for (let i = off; i < off + BLOCK; i++) if (buf[i] !== 0) return false;
+  return true;
+}
+
+/**
+ * The header checksum: the byte sum with the checksum field counted as spaces (POSIX.1 ustar).
+ * Some old tars summed signed chars; both are accepted, as GNU tar does.
+ */
+function checksumMatches(buf: Uint8Array, off: number, stored: number): boolean {
+  let unsigned = 0;
+  let signed = 0;
+  for (let i = 0; i < BLOCK; i++) {
+    const b = i >= 148 && i < 156 ? 0x20 : buf[off + i];
+    unsigned += b;
+    signed += b > 127 ? b - 256 : b;
+  }
+  return stored === unsigned || stored === signed;
+}
+
+/**
+ * A numeric field: octal digits (leading spaces allowed, ended by space or NUL), or GNU base-256
+ * when the top bit of the first byte is set (0x80 positive, 0xff negative two's complement).
+ * Returns undefined for garbage; values beyond 2^53 are refused (no member is that large).
+ */
+export function parseNumber(buf: Uint8Array, off: number, len: number): number | undefined {
+  const first = buf[off];
+  if (first & 0x80) {
+    const negative = first === 0xff;
+    let v = 0;
+    for (let i = 0; i < len; i++) {
+      let b = buf[off + i];
+      if (i === 0 && !negative) b &= 0x7f; // the sign bit; a negative field is two's complement throughout
+      if (negative) b = ~b & 0xff;
+      v = v * 256 + b;
+      if (v > Number.MAX_SAFE_INTEGER) return undefined;
+    }
+    if (negative) v = -(v + 1);
+    return v;
+  }
+  let i = off;
+  const end = off + len;
+  while (i < end && (buf[i] === 0x20 || buf[i] === 0)) {
+    if (buf[i] === 0 && i === off) return 0; // an all-NUL field means 0
+    i++;
+  }
+  let v = 0;
+  let digits = 0;
+  for (; i < end; i++) {
+    const b = buf[i];
+    if (b >= 0x30 && b <= 0x37) {
+      v = v * 8 + (b - 0x30);
+      digits++;
+    } else if (b === 0x20 || b === 0) {
+      break;
+    } else {
+      return undefined;
+    }
+  }
+  return digits === 0 ? 0 : v;
+}
+
+/** Bytes up to the first NUL, as a byte string. */
+export function cString(buf: Uint8Array, off: number, len: number): string {
+  let end = off;
+  const max = off + len;
+  while (end < max && buf[end] !== 0) end++;
+  return latin1(buf, off, end);
+}
+
+export function latin1(buf: Uint8Array, start: number, end: number): string {
+  return Buffer.from(buf.buffer, buf.byteOffset + start, end - start).toString('latin1');
+}

@@ -1,0 +1,152 @@
+// The persistent index file: a 32-byte fixed header, a JSON header, then the typed arrays of
+// IndexData at 8-aligned offsets, the member table last. Loading maps the arrays straight onto one
+// buffer (two reads, no rescan, no per-entry parsing); the member table is read only when wanted.
+import { closeSync, openSync, readSync } from 'node:fs';
+import { writeFileAtomic } from '../util/atomic.js';
+import { readFully } from './reader.js';
+import type { IndexData, MemberTable, NodeExtra, TarIdentity } from './index-data.js';
+
+const MAGIC = 'TARSTKIX';
+export const INDEX_VERSION = 1;
+const FIXED = 32;
+
+type ArrayName = 'size' | 'dataOff' | 'mtimeSec' | 'parent' | 'nameOff' | 'mode' | 'uid' | 'gid' | 'mtimeNsec' | 'a' | 'b' | 'inode' | 'nlink' | 'extra' | 'nameLen' | 'flags';
+const NODE_ARRAYS: Array<[ArrayName, Float64ArrayConstructor | Uint32ArrayConstructor | Uint16ArrayConstructor | Uint8ArrayConstructor]> = [
+  ['size', Float64Array],
+  ['dataOff', Float64Array],
+  ['mtimeSec', Float64Array],
+  ['parent', Uint32Array],
+  ['nameOff', Uint32Array],
+  ['mode', Uint32Array],
+  ['uid', Uint32Array],
+  ['gid', Uint32Array],
+  ['mtimeNsec', Uint32Array],
+  ['a', Uint32Array],
+  ['b', Uint32Array],
+  ['inode', Uint32Array],
+  ['nlink', Uint32Array],
+  ['extra', Uint32Array],
+  ['nameLen', Uint16Array],
+  ['flags', Uint8Array],
+];
+const MEMBER_ARRAYS = [
+  ['headerOff', Float64Array],
+  ['dataOff', Float64Array],
+  ['stored', Float64Array],
+  ['crc', Uint32Array],
+] as const;
+
+interface JsonHeader {
+  version: number;
+  nodeCount: number;
+  memberCount: number;
+  source: TarIdentity;
+  warnings: IndexData['warnings'];
+  sections: Record<string, [offset: number, bytes: number]>;
+}
+
+export class IndexFormatError extends Error {}
+
+const align8 = (n: number): number => (n + 7) & ~7;
+
+export function writeIndex(path: string, d: IndexData): void {
+  const sections: Record<string, [number, number]> = {};
+  const chunks: Uint8Array[] = [];
+  const extrasJson = Buffer.from(JSON.stringify(d.extras));
+  const bodies: Array<[string, Uint8Array]> = [
+    ...NODE_ARRAYS.map(([name]) => [name, bytesOf(d[name])] as [string, Uint8Array]),
+    ['names', d.names],
+    ['strings', d.strings],
+    ['extras', extrasJson],
+    ...MEMBER_ARRAYS.map(([name]) => [`m.${name}`, bytesOf(d.members[name])] as [string, Uint8Array]),
+  ];
+  // Lay out after a header whose size depends on the offsets: fix the JSON size by iterating.
+  let headerLen = 0;
+  let json: Buffer;
+  for (;;) {
+    let off = align8(FIXED + headerLen);
+    for (const [name, body] of bodies) {
+      sections[name] = [off, body.length];
+      off = align8(off + body.length);
+    }
+    const h: JsonHeader = { version: INDEX_VERSION, nodeCount: d.nodeCount, memberCount: d.members.count, source: d.source, warnings: d.warnings, sections };
+    json = Buffer.from(JSON.stringify(h));
+    if (json.length === headerLen) break;
+    headerLen = json.length;
+  }
+  const nodeEnd = sections['m.headerOff'][0];
+  const fixed = Buffer.alloc(FIXED);
+  fixed.write(MAGIC, 0, 'latin1');
+  fixed.writeUInt32LE(INDEX_VERSION, 8);
+  fixed.writeUInt32LE(json.length, 12);
+  fixed.writeDoubleLE(nodeEnd, 16);
+  chunks.push(fixed, json);
+  let pos = FIXED + json.length;
+  for (const [name, body] of bodies) {
+    const at = sections[name][0];
+    if (at > pos) chunks.push(Buffer.alloc(at - pos));
+    chunks.push(body);
+    pos = at + body.length;
+  }
+  writeFileAtomic(path, chunks);
+}
+
+function bytesOf(a: ArrayBufferView): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+export interface LoadOptions {
+  /** Also load the member table (needed for checksum verification, not for serving). */
+  members?: boolean;
+}
+
+export function readIndex(path: string, opts: LoadOptions = {}): IndexData {
+  const fd = openSync(path, 'r');
+  try {
+    const fixed = Buffer.alloc(FIXED);
+    if (readSync(fd, fixed, 0, FIXED, 0) !== FIXED || fixed.toString('latin1', 0, 8) !== MAGIC) throw new IndexFormatError(`${path} is not a tarstack index`);
+    const version = fixed.readUInt32LE(8);
+    if (version !== INDEX_VERSION) throw new IndexFormatError(`${path} has index version ${version}, this tarstack reads ${INDEX_VERSION}`);
+    const jsonLen = fixed.readUInt32LE(12);
+    const nodeEnd = fixed.readDoubleLE(16);
+    const whole = new ArrayBuffer(nodeEnd);
+    const buf = Buffer.from(whole);
+    if (readFully(fd, buf, nodeEnd, 0) !== nodeEnd) throw new IndexFormatError(`${path} is truncated`);
+    const h = JSON.parse(buf.toString('utf8', FIXED, FIXED + jsonLen)) as JsonHeader;
+    const view = <T>(ctor: { new (b: ArrayBuffer, o: number, n: number): T; BYTES_PER_ELEMENT: number }, name: string, src: ArrayBuffer, base: number): T => {
+      const [off, bytes] = h.sections[name];
+      return new ctor(src, off - base, bytes / ctor.BYTES_PER_ELEMENT);
+    };
+    const arrays = Object.fromEntries(NODE_ARRAYS.map(([name, ctor]) => [name, view(ctor as Uint8ArrayConstructor, name, whole, 0)])) as unknown as Pick<IndexData, ArrayName>;
+    const slice = (name: string): Buffer => {
+      const [off, bytes] = h.sections[name];
+      return buf.subarray(off, off + bytes);
+    };
+    let members: MemberTable = { count: h.memberCount, headerOff: new Float64Array(0), dataOff: new Float64Array(0), stored: new Float64Array(0), crc: new Uint32Array(0) };
+    if (opts.members) {
+      const [start] = h.sections['m.headerOff'];
+      const [lastOff, lastBytes] = h.sections['m.crc'];
+      const mbuf = new ArrayBuffer(lastOff + lastBytes - start);
+      if (readFully(fd, Buffer.from(mbuf), mbuf.byteLength, start) !== mbuf.byteLength) throw new IndexFormatError(`${path} is truncated`);
+      members = {
+        count: h.memberCount,
+        headerOff: view(Float64Array, 'm.headerOff', mbuf, start),
+        dataOff: view(Float64Array, 'm.dataOff', mbuf, start),
+        stored: view(Float64Array, 'm.stored', mbuf, start),
+        crc: view(Uint32Array, 'm.crc', mbuf, start),
+      };
+    }
+    return {
+      ...arrays,
+      nodeCount: h.nodeCount,
+      names: slice('names'),
+      strings: slice('strings'),
+      extras: JSON.parse(slice('extras').toString('utf8')) as NodeExtra[],
+      members,
+      source: h.source,
+      warnings: h.warnings,
+    };
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -1,0 +1,68 @@
+// Indexing one tar: scan its headers (seeking over bodies), build the layer tree, and record the
+// archive's identity and per-member checksums so a changed archive is caught before it is served.
+import { closeSync, fstatSync, openSync } from 'node:fs';
+import { FdReader, type ArchiveReader } from './reader.js';
+import { scanTar, type ScanWarning } from './scan.js';
+import { LayerBuilder } from './build.js';
+import type { IndexData, TarIdentity } from './index-data.js';
+
+export interface IndexOptions {
+  onProgress?(pos: number, total: number): void;
+}
+
+export interface IndexResult {
+  data: IndexData;
+  bytesRead: number;
+}
+
+export function identityOf(fd: number): TarIdentity {
+  const st = fstatSync(fd, { bigint: true });
+  return { size: Number(st.size), mtimeNs: st.mtimeNs.toString(), ino: Number(st.ino), dev: Number(st.dev) };
+}
+
+export function indexTarFile(path: string, opts: IndexOptions = {}): IndexResult {
+  const fd = openSync(path, 'r');
+  try {
+    const source = identityOf(fd);
+    const reader = new FdReader(fd, source.size);
+    const data = indexArchive(reader, source, Math.floor(Number(BigInt(source.mtimeNs) / 1_000_000_000n)), opts);
+    return { data, bytesRead: reader.bytesRead };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Index an archive from any reader. Directories the archive only implies get `impliedMtimeSec`. */
+export function indexArchive(reader: ArchiveReader, source: TarIdentity, impliedMtimeSec: number, opts: IndexOptions = {}): IndexData {
+  const builder = new LayerBuilder({ impliedMtimeSec });
+  const headerOff: number[] = [];
+  const dataOff: number[] = [];
+  const stored: number[] = [];
+  const crc: number[] = [];
+  const warnings: ScanWarning[] = [];
+  scanTar(reader, {
+    member(m) {
+      headerOff.push(m.headerOffset);
+      dataOff.push(m.dataOffset);
+      stored.push(m.storedSize);
+      crc.push(m.checksum);
+      builder.add(m);
+    },
+    warning: (w) => warnings.push(w),
+    progress: (pos) => opts.onProgress?.(pos, reader.size),
+  });
+  opts.onProgress?.(reader.size, reader.size);
+  const tree = builder.finish();
+  return {
+    ...tree,
+    members: {
+      count: headerOff.length,
+      headerOff: Float64Array.from(headerOff),
+      dataOff: Float64Array.from(dataOff),
+      stored: Float64Array.from(stored),
+      crc: Uint32Array.from(crc),
+    },
+    source,
+    warnings: [...warnings, ...builder.warnings],
+  };
+}

@@ -1,0 +1,364 @@
+// The tar scanner: walks an archive header by header, seeking over bodies, and emits each real
+// member with its PAX / GNU extension headers applied. Extension headers ('x', 'L', 'K') apply to
+// the next real member only; PAX global headers ('g') to every member after them.
+// Recoverable oddities become warnings with codes; damage that would serve wrong bytes is an error.
+import { crc32 } from 'node:zlib';
+import { BLOCK, decodeHeader, decodeSparseExtension, TypeFlag, cString, type RawHeader, type SparseSegment } from './header.js';
+import { parsePax, parsePaxInt, parsePaxTime, decodeLibarchiveXattrName, type PaxRecords } from './pax.js';
+import type { ArchiveReader } from './reader.js';
+
+export type MemberType = 'file' | 'hardlink' | 'symlink' | 'char' | 'block' | 'dir' | 'fifo';
+
+export interface Member {
+  path: string; // byte string, as stored (normalised later)
+  type: MemberType;
+  mode: number; // permission bits only
+  uid: number;
+  gid: number;
+  uname: string;
+  gname: string;
+  size: number; // logical size (expanded, for sparse files)
+  mtimeSec: number;
+  mtimeNsec: number;
+  linkname: string;
+  devmajor: number;
+  devminor: number;
+  xattrs: Array<[name: string, value: Buffer]> | undefined;
+  /** Where the stored body starts and how many bytes it has. */
+  dataOffset: number;
+  storedSize: number;
+  /** Logical data segments stored back to back from dataOffset; undefined for a dense file. */
+  sparse: SparseSegment[] | undefined;
+  /** Offset of the member's first header block (extension headers included). */
+  headerOffset: number;
+  /** crc32 over the header blocks and the body (whole when small, else both ends): see memberChecksum. */
+  checksum: number;
+}
+
+export interface ScanWarning {
+  code: string;
+  message: string;
+  offset: number;
+}
+
+export class TarFormatError extends Error {
+  constructor(message: string, readonly offset: number) {
+    super(message);
+  }
+}
+
+/** Upper bound on an extension header body (PAX records, GNU long names): bigger means hostile. */
+const MAX_EXTENSION = 64 * 1024 * 1024;
+const SAMPLE = 4096;
+const WHOLE_BODY = 16384;
+
+export interface ScanCallbacks {
+  member(m: Member): void;
+  warning?(w: ScanWarning): void;
+  progress?(pos: number): void;
+}
+
+const pad = (n: number): number => Math.ceil(n / BLOCK) * BLOCK;
+
+export function scanTar(reader: ArchiveReader, cb: ScanCallbacks): { end: number; members: number } {
+  let pos = 0;
+  let memberStart = 0;
+  let members = 0;
+  let longName: string | undefined;
+  let longLink: string | undefined;
+  let pax: PaxRecords | undefined;
+  const globals = new Map<string, Buffer>();
+  const warn = (code: string, message: string, offset: number): void => cb.warning?.({ code, message, offset });
+  let nextProgress = 0;
+
+  if (reader.size === 0) throw new TarFormatError('the file is empty, not a tar archive', 0);
+  for (;;) {
+    if (pos >= nextProgress) {
+      cb.progress?.(pos);
+      nextProgress = pos + 16 * 1024 * 1024;
+    }
+    const block = reader.read(pos, BLOCK);
+    if (block.length === 0 && pos > 0 && memberStart === pos) {
+      warn('NO_END_MARKER', 'archive ends without its end-of-archive blocks', pos);
+      break;
+    }
+    if (block.length < BLOCK) throw new TarFormatError(`truncated archive: header at byte ${pos} is cut short`, pos);
+    const decoded = decodeHeader(block);
+    if (decoded.kind === 'zero') {
+      if (memberStart !== pos) throw new TarFormatError(`truncated archive: extension header at byte ${memberStart} has no member after it`, pos);
+      break;
+    }
+    if (decoded.kind === 'bad') {
+      if (pos === 0) throw new TarFormatError(`not a tar archive (${decoded.reason} in the first block)`, 0);
+      throw new TarFormatError(`damaged archive: ${decoded.reason} in the header at byte ${pos}`, pos);
+    }
+    const h = decoded.header;
+    const bodyStart = pos + BLOCK;
+    const readBody = (what: string): Buffer => {
+      if (h.size > MAX_EXTENSION) throw new TarFormatError(`${what} at byte ${pos} claims ${h.size} bytes (limit ${MAX_EXTENSION})`, pos);
+      const body = reader.read(bodyStart, h.size);
+      if (body.length < h.size) throw new TarFormatError(`truncated archive: ${what} at byte ${pos} is cut short`, pos);
+      return Buffer.from(body); // the reader's window is reused
+    };
+    const parsePaxAt = (body: Buffer): PaxRecords => {
+      try {
+        return parsePax(body);
+      } catch (err) {
+        throw new TarFormatError(`damaged PAX header at byte ${pos}: ${(err as Error).message}`, pos);
+      }
+    };
+
+    switch (h.typeflag) {
+      case TypeFlag.GnuLongName:
+        longName = cString(readBody('GNU long name'), 0, h.size);
+        pos = bodyStart + pad(h.size);
+        continue;
+      case TypeFlag.GnuLongLink:
+        longLink = cString(readBody('GNU long link name'), 0, h.size);
+        pos = bodyStart + pad(h.size);
+        continue;
+      case TypeFlag.PaxNext:
+        pax = (pax ?? []).concat(parsePaxAt(readBody('PAX header')));
+        pos = bodyStart + pad(h.size);
+        continue;
+      case TypeFlag.PaxGlobal:
+        for (const [k, v] of parsePaxAt(readBody('PAX global header'))) {
+          if (v.length === 0) globals.delete(k);
+          else globals.set(k, v);
+        }
+        pos = bodyStart + pad(h.size);
+        memberStart = pos;
+        continue;
+      case TypeFlag.GnuVolume:
+        pos = bodyStart + pad(h.size);
+        memberStart = pos;
+        continue;
+      case TypeFlag.GnuMultiVol:
+        throw new TarFormatError(`multi-volume archives are not supported (continuation member at byte ${pos})`, pos);
+    }
+
+    const m = buildMember(h, pax, globals, longName, longLink, memberStart, bodyStart, reader, warn);
+    const bodyEnd = m.dataOffset + m.storedSize;
+    if (bodyEnd > reader.size) {
+      throw new TarFormatError(`truncated archive: member "${printable(m.path)}" needs ${bodyEnd} bytes, the file has ${reader.size}`, memberStart);
+    }
+    m.checksum = memberChecksum(reader, memberStart, m.dataOffset, m.storedSize);
+    cb.member(m);
+    members++;
+    pos = pad(bodyEnd);
+    memberStart = pos;
+    longName = longLink = pax = undefined;
+  }
+  return { end: pos, members };
+}
+
+function buildMember(
+  h: RawHeader,
+  pax: PaxRecords | undefined,
+  globals: Map<string, Buffer>,
+  longName: string | undefined,
+  longLink: string | undefined,
+  headerOffset: number,
+  bodyStart: number,
+  reader: ArchiveReader,
+  warn: (code: string, message: string, offset: number) => void,
+): Member {
+  // Later records win: globals first, then this member's own records in order.
+  const rec = new Map<string, Buffer>(globals);
+  const sparseOffsets: number[] = [];
+  const sparseSizes: number[] = [];
+  let xattrs: Array<[string, Buffer]> | undefined;
+  const setXattr = (name: string, value: Buffer): void => {
+    xattrs ??= [];
+    const i = xattrs.findIndex(([n]) => n === name);
+    if (i >= 0) xattrs[i] = [name, value];
+    else xattrs.push([name, value]);
+  };
+  for (const [k, v] of globals) {
+    if (k.startsWith('SCHILY.xattr.')) setXattr(k.slice(13), v);
+  }
+  for (const [k, v] of pax ?? []) {
+    if (k === 'GNU.sparse.offset') sparseOffsets.push(Number(v.toString('latin1')));
+    else if (k === 'GNU.sparse.numbytes') sparseSizes.push(Number(v.toString('latin1')));
+    else if (k.startsWith('SCHILY.xattr.')) setXattr(k.slice(13), Buffer.from(v));
+    else if (k.startsWith('LIBARCHIVE.xattr.')) setXattr(decodeLibarchiveXattrName(k.slice(17)), Buffer.from(v.toString('latin1'), 'base64'));
+    else rec.set(k, v);
+  }
+  const text = (k: string): string | undefined => rec.get(k)?.toString('latin1');
+  const int = (k: string, fallback: number): number => {
+    const s = text(k);
+    if (s === undefined) return fallback;
+    const v = parsePaxInt(s);
+    if (v === undefined) warn('BAD_PAX_NUMBER', `PAX ${k}="${s}" is not a number; using the header's value`, headerOffset);
+    return v ?? fallback;
+  };
+
+  const path = text('GNU.sparse.name') ?? text('path') ?? longName ?? h.name;
+  const linkname = text('linkpath') ?? longLink ?? h.linkname;
+  let storedSize = int('size', h.size);
+  let type = memberType(h.typeflag);
+  if (type === 'file' && h.format === 'v7' && path.endsWith('/')) type = 'dir'; // pre-POSIX directories
+  if (h.typeflag === TypeFlag.GnuDumpDir) type = 'dir';
+  if (type === undefined) {
+    warn('UNKNOWN_TYPE', `member "${printable(path)}" has unknown type '${String.fromCharCode(h.typeflag)}'; served as a regular file`, headerOffset);
+    type = 'file';
+  }
+
+  let mtimeSec = h.mtime;
+  let mtimeNsec = 0;
+  const paxMtime = text('mtime');
+  if (paxMtime !== undefined) {
+    const t = parsePaxTime(paxMtime);
+    if (t) ({ sec: mtimeSec, nsec: mtimeNsec } = t);
+    else warn('BAD_PAX_TIME', `PAX mtime="${paxMtime}" is not a time; using the header's value`, headerOffset);
+  }
+
+  let dataOffset = bodyStart;
+  let size = type === 'file' ? storedSize : 0;
+  let sparse: SparseSegment[] | undefined;
+  if (h.gnuSparse) {
+    // Old GNU sparse: map in the header, continued in extension blocks before the data.
+    sparse = [...h.gnuSparse.segments];
+    let extended = h.gnuSparse.extended;
+    while (extended) {
+      const blk = reader.read(dataOffset, BLOCK);
+      if (blk.length < BLOCK) throw new TarFormatError(`truncated archive: sparse map of "${printable(path)}" is cut short`, headerOffset);
+      const ext = decodeSparseExtension(blk, 0);
+      sparse.push(...ext.segments);
+      extended = ext.extended;
+      dataOffset += BLOCK;
+    }
+    size = h.gnuSparse.realSize;
+    type = 'file';
+  } else if (text('GNU.sparse.major') === '1') {
+    // PAX sparse 1.0: the map is decimal text at the start of the body, padded to a block.
+    const parsed = readSparseMapV1(reader, bodyStart, storedSize, path, headerOffset);
+    sparse = parsed.segments;
+    dataOffset = bodyStart + parsed.mapBytes;
+    storedSize -= parsed.mapBytes;
+    size = int('GNU.sparse.realsize', int('GNU.sparse.size', storedSize));
+  } else if (rec.has('GNU.sparse.map') || sparseOffsets.length > 0) {
+    // PAX sparse 0.1 (one comma list) and 0.0 (repeated offset/numbytes records).
+    const nums = rec.has('GNU.sparse.map') ? text('GNU.sparse.map')!.split(',').map(Number) : sparseOffsets.flatMap((o, i) => [o, sparseSizes[i]]);
+    sparse = [];
+    for (let i = 0; i + 1 < nums.length; i += 2) sparse.push({ offset: nums[i], size: nums[i + 1] });
+    size = int('GNU.sparse.size', int('GNU.sparse.realsize', storedSize));
+  }
+  if (sparse) {
+    validateSparse(sparse, size, storedSize, path, headerOffset);
+    if (path.includes('/GNUSparseFile.') && !rec.has('GNU.sparse.name')) {
+      warn('SPARSE_NAME', `sparse member "${printable(path)}" has no GNU.sparse.name`, headerOffset);
+    }
+  }
+  if (type === 'hardlink' || type === 'symlink' || type === 'dir' || type === 'fifo' || type === 'char' || type === 'block') size = 0;
+
+  return {
+    path,
+    type,
+    mode: h.mode,
+    uid: int('uid', h.uid),
+    gid: int('gid', h.gid),
+    uname: text('uname') ?? h.uname,
+    gname: text('gname') ?? h.gname,
+    size,
+    mtimeSec,
+    mtimeNsec,
+    linkname,
+    devmajor: int('SCHILY.devmajor', h.devmajor),
+    devminor: int('SCHILY.devminor', h.devminor),
+    xattrs,
+    dataOffset,
+    storedSize,
+    sparse,
+    headerOffset,
+    checksum: 0,
+  };
+}
+
+function memberType(flag: number): MemberType | undefined {
+  switch (flag) {
+    case TypeFlag.File:
+    case TypeFlag.AreaNul:
+    case TypeFlag.Contiguous:
+    case TypeFlag.GnuSparse:
+      return 'file';
+    case TypeFlag.Hardlink:
+      return 'hardlink';
+    case TypeFlag.Symlink:
+      return 'symlink';
+    case TypeFlag.Char:
+      return 'char';
+    case TypeFlag.Block:
+      return 'block';
+    case TypeFlag.Dir:
+      return 'dir';
+    case TypeFlag.Fifo:
+      return 'fifo';
+    default:
+      return undefined;
+  }
+}
+
+function readSparseMapV1(reader: ArchiveReader, start: number, stored: number, path: string, at: number): { segments: SparseSegment[]; mapBytes: number } {
+  const fail = (why: string): never => {
+    throw new TarFormatError(`damaged sparse map of "${printable(path)}": ${why}`, at);
+  };
+  const nums: number[] = [];
+  let want = -1;
+  let pos = start;
+  let cur = '';
+  while (want < 0 || nums.length < 1 + want * 2) {
+    if (pos - start >= stored || pos - start > MAX_EXTENSION) fail('runs past the member');
+    const blk = reader.read(pos, BLOCK);
+    if (blk.length < BLOCK) fail('cut short');
+    for (let i = 0; i < BLOCK && (want < 0 || nums.length < 1 + want * 2); i++) {
+      const c = blk[i];
+      if (c === 0x0a) {
+        const v = parsePaxInt(cur);
+        if (v === undefined) fail(`"${cur}" is not a number`);
+        nums.push(v!);
+        if (nums.length === 1) want = v!;
+        cur = '';
+      } else if (c >= 0x30 && c <= 0x39 && cur.length < 20) {
+        cur += String.fromCharCode(c);
+      } else {
+        fail('unexpected byte');
+      }
+    }
+    pos += BLOCK;
+  }
+  const segments: SparseSegment[] = [];
+  for (let i = 1; i + 1 < nums.length; i += 2) segments.push({ offset: nums[i], size: nums[i + 1] });
+  return { segments, mapBytes: pos - start };
+}
+
+function validateSparse(segs: SparseSegment[], size: number, stored: number, path: string, at: number): void {
+  let total = 0;
+  let end = 0;
+  for (const s of segs) {
+    if (!Number.isSafeInteger(s.offset) || !Number.isSafeInteger(s.size) || s.offset < end || s.offset + s.size > size) {
+      throw new TarFormatError(`damaged sparse map of "${printable(path)}": segments overlap or exceed the file`, at);
+    }
+    end = s.offset + s.size;
+    total += s.size;
+  }
+  if (total > stored) throw new TarFormatError(`damaged sparse map of "${printable(path)}": maps ${total} bytes, stores ${stored}`, at);
+}
+
+/**
+ * crc32 of the member's header blocks and its body: all of a body up to 16 KiB (read anyway with
+ * the headers around it), else 4 KiB at each end, so indexing never reads a large body whole.
+ */
+export function memberChecksum(reader: ArchiveReader, headerOffset: number, dataOffset: number, stored: number): number {
+  let crc = crc32(reader.read(headerOffset, dataOffset - headerOffset));
+  const head = stored <= WHOLE_BODY ? stored : SAMPLE;
+  if (head > 0) crc = crc32(reader.read(dataOffset, head), crc);
+  const tail = Math.min(SAMPLE, stored - head);
+  if (tail > 0) crc = crc32(reader.read(dataOffset + stored - tail, tail), crc);
+  return crc;
+}
+
+/** A name fit for one line of a message: control bytes escaped. */
+export function printable(name: string): string {
+  return Buffer.from(name, 'latin1').toString('utf8').replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
