@@ -1,0 +1,39 @@
+// The read interface every lower layer implements (TarLayer now; directory layers later). Nodes
+// are numbers local to the layer, 0 being its root. "Absent" is a value (ABSENT), never a throw;
+// whiteouts are decoded at the layer boundary so the overlay never sees `.wh.` names.
+import type { Attr, FdRange } from '../fuse/ops.js';
+
+export const ABSENT = -1;
+
+export interface Layer {
+  /** For messages: where the layer comes from. */
+  readonly source: string;
+  /** Node ids are in [0, nodeCount); the overlay derives inode numbers from them. */
+  readonly nodeCount: number;
+
+  /** Child `name` of directory `dir`: a node (possibly a whiteout) or ABSENT. */
+  lookup(dir: number, name: string): number;
+  /** Children of `dir` in name-byte order, whiteouts included; positions are stable. */
+  childCount(dir: number): number;
+  childAt(dir: number, position: number): number;
+  nameOf(node: number): string;
+  parentOf(node: number): number; // ABSENT for the root
+
+  isDir(node: number): boolean;
+  isWhiteout(node: number): boolean;
+  isOpaque(dir: number): boolean;
+  /** S_IFMT type bits and permissions. */
+  modeOf(node: number): number;
+  /** The node carrying this name's inode: names a tar hard-links share it. */
+  inodeOf(node: number): number;
+  /** Fill every field of `attr` but `ino`. */
+  fillAttr(node: number, attr: Attr): void;
+  readlink(node: number): string;
+  xattrNames(node: number): string[];
+  getxattr(node: number, name: string): Buffer | undefined;
+  /** Where bytes [pos, pos+len) of a regular file live, clamped to its size. */
+  readRanges(node: number, pos: number, len: number): FdRange[];
+  /** Bytes of backing storage, for statfs. */
+  readonly storageBytes: number;
+  close(): void;
+}

@@ -1,0 +1,11 @@
+// Attr helpers shared by layers and the overlay.
+import type { Attr } from '../fuse/ops.js';
+
+export function emptyAttr(): Attr {
+  return { ino: 0, mode: 0, nlink: 0, uid: 0, gid: 0, rdev: 0, size: 0, blocks: 0, atimeSec: 0, atimeNsec: 0, mtimeSec: 0, mtimeNsec: 0, ctimeSec: 0, ctimeNsec: 0 };
+}
+
+/** Linux's dev_t encoding (new_encode_dev in include/linux/kdev_t.h, as glibc's makedev). */
+export function makedev(major: number, minor: number): number {
+  return (minor & 0xff) + (major & 0xfff) * 0x100 + (minor - (minor & 0xff)) * 0x1000 + (major - (major & 0xfff)) * 0x100000000;
+}
