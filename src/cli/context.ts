@@ -1,0 +1,28 @@
+// What every command implementation gets: the store's paths and its collections.
+import { mkdirSync } from 'node:fs';
+import { Images } from '../store/images.js';
+import { Mounts } from '../store/mounts.js';
+import { StorePaths, storeRoot } from '../store/paths.js';
+import { withLock } from '../store/lock.js';
+
+export interface GlobalOptions {
+  store?: string;
+  json?: boolean;
+}
+
+export class Context {
+  readonly paths: StorePaths;
+  readonly images: Images;
+  readonly mounts: Mounts;
+  constructor(readonly opts: GlobalOptions) {
+    this.paths = new StorePaths(storeRoot(opts.store));
+    mkdirSync(this.paths.root, { recursive: true, mode: 0o755 });
+    this.images = new Images(this.paths);
+    this.mounts = new Mounts(this.paths);
+  }
+
+  /** Run `fn` holding the store lock: metadata changes never interleave. */
+  locked<T>(fn: () => T | Promise<T>): Promise<T> {
+    return withLock(this.paths.lock, fn);
+  }
+}

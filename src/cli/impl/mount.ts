@@ -1,0 +1,142 @@
+// Mounting and unmounting: `image mount`, `umount`, `status`. A mount point is checked before a
+// daemon starts; a busy mount is never pulled from under its users (they are named, or --lazy
+// detaches); a mount whose daemon was killed is reported dead and cleared by `umount`.
+import { execFile } from 'node:child_process';
+import { existsSync, readdirSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { promisify } from 'node:util';
+import type { Context } from '../context.js';
+import { printJson, printTable } from '../output.js';
+import { startDaemon } from '../../daemon/spawn.js';
+import type { BackendName, DaemonArgs } from '../../daemon/protocol.js';
+import { mountAt, type MountInfo } from '../../util/mounts.js';
+import { holdersOf, pidAlive } from '../../util/proc.js';
+import { UserError } from '../../util/errors.js';
+import type { MountRecord } from '../../store/mounts.js';
+
+const run = promisify(execFile);
+
+export interface MountFlags {
+  foreground?: boolean;
+  backend?: BackendName;
+  nonempty?: boolean;
+  allowOther?: boolean;
+}
+
+export async function imageMount(ctx: Context, a: { image: string; dir: string } & MountFlags): Promise<void> {
+  const r = ctx.images.get(a.image);
+  ctx.images.stack(r); // refuse broken parent chains before starting anything
+  const mountpoint = checkMountpoint(ctx, a.dir, !!a.nonempty);
+  const mountId = ctx.mounts.newId();
+  const args: DaemonArgs = {
+    store: ctx.paths.root,
+    mountId,
+    kind: 'image',
+    target: r.id,
+    mountpoint,
+    backend: a.backend ?? 'fuse-native',
+    allowOther: !!a.allowOther,
+    log: `${ctx.paths.logs}/${mountId}.log`,
+  };
+  if (a.foreground) {
+    const { serve } = await import('../../daemon/serve.js');
+    await serve(args, () => process.stdout.write(mountpoint + '\n'));
+    return;
+  }
+  await startDaemon(args);
+  process.stdout.write(mountpoint + '\n');
+}
+
+function checkMountpoint(ctx: Context, dir: string, nonempty: boolean): string {
+  const abs = resolve(dir);
+  const existing = mountAt(abs);
+  if (existing) {
+    const rec = ctx.mounts.at(abs);
+    throw new UserError(rec ? `${abs} is already mounted (${rec.name}, pid ${rec.pid})` : `${abs} is already a mount point (${existing.fstype})`);
+  }
+  let st;
+  try {
+    st = statSync(abs);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UserError(code === 'ENOENT' ? `mount point ${abs} does not exist` : `mount point ${abs}: ${code}`);
+  }
+  if (!st.isDirectory()) throw new UserError(`mount point ${abs} is not a directory`);
+  const real = realpathSync(abs);
+  if (real !== abs && mountAt(real)) throw new UserError(`${abs} (${real}) is already a mount point`);
+  if (!nonempty && readdirSync(real).length > 0) throw new UserError(`mount point ${abs} is not empty (use --nonempty to mount over it)`);
+  return real;
+}
+
+export async function umount(ctx: Context, a: { target?: string; lazy?: boolean; force?: boolean; all?: boolean }): Promise<void> {
+  if (a.all) {
+    for (const rec of ctx.mounts.list()) await unmountOne(ctx, rec.mountpoint, a);
+    return;
+  }
+  if (!a.target) throw new UserError('umount needs a mount point (or --all)');
+  const looksLikePath = a.target.includes('/') || existsSync(a.target);
+  if (!looksLikePath) throw new UserError(`no mount point "${a.target}" (give a path; instances come later)`);
+  await unmountOne(ctx, resolve(a.target), a);
+}
+
+async function unmountOne(ctx: Context, mountpoint: string, a: { lazy?: boolean; force?: boolean }): Promise<void> {
+  const rec = ctx.mounts.at(mountpoint);
+  const m = mountAt(mountpoint);
+  if (!m && !rec) throw new UserError(`${mountpoint} is not mounted`);
+  if (m && !rec && m.fstype !== 'fuse.tarstack') throw new UserError(`${mountpoint} is not a tarstack mount (${m.fstype})`);
+  if (m) {
+    if (a.force) abortConnection(m);
+    try {
+      await run('fusermount', ['-u', ...(a.lazy || a.force ? ['-z'] : []), mountpoint]);
+    } catch (err) {
+      const msg = String((err as { stderr?: string }).stderr ?? err);
+      if (/busy/i.test(msg)) {
+        const holders = holdersOf(mountpoint, rec ? [rec.pid] : []);
+        const who = holders.length ? holders.map((h) => `${h.pid} (${h.command})`).join(', ') : 'unknown processes';
+        throw new UserError(`${mountpoint} is busy: in use by pid ${who}; end them or use --lazy`);
+      }
+      throw new UserError(`cannot unmount ${mountpoint}: ${msg.trim().split('\n').pop()}`);
+    }
+  }
+  if (rec) {
+    await waitForExit(rec);
+    ctx.mounts.drop(rec.id);
+  }
+  process.stdout.write(`unmounted ${mountpoint}\n`);
+}
+
+/** Abort a hung FUSE connection (fusectl), so the unmount cannot block on the daemon. */
+function abortConnection(m: MountInfo): void {
+  const minor = m.majorMinor.split(':')[1];
+  const dir = '/sys/fs/fuse/connections';
+  if (!existsSync(`${dir}/${minor}`)) return;
+  try {
+    writeFileSync(`${dir}/${minor}/abort`, '1');
+  } catch {
+    /* not ours to abort (another user's mount) or already gone */
+  }
+}
+
+async function waitForExit(rec: MountRecord): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (pidAlive(rec.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+  if (pidAlive(rec.pid)) {
+    process.kill(rec.pid, 'SIGTERM');
+    const hard = Date.now() + 5_000;
+    while (pidAlive(rec.pid) && Date.now() < hard) await new Promise((r) => setTimeout(r, 25));
+    if (pidAlive(rec.pid)) process.kill(rec.pid, 'SIGKILL');
+  }
+}
+
+export function status(ctx: Context): void {
+  const all = ctx.mounts.list();
+  if (ctx.opts.json) return printJson(all.map((m) => ({ mountpoint: m.mountpoint, kind: m.kind, name: m.name, pid: m.pid, state: m.state, backend: m.backend, started: m.started, log: m.log })));
+  if (all.length === 0) {
+    process.stdout.write('nothing mounted\n');
+    return;
+  }
+  printTable(
+    ['MOUNTPOINT', 'KIND', 'NAME', 'PID', 'STATE'],
+    all.map((m) => [m.mountpoint, m.kind, m.name, String(m.pid), m.state === 'dead' ? 'dead (daemon gone: run `tarstack umount`)' : m.state]),
+  );
+}

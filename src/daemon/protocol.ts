@@ -1,0 +1,19 @@
+// What the CLI hands a mount daemon, and the one readiness line the daemon writes back on fd 3.
+
+export interface DaemonArgs {
+  store: string;
+  mountId: string;
+  kind: 'image';
+  /** Image id to serve. */
+  target: string;
+  mountpoint: string;
+  backend: BackendName;
+  allowOther: boolean;
+  log: string;
+}
+
+export type BackendName = 'fuse-native';
+
+export type Readiness = { ok: true; pid: number } | { ok: false; error: string };
+
+export const READY_FD = 3;

@@ -1,0 +1,49 @@
+// Starting a mount daemon from the CLI: detached, its output in a log file, and this call returns
+// only when the daemon says the mount serves (or fails with the daemon's one-line reason).
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Readable } from 'node:stream';
+import { UserError } from '../util/errors.js';
+import type { DaemonArgs, Readiness } from './protocol.js';
+
+const DAEMON_MAIN = join(dirname(fileURLToPath(import.meta.url)), 'main.js');
+const READY_TIMEOUT_MS = 120_000;
+
+export async function startDaemon(args: DaemonArgs): Promise<number> {
+  mkdirSync(dirname(args.log), { recursive: true });
+  const log = openSync(args.log, 'a');
+  const child = spawn(process.execPath, [DAEMON_MAIN, JSON.stringify(args)], { detached: true, stdio: ['ignore', log, log, 'pipe'] });
+  closeSync(log);
+  const pipe = child.stdio[3] as Readable;
+  let text = '';
+  pipe.setEncoding('utf8');
+  pipe.on('data', (d: string) => (text += d));
+  const outcome = await new Promise<Readiness | { ok: false; exited: number | null }>((resolve) => {
+    const timer = setTimeout(() => resolve({ ok: false, error: `the mount daemon did not become ready within ${READY_TIMEOUT_MS / 1000} s (log: ${args.log})` }), READY_TIMEOUT_MS);
+    pipe.on('end', () => {
+      clearTimeout(timer);
+      try {
+        resolve(JSON.parse(text.trim()) as Readiness);
+      } catch {
+        resolve({ ok: false, exited: child.exitCode });
+      }
+    });
+  });
+  pipe.destroy();
+  child.unref();
+  if (outcome.ok) return child.pid!;
+  if (child.exitCode === null) child.kill('SIGKILL');
+  if ('error' in outcome) throw new UserError(outcome.error);
+  throw new UserError(`the mount daemon exited before serving: ${lastLine(args.log)} (log: ${args.log})`);
+}
+
+function lastLine(path: string): string {
+  try {
+    const lines = readFileSync(path, 'utf8').trim().split('\n');
+    return lines[lines.length - 1] ?? '';
+  } catch {
+    return 'no log';
+  }
+}

@@ -1,0 +1,128 @@
+// Images in the store: images/<id>/image.json plus the layer's index. Names are unique and
+// changeable; ids are not, so a child keeps its parent through a rename.
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { TarIdentity } from '../tar/index-data.js';
+import { UserError } from '../util/errors.js';
+import { field, META_VERSION, readMeta, writeMeta } from './meta.js';
+import { checkName, type StorePaths } from './paths.js';
+
+export interface ImageRecord {
+  version: number;
+  id: string;
+  name: string;
+  parent: string | null;
+  created: string;
+  layer: {
+    tar: string;
+    copied: boolean;
+    identity: TarIdentity;
+    nodes: number;
+    members: number;
+    warnings: number;
+  };
+}
+
+export const IMAGE_META = 'image.json';
+export const INDEX_FILE = 'index';
+
+function checkImage(o: Record<string, unknown>): void {
+  field.str(o, 'id');
+  field.str(o, 'name');
+  field.strOrNull(o, 'parent');
+  const layer = field.obj(o, 'layer');
+  field.str(layer, 'tar');
+  const id = field.obj(layer, 'identity');
+  field.num(id, 'size');
+  field.str(id, 'mtimeNs');
+  field.num(layer, 'nodes');
+}
+
+export class Images {
+  constructor(private readonly paths: StorePaths) {}
+
+  list(): ImageRecord[] {
+    if (!existsSync(this.paths.images)) return [];
+    const out: ImageRecord[] = [];
+    for (const id of readdirSync(this.paths.images)) {
+      if (id.startsWith('.')) continue; // an image being added
+      out.push(readMeta<ImageRecord>(join(this.paths.image(id), IMAGE_META), 'image', checkImage));
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  find(name: string): ImageRecord | undefined {
+    return this.list().find((r) => r.name === name);
+  }
+
+  get(name: string): ImageRecord {
+    const r = this.find(name);
+    if (!r) throw new UserError(`no image named "${name}" (see \`tarstack image list\`)`);
+    return r;
+  }
+
+  byId(id: string): ImageRecord {
+    const r = this.list().find((x) => x.id === id);
+    if (!r) throw new UserError(`the store refers to image id ${id}, which is missing from ${this.paths.images}`);
+    return r;
+  }
+
+  /** The image and its ancestors, top first. */
+  stack(top: ImageRecord): ImageRecord[] {
+    const all = new Map(this.list().map((r) => [r.id, r]));
+    const out: ImageRecord[] = [];
+    for (let r: ImageRecord | undefined = top; r; r = r.parent ? all.get(r.parent) : undefined) {
+      if (out.some((x) => x.id === r!.id)) throw new UserError(`image "${top.name}" has a cycle in its parents`);
+      out.push(r);
+      if (r.parent && !all.has(r.parent)) throw new UserError(`image "${r.name}" has a missing parent (id ${r.parent})`);
+    }
+    return out;
+  }
+
+  indexPath(r: ImageRecord): string {
+    return join(this.paths.image(r.id), INDEX_FILE);
+  }
+
+  /** A fresh staging directory for an image being added; `commit` moves it into place. */
+  stage(): { id: string; dir: string } {
+    const id = randomBytes(8).toString('hex');
+    const dir = join(this.paths.images, `.staging-${id}`);
+    mkdirSync(dir, { recursive: true });
+    return { id, dir };
+  }
+
+  /** Publish a staged image (call under the store lock). */
+  commit(staged: { id: string; dir: string }, record: Omit<ImageRecord, 'version' | 'id'>): ImageRecord {
+    checkName('image', record.name);
+    if (this.find(record.name)) throw new UserError(`an image named "${record.name}" already exists`);
+    const full: ImageRecord = { version: META_VERSION, id: staged.id, ...record };
+    writeMeta(join(staged.dir, IMAGE_META), full);
+    renameSync(staged.dir, this.paths.image(staged.id));
+    return full;
+  }
+
+  discard(staged: { dir: string }): void {
+    rmSync(staged.dir, { recursive: true, force: true });
+  }
+
+  rename(name: string, to: string): ImageRecord {
+    checkName('image', to);
+    const r = this.get(name);
+    if (this.find(to)) throw new UserError(`an image named "${to}" already exists`);
+    r.name = to;
+    writeMeta(join(this.paths.image(r.id), IMAGE_META), r);
+    return r;
+  }
+
+  children(r: ImageRecord): ImageRecord[] {
+    return this.list().filter((x) => x.parent === r.id);
+  }
+
+  remove(r: ImageRecord): void {
+    // Rename first so a crash half-way never leaves a half-deleted image that lists.
+    const aside = join(this.paths.images, `.removing-${r.id}`);
+    renameSync(this.paths.image(r.id), aside);
+    rmSync(aside, { recursive: true, force: true });
+  }
+}

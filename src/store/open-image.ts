@@ -1,0 +1,74 @@
+// Opening an image's stack for serving: each layer's tar is opened and checked against the identity
+// recorded at indexing (size, mtime, inode) and a sample of member checksums, so a changed tar is
+// reported, never served. `verifyLayer` checks every member.
+import { closeSync, openSync } from 'node:fs';
+import { identityOf } from '../tar/indexer.js';
+import { readIndex, IndexFormatError } from '../tar/index-file.js';
+import { FdReader } from '../tar/reader.js';
+import { memberChecksum } from '../tar/scan.js';
+import type { IndexData, MemberTable } from '../tar/index-data.js';
+import { TarLayer } from '../layer/tar-layer.js';
+import { UserError } from '../util/errors.js';
+import type { ImageRecord, Images } from './images.js';
+
+const SAMPLE = 32;
+
+export function openStack(images: Images, stack: ImageRecord[]): TarLayer[] {
+  const layers: TarLayer[] = [];
+  try {
+    for (const r of stack) layers.push(openLayer(images, r, 'sample'));
+    return layers;
+  } catch (err) {
+    for (const l of layers) l.close();
+    throw err;
+  }
+}
+
+export function openLayer(images: Images, r: ImageRecord, check: 'sample' | 'all'): TarLayer {
+  let fd: number;
+  try {
+    fd = openSync(r.layer.tar, 'r');
+  } catch (err) {
+    throw new UserError(`image "${r.name}": cannot open its tar ${r.layer.tar}: ${(err as NodeJS.ErrnoException).code}`);
+  }
+  try {
+    const now = identityOf(fd);
+    const was = r.layer.identity;
+    const changed = now.size !== was.size ? `size ${was.size} → ${now.size}` : now.mtimeNs !== was.mtimeNs ? 'its modification time changed' : now.ino !== was.ino ? 'it was replaced (new inode)' : undefined;
+    if (changed) throw new UserError(`image "${r.name}": the tar ${r.layer.tar} changed since it was indexed (${changed}); add it again as a new image`);
+    let data: IndexData;
+    try {
+      data = readIndex(images.indexPath(r), { members: true });
+    } catch (err) {
+      if (err instanceof IndexFormatError || (err as NodeJS.ErrnoException).code) throw new UserError(`image "${r.name}": its index is unreadable: ${(err as Error).message}`);
+      throw err;
+    }
+    const bad = checkMembers(fd, data.members, check === 'all' ? undefined : SAMPLE);
+    if (bad !== undefined) throw new UserError(`image "${r.name}": the tar ${r.layer.tar} no longer matches its index (member at byte ${bad} differs); add it again as a new image`);
+    data.members = { ...data.members, headerOff: new Float64Array(0), dataOff: new Float64Array(0), stored: new Float64Array(0), crc: new Uint32Array(0) };
+    return new TarLayer(r.layer.tar, data, fd);
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+}
+
+/** The header offset of the first member whose checksum differs, or undefined when all checked match. */
+export function checkMembers(fd: number, m: MemberTable, sample?: number): number | undefined {
+  const reader = new FdReader(fd);
+  const picks = new Set<number>();
+  if (sample === undefined || m.count <= sample) for (let i = 0; i < m.count; i++) picks.add(i);
+  else {
+    for (let s = 0; s < sample; s++) picks.add(Math.floor((s * (m.count - 1)) / (sample - 1)));
+  }
+  for (const i of [...picks].sort((a, b) => a - b)) {
+    let crc: number;
+    try {
+      crc = memberChecksum(reader, m.headerOff[i], m.dataOff[i], m.stored[i]);
+    } catch {
+      return m.headerOff[i];
+    }
+    if (crc !== m.crc[i]) return m.headerOff[i];
+  }
+  return undefined;
+}

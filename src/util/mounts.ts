@@ -1,0 +1,43 @@
+// Reading the mount table (/proc/self/mountinfo, proc(5)) without touching any mount: the serving
+// daemon must never stat its own mount point, which would deadlock it.
+import { readFileSync } from 'node:fs';
+
+export interface MountInfo {
+  id: number;
+  majorMinor: string;
+  mountpoint: string;
+  fstype: string;
+  source: string;
+  options: string;
+}
+
+/** Undo the octal escapes (\040 for a space, \011, \012, \134) the kernel writes in mountinfo. */
+function unescape(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+export function listMounts(): MountInfo[] {
+  const out: MountInfo[] = [];
+  for (const line of readFileSync('/proc/self/mountinfo', 'latin1').split('\n')) {
+    if (!line) continue;
+    const f = line.split(' ');
+    const dash = f.indexOf('-', 6);
+    if (dash < 0) continue;
+    out.push({
+      id: Number(f[0]),
+      majorMinor: f[2],
+      mountpoint: Buffer.from(unescape(f[4]), 'latin1').toString('utf8'),
+      options: f[5],
+      fstype: f[dash + 1],
+      source: unescape(f[dash + 2] ?? ''),
+    });
+  }
+  return out;
+}
+
+/** The topmost mount at exactly `path` (an absolute, resolved path), if any. */
+export function mountAt(path: string): MountInfo | undefined {
+  let found: MountInfo | undefined;
+  for (const m of listMounts()) if (m.mountpoint === path) found = m;
+  return found;
+}

@@ -1,0 +1,87 @@
+// Facts about processes from /proc: liveness, boot identity, and who holds files under a mount.
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+
+let cachedBootId: string | undefined;
+export function bootId(): string {
+  cachedBootId ??= readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  return cachedBootId;
+}
+
+export function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export interface Holder {
+  pid: number;
+  command: string;
+}
+
+/**
+ * Processes with a working directory, root, executable, open file or mapping under `mountpoint`.
+ * Reads only /proc link texts, never the mount itself, so it is safe on a hung mount.
+ */
+export function holdersOf(mountpoint: string, exclude: number[] = []): Holder[] {
+  const inside = (p: string): boolean => p === mountpoint || p.startsWith(mountpoint.endsWith('/') ? mountpoint : mountpoint + '/');
+  const out: Holder[] = [];
+  for (const name of readdirSync('/proc')) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || exclude.includes(pid)) continue;
+    const base = `/proc/${pid}`;
+    let holds = false;
+    try {
+      for (const link of ['cwd', 'root', 'exe']) {
+        if (holds) break;
+        holds = safeReadlink(`${base}/${link}`, inside);
+      }
+      if (!holds) {
+        for (const fd of safeReaddir(`${base}/fd`)) {
+          if (safeReadlink(`${base}/fd/${fd}`, inside)) {
+            holds = true;
+            break;
+          }
+        }
+      }
+      if (!holds) {
+        const maps = readFileSync(`${base}/maps`, 'utf8');
+        holds = maps.split('\n').some((l) => {
+          const i = l.indexOf('/');
+          return i >= 0 && inside(l.slice(i).replace(/ \(deleted\)$/, ''));
+        });
+      }
+    } catch {
+      continue; // the process went away, or is not ours to inspect
+    }
+    if (holds) out.push({ pid, command: commandOf(pid) });
+  }
+  return out;
+}
+
+function safeReadlink(path: string, test: (p: string) => boolean): boolean {
+  try {
+    return test(readlinkSync(path));
+  } catch {
+    return false;
+  }
+}
+
+function safeReaddir(path: string): string[] {
+  try {
+    return readdirSync(path);
+  } catch {
+    return [];
+  }
+}
+
+export function commandOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '?';
+  }
+}
