@@ -41,7 +41,8 @@ export async function imageMount(ctx: Context, a: { image: string; dir: string }
   if (a.foreground) {
     const { serve } = await import('../../daemon/serve.js');
     await serve(args, () => process.stdout.write(mountpoint + '\n'));
-    return;
+    process.exit(0); // a FUSE binding may keep handles alive after its session ended
+
   }
   await startDaemon(args);
   process.stdout.write(mountpoint + '\n');
@@ -91,9 +92,9 @@ async function unmountOne(ctx: Context, mountpoint: string, a: { lazy?: boolean;
     } catch (err) {
       const msg = String((err as { stderr?: string }).stderr ?? err);
       if (/busy/i.test(msg)) {
-        const holders = holdersOf(mountpoint, rec ? [rec.pid] : []);
-        const who = holders.length ? holders.map((h) => `${h.pid} (${h.command})`).join(', ') : 'unknown processes';
-        throw new UserError(`${mountpoint} is busy: in use by pid ${who}; end them or use --lazy`);
+        const holders = holdersOf(mountpoint, rec ? [rec.pid, process.pid] : [process.pid]);
+        const who = holders.length ? holders.map((h) => `pid ${h.pid} (${h.command})`).join(', ') : 'unknown processes';
+        throw new UserError(`${mountpoint} is busy: in use by ${who}; end them or use --lazy`);
       }
       throw new UserError(`cannot unmount ${mountpoint}: ${msg.trim().split('\n').pop()}`);
     }
@@ -117,14 +118,18 @@ function abortConnection(m: MountInfo): void {
   }
 }
 
+/** The mount is gone: tell the daemon (it would notice by itself, but later), then make sure it ends. */
 async function waitForExit(rec: MountRecord): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (pidAlive(rec.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-  if (pidAlive(rec.pid)) {
-    process.kill(rec.pid, 'SIGTERM');
-    const hard = Date.now() + 5_000;
-    while (pidAlive(rec.pid) && Date.now() < hard) await new Promise((r) => setTimeout(r, 25));
-    if (pidAlive(rec.pid)) process.kill(rec.pid, 'SIGKILL');
+  const until = async (ms: number): Promise<boolean> => {
+    const deadline = Date.now() + ms;
+    while (pidAlive(rec.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    return !pidAlive(rec.pid);
+  };
+  if (!pidAlive(rec.pid)) return;
+  process.kill(rec.pid, 'SIGTERM');
+  if (!(await until(10_000))) {
+    process.kill(rec.pid, 'SIGKILL');
+    await until(2_000);
   }
 }
 
