@@ -9,7 +9,7 @@ import type { Fixture, FixtureBuilder } from './fixtures.js';
 
 const GiB = 1024 ** 3;
 const LONG_DIR = `long-${'d'.repeat(110)}`;
-const LONG_FILE = `${LONG_DIR}/file-${'f'.repeat(110)}.txt`; // > 100 bytes: GNU 'L' / pax path
+export const LONG_FILE = `${LONG_DIR}/file-${'f'.repeat(110)}.txt`; // > 100 bytes: GNU 'L' / pax path
 
 /** Sets mtime (and atime) with nanoseconds; `touch -h` so symlinks keep their own. */
 function setTime(p: string, time: string): void {
@@ -188,7 +188,7 @@ export const toolFixtures: Record<string, FixtureBuilder> = {
     fs.writeFileSync(out, raw.header({ name: 'huge-dense', size, magic: 'gnu', mtime: 1_500_000_000 }));
     const fd = fs.openSync(out, 'r+');
     fs.writeSync(fd, 'END', 512 + size - 3);
-    fs.writeSync(fd, raw.END, 512 + size);
+    fs.writeSync(fd, raw.END, 0, raw.END.length, 512 + size);
     fs.closeSync(fd);
     return { name: 'huge-dense', path: out, maker: 'raw', expect: 'serve', compare: true, covers: ['a dense 8 GiB + 4 KiB member: size field in base-256'] };
   },

@@ -97,7 +97,7 @@ function twoFiles(): Buffer {
     raw.entry({ name: 'a', mtime: 1_000_000_000 }, 'A'.repeat(1999) + '\n'),
     raw.entry({ name: 'b', mtime: 1_000_000_000 }, 'world\n'),
     raw.END,
-    Buffer.alloc(512 * 16), // GNU tar pads to a 10 KiB record; so do we, so truncation is mid-archive
+    Buffer.alloc(512 * 16), // zero padding after the end marker, as tools pad to whole records
   ]);
 }
 

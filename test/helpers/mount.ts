@@ -196,8 +196,9 @@ export async function withMount<T>(session: TarstackSession, image: string, fn: 
     throw e; // the test's own failure matters more than an unmount one
   }
   const r = await session.umount(dir);
-  if (strayMounts(dir).length) forceUnmount(dir);
-  if (r.code !== 0) throw new Error(`umount ${dir} exited ${r.code}: ${r.stderr.trim()}`);
+  const left = strayMounts(dir).length > 0; // `tarstack umount` returns only once the mount is gone
+  if (left) forceUnmount(dir);
+  if (r.code !== 0 || left) throw new Error(`umount ${dir} exited ${r.code}${left ? ' and left it mounted' : ''}: ${r.stderr.trim()}`);
   return result;
 }
 
