@@ -16,6 +16,7 @@ export interface CliResult {
   code: number; // the exit code, or 128 + signal number
   stdout: string;
   stderr: string;
+  pipesHeld: boolean; // stdout/stderr still open 300 ms after the CLI exited: a daemon inherited them
 }
 
 /**
@@ -29,27 +30,34 @@ export function tarstackCli(args: string[], opts: { env: NodeJS.ProcessEnv; time
     const child = spawn(process.execPath, [CLI_MAIN, ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+    let openPipes = 2;
+    let onPipesClosed: () => void = () => {};
+    const pipeClosed = () => --openPipes === 0 && onPipesClosed();
+    child.stdout.on('data', (b: Buffer) => out.push(b)).once('close', pipeClosed);
+    child.stderr.on('data', (b: Buffer) => err.push(b)).once('close', pipeClosed);
+    const limit = opts.timeoutMs ?? 60_000;
+    const timer = setTimeout(() => child.kill('SIGKILL'), limit);
     child.on('error', reject);
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
+      let done = false;
       const finish = () => {
+        if (done) return;
+        done = true;
+        const pipesHeld = openPipes > 0;
         child.stdout.destroy();
         child.stderr.destroy();
         resolve({
           code: code ?? 128 + (signal ? os.constants.signals[signal] : 0),
           stdout: Buffer.concat(out).toString(),
-          stderr: Buffer.concat(err).toString() + (signal === 'SIGKILL' ? `\n[harness: killed after ${opts.timeoutMs ?? 60_000} ms]` : ''),
+          stderr: Buffer.concat(err).toString() + (signal === 'SIGKILL' ? `\n[harness: killed after ${limit} ms]` : ''),
+          pipesHeld,
         });
       };
-      // let buffered output arrive, but never wait on pipes a detached daemon may hold
-      let pending = 2;
-      const closed = () => --pending === 0 && finish();
-      child.stdout.once('close', closed);
-      child.stderr.once('close', closed);
-      setTimeout(() => pending > 0 && ((pending = 0), finish()), 300);
+      // let buffered output arrive, but never wait long on pipes a detached daemon may hold
+      if (openPipes === 0) return finish();
+      onPipesClosed = finish;
+      setTimeout(finish, 300);
     });
   });
 }
@@ -159,6 +167,7 @@ export class TarstackSession {
     this.mounted.add(dir);
     const r = await this.cli(['image', 'mount', image, dir]);
     if (r.code !== 0) throw new Error(`image mount ${image} exited ${r.code}: ${r.stderr.trim()}`);
+    if (r.pipesHeld) throw new Error('the mount daemon kept the CLI\'s stdout/stderr open: `$(tarstack image mount ...)` would hang');
     const last = r.stdout.trimEnd().split('\n').pop();
     if (last !== dir) throw new Error(`image mount printed ${JSON.stringify(last)} last, not the mount path ${dir}`);
     if (!strayMounts(dir).length) throw new Error(`image mount returned but nothing is mounted at ${dir}`);
