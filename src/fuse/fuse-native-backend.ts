@@ -22,7 +22,7 @@ type Cb = (code: number, ...rest: unknown[]) => void;
 export const mountFuseNative: Backend = async (fs: FileSystem, opts: MountOptions): Promise<Mounted> => {
   if (!opts.readOnly) throw new Error('the fuse-native backend serves read-only mounts only (its utimens passes atime as mtime)');
   let requests = 0;
-  const paths = new LRUCache<string, number>({ max: 100_000 });
+  const paths = new LRUCache<string, number>({ max: 32_768 });
 
   const resolve = async (path: string): Promise<number> => {
     if (path === '/') return ROOT_INO;

@@ -38,14 +38,13 @@ export function openLayer(images: Images, r: ImageRecord, check: 'sample' | 'all
     if (changed) throw new UserError(`image "${r.name}": the tar ${r.layer.tar} changed since it was indexed (${changed}); add it again as a new image`);
     let data: IndexData;
     try {
-      data = readIndex(images.indexPath(r), { members: true });
+      data = readIndex(images.indexPath(r), { members: check === 'all' ? 'all' : SAMPLE });
     } catch (err) {
       if (err instanceof IndexFormatError || (err as NodeJS.ErrnoException).code) throw new UserError(`image "${r.name}": its index is unreadable: ${(err as Error).message}`);
       throw err;
     }
-    const bad = checkMembers(fd, data.members, check === 'all' ? undefined : SAMPLE);
+    const bad = checkMembers(fd, data.members);
     if (bad !== undefined) throw new UserError(`image "${r.name}": the tar ${r.layer.tar} no longer matches its index (member at byte ${bad} differs); add it again as a new image`);
-    data.members = { ...data.members, headerOff: new Float64Array(0), dataOff: new Float64Array(0), stored: new Float64Array(0), crc: new Uint32Array(0) };
     return new TarLayer(r.layer.tar, data, fd);
   } catch (err) {
     closeSync(fd);
@@ -53,22 +52,11 @@ export function openLayer(images: Images, r: ImageRecord, check: 'sample' | 'all
   }
 }
 
-/** The header offset of the first member whose checksum differs, or undefined when all checked match. */
-export function checkMembers(fd: number, m: MemberTable, sample?: number): number | undefined {
+/** The header offset of the first member in `m` whose checksum differs from the tar's, if any. */
+export function checkMembers(fd: number, m: MemberTable): number | undefined {
   const reader = new FdReader(fd);
-  const picks = new Set<number>();
-  if (sample === undefined || m.count <= sample) for (let i = 0; i < m.count; i++) picks.add(i);
-  else {
-    for (let s = 0; s < sample; s++) picks.add(Math.floor((s * (m.count - 1)) / (sample - 1)));
-  }
-  for (const i of [...picks].sort((a, b) => a - b)) {
-    let crc: number;
-    try {
-      crc = memberChecksum(reader, m.headerOff[i], m.dataOff[i], m.stored[i]);
-    } catch {
-      return m.headerOff[i];
-    }
-    if (crc !== m.crc[i]) return m.headerOff[i];
+  for (let i = 0; i < m.count; i++) {
+    if (memberChecksum(reader, m.headerOff[i], m.dataOff[i], m.stored[i]) !== m.crc[i]) return m.headerOff[i];
   }
   return undefined;
 }

@@ -4,7 +4,7 @@
 // and OCI whiteouts become whiteout nodes and opaque flags. The result is flattened into IndexData.
 import type { Member, ScanWarning } from './scan.js';
 import { printable } from './scan.js';
-import { normaliseName, OPAQUE_MARKER, WHITEOUT_PREFIX } from './names.js';
+import { normaliseLinkTarget, normaliseName, OPAQUE_MARKER, WHITEOUT_PREFIX } from './names.js';
 import { NodeFlag, type IndexData, type NodeExtra, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, NONE } from './index-data.js';
 
 const NAME_MAX = 255;
@@ -108,6 +108,10 @@ export class LayerBuilder {
       existing.flags &= ~NodeFlag.Implicit;
       return;
     }
+    if (existing?.children?.size && m.type !== 'dir') {
+      // tar -x cannot unlink a non-empty directory to put a file there ("File exists").
+      return this.warn('DIR_NOT_EMPTY', `skipped "${printable(m.path)}": a non-empty directory of that name exists`, m.headerOffset);
+    }
     if (m.type === 'hardlink') {
       const target = this.resolveLinkTarget(m);
       if (!target) return;
@@ -128,7 +132,7 @@ export class LayerBuilder {
   }
 
   private setMeta(node: BuildNode, m: Member): void {
-    node.mode = typeBits(m.type) | m.mode;
+    node.mode = m.type === 'symlink' ? S_IFLNK | 0o777 : typeBits(m.type) | m.mode; // Linux symlinks are always 0777
     node.uid = m.uid;
     node.gid = m.gid;
     node.mtimeSec = m.mtimeSec;
@@ -176,7 +180,7 @@ export class LayerBuilder {
   }
 
   private resolveLinkTarget(m: Member): BuildNode | undefined {
-    const norm = normaliseName(m.linkname);
+    const norm = normaliseLinkTarget(m.linkname);
     const fail = (why: string): undefined => {
       this.warn('BAD_HARDLINK', `skipped hard link "${printable(m.path)}" to "${printable(m.linkname)}": ${why}`, m.headerOffset);
       return undefined;

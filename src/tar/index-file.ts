@@ -96,8 +96,11 @@ function bytesOf(a: ArrayBufferView): Uint8Array {
 }
 
 export interface LoadOptions {
-  /** Also load the member table (needed for checksum verification, not for serving). */
-  members?: boolean;
+  /**
+   * The member table (checksum verification, not serving): 'all', or a number n for an even sample
+   * of n members read entry by entry, so a mount-time check never holds the whole table in memory.
+   */
+  members?: 'all' | number;
 }
 
 export function readIndex(path: string, opts: LoadOptions = {}): IndexData {
@@ -122,8 +125,9 @@ export function readIndex(path: string, opts: LoadOptions = {}): IndexData {
       const [off, bytes] = h.sections[name];
       return buf.subarray(off, off + bytes);
     };
-    let members: MemberTable = { count: h.memberCount, headerOff: new Float64Array(0), dataOff: new Float64Array(0), stored: new Float64Array(0), crc: new Uint32Array(0) };
-    if (opts.members) {
+    const empty: MemberTable = { count: 0, headerOff: new Float64Array(0), dataOff: new Float64Array(0), stored: new Float64Array(0), crc: new Uint32Array(0) };
+    let members = empty;
+    if (opts.members === 'all') {
       const [start] = h.sections['m.headerOff'];
       const [lastOff, lastBytes] = h.sections['m.crc'];
       const mbuf = new ArrayBuffer(lastOff + lastBytes - start);
@@ -135,6 +139,8 @@ export function readIndex(path: string, opts: LoadOptions = {}): IndexData {
         stored: view(Float64Array, 'm.stored', mbuf, start),
         crc: view(Uint32Array, 'm.crc', mbuf, start),
       };
+    } else if (typeof opts.members === 'number' && h.memberCount > 0) {
+      members = sampleMembers(fd, path, h, opts.members);
     }
     return {
       ...arrays,
@@ -149,4 +155,21 @@ export function readIndex(path: string, opts: LoadOptions = {}): IndexData {
   } finally {
     closeSync(fd);
   }
+}
+
+/** Members spread evenly over the archive (first and last included), read one entry at a time. */
+function sampleMembers(fd: number, path: string, h: JsonHeader, n: number): MemberTable {
+  const total = h.memberCount;
+  const picks = total <= n ? Array.from({ length: total }, (_, i) => i) : [...new Set(Array.from({ length: n }, (_, s) => Math.floor((s * (total - 1)) / (n - 1))))];
+  const out: MemberTable = { count: picks.length, headerOff: new Float64Array(picks.length), dataOff: new Float64Array(picks.length), stored: new Float64Array(picks.length), crc: new Uint32Array(picks.length) };
+  const cell = Buffer.alloc(8);
+  for (const [name, ctor] of MEMBER_ARRAYS) {
+    const [off] = h.sections[`m.${name}`];
+    const size = ctor.BYTES_PER_ELEMENT;
+    picks.forEach((i, j) => {
+      if (readFully(fd, cell, size, off + i * size) !== size) throw new IndexFormatError(`${path} is truncated`);
+      out[name][j] = size === 8 ? cell.readDoubleLE(0) : cell.readUInt32LE(0);
+    });
+  }
+  return out;
 }

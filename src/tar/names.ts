@@ -19,6 +19,18 @@ export function normaliseName(raw: string): NormalisedName {
   return { ok: true, components, strippedPrefix };
 }
 
+/**
+ * A hard link's target, as GNU tar 1.34 reads it (safer_name_suffix for link targets): leading '/'
+ * and everything up to the last '..' component are stripped, so `../outside` links `outside`.
+ */
+export function normaliseLinkTarget(raw: string): NormalisedName {
+  const parts = raw.split('/');
+  const lastDotDot = parts.lastIndexOf('..');
+  const rest = lastDotDot >= 0 ? parts.slice(lastDotDot + 1).join('/') : raw;
+  const norm = normaliseName(rest);
+  return norm.ok && lastDotDot >= 0 ? { ...norm, strippedPrefix: parts.slice(0, lastDotDot + 1).join('/') + '/' } : norm;
+}
+
 /** OCI layer whiteouts (image-spec layer.md): `.wh.NAME` hides NAME below, `.wh..wh..opq` makes the directory opaque. */
 export const WHITEOUT_PREFIX = '.wh.';
 export const OPAQUE_MARKER = '.wh..wh..opq';

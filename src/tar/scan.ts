@@ -167,23 +167,24 @@ function buildMember(
   const rec = new Map<string, Buffer>(globals);
   const sparseOffsets: number[] = [];
   const sparseSizes: number[] = [];
-  let xattrs: Array<[string, Buffer]> | undefined;
-  const setXattr = (name: string, value: Buffer): void => {
-    xattrs ??= [];
-    const i = xattrs.findIndex(([n]) => n === name);
-    if (i >= 0) xattrs[i] = [name, value];
-    else xattrs.push([name, value]);
-  };
+  const schily = new Map<string, Buffer>();
+  const libarchive = new Map<string, Buffer>();
   for (const [k, v] of globals) {
-    if (k.startsWith('SCHILY.xattr.')) setXattr(k.slice(13), v);
+    if (k.startsWith('SCHILY.xattr.')) schily.set(k.slice(13), v);
   }
   for (const [k, v] of pax ?? []) {
     if (k === 'GNU.sparse.offset') sparseOffsets.push(Number(v.toString('latin1')));
     else if (k === 'GNU.sparse.numbytes') sparseSizes.push(Number(v.toString('latin1')));
-    else if (k.startsWith('SCHILY.xattr.')) setXattr(k.slice(13), Buffer.from(v));
-    else if (k.startsWith('LIBARCHIVE.xattr.')) setXattr(decodeLibarchiveXattrName(k.slice(17)), Buffer.from(v.toString('latin1'), 'base64'));
+    else if (k.startsWith('SCHILY.xattr.')) schily.set(k.slice(13), Buffer.from(v));
+    else if (k.startsWith('LIBARCHIVE.xattr.')) libarchive.set(decodeLibarchiveXattrName(k.slice(17)), Buffer.from(v.toString('latin1'), 'base64'));
     else rec.set(k, v);
   }
+  // bsdtar writes each xattr twice, %-encoding the name in SCHILY.xattr too; its LIBARCHIVE.xattr
+  // record is the unambiguous one, so a SCHILY name that decodes to one of those is the same xattr.
+  for (const name of schily.keys()) {
+    if (libarchive.size && libarchive.has(decodeLibarchiveXattrName(name))) schily.delete(name);
+  }
+  const xattrs = schily.size + libarchive.size ? [...schily, ...libarchive] : undefined;
   const text = (k: string): string | undefined => rec.get(k)?.toString('latin1');
   const int = (k: string, fallback: number): number => {
     const s = text(k);

@@ -170,7 +170,7 @@ test('the index file round-trips every array', async (t) => {
     const data = indexArchive(new BufferReader(tar), id, 0);
     const p = join(tmp.dir, 'index');
     writeIndex(p, data);
-    const back = readIndex(p, { members: true });
+    const back = readIndex(p, { members: 'all' });
     for (const k of ['parent', 'nameOff', 'nameLen', 'flags', 'mode', 'size', 'dataOff', 'mtimeSec', 'a', 'b', 'inode', 'nlink', 'extra'] as const) {
       t.deepEqual([...back[k]], [...data[k]], k);
     }

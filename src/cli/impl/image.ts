@@ -66,7 +66,7 @@ export async function imageAdd(ctx: Context, a: { tar: string; name?: string; pa
         },
       });
     });
-    for (const w of data.warnings.slice(0, 5)) warn(`${basename(tar)}: ${w.message}`);
+    for (const w of data.warnings.slice(0, 50)) warn(`${basename(tar)}: ${w.message}`);
     if (data.warnings.length > 5) warn(`${basename(tar)}: ${data.warnings.length - 5} more (see \`tarstack image info ${name}\`)`);
     if (ctx.opts.json) printJson(describe(ctx, record));
     else process.stdout.write(`added image ${name}: ${data.members.count} members, ${data.nodeCount - 1} entries (${formatBytes(data.source.size)} tar, ${formatBytes(result.bytesRead)} read to index)\n`);
