@@ -1,0 +1,114 @@
+// The merge rules over the read-only layers, shared by the read-only overlay and writable
+// instances: lookup goes top to bottom, a whiteout hides the name below, a non-directory ends the
+// search, directories merge until one is opaque. Inode numbers come from (layer, node): unique in
+// the mount, stable across remounts, shared by a tar's hard-linked names.
+import { ABSENT, type Layer } from '../layer/layer.js';
+import type { Attr } from '../fuse/ops.js';
+
+/** A directory's parts, or a single non-directory: pairs (layer index, node), topmost first. */
+export type Parts = number[];
+
+export const S_IFMT = 0o170000;
+export const S_IFDIR = 0o040000;
+export const S_IFLNK = 0o120000;
+export const S_IFREG = 0o100000;
+
+export class LowerStack {
+  /** ino = base[k] + node for layer k; the bottom layer starts at 1, so its root is inode 1. */
+  private readonly base: number[];
+  readonly rootParts: Parts;
+  /** First inode number past every lower one: numbers from here on are free for upper files. */
+  readonly inoEnd: number;
+
+  constructor(readonly layers: Layer[]) {
+    this.base = new Array<number>(layers.length);
+    let next = 1;
+    for (let k = layers.length - 1; k >= 0; k--) {
+      this.base[k] = next;
+      next += layers[k].nodeCount;
+    }
+    this.inoEnd = next;
+    this.rootParts = [];
+    for (let k = 0; k < layers.length; k++) {
+      this.rootParts.push(k, 0);
+      if (layers[k].isOpaque(0)) break;
+    }
+  }
+
+  inoOf(k: number, node: number): number {
+    return this.base[k] + this.layers[k].inodeOf(node);
+  }
+
+  /** The (layer, node) a lower inode number stands for, or undefined. */
+  locate(ino: number): [number, number] | undefined {
+    for (let k = 0; k < this.layers.length; k++) {
+      const node = ino - this.base[k];
+      if (node >= 0 && node < this.layers[k].nodeCount) return [k, node];
+    }
+    return undefined;
+  }
+
+  /** Merged lookup of `name` below a directory's parts: the parts of the result ([] when absent). */
+  lookupParts(parts: Parts, name: string): Parts {
+    const found: Parts = [];
+    for (let i = 0; i < parts.length; i += 2) {
+      const k = parts[i];
+      const L = this.layers[k];
+      const c = L.lookup(parts[i + 1], name);
+      if (c === ABSENT) continue;
+      if (L.isWhiteout(c)) break;
+      if (!L.isDir(c)) {
+        if (found.length === 0) found.push(k, c);
+        break; // a file ends the search; below a directory it is hidden
+      }
+      found.push(k, c);
+      if (L.isOpaque(c)) break;
+    }
+    return found;
+  }
+
+  /** Parts of a path (components from the root); [] when it does not resolve. */
+  partsOfPath(components: string[]): Parts {
+    let cur = this.rootParts;
+    for (const c of components) {
+      if (cur.length === 0 || !this.isDir(cur)) return [];
+      cur = this.lookupParts(cur, c);
+    }
+    return cur;
+  }
+
+  /** Path components of a node within its own layer. */
+  pathOf(k: number, node: number): string[] {
+    const L = this.layers[k];
+    const path: string[] = [];
+    for (let n = node; L.parentOf(n) !== ABSENT; n = L.parentOf(n)) path.push(L.nameOf(n));
+    return path.reverse();
+  }
+
+  isDir(parts: Parts): boolean {
+    return parts.length > 0 && this.layers[parts[0]].isDir(parts[1]);
+  }
+
+  modeOf(parts: Parts): number {
+    return this.layers[parts[0]].modeOf(parts[1]);
+  }
+
+  /** Attributes of the topmost part, with the merged directory rule of kernel overlayfs. */
+  fillAttr(parts: Parts, attr: Attr): void {
+    this.layers[parts[0]].fillAttr(parts[1], attr);
+    attr.ino = this.inoOf(parts[0], parts[1]);
+    if (parts.length > 2 && (attr.mode & S_IFMT) === S_IFDIR) attr.nlink = 1; // merged: no meaningful count
+  }
+
+  storageBytes(): number {
+    return this.layers.reduce((sum, L) => sum + L.storageBytes, 0);
+  }
+
+  nodeCount(): number {
+    return this.layers.reduce((sum, L) => sum + L.nodeCount, 0);
+  }
+
+  close(): void {
+    for (const L of this.layers) L.close();
+  }
+}
