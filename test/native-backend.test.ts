@@ -161,6 +161,18 @@ test.serial('bad calls fail with the right errno', (t) => {
   expectErrno(t, 'EINVAL', () => fs.readlinkSync(p('hello.txt')));
 });
 
+test.serial('invalidation makes the kernel see changes it cached for a day', async (t) => {
+  t.is(fs.readFileSync(p('hello.txt'), 'utf8'), 'hello world\n');
+  t.true(fs.existsSync(p('empty')));
+  await m!.ask('mutate', 'mutated');
+  t.is(fs.readFileSync(p('hello.txt'), 'utf8'), 'hello world\n', 'page cache and attributes kept');
+  t.true(fs.existsSync(p('empty')), 'entry kept');
+  const r = await m!.ask('invalidate', 'invalidated');
+  t.deepEqual(r.results, [0, 0]);
+  t.is(fs.readFileSync(p('hello.txt'), 'utf8'), 'HELLO WORLD\n');
+  t.false(fs.existsSync(p('empty')));
+});
+
 test.serial('every kernel reference is given back when the kernel drops its caches', async (t) => {
   if (!isRoot) return t.pass('dropping caches needs root');
   const before = await m!.ask('stats');

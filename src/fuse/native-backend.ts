@@ -10,6 +10,8 @@ import type { FileSystem } from './ops.js';
 export interface NativeMountOptions extends MountOptions {
   /** Tuning for benchmarks; the defaults are the measured best. */
   session?: ll.SessionConfig;
+  /** How long to wait for the kernel's INIT (default 10 s; more under valgrind). */
+  initTimeoutMs?: number;
 }
 
 export interface NativeMounted extends Mounted {
@@ -23,7 +25,6 @@ export interface NativeMounted extends Mounted {
 }
 
 const DEFAULT_SESSION: ll.SessionConfig = { readdirplus: 1, splice: 0, nowait: 1, readThreads: 4 };
-const INIT_TIMEOUT_MS = 10_000;
 
 /** libfuse option values: `,` separates options and `\` escapes. */
 function escapeOpt(v: string): string {
@@ -84,7 +85,7 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
     await Promise.race([
       ready,
       new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no FUSE INIT from the kernel for ${opts.mountpoint}`)), INIT_TIMEOUT_MS);
+        timer = setTimeout(() => reject(new Error(`no FUSE INIT from the kernel for ${opts.mountpoint}`)), opts.initTimeoutMs ?? 10_000);
       }),
     ]);
   } catch (err) {

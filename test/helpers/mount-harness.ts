@@ -30,7 +30,7 @@ export class ChildMount {
   }
 
   /** The next message of `type` (or one already received), failing after `ms`. */
-  next(type: string, ms = 15_000): Promise<Message> {
+  next(type: string, ms = 30_000): Promise<Message> {
     const had = this.seen.get(type);
     if (had) {
       this.seen.delete(type);
@@ -43,8 +43,9 @@ export class ChildMount {
     });
   }
 
-  async ask(type: string): Promise<Message> {
-    const reply = this.next(type);
+  /** Sends `type` and waits for the child's answer of type `answer`. */
+  async ask(type: string, answer = type): Promise<Message> {
+    const reply = this.next(answer);
     this.child.send({ type });
     return reply;
   }
@@ -65,9 +66,15 @@ export function makeTempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-/** Forks `script` (a compiled test helper) with `args`; resolves once it reports 'ready'. */
+/** Forks `script` (a compiled test helper) with `args`; resolves once it reports 'ready'.
+ *  TARSTACK_CHILD_EXEC (a JSON array, e.g. valgrind and its options ending with node) wraps it. */
 export async function startChild(script: string, mountpoint: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ mount: ChildMount; ready: Message }> {
-  const child = fork(script, [mountpoint, ...args], { stdio: ['ignore', 'inherit', 'pipe', 'ipc'], env: { ...process.env, ...env } });
+  const wrap = process.env.TARSTACK_CHILD_EXEC ? (JSON.parse(process.env.TARSTACK_CHILD_EXEC) as string[]) : undefined;
+  const child = fork(script, [mountpoint, ...args], {
+    stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+    env: { ...process.env, ...env },
+    ...(wrap ? { execPath: wrap[0]!, execArgv: wrap.slice(1) } : {}),
+  });
   const stderr: string[] = [];
   child.stderr!.on('data', (d: Buffer) => {
     stderr.push(d.toString());

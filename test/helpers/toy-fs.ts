@@ -95,6 +95,15 @@ export class ToyFs implements FileSystem {
     this.nodes.get(parent)!.children!.set(name, ino);
     this.nodes.get(ino)!.attr.nlink++;
   }
+  /** Changes behind the kernel's back, as a test of invalidation. */
+  replaceData(ino: number, data: Buffer): void {
+    const n = this.node(ino);
+    n.content = { kind: 'mem', data };
+    n.attr.size = data.length;
+  }
+  removeName(parent: number, name: string): void {
+    this.node(parent).children!.delete(name);
+  }
   setXattr(ino: number, name: string, value: Buffer): void {
     this.nodes.get(ino)!.xattrs.set(name, value);
   }
