@@ -12,6 +12,8 @@ export interface NativeMountOptions extends MountOptions {
   session?: ll.SessionConfig;
   /** How long to wait for the kernel's INIT (default 10 s; more under valgrind). */
   initTimeoutMs?: number;
+  /** Zero-message open/opendir for immutable read-only trees (default on where the kernel has it). */
+  openless?: boolean;
 }
 
 export interface NativeMounted extends Mounted {
@@ -24,6 +26,8 @@ export interface NativeMounted extends Mounted {
   invalidateEntry(parent: number, name: string): Promise<number>;
 }
 
+const CAP_NO_OPEN_SUPPORT = 1 << 17; // FUSE_CAP_* of fuse_common.h
+const CAP_NO_OPENDIR_SUPPORT = 1 << 24;
 const DEFAULT_SESSION: ll.SessionConfig = { readdirplus: 1, splice: 0, nowait: 1, readThreads: 4 };
 
 /** libfuse option values: `,` separates options and `\` escapes. */
@@ -70,7 +74,12 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
   };
   const handlers: ll.Handlers = {
     ...tr.handlers,
-    init: () => markReady(),
+    init: () => {
+      const capable = native.sessionInfo(session).capable ?? 0;
+      const both = CAP_NO_OPEN_SUPPORT | CAP_NO_OPENDIR_SUPPORT;
+      if ((opts.openless ?? true) && fs.immutable && opts.readOnly && (capable & both) === both) tr.enableOpenless();
+      markReady();
+    },
     end: (errno, requests) => {
       ended = true;
       finalRequests = requests;

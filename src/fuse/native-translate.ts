@@ -8,7 +8,8 @@ import type { Attr, DirEntry, Entry, FileSystem, OpenReply, ReadReply, Statfs } 
 
 type Maybe<T> = T | Promise<T>;
 
-const { ENOENT } = constants.errno;
+const { ENOENT, ENOSYS } = constants.errno;
+const O_RDONLY = 0;
 
 /** A promise or any thenable; decided without allocating for plain values. */
 function isThenable<T>(v: Maybe<T>): v is Promise<T> {
@@ -60,6 +61,16 @@ export class Translator {
       listxattr: this.listxattr,
     };
     this.handlers = h;
+  }
+
+  /** Zero-message opens: the kernel was answered ENOSYS to its first OPEN and OPENDIR and, as
+   *  FUSE_CAP_NO_OPEN(DIR)_SUPPORT promises, sends no OPEN, OPENDIR, RELEASE or RELEASEDIR again
+   *  (keep_cache and cache_readdir become its defaults). Each READ and READDIR then opens and
+   *  releases a handle of its own. Only for immutable, read-only mounts: nothing can notice. */
+  private openless = false;
+
+  enableOpenless(): void {
+    this.openless = true;
   }
 
   /** Kernel references still held through readdirplus entries (for balance checks). */
@@ -198,6 +209,7 @@ export class Translator {
   };
 
   readonly opendir = (req: ll.Req, ino: number): void => {
+    if (this.openless) return void this.n.replyErr(req, ENOSYS);
     let r: Maybe<number>;
     try { r = this.fs.opendir(ino); } catch (e) { return this.fail(req, 'opendir', ino, e); }
     this.settle(req, 'opendir', ino, r, this.answerOpendir);
@@ -209,16 +221,49 @@ export class Translator {
   };
 
   readonly open = (req: ll.Req, ino: number, flags: number): void => {
+    if (this.openless) return void this.n.replyErr(req, ENOSYS);
     let r: Maybe<OpenReply>;
     try { r = this.fs.open(ino, flags); } catch (e) { return this.fail(req, 'open', ino, e); }
     this.settle(req, 'open', ino, r, this.answerOpen);
   };
 
   readonly read = (req: ll.Req, ino: number, fh: number, pos: number, size: number): void => {
+    if (this.openless) return this.readOpenless(req, ino, pos, size);
     let r: Maybe<ReadReply>;
     try { r = this.fs.read(ino, fh, pos, size); } catch (e) { return this.fail(req, 'read', ino, e); }
     this.settle(req, 'read', ino, r, this.answerRead);
   };
+
+  private readOpenless(req: ll.Req, ino: number, pos: number, size: number): void {
+    let o: Maybe<OpenReply>;
+    try { o = this.fs.open(ino, O_RDONLY); } catch (e) { return this.fail(req, 'read', ino, e); }
+    if (!isThenable(o)) return this.readReleasing(req, ino, o.fh, pos, size);
+    o.then((v) => this.readReleasing(req, ino, v.fh, pos, size), (e: unknown) => this.fail(req, 'read', ino, e));
+  }
+
+  private readReleasing(req: ll.Req, ino: number, fh: number, pos: number, size: number): void {
+    let r: Maybe<ReadReply>;
+    try {
+      r = this.fs.read(ino, fh, pos, size);
+    } catch (e) {
+      this.fail(req, 'read', ino, e);
+      return this.releaseQuietly(ino, fh);
+    }
+    if (!isThenable(r)) {
+      this.finish(req, 'read', ino, r, this.answerRead);
+      return this.releaseQuietly(ino, fh);
+    }
+    r.then(
+      (v) => (this.finish(req, 'read', ino, v, this.answerRead), this.releaseQuietly(ino, fh)),
+      (e: unknown) => (this.fail(req, 'read', ino, e), this.releaseQuietly(ino, fh)),
+    );
+  }
+
+  private releaseQuietly(ino: number, fh: number): void {
+    let r: Maybe<void>;
+    try { r = this.fs.release(ino, fh); } catch (e) { return console.error(`tarstack: release (ino ${ino}) failed:`, e); }
+    if (isThenable(r)) r.catch((e: unknown) => console.error(`tarstack: release (ino ${ino}) failed:`, e));
+  }
 
   readonly release = (req: ll.Req, ino: number, fh: number): void => {
     let r: Maybe<void>;
@@ -247,21 +292,36 @@ export class Translator {
   // ---- directory listings ------------------------------------------------------------------
 
   readonly readdir = (req: ll.Req, ino: number, fh: number, offset: number, _size: number, plus: number): void => {
-    let it: Iterator<DirEntry>;
-    try { it = this.fs.readdir(ino, fh, offset)[Symbol.iterator](); } catch (e) { return this.fail(req, 'readdir', ino, e); }
-    this.pack(req, ino, it, plus === 1, plus === 1 ? [] : null);
+    const counted = plus === 1 ? [] : null;
+    if (!this.openless) return this.list(req, ino, fh, offset, counted, false);
+    // No OPENDIR reached us: this request gets a handle of its own, released once answered.
+    let h: Maybe<number>;
+    try { h = this.fs.opendir(ino); } catch (e) { return this.fail(req, 'readdir', ino, e); }
+    if (!isThenable(h)) return this.list(req, ino, h, offset, counted, true);
+    h.then((v) => this.list(req, ino, v, offset, counted, true), (e: unknown) => this.fail(req, 'readdir', ino, e));
   };
 
-  /** Pulls entries until one does not fit; `counted` collects the inodes whose plus-entries
-   *  were packed, which become kernel references only once the reply has gone out. */
-  private pack(req: ll.Req, dir: number, it: Iterator<DirEntry>, plus: boolean, counted: number[] | null): void {
+  private list(req: ll.Req, dir: number, fh: number, offset: number, counted: number[] | null, release: boolean): void {
+    let it: Iterator<DirEntry>;
+    try {
+      it = this.fs.readdir(dir, fh, offset)[Symbol.iterator]();
+    } catch (e) {
+      if (release) this.releaseDirQuietly(dir, fh);
+      return this.fail(req, 'readdir', dir, e);
+    }
+    this.pack({ req, dir, fh, it, counted, release });
+  }
+
+  /** Pulls entries until one does not fit. `counted` collects the inodes of packed plus-entries,
+   *  which become kernel references only once the reply has gone out. */
+  private pack(l: Listing): void {
     try {
       for (;;) {
-        const step = it.next();
+        const step = l.it.next();
         if (step.done) break;
         const e = step.value;
-        if (!plus) {
-          if (!this.n.dirAdd(req, e.name, e.ino, e.mode, e.next)) return this.endListing(req, it, counted);
+        if (l.counted === null) {
+          if (!this.n.dirAdd(l.req, e.name, e.ino, e.mode, e.next)) return this.endListing(l, true);
           continue;
         }
         let a: Maybe<Attr> | undefined;
@@ -271,50 +331,61 @@ export class Translator {
         if (a !== undefined && isThenable(a)) {
           const resume = (v: Attr | undefined): void => {
             try {
-              if (!this.addPlus(req, e, v, counted!)) return this.endListing(req, it, counted);
+              if (!this.addPlus(l, e, v)) return this.endListing(l, true);
             } catch (err) {
-              return this.abortListing(req, dir, it, err);
+              return this.endListing(l, true, err);
             }
-            this.pack(req, dir, it, plus, counted);
+            this.pack(l);
           };
           a.then(resume, () => resume(undefined));
           return;
         }
-        if (!this.addPlus(req, e, a, counted!)) return this.endListing(req, it, counted);
+        if (!this.addPlus(l, e, a)) return this.endListing(l, true);
       }
     } catch (err) {
-      return this.abortListing(req, dir, it, err);
+      return this.endListing(l, true, err);
     }
-    this.sendListing(req, counted);
+    this.endListing(l, false);
   }
 
   /** Packs one readdirplus entry; without attributes (. and .., or getattr failed) it gets
    *  nodeid 0, which lists it like plain readdir and gives the kernel no reference. */
-  private addPlus(req: ll.Req, e: DirEntry, a: Attr | undefined, counted: number[]): boolean {
+  private addPlus(l: Listing, e: DirEntry, a: Attr | undefined): boolean {
     if (a === undefined) {
       this.x[0] = e.ino;
       this.x[1] = e.mode;
-      return this.n.dirAddPlus(req, e.name, e.next, 0);
+      return this.n.dirAddPlus(l.req, e.name, e.next, 0);
     }
     this.putAttr(a);
     this.x[ll.GENERATION] = 0;
-    if (!this.n.dirAddPlus(req, e.name, e.next, a.ino)) return false;
-    counted.push(a.ino);
+    if (!this.n.dirAddPlus(l.req, e.name, e.next, a.ino)) return false;
+    l.counted!.push(a.ino);
     return true;
   }
 
-  private endListing(req: ll.Req, it: Iterator<DirEntry>, counted: number[] | null): void {
-    try { it.return?.(); } catch { /* a generator's cleanup failing does not change the answer */ }
-    this.sendListing(req, counted);
+  /** Sends what was packed (or the error), closes the iterator and any per-request handle. */
+  private endListing(l: Listing, early: boolean, err?: unknown): void {
+    if (early) {
+      try { l.it.return?.(); } catch { /* a generator's cleanup failing does not change the answer */ }
+    }
+    if (err !== undefined) {
+      this.fail(l.req, 'readdir', l.dir, err);
+    } else if (this.n.replyDir(l.req) && l.counted !== null) {
+      for (const ino of l.counted) this.plusRefs.set(ino, (this.plusRefs.get(ino) ?? 0) + 1);
+    }
+    if (l.release) this.releaseDirQuietly(l.dir, l.fh);
   }
 
-  private abortListing(req: ll.Req, dir: number, it: Iterator<DirEntry>, err: unknown): void {
-    try { it.return?.(); } catch { /* already failing */ }
-    this.fail(req, 'readdir', dir, err);
+  private releaseDirQuietly(dir: number, fh: number): void {
+    try { this.fs.releasedir(dir, fh); } catch (e) { console.error(`tarstack: releasedir (ino ${dir}) failed:`, e); }
   }
+}
 
-  private sendListing(req: ll.Req, counted: number[] | null): void {
-    if (!this.n.replyDir(req) || counted === null) return;
-    for (const ino of counted) this.plusRefs.set(ino, (this.plusRefs.get(ino) ?? 0) + 1);
-  }
+interface Listing {
+  req: ll.Req;
+  dir: number;
+  fh: number;
+  it: Iterator<DirEntry>;
+  counted: number[] | null;
+  release: boolean;
 }
