@@ -1,18 +1,23 @@
-// What every FUSE backend offers the daemon: mount a FileSystem, learn when the mount is gone, end it.
+// What every FUSE backend (fuse-native, tarstack's own libfuse3 binding) offers the mount daemon:
+// mount options in, a handle to the live mount out.
 
 export interface MountOptions {
   mountpoint: string;
+  /** Shown as the source in /proc/mounts. */
   fsname: string;
+  /** Shown as fuse.<subtype> in /proc/mounts. */
   subtype?: string;
   readOnly: boolean;
+  /** Other users may enter the mount; always comes with default_permissions (kernel checks modes). */
   allowOther?: boolean;
+  /** libfuse prints every request to stderr. */
   debug?: boolean;
 }
 
 export interface Mounted {
-  /** Settles once the kernel has dropped the mount (unmounted by anyone) and the session is over. */
+  /** Resolves once the session has ended, whoever unmounted it, after FileSystem.destroy ran. */
   readonly unmounted: Promise<void>;
-  /** Unmount if still mounted (lazily when busy) and end the session. */
+  /** ends the session after the mount point has been unmounted by someone else, or unmounts via fusermount3 -u itself */
   close(): Promise<void>;
   stats(): { requests: number };
 }

@@ -1,0 +1,18 @@
+# Builds tarstack_native.node (N-API 8, C only) against the system libfuse3 found by pkg-config.
+{
+  "targets": [
+    {
+      "target_name": "tarstack_native",
+      "sources": [
+        "src/addon.c", "src/jsutil.c", "src/reqs.c", "src/session.c", "src/ops.c",
+        "src/replies.c", "src/dir.c", "src/readpool.c", "src/notify.c"
+      ],
+      "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
+      "cflags": ["<!@(pkg-config --cflags fuse3)", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror=implicit-function-declaration"],
+      "libraries": ["<!@(pkg-config --libs fuse3)"],
+      "conditions": [
+        ["OS!='linux'", { "type": "none" }]
+      ]
+    }
+  ]
+}

@@ -1,0 +1,80 @@
+// Module entry of tarstack_native.node: per-environment state (request table, shared scratch
+// array), the exported functions, and teardown that ends every session if the environment goes
+// away while mounted (no JS is called then).
+#include "tsn.h"
+
+#include <stdlib.h>
+
+static void env_finalize(napi_env env, void *data, void *hint) {
+  (void)env, (void)hint;
+  tsn_env *te = data;
+  while (te->sessions) tsn_session_end(te->sessions, 0);
+  tsn_reqs_free(te);
+  free(te->fastbuf);
+  free(te);
+}
+
+static int export_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
+  napi_value fn;
+  if (napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn) != napi_ok) return -1;
+  return napi_set_named_property(env, exports, name, fn) == napi_ok ? 0 : -1;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  static const struct {
+    const char *name;
+    napi_callback cb;
+  } fns[] = {
+    { "mount", tsn_js_mount },
+    { "unmount", tsn_js_unmount },
+    { "sessionInfo", tsn_js_session_info },
+    { "replyErr", tsn_js_reply_err },
+    { "replyNone", tsn_js_reply_none },
+    { "replyEntry", tsn_js_reply_entry },
+    { "replyCreate", tsn_js_reply_create },
+    { "replyAttr", tsn_js_reply_attr },
+    { "replyReadlink", tsn_js_reply_readlink },
+    { "replyOpen", tsn_js_reply_open },
+    { "replyWrite", tsn_js_reply_write },
+    { "replyBuf", tsn_js_reply_buf },
+    { "replyStatfs", tsn_js_reply_statfs },
+    { "replyXattrSize", tsn_js_reply_xattr_size },
+    { "replyXattr", tsn_js_reply_xattr },
+    { "replyRanges", tsn_js_reply_ranges },
+    { "dirAdd", tsn_js_dir_add },
+    { "dirAddPlus", tsn_js_dir_add_plus },
+    { "replyDir", tsn_js_reply_dir },
+    { "notifyInvalInode", tsn_js_notify_inval_inode },
+    { "notifyInvalEntry", tsn_js_notify_inval_entry },
+    { "notifyDelete", tsn_js_notify_delete },
+  };
+  tsn_env *te = calloc(1, sizeof *te);
+  if (te == NULL) return NULL;
+  te->env = env;
+  te->free_head = TSN_NO_SLOT;
+  if (napi_set_instance_data(env, te, env_finalize, NULL) != napi_ok) {
+    free(te);
+    return NULL;
+  }
+  napi_value ab, scratch;
+  void *mem = NULL;
+  if (napi_create_arraybuffer(env, TSN_SCRATCH_LEN * sizeof(double), &mem, &ab) != napi_ok ||
+      napi_create_typedarray(env, napi_float64_array, TSN_SCRATCH_LEN, ab, 0, &scratch) !=
+          napi_ok ||
+      napi_create_reference(env, ab, 1, &te->scratch_ref) != napi_ok ||
+      napi_set_named_property(env, exports, "scratch", scratch) != napi_ok) {
+    return NULL;
+  }
+  te->scratch = mem; // V8 never moves an ArrayBuffer's backing store, and the ref pins it
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    if (export_fn(env, exports, fns[i].name, fns[i].cb) != 0) return NULL;
+  }
+  napi_value v;
+  if (napi_create_uint32(env, FUSE_VERSION, &v) != napi_ok ||
+      napi_set_named_property(env, exports, "fuseVersion", v) != napi_ok) {
+    return NULL;
+  }
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

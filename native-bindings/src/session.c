@@ -1,0 +1,370 @@
+// Session lifecycle: fuse_session_new + mount, the non-blocking /dev/fuse fd polled on Node's own
+// loop (no thread hop per request: that hop is what made fuse-native cost ~77 us a request here),
+// and one teardown path that answers every open request before libfuse frees the session.
+#include "tsn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BATCH 256 // requests per wakeup before other loop work (timers, I/O) gets a turn
+
+// Live mounts of the whole process. process.exit() skips N-API environment teardown but does run
+// atexit handlers, so this list is how a daemon that exits while mounted still unmounts.
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t live_once = PTHREAD_ONCE_INIT;
+static struct live {
+  struct live *next;
+  struct fuse_session *se;
+} *live_list;
+
+static void unmount_at_exit(void) {
+  pthread_mutex_lock(&live_mu);
+  for (struct live *l = live_list; l; l = l->next) fuse_session_unmount(l->se);
+  pthread_mutex_unlock(&live_mu);
+}
+
+static void register_atexit(void) {
+  atexit(unmount_at_exit);
+}
+
+static int live_add(struct fuse_session *se) {
+  struct live *l = malloc(sizeof *l);
+  if (l == NULL || pthread_once(&live_once, register_atexit) != 0) {
+    free(l);
+    return -1;
+  }
+  l->se = se;
+  pthread_mutex_lock(&live_mu);
+  l->next = live_list;
+  live_list = l;
+  pthread_mutex_unlock(&live_mu);
+  return 0;
+}
+
+static void live_remove(struct fuse_session *se) {
+  pthread_mutex_lock(&live_mu);
+  for (struct live **p = &live_list; *p; p = &(*p)->next) {
+    if ((*p)->se == se) {
+      struct live *l = *p;
+      *p = l->next;
+      free(l);
+      break;
+    }
+  }
+  pthread_mutex_unlock(&live_mu);
+}
+
+static void end_js(tsn_session *s) {
+  napi_env env = s->te->env;
+  napi_value fn, undef, args[2];
+  if (s->handlers[TSN_OP_END] == NULL ||
+      napi_get_reference_value(env, s->handlers[TSN_OP_END], &fn) != napi_ok || fn == NULL ||
+      napi_get_undefined(env, &undef) != napi_ok ||
+      napi_create_int32(env, s->end_errno, &args[0]) != napi_ok ||
+      napi_create_double(env, s->requests, &args[1]) != napi_ok) {
+    return;
+  }
+  // end(errno, requests): errno 0 after an unmount (by anyone) or an abort of the connection.
+  if (napi_call_function(env, undef, fn, 2, args, NULL) != napi_ok) {
+    napi_value exc;
+    napi_get_and_clear_last_exception(env, &exc);
+    fprintf(stderr, "tarstack_native: the end handler threw\n");
+  }
+}
+
+static void free_session(tsn_session *s) {
+  tsn_env *te = s->te;
+  if (s->env_gone) { // the environment (and te) may already be freed: leave its handles alone
+    free(s);
+    return;
+  }
+  for (int i = 0; i < TSN_OP_COUNT; i++) {
+    if (s->handlers[i]) napi_delete_reference(te->env, s->handlers[i]);
+  }
+  if (s->resource) napi_delete_reference(te->env, s->resource);
+  if (s->actx) napi_async_destroy(te->env, s->actx);
+  free(s);
+}
+
+static void handle_closed(tsn_session *s) {
+  if (--s->closing_handles == 0) free_session(s);
+}
+
+static void on_poll_closed(uv_handle_t *h) {
+  handle_closed(h->data);
+}
+
+// Ends the session once: no more requests are read, queued reads and notifications finish,
+// requests JS never answered get EIO, the mount goes (if someone else has not already unmounted
+// it) and libfuse frees everything. call_js = 0 when the JS environment itself is going away.
+void tsn_session_end(tsn_session *s, int call_js) {
+  if (s->state != TSN_LIVE) return;
+  s->state = TSN_ENDED;
+  s->env_gone = !call_js;
+  uv_poll_stop(&s->poll);
+  tsn_pool_free(s->pool);
+  s->pool = NULL;
+  if (s->notifier) tsn_notifier_stop(s->notifier, call_js);
+  tsn_req_fail_session(s->te, s, EIO);
+  // After an external unmount the fd reports POLLERR and this only closes it.
+  live_remove(s->se);
+  if (s->mounted) fuse_session_unmount(s->se);
+  fuse_session_destroy(s->se);
+  s->se = NULL;
+  free(s->buf.mem);
+  s->buf.mem = NULL;
+  for (tsn_session **p = &s->te->sessions; *p; p = &(*p)->next) {
+    if (*p == s) {
+      *p = s->next;
+      break;
+    }
+  }
+  if (s->handle) s->handle->s = NULL;
+  if (call_js) end_js(s);
+  s->closing_handles = 1 + (s->notifier != NULL);
+  if (s->notifier) tsn_notifier_close(s->notifier, handle_closed);
+  uv_close((uv_handle_t *)&s->poll, on_poll_closed);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  (void)events;
+  tsn_session *s = h->data;
+  if (s->state != TSN_LIVE) return;
+  napi_env env = s->te->env;
+  napi_handle_scope hs;
+  napi_callback_scope cs = NULL;
+  napi_value resource;
+  if (napi_open_handle_scope(env, &hs) != napi_ok) return;
+  // One callback scope per wakeup: promises JS settled while answering run when it closes.
+  if (napi_get_reference_value(env, s->resource, &resource) != napi_ok ||
+      napi_open_callback_scope(env, resource, s->actx, &cs) != napi_ok) {
+    cs = NULL;
+  }
+  // libuv reports POLLERR as UV_EBADF: the connection is gone (unmounted or aborted), not an error.
+  int end = status < 0;
+  if (end) s->end_errno = status == UV_EBADF ? 0 : -status;
+  s->in_poll = 1;
+  for (int i = 0; !end && i < BATCH; i++) {
+    int res = fuse_session_receive_buf(s->se, &s->buf);
+    if (res == -EAGAIN) break;
+    if (res == -EINTR) continue;
+    if (res <= 0) { // 0: unmounted or aborted (the read saw ENODEV); < 0: a broken device
+      s->end_errno = -res;
+      end = 1;
+      break;
+    }
+    s->requests++;
+    fuse_session_process_buf(s->se, &s->buf);
+    if (fuse_session_exited(s->se) || s->end_requested) end = 1;
+  }
+  s->in_poll = 0;
+  if (end) tsn_session_end(s, 1);
+  if (cs) napi_close_callback_scope(env, cs);
+  napi_close_handle_scope(env, hs);
+}
+
+static void handle_finalize(napi_env env, void *data, void *hint) {
+  (void)env, (void)hint;
+  tsn_handle *h = data;
+  if (h->s) h->s->handle = NULL;
+  free(h);
+}
+
+tsn_session *tsn_handle_session(napi_env env, napi_value v) {
+  void *data = NULL;
+  if (napi_get_value_external(env, v, &data) != napi_ok || data == NULL) {
+    tsn_throw(env, "tarstack_native: expected a session handle");
+    return NULL;
+  }
+  return ((tsn_handle *)data)->s;
+}
+
+static double cfg_num(napi_env env, napi_value cfg, const char *key, double dflt) {
+  napi_value v;
+  double d;
+  bool has = false;
+  if (napi_has_named_property(env, cfg, key, &has) != napi_ok || !has ||
+      napi_get_named_property(env, cfg, key, &v) != napi_ok ||
+      napi_get_value_double(env, v, &d) != napi_ok) {
+    return dflt;
+  }
+  return d;
+}
+
+static int get_handlers(napi_env env, napi_value obj, tsn_session *s) {
+  for (int i = 0; i < TSN_OP_COUNT; i++) {
+    napi_value fn;
+    napi_valuetype t;
+    bool has = false;
+    if (napi_has_named_property(env, obj, tsn_op_names[i], &has) != napi_ok) return -1;
+    if (!has) continue;
+    if (napi_get_named_property(env, obj, tsn_op_names[i], &fn) != napi_ok ||
+        napi_typeof(env, fn, &t) != napi_ok) {
+      return -1;
+    }
+    if (t != napi_function) continue;
+    if (napi_create_reference(env, fn, 1, &s->handlers[i]) != napi_ok) return -1;
+  }
+  return 0;
+}
+
+// fuse_args from a JS string array; the strings stay ours, libfuse copies what it keeps.
+static int get_args(napi_env env, napi_value arr, struct fuse_args *args) {
+  uint32_t n = 0;
+  if (napi_get_array_length(env, arr, &n) != napi_ok || n == 0) return -1;
+  char **argv = calloc(n + 1, sizeof *argv);
+  if (argv == NULL) return -1;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    if (napi_get_element(env, arr, i, &v) != napi_ok ||
+        (argv[i] = tsn_latin1(env, v, NULL)) == NULL) {
+      for (uint32_t k = 0; k < i; k++) free(argv[k]);
+      free(argv);
+      return -1;
+    }
+  }
+  *args = (struct fuse_args)FUSE_ARGS_INIT((int)n, argv);
+  return 0;
+}
+
+static void free_args(char **argv, int n) {
+  for (int i = 0; i < n; i++) free(argv[i]);
+  free(argv);
+}
+
+static napi_value fail(napi_env env, tsn_session *s, const char *msg) {
+  if (s->se) {
+    live_remove(s->se);
+    if (s->mounted) fuse_session_unmount(s->se);
+    fuse_session_destroy(s->se);
+  }
+  free_session(s);
+  if (msg) napi_throw_error(env, NULL, msg);
+  return NULL;
+}
+
+// mount(mountpoint, args: string[], handlers, config) -> session handle. The mount exists when
+// this returns; requests (INIT first) are served once control goes back to the loop.
+napi_value tsn_js_mount(napi_env env, napi_callback_info info) {
+  napi_value argv[4], resource, name, handle;
+  uv_loop_t *loop;
+  tsn_env *te = tsn_env_of(env);
+  if (te == NULL || tsn_get_args(env, info, 4, argv) != 0) return NULL;
+  char *mountpoint = tsn_latin1(env, argv[0], NULL);
+  if (mountpoint == NULL) return NULL;
+  tsn_session *s = calloc(1, sizeof *s);
+  if (s == NULL) {
+    free(mountpoint);
+    return tsn_throw(env, "tarstack_native: out of memory");
+  }
+  s->te = te;
+  s->cfg.readdirplus = (int)cfg_num(env, argv[3], "readdirplus", 1);
+  s->cfg.splice = (int)cfg_num(env, argv[3], "splice", 0);
+  s->cfg.nowait = (int)cfg_num(env, argv[3], "nowait", 1);
+  s->cfg.read_threads = (int)cfg_num(env, argv[3], "readThreads", 4);
+  s->cfg.max_readahead = (unsigned)cfg_num(env, argv[3], "maxReadahead", 0);
+  s->cfg.max_background = (unsigned)cfg_num(env, argv[3], "maxBackground", 0);
+  if (s->cfg.read_threads < 1 || s->cfg.read_threads > 64) s->cfg.read_threads = 4;
+  if (get_handlers(env, argv[2], s) != 0 ||
+      napi_create_object(env, &resource) != napi_ok ||
+      napi_create_string_utf8(env, "tarstack:fuse", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_async_init(env, resource, name, &s->actx) != napi_ok ||
+      napi_create_reference(env, resource, 1, &s->resource) != napi_ok ||
+      napi_get_uv_event_loop(env, &loop) != napi_ok) {
+    free(mountpoint);
+    return fail(env, s, NULL);
+  }
+  struct fuse_args args;
+  if (get_args(env, argv[1], &args) != 0) {
+    free(mountpoint);
+    return fail(env, s, "tarstack_native: bad mount arguments");
+  }
+  char **our_argv = args.argv;
+  int our_argc = args.argc;
+  struct fuse_lowlevel_ops ops;
+  tsn_fill_ops(s, &ops);
+  s->se = fuse_session_new(&args, &ops, sizeof ops, s);
+  fuse_opt_free_args(&args); // frees only what libfuse allocated while parsing
+  free_args(our_argv, our_argc);
+  if (s->se == NULL) {
+    free(mountpoint);
+    return fail(env, s, "fuse_session_new failed (bad option?)");
+  }
+  int res = fuse_session_mount(s->se, mountpoint);
+  free(mountpoint);
+  if (res != 0) return fail(env, s, "fuse_session_mount failed (see stderr)");
+  s->mounted = 1;
+  if (live_add(s->se) != 0) return fail(env, s, "out of memory");
+  int fd = fuse_session_fd(s->se);
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return fail(env, s, "fcntl O_NONBLOCK");
+  if ((s->pool = tsn_pool_new(s, s->cfg.read_threads)) == NULL) {
+    return fail(env, s, "cannot start read threads");
+  }
+  if (uv_poll_init(loop, &s->poll, fd) != 0) {
+    tsn_pool_free(s->pool);
+    return fail(env, s, "uv_poll_init failed");
+  }
+  s->poll.data = s;
+  tsn_handle *h = calloc(1, sizeof *h);
+  if (h == NULL || uv_poll_start(&s->poll, UV_READABLE, on_poll) != 0 ||
+      napi_create_external(env, h, handle_finalize, NULL, &handle) != napi_ok) {
+    free(h); // the session is live from here on: end it the normal way
+    s->handle = NULL;
+    s->next = te->sessions;
+    te->sessions = s;
+    tsn_session_end(s, 1);
+    napi_throw_error(env, NULL, "tarstack_native: cannot start polling /dev/fuse");
+    return NULL;
+  }
+  h->s = s;
+  s->handle = h;
+  s->next = te->sessions;
+  te->sessions = s;
+  return handle;
+}
+
+// unmount(session): ends the session now, unmounting if still mounted (lazily, as libfuse does).
+// Inside a handler the end waits until the current request has been processed.
+napi_value tsn_js_unmount(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (tsn_get_args(env, info, 1, argv) != 0) return NULL;
+  tsn_session *s = tsn_handle_session(env, argv[0]);
+  if (s == NULL || s->state != TSN_LIVE) return tsn_bool(env, 0);
+  if (s->in_poll) {
+    s->end_requested = 1;
+  } else {
+    tsn_session_end(s, 1);
+  }
+  return tsn_bool(env, 1);
+}
+
+static int set_num(napi_env env, napi_value obj, const char *key, double d) {
+  napi_value v;
+  return napi_create_double(env, d, &v) == napi_ok &&
+                 napi_set_named_property(env, obj, key, v) == napi_ok
+             ? 0
+             : -1;
+}
+
+// sessionInfo(session) -> { live, requests, and what INIT negotiated }
+napi_value tsn_js_session_info(napi_env env, napi_callback_info info) {
+  static const char *const keys[8] = { "maxRead", "maxWrite", "maxReadahead", "capable",
+                                       "want", "maxBackground", "timeGran", "protoMinor" };
+  napi_value argv[1], obj;
+  if (tsn_get_args(env, info, 1, argv) != 0) return NULL;
+  void *data = NULL;
+  if (napi_get_value_external(env, argv[0], &data) != napi_ok || data == NULL) {
+    return tsn_throw(env, "tarstack_native: expected a session handle");
+  }
+  tsn_session *s = ((tsn_handle *)data)->s;
+  if (napi_create_object(env, &obj) != napi_ok) return NULL;
+  set_num(env, obj, "live", s != NULL && s->state == TSN_LIVE);
+  if (s == NULL) return obj;
+  set_num(env, obj, "requests", s->requests);
+  for (int i = 0; i < 8; i++) set_num(env, obj, keys[i], s->conn_info[i]);
+  return obj;
+}

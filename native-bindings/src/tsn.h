@@ -1,0 +1,181 @@
+// Shared declarations of tarstack's libfuse3 low-level binding: per-env state, sessions, the
+// request-handle table, the read pool and the notifier. Everything runs on Node's thread except
+// the read pool and notifier threads, which only ever touch what they were handed.
+#ifndef TSN_H
+#define TSN_H
+
+#define FUSE_USE_VERSION 312 // the 3.12 API: fuse_session_new/mount/fd, readdirplus, expire
+#ifndef NAPI_VERSION
+#define NAPI_VERSION 8
+#endif
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE // preadv2, RWF_NOWAIT, splice
+#endif
+
+#include <fuse_lowlevel.h>
+#include <node_api.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <uv.h>
+
+// The Float64Array shared with JS, so attributes cross without allocating. Layout (doubles):
+//   OUT  0..13 attr (ino mode nlink uid gid rdev size blocks atime atimens mtime mtimens ctime
+//               ctimens), 14 generation, 15 attr timeout, 16 entry timeout (seconds);
+//        statfs replies reuse 0..8 (bsize frsize blocks bfree bavail files ffree favail namemax).
+//   IN  20..29 setattr values (mode uid gid size atime atimens mtime mtimens ctime ctimens).
+//   CTX 32..35 caller of the current request (uid gid pid umask), written before each handler.
+enum {
+  TSN_OUT = 0,
+  TSN_GENERATION = 14,
+  TSN_ATTR_TIMEOUT = 15,
+  TSN_ENTRY_TIMEOUT = 16,
+  TSN_IN = 20,
+  TSN_CTX = 32,
+  TSN_SCRATCH_LEN = 40,
+};
+
+// JS handlers a session may have; a missing one leaves the op unset so libfuse answers ENOSYS.
+enum tsn_op {
+  TSN_OP_LOOKUP, TSN_OP_FORGET, TSN_OP_GETATTR, TSN_OP_SETATTR, TSN_OP_READLINK, TSN_OP_MKNOD,
+  TSN_OP_MKDIR, TSN_OP_UNLINK, TSN_OP_RMDIR, TSN_OP_SYMLINK, TSN_OP_RENAME, TSN_OP_LINK,
+  TSN_OP_OPEN, TSN_OP_READ, TSN_OP_WRITE, TSN_OP_FLUSH, TSN_OP_RELEASE, TSN_OP_FSYNC,
+  TSN_OP_OPENDIR, TSN_OP_READDIR, TSN_OP_RELEASEDIR, TSN_OP_FSYNCDIR, TSN_OP_STATFS,
+  TSN_OP_SETXATTR, TSN_OP_GETXATTR, TSN_OP_LISTXATTR, TSN_OP_REMOVEXATTR, TSN_OP_ACCESS,
+  TSN_OP_CREATE, TSN_OP_FALLOCATE,
+  TSN_OP_INIT, TSN_OP_END, // lifecycle callbacks, not requests
+  TSN_OP_COUNT
+};
+extern const char *const tsn_op_names[TSN_OP_COUNT];
+
+struct tsn_session;
+
+// One outstanding kernel request. JS holds it as a number: generation * 2^22 + index, so a
+// stale or repeated reply finds a different generation and is refused instead of crashing.
+typedef struct tsn_slot {
+  fuse_req_t req; // NULL while free
+  struct tsn_session *s;
+  uint32_t gen;
+  uint32_t next_free;
+  uint32_t size;   // readdir: buffer size the kernel asked for; read: bytes asked for
+  uint32_t dirlen; // readdir: bytes packed so far
+  char *dirbuf;    // readdir: packing buffer, allocated on the first entry
+} tsn_slot;
+
+#define TSN_SLOT_BITS 22
+#define TSN_SLOT_MAX (1u << TSN_SLOT_BITS)
+#define TSN_NO_SLOT UINT32_MAX
+
+typedef struct tsn_env {
+  napi_env env;
+  double *scratch;
+  napi_ref scratch_ref;
+  tsn_slot *slots;
+  uint32_t nslots, cap, free_head;
+  struct tsn_session *sessions; // live sessions, for env cleanup
+  char *fastbuf;                // Node-thread buffer for reads served from the page cache
+  size_t fastbuf_cap;
+} tsn_env;
+
+typedef struct tsn_range {
+  int fd; // -1: zeros
+  off_t pos;
+  size_t len;
+} tsn_range;
+
+typedef struct tsn_pool tsn_pool;
+typedef struct tsn_notifier tsn_notifier;
+
+enum tsn_state { TSN_LIVE, TSN_ENDED };
+
+typedef struct tsn_config {
+  int readdirplus;  // 0 no, 1 yes (always plus), 2 auto (kernel picks)
+  int splice;       // reply file ranges with splice instead of pread + write
+  int nowait;       // try RWF_NOWAIT on Node's thread before handing a read to the pool
+  int read_threads;
+  unsigned max_readahead;
+  unsigned max_background;
+} tsn_config;
+
+typedef struct tsn_session {
+  tsn_env *te;
+  struct fuse_session *se;
+  uv_poll_t poll;
+  int closing_handles; // uv handles still to be closed before the struct may be freed
+  struct fuse_buf buf;
+  napi_ref handlers[TSN_OP_COUNT];
+  napi_async_context actx;
+  napi_ref resource;
+  struct tsn_handle *handle;
+  tsn_config cfg;
+  enum tsn_state state;
+  int in_poll, end_requested, mounted, env_gone;
+  int end_errno; // why the session ended: 0 after a clean unmount
+  double requests;
+  double conn_info[8]; // max_read max_write max_readahead capable want max_background time_gran proto_minor
+  tsn_pool *pool;
+  tsn_notifier *notifier;
+  struct tsn_session *next;
+} tsn_session;
+
+// What JS holds for a session; outlives it, so late calls find s == NULL instead of freed memory.
+typedef struct tsn_handle {
+  tsn_session *s;
+} tsn_handle;
+
+// reqs.c
+double tsn_req_put(tsn_session *s, fuse_req_t req, uint32_t size);
+tsn_slot *tsn_req_find(tsn_env *te, double id);
+fuse_req_t tsn_req_take(tsn_env *te, double id);
+void tsn_req_fail_session(tsn_env *te, tsn_session *s, int err);
+void tsn_reqs_free(tsn_env *te);
+
+// ops.c
+void tsn_fill_ops(tsn_session *s, struct fuse_lowlevel_ops *ops);
+
+// session.c
+void tsn_session_end(tsn_session *s, int call_js);
+napi_value tsn_js_mount(napi_env env, napi_callback_info info);
+napi_value tsn_js_unmount(napi_env env, napi_callback_info info);
+napi_value tsn_js_session_info(napi_env env, napi_callback_info info);
+tsn_session *tsn_handle_session(napi_env env, napi_value v);
+
+// replies.c, dir.c
+napi_value tsn_js_reply_err(napi_env, napi_callback_info);
+napi_value tsn_js_reply_none(napi_env, napi_callback_info);
+napi_value tsn_js_reply_entry(napi_env, napi_callback_info);
+napi_value tsn_js_reply_create(napi_env, napi_callback_info);
+napi_value tsn_js_reply_attr(napi_env, napi_callback_info);
+napi_value tsn_js_reply_readlink(napi_env, napi_callback_info);
+napi_value tsn_js_reply_open(napi_env, napi_callback_info);
+napi_value tsn_js_reply_write(napi_env, napi_callback_info);
+napi_value tsn_js_reply_buf(napi_env, napi_callback_info);
+napi_value tsn_js_reply_statfs(napi_env, napi_callback_info);
+napi_value tsn_js_reply_xattr_size(napi_env, napi_callback_info);
+napi_value tsn_js_reply_xattr(napi_env, napi_callback_info);
+napi_value tsn_js_dir_add(napi_env, napi_callback_info);
+napi_value tsn_js_dir_add_plus(napi_env, napi_callback_info);
+napi_value tsn_js_reply_dir(napi_env, napi_callback_info);
+void tsn_fill_stat(const double *a, struct stat *st);
+
+// readpool.c
+tsn_pool *tsn_pool_new(tsn_session *s, int threads);
+void tsn_pool_free(tsn_pool *p); // joins; every queued job is answered first
+napi_value tsn_js_reply_ranges(napi_env, napi_callback_info);
+
+// notify.c
+tsn_notifier *tsn_notifier_new(tsn_session *s);
+void tsn_notifier_stop(tsn_notifier *n, int call_js); // joins the thread, settles promises
+void tsn_notifier_close(tsn_notifier *n, void (*closed)(tsn_session *)); // closes its uv handle
+napi_value tsn_js_notify_inval_inode(napi_env, napi_callback_info);
+napi_value tsn_js_notify_inval_entry(napi_env, napi_callback_info);
+napi_value tsn_js_notify_delete(napi_env, napi_callback_info);
+
+// jsutil.c
+tsn_env *tsn_env_of(napi_env env);
+int tsn_get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv);
+int tsn_num(napi_env env, napi_value v, double *out);
+napi_value tsn_bool(napi_env env, int b);
+napi_value tsn_undefined(napi_env env);
+napi_value tsn_throw(napi_env env, const char *msg);
+char *tsn_latin1(napi_env env, napi_value v, size_t *len); // malloc'ed, NUL-terminated
+#endif

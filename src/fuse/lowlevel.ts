@@ -1,0 +1,158 @@
+// Typed face of native-bindings' tarstack_native.node (libfuse3 low-level API served on Node's own
+// loop); the only module that loads it. Handlers get a request id first and answer it exactly once
+// through a reply function, synchronously or later; a second answer returns false and does nothing.
+import { createRequire } from 'node:module';
+
+/** Request id handed to every handler; answer it with one reply function. */
+export type Req = number;
+
+/** Handlers a session may have; a missing request handler makes the kernel see ENOSYS. */
+export interface Handlers {
+  /** INIT was negotiated: the mount now serves. */
+  init?(): void;
+  /** The session ended (unmounted by anyone, aborted, or unmount() called); errno 0 is normal. */
+  end?(errno: number, requests: number): void;
+
+  lookup?(req: Req, parent: number, name: string): void;
+  /** No reply: the kernel dropped `nlookup` references to `ino`. */
+  forget?(ino: number, nlookup: number): void;
+  /** fh is -1 unless the kernel named an open file. */
+  getattr?(req: Req, ino: number, fh: number): void;
+  /** New values are in scratch[IN + SetattrIn.*]; `toSet` holds SETATTR_* bits. */
+  setattr?(req: Req, ino: number, toSet: number, fh: number): void;
+  readlink?(req: Req, ino: number): void;
+  mknod?(req: Req, parent: number, name: string, mode: number, rdev: number): void;
+  mkdir?(req: Req, parent: number, name: string, mode: number): void;
+  unlink?(req: Req, parent: number, name: string): void;
+  rmdir?(req: Req, parent: number, name: string): void;
+  symlink?(req: Req, target: string, parent: number, name: string): void;
+  /** flags: RENAME_NOREPLACE (1), RENAME_EXCHANGE (2), RENAME_WHITEOUT (4). */
+  rename?(req: Req, parent: number, name: string, newParent: number, newName: string, flags: number): void;
+  link?(req: Req, ino: number, newParent: number, newName: string): void;
+  /** flags are open(2) flags; O_TRUNC may be among them (atomic_o_trunc is negotiated). */
+  open?(req: Req, ino: number, flags: number): void;
+  read?(req: Req, ino: number, fh: number, pos: number, size: number): void;
+  /** `data` is a copy the handler may keep. */
+  write?(req: Req, ino: number, fh: number, data: Buffer, pos: number, flags: number): void;
+  flush?(req: Req, ino: number, fh: number): void;
+  release?(req: Req, ino: number, fh: number, flags: number): void;
+  fsync?(req: Req, ino: number, fh: number, datasync: number): void;
+  opendir?(req: Req, ino: number, flags: number): void;
+  /** plus = 1 for READDIRPLUS: pack with dirAddPlus, otherwise dirAdd; then replyDir. */
+  readdir?(req: Req, ino: number, fh: number, offset: number, size: number, plus: number): void;
+  releasedir?(req: Req, ino: number, fh: number): void;
+  fsyncdir?(req: Req, ino: number, fh: number, datasync: number): void;
+  statfs?(req: Req, ino: number): void;
+  setxattr?(req: Req, ino: number, name: string, value: Buffer, flags: number): void;
+  /** size 0 is a probe: answer replyXattrSize; a value longer than size is ERANGE. */
+  getxattr?(req: Req, ino: number, name: string, size: number): void;
+  listxattr?(req: Req, ino: number, size: number): void;
+  removexattr?(req: Req, ino: number, name: string): void;
+  access?(req: Req, ino: number, mask: number): void;
+  create?(req: Req, parent: number, name: string, mode: number, flags: number): void;
+  fallocate?(req: Req, ino: number, fh: number, mode: number, pos: number, len: number): void;
+}
+
+/** Tuning fixed at mount; defaults are what bench/native-binding.ts measured best here. */
+export interface SessionConfig {
+  /** 0 plain readdir, 1 always readdirplus, 2 let the kernel choose (readdirplus_auto). */
+  readdirplus?: 0 | 1 | 2;
+  /** 1: answer file ranges with splice (file -> pipe -> /dev/fuse) instead of pread + write. */
+  splice?: 0 | 1;
+  /** 1: try the page cache from Node's thread first (preadv2 RWF_NOWAIT). */
+  nowait?: 0 | 1;
+  readThreads?: number;
+  maxReadahead?: number;
+  maxBackground?: number;
+}
+
+export interface SessionInfo {
+  live: number;
+  requests?: number;
+  maxRead?: number;
+  maxWrite?: number;
+  maxReadahead?: number;
+  capable?: number;
+  want?: number;
+  maxBackground?: number;
+  timeGran?: number;
+  protoMinor?: number;
+}
+
+declare const sessionBrand: unique symbol;
+export type Session = { readonly [sessionBrand]: true };
+
+export interface Native {
+  /** Shared with C; layout below (OUT, IN, CTX). */
+  readonly scratch: Float64Array;
+  readonly fuseVersion: number;
+  mount(mountpoint: string, args: string[], handlers: Handlers, config: SessionConfig): Session;
+  unmount(s: Session): boolean;
+  sessionInfo(s: Session): SessionInfo;
+  /** errno 0 is the success reply of unlink, rmdir, rename, link, release, flush, fsync, setxattr... */
+  replyErr(req: Req, errno: number): boolean;
+  replyNone(req: Req): boolean;
+  /** Entry from scratch OUT; ino 0 with an entry timeout caches a negative lookup. */
+  replyEntry(req: Req): boolean;
+  replyCreate(req: Req, fh: number, openFlags: number): boolean;
+  replyAttr(req: Req): boolean;
+  replyReadlink(req: Req, target: string): boolean;
+  replyOpen(req: Req, fh: number, openFlags: number): boolean;
+  replyWrite(req: Req, count: number): boolean;
+  replyBuf(req: Req, data: Buffer): boolean;
+  replyStatfs(req: Req): boolean;
+  replyXattrSize(req: Req, size: number): boolean;
+  /** getxattr/listxattr in one: the length for a size-0 probe, ERANGE if too long, else the bytes. */
+  replyXattr(req: Req, value: Buffer): boolean;
+  /** Triples fd,pos,len (fd -1 = zeros), answered off Node's loop when the data is cold. */
+  replyRanges(req: Req, ranges: Float64Array, count: number): boolean;
+  dirAdd(req: Req, name: string, ino: number, mode: number, next: number): boolean;
+  /** Attributes in scratch OUT; nodeid 0 (for . and ..) gives the kernel no reference. */
+  dirAddPlus(req: Req, name: string, next: number, nodeid: number): boolean;
+  replyDir(req: Req): boolean;
+  /** Resolve to 0 or -errno. Never await one before answering a request on the same inode or
+   *  parent: the kernel may hold that request's locks while it processes the notification. */
+  notifyInvalInode(s: Session, ino: number, off: number, len: number): Promise<number>;
+  notifyInvalEntry(s: Session, parent: number, name: string): Promise<number>;
+  notifyDelete(s: Session, parent: number, name: string, child: number): Promise<number>;
+}
+
+// Scratch layout (doubles), mirrored in native-bindings/src/tsn.h.
+export const OUT = 0; // attr: ino mode nlink uid gid rdev size blocks atime atimens mtime mtimens ctime ctimens
+export const GENERATION = 14;
+export const ATTR_TIMEOUT = 15;
+export const ENTRY_TIMEOUT = 16;
+export const IN = 20; // setattr: mode uid gid size atime atimens mtime mtimens ctime ctimens
+export const CTX = 32; // caller: uid gid pid umask
+
+export const OPEN_KEEP_CACHE = 1;
+export const OPEN_DIRECT_IO = 2;
+export const OPEN_CACHE_READDIR = 4;
+export const OPEN_NONSEEKABLE = 8;
+
+// FUSE_SET_ATTR_* of fuse_lowlevel.h.
+export const SETATTR_MODE = 1 << 0;
+export const SETATTR_UID = 1 << 1;
+export const SETATTR_GID = 1 << 2;
+export const SETATTR_SIZE = 1 << 3;
+export const SETATTR_ATIME = 1 << 4;
+export const SETATTR_MTIME = 1 << 5;
+export const SETATTR_ATIME_NOW = 1 << 7;
+export const SETATTR_MTIME_NOW = 1 << 8;
+export const SETATTR_CTIME = 1 << 10;
+
+let loaded: Native | undefined;
+
+/** Loads the addon once; TARSTACK_NATIVE_ADDON may name another build (e.g. a sanitizer one). */
+export function loadNative(): Native {
+  if (loaded) return loaded;
+  const path =
+    process.env.TARSTACK_NATIVE_ADDON ??
+    new URL('../../../native-bindings/build/Release/tarstack_native.node', import.meta.url).pathname;
+  try {
+    loaded = createRequire(import.meta.url)(path) as Native;
+  } catch (err) {
+    throw new Error(`cannot load ${path} (run \`npm run build:native\`): ${(err as Error).message}`);
+  }
+  return loaded;
+}

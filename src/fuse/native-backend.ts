@@ -1,0 +1,130 @@
+// Mounts a FileSystem through tarstack's own libfuse3 binding: requests are read from /dev/fuse on
+// Node's own loop and answered by native-translate.ts. Resolves once the kernel's INIT has been
+// answered, i.e. once the mount serves.
+import { execFile } from 'node:child_process';
+import type { Mounted, MountOptions } from './backend.js';
+import * as ll from './lowlevel.js';
+import { cachePolicy, Translator } from './native-translate.js';
+import type { FileSystem } from './ops.js';
+
+export interface NativeMountOptions extends MountOptions {
+  /** Tuning for benchmarks; the defaults are the measured best. */
+  session?: ll.SessionConfig;
+  /** How long to wait for the kernel's INIT (default 10 s; more under valgrind). */
+  initTimeoutMs?: number;
+  /** Zero-message open/opendir for immutable read-only trees (default on where the kernel has it). */
+  openless?: boolean;
+}
+
+export interface NativeMounted extends Mounted {
+  /** lazy: detach a busy mount (fusermount3 -u -z) instead of failing with EBUSY. */
+  close(opts?: { lazy?: boolean }): Promise<void>;
+  stats(): { requests: number; plusRefs: number };
+  /** Drop cached data (off >= 0) or only attributes (off < 0) of an inode; see lowlevel.ts for
+   *  the one rule that keeps notifications from deadlocking. */
+  invalidateInode(ino: number, off?: number, len?: number): Promise<number>;
+  invalidateEntry(parent: number, name: string): Promise<number>;
+}
+
+const CAP_NO_OPEN_SUPPORT = 1 << 17; // FUSE_CAP_* of fuse_common.h
+const CAP_NO_OPENDIR_SUPPORT = 1 << 24;
+const DEFAULT_SESSION: ll.SessionConfig = { readdirplus: 1, splice: 0, nowait: 1, readThreads: 4 };
+
+/** libfuse option values: `,` separates options and `\` escapes. */
+function escapeOpt(v: string): string {
+  return v.replace(/[\\,]/g, (c) => '\\' + c);
+}
+
+export function mountArgs(o: MountOptions): string[] {
+  const opts = [`fsname=${escapeOpt(o.fsname)}`];
+  if (o.subtype) opts.push(`subtype=${escapeOpt(o.subtype)}`);
+  if (o.readOnly) opts.push('ro');
+  if (o.allowOther) opts.push('allow_other', 'default_permissions');
+  if (process.getuid?.() !== 0) opts.push('nosuid', 'nodev');
+  const args = ['tarstack', '-o', opts.join(',')];
+  if (o.debug) args.push('-d');
+  return args;
+}
+
+function fusermountUnmount(mountpoint: string, lazy: boolean): Promise<void> {
+  const args = ['-u', ...(lazy ? ['-z'] : []), '--', mountpoint];
+  return new Promise((resolve, reject) => {
+    execFile('fusermount3', args, (err, _stdout, stderr) => {
+      if (err) reject(new Error(`fusermount3 ${args.join(' ')}: ${stderr.trim() || err.message}`));
+      else resolve();
+    });
+  });
+}
+
+export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Promise<NativeMounted> {
+  const native = ll.loadNative();
+  const tr = new Translator(fs, native, cachePolicy(fs.immutable));
+  let ended = false;
+  let finalRequests = 0;
+  let markReady!: () => void;
+  let failReady!: (err: Error) => void;
+  const ready = new Promise<void>((resolve, reject) => ((markReady = resolve), (failReady = reject)));
+  let markUnmounted!: () => void;
+  const unmounted = new Promise<void>((resolve) => (markUnmounted = resolve));
+
+  const destroyed = (): void => {
+    let r: void | Promise<void> = undefined;
+    try { r = fs.destroy(); } catch (e) { console.error('tarstack: destroy failed:', e); }
+    Promise.resolve(r).catch((e: unknown) => console.error('tarstack: destroy failed:', e)).finally(markUnmounted);
+  };
+  const handlers: ll.Handlers = {
+    ...tr.handlers,
+    init: () => {
+      const capable = native.sessionInfo(session).capable ?? 0;
+      const both = CAP_NO_OPEN_SUPPORT | CAP_NO_OPENDIR_SUPPORT;
+      if ((opts.openless ?? true) && fs.immutable && opts.readOnly && (capable & both) === both) tr.enableOpenless();
+      markReady();
+    },
+    end: (errno, requests) => {
+      ended = true;
+      finalRequests = requests;
+      if (errno !== 0) console.error(`tarstack: FUSE session for ${opts.mountpoint} ended with errno ${errno}`);
+      failReady(new Error(`the FUSE session for ${opts.mountpoint} ended before it served`));
+      destroyed();
+    },
+  };
+  const session = native.mount(opts.mountpoint, mountArgs(opts), handlers, { ...DEFAULT_SESSION, ...opts.session });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      ready,
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no FUSE INIT from the kernel for ${opts.mountpoint}`)), opts.initTimeoutMs ?? 10_000);
+      }),
+    ]);
+  } catch (err) {
+    native.unmount(session);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+
+  return {
+    unmounted,
+    async close(o?: { lazy?: boolean }): Promise<void> {
+      if (!ended) {
+        try {
+          await fusermountUnmount(opts.mountpoint, o?.lazy ?? false);
+        } catch (err) {
+          if (!ended) throw err; // still mounted (busy?): the caller decides
+        }
+      }
+      await unmounted;
+    },
+    stats() {
+      const requests = ended ? finalRequests : native.sessionInfo(session).requests ?? 0;
+      return { requests, plusRefs: tr.plusRefCount() };
+    },
+    invalidateInode(ino: number, off = 0, len = 0) {
+      return ended ? Promise.resolve(0) : native.notifyInvalInode(session, ino, off, len);
+    },
+    invalidateEntry(parent: number, name: string) {
+      return ended ? Promise.resolve(0) : native.notifyInvalEntry(session, parent, name);
+    },
+  };
+}

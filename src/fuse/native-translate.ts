@@ -1,0 +1,391 @@
+// Turns kernel requests from the libfuse3 binding (lowlevel.ts) into FileSystem calls and their
+// results into replies. Every request is answered exactly once whether the FileSystem answers
+// synchronously, asynchronously or by throwing; errors become errnos in one place (fail).
+import { constants } from 'node:os';
+import { errnoOf, FsError } from '../util/errors.js';
+import * as ll from './lowlevel.js';
+import type { Attr, DirEntry, Entry, FileSystem, OpenReply, ReadReply, Statfs } from './ops.js';
+
+type Maybe<T> = T | Promise<T>;
+
+const { ENOENT, ENOSYS } = constants.errno;
+const O_RDONLY = 0;
+
+/** A promise or any thenable; decided without allocating for plain values. */
+function isThenable<T>(v: Maybe<T>): v is Promise<T> {
+  return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
+}
+
+export interface CachePolicy {
+  entry: number; // seconds the kernel may keep a name -> inode answer
+  attr: number; // seconds it may keep attributes
+  negative: number; // seconds it may remember that a name is absent (0: never)
+  keepCache: boolean; // keep file pages across opens
+  cacheReaddir: boolean; // keep directory listings across opendirs
+}
+
+/** An immutable tree may be cached for a day; anything else for a second, like libfuse's default. */
+export function cachePolicy(immutable: boolean): CachePolicy {
+  return immutable
+    ? { entry: 86400, attr: 86400, negative: 86400, keepCache: true, cacheReaddir: true }
+    : { entry: 1, attr: 1, negative: 0, keepCache: false, cacheReaddir: false };
+}
+
+export class Translator {
+  readonly handlers: ll.Handlers;
+  private readonly x: Float64Array;
+  private ranges = new Float64Array(3 * 16);
+  /** References the kernel holds from readdirplus entries; forgets consume these first, so the
+   *  FileSystem's forget() balances exactly its own lookup() answers. */
+  private readonly plusRefs = new Map<number, number>();
+
+  constructor(
+    private readonly fs: FileSystem,
+    private readonly n: ll.Native,
+    private readonly cache: CachePolicy,
+  ) {
+    this.x = n.scratch;
+    const h: ll.Handlers = {
+      lookup: this.lookup,
+      forget: this.forget,
+      getattr: this.getattr,
+      readlink: this.readlink,
+      opendir: this.opendir,
+      readdir: this.readdir,
+      releasedir: this.releasedir,
+      open: this.open,
+      read: this.read,
+      release: this.release,
+      statfs: this.statfs,
+      getxattr: this.getxattr,
+      listxattr: this.listxattr,
+    };
+    this.handlers = h;
+  }
+
+  /** Zero-message opens: the kernel was answered ENOSYS to its first OPEN and OPENDIR and, as
+   *  FUSE_CAP_NO_OPEN(DIR)_SUPPORT promises, sends no OPEN, OPENDIR, RELEASE or RELEASEDIR again
+   *  (keep_cache and cache_readdir become its defaults). Each READ and READDIR then opens and
+   *  releases a handle of its own. Only for immutable, read-only mounts: nothing can notice. */
+  private openless = false;
+
+  enableOpenless(): void {
+    this.openless = true;
+  }
+
+  /** Kernel references still held through readdirplus entries (for balance checks). */
+  plusRefCount(): number {
+    let sum = 0;
+    for (const v of this.plusRefs.values()) sum += v;
+    return sum;
+  }
+
+  // ---- the errno funnel --------------------------------------------------------------------
+
+  private fail(req: ll.Req, op: string, ino: number, err: unknown): void {
+    if (!(err instanceof FsError)) {
+      console.error(`tarstack: ${op} (ino ${ino}) failed unexpectedly:`, err);
+    }
+    const errno = errnoOf(err);
+    if (op === 'lookup' && errno === ENOENT && this.cache.negative > 0) {
+      this.x[0] = 0; // a negative entry: the kernel remembers the name is absent
+      this.x[ll.ATTR_TIMEOUT] = 0;
+      this.x[ll.ENTRY_TIMEOUT] = this.cache.negative;
+      if (this.n.replyEntry(req)) return;
+    }
+    this.n.replyErr(req, errno);
+  }
+
+  private settle<T>(req: ll.Req, op: string, ino: number, r: Maybe<T>, done: (req: ll.Req, v: T) => void): void {
+    if (isThenable(r)) {
+      r.then(
+        (v) => this.finish(req, op, ino, v, done),
+        (e: unknown) => this.fail(req, op, ino, e),
+      );
+    } else {
+      this.finish(req, op, ino, r, done);
+    }
+  }
+
+  private finish<T>(req: ll.Req, op: string, ino: number, v: T, done: (req: ll.Req, v: T) => void): void {
+    try {
+      done(req, v);
+    } catch (e) {
+      this.fail(req, op, ino, e); // e.g. a malformed result the binding refused; no-op if answered
+    }
+  }
+
+  // ---- answers -----------------------------------------------------------------------------
+
+  private putAttr(a: Attr): void {
+    const x = this.x;
+    x[0] = a.ino, x[1] = a.mode, x[2] = a.nlink, x[3] = a.uid, x[4] = a.gid, x[5] = a.rdev;
+    x[6] = a.size, x[7] = a.blocks, x[8] = a.atimeSec, x[9] = a.atimeNsec;
+    x[10] = a.mtimeSec, x[11] = a.mtimeNsec, x[12] = a.ctimeSec, x[13] = a.ctimeNsec;
+    x[ll.ATTR_TIMEOUT] = this.cache.attr;
+    x[ll.ENTRY_TIMEOUT] = this.cache.entry;
+  }
+
+  private readonly answerEntry = (req: ll.Req, e: Entry): void => {
+    this.putAttr(e.attr);
+    this.x[0] = e.ino;
+    this.x[ll.GENERATION] = e.generation;
+    this.n.replyEntry(req);
+  };
+  private readonly answerAttr = (req: ll.Req, a: Attr): void => {
+    this.putAttr(a);
+    this.n.replyAttr(req);
+  };
+  private readonly answerReadlink = (req: ll.Req, target: string): void => {
+    this.n.replyReadlink(req, target);
+  };
+  private readonly answerOpendir = (req: ll.Req, fh: number): void => {
+    const c = this.cache.cacheReaddir ? ll.OPEN_CACHE_READDIR | ll.OPEN_KEEP_CACHE : 0;
+    this.n.replyOpen(req, fh, c);
+  };
+  private readonly answerOpen = (req: ll.Req, o: OpenReply): void => {
+    const flags = (o.keepCache || this.cache.keepCache ? ll.OPEN_KEEP_CACHE : 0) | (o.directIo ? ll.OPEN_DIRECT_IO : 0);
+    this.n.replyOpen(req, o.fh, flags);
+  };
+  private readonly answerRead = (req: ll.Req, r: ReadReply): void => {
+    if (Buffer.isBuffer(r)) {
+      this.n.replyBuf(req, r);
+      return;
+    }
+    if (this.ranges.length < 3 * r.length) this.ranges = new Float64Array(6 * r.length);
+    const t = this.ranges;
+    for (let i = 0; i < r.length; i++) {
+      const g = r[i]!;
+      t[3 * i] = g.fd, t[3 * i + 1] = g.pos, t[3 * i + 2] = g.len;
+    }
+    this.n.replyRanges(req, t, r.length);
+  };
+  private readonly answerOk = (req: ll.Req): void => {
+    this.n.replyErr(req, 0);
+  };
+  private readonly answerStatfs = (req: ll.Req, s: Statfs): void => {
+    const x = this.x;
+    x[0] = s.bsize, x[1] = s.frsize, x[2] = s.blocks, x[3] = s.bfree, x[4] = s.bavail;
+    x[5] = s.files, x[6] = s.ffree, x[7] = s.favail, x[8] = s.namemax;
+    this.n.replyStatfs(req);
+  };
+  private readonly answerXattr = (req: ll.Req, v: Buffer): void => {
+    this.n.replyXattr(req, v);
+  };
+  private readonly answerXattrList = (req: ll.Req, names: string[]): void => {
+    this.n.replyXattr(req, Buffer.from(names.length ? names.join('\0') + '\0' : '', 'latin1'));
+  };
+
+  // ---- requests: one line of translation each ---------------------------------------------
+
+  readonly lookup = (req: ll.Req, parent: number, name: string): void => {
+    let r: Maybe<Entry>;
+    try { r = this.fs.lookup(parent, name); } catch (e) { return this.fail(req, 'lookup', parent, e); }
+    this.settle(req, 'lookup', parent, r, this.answerEntry);
+  };
+
+  readonly forget = (ino: number, nlookup: number): void => {
+    const held = this.plusRefs.get(ino);
+    if (held !== undefined) {
+      const used = Math.min(held, nlookup);
+      if (used === held) this.plusRefs.delete(ino);
+      else this.plusRefs.set(ino, held - used);
+      nlookup -= used;
+    }
+    if (nlookup === 0) return;
+    try { this.fs.forget(ino, nlookup); } catch (e) { console.error(`tarstack: forget (ino ${ino}) failed:`, e); }
+  };
+
+  readonly getattr = (req: ll.Req, ino: number): void => {
+    let r: Maybe<Attr>;
+    try { r = this.fs.getattr(ino); } catch (e) { return this.fail(req, 'getattr', ino, e); }
+    this.settle(req, 'getattr', ino, r, this.answerAttr);
+  };
+
+  readonly readlink = (req: ll.Req, ino: number): void => {
+    let r: Maybe<string>;
+    try { r = this.fs.readlink(ino); } catch (e) { return this.fail(req, 'readlink', ino, e); }
+    this.settle(req, 'readlink', ino, r, this.answerReadlink);
+  };
+
+  readonly opendir = (req: ll.Req, ino: number): void => {
+    if (this.openless) return void this.n.replyErr(req, ENOSYS);
+    let r: Maybe<number>;
+    try { r = this.fs.opendir(ino); } catch (e) { return this.fail(req, 'opendir', ino, e); }
+    this.settle(req, 'opendir', ino, r, this.answerOpendir);
+  };
+
+  readonly releasedir = (req: ll.Req, ino: number, fh: number): void => {
+    try { this.fs.releasedir(ino, fh); } catch (e) { return this.fail(req, 'releasedir', ino, e); }
+    this.n.replyErr(req, 0);
+  };
+
+  readonly open = (req: ll.Req, ino: number, flags: number): void => {
+    if (this.openless) return void this.n.replyErr(req, ENOSYS);
+    let r: Maybe<OpenReply>;
+    try { r = this.fs.open(ino, flags); } catch (e) { return this.fail(req, 'open', ino, e); }
+    this.settle(req, 'open', ino, r, this.answerOpen);
+  };
+
+  readonly read = (req: ll.Req, ino: number, fh: number, pos: number, size: number): void => {
+    if (this.openless) return this.readOpenless(req, ino, pos, size);
+    let r: Maybe<ReadReply>;
+    try { r = this.fs.read(ino, fh, pos, size); } catch (e) { return this.fail(req, 'read', ino, e); }
+    this.settle(req, 'read', ino, r, this.answerRead);
+  };
+
+  private readOpenless(req: ll.Req, ino: number, pos: number, size: number): void {
+    let o: Maybe<OpenReply>;
+    try { o = this.fs.open(ino, O_RDONLY); } catch (e) { return this.fail(req, 'read', ino, e); }
+    if (!isThenable(o)) return this.readReleasing(req, ino, o.fh, pos, size);
+    o.then((v) => this.readReleasing(req, ino, v.fh, pos, size), (e: unknown) => this.fail(req, 'read', ino, e));
+  }
+
+  private readReleasing(req: ll.Req, ino: number, fh: number, pos: number, size: number): void {
+    let r: Maybe<ReadReply>;
+    try {
+      r = this.fs.read(ino, fh, pos, size);
+    } catch (e) {
+      this.fail(req, 'read', ino, e);
+      return this.releaseQuietly(ino, fh);
+    }
+    if (!isThenable(r)) {
+      this.finish(req, 'read', ino, r, this.answerRead);
+      return this.releaseQuietly(ino, fh);
+    }
+    r.then(
+      (v) => (this.finish(req, 'read', ino, v, this.answerRead), this.releaseQuietly(ino, fh)),
+      (e: unknown) => (this.fail(req, 'read', ino, e), this.releaseQuietly(ino, fh)),
+    );
+  }
+
+  private releaseQuietly(ino: number, fh: number): void {
+    let r: Maybe<void>;
+    try { r = this.fs.release(ino, fh); } catch (e) { return console.error(`tarstack: release (ino ${ino}) failed:`, e); }
+    if (isThenable(r)) r.catch((e: unknown) => console.error(`tarstack: release (ino ${ino}) failed:`, e));
+  }
+
+  readonly release = (req: ll.Req, ino: number, fh: number): void => {
+    let r: Maybe<void>;
+    try { r = this.fs.release(ino, fh); } catch (e) { return this.fail(req, 'release', ino, e); }
+    this.settle(req, 'release', ino, r, this.answerOk);
+  };
+
+  readonly statfs = (req: ll.Req, ino: number): void => {
+    let r: Maybe<Statfs>;
+    try { r = this.fs.statfs(ino); } catch (e) { return this.fail(req, 'statfs', ino, e); }
+    this.settle(req, 'statfs', ino, r, this.answerStatfs);
+  };
+
+  readonly getxattr = (req: ll.Req, ino: number, name: string): void => {
+    let r: Maybe<Buffer>;
+    try { r = this.fs.getxattr(ino, name); } catch (e) { return this.fail(req, 'getxattr', ino, e); }
+    this.settle(req, 'getxattr', ino, r, this.answerXattr);
+  };
+
+  readonly listxattr = (req: ll.Req, ino: number): void => {
+    let r: Maybe<string[]>;
+    try { r = this.fs.listxattr(ino); } catch (e) { return this.fail(req, 'listxattr', ino, e); }
+    this.settle(req, 'listxattr', ino, r, this.answerXattrList);
+  };
+
+  // ---- directory listings ------------------------------------------------------------------
+
+  readonly readdir = (req: ll.Req, ino: number, fh: number, offset: number, _size: number, plus: number): void => {
+    const counted = plus === 1 ? [] : null;
+    if (!this.openless) return this.list(req, ino, fh, offset, counted, false);
+    // No OPENDIR reached us: this request gets a handle of its own, released once answered.
+    let h: Maybe<number>;
+    try { h = this.fs.opendir(ino); } catch (e) { return this.fail(req, 'readdir', ino, e); }
+    if (!isThenable(h)) return this.list(req, ino, h, offset, counted, true);
+    h.then((v) => this.list(req, ino, v, offset, counted, true), (e: unknown) => this.fail(req, 'readdir', ino, e));
+  };
+
+  private list(req: ll.Req, dir: number, fh: number, offset: number, counted: number[] | null, release: boolean): void {
+    let it: Iterator<DirEntry>;
+    try {
+      it = this.fs.readdir(dir, fh, offset)[Symbol.iterator]();
+    } catch (e) {
+      if (release) this.releaseDirQuietly(dir, fh);
+      return this.fail(req, 'readdir', dir, e);
+    }
+    this.pack({ req, dir, fh, it, counted, release });
+  }
+
+  /** Pulls entries until one does not fit. `counted` collects the inodes of packed plus-entries,
+   *  which become kernel references only once the reply has gone out. */
+  private pack(l: Listing): void {
+    try {
+      for (;;) {
+        const step = l.it.next();
+        if (step.done) break;
+        const e = step.value;
+        if (l.counted === null) {
+          if (!this.n.dirAdd(l.req, e.name, e.ino, e.mode, e.next)) return this.endListing(l, true);
+          continue;
+        }
+        let a: Maybe<Attr> | undefined;
+        if (e.name !== '.' && e.name !== '..') {
+          try { a = this.fs.getattr(e.ino); } catch { a = undefined; }
+        }
+        if (a !== undefined && isThenable(a)) {
+          const resume = (v: Attr | undefined): void => {
+            try {
+              if (!this.addPlus(l, e, v)) return this.endListing(l, true);
+            } catch (err) {
+              return this.endListing(l, true, err);
+            }
+            this.pack(l);
+          };
+          a.then(resume, () => resume(undefined));
+          return;
+        }
+        if (!this.addPlus(l, e, a)) return this.endListing(l, true);
+      }
+    } catch (err) {
+      return this.endListing(l, true, err);
+    }
+    this.endListing(l, false);
+  }
+
+  /** Packs one readdirplus entry; without attributes (. and .., or getattr failed) it gets
+   *  nodeid 0, which lists it like plain readdir and gives the kernel no reference. */
+  private addPlus(l: Listing, e: DirEntry, a: Attr | undefined): boolean {
+    if (a === undefined) {
+      this.x[0] = e.ino;
+      this.x[1] = e.mode;
+      return this.n.dirAddPlus(l.req, e.name, e.next, 0);
+    }
+    this.putAttr(a);
+    this.x[ll.GENERATION] = 0;
+    if (!this.n.dirAddPlus(l.req, e.name, e.next, a.ino)) return false;
+    l.counted!.push(a.ino);
+    return true;
+  }
+
+  /** Sends what was packed (or the error), closes the iterator and any per-request handle. */
+  private endListing(l: Listing, early: boolean, err?: unknown): void {
+    if (early) {
+      try { l.it.return?.(); } catch { /* a generator's cleanup failing does not change the answer */ }
+    }
+    if (err !== undefined) {
+      this.fail(l.req, 'readdir', l.dir, err);
+    } else if (this.n.replyDir(l.req) && l.counted !== null) {
+      for (const ino of l.counted) this.plusRefs.set(ino, (this.plusRefs.get(ino) ?? 0) + 1);
+    }
+    if (l.release) this.releaseDirQuietly(l.dir, l.fh);
+  }
+
+  private releaseDirQuietly(dir: number, fh: number): void {
+    try { this.fs.releasedir(dir, fh); } catch (e) { console.error(`tarstack: releasedir (ino ${dir}) failed:`, e); }
+  }
+}
+
+interface Listing {
+  req: ll.Req;
+  dir: number;
+  fh: number;
+  it: Iterator<DirEntry>;
+  counted: number[] | null;
+  release: boolean;
+}

@@ -1,0 +1,116 @@
+// Drives the test children with the serving process under valgrind memcheck (run it through
+// scripts/native-memcheck). Each pass exercises one path of the binding with ordinary fs calls,
+// then unmounts; valgrind's exit code (99 on any error or definite leak) fails the pass.
+// `--quick` runs only the first pass, which is what CI can afford.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import { join } from 'node:path';
+import { makeTempDir, removeDir, startChild, type ChildMount } from './helpers/mount-harness.js';
+import { BIG_POS, BIG_SIZE } from './helpers/toy-tree.js';
+
+const VALGRIND = ['--error-exitcode=99', '--leak-check=full', '--show-leak-kinds=definite', '--errors-for-leak-kinds=definite', '--smc-check=all-non-file', '--quiet'];
+const isRoot = process.getuid?.() === 0;
+
+function dropCaches(what: '1' | '2' | '3'): void {
+  if (isRoot) fs.writeFileSync('/proc/sys/vm/drop_caches', what);
+}
+
+async function underValgrind(script: string, mountpoint: string, args: string[], env: Record<string, string>): Promise<ChildMount> {
+  process.env.TARSTACK_CHILD_EXEC = JSON.stringify(['valgrind', ...VALGRIND, process.execPath]);
+  try {
+    return (await startChild(new URL(script, import.meta.url).pathname, mountpoint, args, env)).mount;
+  } finally {
+    delete process.env.TARSTACK_CHILD_EXEC;
+  }
+}
+
+async function toyPass(base: string, session: object): Promise<void> {
+  const mnt = join(base, 'mnt');
+  fs.mkdirSync(mnt, { recursive: true });
+  const backing = join(base, 'backing');
+  fs.writeFileSync(backing, randomBytes(BIG_POS + BIG_SIZE + 4096));
+  const m = await underValgrind('./helpers/toy-child.js', mnt, [backing], { TOY_SESSION: JSON.stringify(session), TOY_INIT_TIMEOUT_MS: '120000' });
+  try {
+    const walk = (d: Buffer): void => {
+      for (const name of fs.readdirSync(d, { encoding: 'buffer' })) {
+        const path = Buffer.concat([d, Buffer.from('/'), name]); // names are bytes, not UTF-8
+        if (fs.lstatSync(path).isDirectory()) walk(path);
+      }
+    };
+    walk(Buffer.from(mnt));
+    fs.readFileSync(join(mnt, 'big.bin')); // first read: the read pool (data is cold to the page cache)
+    fs.readFileSync(join(mnt, 'sparse.bin'));
+    dropCaches('1');
+    fs.readFileSync(join(mnt, 'big.bin'));
+    const fd = fs.openSync(join(mnt, 'hello.txt'), 'r');
+    fs.readSync(fd, Buffer.alloc(4), 0, 4, 1); // an asynchronous answer
+    fs.closeSync(fd);
+    fs.readlinkSync(join(mnt, 'dir', 'link-to-hello'));
+    execFileSync('getfattr', ['-d', '-m', '-', join(mnt, 'hello.txt')], { stdio: 'ignore' });
+    for (const bad of ['nope', 'nope', 'hello.txt/x']) {
+      try { fs.statSync(join(mnt, bad)); } catch { /* ENOENT (then a negative entry), ENOTDIR */ }
+    }
+    fs.statfsSync(mnt);
+    await m.ask('mutate', 'mutated');
+    await m.ask('invalidate', 'invalidated');
+    dropCaches('2'); // forgets
+    await new Promise((r) => setTimeout(r, 500));
+    const ended = m.next('ended', 120_000);
+    execFileSync('fusermount3', ['-u', mnt]);
+    await ended;
+    const code = await m.exited;
+    if (code !== 0) throw new Error(`toy pass ${JSON.stringify(session)}: valgrind/child exit ${code}`);
+  } finally {
+    await m.cleanup();
+  }
+}
+
+async function lowlevelPass(base: string): Promise<void> {
+  const mnt = join(base, 'llmnt');
+  fs.mkdirSync(mnt, { recursive: true });
+  const m = await underValgrind('./helpers/ll-child.js', mnt, [], {});
+  try {
+    fs.writeFileSync(join(mnt, 'a'), Buffer.alloc(200_000, 1));
+    fs.readFileSync(join(mnt, 'a'));
+    fs.mkdirSync(join(mnt, 'd'));
+    fs.renameSync(join(mnt, 'a'), join(mnt, 'd', 'b'));
+    execFileSync('touch', ['-d', '2001-01-01 00:00:00.5', join(mnt, 'd', 'b')]);
+    execFileSync('setfattr', ['-n', 'user.k', '-v', 'v', join(mnt, 'd', 'b')]);
+    fs.readdirSync(join(mnt, 'd'));
+    fs.statSync(join(mnt, 'twice'));
+    try { fs.statSync(join(mnt, 'throws')); } catch { /* EIO */ }
+    const hanging = fs.promises.stat(join(mnt, 'hang')).catch(() => undefined);
+    while ((await m.ask('log')).pending === 0) await new Promise((r) => setTimeout(r, 50));
+    const ended = m.next('ended', 120_000);
+    m.child.send({ type: 'unmount' }); // the session ends with a request still unanswered
+    await hanging;
+    await ended;
+    const code = await m.exited;
+    if (code !== 0) throw new Error(`lowlevel pass: valgrind/child exit ${code}`);
+  } finally {
+    await m.cleanup();
+  }
+}
+
+async function main(): Promise<void> {
+  const quick = process.argv.includes('--quick');
+  const base = makeTempDir('tarstack-memcheck-');
+  const t0 = Date.now();
+  try {
+    await toyPass(base, {});
+    console.log(`memcheck: toy tree, default session: clean (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+    if (quick) return;
+    await lowlevelPass(base);
+    console.log(`memcheck: write ops and teardown with an unanswered request: clean (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+    await toyPass(base, { splice: 1, readdirplus: 0, nowait: 0 });
+    console.log(`memcheck: toy tree, splice + plain readdir: clean (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+  } finally {
+    removeDir(base);
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error('memcheck:', err instanceof Error ? err.message : err);
+  process.exit(1);
+});
