@@ -5,7 +5,7 @@
       "target_name": "tarstack_native",
       "sources": [
         "src/addon.c", "src/jsutil.c", "src/reqs.c", "src/session.c", "src/ops.c",
-        "src/replies.c", "src/dir.c", "src/readpool.c", "src/notify.c"
+        "src/replies.c", "src/dir.c", "src/readpool.c", "src/notify.c", "src/sys.c"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags": ["<!@(pkg-config --cflags fuse3)", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror=implicit-function-declaration"],

@@ -174,6 +174,9 @@ napi_value tsn_js_notify_delete(napi_env, napi_callback_info);
 tsn_env *tsn_env_of(napi_env env);
 int tsn_get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv);
 int tsn_num(napi_env env, napi_value v, double *out);
+
+// sys.c: the `sys` object of system calls Node lacks.
+int tsn_sys_init(napi_env env, napi_value exports);
 napi_value tsn_bool(napi_env env, int b);
 napi_value tsn_undefined(napi_env env);
 napi_value tsn_throw(napi_env env, const char *msg);

@@ -1,6 +1,7 @@
 // What every command implementation gets: the store's paths and its collections.
 import { mkdirSync } from 'node:fs';
 import { Images } from '../store/images.js';
+import { Instances } from '../store/instances.js';
 import { Mounts } from '../store/mounts.js';
 import { StorePaths, storeRoot } from '../store/paths.js';
 import { withLock } from '../store/lock.js';
@@ -14,11 +15,13 @@ export class Context {
   readonly paths: StorePaths;
   readonly images: Images;
   readonly mounts: Mounts;
+  readonly instances: Instances;
   constructor(readonly opts: GlobalOptions) {
     this.paths = new StorePaths(storeRoot(opts.store));
     mkdirSync(this.paths.root, { recursive: true, mode: 0o755 });
     this.images = new Images(this.paths);
     this.mounts = new Mounts(this.paths);
+    this.instances = new Instances(this.paths);
   }
 
   /** Run `fn` holding the store lock: metadata changes never interleave. */

@@ -5,7 +5,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { UserError } from '../util/errors.js';
 import { imageCommand } from './image.js';
-import { statusCommand, umountCommand } from './mount.js';
+import { instanceCommand, instanceVerbs } from './instance.js';
 
 const argv = hideBin(process.argv);
 const verbose = argv.includes('--verbose') || !!process.env.TARSTACK_DEBUG;
@@ -33,8 +33,8 @@ try {
     .option('json', { type: 'boolean', global: true, describe: 'machine-readable output' })
     .option('verbose', { type: 'boolean', global: true, describe: 'show stack traces of internal errors' })
     .command(imageCommand)
-    .command(umountCommand)
-    .command(statusCommand)
+    .command(instanceCommand)
+    .command(instanceVerbs)
     .demandCommand(1, 'name a command (see --help)')
     .strict()
     .help()

@@ -3,8 +3,8 @@
 export interface DaemonArgs {
   store: string;
   mountId: string;
-  kind: 'image';
-  /** Image id to serve. */
+  kind: 'image' | 'instance';
+  /** Id of the image or instance to serve. */
   target: string;
   mountpoint: string;
   backend: BackendName;
@@ -12,7 +12,7 @@ export interface DaemonArgs {
   log: string;
 }
 
-export type BackendName = 'fuse-native';
+export type BackendName = 'native' | 'fuse-native';
 
 export type Readiness = { ok: true; pid: number } | { ok: false; error: string };
 

@@ -1,41 +1,75 @@
-// The mount daemon's life: open the image stack (checking the tars), mount it, record the mount,
-// say "ready", serve until the mount goes away or SIGTERM/SIGINT arrives, then clean up. The daemon
-// never touches its own mount point: it learns about the mount from the mount table only.
+// The mount daemon's life: open what it serves (an image stack, checking the tars; or an instance,
+// holding its lock), mount it, record the mount, say "ready", serve until the mount goes away or
+// SIGTERM/SIGINT arrives, then clean up. The daemon never touches its own mount point: it learns
+// about the mount from the kernel's session end or the mount table only.
 import { Images } from '../store/images.js';
+import { Instances } from '../store/instances.js';
 import { Mounts } from '../store/mounts.js';
 import { StorePaths } from '../store/paths.js';
 import { openStack } from '../store/open-image.js';
+import { tryLockInstance, unlockInstance } from '../store/instance-lock.js';
 import { Overlay } from '../overlay/overlay.js';
+import { InstanceFs } from '../overlay/instance-fs.js';
+import type { FileSystem } from '../fuse/ops.js';
 import type { Backend, Mounted } from '../fuse/backend.js';
+import { UserError } from '../util/errors.js';
 import type { BackendName, DaemonArgs } from './protocol.js';
 
 async function backendFor(name: BackendName): Promise<Backend> {
   switch (name) {
     case 'fuse-native':
       return (await import('../fuse/fuse-native-backend.js')).mountFuseNative;
+    case 'native':
+      return (await import('../fuse/native-backend.js')).mountNative;
+  }
+}
+
+interface Served {
+  fs: FileSystem;
+  name: string;
+  readOnly: boolean;
+  release(): void;
+}
+
+function open(args: DaemonArgs, paths: StorePaths): Served {
+  const images = new Images(paths);
+  if (args.kind === 'image') {
+    const image = images.byId(args.target);
+    return { fs: new Overlay(openStack(images, images.stack(image))), name: image.name, readOnly: true, release: () => undefined };
+  }
+  const instances = new Instances(paths);
+  const inst = instances.byId(args.target);
+  const lock = tryLockInstance(instances.work(inst));
+  if (lock === undefined) throw new UserError(`instance "${inst.name}" is already mounted (its lock is held)`);
+  try {
+    const image = images.byId(inst.image);
+    const fs = new InstanceFs(openStack(images, images.stack(image)), instances.upper(inst), instances.work(inst));
+    return { fs, name: inst.name, readOnly: false, release: () => unlockInstance(lock) };
+  } catch (err) {
+    unlockInstance(lock);
+    throw err;
   }
 }
 
 /** Serve a mount; `onReady` is called once it answers requests. Resolves when it is over. */
 export async function serve(args: DaemonArgs, onReady: () => void): Promise<void> {
   const paths = new StorePaths(args.store);
-  const images = new Images(paths);
   const mounts = new Mounts(paths);
-  const image = images.byId(args.target);
-  const layers = openStack(images, images.stack(image));
-  const fs = new Overlay(layers);
+  const served = open(args, paths);
   let mounted: Mounted;
   try {
     const backend = await backendFor(args.backend);
-    mounted = await backend(fs, { mountpoint: args.mountpoint, fsname: `tarstack:${image.name}`, subtype: 'tarstack', readOnly: true, allowOther: args.allowOther });
+    mounted = await backend(served.fs, { mountpoint: args.mountpoint, fsname: `tarstack:${served.name}`, subtype: 'tarstack', readOnly: served.readOnly, allowOther: args.allowOther });
   } catch (err) {
-    fs.destroy();
+    served.fs.destroy();
+    served.release();
     throw err;
   }
   try {
-    mounts.save({ id: args.mountId, kind: args.kind, target: image.id, name: image.name, mountpoint: args.mountpoint, pid: process.pid, backend: args.backend, started: new Date().toISOString(), log: args.log });
+    mounts.save({ id: args.mountId, kind: args.kind, target: args.target, name: served.name, mountpoint: args.mountpoint, pid: process.pid, backend: args.backend, started: new Date().toISOString(), log: args.log });
   } catch (err) {
     await mounted.close();
+    served.release();
     throw err;
   }
   const stop = (): void => void mounted.close();
@@ -48,5 +82,6 @@ export async function serve(args: DaemonArgs, onReady: () => void): Promise<void
     process.off('SIGTERM', stop);
     process.off('SIGINT', stop);
     mounts.drop(args.mountId);
+    served.release();
   }
 }

@@ -1,7 +1,7 @@
 // Typed face of native-bindings' tarstack_native.node (libfuse3 low-level API served on Node's own
 // loop); the only module that loads it. Handlers get a request id first and answer it exactly once
 // through a reply function, synchronously or later; a second answer returns false and does nothing.
-import { createRequire } from 'node:module';
+import { loadAddon } from '../native/addon.js';
 
 /** Request id handed to every handler; answer it with one reply function. */
 export type Req = number;
@@ -141,18 +141,7 @@ export const SETATTR_ATIME_NOW = 1 << 7;
 export const SETATTR_MTIME_NOW = 1 << 8;
 export const SETATTR_CTIME = 1 << 10;
 
-let loaded: Native | undefined;
-
-/** Loads the addon once; TARSTACK_NATIVE_ADDON may name another build (e.g. a sanitizer one). */
+/** The addon's FUSE half (src/native/addon.ts finds and loads it). */
 export function loadNative(): Native {
-  if (loaded) return loaded;
-  const path =
-    process.env.TARSTACK_NATIVE_ADDON ??
-    new URL('../../../native-bindings/build/Release/tarstack_native.node', import.meta.url).pathname;
-  try {
-    loaded = createRequire(import.meta.url)(path) as Native;
-  } catch (err) {
-    throw new Error(`cannot load ${path} (run \`npm run build:native\`): ${(err as Error).message}`);
-  }
-  return loaded;
+  return loadAddon() as Native;
 }

@@ -19,7 +19,7 @@ export interface NativeMountOptions extends MountOptions {
 export interface NativeMounted extends Mounted {
   /** lazy: detach a busy mount (fusermount3 -u -z) instead of failing with EBUSY. */
   close(opts?: { lazy?: boolean }): Promise<void>;
-  stats(): { requests: number; plusRefs: number };
+  stats(): { requests: number };
   /** Drop cached data (off >= 0) or only attributes (off < 0) of an inode; see lowlevel.ts for
    *  the one rule that keeps notifications from deadlocking. */
   invalidateInode(ino: number, off?: number, len?: number): Promise<number>;
@@ -118,7 +118,7 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
     },
     stats() {
       const requests = ended ? finalRequests : native.sessionInfo(session).requests ?? 0;
-      return { requests, plusRefs: tr.plusRefCount() };
+      return { requests };
     },
     invalidateInode(ino: number, off = 0, len = 0) {
       return ended ? Promise.resolve(0) : native.notifyInvalInode(session, ino, off, len);

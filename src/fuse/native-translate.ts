@@ -4,7 +4,8 @@
 import { constants } from 'node:os';
 import { errnoOf, FsError } from '../util/errors.js';
 import * as ll from './lowlevel.js';
-import type { Attr, DirEntry, Entry, FileSystem, OpenReply, ReadReply, Statfs } from './ops.js';
+import type { Attr, Caller, CreateReply, DirEntry, Entry, FileSystem, OpenReply, ReadReply, SetAttr, Statfs, WritableFileSystem } from './ops.js';
+import { isWritable } from './ops.js';
 
 type Maybe<T> = T | Promise<T>;
 
@@ -35,10 +36,6 @@ export class Translator {
   readonly handlers: ll.Handlers;
   private readonly x: Float64Array;
   private ranges = new Float64Array(3 * 16);
-  /** References the kernel holds from readdirplus entries; forgets consume these first, so the
-   *  FileSystem's forget() balances exactly its own lookup() answers. */
-  private readonly plusRefs = new Map<number, number>();
-
   constructor(
     private readonly fs: FileSystem,
     private readonly n: ll.Native,
@@ -60,7 +57,72 @@ export class Translator {
       getxattr: this.getxattr,
       listxattr: this.listxattr,
     };
+    if (isWritable(fs)) this.addWriteHandlers(h, fs);
     this.handlers = h;
+  }
+
+  /** The write side: only a writable FileSystem gets it (a read-only mount is `ro` in the kernel). */
+  private addWriteHandlers(h: ll.Handlers, w: WritableFileSystem): void {
+    const entry = (op: string, ino: number, call: () => Maybe<Entry>) => (req: ll.Req): void => {
+      let r: Maybe<Entry>;
+      try { r = call(); } catch (e) { return this.fail(req, op, ino, e); }
+      this.settle(req, op, ino, r, this.answerEntry);
+    };
+    const ok = (op: string, ino: number, call: () => Maybe<void>) => (req: ll.Req): void => {
+      let r: Maybe<void>;
+      try { r = call(); } catch (e) { return this.fail(req, op, ino, e); }
+      this.settle(req, op, ino, r, this.answerOk);
+    };
+    h.mknod = (req, parent, name, mode, rdev) => entry('mknod', parent, () => w.mknod(parent, name, mode, rdev, this.caller()))(req);
+    h.mkdir = (req, parent, name, mode) => entry('mkdir', parent, () => w.mkdir(parent, name, mode, this.caller()))(req);
+    h.symlink = (req, target, parent, name) => entry('symlink', parent, () => w.symlink(parent, name, target, this.caller()))(req);
+    h.link = (req, ino, np, nn) => entry('link', ino, () => w.link(ino, np, nn))(req);
+    h.unlink = (req, parent, name) => ok('unlink', parent, () => w.unlink(parent, name))(req);
+    h.rmdir = (req, parent, name) => ok('rmdir', parent, () => w.rmdir(parent, name))(req);
+    h.rename = (req, p, n, np, nn, flags) => ok('rename', p, () => w.rename(p, n, np, nn, flags))(req);
+    h.flush = (req, ino, fh) => ok('flush', ino, () => w.flush(ino, fh))(req);
+    h.fsync = (req, ino, fh, datasync) => ok('fsync', ino, () => w.fsync(ino, fh, datasync !== 0))(req);
+    h.fsyncdir = (req, ino, fh, datasync) => ok('fsyncdir', ino, () => w.fsyncdir(ino, fh, datasync !== 0))(req);
+    h.setxattr = (req, ino, name, value, flags) => ok('setxattr', ino, () => w.setxattr(ino, name, value, flags))(req);
+    h.removexattr = (req, ino, name) => ok('removexattr', ino, () => w.removexattr(ino, name))(req);
+    h.fallocate = (req, ino, fh, mode, pos, len) => ok('fallocate', ino, () => w.fallocate(ino, fh, mode, pos, len))(req);
+    h.setattr = (req, ino, toSet, fh) => {
+      let r: Maybe<Attr>;
+      try { r = w.setattr(ino, this.setAttrIn(toSet), fh === -1 ? undefined : fh, this.caller()); } catch (e) { return this.fail(req, 'setattr', ino, e); }
+      this.settle(req, 'setattr', ino, r, this.answerAttr);
+    };
+    h.write = (req, ino, fh, data, pos) => {
+      let r: Maybe<number>;
+      try { r = w.write(ino, fh, data, pos); } catch (e) { return this.fail(req, 'write', ino, e); }
+      this.settle(req, 'write', ino, r, this.answerWrite);
+    };
+    h.create = (req, parent, name, mode, flags) => {
+      let r: Maybe<CreateReply>;
+      try { r = w.create(parent, name, mode, flags, this.caller()); } catch (e) { return this.fail(req, 'create', parent, e); }
+      this.settle(req, 'create', parent, r, this.answerCreate);
+    };
+  }
+
+  /** The caller of the request being handled (read before anything else overwrites scratch). */
+  private caller(): Caller {
+    const x = this.x;
+    return { uid: x[ll.CTX], gid: x[ll.CTX + 1], pid: x[ll.CTX + 2] };
+  }
+
+  /** SETATTR_* bits and scratch IN (mode uid gid size atime atimens mtime mtimens) as a SetAttr. */
+  private setAttrIn(toSet: number): SetAttr {
+    const x = this.x;
+    const i = ll.IN;
+    const set: SetAttr = {};
+    if (toSet & ll.SETATTR_MODE) set.mode = x[i];
+    if (toSet & ll.SETATTR_UID) set.uid = x[i + 1];
+    if (toSet & ll.SETATTR_GID) set.gid = x[i + 2];
+    if (toSet & ll.SETATTR_SIZE) set.size = x[i + 3];
+    if (toSet & ll.SETATTR_ATIME_NOW) set.atime = 'now';
+    else if (toSet & ll.SETATTR_ATIME) set.atime = { sec: x[i + 4], nsec: x[i + 5] };
+    if (toSet & ll.SETATTR_MTIME_NOW) set.mtime = 'now';
+    else if (toSet & ll.SETATTR_MTIME) set.mtime = { sec: x[i + 6], nsec: x[i + 7] };
+    return set;
   }
 
   /** Zero-message opens: the kernel was answered ENOSYS to its first OPEN and OPENDIR and, as
@@ -71,13 +133,6 @@ export class Translator {
 
   enableOpenless(): void {
     this.openless = true;
-  }
-
-  /** Kernel references still held through readdirplus entries (for balance checks). */
-  plusRefCount(): number {
-    let sum = 0;
-    for (const v of this.plusRefs.values()) sum += v;
-    return sum;
   }
 
   // ---- the errno funnel --------------------------------------------------------------------
@@ -160,6 +215,16 @@ export class Translator {
     }
     this.n.replyRanges(req, t, r.length);
   };
+  private readonly answerWrite = (req: ll.Req, count: number): void => {
+    this.n.replyWrite(req, count);
+  };
+  private readonly answerCreate = (req: ll.Req, c: CreateReply): void => {
+    this.putAttr(c.entry.attr);
+    this.x[0] = c.entry.ino;
+    this.x[ll.GENERATION] = c.entry.generation;
+    const flags = (c.open.keepCache || this.cache.keepCache ? ll.OPEN_KEEP_CACHE : 0) | (c.open.directIo ? ll.OPEN_DIRECT_IO : 0);
+    this.n.replyCreate(req, c.open.fh, flags);
+  };
   private readonly answerOk = (req: ll.Req): void => {
     this.n.replyErr(req, 0);
   };
@@ -185,14 +250,6 @@ export class Translator {
   };
 
   readonly forget = (ino: number, nlookup: number): void => {
-    const held = this.plusRefs.get(ino);
-    if (held !== undefined) {
-      const used = Math.min(held, nlookup);
-      if (used === held) this.plusRefs.delete(ino);
-      else this.plusRefs.set(ino, held - used);
-      nlookup -= used;
-    }
-    if (nlookup === 0) return;
     try { this.fs.forget(ino, nlookup); } catch (e) { console.error(`tarstack: forget (ino ${ino}) failed:`, e); }
   };
 
@@ -324,12 +381,12 @@ export class Translator {
           if (!this.n.dirAdd(l.req, e.name, e.ino, e.mode, e.next)) return this.endListing(l, true);
           continue;
         }
-        let a: Maybe<Attr> | undefined;
+        let a: Maybe<Entry> | undefined;
         if (e.name !== '.' && e.name !== '..') {
-          try { a = this.fs.getattr(e.ino); } catch { a = undefined; }
+          try { a = this.fs.lookup(l.dir, e.name); } catch { a = undefined; }
         }
         if (a !== undefined && isThenable(a)) {
-          const resume = (v: Attr | undefined): void => {
+          const resume = (v: Entry | undefined): void => {
             try {
               if (!this.addPlus(l, e, v)) return this.endListing(l, true);
             } catch (err) {
@@ -348,18 +405,22 @@ export class Translator {
     this.endListing(l, false);
   }
 
-  /** Packs one readdirplus entry; without attributes (. and .., or getattr failed) it gets
-   *  nodeid 0, which lists it like plain readdir and gives the kernel no reference. */
-  private addPlus(l: Listing, e: DirEntry, a: Attr | undefined): boolean {
-    if (a === undefined) {
+  /** Packs one readdirplus entry; without an entry (. and .., or the lookup failed) it gets
+   *  nodeid 0, which lists it like plain readdir and gives the kernel no reference. An entry that
+   *  does not fit gives its lookup reference back: the kernel never saw it. */
+  private addPlus(l: Listing, e: DirEntry, entry: Entry | undefined): boolean {
+    if (entry === undefined) {
       this.x[0] = e.ino;
       this.x[1] = e.mode;
       return this.n.dirAddPlus(l.req, e.name, e.next, 0);
     }
-    this.putAttr(a);
-    this.x[ll.GENERATION] = 0;
-    if (!this.n.dirAddPlus(l.req, e.name, e.next, a.ino)) return false;
-    l.counted!.push(a.ino);
+    this.putAttr(entry.attr);
+    this.x[ll.GENERATION] = entry.generation;
+    if (!this.n.dirAddPlus(l.req, e.name, e.next, entry.ino)) {
+      this.forget(entry.ino, 1);
+      return false;
+    }
+    l.counted!.push(entry.ino);
     return true;
   }
 
@@ -369,9 +430,10 @@ export class Translator {
       try { l.it.return?.(); } catch { /* a generator's cleanup failing does not change the answer */ }
     }
     if (err !== undefined) {
+      if (l.counted !== null) for (const ino of l.counted) this.forget(ino, 1);
       this.fail(l.req, 'readdir', l.dir, err);
-    } else if (this.n.replyDir(l.req) && l.counted !== null) {
-      for (const ino of l.counted) this.plusRefs.set(ino, (this.plusRefs.get(ino) ?? 0) + 1);
+    } else if (!this.n.replyDir(l.req) && l.counted !== null) {
+      for (const ino of l.counted) this.forget(ino, 1); // the reply never reached the kernel
     }
     if (l.release) this.releaseDirQuietly(l.dir, l.fh);
   }

@@ -99,3 +99,57 @@ export interface FileSystem {
   /** Called once when the mount goes away; must release every resource. */
   destroy(): Maybe<void>;
 }
+
+/** Who made a request (fuse_req_ctx): new files belong to this caller. */
+export interface Caller {
+  uid: number;
+  gid: number;
+  pid: number;
+}
+
+/** A time to set: exact, or "now" (UTIME_NOW). An absent field is left alone (UTIME_OMIT). */
+export type TimeSet = { sec: number; nsec: number } | 'now';
+
+export interface SetAttr {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: number;
+  atime?: TimeSet;
+  mtime?: TimeSet;
+}
+
+export interface CreateReply {
+  entry: Entry;
+  open: OpenReply;
+}
+
+/**
+ * The write side, served by writable mounts only. Each request changes the upper layer alone; names
+ * are byte strings; failures throw FsError with the errno the kernel's own filesystems would give.
+ */
+export interface WritableFileSystem extends FileSystem {
+  /** Change attributes (chmod, chown, truncate, utimens); `fh` when the change came through an open file. */
+  setattr(ino: number, set: SetAttr, fh: number | undefined, caller: Caller): Maybe<Attr>;
+  mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller): Maybe<Entry>;
+  mkdir(parent: number, name: string, mode: number, caller: Caller): Maybe<Entry>;
+  symlink(parent: number, name: string, target: string, caller: Caller): Maybe<Entry>;
+  link(ino: number, newParent: number, newName: string): Maybe<Entry>;
+  unlink(parent: number, name: string): Maybe<void>;
+  rmdir(parent: number, name: string): Maybe<void>;
+  /** flags: RENAME_NOREPLACE (1), RENAME_EXCHANGE (2); anything else is EINVAL. */
+  rename(parent: number, name: string, newParent: number, newName: string, flags: number): Maybe<void>;
+  create(parent: number, name: string, mode: number, flags: number, caller: Caller): Maybe<CreateReply>;
+  write(ino: number, fh: number, data: Buffer, pos: number): Maybe<number>;
+  flush(ino: number, fh: number): Maybe<void>;
+  fsync(ino: number, fh: number, datasync: boolean): Maybe<void>;
+  fsyncdir(ino: number, fh: number, datasync: boolean): Maybe<void>;
+  setxattr(ino: number, name: string, value: Buffer, flags: number): Maybe<void>;
+  removexattr(ino: number, name: string): Maybe<void>;
+  /** EOPNOTSUPP for modes the upper filesystem cannot do. */
+  fallocate(ino: number, fh: number, mode: number, pos: number, len: number): Maybe<void>;
+}
+
+export function isWritable(fs: FileSystem): fs is WritableFileSystem {
+  return typeof (fs as Partial<WritableFileSystem>).write === 'function';
+}

@@ -12,8 +12,8 @@ import { mountAt } from '../util/mounts.js';
 export interface MountRecord {
   version: number;
   id: string;
-  kind: 'image';
-  /** Image id served. */
+  kind: 'image' | 'instance';
+  /** Id of the image or instance served. */
   target: string;
   name: string;
   mountpoint: string;

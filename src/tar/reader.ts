@@ -43,10 +43,10 @@ export class FdReader implements ArchiveReader {
 }
 
 /** A read that is not an error when it stops early only at end of file. */
-export function readFully(fd: number, buf: Buffer, len: number, pos: number): number {
+export function readFully(fd: number, buf: Buffer, len: number, pos: number, off = 0): number {
   let done = 0;
   while (done < len) {
-    const n = readSync(fd, buf, done, len - done, pos + done);
+    const n = readSync(fd, buf, off + done, len - done, pos + done);
     if (n === 0) break;
     done += n;
   }

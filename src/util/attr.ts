@@ -9,3 +9,11 @@ export function emptyAttr(): Attr {
 export function makedev(major: number, minor: number): number {
   return (minor & 0xff) + (major & 0xfff) * 0x100 + (minor - (minor & 0xff)) * 0x1000 + (major - (major & 0xfff)) * 0x100000000;
 }
+
+export function majorOf(dev: number): number {
+  return (Math.floor(dev / 0x100) & 0xfff) + (Math.floor(dev / 0x100000000) & ~0xfff);
+}
+
+export function minorOf(dev: number): number {
+  return (dev & 0xff) + (Math.floor(dev / 0x1000) & ~0xff & 0xfffff00);
+}

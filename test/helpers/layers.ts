@@ -57,7 +57,9 @@ export async function flatten(fs: FileSystem): Promise<Record<string, FlatEntry>
 }
 
 export async function readAll(fs: FileSystem, ino: number, size: number): Promise<string> {
-  const reply = await fs.read(ino, 0, 0, size);
+  const { fh } = await fs.open(ino, 0);
+  const reply = await fs.read(ino, fh, 0, size);
+  await fs.release(ino, fh);
   if (Buffer.isBuffer(reply)) return reply.toString('latin1');
   const parts: Buffer[] = [];
   for (const r of reply) {

@@ -121,7 +121,7 @@ export function imageList(ctx: Context): void {
 export function imageInfo(ctx: Context, a: { image: string }): void {
   const r = ctx.images.get(a.image);
   const d = describe(ctx, r);
-  const mounts = ctx.mounts.list().filter((m) => ctx.images.stack(ctx.images.byId(m.target)).some((s) => s.id === r.id));
+  const mounts = ctx.mounts.list().filter((m) => m.kind === 'image' && ctx.images.stack(ctx.images.byId(m.target)).some((s) => s.id === r.id));
   d.mounts = mounts.map((m) => ({ mountpoint: m.mountpoint, pid: m.pid, state: m.state }));
   if (ctx.opts.json) return printJson(d);
   const lines = [
@@ -149,7 +149,9 @@ export async function imageRm(ctx: Context, a: { image: string }): Promise<void>
     const r = ctx.images.get(a.image);
     const kids = ctx.images.children(r);
     if (kids.length) throw new UserError(`image "${r.name}" is the parent of ${kids.map((k) => `"${k.name}"`).join(', ')}; remove those first`);
-    const users = ctx.mounts.list().filter((m) => ctx.images.stack(ctx.images.byId(m.target)).some((s) => s.id === r.id));
+    const insts = ctx.instances.list().filter((i) => ctx.images.stack(ctx.images.byId(i.image)).some((s) => s.id === r.id));
+    if (insts.length) throw new UserError(`image "${r.name}" is used by instance ${insts.map((i) => `"${i.name}"`).join(', ')}; remove those first`);
+    const users = ctx.mounts.list().filter((m) => m.kind === 'image' && ctx.images.stack(ctx.images.byId(m.target)).some((s) => s.id === r.id));
     if (users.length) throw new UserError(`image "${r.name}" is in use by the mount at ${users.map((m) => m.mountpoint).join(', ')}`);
     ctx.images.remove(r);
   });

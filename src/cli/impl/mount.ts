@@ -26,15 +26,34 @@ export interface MountFlags {
 export async function imageMount(ctx: Context, a: { image: string; dir: string } & MountFlags): Promise<void> {
   const r = ctx.images.get(a.image);
   ctx.images.stack(r); // refuse broken parent chains before starting anything
-  const mountpoint = checkMountpoint(ctx, a.dir, !!a.nonempty);
+  await mountTarget(ctx, 'image', r.id, checkMountpoint(ctx, a.dir, !!a.nonempty), a);
+}
+
+export async function instanceMount(ctx: Context, a: { instance?: string; dir?: string; all?: boolean } & MountFlags): Promise<void> {
+  if (a.all) {
+    const mounted = new Set(ctx.mounts.list().map((m) => m.target));
+    for (const r of ctx.instances.list()) {
+      if (!mounted.has(r.id)) await mountTarget(ctx, 'instance', r.id, checkMountpoint(ctx, ctx.instances.defaultMountpoint(r), false), a);
+    }
+    return;
+  }
+  if (!a.instance) throw new UserError('mount needs an instance name (or --all)');
+  const r = ctx.instances.get(a.instance);
+  const live = ctx.mounts.list().find((m) => m.kind === 'instance' && m.target === r.id);
+  if (live) throw new UserError(`instance "${r.name}" is already mounted at ${live.mountpoint}${live.state === 'dead' ? ' (its daemon died: run `tarstack umount` first)' : ''}`);
+  if (a.backend === 'fuse-native') throw new UserError('the fuse-native backend serves read-only images only: it passes atime where mtime belongs, so writes would corrupt times');
+  await mountTarget(ctx, 'instance', r.id, checkMountpoint(ctx, a.dir ?? ctx.instances.defaultMountpoint(r), !!a.nonempty), a);
+}
+
+async function mountTarget(ctx: Context, kind: DaemonArgs['kind'], target: string, mountpoint: string, a: MountFlags): Promise<void> {
   const mountId = ctx.mounts.newId();
   const args: DaemonArgs = {
     store: ctx.paths.root,
     mountId,
-    kind: 'image',
-    target: r.id,
+    kind,
+    target,
     mountpoint,
-    backend: a.backend ?? 'fuse-native',
+    backend: a.backend ?? 'native',
     allowOther: !!a.allowOther,
     log: `${ctx.paths.logs}/${mountId}.log`,
   };
@@ -42,7 +61,6 @@ export async function imageMount(ctx: Context, a: { image: string; dir: string }
     const { serve } = await import('../../daemon/serve.js');
     await serve(args, () => process.stdout.write(mountpoint + '\n'));
     process.exit(0); // a FUSE binding may keep handles alive after its session ended
-
   }
   await startDaemon(args);
   process.stdout.write(mountpoint + '\n');
@@ -74,10 +92,13 @@ export async function umount(ctx: Context, a: { target?: string; lazy?: boolean;
     for (const rec of ctx.mounts.list()) await unmountOne(ctx, rec.mountpoint, a);
     return;
   }
-  if (!a.target) throw new UserError('umount needs a mount point (or --all)');
-  const looksLikePath = a.target.includes('/') || existsSync(a.target);
-  if (!looksLikePath) throw new UserError(`no mount point "${a.target}" (give a path; instances come later)`);
-  await unmountOne(ctx, resolve(a.target), a);
+  if (!a.target) throw new UserError('umount needs an instance name or a mount point (or --all)');
+  // A path when it has a '/' or names an existing directory; else an instance name.
+  if (a.target.includes('/') || existsSync(a.target)) return unmountOne(ctx, resolve(a.target), a);
+  const r = ctx.instances.get(a.target);
+  const live = ctx.mounts.list().find((m) => m.kind === 'instance' && m.target === r.id);
+  if (!live) throw new UserError(`instance "${r.name}" is not mounted`);
+  await unmountOne(ctx, live.mountpoint, a);
 }
 
 async function unmountOne(ctx: Context, mountpoint: string, a: { lazy?: boolean; force?: boolean }): Promise<void> {
@@ -133,8 +154,13 @@ async function waitForExit(rec: MountRecord): Promise<void> {
   }
 }
 
-export function status(ctx: Context): void {
-  const all = ctx.mounts.list();
+export function status(ctx: Context, a: { instance?: string } = {}): void {
+  const only = a.instance ? ctx.instances.get(a.instance).id : undefined;
+  const all = ctx.mounts.list().filter((m) => only === undefined || m.target === only);
+  if (only !== undefined && !ctx.opts.json && all.length === 0) {
+    process.stdout.write(`${a.instance}: not mounted\n`);
+    return;
+  }
   if (ctx.opts.json) return printJson(all.map((m) => ({ mountpoint: m.mountpoint, kind: m.kind, name: m.name, pid: m.pid, state: m.state, backend: m.backend, started: m.started, log: m.log })));
   if (all.length === 0) {
     process.stdout.write('nothing mounted\n');

@@ -1,0 +1,278 @@
+// System calls Node's fs lacks, which writable instances need: extended attributes, mknod (the
+// kernel's whiteout is a 0/0 character device), utimensat with nanoseconds and UTIME_OMIT (one time
+// alone), renameat2 flags, fallocate and flock. Paths are latin1 byte strings, so any name byte but
+// NUL passes; failures throw an Error carrying Node's `code`/`errno`/`syscall`, as fs does.
+#include "tsn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+static napi_value sys_error(napi_env env, int err, const char *syscall) {
+  const char *code = strerrorname_np(err);
+  char msg[160];
+  snprintf(msg, sizeof msg, "%s: %s", syscall, strerror(err));
+  napi_value e, c, n, s, m;
+  if (napi_create_string_utf8(env, code ? code : "EIO", NAPI_AUTO_LENGTH, &c) != napi_ok ||
+      napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m) != napi_ok ||
+      napi_create_error(env, c, m, &e) != napi_ok || napi_create_int32(env, -err, &n) != napi_ok ||
+      napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &s) != napi_ok) {
+    return NULL;
+  }
+  napi_set_named_property(env, e, "errno", n);
+  napi_set_named_property(env, e, "syscall", s);
+  napi_throw(env, e);
+  return NULL;
+}
+
+static int get_int(napi_env env, napi_value v, int64_t *out) {
+  double d;
+  if (tsn_num(env, v, &d) != 0) return -1;
+  *out = (int64_t)d;
+  return 0;
+}
+
+static int get_buf(napi_env env, napi_value v, void **data, size_t *len) {
+  if (napi_get_buffer_info(env, v, data, len) != napi_ok) {
+    tsn_throw(env, "tarstack_native: expected a Buffer");
+    return -1;
+  }
+  return 0;
+}
+
+// Either a path (string) or a file descriptor (number) as the first argument.
+typedef struct {
+  char *path;
+  int fd;
+} target;
+
+static int get_target(napi_env env, napi_value v, target *t) {
+  napi_valuetype type;
+  t->path = NULL;
+  t->fd = -1;
+  if (napi_typeof(env, v, &type) != napi_ok) return -1;
+  if (type == napi_number) {
+    int64_t fd;
+    if (get_int(env, v, &fd) != 0) return -1;
+    t->fd = (int)fd;
+    return 0;
+  }
+  size_t n;
+  t->path = tsn_latin1(env, v, &n);
+  return t->path ? 0 : -1;
+}
+
+// getxattr(pathOrFd, name) -> Buffer, or null when unset (ENODATA). Symlinks are not followed.
+static napi_value js_getxattr(napi_env env, napi_callback_info info) {
+  napi_value argv[2], out = NULL;
+  target t;
+  if (tsn_get_args(env, info, 2, argv) != 0 || get_target(env, argv[0], &t) != 0) return NULL;
+  size_t nl;
+  char *name = tsn_latin1(env, argv[1], &nl);
+  if (name == NULL) goto done;
+  for (;;) {
+    ssize_t n = t.path ? lgetxattr(t.path, name, NULL, 0) : fgetxattr(t.fd, name, NULL, 0);
+    if (n < 0) {
+      if (errno == ENODATA) napi_get_null(env, &out);
+      else sys_error(env, errno, "getxattr");
+      break;
+    }
+    void *data;
+    napi_value buf;
+    if (napi_create_buffer(env, (size_t)n, &data, &buf) != napi_ok) break;
+    ssize_t m = t.path ? lgetxattr(t.path, name, data, (size_t)n) : fgetxattr(t.fd, name, data, (size_t)n);
+    if (m < 0 && errno == ERANGE) continue; // it grew meanwhile
+    if (m < 0) {
+      sys_error(env, errno, "getxattr");
+      break;
+    }
+    if (m == n) {
+      out = buf;
+    } else if (napi_create_buffer_copy(env, (size_t)m, data, NULL, &out) != napi_ok) {
+      out = NULL;
+    }
+    break;
+  }
+done:
+  free(t.path);
+  free(name);
+  return out;
+}
+
+// setxattr(pathOrFd, name, value, flags): flags are XATTR_CREATE (1) / XATTR_REPLACE (2).
+static napi_value js_setxattr(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  target t;
+  if (tsn_get_args(env, info, 4, argv) != 0 || get_target(env, argv[0], &t) != 0) return NULL;
+  size_t nl, len;
+  void *data;
+  int64_t flags;
+  char *name = tsn_latin1(env, argv[1], &nl);
+  if (name != NULL && get_buf(env, argv[2], &data, &len) == 0 && get_int(env, argv[3], &flags) == 0) {
+    int r = t.path ? lsetxattr(t.path, name, data, len, (int)flags) : fsetxattr(t.fd, name, data, len, (int)flags);
+    if (r != 0) sys_error(env, errno, "setxattr");
+  }
+  free(t.path);
+  free(name);
+  return tsn_undefined(env);
+}
+
+static napi_value js_removexattr(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  target t;
+  if (tsn_get_args(env, info, 2, argv) != 0 || get_target(env, argv[0], &t) != 0) return NULL;
+  size_t nl;
+  char *name = tsn_latin1(env, argv[1], &nl);
+  if (name != NULL) {
+    int r = t.path ? lremovexattr(t.path, name) : fremovexattr(t.fd, name);
+    if (r != 0) sys_error(env, errno, "removexattr");
+  }
+  free(t.path);
+  free(name);
+  return tsn_undefined(env);
+}
+
+// listxattr(pathOrFd) -> array of names (latin1).
+static napi_value js_listxattr(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out = NULL;
+  target t;
+  if (tsn_get_args(env, info, 1, argv) != 0 || get_target(env, argv[0], &t) != 0) return NULL;
+  char *list = NULL;
+  for (;;) {
+    ssize_t n = t.path ? llistxattr(t.path, NULL, 0) : flistxattr(t.fd, NULL, 0);
+    if (n < 0) {
+      sys_error(env, errno, "listxattr");
+      break;
+    }
+    free(list);
+    list = malloc((size_t)n + 1);
+    if (list == NULL) {
+      sys_error(env, ENOMEM, "listxattr");
+      break;
+    }
+    ssize_t m = n == 0 ? 0 : t.path ? llistxattr(t.path, list, (size_t)n) : flistxattr(t.fd, list, (size_t)n);
+    if (m < 0 && errno == ERANGE) continue;
+    if (m < 0) {
+      sys_error(env, errno, "listxattr");
+      break;
+    }
+    if (napi_create_array(env, &out) != napi_ok) break;
+    uint32_t i = 0;
+    for (ssize_t p = 0; p < m;) {
+      size_t len = strnlen(list + p, (size_t)(m - p));
+      napi_value s;
+      if (len > 0) {
+        if (napi_create_string_latin1(env, list + p, len, &s) != napi_ok || napi_set_element(env, out, i++, s) != napi_ok) {
+          out = NULL;
+          break;
+        }
+      }
+      p += (ssize_t)len + 1;
+    }
+    break;
+  }
+  free(list);
+  free(t.path);
+  return out;
+}
+
+// mknod(path, mode, major, minor)
+static napi_value js_mknod(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  int64_t mode, major, minor;
+  if (tsn_get_args(env, info, 4, argv) != 0 || get_int(env, argv[1], &mode) != 0 || get_int(env, argv[2], &major) != 0 || get_int(env, argv[3], &minor) != 0) return NULL;
+  size_t n;
+  char *path = tsn_latin1(env, argv[0], &n);
+  if (path == NULL) return NULL;
+  if (mknod(path, (mode_t)mode, makedev((unsigned)major, (unsigned)minor)) != 0) sys_error(env, errno, "mknod");
+  free(path);
+  return tsn_undefined(env);
+}
+
+// A time from (sec, nsec), where nsec -1 leaves it alone (UTIME_OMIT) and -2 means now (UTIME_NOW).
+static void to_timespec(int64_t sec, int64_t nsec, struct timespec *ts) {
+  ts->tv_sec = (time_t)sec;
+  ts->tv_nsec = nsec == -1 ? UTIME_OMIT : nsec == -2 ? UTIME_NOW : (long)nsec;
+}
+
+// utimens(pathOrFd, atimeSec, atimeNsec, mtimeSec, mtimeNsec); paths are not followed.
+static napi_value js_utimens(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  target t;
+  int64_t v[4];
+  if (tsn_get_args(env, info, 5, argv) != 0 || get_target(env, argv[0], &t) != 0) return NULL;
+  for (int i = 0; i < 4; i++) {
+    if (get_int(env, argv[i + 1], &v[i]) != 0) {
+      free(t.path);
+      return NULL;
+    }
+  }
+  struct timespec ts[2];
+  to_timespec(v[0], v[1], &ts[0]);
+  to_timespec(v[2], v[3], &ts[1]);
+  int r = t.path ? utimensat(AT_FDCWD, t.path, ts, AT_SYMLINK_NOFOLLOW) : futimens(t.fd, ts);
+  if (r != 0) sys_error(env, errno, "utimensat");
+  free(t.path);
+  return tsn_undefined(env);
+}
+
+// rename2(from, to, flags): RENAME_NOREPLACE (1), RENAME_EXCHANGE (2), RENAME_WHITEOUT (4).
+static napi_value js_rename2(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int64_t flags;
+  if (tsn_get_args(env, info, 3, argv) != 0 || get_int(env, argv[2], &flags) != 0) return NULL;
+  size_t n;
+  char *from = tsn_latin1(env, argv[0], &n);
+  char *to = from ? tsn_latin1(env, argv[1], &n) : NULL;
+  if (from && to && renameat2(AT_FDCWD, from, AT_FDCWD, to, (unsigned)flags) != 0) sys_error(env, errno, "renameat2");
+  free(from);
+  free(to);
+  return tsn_undefined(env);
+}
+
+// fallocate(fd, mode, offset, length)
+static napi_value js_fallocate(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  int64_t fd, mode, off, len;
+  if (tsn_get_args(env, info, 4, argv) != 0 || get_int(env, argv[0], &fd) != 0 || get_int(env, argv[1], &mode) != 0 || get_int(env, argv[2], &off) != 0 || get_int(env, argv[3], &len) != 0) return NULL;
+  if (fallocate((int)fd, (int)mode, (off_t)off, (off_t)len) != 0) sys_error(env, errno, "fallocate");
+  return tsn_undefined(env);
+}
+
+// flock(fd, operation): LOCK_SH 1, LOCK_EX 2, LOCK_NB 4, LOCK_UN 8. Held until the fd closes,
+// and released by the kernel even when the process is killed.
+static napi_value js_flock(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int64_t fd, op;
+  if (tsn_get_args(env, info, 2, argv) != 0 || get_int(env, argv[0], &fd) != 0 || get_int(env, argv[1], &op) != 0) return NULL;
+  if (flock((int)fd, (int)op) != 0) sys_error(env, errno, "flock");
+  return tsn_undefined(env);
+}
+
+int tsn_sys_init(napi_env env, napi_value exports) {
+  static const struct {
+    const char *name;
+    napi_callback cb;
+  } fns[] = {
+    { "getxattr", js_getxattr }, { "setxattr", js_setxattr }, { "removexattr", js_removexattr },
+    { "listxattr", js_listxattr }, { "mknod", js_mknod }, { "utimens", js_utimens },
+    { "rename2", js_rename2 }, { "fallocate", js_fallocate }, { "flock", js_flock },
+  };
+  napi_value sys;
+  if (napi_create_object(env, &sys) != napi_ok) return -1;
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    napi_value fn;
+    if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, NULL, &fn) != napi_ok ||
+        napi_set_named_property(env, sys, fns[i].name, fn) != napi_ok) {
+      return -1;
+    }
+  }
+  return napi_set_named_property(env, exports, "sys", sys) == napi_ok ? 0 : -1;
+}

@@ -1,0 +1,188 @@
+// `tarstack instance …` (and tar-overlay's top-level aliases): create, list, info, rename, reset,
+// rm, diff. Mounting is in mount.ts. Anything that touches an upper holds its instance lock, so it
+// never races a mount.
+import { chmodSync, chownSync, mkdirSync } from 'node:fs';
+import type { Context } from '../context.js';
+import { formatBytes, printJson, printTable } from '../output.js';
+import { openStack } from '../../store/open-image.js';
+import type { InstanceRecord } from '../../store/instances.js';
+import { tryLockInstance, unlockInstance } from '../../store/instance-lock.js';
+import { Overlay } from '../../overlay/overlay.js';
+import { InstanceFs } from '../../overlay/instance-fs.js';
+import { diffTrees, type Change } from '../../overlay/diff.js';
+import { ROOT_INO } from '../../fuse/ops.js';
+import { loadSys } from '../../native/sys.js';
+import { UserError } from '../../util/errors.js';
+import { duBytes } from '../../util/du.js';
+
+/** A fresh upper whose root carries the image root's owner, mode, times and xattrs. */
+function upperPreparer(ctx: Context, imageId: string): (upper: string) => void {
+  return (upper) => {
+    const image = ctx.images.byId(imageId);
+    const fs = new Overlay(openStack(ctx.images, ctx.images.stack(image)));
+    try {
+      const a = fs.getattr(ROOT_INO);
+      mkdirSync(upper, { mode: 0o700 });
+      chownSync(upper, a.uid, a.gid);
+      const sys = loadSys();
+      for (const name of fs.listxattr(ROOT_INO)) sys.setxattr(upper, name, fs.getxattr(ROOT_INO, name), 0);
+      sys.setxattr(upper, 'user.tarstack.ino', Buffer.from('1'), 0);
+      sys.utimens(upper, a.atimeSec, a.atimeNsec, a.mtimeSec, a.mtimeNsec);
+      chmodSync(upper, a.mode & 0o7777); // last: the mode may take away our own write permission
+    } finally {
+      fs.destroy();
+    }
+  };
+}
+
+export async function instanceCreate(ctx: Context, a: { instance: string; image: string }): Promise<void> {
+  const r = await ctx.locked(() => {
+    const image = ctx.images.get(a.image);
+    ctx.images.stack(image);
+    return ctx.instances.create(a.instance, image.id, upperPreparer(ctx, image.id));
+  });
+  if (ctx.opts.json) printJson(describe(ctx, r));
+  else process.stdout.write(`created instance ${r.name} of image ${a.image}\n`);
+}
+
+function describe(ctx: Context, r: InstanceRecord): Record<string, unknown> {
+  const mount = ctx.mounts.list().find((m) => m.kind === 'instance' && m.target === r.id);
+  return {
+    name: r.name,
+    id: r.id,
+    image: ctx.images.byId(r.image).name,
+    created: r.created,
+    upper: ctx.instances.upper(r),
+    upperBytes: duBytes(ctx.instances.upper(r)),
+    mounted: mount ? { mountpoint: mount.mountpoint, pid: mount.pid, state: mount.state } : null,
+  };
+}
+
+export function instanceList(ctx: Context): void {
+  const all = ctx.instances.list();
+  if (ctx.opts.json) return printJson(all.map((r) => describe(ctx, r)));
+  if (all.length === 0) {
+    process.stdout.write('no instances (make one with `tarstack create <instance> <image>`)\n');
+    return;
+  }
+  const mounts = ctx.mounts.list();
+  printTable(
+    ['NAME', 'IMAGE', 'MOUNTED'],
+    all.map((r) => {
+      const m = mounts.find((x) => x.kind === 'instance' && x.target === r.id);
+      return [r.name, ctx.images.byId(r.image).name, m ? `${m.mountpoint}${m.state === 'dead' ? ' (dead)' : ''}` : '-'];
+    }),
+  );
+}
+
+export function instanceInfo(ctx: Context, a: { instance: string }): void {
+  const r = ctx.instances.get(a.instance);
+  const d = describe(ctx, r);
+  if (ctx.opts.json) return printJson(d);
+  const m = d.mounted as { mountpoint: string; pid: number; state: string } | null;
+  printTable(
+    ['FIELD', 'VALUE'],
+    [
+      ['name', r.name],
+      ['id', r.id],
+      ['image', String(d.image)],
+      ['created', r.created],
+      ['upper', `${d.upper} (${formatBytes(d.upperBytes as number)})`],
+      ['mounted', m ? `${m.mountpoint} (pid ${m.pid}, ${m.state})` : '-'],
+    ],
+  );
+}
+
+/** Run `fn` holding the instance's lock: refused while it is mounted. */
+async function withInstance<T>(ctx: Context, name: string, what: string, fn: (r: InstanceRecord) => T): Promise<T> {
+  return ctx.locked(() => {
+    const r = ctx.instances.get(name);
+    const fd = tryLockInstance(ctx.instances.work(r));
+    if (fd === undefined) {
+      const m = ctx.mounts.list().find((x) => x.kind === 'instance' && x.target === r.id);
+      throw new UserError(`cannot ${what} instance "${name}": it is mounted${m ? ` at ${m.mountpoint} (pid ${m.pid})` : ''}; unmount it first`);
+    }
+    try {
+      return fn(r);
+    } finally {
+      unlockInstance(fd);
+    }
+  });
+}
+
+export async function instanceReset(ctx: Context, a: { instance: string }): Promise<void> {
+  await withInstance(ctx, a.instance, 'reset', (r) => ctx.instances.reset(r, upperPreparer(ctx, r.image)));
+  process.stdout.write(`reset instance ${a.instance} to its image\n`);
+}
+
+export async function instanceRm(ctx: Context, a: { instance: string }): Promise<void> {
+  await withInstance(ctx, a.instance, 'remove', (r) => ctx.instances.remove(r));
+  process.stdout.write(`removed instance ${a.instance}\n`);
+}
+
+export async function instanceRename(ctx: Context, a: { instance: string; newName: string }): Promise<void> {
+  await ctx.locked(() => ctx.instances.rename(ctx.instances.get(a.instance), a.newName));
+  process.stdout.write(`renamed instance ${a.instance} to ${a.newName}\n`);
+}
+
+export async function instanceDiff(ctx: Context, a: { instance: string; porcelain?: boolean }): Promise<void> {
+  const r = ctx.instances.get(a.instance);
+  const image = ctx.images.byId(r.image);
+  const stack = ctx.images.stack(image);
+  const before = new Overlay(openStack(ctx.images, stack));
+  const after = new InstanceFs(openStack(ctx.images, stack), ctx.instances.upper(r), ctx.instances.work(r), true);
+  let changes: Change[];
+  try {
+    changes = await diffTrees(before, after);
+  } finally {
+    before.destroy();
+    after.destroy();
+  }
+  const shown = (p: string): string => Buffer.from(p, 'latin1').toString('utf8');
+  if (ctx.opts.json) return printJson(changes.map((c) => ({ ...c, path: shown(c.path) })));
+  if (a.porcelain) {
+    process.stdout.write(changes.map((c) => `${c.change[0].toUpperCase()} ${shown(c.path)}\n`).join(''));
+    return;
+  }
+  process.stdout.write(renderTree(changes.map((c) => ({ ...c, path: shown(c.path) }))));
+}
+
+/** The changes as `tree` draws a directory: parents first, each entry marked [A], [M] or [D]. */
+export function renderTree(changes: Change[]): string {
+  interface T {
+    kids: Map<string, T>;
+    mark?: string;
+    dir: boolean;
+  }
+  const root: T = { kids: new Map(), dir: true };
+  for (const c of changes) {
+    let t = root;
+    const parts = c.path.split('/');
+    parts.forEach((p, i) => {
+      let k = t.kids.get(p);
+      if (!k) t.kids.set(p, (k = { kids: new Map(), dir: true }));
+      if (i === parts.length - 1) {
+        k.mark = k.mark ? 'M' : c.change[0].toUpperCase(); // deleted and added again: a change of type
+        k.dir = c.type === 'dir';
+      }
+      t = k;
+    });
+  }
+  const lines = ['.'];
+  let dirs = 0;
+  let files = 0;
+  const draw = (t: T, indent: string): void => {
+    const names = [...t.kids.keys()].sort();
+    names.forEach((name, i) => {
+      const k = t.kids.get(name)!;
+      const last = i === names.length - 1;
+      if (k.dir) dirs++;
+      else files++;
+      lines.push(`${indent}${last ? '└── ' : '├── '}${k.mark ? `[${k.mark}] ` : ''}${name}`);
+      draw(k, indent + (last ? '    ' : '│   '));
+    });
+  };
+  draw(root, '');
+  lines.push('', `${dirs} directories, ${files} files`);
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,33 @@
+// Typed access to the system calls Node's fs lacks (native-bindings/src/sys.c). Paths and names
+// are byte strings (latin1); failures throw Errors with Node's `code`, like fs does.
+import { loadAddon } from './addon.js';
+
+export interface Sys {
+  /** The value, or null when the attribute is unset. Symlinks are not followed. */
+  getxattr(target: string | number, name: string): Buffer | null;
+  setxattr(target: string | number, name: string, value: Buffer, flags: number): void;
+  removexattr(target: string | number, name: string): void;
+  listxattr(target: string | number): string[];
+  mknod(path: string, mode: number, major: number, minor: number): void;
+  /** nsec -1 leaves a time alone (UTIME_OMIT), -2 sets it to now (UTIME_NOW). Symlinks are not followed. */
+  utimens(target: string | number, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
+  rename2(from: string, to: string, flags: number): void;
+  fallocate(fd: number, mode: number, offset: number, length: number): void;
+  flock(fd: number, op: number): void;
+}
+
+export const XATTR_CREATE = 1;
+export const XATTR_REPLACE = 2;
+export const RENAME_NOREPLACE = 1;
+export const RENAME_EXCHANGE = 2;
+export const RENAME_WHITEOUT = 4;
+export const UTIME_OMIT = -1;
+export const UTIME_NOW = -2;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+
+let sys: Sys | undefined;
+export function loadSys(): Sys {
+  sys ??= (loadAddon() as { sys: Sys }).sys;
+  return sys;
+}

@@ -1,0 +1,192 @@
+// Copy-up: giving a lower entry an upper copy before its first change, never on a read. Parents
+// first; each copy is built under a temp name in the work dir (data, owner, mode, xattrs, times and
+// the inode number it keeps) and renamed into place, so a crash never shows a half copy. A big file
+// is copied lazily: a sparse file of full size with a chunk map, filled chunk by chunk on demand.
+// A lower hard-link set is copied once into the index and its names linked to it.
+import * as fs from 'node:fs';
+import type { Attr } from '../fuse/ops.js';
+import { emptyAttr, majorOf, minorOf } from '../util/attr.js';
+import { readFully } from '../tar/reader.js';
+import { fsError } from '../util/errors.js';
+import { CHUNK, LazyMap } from './lazy.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type LowerStack } from './lower-stack.js';
+import type { WNode } from './node.js';
+import { b, UpperStore, X_LAZY, X_NLINK, isInternalXattr } from './upper.js';
+
+/** Files up to this size are copied whole at once; bigger ones lazily. */
+export const EAGER_MAX = CHUNK;
+
+export type DataMode = 'lazy' | 'full' | 'none';
+
+export class CopyUp {
+  constructor(
+    private readonly store: UpperStore,
+    private readonly stack: LowerStack,
+  ) {}
+
+  /** Absolute upper path of a node's object: the index for hard-link sets, else its name. */
+  abs(node: WNode): string {
+    return node.indexed ? this.store.indexPath(node.ino) : this.store.abs(node.relPath());
+  }
+
+  lowerAttr(node: WNode): Attr {
+    const a = emptyAttr();
+    this.stack.fillAttr(node.lower!, a);
+    return a;
+  }
+
+  /** Make sure a directory (and its ancestors) exists in the upper layer. */
+  dir(node: WNode): void {
+    if (node.upper) return;
+    if (!node.parent) throw new Error('the root always has an upper directory');
+    this.dir(node.parent);
+    const a = this.lowerAttr(node);
+    const tmp = this.store.tmp();
+    fs.mkdirSync(b(tmp), { mode: a.mode & 0o7777 });
+    this.finish(tmp, node, a, -1);
+    this.intoParent(node, () => fs.renameSync(b(tmp), b(this.store.abs(node.relPath()))));
+    node.upper = true;
+  }
+
+  /**
+   * Put a copy into its parent directory without changing the parent's times: a copy-up is not a
+   * change of the directory (kernel overlayfs restores them too).
+   */
+  private intoParent(node: WNode, place: () => void): void {
+    const parentAbs = this.store.abs(node.parent!.relPath());
+    const st = fs.lstatSync(b(parentAbs), { bigint: true });
+    place();
+    const split = (ns: bigint): [number, number] => [Number(ns / 1_000_000_000n), Number(ns % 1_000_000_000n)];
+    const [as, an] = split(st.atimeNs);
+    const [ms, mn] = split(st.mtimeNs);
+    this.store.sys.utimens(parentAbs, as, an, ms, mn);
+  }
+
+  /**
+   * Give a non-directory an upper copy. `data`: 'lazy' copies small files whole and big ones on
+   * demand, 'full' copies all bytes now, 'none' copies no bytes (the caller truncates to zero).
+   */
+  file(node: WNode, data: DataMode): void {
+    if (node.upper) return;
+    this.dir(node.parent!);
+    const a = this.lowerAttr(node);
+    const [k, lowerNode] = node.lower!;
+    const tmp = this.store.tmp();
+    let lazy: LazyMap | null = null;
+    const type = a.mode & S_IFMT;
+    if (type === S_IFREG) {
+      const fd = fs.openSync(b(tmp), fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_RDWR, 0o600);
+      try {
+        if (data === 'full' || (data === 'lazy' && a.size <= EAGER_MAX)) this.copyBytes(k, lowerNode, fd, 0, a.size);
+        else {
+          fs.ftruncateSync(fd, data === 'none' ? 0 : a.size);
+          if (data === 'lazy') {
+            lazy = LazyMap.fresh(a.size);
+            this.store.setX(fd, X_LAZY, lazy.encode());
+          }
+        }
+        this.finish(tmp, node, a, fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    } else if (type === S_IFLNK) {
+      fs.symlinkSync(b(this.stack.layers[k].readlink(lowerNode)), b(tmp));
+      this.finish(tmp, node, a, -1);
+    } else {
+      this.store.sys.mknod(tmp, a.mode, majorOf(a.rdev), minorOf(a.rdev));
+      this.finish(tmp, node, a, -1);
+    }
+    if (a.nlink > 1 && type !== S_IFDIR && type !== S_IFLNK) {
+      // A hard-link set: its one upper inode lives in the index; this name links to it. (Linked
+      // symlinks, which cannot carry the link count in a user xattr, are copied per name.)
+      this.store.setX(tmp, X_NLINK, String(a.nlink));
+      fs.renameSync(b(tmp), b(this.store.indexPath(node.ino)));
+      node.indexed = true;
+      this.intoParent(node, () => fs.linkSync(b(this.store.indexPath(node.ino)), b(this.store.abs(node.relPath()))));
+    } else {
+      this.intoParent(node, () => fs.renameSync(b(tmp), b(this.store.abs(node.relPath()))));
+    }
+    node.upper = true;
+    node.lazy = lazy;
+  }
+
+  /** Owner, mode, xattrs, the kept inode number, then times (last: every other step changes them). */
+  private finish(tmp: string, node: WNode, a: Attr, fd: number): void {
+    const target = fd >= 0 ? fd : tmp;
+    const isLink = (a.mode & S_IFMT) === S_IFLNK;
+    fs.lchownSync(b(tmp), a.uid, a.gid);
+    if (!isLink) fs.chmodSync(b(tmp), a.mode & 0o7777); // after chown, which clears setuid bits
+    const [k, n] = node.lower!;
+    const L = this.stack.layers[k];
+    for (const name of L.xattrNames(n)) {
+      if (isInternalXattr(name)) continue;
+      if (isLink && name.startsWith('user.')) continue; // Linux refuses user.* on symlinks
+      this.store.setX(target, name, L.getxattr(n, name)!);
+    }
+    this.store.setIno(target, node.ino, isLink);
+    this.store.sys.utimens(target, a.atimeSec, a.atimeNsec, a.mtimeSec, a.mtimeNsec);
+  }
+
+  /** Copy lower bytes [pos, pos+len) of a file into `fd` at the same offsets. */
+  copyBytes(k: number, lowerNode: number, fd: number, pos: number, len: number): void {
+    const buf = Buffer.allocUnsafe(Math.min(len, CHUNK) || 1);
+    for (let at = pos; at < pos + len; ) {
+      const n = Math.min(buf.length, pos + len - at);
+      let off = 0;
+      for (const r of this.stack.layers[k].readRanges(lowerNode, at, n)) {
+        if (r.fd < 0) buf.fill(0, off, off + r.len);
+        else if (readFully(r.fd, buf, r.len, r.pos, off) !== r.len) throw fsError('EIO', 'the image tar ends early');
+        off += r.len;
+      }
+      let w = 0;
+      while (w < off) w += fs.writeSync(fd, buf, w, off - w, at + w);
+      at += off;
+      if (off === 0) break;
+    }
+  }
+
+  /** Fill the given chunks of a lazily copied file from the lower, then record them as present. */
+  fill(node: WNode, fd: number, chunks: number[]): void {
+    const lazy = node.lazy!;
+    if (chunks.length === 0) return;
+    const [k, lowerNode] = node.lower!;
+    for (const c of chunks) {
+      const pos = c * CHUNK;
+      this.copyBytes(k, lowerNode, fd, pos, Math.min(CHUNK, lazy.limit - pos));
+      lazy.mark(c);
+    }
+    this.saveLazy(node, fd);
+  }
+
+  /** Persist the chunk map (or drop it once nothing comes from the lower). */
+  saveLazy(node: WNode, fd: number): void {
+    const lazy = node.lazy!;
+    if (lazy.complete()) {
+      this.store.sys.removexattr(fd, X_LAZY);
+      node.lazy = null;
+    } else {
+      this.store.setX(fd, X_LAZY, lazy.encode());
+    }
+  }
+
+  /** Move an upper non-directory into the index so more names can link to it. */
+  index(node: WNode): void {
+    if (node.indexed) return;
+    const abs = this.store.abs(node.relPath());
+    const st = fs.lstatSync(b(abs));
+    this.store.setX(abs, X_NLINK, String(st.nlink));
+    fs.linkSync(b(abs), b(this.store.indexPath(node.ino)));
+    node.indexed = true;
+  }
+
+  /** Link count of an indexed node (its names, upper and still-lower ones). */
+  nlink(node: WNode): number {
+    return Number(this.store.getX(this.store.indexPath(node.ino), X_NLINK)?.toString('latin1') ?? '1');
+  }
+
+  setNlink(node: WNode, n: number): void {
+    const idx = this.store.indexPath(node.ino);
+    if (n <= 0) fs.rmSync(b(idx), { force: true });
+    else this.store.setX(idx, X_NLINK, String(n));
+  }
+}

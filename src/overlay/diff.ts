@@ -1,0 +1,127 @@
+// What changed in an instance against its image: both are walked through the FileSystem API (the
+// image as a read-only overlay, the instance offline), descending only where the instance has an
+// upper copy, since nothing below an untouched directory can differ. Added and deleted directories
+// list their whole subtree; a renamed directory shows as deleted at the old path, added at the new;
+// a directory whose entries changed is modified (its mtime moved).
+import type { Attr, FileSystem } from '../fuse/ops.js';
+import { ROOT_INO } from '../fuse/ops.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './lower-stack.js';
+
+export type ChangeKind = 'added' | 'modified' | 'deleted';
+
+export interface Change {
+  path: string; // byte string, relative to the root
+  change: ChangeKind;
+  type: 'file' | 'dir' | 'symlink' | 'other';
+}
+
+export interface DiffSource extends FileSystem {
+  /** True when the inode has an upper copy (so something about it may differ). */
+  isUpper(ino: number): boolean;
+}
+
+const typeName = (mode: number): Change['type'] => {
+  const t = mode & S_IFMT;
+  return t === S_IFREG ? 'file' : t === S_IFDIR ? 'dir' : t === S_IFLNK ? 'symlink' : 'other';
+};
+
+export async function diffTrees(image: FileSystem, inst: DiffSource): Promise<Change[]> {
+  const out: Change[] = [];
+  await walk(image, inst, ROOT_INO, ROOT_INO, '', out);
+  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+async function names(fs: FileSystem, ino: number): Promise<Map<string, number>> {
+  const fh = await fs.opendir(ino);
+  const m = new Map<string, number>();
+  try {
+    for (const e of fs.readdir(ino, fh, 0)) if (e.name !== '.' && e.name !== '..') m.set(e.name, e.mode);
+  } finally {
+    fs.releasedir(ino, fh);
+  }
+  return m;
+}
+
+async function walk(image: FileSystem, inst: DiffSource, imgDir: number, instDir: number, prefix: string, out: Change[]): Promise<void> {
+  const before = await names(image, imgDir);
+  const after = await names(inst, instDir);
+  for (const [name, mode] of before) {
+    if (!after.has(name)) await subtree(image, imgDir, name, mode, prefix + name, 'deleted', out);
+  }
+  for (const [name, mode] of after) {
+    const path = prefix + name;
+    if (!before.has(name)) {
+      await subtree(inst, instDir, name, mode, path, 'added', out);
+      continue;
+    }
+    const ie = await inst.lookup(instDir, name);
+    const ge = await image.lookup(imgDir, name);
+    try {
+      if (!inst.isUpper(ie.ino)) continue;
+      if ((ie.attr.mode & S_IFMT) !== (ge.attr.mode & S_IFMT)) {
+        out.push({ path, change: 'deleted', type: typeName(ge.attr.mode) }, { path, change: 'added', type: typeName(ie.attr.mode) });
+        continue;
+      }
+      if (await differs(image, inst, ge.ino, ge.attr, ie.ino, ie.attr)) out.push({ path, change: 'modified', type: typeName(ie.attr.mode) });
+      if ((ie.attr.mode & S_IFMT) === S_IFDIR) await walk(image, inst, ge.ino, ie.ino, path + '/', out);
+    } finally {
+      inst.forget(ie.ino, 1);
+      image.forget(ge.ino, 1);
+    }
+  }
+}
+
+async function subtree(fs: FileSystem, dir: number, name: string, mode: number, path: string, change: ChangeKind, out: Change[]): Promise<void> {
+  out.push({ path, change, type: typeName(mode) });
+  if ((mode & S_IFMT) !== S_IFDIR) return;
+  const e = await fs.lookup(dir, name);
+  try {
+    for (const [child, cmode] of await names(fs, e.ino)) await subtree(fs, e.ino, child, cmode, `${path}/${child}`, change, out);
+  } finally {
+    fs.forget(e.ino, 1);
+  }
+}
+
+/** Metadata (mode, owner, size, mtime, link target, xattrs), then content when all of that matches. */
+async function differs(image: FileSystem, inst: FileSystem, gi: number, ga: Attr, ii: number, ia: Attr): Promise<boolean> {
+  const type = ia.mode & S_IFMT;
+  if (ia.mode !== ga.mode || ia.uid !== ga.uid || ia.gid !== ga.gid) return true;
+  if (ia.mtimeSec !== ga.mtimeSec || ia.mtimeNsec !== ga.mtimeNsec) return true; // for a directory: its entries changed
+  if (type !== S_IFDIR && ia.size !== ga.size) return true;
+  if (type === S_IFLNK && (await inst.readlink(ii)) !== (await image.readlink(gi))) return true;
+  const ix = (await inst.listxattr(ii)).sort();
+  const gx = (await image.listxattr(gi)).sort();
+  if (ix.join('\0') !== gx.join('\0')) return true;
+  for (const name of ix) if (!(await inst.getxattr(ii, name)).equals(await image.getxattr(gi, name))) return true;
+  if (type === S_IFREG) return !(await sameContent(image, gi, inst, ii, ia.size));
+  return false;
+}
+
+async function sameContent(image: FileSystem, gi: number, inst: FileSystem, ii: number, size: number): Promise<boolean> {
+  const g = await image.open(gi, 0);
+  const i = await inst.open(ii, 0);
+  try {
+    for (let pos = 0; pos < size; pos += 1 << 20) {
+      const len = Math.min(1 << 20, size - pos);
+      const [x, y] = [await readBuf(image, gi, g.fh, pos, len), await readBuf(inst, ii, i.fh, pos, len)];
+      if (!x.equals(y)) return false;
+    }
+    return true;
+  } finally {
+    await image.release(gi, g.fh);
+    await inst.release(ii, i.fh);
+  }
+}
+
+async function readBuf(fs: FileSystem, ino: number, fh: number, pos: number, len: number): Promise<Buffer> {
+  const r = await fs.read(ino, fh, pos, len);
+  if (Buffer.isBuffer(r)) return r;
+  const { readSync } = await import('node:fs');
+  const out = Buffer.alloc(r.reduce((s, x) => s + x.len, 0));
+  let off = 0;
+  for (const x of r) {
+    if (x.fd >= 0) readSync(x.fd, out, off, x.len, x.pos);
+    off += x.len;
+  }
+  return out;
+}

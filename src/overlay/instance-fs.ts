@@ -1,0 +1,738 @@
+// A writable instance: the image's lower layers under an upper directory, served as a
+// WritableFileSystem. Lookups check the upper first (whiteouts hide, opaque and redirected
+// directories decide what merges below), then the lower stack. Every change lands in the upper
+// only, after copy-up; deletions of lower names leave whiteouts; a directory rename is O(1)
+// (a redirect plus a whiteout). Inode numbers: lower entries keep theirs through copy-up
+// (user.tarstack.ino), upper-only entries get UPPER_BASE + their upper inode number.
+import * as fs from 'node:fs';
+import type { Attr, Caller, CreateReply, DirEntry, Entry, FdRange, OpenReply, ReadReply, SetAttr, Statfs, WritableFileSystem } from '../fuse/ops.js';
+import { ROOT_INO } from '../fuse/ops.js';
+import { fsError } from '../util/errors.js';
+import { emptyAttr, majorOf, minorOf } from '../util/attr.js';
+import { RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, UTIME_NOW, UTIME_OMIT } from '../native/sys.js';
+import { CopyUp } from './copyup.js';
+import { LowerStack, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type Parts } from './lower-stack.js';
+import { MergedListing, type UpperEntry } from './merged-listing.js';
+import { WNode } from './node.js';
+import { b, UpperStore, X_LAZY, X_OPAQUE, X_REDIRECT, isInternalXattr } from './upper.js';
+import { LazyMap } from './lazy.js';
+import type { Layer } from '../layer/layer.js';
+
+/** Upper-only inode numbers start here, far above any lower one. */
+export const UPPER_BASE = 2 ** 40;
+const { O_RDONLY, O_TRUNC, O_CREAT, O_EXCL, O_NOCTTY, O_DIRECT, O_APPEND, O_RDWR } = fs.constants;
+const O_ACCMODE = 3;
+const NAME_MAX = 255;
+
+/** What a name resolves to, before it becomes a node. */
+type Found = { upper: true; abs: string; st: fs.BigIntStats } | { upper: false; parts: Parts };
+
+interface Handle {
+  node: WNode;
+  /** Upper file descriptor; -1 while the file is read from the lower. */
+  fd: number;
+  flags: number;
+}
+
+export class InstanceFs implements WritableFileSystem {
+  readonly immutable = false;
+  private readonly stack: LowerStack;
+  private readonly store: UpperStore;
+  private readonly copy: CopyUp;
+  private readonly nodes = new Map<number, WNode>();
+  private readonly handles = new Map<number, Handle>();
+  private readonly dirs = new Map<number, MergedListing>();
+  private nextFh = 1;
+  private readonly root: WNode;
+
+  /** `offline`: read the instance without serving it (e.g. `diff` while it may be mounted elsewhere). */
+  constructor(layers: Layer[], upperDir: string, workDir: string, offline = false) {
+    if (!offline) process.umask(0); // modes come from the kernel already masked; the daemon must not mask again
+    this.stack = new LowerStack(layers);
+    this.store = new UpperStore(upperDir, workDir, offline);
+    this.copy = new CopyUp(this.store, this.stack);
+    const rootAbs = this.store.abs('');
+    this.root = new WNode(ROOT_INO, S_IFDIR, null, '', this.store.isOpaque(rootAbs) ? null : this.stack.rootParts, true);
+    this.root.nlookup = 1;
+    this.nodes.set(ROOT_INO, this.root);
+  }
+
+  // ---- resolving names to nodes --------------------------------------------------------------
+
+  private node(ino: number): WNode {
+    const n = this.nodes.get(ino);
+    if (!n) throw fsError('ESTALE');
+    return n;
+  }
+
+  private dirNode(ino: number): WNode {
+    const n = this.node(ino);
+    if (n.type !== S_IFDIR) throw fsError('ENOTDIR');
+    if (n.unlinked) throw fsError('ENOENT');
+    return n;
+  }
+
+  private childAbs(dir: WNode, name: string): string {
+    return this.store.abs(dir.parent ? `${dir.relPath()}/${name}` : name);
+  }
+
+  /** What `name` in directory `dir` is, or undefined when absent (or whited out). */
+  private find(dir: WNode, name: string): Found | undefined {
+    if (name.length > NAME_MAX) throw fsError('ENAMETOOLONG');
+    if (dir.upper) {
+      const abs = this.childAbs(dir, name);
+      const st = this.store.lstat(abs);
+      if (st) return UpperStore.isWhiteout(st) ? undefined : { upper: true, abs, st };
+      if (this.store.hasWhFile(this.store.abs(dir.relPath()), name)) return undefined;
+    }
+    if (dir.lower) {
+      const parts = this.stack.lookupParts(dir.lower, name);
+      if (parts.length) return { upper: false, parts };
+    }
+    return undefined;
+  }
+
+  /** Does a lower layer show `name` below `dir` (so removing its upper copy needs a whiteout)? */
+  private lowerHas(dir: WNode, name: string): boolean {
+    return dir.lower !== null && this.stack.lookupParts(dir.lower, name).length > 0;
+  }
+
+  /** The node for a found name, registered (or updated) in the table. */
+  private nodeFor(dir: WNode, name: string, f: Found): WNode {
+    let ino: number;
+    let type: number;
+    if (f.upper) {
+      type = Number(f.st.mode) & S_IFMT;
+      ino = this.store.storedIno(f.abs, type === S_IFLNK) ?? UPPER_BASE + Number(f.st.ino);
+    } else {
+      type = this.stack.modeOf(f.parts) & S_IFMT;
+      ino = this.stack.inoOf(f.parts[0], f.parts[1]);
+    }
+    let node = this.nodes.get(ino);
+    if (node && !node.unlinked) {
+      if (!node.indexed || type === S_IFDIR) {
+        node.parent = dir;
+        node.name = name;
+      }
+      return node;
+    }
+    if (f.upper) {
+      let lower: Parts | null = null;
+      if (type === S_IFDIR && !this.store.isOpaque(f.abs)) {
+        const redirect = this.store.redirectOf(f.abs);
+        const parts = redirect !== undefined ? this.stack.partsOfPath(redirect.split('/').filter(Boolean)) : dir.lower ? this.stack.lookupParts(dir.lower, name) : [];
+        lower = this.stack.isDir(parts) ? parts : null;
+      }
+      node = new WNode(ino, type, dir, name, lower, true);
+      if (type === S_IFREG) {
+        const lazy = this.store.getX(f.abs, X_LAZY);
+        if (lazy) {
+          node.lazy = LazyMap.decode(lazy);
+          node.lower = this.stack.locate(ino) ?? null;
+        }
+      }
+      if (type !== S_IFDIR && f.st.nlink > 1n && fs.existsSync(b(this.store.indexPath(ino)))) node.indexed = true;
+    } else {
+      const single = type === S_IFDIR ? f.parts : f.parts.slice(0, 2);
+      node = new WNode(ino, type, dir, name, single, false);
+      if (type !== S_IFDIR && this.store.lstat(this.store.indexPath(ino))) {
+        // Another name of this lower hard-link set was copied up: all its names are that copy.
+        node.indexed = true;
+        node.upper = true;
+        const lazy = this.store.getX(this.store.indexPath(ino), X_LAZY);
+        if (lazy) node.lazy = LazyMap.decode(lazy);
+      }
+    }
+    this.nodes.set(ino, node);
+    return node;
+  }
+
+  private entry(node: WNode): Entry {
+    node.nlookup++;
+    return { ino: node.ino, generation: 0, attr: this.attr(node) };
+  }
+
+  private attr(node: WNode): Attr {
+    const a = emptyAttr();
+    if (!node.upper) {
+      this.stack.fillAttr(node.lower!, a);
+      a.ino = node.ino;
+      return a;
+    }
+    const st = node.unlinked && node.anyFd >= 0 ? fs.fstatSync(node.anyFd, { bigint: true }) : fs.lstatSync(b(this.copy.abs(node)), { bigint: true });
+    fillFromStats(a, st);
+    a.ino = node.ino;
+    if (node.indexed) a.nlink = node.unlinked ? 0 : this.copy.nlink(node);
+    return a;
+  }
+
+  /** Has this inode an upper copy? (diff descends only there) */
+  isUpper(ino: number): boolean {
+    return this.node(ino).upper;
+  }
+
+  // ---- FileSystem: reading ------------------------------------------------------------------
+
+  lookup(parent: number, name: string): Entry {
+    const dir = this.dirNode(parent);
+    const f = this.find(dir, name);
+    if (!f) throw fsError('ENOENT');
+    return this.entry(this.nodeFor(dir, name, f));
+  }
+
+  forget(ino: number, nlookup: number): void {
+    const n = this.nodes.get(ino);
+    if (!n || n === this.root) return;
+    n.nlookup -= nlookup;
+    if (n.nlookup <= 0 && n.opens === 0) this.nodes.delete(ino);
+  }
+
+  getattr(ino: number): Attr {
+    return this.attr(this.node(ino));
+  }
+
+  readlink(ino: number): string {
+    const n = this.node(ino);
+    if (n.type !== S_IFLNK) throw fsError('EINVAL');
+    if (!n.upper) return this.stack.layers[n.lower![0]].readlink(n.lower![1]);
+    return (fs.readlinkSync(b(this.copy.abs(n)), { encoding: 'buffer' }) as Buffer).toString('latin1');
+  }
+
+  opendir(ino: number): number {
+    const dir = this.dirNode(ino);
+    const fh = this.nextFh++;
+    this.dirs.set(fh, this.listing(dir));
+    return fh;
+  }
+
+  /** A snapshot of the directory's upper entries over its lower stream. */
+  private listing(dir: WNode): MergedListing {
+    const upper: UpperEntry[] = [];
+    const hides = new Set<string>();
+    if (dir.upper) {
+      const dirAbs = this.store.abs(dir.relPath());
+      for (const e of this.store.list(dirAbs)) {
+        hides.add(e.name);
+        if (e.whiteout || !e.st) continue;
+        const type = Number(e.st.mode) & S_IFMT;
+        const stored = this.store.storedIno(`${dirAbs}/${e.name}`, type === S_IFLNK);
+        upper.push({ name: e.name, ino: stored ?? UPPER_BASE + Number(e.st.ino), mode: type });
+      }
+      upper.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+    }
+    return new MergedListing(this.stack, dir.lower, upper, hides);
+  }
+
+  *readdir(ino: number, fh: number, offset: number): Iterable<DirEntry> {
+    let listing = this.dirs.get(fh);
+    if (!listing) throw fsError('EBADF');
+    if (offset === 0) {
+      // rewinddir: show the directory as it is now.
+      listing = this.listing(this.dirNode(ino));
+      this.dirs.set(fh, listing);
+      yield { name: '.', ino, mode: S_IFDIR, next: 1 };
+    }
+    if (offset <= 1) yield { name: '..', ino: this.node(ino).parent?.ino ?? ROOT_INO, mode: S_IFDIR, next: 2 };
+    for (listing.seek(Math.max(0, offset - 2)); ; ) {
+      const e = listing.next();
+      if (!e) return;
+      yield { name: e.name, ino: e.ino, mode: e.mode, next: e.position + 3 };
+    }
+  }
+
+  releasedir(_ino: number, fh: number): void {
+    this.dirs.delete(fh);
+  }
+
+  open(ino: number, flags: number): OpenReply {
+    const node = this.node(ino);
+    if (node.type === S_IFDIR) throw fsError('EISDIR');
+    const writing = (flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0;
+    if (writing && !node.upper) this.copy.file(node, flags & O_TRUNC ? 'none' : 'lazy');
+    let fd = -1;
+    if (node.upper) fd = this.openUpper(node, flags);
+    return this.newHandle(node, fd, flags);
+  }
+
+  private openUpper(node: WNode, flags: number): number {
+    const fd = fs.openSync(b(this.copy.abs(node)), flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT));
+    if (flags & O_TRUNC && node.lazy) {
+      node.lazy.limit = 0;
+      this.copy.saveLazy(node, fd);
+    }
+    return fd;
+  }
+
+  private newHandle(node: WNode, fd: number, flags: number): OpenReply {
+    const fh = this.nextFh++;
+    this.handles.set(fh, { node, fd, flags });
+    node.opens++;
+    if (fd >= 0) node.anyFd = fd;
+    return { fh, keepCache: true, directIo: (flags & O_DIRECT) !== 0 };
+  }
+
+  private handle(fh: number): Handle {
+    const h = this.handles.get(fh);
+    if (!h) throw fsError('EBADF');
+    return h;
+  }
+
+  read(_ino: number, fh: number, pos: number, len: number): ReadReply {
+    const h = this.handle(fh);
+    const node = h.node;
+    if (!node.upper) return this.stack.layers[node.lower![0]].readRanges(node.lower![1], pos, len);
+    if (h.fd < 0) h.fd = this.openUpper(node, O_RDONLY); // copied up since it was opened
+    const size = Number(fs.fstatSync(h.fd).size);
+    const end = Math.min(size, pos + len);
+    if (end <= pos) return Buffer.alloc(0);
+    const out = Buffer.allocUnsafe(end - pos);
+    const runs = node.lazy ? node.lazy.runs(pos, end) : [{ lower: false, pos, len: end - pos }];
+    for (const r of runs) {
+      const at = r.pos - pos;
+      if (r.lower) {
+        fillFromRanges(out, at, this.stack.layers[node.lower![0]].readRanges(node.lower![1], r.pos, r.len));
+      } else {
+        let done = 0;
+        while (done < r.len) {
+          const n = fs.readSync(h.fd, out, at + done, r.len - done, r.pos + done);
+          if (n === 0) break;
+          done += n;
+        }
+        if (done < r.len) out.fill(0, at + done, at + r.len);
+      }
+    }
+    return out;
+  }
+
+  release(_ino: number, fh: number): void {
+    const h = this.handles.get(fh);
+    if (!h) return;
+    this.handles.delete(fh);
+    if (h.fd >= 0) fs.closeSync(h.fd);
+    const node = h.node;
+    node.opens--;
+    if (node.anyFd === h.fd) node.anyFd = -1;
+    if (node.opens === 0 && node.nlookup <= 0 && node !== this.root) this.nodes.delete(node.ino);
+  }
+
+  statfs(): Statfs {
+    const s = fs.statfsSync(b(this.store.abs('')));
+    return { bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, favail: s.ffree, namemax: NAME_MAX };
+  }
+
+  getxattr(ino: number, name: string): Buffer {
+    const n = this.node(ino);
+    if (isInternalXattr(name)) throw fsError('ENODATA');
+    const v = n.upper ? this.store.getX(this.copy.abs(n), name) : (this.stack.layers[n.lower![0]].getxattr(n.lower![1], name) ?? null);
+    if (v === null) throw fsError('ENODATA');
+    return v;
+  }
+
+  listxattr(ino: number): string[] {
+    const n = this.node(ino);
+    const names = n.upper ? this.store.sys.listxattr(this.copy.abs(n)) : this.stack.layers[n.lower![0]].xattrNames(n.lower![1]);
+    return names.filter((x) => !isInternalXattr(x));
+  }
+
+  // ---- WritableFileSystem: data -------------------------------------------------------------
+
+  write(_ino: number, fh: number, data: Buffer, pos: number): number {
+    const h = this.handle(fh);
+    if (h.fd < 0) throw fsError('EBADF');
+    const node = h.node;
+    const append = (h.flags & O_APPEND) !== 0;
+    if (node.lazy && !append) this.prepareLazyWrite(node, h.fd, pos, pos + data.length);
+    let done = 0;
+    while (done < data.length) done += fs.writeSync(h.fd, data, done, data.length - done, pos + done);
+    return done;
+  }
+
+  /** Chunks a write covers only in part must hold their lower bytes first; all it touches become present. */
+  private prepareLazyWrite(node: WNode, fd: number, pos: number, end: number): void {
+    const lazy = node.lazy!;
+    const touched = lazy.missing(pos, end);
+    if (touched.length === 0) return;
+    const partial = touched.filter((c) => {
+      const cs = c * 1048576;
+      const ce = Math.min(cs + 1048576, lazy.limit);
+      return pos > cs || end < ce;
+    });
+    this.copy.fill(node, fd, partial);
+    if (node.lazy) {
+      for (const c of touched) node.lazy.mark(c);
+      this.copy.saveLazy(node, fd);
+    }
+  }
+
+  flush(): void {}
+
+  fsync(_ino: number, fh: number, datasync: boolean): Promise<void> | void {
+    const h = this.handle(fh);
+    if (h.fd < 0) return;
+    return new Promise((res, rej) => (datasync ? fs.fdatasync : fs.fsync)(h.fd, (err) => (err ? rej(err) : res())));
+  }
+
+  fsyncdir(ino: number): Promise<void> | void {
+    const n = this.dirNode(ino);
+    if (!n.upper) return;
+    const fd = fs.openSync(b(this.copy.abs(n)), 'r');
+    return new Promise((res, rej) =>
+      fs.fsync(fd, (err) => {
+        fs.closeSync(fd);
+        if (err) rej(err);
+        else res();
+      }),
+    );
+  }
+
+  fallocate(_ino: number, fh: number, mode: number, pos: number, len: number): void {
+    const h = this.handle(fh);
+    if (h.fd < 0) throw fsError('EBADF');
+    if (h.node.lazy) this.copy.fill(h.node, h.fd, h.node.lazy.missing(pos, pos + len));
+    this.store.sys.fallocate(h.fd, mode, pos, len);
+  }
+
+  // ---- WritableFileSystem: metadata ---------------------------------------------------------
+
+  setattr(ino: number, set: SetAttr, fh: number | undefined, _caller?: Caller): Attr {
+    const node = this.node(ino);
+    if (!node.upper) {
+      if (node.type === S_IFDIR) this.copy.dir(node);
+      else this.copy.file(node, set.size === 0 ? 'none' : 'lazy');
+    }
+    const h = fh !== undefined ? this.handles.get(fh) : undefined;
+    const fd = h && h.fd >= 0 ? h.fd : node.unlinked ? node.anyFd : -1;
+    const abs = this.copy.abs(node);
+    if (set.uid !== undefined || set.gid !== undefined) {
+      if (fd >= 0) fs.fchownSync(fd, set.uid ?? -1, set.gid ?? -1);
+      else fs.lchownSync(b(abs), set.uid ?? -1, set.gid ?? -1);
+    }
+    if (set.mode !== undefined && node.type !== S_IFLNK) {
+      if (fd >= 0) fs.fchmodSync(fd, set.mode & 0o7777);
+      else fs.chmodSync(b(abs), set.mode & 0o7777);
+    }
+    if (set.size !== undefined) this.truncate(node, fd, abs, set.size);
+    if (set.atime !== undefined || set.mtime !== undefined) {
+      const [as, an] = timeArgs(set.atime);
+      const [ms, mn] = timeArgs(set.mtime);
+      this.store.sys.utimens(fd >= 0 ? fd : abs, as, an, ms, mn);
+    }
+    return this.attr(node);
+  }
+
+  private truncate(node: WNode, fd: number, abs: string, size: number): void {
+    if (node.type === S_IFDIR) throw fsError('EISDIR');
+    const own = fd < 0 ? fs.openSync(b(abs), 'r+') : fd;
+    try {
+      if (node.lazy && size < node.lazy.limit) {
+        // Bytes past the new size never come from the lower again; the chunk it cuts keeps its head.
+        if (size % 1048576 !== 0) this.copy.fill(node, own, node.lazy.missing(size, size + 1));
+        if (node.lazy) {
+          node.lazy.limit = size;
+          this.copy.saveLazy(node, own);
+        }
+      }
+      fs.ftruncateSync(own, size);
+    } finally {
+      if (own !== fd) fs.closeSync(own);
+    }
+  }
+
+  setxattr(ino: number, name: string, value: Buffer, flags: number): void {
+    if (isInternalXattr(name)) throw fsError('EPERM');
+    const node = this.materialize(this.node(ino));
+    this.store.sys.setxattr(this.copy.abs(node), name, value, flags);
+  }
+
+  removexattr(ino: number, name: string): void {
+    if (isInternalXattr(name)) throw fsError('ENODATA');
+    const node = this.node(ino);
+    if (!node.upper) {
+      const [k, n] = node.lower!;
+      if (this.stack.layers[k].getxattr(n, name) === undefined) throw fsError('ENODATA');
+    }
+    this.store.sys.removexattr(this.copy.abs(this.materialize(node)), name);
+  }
+
+  /** Give a node an upper object (lazily for big files), without changing what it shows. */
+  private materialize(node: WNode): WNode {
+    if (!node.upper) {
+      if (node.type === S_IFDIR) this.copy.dir(node);
+      else this.copy.file(node, 'lazy');
+    }
+    return node;
+  }
+
+  // ---- WritableFileSystem: namespace --------------------------------------------------------
+
+  /**
+   * Create a new entry: build it under a temp name (owned by the caller), then rename it into
+   * place, over a whiteout if one is there. A directory placed where a lower directory was
+   * deleted is opaque, so nothing below shows through.
+   */
+  private createEntry(parent: number, name: string, caller: Caller, make: (tmp: string) => void, isDir: boolean): WNode {
+    const dir = this.dirNode(parent);
+    if (this.find(dir, name)) throw fsError('EEXIST');
+    this.copy.dir(dir);
+    const dirAbs = this.store.abs(dir.relPath());
+    const abs = this.childAbs(dir, name);
+    const tmp = this.store.tmp();
+    make(tmp);
+    const dirSt = fs.lstatSync(b(dirAbs));
+    const gid = dirSt.mode & 0o2000 ? dirSt.gid : caller.gid; // BSD group semantics under setgid directories
+    fs.lchownSync(b(tmp), caller.uid, gid);
+    if (isDir && dirSt.mode & 0o2000) fs.chmodSync(b(tmp), (fs.lstatSync(b(tmp)).mode & 0o7777) | 0o2000);
+    if (isDir && this.lowerHas(dir, name)) this.store.setX(tmp, X_OPAQUE, 'y');
+    this.placeOver(tmp, abs, isDir, dirAbs, name);
+    const st = fs.lstatSync(b(abs), { bigint: true });
+    return this.nodeFor(dir, name, { upper: true, abs, st });
+  }
+
+  /** Rename a freshly built entry to `abs`, replacing a whiteout there if any. */
+  private placeOver(tmp: string, abs: string, isDir: boolean, dirAbs: string, name: string): void {
+    const there = this.store.lstat(abs);
+    if (there && isDir) {
+      this.store.sys.rename2(tmp, abs, RENAME_EXCHANGE); // a directory cannot replace a whiteout by rename
+      fs.rmSync(b(tmp), { force: true });
+    } else {
+      fs.renameSync(b(tmp), b(abs));
+    }
+    if (!there && this.store.hasWhFile(dirAbs, name)) fs.rmSync(b(`${dirAbs}/.wh.${name}`), { force: true });
+  }
+
+  mkdir(parent: number, name: string, mode: number, caller: Caller): Entry {
+    return this.entry(this.createEntry(parent, name, caller, (t) => fs.mkdirSync(b(t), { mode: mode & 0o7777 }), true));
+  }
+
+  mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller): Entry {
+    return this.entry(this.createEntry(parent, name, caller, (t) => this.store.sys.mknod(t, mode, majorOf(rdev), minorOf(rdev)), false));
+  }
+
+  symlink(parent: number, name: string, target: string, caller: Caller): Entry {
+    return this.entry(this.createEntry(parent, name, caller, (t) => fs.symlinkSync(b(target), b(t)), false));
+  }
+
+  create(parent: number, name: string, mode: number, flags: number, caller: Caller): CreateReply {
+    let fd = -1;
+    const node = this.createEntry(parent, name, caller, (t) => (fd = fs.openSync(b(t), O_CREAT | O_EXCL | O_RDWR | (flags & O_APPEND), mode & 0o7777)), false);
+    return { entry: this.entry(node), open: this.newHandle(node, fd, flags) };
+  }
+
+  link(ino: number, newParent: number, newName: string): Entry {
+    const node = this.node(ino);
+    if (node.type === S_IFDIR) throw fsError('EPERM');
+    const dir = this.dirNode(newParent);
+    if (this.find(dir, newName)) throw fsError('EEXIST');
+    this.materialize(node);
+    const wasIndexed = node.indexed;
+    this.copy.index(node);
+    const links = wasIndexed ? this.copy.nlink(node) : Number(fs.lstatSync(b(this.store.indexPath(node.ino))).nlink) - 1;
+    this.copy.dir(dir);
+    const tmp = this.store.tmp();
+    fs.linkSync(b(this.store.indexPath(node.ino)), b(tmp));
+    this.placeOver(tmp, this.childAbs(dir, newName), false, this.store.abs(dir.relPath()), newName);
+    this.copy.setNlink(node, links + 1);
+    return this.entry(node);
+  }
+
+  unlink(parent: number, name: string): void {
+    const dir = this.dirNode(parent);
+    const f = this.find(dir, name);
+    if (!f) throw fsError('ENOENT');
+    const node = this.nodeFor(dir, name, f);
+    if (node.type === S_IFDIR) throw fsError('EISDIR');
+    const lowerLinks = !node.upper && node.type !== S_IFLNK ? this.copy.lowerAttr(node).nlink : 1;
+    if (lowerLinks > 1) this.copy.file(node, 'lazy'); // the set's link count must live somewhere
+    this.removeName(dir, name, node, f.upper ? f.abs : undefined);
+  }
+
+  /** Drop one name of a non-directory: a whiteout where a lower name shows, else a plain unlink. */
+  private removeName(dir: WNode, name: string, node: WNode, upperAbs: string | undefined): void {
+    this.copy.dir(dir);
+    const abs = upperAbs ?? this.childAbs(dir, name);
+    const present = upperAbs !== undefined || this.store.lstat(abs) !== undefined;
+    if (this.lowerHas(dir, name)) {
+      if (present) this.store.whiteoutOver(abs, false);
+      else this.store.whiteoutAt(abs);
+    } else if (present) {
+      fs.unlinkSync(b(abs));
+    }
+    if (node.indexed) {
+      const left = this.copy.nlink(node) - 1;
+      this.copy.setNlink(node, left);
+      if (left <= 0) node.unlinked = true;
+    } else {
+      node.unlinked = true;
+    }
+  }
+
+  rmdir(parent: number, name: string): void {
+    const dir = this.dirNode(parent);
+    const f = this.find(dir, name);
+    if (!f) throw fsError('ENOENT');
+    const node = this.nodeFor(dir, name, f);
+    if (node.type !== S_IFDIR) throw fsError('ENOTDIR');
+    if (!this.listing(node).isEmpty()) throw fsError('ENOTEMPTY');
+    this.removeDir(dir, name, f.upper ? f.abs : undefined);
+    node.unlinked = true;
+  }
+
+  /** Remove an (empty-looking) directory: its upper copy holds only whiteouts and collapses into one. */
+  private removeDir(dir: WNode, name: string, upperAbs: string | undefined): void {
+    this.copy.dir(dir);
+    if (this.lowerHas(dir, name)) {
+      if (upperAbs) this.store.whiteoutOver(upperAbs, true);
+      else this.store.whiteoutAt(this.childAbs(dir, name));
+    } else if (upperAbs) {
+      const tmp = this.store.tmp();
+      fs.renameSync(b(upperAbs), b(tmp));
+      this.store.removeTree(tmp);
+    }
+  }
+
+  rename(parent: number, name: string, newParent: number, newName: string, flags: number): void {
+    if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) throw fsError('EINVAL');
+    const dir = this.dirNode(parent);
+    const to = this.dirNode(newParent);
+    const fs_ = this.find(dir, name);
+    if (!fs_) throw fsError('ENOENT');
+    if (newName.length > NAME_MAX) throw fsError('ENAMETOOLONG');
+    const src = this.nodeFor(dir, name, fs_);
+    const ft = this.find(to, newName);
+    const dst = ft ? this.nodeFor(to, newName, ft) : undefined;
+    if (flags & RENAME_EXCHANGE) {
+      if (!dst) throw fsError('ENOENT');
+      return this.exchange(dir, name, src, to, newName, dst);
+    }
+    if (dst) {
+      if (flags & RENAME_NOREPLACE) throw fsError('EEXIST');
+      if (dst === src) return; // two names of one inode: POSIX says do nothing
+      if (src.type === S_IFDIR && dst.type !== S_IFDIR) throw fsError('ENOTDIR');
+      if (src.type !== S_IFDIR && dst.type === S_IFDIR) throw fsError('EISDIR');
+      if (dst.type === S_IFDIR && !this.listing(dst).isEmpty()) throw fsError('ENOTEMPTY');
+    }
+    this.detach(src);
+    this.copy.dir(to);
+    const srcAbs = this.childAbs(dir, name);
+    const dstAbs = this.childAbs(to, newName);
+    if (src.type === S_IFDIR) this.settleDir(src, srcAbs, to, newName);
+    const leaveWhiteout = this.lowerHas(dir, name);
+    const there = this.store.lstat(dstAbs);
+    if (there && src.type === S_IFDIR) {
+      // Over a whiteout or an emptied directory: swap, then deal with what landed at the old name.
+      this.store.sys.rename2(srcAbs, dstAbs, RENAME_EXCHANGE);
+      if (leaveWhiteout) {
+        if (!UpperStore.isWhiteout(there)) this.store.whiteoutOver(srcAbs, Number(there.mode & 0o170000n) === S_IFDIR);
+      } else {
+        this.store.removeTree(srcAbs);
+      }
+    } else if (leaveWhiteout) {
+      try {
+        this.store.sys.rename2(srcAbs, dstAbs, RENAME_WHITEOUT); // atomic: moved, and a whiteout left
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL' && (err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+        fs.renameSync(b(srcAbs), b(dstAbs));
+        this.store.whiteoutAt(srcAbs);
+      }
+    } else {
+      fs.renameSync(b(srcAbs), b(dstAbs));
+    }
+    if (dst) {
+      if (dst.indexed && dst.type !== S_IFDIR) {
+        const left = this.copy.nlink(dst) - 1;
+        this.copy.setNlink(dst, left);
+        if (left <= 0) dst.unlinked = true;
+      } else {
+        dst.unlinked = true;
+      }
+    }
+    src.parent = to;
+    src.name = newName;
+  }
+
+  /** Make an entry independent of its name before it moves: copied up, a directory redirected. */
+  private detach(node: WNode): void {
+    this.materialize(node);
+  }
+
+  /**
+   * A directory about to live at (to, newName): it keeps its lower origin through a redirect, and
+   * one with no lower origin becomes opaque where a lower directory of the new name would merge.
+   */
+  private settleDir(node: WNode, abs: string, to: WNode, newName: string): void {
+    if (node.lower && this.store.redirectOf(abs) === undefined) {
+      this.store.setX(abs, X_REDIRECT, '/' + this.stack.pathOf(node.lower[0], node.lower[1]).join('/'));
+    }
+    if (!node.lower && !this.store.isOpaque(abs)) {
+      const below = to.lower ? this.stack.lookupParts(to.lower, newName) : [];
+      if (this.stack.isDir(below)) this.store.setX(abs, X_OPAQUE, 'y');
+    }
+    if (this.store.storedIno(abs) === undefined && node.ino < UPPER_BASE) this.store.setIno(abs, node.ino);
+  }
+
+  private exchange(dir: WNode, name: string, a: WNode, to: WNode, newName: string, bNode: WNode): void {
+    if (a === bNode) return;
+    this.detach(a);
+    this.detach(bNode);
+    const aAbs = this.childAbs(dir, name);
+    const bAbs = this.childAbs(to, newName);
+    if (a.type === S_IFDIR) this.settleDir(a, aAbs, to, newName);
+    if (bNode.type === S_IFDIR) this.settleDir(bNode, bAbs, dir, name);
+    if (!fs.existsSync(b(bAbs))) fs.linkSync(b(this.store.indexPath(bNode.ino)), b(bAbs)); // an indexed lower name
+    if (!fs.existsSync(b(aAbs))) fs.linkSync(b(this.store.indexPath(a.ino)), b(aAbs));
+    this.store.sys.rename2(aAbs, bAbs, RENAME_EXCHANGE);
+    [a.parent, a.name, bNode.parent, bNode.name] = [to, newName, dir, name];
+  }
+
+  destroy(): void {
+    for (const h of this.handles.values()) if (h.fd >= 0) fs.closeSync(h.fd);
+    this.handles.clear();
+    this.dirs.clear();
+    this.stack.close();
+  }
+}
+
+function fillFromStats(a: Attr, st: fs.BigIntStats): void {
+  a.mode = Number(st.mode);
+  a.nlink = Number(st.nlink);
+  a.uid = Number(st.uid);
+  a.gid = Number(st.gid);
+  a.rdev = Number(st.rdev);
+  a.size = Number(st.size);
+  a.blocks = Number(st.blocks);
+  [a.atimeSec, a.atimeNsec] = splitNs(st.atimeNs);
+  [a.mtimeSec, a.mtimeNsec] = splitNs(st.mtimeNs);
+  [a.ctimeSec, a.ctimeNsec] = splitNs(st.ctimeNs);
+}
+
+function splitNs(ns: bigint): [number, number] {
+  let sec = ns / 1_000_000_000n;
+  let nsec = ns % 1_000_000_000n;
+  if (nsec < 0n) {
+    sec -= 1n;
+    nsec += 1_000_000_000n;
+  }
+  return [Number(sec), Number(nsec)];
+}
+
+function timeArgs(t: SetAttr['atime']): [number, number] {
+  if (t === undefined) return [0, UTIME_OMIT];
+  if (t === 'now') return [0, UTIME_NOW];
+  return [t.sec, t.nsec];
+}
+
+function fillFromRanges(out: Buffer, at: number, ranges: FdRange[]): void {
+  let off = at;
+  for (const r of ranges) {
+    if (r.fd < 0) out.fill(0, off, off + r.len);
+    else {
+      let done = 0;
+      while (done < r.len) {
+        const n = fs.readSync(r.fd, out, off + done, r.len - done, r.pos + done);
+        if (n === 0) throw fsError('EIO', 'the image tar ends early');
+        done += n;
+      }
+    }
+    off += r.len;
+  }
+}

@@ -1,0 +1,155 @@
+// The upper and work directories of an instance, and the on-disk conventions tarstack writes, which
+// are kernel overlayfs's (userxattr flavour) so an upper stays readable by standard tools:
+//   whiteout      a character device 0/0 named NAME (a `.wh.NAME` file is read too)
+//   opaque dir    xattr user.overlay.opaque = "y"
+//   renamed dir   xattr user.overlay.redirect = "/lower/path" of its lower origin
+// plus tarstack's own: user.tarstack.ino (the inode number a copied-up entry keeps), user.tarstack.lazy
+// (a lazily copied file's chunk map) and user.tarstack.nlink (link count of an indexed hard link).
+// Paths here are byte strings relative to the upper root ('' is the root).
+import * as fs from 'node:fs';
+import { loadSys, RENAME_EXCHANGE, type Sys } from '../native/sys.js';
+
+export const X_OPAQUE = 'user.overlay.opaque';
+export const X_REDIRECT = 'user.overlay.redirect';
+export const X_INO = 'user.tarstack.ino';
+export const X_LAZY = 'user.tarstack.lazy';
+export const X_NLINK = 'user.tarstack.nlink';
+const X_INO_LINK = 'trusted.tarstack.ino';
+/** Attribute names the user never sees or sets: they describe the overlay, not the file. */
+export const isInternalXattr = (name: string): boolean =>
+  name.startsWith('user.overlay.') || name.startsWith('user.tarstack.') || name.startsWith('trusted.overlay.') || name.startsWith('trusted.tarstack.');
+
+const WH_PREFIX = '.wh.';
+const S_IFCHR = 0o020000;
+
+export const b = (s: string): Buffer => Buffer.from(s, 'latin1');
+
+export class UpperStore {
+  readonly sys: Sys;
+  /** Absolute roots as byte strings (latin1 of their UTF-8 bytes). */
+  private readonly upper: string;
+  private readonly work: string;
+  private tmpSeq = 0;
+
+  /** `readOnly`: only look (another process may be serving this upper). */
+  constructor(upperDir: string, workDir: string, readOnly = false) {
+    this.sys = loadSys();
+    this.upper = Buffer.from(upperDir, 'utf8').toString('latin1');
+    this.work = Buffer.from(workDir, 'utf8').toString('latin1');
+    if (readOnly) return;
+    for (const d of ['tmp', 'index']) fs.mkdirSync(b(`${this.work}/${d}`), { recursive: true });
+    // Leftovers of a crash: temp files were never visible, so they simply go.
+    fs.rmSync(b(`${this.work}/tmp`), { recursive: true, force: true });
+    fs.mkdirSync(b(`${this.work}/tmp`));
+  }
+
+  /** Absolute byte-string path of an upper-relative path. */
+  abs(rel: string): string {
+    return rel === '' ? this.upper : `${this.upper}/${rel}`;
+  }
+
+  /** A fresh name in the work dir (same filesystem as the upper, so rename is atomic). */
+  tmp(): string {
+    return `${this.work}/tmp/${process.pid}.${++this.tmpSeq}`;
+  }
+
+  /** Where a copied-up lower hard-link set lives, shared by all its names. */
+  indexPath(ino: number): string {
+    return `${this.work}/index/${ino}`;
+  }
+
+  lstat(absPath: string): fs.BigIntStats | undefined {
+    return fs.lstatSync(b(absPath), { bigint: true, throwIfNoEntry: false });
+  }
+
+  static isWhiteout(st: fs.BigIntStats): boolean {
+    return (Number(st.mode) & 0o170000) === S_IFCHR && st.rdev === 0n;
+  }
+
+  /** Is `name` in upper directory `dirAbs` a whiteout of the `.wh.` kind? */
+  hasWhFile(dirAbs: string, name: string): boolean {
+    return fs.existsSync(b(`${dirAbs}/${WH_PREFIX}${name}`));
+  }
+
+  /** Make a whiteout at a fresh temp path (to be renamed into place). */
+  makeWhiteoutTmp(): string {
+    const t = this.tmp();
+    this.sys.mknod(t, S_IFCHR | 0o000, 0, 0);
+    return t;
+  }
+
+  /** Atomically replace whatever is at `absPath` by a whiteout; a directory goes to the work dir to be removed. */
+  whiteoutOver(absPath: string, isDir: boolean): void {
+    const wh = this.makeWhiteoutTmp();
+    if (isDir) {
+      this.sys.rename2(wh, absPath, RENAME_EXCHANGE);
+      this.removeTree(wh); // the old directory, now at the temp name
+    } else {
+      fs.renameSync(b(wh), b(absPath));
+    }
+  }
+
+  /** Put a whiteout at `absPath`, where nothing is. */
+  whiteoutAt(absPath: string): void {
+    fs.renameSync(b(this.makeWhiteoutTmp()), b(absPath));
+  }
+
+  removeTree(absPath: string): void {
+    fs.rmSync(b(absPath), { recursive: true, force: true });
+  }
+
+  getX(absPath: string, name: string): Buffer | null {
+    return this.sys.getxattr(absPath, name);
+  }
+
+  setX(target: string | number, name: string, value: string | Buffer): void {
+    this.sys.setxattr(target, name, typeof value === 'string' ? b(value) : value, 0);
+  }
+
+  isOpaque(absPath: string): boolean {
+    return this.getX(absPath, X_OPAQUE)?.toString('latin1') === 'y';
+  }
+
+  redirectOf(absPath: string): string | undefined {
+    return this.getX(absPath, X_REDIRECT)?.toString('latin1');
+  }
+
+  /**
+   * The inode number an entry keeps through copy-up. Linux allows no user.* xattr on a symlink,
+   * so a symlink carries it in trusted.* (root only; an ordinary user's symlinks get a new number).
+   */
+  storedIno(absPath: string, isLink = false): number | undefined {
+    const v = isLink ? (this.canTrust ? this.getX(absPath, X_INO_LINK) : null) : this.getX(absPath, X_INO);
+    return v ? Number(v.toString('latin1')) : undefined;
+  }
+
+  setIno(target: string | number, ino: number, isLink = false): void {
+    if (!isLink) this.setX(target, X_INO, String(ino));
+    else if (this.canTrust) this.setX(target, X_INO_LINK, String(ino));
+  }
+
+  private readonly canTrust = process.getuid?.() === 0;
+
+  /** Names in an upper directory with their lstat, whiteouts marked; `.wh.` names mean whiteouts. */
+  list(dirAbs: string): Array<{ name: string; st: fs.BigIntStats | undefined; whiteout: boolean }> {
+    let names: Buffer[];
+    try {
+      names = fs.readdirSync(b(dirAbs), { encoding: 'buffer' });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const out: Array<{ name: string; st: fs.BigIntStats | undefined; whiteout: boolean }> = [];
+    for (const raw of names) {
+      const name = raw.toString('latin1');
+      if (name.startsWith(WH_PREFIX)) {
+        if (name !== '.wh..wh..opq') out.push({ name: name.slice(WH_PREFIX.length), st: undefined, whiteout: true });
+        continue;
+      }
+      const st = this.lstat(`${dirAbs}/${name}`);
+      if (!st) continue; // removed meanwhile
+      out.push({ name, st, whiteout: UpperStore.isWhiteout(st) });
+    }
+    return out;
+  }
+}

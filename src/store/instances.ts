@@ -1,0 +1,120 @@
+// Instances in the store: instances/<id>/ holds instance.json, upper/ (every change), work/ (copy-up
+// temp files, the hard-link index, and the lock a mount holds) and root/ (the default mount point).
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { UserError } from '../util/errors.js';
+import { field, META_VERSION, readMeta, writeMeta } from './meta.js';
+import { checkName, type StorePaths } from './paths.js';
+
+export interface InstanceRecord {
+  version: number;
+  id: string;
+  name: string;
+  /** Image id it is a view of. */
+  image: string;
+  created: string;
+}
+
+const META = 'instance.json';
+
+export class Instances {
+  constructor(private readonly paths: StorePaths) {}
+
+  private get dir(): string {
+    return join(this.paths.root, 'instances');
+  }
+
+  home(id: string): string {
+    return join(this.dir, id);
+  }
+
+  upper(r: InstanceRecord): string {
+    return join(this.home(r.id), 'upper');
+  }
+
+  work(r: InstanceRecord): string {
+    return join(this.home(r.id), 'work');
+  }
+
+  defaultMountpoint(r: InstanceRecord): string {
+    return join(this.home(r.id), 'root');
+  }
+
+  list(): InstanceRecord[] {
+    if (!existsSync(this.dir)) return [];
+    const out: InstanceRecord[] = [];
+    for (const id of readdirSync(this.dir)) {
+      if (id.startsWith('.')) continue;
+      out.push(
+        readMeta<InstanceRecord>(join(this.home(id), META), 'instance', (o) => {
+          field.str(o, 'id');
+          field.str(o, 'name');
+          field.str(o, 'image');
+        }),
+      );
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  find(name: string): InstanceRecord | undefined {
+    return this.list().find((r) => r.name === name);
+  }
+
+  get(name: string): InstanceRecord {
+    const r = this.find(name);
+    if (!r) throw new UserError(`no instance named "${name}" (see \`tarstack list\`)`);
+    return r;
+  }
+
+  byId(id: string): InstanceRecord {
+    const r = this.list().find((x) => x.id === id);
+    if (!r) throw new UserError(`the store refers to instance id ${id}, which is missing`);
+    return r;
+  }
+
+  /** Make the directories and record (call under the store lock); `prepareUpper` fills upper/. */
+  create(name: string, imageId: string, prepareUpper: (upper: string) => void): InstanceRecord {
+    checkName('instance', name);
+    if (this.find(name)) throw new UserError(`an instance named "${name}" already exists`);
+    const id = randomBytes(8).toString('hex');
+    const staging = join(this.dir, `.staging-${id}`);
+    mkdirSync(join(staging, 'work'), { recursive: true });
+    mkdirSync(join(staging, 'root'));
+    const r: InstanceRecord = { version: META_VERSION, id, name, image: imageId, created: new Date().toISOString() };
+    try {
+      prepareUpper(join(staging, 'upper'));
+      writeMeta(join(staging, META), r);
+      renameSync(staging, this.home(id));
+    } catch (err) {
+      rmSync(staging, { recursive: true, force: true });
+      throw err;
+    }
+    return r;
+  }
+
+  rename(r: InstanceRecord, to: string): void {
+    checkName('instance', to);
+    if (this.find(to)) throw new UserError(`an instance named "${to}" already exists`);
+    const renamed: InstanceRecord = { ...r, name: to };
+    writeMeta(join(this.home(r.id), META), renamed);
+  }
+
+  /** Back to pristine: the upper is swapped for a fresh one, then the old one removed. */
+  reset(r: InstanceRecord, prepareUpper: (upper: string) => void): void {
+    const fresh = join(this.home(r.id), '.upper-new');
+    const old = join(this.home(r.id), '.upper-old');
+    rmSync(fresh, { recursive: true, force: true });
+    prepareUpper(fresh);
+    renameSync(this.upper(r), old);
+    renameSync(fresh, this.upper(r));
+    rmSync(old, { recursive: true, force: true });
+    for (const sub of ['index', 'tmp']) rmSync(join(this.work(r), sub), { recursive: true, force: true });
+  }
+
+  remove(r: InstanceRecord): void {
+    const aside = join(this.dir, `.removing-${r.id}`);
+    renameSync(this.home(r.id), aside);
+    rmSync(aside, { recursive: true, force: true });
+  }
+}

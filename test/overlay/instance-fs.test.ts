@@ -1,0 +1,163 @@
+// Writable instance semantics through the FileSystem API, without a mount: copy-up, whiteouts,
+// opaque directories, O(1) directory renames, hard links through copy-up, lazy copy-up of big files.
+import test from 'ava';
+import { lstatSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { InstanceFs } from '../../src/overlay/instance-fs.js';
+import { Overlay } from '../../src/overlay/overlay.js';
+import { diffTrees } from '../../src/overlay/diff.js';
+import type { TarLayer } from '../../src/layer/tar-layer.js';
+import { pack } from '../helpers/pack.js';
+import { layerFromTar, readAll, tempDir } from '../helpers/layers.js';
+
+const me = { uid: 0, gid: 0, pid: 1 };
+const BIG = 3 * 1024 * 1024 + 123;
+
+async function setup(t: { teardown(fn: () => void): void }) {
+  const tmp = tempDir();
+  t.teardown(() => tmp.cleanup());
+  const big = Buffer.alloc(BIG);
+  for (let i = 0; i < BIG; i++) big[i] = (i * 31) & 255;
+  const tar = await pack([
+    { name: 'd/a', body: 'alpha' },
+    { name: 'd/sub/deep', body: 'deep' },
+    { name: 'f', body: 'file', mode: 0o640 },
+    { name: 'h1', body: 'linked' },
+    { name: 'h2', type: 'link', linkname: 'h1' },
+    { name: 'sym', type: 'symlink', linkname: 'f' },
+    { name: 'big', body: big },
+    { name: 'x', body: 'x', pax: { 'SCHILY.xattr.user.k': 'v' } },
+  ]);
+  const upper = join(tmp.dir, 'upper');
+  const work = join(tmp.dir, 'work');
+  mkdirSync(upper);
+  const layers = () => [layerFromTar(tar, tmp.dir, 'image.tar').layer as TarLayer];
+  const fs = new InstanceFs(layers(), upper, work);
+  t.teardown(() => fs.destroy());
+  return { fs, upper, work, big, image: () => new Overlay(layers()), offline: () => new InstanceFs(layers(), upper, work, true) };
+}
+
+test('reads need no copy-up; a write copies up and keeps the inode number', async (t) => {
+  const { fs, upper } = await setup(t);
+  const f = fs.lookup(1, 'f');
+  t.is(await readAll(fs, f.ino, 4), 'file');
+  t.deepEqual(readdirSync(upper), []);
+  const h = fs.open(f.ino, 2);
+  fs.write(f.ino, h.fh, Buffer.from('FI'), 0);
+  fs.release(f.ino, h.fh);
+  t.is(fs.getattr(f.ino).ino, f.ino);
+  t.is(fs.getattr(f.ino).mode & 0o7777, 0o640);
+  t.is(await readAll(fs, f.ino, 4), 'FIle');
+  t.deepEqual(readdirSync(upper), ['f']);
+});
+
+test('unlink of a lower name leaves a whiteout; rm -rf collapses into one', async (t) => {
+  const { fs, upper } = await setup(t);
+  fs.unlink(1, 'f');
+  t.throws(() => fs.lookup(1, 'f'), { code: 'ENOENT' });
+  t.true(lstatSync(join(upper, 'f')).isCharacterDevice());
+  const d = fs.lookup(1, 'd').ino;
+  const sub = fs.lookup(d, 'sub').ino;
+  t.throws(() => fs.rmdir(1, 'd'), { code: 'ENOTEMPTY' });
+  fs.unlink(sub, 'deep');
+  fs.rmdir(d, 'sub');
+  fs.unlink(d, 'a');
+  fs.rmdir(1, 'd');
+  t.true(lstatSync(join(upper, 'd')).isCharacterDevice(), 'the whole subtree is one whiteout');
+  const names = [...fs.readdir(1, fs.opendir(1), 0)].map((e) => e.name);
+  t.false(names.includes('d'));
+  t.false(names.includes('f'));
+});
+
+test('a directory made where a lower one was deleted is opaque', async (t) => {
+  const { fs } = await setup(t);
+  const d = fs.lookup(1, 'd').ino;
+  fs.unlink(d, 'a');
+  fs.unlink(fs.lookup(d, 'sub').ino, 'deep');
+  fs.rmdir(d, 'sub');
+  fs.rmdir(1, 'd');
+  const nd = fs.mkdir(1, 'd', 0o755, me);
+  t.deepEqual([...fs.readdir(nd.ino, fs.opendir(nd.ino), 0)].map((e) => e.name), ['.', '..']);
+});
+
+test('renaming a lower directory is O(1): a redirect and a whiteout, inode numbers kept', async (t) => {
+  const { fs, upper } = await setup(t);
+  const d = fs.lookup(1, 'd');
+  const a = fs.lookup(d.ino, 'a');
+  fs.rename(1, 'd', 1, 'moved', 0);
+  t.throws(() => fs.lookup(1, 'd'), { code: 'ENOENT' });
+  const m = fs.lookup(1, 'moved');
+  t.is(m.ino, d.ino);
+  t.is(fs.lookup(m.ino, 'a').ino, a.ino);
+  t.deepEqual(readdirSync(join(upper, 'moved')), [], 'nothing below was copied');
+});
+
+test('hard links stay linked through copy-up', async (t) => {
+  const { fs } = await setup(t);
+  const h1 = fs.lookup(1, 'h1');
+  const h2 = fs.lookup(1, 'h2');
+  t.is(h1.ino, h2.ino);
+  const h = fs.open(h2.ino, 2);
+  fs.write(h2.ino, h.fh, Buffer.from('LINKED'), 0);
+  fs.release(h2.ino, h.fh);
+  t.is(await readAll(fs, h1.ino, 6), 'LINKED');
+  t.is(fs.getattr(h1.ino).nlink, 2);
+  fs.unlink(1, 'h1');
+  t.is(fs.getattr(h2.ino).nlink, 1);
+  t.is(fs.lookup(1, 'h2').ino, h2.ino);
+});
+
+test('appending to a big lower file copies lazily and reads back whole', async (t) => {
+  const { fs, upper, big } = await setup(t);
+  const e = fs.lookup(1, 'big');
+  const h = fs.open(e.ino, 1 | 0o2000); // O_WRONLY | O_APPEND
+  fs.write(e.ino, h.fh, Buffer.from('!'), BIG);
+  fs.release(e.ino, h.fh);
+  t.true(lstatSync(join(upper, 'big')).blocks * 512 < 64 * 1024, 'no data copied for an append');
+  const r = fs.open(e.ino, 0);
+  const got = fs.read(e.ino, r.fh, 0, BIG + 10) as Buffer;
+  t.is(got.length, BIG + 1);
+  t.true(got.subarray(0, BIG).equals(big));
+  t.is(got[BIG], 0x21);
+  // A write in the middle fills only the chunk it touches.
+  const w = fs.open(e.ino, 2);
+  fs.write(e.ino, w.fh, Buffer.from('MID'), 1024 * 1024 + 5);
+  const again = fs.read(e.ino, w.fh, 1024 * 1024, 16) as Buffer;
+  t.deepEqual(again, Buffer.concat([big.subarray(1024 * 1024, 1024 * 1024 + 5), Buffer.from('MID'), big.subarray(1024 * 1024 + 8, 1024 * 1024 + 16)]));
+  fs.setattr(e.ino, { size: 100 }, w.fh, me);
+  fs.setattr(e.ino, { size: 200 }, w.fh, me);
+  const tail = fs.read(e.ino, w.fh, 90, 200) as Buffer;
+  t.true(tail.subarray(0, 10).equals(big.subarray(90, 100)));
+  t.true(tail.subarray(10).equals(Buffer.alloc(100)), 'truncated bytes never come back from the lower');
+  fs.release(e.ino, w.fh);
+});
+
+test('symlinks, xattrs and chmod copy up with their metadata', async (t) => {
+  const { fs } = await setup(t);
+  const x = fs.lookup(1, 'x');
+  t.is(fs.getxattr(x.ino, 'user.k').toString(), 'v');
+  fs.setattr(x.ino, { mode: 0o600 }, undefined, me);
+  t.is(fs.getxattr(x.ino, 'user.k').toString(), 'v');
+  t.deepEqual(fs.listxattr(x.ino), ['user.k']);
+  fs.setxattr(x.ino, 'user.new', Buffer.from('n'), 0);
+  t.deepEqual(fs.listxattr(x.ino).sort(), ['user.k', 'user.new']);
+  t.throws(() => fs.getxattr(x.ino, 'user.tarstack.ino'), { code: 'ENODATA' });
+  const s = fs.lookup(1, 'sym');
+  fs.rename(1, 'sym', 1, 'sym2', 0);
+  t.is(fs.readlink(fs.lookup(1, 'sym2').ino), 'f');
+  t.is(fs.lookup(1, 'sym2').ino, s.ino);
+});
+
+test('diff names exactly what changed', async (t) => {
+  const { fs, image, offline } = await setup(t);
+  fs.unlink(1, 'f');
+  const c = fs.create(1, 'new', 0o644, 1, me);
+  fs.release(c.entry.ino, c.open.fh);
+  fs.setattr(fs.lookup(1, 'x').ino, { mode: 0o600 }, undefined, me);
+  fs.rename(1, 'd', 1, 'e', 0);
+  const changes = await diffTrees(image(), offline());
+  t.deepEqual(
+    changes.map((c) => `${c.change[0].toUpperCase()} ${c.path}`),
+    ['D d', 'D d/a', 'D d/sub', 'D d/sub/deep', 'A e', 'A e/a', 'A e/sub', 'A e/sub/deep', 'D f', 'A new', 'M x'],
+  );
+});
