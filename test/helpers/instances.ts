@@ -1,5 +1,6 @@
 // Instances through the CLI for the instance suites: whether this build has them at all (so the
 // suites skip with one message until it does), and a session that creates, mounts and diffs them.
+import type { ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CLI_MAIN, cliAvailable, strayMounts, tarstackCli, TarstackSession, type CliResult } from './mount.js';
@@ -25,6 +26,14 @@ export async function instanceSkipReason(): Promise<string | undefined> {
 export const lastLine = (r: CliResult) => r.stdout.trimEnd().split('\n').pop() ?? '';
 
 export const stderrLines = (r: CliResult) => r.stderr.split('\n').filter((l) => l !== '');
+
+/** A user mistake: non-zero exit, exactly one stderr line `tarstack: ...`, no stack trace. */
+export function assertOneLineError(t: ExecutionContext, r: CliResult, what: string): void {
+  t.not(r.code, 0, `${what}: exit code`);
+  t.is(stderrLines(r).length, 1, `${what}: one stderr line, got:\n${r.stderr}`);
+  t.regex(r.stderr, /^tarstack: \S/, what);
+  t.notRegex(r.stderr, /^\s+at /m, `${what}: stack trace`);
+}
 
 /** A TarstackSession with instance verbs; its cleanup already unmounts anything under its root. */
 export class InstanceSession extends TarstackSession {

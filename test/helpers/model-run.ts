@@ -83,7 +83,7 @@ export interface RunResult {
 }
 
 /** mtimes the system set during the run (not ops, whose times are all far from now) read as "now". */
-function normalizeNow(s: Snapshot, sinceNs: bigint): Snapshot {
+export function normalizeNow(s: Snapshot, sinceNs: bigint): Snapshot {
   return { errors: s.errors, records: s.records.map((r) => (BigInt(r.mtimeNs) >= sinceNs ? { ...r, mtimeNs: 'now' } : r)) };
 }
 
@@ -181,10 +181,11 @@ export async function runSequence(ops: Op[], image: ModelImage, sutFactory: Targ
     closeAll(sutState);
     closeAll(refState);
     if (!failures.length) {
+      const label = sut.label;
       const sutFinal = snapshotTree(sut.root);
       const refFinal = snapshotTree(ref.root);
-      failures.push(...compareTrees(normalizeNow(refFinal, sinceNs), normalizeNow(sutFinal, sinceNs), { limit: 30 }).map((d) => `final tree: ${d}`));
-      failures.push(...identityDiffs(refFinal, refPristine, sutFinal, sutPristine, lost).map((d) => `final tree: ${d}`));
+      failures.push(...compareTrees(normalizeNow(refFinal, sinceNs), normalizeNow(sutFinal, sinceNs), { limit: 30 }).map((d) => `final tree, ${label} vs kernel: ${d}`));
+      failures.push(...identityDiffs(refFinal, refPristine, sutFinal, sutPristine, lost).map((d) => `final tree, ${label} vs kernel: ${d}`));
       if (sut.remount) {
         await sut.remount();
         failures.push(...remountDiffs(sutFinal, snapshotTree(sut.root)));
