@@ -1,12 +1,5 @@
 // What `tarstack diff` must print, derived from two tree snapshots (the image's and the instance's),
-// and parsers for its --porcelain and --json forms. The definition the suites hold tarstack to:
-// - path by path, every path listed (a deleted subtree lists each entry; nothing is collapsed),
-//   relative to the root, the root itself never listed, sorted by bytes;
-// - A: only in the instance; D: only in the image; M: in both, and type, content (sha256), size,
-//   mode, owner, mtime, symlink target, device numbers or xattrs differ. nlink, inode numbers, atime
-//   and ctime are not part of it (linking a new name to a file does not modify the file);
-// - a directory rename is D for every old path and A for every new one; a directory whose entries
-//   changed is M through its mtime; a type change at one path (file replaced by a dir) is M.
+// and parsers for its --porcelain and --json forms. The definition is expectedChanges' doc.
 import type { EntryType, Snapshot, TreeRecord } from './tree.js';
 
 export type ChangeKind = 'A' | 'M' | 'D';
@@ -20,7 +13,16 @@ function differs(a: TreeRecord, b: TreeRecord): boolean {
   return keys(a) !== keys(b);
 }
 
-/** The changes from `image` to `instance`, sorted. */
+/**
+ * The changes from `image` to `instance`, the definition the suites hold `diff` to:
+ * - path by path, every path listed (a deleted subtree lists each entry; nothing is collapsed),
+ *   relative to the root, the root itself never listed, sorted by bytes;
+ * - A: only in the instance; D: only in the image; M: in both, and type, content (sha256), size,
+ *   mode, owner, mtime, symlink target, device numbers or xattrs differ. nlink, inode numbers, atime
+ *   and ctime are not part of it (linking a new name to a file does not modify the file);
+ * - a directory rename is D for every old path and A for every new one; a directory whose entries
+ *   changed is M through its mtime; a type change at one path (file replaced by a dir) is M.
+ */
 export function expectedChanges(image: Snapshot, instance: Snapshot): Change[] {
   const before = new Map(image.records.map((r) => [r.path, r]));
   const after = new Map(instance.records.map((r) => [r.path, r]));
