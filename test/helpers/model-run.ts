@@ -120,7 +120,7 @@ function remountDiffs(before: Snapshot, after: Snapshot): string[] {
     const x = a.get(r.path);
     if (x && x.ino !== r.ino) diffs.push(`${showPath(r.path)}: st_ino ${r.ino} became ${x.ino} across the remount`);
   }
-  return diffs.map((d) => `after remount: ${d}`);
+  return diffs.map((d) => `after remount (reference: before it): ${d}`);
 }
 
 /** `diff` checked against the changes between the SUT's own trees before and after the run. */
