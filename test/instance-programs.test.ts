@@ -5,13 +5,17 @@ import test, { type ExecutionContext } from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { execOk } from './helpers/exec.js';
+import { exec, execOk } from './helpers/exec.js';
 import { InstanceSession, instanceSkipReason } from './helpers/instances.js';
 import { forceUnmount, makeTestRoot, strayMounts } from './helpers/mount.js';
 import { buildProgramImage, type ProgramImage } from './helpers/program-image.js';
 import { fsxScenario, gitScenario, sqliteScenario, tarScenario, type Mounted } from './helpers/programs.js';
 
-const skipReason = await instanceSkipReason();
+/** Debian packages of the programs run here (python3 for fsx's mmap helper). */
+const TOOLS: Record<string, string> = { git: 'git', sqlite3: 'sqlite3', python3: 'python3' };
+const missing = Object.keys(TOOLS).filter((cmd) => exec(['sh', '-c', `command -v ${cmd}`]).code !== 0);
+const skipReason = (await instanceSkipReason())
+  ?? (missing.length ? `needs ${missing.join(', ')} (apt-get install -y ${missing.map((m) => TOOLS[m]).join(' ')})` : undefined);
 if (skipReason) test.skip(`instance programs suite skipped: ${skipReason}`, () => undefined);
 /** Registers nothing when skipping: the one skip line above says why. */
 const serial = (title: string, fn: (t: ExecutionContext) => Promise<void> | void) => skipReason || test.serial(title, fn);
