@@ -72,7 +72,12 @@ export async function serve(args: DaemonArgs, onReady: () => void): Promise<void
     served.release();
     throw err;
   }
-  const stop = (): void => void mounted.close();
+  // SIGTERM is `umount`: a busy mount is detached instead, and served until its last user leaves.
+  const stop = (): void =>
+    void mounted
+      .close()
+      .catch(() => mounted.close({ lazy: true }))
+      .catch((err: unknown) => console.error(`tarstack daemon: cannot unmount ${args.mountpoint}: ${String(err)}`));
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   onReady();

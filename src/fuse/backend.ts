@@ -18,7 +18,7 @@ export interface Mounted {
   /** Resolves once the session has ended, whoever unmounted it, after FileSystem.destroy ran. */
   readonly unmounted: Promise<void>;
   /** ends the session after the mount point has been unmounted by someone else, or unmounts via fusermount3 -u itself */
-  close(): Promise<void>;
+  close(opts?: { lazy?: boolean }): Promise<void>;
   stats(): { requests: number };
 }
 

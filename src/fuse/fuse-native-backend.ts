@@ -117,13 +117,10 @@ export const mountFuseNative: Backend = async (fs: FileSystem, opts: MountOption
 
   return {
     unmounted,
-    async close() {
+    async close(o?: { lazy?: boolean }) {
       if (mountAt(opts.mountpoint)) {
-        try {
-          await promisify(execFile)('fusermount', ['-u', opts.mountpoint]);
-        } catch {
-          await promisify(execFile)('fusermount', ['-u', '-z', opts.mountpoint]).catch(() => undefined);
-        }
+        // fuse-native cannot tell when a detached session ends, so it serves no longer than this.
+        await promisify(execFile)('fusermount', ['-u', ...(o?.lazy ? ['-z'] : []), opts.mountpoint]);
       }
       clearInterval(timer);
       ended();

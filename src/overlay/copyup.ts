@@ -5,13 +5,13 @@
 // A lower hard-link set is copied once into the index and its names linked to it.
 import * as fs from 'node:fs';
 import type { Attr } from '../fuse/ops.js';
-import { emptyAttr, majorOf, minorOf } from '../util/attr.js';
+import { emptyAttr, majorOf, minorOf, splitNs } from '../util/attr.js';
 import { readFully } from '../tar/reader.js';
 import { fsError } from '../util/errors.js';
 import { CHUNK, LazyMap } from './lazy.js';
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type LowerStack } from './lower-stack.js';
+import { S_IFLNK, S_IFMT, S_IFREG, type LowerStack } from './lower-stack.js';
 import type { WNode } from './node.js';
-import { b, UpperStore, X_LAZY, X_NLINK, isInternalXattr } from './upper.js';
+import { b, UpperStore, X_LAZY, X_NLINK, isInternalXattr, userXattrOk } from './upper.js';
 
 /** Files up to this size are copied whole at once; bigger ones lazily. */
 export const EAGER_MAX = CHUNK;
@@ -48,17 +48,27 @@ export class CopyUp {
     node.upper = true;
   }
 
+  /** Link an indexed node into the upper under (dir, name), one of its lower names. */
+  linkName(node: WNode, dir: WNode, name: string): void {
+    const dirRel = dir.relPath();
+    const abs = this.store.abs(dirRel ? `${dirRel}/${name}` : name);
+    this.intoDir(dirRel, () => fs.linkSync(b(this.store.indexPath(node.ino)), b(abs)));
+  }
+
   /**
    * Put a copy into its parent directory without changing the parent's times: a copy-up is not a
    * change of the directory (kernel overlayfs restores them too).
    */
   private intoParent(node: WNode, place: () => void): void {
-    const parentAbs = this.store.abs(node.parent!.relPath());
+    this.intoDir(node.parent!.relPath(), place);
+  }
+
+  private intoDir(dirRel: string, place: () => void): void {
+    const parentAbs = this.store.abs(dirRel);
     const st = fs.lstatSync(b(parentAbs), { bigint: true });
     place();
-    const split = (ns: bigint): [number, number] => [Number(ns / 1_000_000_000n), Number(ns % 1_000_000_000n)];
-    const [as, an] = split(st.atimeNs);
-    const [ms, mn] = split(st.mtimeNs);
+    const [as, an] = splitNs(st.atimeNs);
+    const [ms, mn] = splitNs(st.mtimeNs);
     this.store.sys.utimens(parentAbs, as, an, ms, mn);
   }
 
@@ -96,13 +106,14 @@ export class CopyUp {
       this.store.sys.mknod(tmp, a.mode, majorOf(a.rdev), minorOf(a.rdev));
       this.finish(tmp, node, a, -1);
     }
-    if (a.nlink > 1 && type !== S_IFDIR && type !== S_IFLNK) {
+    if (a.nlink > 1 && type === S_IFREG) {
       // A hard-link set: its one upper inode lives in the index; this name links to it. (Linked
-      // symlinks, which cannot carry the link count in a user xattr, are copied per name.)
+      // symlinks, fifos and devices, which cannot carry the link count in a user xattr, are copied
+      // per name.)
       this.store.setX(tmp, X_NLINK, String(a.nlink));
       fs.renameSync(b(tmp), b(this.store.indexPath(node.ino)));
       node.indexed = true;
-      this.intoParent(node, () => fs.linkSync(b(this.store.indexPath(node.ino)), b(this.store.abs(node.relPath()))));
+      this.linkName(node, node.parent!, node.name);
     } else {
       this.intoParent(node, () => fs.renameSync(b(tmp), b(this.store.abs(node.relPath()))));
     }
@@ -113,17 +124,18 @@ export class CopyUp {
   /** Owner, mode, xattrs, the kept inode number, then times (last: every other step changes them). */
   private finish(tmp: string, node: WNode, a: Attr, fd: number): void {
     const target = fd >= 0 ? fd : tmp;
-    const isLink = (a.mode & S_IFMT) === S_IFLNK;
+    const type = a.mode & S_IFMT;
+    const isLink = type === S_IFLNK;
     fs.lchownSync(b(tmp), a.uid, a.gid);
     if (!isLink) fs.chmodSync(b(tmp), a.mode & 0o7777); // after chown, which clears setuid bits
     const [k, n] = node.lower!;
     const L = this.stack.layers[k];
     for (const name of L.xattrNames(n)) {
       if (isInternalXattr(name)) continue;
-      if (isLink && name.startsWith('user.')) continue; // Linux refuses user.* on symlinks
+      if (!userXattrOk(type) && name.startsWith('user.')) continue; // Linux refuses them there
       this.store.setX(target, name, L.getxattr(n, name)!);
     }
-    this.store.setIno(target, node.ino, isLink);
+    this.store.setIno(target, node.ino, type);
     this.store.sys.utimens(target, a.atimeSec, a.atimeNsec, a.mtimeSec, a.mtimeNsec);
   }
 

@@ -12,23 +12,47 @@ export type ChangeKind = 'added' | 'modified' | 'deleted';
 export interface Change {
   path: string; // byte string, relative to the root
   change: ChangeKind;
-  type: 'file' | 'dir' | 'symlink' | 'other';
+  type: 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket';
 }
 
 export interface DiffSource extends FileSystem {
   /** True when the inode has an upper copy (so something about it may differ). */
   isUpper(ino: number): boolean;
+  /** Lower names of copied-up hard-link sets: they change with the copy, wherever they are. */
+  indexedLowerPaths(): string[][];
 }
 
-const typeName = (mode: number): Change['type'] => {
-  const t = mode & S_IFMT;
-  return t === S_IFREG ? 'file' : t === S_IFDIR ? 'dir' : t === S_IFLNK ? 'symlink' : 'other';
-};
+const TYPES: Record<number, Change['type']> = { 0o100000: 'file', 0o040000: 'dir', 0o120000: 'symlink', 0o020000: 'char', 0o060000: 'block', 0o010000: 'fifo', 0o140000: 'socket' };
+const typeName = (mode: number): Change['type'] => TYPES[mode & S_IFMT] ?? 'file';
 
 export async function diffTrees(image: FileSystem, inst: DiffSource): Promise<Change[]> {
   const out: Change[] = [];
   await walk(image, inst, ROOT_INO, ROOT_INO, '', out);
+  const seen = new Set(out.map((c) => c.path));
+  for (const path of inst.indexedLowerPaths()) {
+    const p = path.join('/');
+    if (seen.has(p)) continue;
+    const ie = await resolve(inst, path);
+    const ge = await resolve(image, path);
+    if (ie && ge && ie.ino === ge.ino && (await differs(image, inst, ge.ino, ge.attr, ie.ino, ie.attr))) {
+      out.push({ path: p, change: 'modified', type: typeName(ie.attr.mode) });
+      seen.add(p);
+    }
+  }
   return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/** Look a path up from the root; undefined when any component is missing. */
+async function resolve(fs: FileSystem, path: string[]): Promise<{ ino: number; attr: Attr } | undefined> {
+  let cur = { ino: ROOT_INO, attr: await fs.getattr(ROOT_INO) };
+  for (const name of path) {
+    try {
+      cur = await fs.lookup(cur.ino, name);
+    } catch {
+      return undefined;
+    }
+  }
+  return cur;
 }
 
 async function names(fs: FileSystem, ino: number): Promise<Map<string, number>> {
@@ -59,7 +83,10 @@ async function walk(image: FileSystem, inst: DiffSource, imgDir: number, instDir
     try {
       if (!inst.isUpper(ie.ino)) continue;
       if ((ie.attr.mode & S_IFMT) !== (ge.attr.mode & S_IFMT)) {
-        out.push({ path, change: 'deleted', type: typeName(ge.attr.mode) }, { path, change: 'added', type: typeName(ie.attr.mode) });
+        // Replaced by another type: the path is modified; what only the old or new directory held is deleted or added.
+        out.push({ path, change: 'modified', type: typeName(ie.attr.mode) });
+        if ((ge.attr.mode & S_IFMT) === S_IFDIR) for (const [c, m] of await names(image, ge.ino)) await subtree(image, ge.ino, c, m, `${path}/${c}`, 'deleted', out);
+        if ((ie.attr.mode & S_IFMT) === S_IFDIR) for (const [c, m] of await names(inst, ie.ino)) await subtree(inst, ie.ino, c, m, `${path}/${c}`, 'added', out);
         continue;
       }
       if (await differs(image, inst, ge.ino, ge.attr, ie.ino, ie.attr)) out.push({ path, change: 'modified', type: typeName(ie.attr.mode) });

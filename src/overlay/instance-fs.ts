@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import type { Attr, Caller, CreateReply, DirEntry, Entry, FdRange, OpenReply, ReadReply, SetAttr, Statfs, WritableFileSystem } from '../fuse/ops.js';
 import { ROOT_INO } from '../fuse/ops.js';
 import { fsError } from '../util/errors.js';
-import { emptyAttr, majorOf, minorOf } from '../util/attr.js';
+import { emptyAttr, majorOf, minorOf, splitNs } from '../util/attr.js';
 import { RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, UTIME_NOW, UTIME_OMIT } from '../native/sys.js';
 import { CopyUp } from './copyup.js';
 import { LowerStack, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type Parts } from './lower-stack.js';
@@ -103,7 +103,7 @@ export class InstanceFs implements WritableFileSystem {
     let type: number;
     if (f.upper) {
       type = Number(f.st.mode) & S_IFMT;
-      ino = this.store.storedIno(f.abs, type === S_IFLNK) ?? UPPER_BASE + Number(f.st.ino);
+      ino = this.store.storedIno(f.abs, type) ?? UPPER_BASE + Number(f.st.ino);
     } else {
       type = this.stack.modeOf(f.parts) & S_IFMT;
       ino = this.stack.inoOf(f.parts[0], f.parts[1]);
@@ -171,6 +171,12 @@ export class InstanceFs implements WritableFileSystem {
     return this.node(ino).upper;
   }
 
+  /** Lower paths of the hard-link sets copied up into the index: every one of them shows the copy. */
+  indexedLowerPaths(): string[][] {
+    const inos = new Set(this.store.indexed().filter((ino) => ino < UPPER_BASE));
+    return [...this.stack.pathsOfInodes(inos).values()].flat();
+  }
+
   // ---- FileSystem: reading ------------------------------------------------------------------
 
   lookup(parent: number, name: string): Entry {
@@ -215,7 +221,7 @@ export class InstanceFs implements WritableFileSystem {
         hides.add(e.name);
         if (e.whiteout || !e.st) continue;
         const type = Number(e.st.mode) & S_IFMT;
-        const stored = this.store.storedIno(`${dirAbs}/${e.name}`, type === S_IFLNK);
+        const stored = this.store.storedIno(`${dirAbs}/${e.name}`, type);
         upper.push({ name: e.name, ino: stored ?? UPPER_BASE + Number(e.st.ino), mode: type });
       }
       upper.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
@@ -541,7 +547,7 @@ export class InstanceFs implements WritableFileSystem {
     if (!f) throw fsError('ENOENT');
     const node = this.nodeFor(dir, name, f);
     if (node.type === S_IFDIR) throw fsError('EISDIR');
-    const lowerLinks = !node.upper && node.type !== S_IFLNK ? this.copy.lowerAttr(node).nlink : 1;
+    const lowerLinks = !node.upper && node.type === S_IFREG ? this.copy.lowerAttr(node).nlink : 1;
     if (lowerLinks > 1) this.copy.file(node, 'lazy'); // the set's link count must live somewhere
     this.removeName(dir, name, node, f.upper ? f.abs : undefined);
   }
@@ -613,6 +619,7 @@ export class InstanceFs implements WritableFileSystem {
     }
     this.detach(src);
     this.copy.dir(to);
+    this.nameEntry(dir, name, src);
     const srcAbs = this.childAbs(dir, name);
     const dstAbs = this.childAbs(to, newName);
     if (src.type === S_IFDIR) this.settleDir(src, srcAbs, to, newName);
@@ -650,6 +657,18 @@ export class InstanceFs implements WritableFileSystem {
     src.name = newName;
   }
 
+  /**
+   * An upper entry for this very name of a node. A copied-up hard-link set is linked into the upper
+   * under one of its names only; the others stay lower names until an operation needs them.
+   */
+  private nameEntry(dir: WNode, name: string, node: WNode): void {
+    if (!node.indexed) return;
+    const abs = this.childAbs(dir, name);
+    if (this.store.lstat(abs)) return;
+    this.copy.dir(dir);
+    this.copy.linkName(node, dir, name);
+  }
+
   /** Make an entry independent of its name before it moves: copied up, a directory redirected. */
   private detach(node: WNode): void {
     this.materialize(node);
@@ -667,7 +686,7 @@ export class InstanceFs implements WritableFileSystem {
       const below = to.lower ? this.stack.lookupParts(to.lower, newName) : [];
       if (this.stack.isDir(below)) this.store.setX(abs, X_OPAQUE, 'y');
     }
-    if (this.store.storedIno(abs) === undefined && node.ino < UPPER_BASE) this.store.setIno(abs, node.ino);
+    if (this.store.storedIno(abs, S_IFDIR) === undefined && node.ino < UPPER_BASE) this.store.setIno(abs, node.ino, S_IFDIR);
   }
 
   private exchange(dir: WNode, name: string, a: WNode, to: WNode, newName: string, bNode: WNode): void {
@@ -678,8 +697,8 @@ export class InstanceFs implements WritableFileSystem {
     const bAbs = this.childAbs(to, newName);
     if (a.type === S_IFDIR) this.settleDir(a, aAbs, to, newName);
     if (bNode.type === S_IFDIR) this.settleDir(bNode, bAbs, dir, name);
-    if (!fs.existsSync(b(bAbs))) fs.linkSync(b(this.store.indexPath(bNode.ino)), b(bAbs)); // an indexed lower name
-    if (!fs.existsSync(b(aAbs))) fs.linkSync(b(this.store.indexPath(a.ino)), b(aAbs));
+    this.nameEntry(dir, name, a);
+    this.nameEntry(to, newName, bNode);
     this.store.sys.rename2(aAbs, bAbs, RENAME_EXCHANGE);
     [a.parent, a.name, bNode.parent, bNode.name] = [to, newName, dir, name];
   }
@@ -703,16 +722,6 @@ function fillFromStats(a: Attr, st: fs.BigIntStats): void {
   [a.atimeSec, a.atimeNsec] = splitNs(st.atimeNs);
   [a.mtimeSec, a.mtimeNsec] = splitNs(st.mtimeNs);
   [a.ctimeSec, a.ctimeNsec] = splitNs(st.ctimeNs);
-}
-
-function splitNs(ns: bigint): [number, number] {
-  let sec = ns / 1_000_000_000n;
-  let nsec = ns % 1_000_000_000n;
-  if (nsec < 0n) {
-    sec -= 1n;
-    nsec += 1_000_000_000n;
-  }
-  return [Number(sec), Number(nsec)];
 }
 
 function timeArgs(t: SetAttr['atime']): [number, number] {

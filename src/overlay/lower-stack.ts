@@ -85,6 +85,23 @@ export class LowerStack {
     return path.reverse();
   }
 
+  /** Every lower path naming one of the given inodes (hard-link sets), by a single scan of the layers. */
+  pathsOfInodes(inos: Set<number>): Map<number, string[][]> {
+    const out = new Map<number, string[][]>();
+    if (inos.size === 0) return out;
+    this.layers.forEach((L, k) => {
+      for (let n = 0; n < L.nodeCount; n++) {
+        if (L.parentOf(n) === ABSENT || L.isWhiteout(n)) continue;
+        const ino = this.inoOf(k, n);
+        if (!inos.has(ino)) continue;
+        const list = out.get(ino) ?? [];
+        list.push(this.pathOf(k, n));
+        out.set(ino, list);
+      }
+    });
+    return out;
+  }
+
   isDir(parts: Parts): boolean {
     return parts.length > 0 && this.layers[parts[0]].isDir(parts[1]);
   }

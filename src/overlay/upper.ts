@@ -24,6 +24,9 @@ const S_IFCHR = 0o020000;
 
 export const b = (s: string): Buffer => Buffer.from(s, 'latin1');
 
+/** user.* extended attributes exist for regular files and directories only (xattr(7)). */
+export const userXattrOk = (type: number): boolean => type === 0o100000 || type === 0o040000;
+
 export class UpperStore {
   readonly sys: Sys;
   /** Absolute roots as byte strings (latin1 of their UTF-8 bytes). */
@@ -37,10 +40,10 @@ export class UpperStore {
     this.upper = Buffer.from(upperDir, 'utf8').toString('latin1');
     this.work = Buffer.from(workDir, 'utf8').toString('latin1');
     if (readOnly) return;
-    for (const d of ['tmp', 'index']) fs.mkdirSync(b(`${this.work}/${d}`), { recursive: true });
+    for (const d of ['tmp', 'index']) fs.mkdirSync(b(`${this.work}/${d}`), { recursive: true, mode: 0o700 });
     // Leftovers of a crash: temp files were never visible, so they simply go.
     fs.rmSync(b(`${this.work}/tmp`), { recursive: true, force: true });
-    fs.mkdirSync(b(`${this.work}/tmp`));
+    fs.mkdirSync(b(`${this.work}/tmp`), { mode: 0o700 });
   }
 
   /** Absolute byte-string path of an upper-relative path. */
@@ -56,6 +59,15 @@ export class UpperStore {
   /** Where a copied-up lower hard-link set lives, shared by all its names. */
   indexPath(ino: number): string {
     return `${this.work}/index/${ino}`;
+  }
+
+  /** Inode numbers with a copy in the hard-link index. */
+  indexed(): number[] {
+    try {
+      return fs.readdirSync(b(`${this.work}/index`), { encoding: 'buffer' }).map((n) => Number(n.toString('latin1'))).filter(Number.isFinite);
+    } catch {
+      return [];
+    }
   }
 
   lstat(absPath: string): fs.BigIntStats | undefined {
@@ -115,16 +127,17 @@ export class UpperStore {
   }
 
   /**
-   * The inode number an entry keeps through copy-up. Linux allows no user.* xattr on a symlink,
-   * so a symlink carries it in trusted.* (root only; an ordinary user's symlinks get a new number).
+   * The inode number an entry keeps through copy-up. Linux allows user.* xattrs on regular files
+   * and directories only, so symlinks, fifos and devices carry it in trusted.* (root only; an
+   * ordinary user's copies of those get a new number).
    */
-  storedIno(absPath: string, isLink = false): number | undefined {
-    const v = isLink ? (this.canTrust ? this.getX(absPath, X_INO_LINK) : null) : this.getX(absPath, X_INO);
+  storedIno(absPath: string, type: number): number | undefined {
+    const v = userXattrOk(type) ? this.getX(absPath, X_INO) : this.canTrust ? this.getX(absPath, X_INO_LINK) : null;
     return v ? Number(v.toString('latin1')) : undefined;
   }
 
-  setIno(target: string | number, ino: number, isLink = false): void {
-    if (!isLink) this.setX(target, X_INO, String(ino));
+  setIno(target: string | number, ino: number, type: number): void {
+    if (userXattrOk(type)) this.setX(target, X_INO, String(ino));
     else if (this.canTrust) this.setX(target, X_INO_LINK, String(ino));
   }
 

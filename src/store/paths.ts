@@ -17,7 +17,7 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._+@-]{0,127}$/;
 /** Image, instance and stackpoint names: one path component, no dot-dot, nothing a shell mangles. */
 export function checkName(kind: string, name: string): string {
   if (!NAME.test(name) || name.includes('..')) {
-    throw new UserError(`invalid ${kind} name "${name}": use letters, digits and . _ + @ - (at most 128, not starting with a symbol)`);
+    throw new UserError(`invalid ${kind} name ${JSON.stringify(name)}: use letters, digits and . _ + @ - (at most 128, not starting with a symbol)`);
   }
   return name;
 }

@@ -17,3 +17,14 @@ export function majorOf(dev: number): number {
 export function minorOf(dev: number): number {
   return (dev & 0xff) + (Math.floor(dev / 0x1000) & ~0xff & 0xfffff00);
 }
+
+/** Nanoseconds since the epoch as [seconds, nanoseconds 0..999999999], flooring before 1970. */
+export function splitNs(ns: bigint): [number, number] {
+  let sec = ns / 1_000_000_000n;
+  let nsec = ns % 1_000_000_000n;
+  if (nsec < 0n) {
+    sec -= 1n;
+    nsec += 1_000_000_000n;
+  }
+  return [Number(sec), Number(nsec)];
+}

@@ -13,6 +13,7 @@ import { diffTrees, type Change } from '../../overlay/diff.js';
 import { ROOT_INO } from '../../fuse/ops.js';
 import { loadSys } from '../../native/sys.js';
 import { UserError } from '../../util/errors.js';
+import { holdersOf } from '../../util/proc.js';
 import { duBytes } from '../../util/du.js';
 
 /** A fresh upper whose root carries the image root's owner, mode, times and xattrs. */
@@ -100,7 +101,9 @@ async function withInstance<T>(ctx: Context, name: string, what: string, fn: (r:
     const fd = tryLockInstance(ctx.instances.work(r));
     if (fd === undefined) {
       const m = ctx.mounts.list().find((x) => x.kind === 'instance' && x.target === r.id);
-      throw new UserError(`cannot ${what} instance "${name}": it is mounted${m ? ` at ${m.mountpoint} (pid ${m.pid})` : ''}; unmount it first`);
+      const users = m ? holdersOf(m.mountpoint, [m.pid, process.pid]) : [];
+      const busy = users.length ? `, in use by ${users.map((h) => `pid ${h.pid} (${h.command})`).join(', ')}` : '';
+      throw new UserError(`cannot ${what} instance "${name}": it is mounted${m ? ` at ${m.mountpoint} (daemon pid ${m.pid})` : ''}${busy}; unmount it first`);
     }
     try {
       return fn(r);
@@ -138,16 +141,17 @@ export async function instanceDiff(ctx: Context, a: { instance: string; porcelai
     before.destroy();
     after.destroy();
   }
-  const shown = (p: string): string => Buffer.from(p, 'latin1').toString('utf8');
-  if (ctx.opts.json) return printJson(changes.map((c) => ({ ...c, path: shown(c.path) })));
-  if (a.porcelain) {
-    process.stdout.write(changes.map((c) => `${c.change[0].toUpperCase()} ${shown(c.path)}\n`).join(''));
-    return;
-  }
-  process.stdout.write(renderTree(changes.map((c) => ({ ...c, path: shown(c.path) }))));
+  // Paths are bytes: porcelain and tree output write them as they are; JSON can only carry UTF-8.
+  if (ctx.opts.json) return printJson(changes.map((c) => ({ ...c, path: Buffer.from(c.path, 'latin1').toString('utf8') })));
+  const text = a.porcelain ? changes.map((c) => `${c.change[0].toUpperCase()} ${c.path}\n`).join('') : renderTree(changes);
+  process.stdout.write(Buffer.from(text, 'latin1'));
 }
 
-/** The changes as `tree` draws a directory: parents first, each entry marked [A], [M] or [D]. */
+/** tree's glyphs as UTF-8 bytes in a byte string, like the paths they are drawn beside. */
+const utf8Bytes = (s: string): string => Buffer.from(s, 'utf8').toString('latin1');
+const [MID, LAST, BAR] = ['├── ', '└── ', '│   '].map(utf8Bytes);
+
+/** The changes as `tree` draws a directory (byte strings in, byte string out), each entry marked [A], [M] or [D]. */
 export function renderTree(changes: Change[]): string {
   interface T {
     kids: Map<string, T>;
@@ -178,8 +182,8 @@ export function renderTree(changes: Change[]): string {
       const last = i === names.length - 1;
       if (k.dir) dirs++;
       else files++;
-      lines.push(`${indent}${last ? '└── ' : '├── '}${k.mark ? `[${k.mark}] ` : ''}${name}`);
-      draw(k, indent + (last ? '    ' : '│   '));
+      lines.push(`${indent}${last ? LAST : MID}${k.mark ? `[${k.mark}] ` : ''}${name}`);
+      draw(k, indent + (last ? '    ' : BAR));
     });
   };
   draw(root, '');

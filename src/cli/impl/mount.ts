@@ -120,6 +120,11 @@ async function unmountOne(ctx: Context, mountpoint: string, a: { lazy?: boolean;
       throw new UserError(`cannot unmount ${mountpoint}: ${msg.trim().split('\n').pop()}`);
     }
   }
+  if (rec && m && a.lazy && !a.force) {
+    // Detached: the daemon serves the users still inside and exits when the kernel ends the session.
+    process.stdout.write(`detached ${mountpoint} (released when its last user leaves)\n`);
+    return;
+  }
   if (rec) {
     await waitForExit(rec);
     ctx.mounts.drop(rec.id);
