@@ -8,8 +8,8 @@ import { buildFixtures, type Fixture } from './helpers/fixtures.js';
 import { buildLayerStack } from './helpers/fixtures-stream.js';
 import { LONG_FILE } from './helpers/fixtures-tools.js';
 import { CLI_MAIN, cliAvailable, forceUnmount, makeTestRoot, storeProcesses, strayMounts, TarstackSession, withMount, type CliResult } from './helpers/mount.js';
-import { extractReference, implicitDirs, listMembers, mergeLayersReference } from './helpers/reference.js';
-import { compareTrees, snapshotTree, type Snapshot } from './helpers/tree.js';
+import { extractReference, gnuReference as reference, mergeLayersReference } from './helpers/reference.js';
+import { compareTrees, snapshotTree } from './helpers/tree.js';
 
 const skipReason = !cliAvailable() ? `the tarstack CLI is not built (${CLI_MAIN} is missing)`
   : process.getuid?.() !== 0 ? 'needs root (devices, owners, trusted.* xattrs, overlayfs)'
@@ -48,14 +48,6 @@ function assertClean(t: ExecutionContext, r: CliResult, what: string): void {
   t.is(r.code, 0, `${what}: ${r.stderr}`);
   t.deepEqual(lines(r.stderr).filter((l) => l.startsWith('tarstack: ') && !l.startsWith('tarstack: warning: ')), [], what);
   t.notRegex(r.stderr, /^\s+at /m, `${what}: stack trace`);
-}
-
-/** The GNU tar reference of one tar and the paths whose mtime is not the archive's (implicit dirs). */
-function reference(tar: string, dir: string): { snap: Snapshot; implicit: string[] } {
-  const ref = extractReference(tar, dir);
-  if (ref.fatal) throw new Error(`GNU tar failed on ${tar}: ${ref.stderr.join(' | ')}`);
-  const snap = snapshotTree(ref.dir);
-  return { snap, implicit: implicitDirs(listMembers(tar), snap.records.filter((r) => r.type === 'dir').map((r) => r.path)) };
 }
 
 for (const f of fixtures.filter((x) => x.expect !== 'refuse' && x.compare)) {

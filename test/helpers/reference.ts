@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { exec, execOk } from './exec.js';
 import { convertOciWhiteouts } from './oci-whiteouts.js';
+import { snapshotTree, type Snapshot } from './tree.js';
 
 export interface Reference {
   dir: string;
@@ -109,4 +110,12 @@ export function mergeLayersReference(layerDirsTopFirst: string[], mountDir: stri
       fs.rmSync(work, { recursive: true, force: true });
     },
   };
+}
+
+/** The GNU tar reference of one tar, and the paths whose mtime is not the archive's (implicit dirs). */
+export function gnuReference(tar: string, dir: string): { snap: Snapshot; implicit: string[] } {
+  const ref = extractReference(tar, dir);
+  if (ref.fatal) throw new Error(`GNU tar failed on ${tar}: ${ref.stderr.join(' | ')}`);
+  const snap = snapshotTree(ref.dir);
+  return { snap, implicit: implicitDirs(listMembers(tar), snap.records.filter((r) => r.type === 'dir').map((r) => r.path)) };
 }

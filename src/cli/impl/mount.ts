@@ -41,8 +41,15 @@ export async function instanceMount(ctx: Context, a: { instance?: string; dir?: 
   const r = ctx.instances.get(a.instance);
   const live = ctx.mounts.list().find((m) => m.kind === 'instance' && m.target === r.id);
   if (live) throw new UserError(`instance "${r.name}" is already mounted at ${live.mountpoint}${live.state === 'dead' ? ' (its daemon died: run `tarstack umount` first)' : ''}`);
-  if (a.backend === 'fuse-native') throw new UserError('the fuse-native backend serves read-only images only: it passes atime where mtime belongs, so writes would corrupt times');
+  if (backendOf(a) === 'fuse-native') throw new UserError('the fuse-native backend serves read-only images only: it passes atime where mtime belongs, so writes would corrupt times');
   await mountTarget(ctx, 'instance', r.id, checkMountpoint(ctx, a.dir ?? ctx.instances.defaultMountpoint(r), !!a.nonempty), a);
+}
+
+/** --backend, else $TARSTACK_BACKEND, else tarstack's own libfuse3 binding. */
+function backendOf(a: MountFlags): BackendName {
+  const b = a.backend ?? process.env.TARSTACK_BACKEND ?? 'native';
+  if (b !== 'native' && b !== 'fuse-native') throw new UserError(`unknown FUSE backend "${b}" (TARSTACK_BACKEND): use native or fuse-native`);
+  return b;
 }
 
 async function mountTarget(ctx: Context, kind: DaemonArgs['kind'], target: string, mountpoint: string, a: MountFlags): Promise<void> {
@@ -53,7 +60,7 @@ async function mountTarget(ctx: Context, kind: DaemonArgs['kind'], target: strin
     kind,
     target,
     mountpoint,
-    backend: a.backend ?? 'native',
+    backend: backendOf(a),
     allowOther: !!a.allowOther,
     log: `${ctx.paths.logs}/${mountId}.log`,
   };
