@@ -1,21 +1,22 @@
 #!/usr/bin/env node
 // Entry point of a detached mount daemon: argv[2] is the JSON DaemonArgs; readiness (or the one-line
 // reason it failed) goes to fd 3, which the starting CLI reads; everything else goes to the log.
-import { createWriteStream } from 'node:fs';
+import { closeSync, writeSync } from 'node:fs';
 import { READY_FD, type DaemonArgs, type Readiness } from './protocol.js';
 import { serve } from './serve.js';
 
 const args = JSON.parse(process.argv[2] ?? '{}') as DaemonArgs;
-let readyStream: NodeJS.WritableStream | undefined;
-try {
-  readyStream = createWriteStream('', { fd: READY_FD });
-  readyStream.on('error', () => undefined); // the CLI may be gone (e.g. --foreground was not used and it timed out)
-} catch {
-  readyStream = undefined;
-}
+let told = false;
+/** One line on fd 3, written synchronously: the daemon may exit right after saying it failed. */
 const tell = (r: Readiness): void => {
-  readyStream?.end(JSON.stringify(r) + '\n');
-  readyStream = undefined;
+  if (told) return;
+  told = true;
+  try {
+    writeSync(READY_FD, JSON.stringify(r) + '\n');
+    closeSync(READY_FD);
+  } catch {
+    /* started without the pipe (e.g. by hand): nobody is waiting */
+  }
 };
 
 // The daemon never dies of a stray error: it is logged, and requests go on being answered.
