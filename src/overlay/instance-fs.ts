@@ -370,8 +370,6 @@ export class InstanceFs implements WritableFileSystem {
     }
   }
 
-  flush(): void {}
-
   fsync(_ino: number, fh: number, datasync: boolean): Promise<void> | void {
     const h = this.handle(fh);
     if (h.fd < 0) return;
