@@ -27,6 +27,13 @@ const NAME_MAX = 255;
 /** What a name resolves to, before it becomes a node. */
 type Found = { upper: true; abs: string; st: fs.BigIntStats } | { upper: false; parts: Parts };
 
+export interface InstanceOptions {
+  /** Read the instance without serving it (e.g. `diff` while it may be mounted elsewhere). */
+  offline?: boolean;
+  /** The upper may hold `.wh.NAME` whiteout files (an upper another tool wrote). */
+  whiteoutFiles?: boolean;
+}
+
 interface Handle {
   node: WNode;
   /** Upper file descriptor; -1 while the file is read from the lower. */
@@ -45,11 +52,11 @@ export class InstanceFs implements WritableFileSystem {
   private nextFh = 1;
   private readonly root: WNode;
 
-  /** `offline`: read the instance without serving it (e.g. `diff` while it may be mounted elsewhere). */
-  constructor(layers: Layer[], upperDir: string, workDir: string, offline = false) {
-    if (!offline) process.umask(0); // modes come from the kernel already masked; the daemon must not mask again
+  constructor(layers: Layer[], upperDir: string, workDir: string, readonly opts: InstanceOptions = {}) {
+    if (!opts.offline) process.umask(0); // modes come from the kernel already masked; the daemon must not mask again
     this.stack = new LowerStack(layers);
-    this.store = new UpperStore(upperDir, workDir, offline);
+    this.store = new UpperStore(upperDir, workDir, opts.offline);
+    this.store.whFiles = !!opts.whiteoutFiles;
     this.copy = new CopyUp(this.store, this.stack);
     const rootAbs = this.store.abs('');
     this.root = new WNode(ROOT_INO, S_IFDIR, null, '', this.store.isOpaque(rootAbs) ? null : this.stack.rootParts, true);
