@@ -97,6 +97,17 @@ function kernelPeer(): Peer {
   };
 }
 
+/** The big file read straight from ext4, no overlay: what any layer above it costs. */
+function directPeer(): Peer {
+  return {
+    name: 'direct',
+    root: (k: Kind) => join(DIR, k, 'tree'),
+    cold: async () => dropCaches(),
+    requests: async () => undefined,
+    close: async () => undefined,
+  };
+}
+
 function fusePeer(name: string, backend: 'native' | 'fuse-native', session: string): Peer {
   const mnt = (k: Kind) => join(DIR, 'fuse', name, k);
   const children = new Map<Kind, ChildMount>();
@@ -228,9 +239,9 @@ function report(): void {
       const v = median(samples.map((s) => s.value));
       const reqs = samples.filter((s) => s.requests !== undefined).map((s) => s.requests!);
       const req = reqs.length ? median(reqs) : undefined;
-      const lat = req ? (median(samples.map((s) => s.seconds)) / req) * 1e6 : undefined;
+      const lat = req ? `, ${((median(samples.map((s) => s.seconds)) / req) * 1e6).toFixed(1)} us/request (wall/requests)` : '';
       const ratio = baseValue !== undefined && peer !== 'kernel' ? `  ${(v / baseValue).toFixed(2)}x kernel` : '';
-      const extra = req !== undefined ? `  ${req} requests, ${lat!.toFixed(1)} us/request (wall/requests)` : '';
+      const extra = req !== undefined ? `  ${req} requests${lat}` : '';
       console.log(`  ${peer.padEnd(14)} ${v.toFixed(v < 10 ? 3 : 0).padStart(9)}${ratio}${extra}   [${samples.map((s) => s.value.toFixed(v < 10 ? 3 : 0)).join(' ')}]`);
     }
   }
@@ -245,13 +256,14 @@ async function main(): Promise<void> {
   try {
     for (const name of PEERS) {
       if (name === 'kernel') peers.push(kernelPeer());
+      else if (name === 'direct') peers.push(directPeer());
       else if (name === 'fuse-native') peers.push(fusePeer(name, 'fuse-native', '{}'));
       else peers.push(fusePeer(name, 'native', variants.get(name) ?? '{}'));
     }
     for (let run = 0; run < RUNS; run++) {
       for (const p of peers) {
         console.error(`run ${run + 1}/${RUNS}: ${p.name}`);
-        await runMany(p);
+        if (p.name !== 'direct') await runMany(p);
         await runBig(p);
         await p.close();
       }
