@@ -153,6 +153,7 @@ function fusePeer(name: string, backend: 'native' | 'fuse-native', session: stri
 
 interface Sample { value: number; requests?: number; seconds: number }
 const results = new Map<string, Map<string, Sample[]>>(); // test -> peer -> samples
+const pressure: number[] = [];
 
 function record(test: string, peer: string, s: Sample): void {
   if (!results.has(test)) results.set(test, new Map());
@@ -161,7 +162,25 @@ function record(test: string, peer: string, s: Sample): void {
   m.get(peer)!.push(s);
 }
 
+/** CPU pressure (PSI "some avg10"): other work on the machine skews every figure. */
+function cpuPressure(): number {
+  try {
+    return Number(/avg10=([0-9.]+)/.exec(fs.readFileSync('/proc/pressure/cpu', 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+/** Waits (up to 30 s) for the machine to calm down, and records how busy it still was. */
+async function quiet(): Promise<number> {
+  for (let i = 0; i < 60 && cpuPressure() > 20; i++) await new Promise((r) => setTimeout(r, 500));
+  return cpuPressure();
+}
+
 async function measure(p: Peer, kind: Kind, test: string, cmd: string, value: (s: number, out: string) => number, check?: (out: string) => void): Promise<void> {
+  pressure.push(await quiet());
+  // Other benchmarks on this machine drop caches too: a warm figure re-warms right before timing.
+  if (test.includes('warm')) sh(cmd);
   const r0 = await p.requests(kind);
   const { s, out } = timed(cmd);
   const r1 = await p.requests(kind);
@@ -231,6 +250,7 @@ function median(xs: number[]): number {
 }
 
 function report(): void {
+  console.log(`CPU pressure (PSI some avg10) at measurement starts: median ${median(pressure).toFixed(0)}%, max ${Math.max(...pressure).toFixed(0)}%`);
   for (const [test, byPeer] of results) {
     const base = byPeer.get('kernel');
     const baseValue = base ? median(base.map((s) => s.value)) : undefined;

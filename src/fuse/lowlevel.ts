@@ -2,6 +2,7 @@
 // loop); the only module that loads it. Handlers get a request id first and answer it exactly once
 // through a reply function, synchronously or later; a second answer returns false and does nothing.
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 
 /** Request id handed to every handler; answer it with one reply function. */
 export type Req = number;
@@ -151,7 +152,7 @@ export function loadNative(): Native {
   if (loaded) return loaded;
   const path =
     process.env.TARSTACK_NATIVE_ADDON ??
-    new URL('../../../native-bindings/build/Release/tarstack_native.node', import.meta.url).pathname;
+    fileURLToPath(new URL('../../../native-bindings/build/Release/tarstack_native.node', import.meta.url));
   try {
     loaded = createRequire(import.meta.url)(path) as Native;
   } catch (err) {
