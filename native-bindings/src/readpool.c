@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -21,7 +22,7 @@ struct tsn_cachestat_range {
 struct tsn_cachestat {
   uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
 };
-static int no_cachestat; // the kernel lacks it: no Node-thread fast path at all
+static int no_cachestat; // the kernel (or valgrind) lacks it: ask mincore instead
 
 typedef struct job {
   struct job *next;
@@ -194,6 +195,22 @@ static void enqueue(tsn_pool *p, job *j) {
   pthread_mutex_unlock(&p->mu);
 }
 
+// mincore on a throwaway mapping: the fallback before Linux 6.5. Mapping never reads the file.
+static int range_cached_mincore(int fd, off_t pos, size_t len, long page) {
+  off_t start = pos - pos % page;
+  size_t maplen = (size_t)(pos - start) + len;
+  size_t pages = (maplen + (size_t)page - 1) / (size_t)page;
+  void *addr = mmap(NULL, maplen, PROT_READ, MAP_SHARED, fd, start);
+  if (addr == MAP_FAILED) return 0;
+  unsigned char small[512];
+  unsigned char *vec = pages <= sizeof small ? small : malloc(pages);
+  int all = vec != NULL && mincore(addr, maplen, vec) == 0;
+  for (size_t i = 0; all && i < pages; i++) all = vec[i] & 1;
+  if (vec != small) free(vec);
+  munmap(addr, maplen);
+  return all;
+}
+
 // Whether every page of the ranges is in the page cache. Asked with cachestat because a read
 // with RWF_NOWAIT, though it never waits, still starts readahead of missing pages on the calling
 // thread: page allocation and I/O submission that cost Node's loop milliseconds on cold data.
@@ -202,11 +219,17 @@ static int all_cached(const tsn_range *r, size_t n) {
   if (page == 0) page = sysconf(_SC_PAGESIZE);
   for (size_t i = 0; i < n; i++) {
     if (r[i].fd < 0 || r[i].len == 0) continue;
+    if (no_cachestat) {
+      if (!range_cached_mincore(r[i].fd, r[i].pos, r[i].len, page)) return 0;
+      continue;
+    }
     struct tsn_cachestat_range range = { (uint64_t)r[i].pos, r[i].len };
     struct tsn_cachestat cs;
     if (syscall(__NR_cachestat, r[i].fd, &range, &cs, 0) != 0) {
-      if (errno == ENOSYS) no_cachestat = 1;
-      return 0;
+      if (errno != ENOSYS) return 0;
+      no_cachestat = 1;
+      i--; // ask this range again, through mincore
+      continue;
     }
     uint64_t first = (uint64_t)r[i].pos / page, last = ((uint64_t)r[i].pos + r[i].len - 1) / page;
     if (cs.nr_cache < last - first + 1) return 0;
@@ -220,7 +243,7 @@ static int serve_nowait(tsn_env *te, job *j, int splice) {
   const tsn_range *r = j->r;
   size_t n = j->n, total = j->total;
   fuse_req_t req = j->req;
-  if (no_cachestat || !all_cached(r, n)) return -EAGAIN;
+  if (!all_cached(r, n)) return -EAGAIN;
   if (splice) { // cached pages: splice does not wait either
     serve_splice(j);
     return 0;
