@@ -171,9 +171,9 @@ function cpuPressure(): number {
   }
 }
 
-/** Waits (up to 30 s) for the machine to calm down, and records how busy it still was. */
+/** Waits (up to 5 s) for the machine to calm down, and records how busy it still was. */
 async function quiet(): Promise<number> {
-  for (let i = 0; i < 60 && cpuPressure() > 20; i++) await new Promise((r) => setTimeout(r, 500));
+  for (let i = 0; i < 10 && cpuPressure() > 20; i++) await new Promise((r) => setTimeout(r, 500));
   return cpuPressure();
 }
 
@@ -273,6 +273,11 @@ async function main(): Promise<void> {
   fs.mkdirSync(DIR, { recursive: true });
   prepare();
   const peers: Peer[] = [];
+  const stop = (sig: string) => {
+    console.error(`bench: ${sig}, unmounting`);
+    void Promise.all(peers.map((p) => p.close().catch(() => undefined))).finally(() => process.exit(1));
+  };
+  process.once('SIGINT', stop).once('SIGTERM', stop);
   try {
     for (const name of PEERS) {
       if (name === 'kernel') peers.push(kernelPeer());
