@@ -19,7 +19,7 @@ function dropCaches(what: '1' | '2' | '3'): void {
 async function underValgrind(script: string, mountpoint: string, args: string[], env: Record<string, string>): Promise<ChildMount> {
   process.env.TARSTACK_CHILD_EXEC = JSON.stringify(['valgrind', ...VALGRIND, process.execPath]);
   try {
-    return (await startChild(new URL(script, import.meta.url).pathname, mountpoint, args, env)).mount;
+    return (await startChild(new URL(script, import.meta.url).pathname, mountpoint, args, env, 180_000)).mount;
   } finally {
     delete process.env.TARSTACK_CHILD_EXEC;
   }

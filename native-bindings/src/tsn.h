@@ -94,6 +94,7 @@ typedef struct tsn_config {
   int read_threads;
   unsigned max_readahead;
   unsigned max_background;
+  int auto_inval; // FUSE_CAP_AUTO_INVAL_DATA: check attributes on every cached read
 } tsn_config;
 
 typedef struct tsn_session {
