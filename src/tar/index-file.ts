@@ -1,13 +1,16 @@
 // The persistent index file: a 32-byte fixed header, a JSON header, then the typed arrays of
-// IndexData at 8-aligned offsets, the member table last. Loading maps the arrays straight onto one
-// buffer (two reads, no rescan, no per-entry parsing); the member table is read only when wanted.
+// IndexData at 8-aligned offsets (a compressed tar's seek table among them), the member table,
+// and last the gzip windows. Loading maps the arrays straight onto one buffer (two reads, no
+// rescan, no per-entry parsing); the member table is read only when wanted, windows when seeked to.
 import { closeSync, openSync, readSync } from 'node:fs';
 import { writeFileAtomic } from '../util/atomic.js';
 import { readFully } from './reader.js';
 import type { IndexData, MemberTable, NodeExtra, TarIdentity } from './index-data.js';
+import type { Compression, SeekTable } from './seek-table.js';
 
 const MAGIC = 'TARSTKIX';
-export const INDEX_VERSION = 1;
+/** 2: seek tables for compressed tars. */
+export const INDEX_VERSION = 2;
 const FIXED = 32;
 
 type ArrayName = 'size' | 'dataOff' | 'mtimeSec' | 'parent' | 'nameOff' | 'mode' | 'uid' | 'gid' | 'mtimeNsec' | 'a' | 'b' | 'inode' | 'nlink' | 'extra' | 'nameLen' | 'flags';
@@ -35,6 +38,26 @@ const MEMBER_ARRAYS = [
   ['stored', Float64Array],
   ['crc', Uint32Array],
 ] as const;
+const SEEK_ARRAYS = [
+  ['inBit', Float64Array],
+  ['outOff', Float64Array],
+  ['winOff', Float64Array],
+  ['kind', Uint32Array],
+  ['winLen', Uint32Array],
+  ['inCrc', Uint32Array],
+  ['pieceCrc', Uint32Array],
+] as const;
+
+/** The seek table's scalars; its arrays are sections `s.<name>`, its windows the last section. */
+interface SeekHeader {
+  format: Compression;
+  compressedSize: number;
+  size: number;
+  pieceSize: number;
+  spacing: number;
+  count: number;
+  tailCrc: number;
+}
 
 interface JsonHeader {
   version: number;
@@ -42,6 +65,7 @@ interface JsonHeader {
   memberCount: number;
   source: TarIdentity;
   warnings: IndexData['warnings'];
+  seek?: SeekHeader;
   sections: Record<string, [offset: number, bytes: number]>;
 }
 
@@ -58,8 +82,11 @@ export function writeIndex(path: string, d: IndexData): void {
     ['names', d.names],
     ['strings', d.strings],
     ['extras', extrasJson],
+    ...(d.seek ? SEEK_ARRAYS.map(([name]) => [`s.${name}`, bytesOf(d.seek![name])] as [string, Uint8Array]) : []),
     ...MEMBER_ARRAYS.map(([name]) => [`m.${name}`, bytesOf(d.members[name])] as [string, Uint8Array]),
+    ...(d.seek ? [['s.windows', windowBytes(d.seek)] as [string, Uint8Array]] : []),
   ];
+  const seek = d.seek ? seekHeader(d.seek) : undefined;
   // Lay out after a header whose size depends on the offsets: fix the JSON size by iterating.
   let headerLen = 0;
   let json: Buffer;
@@ -69,7 +96,7 @@ export function writeIndex(path: string, d: IndexData): void {
       sections[name] = [off, body.length];
       off = align8(off + body.length);
     }
-    const h: JsonHeader = { version: INDEX_VERSION, nodeCount: d.nodeCount, memberCount: d.members.count, source: d.source, warnings: d.warnings, sections };
+    const h: JsonHeader = { version: INDEX_VERSION, nodeCount: d.nodeCount, memberCount: d.members.count, source: d.source, warnings: d.warnings, seek, sections };
     json = Buffer.from(JSON.stringify(h));
     if (json.length === headerLen) break;
     headerLen = json.length;
@@ -89,6 +116,15 @@ export function writeIndex(path: string, d: IndexData): void {
     pos = at + body.length;
   }
   writeFileAtomic(path, chunks);
+}
+
+function seekHeader(t: SeekTable): SeekHeader {
+  return { format: t.format, compressedSize: t.compressedSize, size: t.size, pieceSize: t.pieceSize, spacing: t.spacing, count: t.count, tailCrc: t.tailCrc };
+}
+
+function windowBytes(t: SeekTable): Uint8Array {
+  if (!Buffer.isBuffer(t.windows)) throw new Error('writeIndex: the seek windows are not in memory');
+  return t.windows;
 }
 
 function bytesOf(a: ArrayBufferView): Uint8Array {
@@ -142,6 +178,12 @@ export function readIndex(path: string, opts: LoadOptions = {}): IndexData {
     } else if (typeof opts.members === 'number' && h.memberCount > 0) {
       members = sampleMembers(fd, path, h, opts.members);
     }
+    let seek: SeekTable | undefined;
+    if (h.seek) {
+      const s = Object.fromEntries(SEEK_ARRAYS.map(([name, ctor]) => [name, view(ctor as unknown as Uint8ArrayConstructor, `s.${name}`, whole, 0)])) as unknown as Pick<SeekTable, (typeof SEEK_ARRAYS)[number][0]>;
+      const [offset, bytes] = h.sections['s.windows'];
+      seek = { ...h.seek, ...s, windows: { path, offset, bytes } };
+    }
     return {
       ...arrays,
       nodeCount: h.nodeCount,
@@ -149,6 +191,7 @@ export function readIndex(path: string, opts: LoadOptions = {}): IndexData {
       strings: slice('strings'),
       extras: JSON.parse(slice('extras').toString('utf8')) as NodeExtra[],
       members,
+      seek,
       source: h.source,
       warnings: h.warnings,
     };
