@@ -42,7 +42,7 @@ export function indexTarFile(path: string, opts: IndexOptions = {}): IndexResult
       const data = indexArchive(reader, source, implied, { onProgress: undefined });
       const { table, trailingGarbage } = reader.finish();
       data.seek = table;
-      if (trailingGarbage) data.warnings.push({ code: 'TRAILING_GARBAGE', message: `bytes after the last ${compression} member are not ${compression} data; ignored, as ${compression === 'gzip' ? 'gzip -d' : 'the decoder'} does`, offset: table.size });
+      if (trailingGarbage) data.warnings.push({ code: 'TRAILING_GARBAGE', message: 'bytes after the last gzip member are not gzip data; ignored, as gzip -d does', offset: table.size });
       return { data, bytesRead: source.size };
     } finally {
       reader.close();

@@ -122,7 +122,7 @@ export function accessNote(t: SeekTable, maxChunk: number): { randomAccess: bool
   if (maxChunk > SEQUENTIAL_CHUNK) {
     return { randomAccess: false, note: `${t.count} ${unit}s, up to ${Math.round(maxChunk / 1048576)} MiB apart: random reads decode that much; \`image add --recompress\` writes a seekable copy` };
   }
-  return { randomAccess: true, note: `random access: ${t.count} ${unit}${t.count === 1 ? '' : 's'}, at most ${Math.max(1, Math.round(maxChunk / 1048576))} MiB apart` };
+  return { randomAccess: true, note: `random access: ${t.count} ${unit}${t.count === 1 ? '' : 's'}; a read decodes at most ${Math.max(1, Math.round(maxChunk / 1048576))} MiB` };
 }
 
 /** crc32 of up to `len` compressed bytes at `pos` (fewer at the end of the file). */

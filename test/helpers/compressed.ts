@@ -29,8 +29,8 @@ export function compress(tarPath: string, dir: string, shape: Shape, piece = 300
     case 'pigz': out = run('pigz', ['-c', '-p', '2', '-b', '128'], tar); format = 'gzip'; break;
     case 'zstd': out = run('zstd', ['-q', '-c', '-3'], tar); format = 'zstd'; break;
     case 'zstd-multi': out = Buffer.concat(cuts.map((c) => run('zstd', ['-q', '-c'], c))); format = 'zstd'; break;
-    case 'xz': out = run('xz', ['-c', '-1'], tar); format = 'xz'; break;
-    case 'xz-blocks': out = run('xz', ['-c', '-1', '-T1', `--block-size=${piece}`], tar); format = 'xz'; break;
+    case 'xz': out = run('xz', ['-c', '-0'], tar); format = 'xz'; break;
+    case 'xz-blocks': out = run('xz', ['-c', '-0', '-T1', `--block-size=${piece}`], tar); format = 'xz'; break;
   }
   const path = join(dir, `${shape}.tar.${format === 'gzip' ? 'gz' : format === 'zstd' ? 'zst' : 'xz'}`);
   writeFileSync(path, out);
