@@ -22,6 +22,8 @@ let serials = 0;
 const MAX_CURSORS = 4;
 /** Pieces per decode job (4 MiB): bounds a job's buffer and how long it holds a worker. */
 const JOB_PIECES = 16;
+/** Sequential reading keeps this many pieces (1 MiB) decoded or decoding ahead of the reader. */
+const AHEAD = 4;
 
 interface Cursor {
   h: CodecHandle;
@@ -135,11 +137,21 @@ export class SeekableArchive {
     return out;
   }
 
-  /** Sequential reading: decode the next piece ahead while this one is being served. */
+  /**
+   * Sequential reading: keep the AHEAD pieces after the one just read decoded or decoding, as one job
+   * on a decoder already standing at the first missing one (so random reads start nothing).
+   */
   private prefetch(g: number): void {
-    if (this.closed || g >= this.ix.pieces || cache.has(this.serial + g) || this.inflight.has(g)) return;
-    const cur = this.cursors.find((c) => !c.busy && c.next === g);
-    if (cur) this.start(cur, g, -1).catch(() => undefined); // a real read of g reports any failure
+    if (this.closed) return;
+    for (let k = g; k < g + AHEAD && k < this.ix.pieces; k++) {
+      if (cache.has(this.serial + k) || this.inflight.has(k)) continue;
+      const cur = this.cursors.find((c) => !c.busy && c.next === k);
+      if (!cur) return;
+      const c = this.ix.chunkOfPiece(k);
+      const to = Math.min(k + AHEAD - 1, this.ix.pieceFirst[c + 1] - 1);
+      this.start(cur, to, -1).catch(() => undefined); // a real read of these pieces reports any failure
+      return;
+    }
   }
 
   private piece(g: number): Promise<Buffer> {
