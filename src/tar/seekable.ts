@@ -12,7 +12,7 @@ import type { ArchiveReader } from './reader.js';
 
 /**
  * Decoded pieces of every archive in the process, bounded in bytes: 32 MiB holds 128 pieces, enough
- * for a dozen files read sequentially at once plus the chunks random reads keep returning to.
+ * for a dozen files read sequentially at once (4 pieces ahead each) plus pieces random reads revisit.
  */
 export const PIECE_CACHE_BYTES = 32 * 1024 * 1024;
 const cache = new LRUCache<number, Buffer>({ maxSize: PIECE_CACHE_BYTES, sizeCalculation: (b) => b.length });
@@ -20,8 +20,8 @@ let serials = 0;
 
 /** Decoders per archive for serving: the libuv threadpool's 4 threads; more would only queue. */
 const MAX_CURSORS = 4;
-/** Pieces per decode job (4 MiB): bounds a job's buffer and how long it holds a worker. */
-const JOB_PIECES = 16;
+/** Pieces per decode job (1 MiB): bounds a job's buffer and how long it holds a worker. */
+const JOB_PIECES = 4;
 /** Sequential reading keeps this many pieces (1 MiB) decoded or decoding ahead of the reader. */
 const AHEAD = 4;
 
@@ -33,6 +33,12 @@ interface Cursor {
   busy: Promise<void> | null;
   until: number;
   used: number;
+  /**
+   * Where this decoder writes what it only passes through on the way to a wanted piece: reused,
+   * so a random read allocates (and the GC tracks) only the piece it keeps. Allocating every
+   * skipped megabyte cost a 7-15 ms mark-sweep every few reads.
+   */
+  scratch?: Buffer;
 }
 
 interface Seek {
@@ -149,7 +155,7 @@ export class SeekableArchive {
       if (!cur) return;
       const c = this.ix.chunkOfPiece(k);
       const to = Math.min(k + AHEAD - 1, this.ix.pieceFirst[c + 1] - 1);
-      this.start(cur, to, -1).catch(() => undefined); // a real read of these pieces reports any failure
+      this.start(cur, to, -1, k).catch(() => undefined); // a real read of these pieces reports any failure
       return;
     }
   }
@@ -190,10 +196,13 @@ export class SeekableArchive {
     }
   }
 
-  /** Run jobs on `cur` up to piece g (seeking to chunk `seekChunk` first unless -1); the last one is cached. */
-  private start(cur: Cursor, g: number, seekChunk: number): Promise<Buffer> {
+  /**
+   * Run jobs on `cur` up to piece g (seeking to chunk `seekChunk` first unless -1). Pieces before
+   * `keepFrom` are decoded (and checked) in the cursor's scratch and dropped; the rest are cached.
+   */
+  private start(cur: Cursor, g: number, seekChunk: number, keepFrom = g): Promise<Buffer> {
     let from = seekChunk >= 0 ? this.ix.pieceFirst[seekChunk] : cur.next;
-    const finalFrom = Math.max(from, g - JOB_PIECES + 1);
+    const finalFrom = Math.max(from, keepFrom, g - JOB_PIECES + 1);
     let seek = seekChunk >= 0 ? this.seekOf(seekChunk) : NO_SEEK;
     const work = (async () => {
       while (from < finalFrom) {
@@ -220,7 +229,7 @@ export class SeekableArchive {
   }
 
   private async job(cur: Cursor, seek: Seek, from: number, to: number, keep: boolean): Promise<Buffer[]> {
-    const { out, crcs } = this.jobBuffers(from, to);
+    const { out, crcs } = this.jobBuffers(cur, from, to, keep);
     let n: number;
     try {
       n = await this.codec.decode(cur.h, seek.kind, seek.inBit, seek.window, out, this.table.pieceSize, crcs);
@@ -232,7 +241,7 @@ export class SeekableArchive {
   }
 
   private jobSync(cur: Cursor, seek: Seek, from: number, to: number, keep: boolean): Buffer[] {
-    const { out, crcs } = this.jobBuffers(from, to);
+    const { out, crcs } = this.jobBuffers(cur, from, to, keep);
     let n: number;
     try {
       n = this.codec.decodeSync(cur.h, seek.kind, seek.inBit, seek.window, out, this.table.pieceSize, crcs);
@@ -243,10 +252,16 @@ export class SeekableArchive {
     return this.finishJob(cur, from, to, out, n, crcs, keep);
   }
 
-  private jobBuffers(from: number, to: number): { out: Buffer; crcs: Uint32Array } {
+  private jobBuffers(cur: Cursor, from: number, to: number, keep: boolean): { out: Buffer; crcs: Uint32Array } {
     const start = this.ix.pieceStart(from);
-    const end = this.ix.pieceStart(to) + this.ix.pieceLen(to);
-    return { out: Buffer.allocUnsafe(end - start), crcs: new Uint32Array(to - from + 1) };
+    const len = this.ix.pieceStart(to) + this.ix.pieceLen(to) - start;
+    let out: Buffer;
+    if (keep) out = Buffer.allocUnsafe(len);
+    else {
+      cur.scratch ??= Buffer.allocUnsafe(JOB_PIECES * this.table.pieceSize);
+      out = cur.scratch.subarray(0, len);
+    }
+    return { out, crcs: new Uint32Array(to - from + 1) };
   }
 
   /** Check every piece against the table; only then may it be cached or served. */
@@ -261,12 +276,12 @@ export class SeekableArchive {
     }
     const pieces: Buffer[] = [];
     let off = 0;
-    for (let k = from; k <= to; k++) {
+    for (let k = from; keep && k <= to; k++) {
       const len = this.ix.pieceLen(k);
       const b = out.subarray(off, off + len);
       off += len;
       pieces.push(b);
-      if (keep) cache.set(this.serial + k, b);
+      cache.set(this.serial + k, b);
     }
     // The decoder continues into the next chunk except for xz, whose points are separate blocks.
     const next = to + 1;
@@ -281,7 +296,7 @@ export class SeekableArchive {
     const first = this.ix.pieceFirst[c];
     let from = cur.next >= first && cur.next <= g ? cur.next : first;
     let seek = from === cur.next ? NO_SEEK : this.seekOf(c);
-    const finalFrom = Math.max(from, g - JOB_PIECES + 1);
+    const finalFrom = g;
     while (from < finalFrom) {
       const to = Math.min(finalFrom - 1, from + JOB_PIECES - 1);
       this.jobSync(cur, seek, from, to, false);
