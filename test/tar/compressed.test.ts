@@ -8,6 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync, truncateSync, statSync, openSyn
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Overlay } from '../../src/overlay/overlay.js';
+import { InstanceFs } from '../../src/overlay/instance-fs.js';
 import { indexTarFile } from '../../src/tar/indexer.js';
 import { readIndex, writeIndex } from '../../src/tar/index-file.js';
 import { TarFormatError } from '../../src/tar/scan.js';
@@ -120,6 +121,31 @@ test('reads behind the scanner\'s kept output decode again from the points so fa
   const reference = indexTarFile(join(dir, 'p.tar')).data;
   t.deepEqual([...compressed.members.crc], [...reference.members.crc]);
   t.deepEqual([...compressed.members.dataOff], [...reference.members.dataOff]);
+});
+
+test('copy-up from a compressed layer: an append copies lazily, reads and a middle write see the lower bytes', async (t) => {
+  const dir = join(tmp.dir, 'copyup');
+  mkdirSync(join(dir, 'upper'), { recursive: true });
+  mkdirSync(join(dir, 'work'));
+  const v = compress(plainTar, dir, 'zstd-multi', 200 * 1024);
+  const { layer } = layerFromFile(v.path, { seek: SEEK });
+  const fs = new InstanceFs([layer], join(dir, 'upper'), join(dir, 'work'));
+  try {
+    const me = { uid: 0, gid: 0, pid: 1 };
+    const e = fs.lookup(1, 'big.bin');
+    const w = fs.open(e.ino, 2);
+    fs.write(e.ino, w.fh, Buffer.from('!'), big.length);
+    fs.write(e.ino, w.fh, Buffer.from('MID'), 1_000_000);
+    const got = (await fs.read(e.ino, w.fh, 0, big.length + 10)) as Buffer;
+    t.is(got.length, big.length + 1);
+    const want = Buffer.concat([big, Buffer.from('!')]);
+    want.write('MID', 1_000_000);
+    t.true(got.equals(want));
+    fs.setattr(e.ino, { size: 10 }, w.fh, me);
+    fs.release(e.ino, w.fh);
+  } finally {
+    await fs.destroy();
+  }
 });
 
 const damaged: Array<[string, (path: string) => void, RegExp]> = [
