@@ -9,8 +9,9 @@ import type { IndexData, MemberTable, NodeExtra, TarIdentity } from './index-dat
 import type { Compression, SeekTable } from './seek-table.js';
 
 const MAGIC = 'TARSTKIX';
-/** 2: seek tables for compressed tars. */
+/** 2: seek tables for compressed tars. Version 1 files (plain tars only, same layout) still load. */
 export const INDEX_VERSION = 2;
+const READABLE = [1, 2];
 const FIXED = 32;
 
 type ArrayName = 'size' | 'dataOff' | 'mtimeSec' | 'parent' | 'nameOff' | 'mode' | 'uid' | 'gid' | 'mtimeNsec' | 'a' | 'b' | 'inode' | 'nlink' | 'extra' | 'nameLen' | 'flags';
@@ -145,7 +146,7 @@ export function readIndex(path: string, opts: LoadOptions = {}): IndexData {
     const fixed = Buffer.alloc(FIXED);
     if (readSync(fd, fixed, 0, FIXED, 0) !== FIXED || fixed.toString('latin1', 0, 8) !== MAGIC) throw new IndexFormatError(`${path} is not a tarstack index`);
     const version = fixed.readUInt32LE(8);
-    if (version !== INDEX_VERSION) throw new IndexFormatError(`${path} has index version ${version}, this tarstack reads ${INDEX_VERSION}`);
+    if (!READABLE.includes(version)) throw new IndexFormatError(`${path} has index version ${version}, this tarstack reads ${INDEX_VERSION}`);
     const jsonLen = fixed.readUInt32LE(12);
     const nodeEnd = fixed.readDoubleLE(16);
     const whole = new ArrayBuffer(nodeEnd);

@@ -178,6 +178,12 @@ test('the index file round-trips every array', async (t) => {
     t.deepEqual([...back.members.crc], [...data.members.crc]);
     t.deepEqual(back.extras, data.extras);
     t.true(back.names.equals(data.names));
+    // A plain tar's index as version 1 wrote it (the same layout, no seek table) still loads.
+    const raw = readFileSync(p);
+    raw.writeUInt32LE(1, 8);
+    writeFileSync(p, raw);
+    t.deepEqual([...readIndex(p).mode], [...data.mode]);
+    t.is(readIndex(p).seek, undefined);
   } finally {
     tmp.cleanup();
   }
