@@ -41,7 +41,7 @@ function timedCpu(cmd: string): { wall: number; cpu: number } {
   return { wall: wall!, cpu: user! + sys! };
 }
 const medianOf = (xs: Array<{ wall: number; cpu: number }>) => ({ wall: median(xs.map((x) => x.wall)), cpu: median(xs.map((x) => x.cpu)) });
-const cli = (...args: string[]): string => execFileSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, TARSTACK_HOME: HOME } });
+const cli = (...args: string[]): string => execFileSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, TARSTACK_HOME: HOME }, stdio: ['ignore', 'pipe', 'pipe'] });
 const mib = (n: number): string => `${(n / 1048576).toFixed(0)} MiB`;
 
 // ---- data ---------------------------------------------------------------------------------------

@@ -8,8 +8,6 @@ import { Mounts } from '../store/mounts.js';
 import { StorePaths } from '../store/paths.js';
 import { openStack } from '../store/open-image.js';
 import { tryLockInstance, unlockInstance } from '../store/instance-lock.js';
-import { Overlay } from '../overlay/overlay.js';
-import { InstanceFs } from '../overlay/instance-fs.js';
 import type { FileSystem } from '../fuse/ops.js';
 import type { Backend, Mounted } from '../fuse/backend.js';
 import { UserError } from '../util/errors.js';
@@ -31,10 +29,12 @@ interface Served {
   release(): void;
 }
 
-function open(args: DaemonArgs, paths: StorePaths): Served {
+/** Open what the mount serves; only the code that kind needs is loaded (daemon start-up time). */
+async function open(args: DaemonArgs, paths: StorePaths): Promise<Served> {
   const images = new Images(paths);
   if (args.kind === 'image') {
     const image = images.byId(args.target);
+    const { Overlay } = await import('../overlay/overlay.js');
     return { fs: new Overlay(openStack(images, images.stack(image))), name: image.name, readOnly: true, release: () => undefined };
   }
   const instances = new Instances(paths);
@@ -43,6 +43,7 @@ function open(args: DaemonArgs, paths: StorePaths): Served {
   if (lock === undefined) throw new UserError(`instance "${inst.name}" is already mounted (its lock is held)`);
   try {
     const image = images.byId(inst.image);
+    const { InstanceFs } = await import('../overlay/instance-fs.js');
     const fs = new InstanceFs(openStack(images, images.stack(image)), instances.upper(inst), instances.work(inst));
     return { fs, name: inst.name, readOnly: false, release: () => unlockInstance(lock) };
   } catch (err) {
@@ -55,7 +56,7 @@ function open(args: DaemonArgs, paths: StorePaths): Served {
 export async function serve(args: DaemonArgs, onReady: () => void): Promise<void> {
   const paths = new StorePaths(args.store);
   const mounts = new Mounts(paths);
-  const served = open(args, paths);
+  const served = await open(args, paths);
   let mounted: Mounted;
   try {
     const backend = await backendFor(args.backend);

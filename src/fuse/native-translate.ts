@@ -80,7 +80,8 @@ export class Translator {
     h.unlink = (req, parent, name) => ok('unlink', parent, () => w.unlink(parent, name))(req);
     h.rmdir = (req, parent, name) => ok('rmdir', parent, () => w.rmdir(parent, name))(req);
     h.rename = (req, p, n, np, nn, flags) => ok('rename', p, () => w.rename(p, n, np, nn, flags))(req);
-    h.flush = (req, ino, fh) => ok('flush', ino, () => w.flush(ino, fh))(req);
+    // No flush handler: writes reach the upper before they are answered, so close() has nothing to
+    // report, and the kernel's ENOSYS memory then spares every close(2) a round trip (two for bash).
     h.fsync = (req, ino, fh, datasync) => ok('fsync', ino, () => w.fsync(ino, fh, datasync !== 0))(req);
     h.fsyncdir = (req, ino, fh, datasync) => ok('fsyncdir', ino, () => w.fsyncdir(ino, fh, datasync !== 0))(req);
     h.setxattr = (req, ino, name, value, flags) => ok('setxattr', ino, () => w.setxattr(ino, name, value, flags))(req);

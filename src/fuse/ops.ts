@@ -141,7 +141,6 @@ export interface WritableFileSystem extends FileSystem {
   rename(parent: number, name: string, newParent: number, newName: string, flags: number): Maybe<void>;
   create(parent: number, name: string, mode: number, flags: number, caller: Caller): Maybe<CreateReply>;
   write(ino: number, fh: number, data: Buffer, pos: number): Maybe<number>;
-  flush(ino: number, fh: number): Maybe<void>;
   fsync(ino: number, fh: number, datasync: boolean): Maybe<void>;
   fsyncdir(ino: number, fh: number, datasync: boolean): Maybe<void>;
   setxattr(ino: number, name: string, value: Buffer, flags: number): Maybe<void>;

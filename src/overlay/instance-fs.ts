@@ -27,6 +27,13 @@ const NAME_MAX = 255;
 /** What a name resolves to, before it becomes a node. */
 type Found = { upper: true; abs: string; st: fs.BigIntStats } | { upper: false; parts: Parts };
 
+export interface InstanceOptions {
+  /** Read the instance without serving it (e.g. `diff` while it may be mounted elsewhere). */
+  offline?: boolean;
+  /** The upper may hold `.wh.NAME` whiteout files (an upper another tool wrote). */
+  whiteoutFiles?: boolean;
+}
+
 interface Handle {
   node: WNode;
   /** Upper file descriptor; -1 while the file is read from the lower. */
@@ -45,11 +52,11 @@ export class InstanceFs implements WritableFileSystem {
   private nextFh = 1;
   private readonly root: WNode;
 
-  /** `offline`: read the instance without serving it (e.g. `diff` while it may be mounted elsewhere). */
-  constructor(layers: Layer[], upperDir: string, workDir: string, offline = false) {
-    if (!offline) process.umask(0); // modes come from the kernel already masked; the daemon must not mask again
+  constructor(layers: Layer[], upperDir: string, workDir: string, readonly opts: InstanceOptions = {}) {
+    if (!opts.offline) process.umask(0); // modes come from the kernel already masked; the daemon must not mask again
     this.stack = new LowerStack(layers);
-    this.store = new UpperStore(upperDir, workDir, offline);
+    this.store = new UpperStore(upperDir, workDir, opts.offline);
+    this.store.whFiles = !!opts.whiteoutFiles;
     this.copy = new CopyUp(this.store, this.stack);
     const rootAbs = this.store.abs('');
     this.root = new WNode(ROOT_INO, S_IFDIR, null, '', this.store.isOpaque(rootAbs) ? null : this.stack.rootParts, true);
@@ -371,8 +378,6 @@ export class InstanceFs implements WritableFileSystem {
     }
   }
 
-  flush(): void {}
-
   fsync(_ino: number, fh: number, datasync: boolean): Promise<void> | void {
     const h = this.handle(fh);
     if (h.fd < 0) return;
@@ -601,10 +606,10 @@ export class InstanceFs implements WritableFileSystem {
     if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) throw fsError('EINVAL');
     const dir = this.dirNode(parent);
     const to = this.dirNode(newParent);
-    const fs_ = this.find(dir, name);
-    if (!fs_) throw fsError('ENOENT');
+    const found = this.find(dir, name);
+    if (!found) throw fsError('ENOENT');
     if (newName.length > NAME_MAX) throw fsError('ENAMETOOLONG');
-    const src = this.nodeFor(dir, name, fs_);
+    const src = this.nodeFor(dir, name, found);
     const ft = this.find(to, newName);
     const dst = ft ? this.nodeFor(to, newName, ft) : undefined;
     if (flags & RENAME_EXCHANGE) {
@@ -618,7 +623,7 @@ export class InstanceFs implements WritableFileSystem {
       if (src.type !== S_IFDIR && dst.type === S_IFDIR) throw fsError('EISDIR');
       if (dst.type === S_IFDIR && !this.listing(dst).isEmpty()) throw fsError('ENOTEMPTY');
     }
-    this.detach(src);
+    this.materialize(src); // independent of its name before it moves
     this.copy.dir(to);
     this.nameEntry(dir, name, src);
     const srcAbs = this.childAbs(dir, name);
@@ -670,11 +675,6 @@ export class InstanceFs implements WritableFileSystem {
     this.copy.linkName(node, dir, name);
   }
 
-  /** Make an entry independent of its name before it moves: copied up, a directory redirected. */
-  private detach(node: WNode): void {
-    this.materialize(node);
-  }
-
   /**
    * A directory about to live at (to, newName): it keeps its lower origin through a redirect, and
    * one with no lower origin becomes opaque where a lower directory of the new name would merge.
@@ -692,8 +692,8 @@ export class InstanceFs implements WritableFileSystem {
 
   private exchange(dir: WNode, name: string, a: WNode, to: WNode, newName: string, bNode: WNode): void {
     if (a === bNode) return;
-    this.detach(a);
-    this.detach(bNode);
+    this.materialize(a);
+    this.materialize(bNode);
     const aAbs = this.childAbs(dir, name);
     const bAbs = this.childAbs(to, newName);
     if (a.type === S_IFDIR) this.settleDir(a, aAbs, to, newName);

@@ -78,10 +78,16 @@ export class UpperStore {
     return (Number(st.mode) & 0o170000) === S_IFCHR && st.rdev === 0n;
   }
 
-  /** Is `name` in upper directory `dirAbs` a whiteout of the `.wh.` kind? */
+  /**
+   * Is `name` in upper directory `dirAbs` a whiteout of the `.wh.` kind? tarstack writes character
+   * device whiteouts, so only an upper written by another tool (`whFiles`) is worth the extra stat.
+   */
   hasWhFile(dirAbs: string, name: string): boolean {
-    return fs.existsSync(b(`${dirAbs}/${WH_PREFIX}${name}`));
+    return this.whFiles && fs.existsSync(b(`${dirAbs}/${WH_PREFIX}${name}`));
   }
+
+  /** The upper may hold `.wh.NAME` whiteout files (fuse-overlayfs writes them where mknod is refused). */
+  whFiles = false;
 
   /** Make a whiteout at a fresh temp path (to be renamed into place). */
   makeWhiteoutTmp(): string {

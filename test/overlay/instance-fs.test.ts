@@ -34,7 +34,7 @@ async function setup(t: { teardown(fn: () => void): void }) {
   const layers = () => [layerFromTar(tar, tmp.dir, 'image.tar').layer as TarLayer];
   const fs = new InstanceFs(layers(), upper, work);
   t.teardown(() => fs.destroy());
-  return { fs, upper, work, big, image: () => new Overlay(layers()), offline: () => new InstanceFs(layers(), upper, work, true) };
+  return { fs, upper, work, big, image: () => new Overlay(layers()), offline: () => new InstanceFs(layers(), upper, work, { offline: true }) };
 }
 
 test('reads need no copy-up; a write copies up and keeps the inode number', async (t) => {

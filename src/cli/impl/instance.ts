@@ -133,7 +133,7 @@ export async function instanceDiff(ctx: Context, a: { instance: string; porcelai
   const image = ctx.images.byId(r.image);
   const stack = ctx.images.stack(image);
   const before = new Overlay(openStack(ctx.images, stack));
-  const after = new InstanceFs(openStack(ctx.images, stack), ctx.instances.upper(r), ctx.instances.work(r), true);
+  const after = new InstanceFs(openStack(ctx.images, stack), ctx.instances.upper(r), ctx.instances.work(r), { offline: true });
   let changes: Change[];
   try {
     changes = await diffTrees(before, after);
