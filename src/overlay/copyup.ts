@@ -6,8 +6,6 @@
 import * as fs from 'node:fs';
 import type { Attr } from '../fuse/ops.js';
 import { emptyAttr, majorOf, minorOf, splitNs } from '../util/attr.js';
-import { readFully } from '../tar/reader.js';
-import { fsError } from '../util/errors.js';
 import { CHUNK, LazyMap } from './lazy.js';
 import { S_IFLNK, S_IFMT, S_IFREG, type LowerStack } from './lower-stack.js';
 import type { WNode } from './node.js';
@@ -144,12 +142,7 @@ export class CopyUp {
     const buf = Buffer.allocUnsafe(Math.min(len, CHUNK) || 1);
     for (let at = pos; at < pos + len; ) {
       const n = Math.min(buf.length, pos + len - at);
-      let off = 0;
-      for (const r of this.stack.layers[k].readRanges(lowerNode, at, n)) {
-        if (r.fd < 0) buf.fill(0, off, off + r.len);
-        else if (readFully(r.fd, buf, r.len, r.pos, off) !== r.len) throw fsError('EIO', 'the image tar ends early');
-        off += r.len;
-      }
+      const off = this.stack.layers[k].readInto(lowerNode, at, buf, 0, n);
       let w = 0;
       while (w < off) w += fs.writeSync(fd, buf, w, off - w, at + w);
       at += off;

@@ -5,7 +5,7 @@
 // (a redirect plus a whiteout). Inode numbers: lower entries keep theirs through copy-up
 // (user.tarstack.ino), upper-only entries get UPPER_BASE + their upper inode number.
 import * as fs from 'node:fs';
-import type { Attr, Caller, CreateReply, DirEntry, Entry, FdRange, OpenReply, ReadReply, SetAttr, Statfs, WritableFileSystem } from '../fuse/ops.js';
+import type { Attr, Caller, CreateReply, DirEntry, Entry, OpenReply, ReadReply, SetAttr, Statfs, WritableFileSystem } from '../fuse/ops.js';
 import { ROOT_INO } from '../fuse/ops.js';
 import { fsError } from '../util/errors.js';
 import { emptyAttr, majorOf, minorOf, splitNs } from '../util/attr.js';
@@ -290,10 +290,10 @@ export class InstanceFs implements WritableFileSystem {
     return h;
   }
 
-  read(_ino: number, fh: number, pos: number, len: number): ReadReply {
+  read(_ino: number, fh: number, pos: number, len: number): ReadReply | Promise<ReadReply> {
     const h = this.handle(fh);
     const node = h.node;
-    if (!node.upper) return this.stack.layers[node.lower![0]].readRanges(node.lower![1], pos, len);
+    if (!node.upper) return this.stack.layers[node.lower![0]].read(node.lower![1], pos, len);
     if (h.fd < 0) h.fd = this.openUpper(node, O_RDONLY); // copied up since it was opened
     const size = Number(fs.fstatSync(h.fd).size);
     const end = Math.min(size, pos + len);
@@ -303,7 +303,8 @@ export class InstanceFs implements WritableFileSystem {
     for (const r of runs) {
       const at = r.pos - pos;
       if (r.lower) {
-        fillFromRanges(out, at, this.stack.layers[node.lower![0]].readRanges(node.lower![1], r.pos, r.len));
+        const n = this.stack.layers[node.lower![0]].readInto(node.lower![1], r.pos, out, at, r.len);
+        if (n < r.len) out.fill(0, at + n, at + r.len);
       } else {
         let done = 0;
         while (done < r.len) {
@@ -728,20 +729,4 @@ function timeArgs(t: SetAttr['atime']): [number, number] {
   if (t === undefined) return [0, UTIME_OMIT];
   if (t === 'now') return [0, UTIME_NOW];
   return [t.sec, t.nsec];
-}
-
-function fillFromRanges(out: Buffer, at: number, ranges: FdRange[]): void {
-  let off = at;
-  for (const r of ranges) {
-    if (r.fd < 0) out.fill(0, off, off + r.len);
-    else {
-      let done = 0;
-      while (done < r.len) {
-        const n = fs.readSync(r.fd, out, off + done, r.len - done, r.pos + done);
-        if (n === 0) throw fsError('EIO', 'the image tar ends early');
-        done += n;
-      }
-    }
-    off += r.len;
-  }
 }

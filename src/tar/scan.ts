@@ -71,7 +71,7 @@ export function scanTar(reader: ArchiveReader, cb: ScanCallbacks): { end: number
   const warn = (code: string, message: string, offset: number): void => cb.warning?.({ code, message, offset });
   let nextProgress = 0;
 
-  if (reader.size === 0) throw new TarFormatError('the file is empty, not a tar archive', 0);
+  if (!reader.has(1)) throw new TarFormatError('the file is empty, not a tar archive', 0);
   for (;;) {
     if (pos >= nextProgress) {
       cb.progress?.(pos);
@@ -139,7 +139,7 @@ export function scanTar(reader: ArchiveReader, cb: ScanCallbacks): { end: number
 
     const m = buildMember(h, pax, globals, longName, longLink, memberStart, bodyStart, reader, warn);
     const bodyEnd = m.dataOffset + m.storedSize;
-    if (bodyEnd > reader.size) {
+    if (!reader.has(bodyEnd)) {
       throw new TarFormatError(`truncated archive: member "${printable(m.path)}" needs ${bodyEnd} bytes, the file has ${reader.size}`, memberStart);
     }
     m.checksum = memberChecksum(reader, memberStart, m.dataOffset, m.storedSize);
