@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { buildLayerStack } from './helpers/fixtures-stream.js';
 import { compress, flipByte, SHAPES } from './helpers/compressed.js';
-import { cliAvailable, CLI_MAIN, forceUnmount, makeTestRoot, strayMounts, TarstackSession, withMount, type CliResult } from './helpers/mount.js';
+import { cliAvailable, CLI_MAIN, makeTestRoot, TarstackSession, withMount, type CliResult, removeTestRoot } from './helpers/mount.js';
 import { extractReference, gnuReference, mergeLayersReference } from './helpers/reference.js';
 import { compareTrees, snapshotTree } from './helpers/tree.js';
 
@@ -42,13 +42,7 @@ if (!skipReason) {
   execFileSync('tar', ['-cf', smallTar, '-C', src, 'many']);
 }
 
-test.after.always(() => {
-  if (!root) return;
-  const left = strayMounts(root);
-  for (const m of left) forceUnmount(m.mountPoint);
-  fs.rmSync(root, { recursive: true, force: true });
-  if (left.length) throw new Error(`tests left mounts: ${left.map((m) => m.mountPoint).join(', ')}`);
-});
+test.after.always(() => removeTestRoot(root));
 
 let seq = 0;
 const session = (t: ExecutionContext, label: string) => new TarstackSession(path.join(root, `${label}-${++seq}`), t);
