@@ -69,6 +69,8 @@ type Maybe<T> = T | Promise<T>;
 export interface FileSystem {
   /** True when no request can change the tree: backends may then cache entries and attributes for long. */
   readonly immutable: boolean;
+  /** Every read must come through an open handle (a layer holds a descriptor per open file): no zero-message opens. */
+  readonly needsOpen?: boolean;
 
   /** Find `name` in directory `parent`. ENOENT when absent, ENOTDIR when parent is no directory. Counts one kernel reference to the result. */
   lookup(parent: number, name: string): Maybe<Entry>;
