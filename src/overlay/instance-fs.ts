@@ -20,6 +20,11 @@ import type { Layer } from '../layer/layer.js';
 
 /** Upper-only inode numbers start here, far above any lower one. */
 export const UPPER_BASE = 2 ** 40;
+/**
+ * Node ids of the names of lower hard-link sets in a standard upper, one per name (see nodeFor); their
+ * st_ino is reported apart from the node id.
+ */
+const NAME_BASE = 2 ** 50;
 const { O_RDONLY, O_TRUNC, O_CREAT, O_EXCL, O_NOCTTY, O_DIRECT, O_APPEND, O_RDWR } = fs.constants;
 const O_ACCMODE = 3;
 const NAME_MAX = 255;
@@ -117,12 +122,20 @@ export class InstanceFs implements WritableFileSystem {
   private nodeFor(dir: WNode, name: string, f: Found): WNode {
     let ino: number;
     let type: number;
+    let stIno: number | undefined;
     if (f.upper) {
       type = Number(f.st.mode) & S_IFMT;
       ino = this.store.storedIno(f.abs, type, f.st) ?? UPPER_BASE + Number(f.st.ino);
     } else {
       type = this.stack.modeOf(f.parts) & S_IFMT;
       ino = this.stack.inoOf(f.parts[0], f.parts[1]);
+      if (!this.format.privateMetadata && type !== S_IFDIR && this.lowerNlink(f.parts) > 1) {
+        // Without an index, copying up one name of a lower hard-link set splits the set (as kernel
+        // overlayfs with index=off does), so each name is its own node from the start, sharing the
+        // set's st_ino only while it stays in the lower; the kernel's cached names stay right.
+        stIno = ino;
+        ino = NAME_BASE + this.stack.nameIdOf(f.parts[0], f.parts[1]);
+      }
     }
     let node = this.nodes.get(ino);
     if (node && !node.unlinked) {
@@ -152,6 +165,7 @@ export class InstanceFs implements WritableFileSystem {
     } else {
       const single = type === S_IFDIR ? f.parts : f.parts.slice(0, 2);
       node = new WNode(ino, type, dir, name, single, false);
+      node.stIno = stIno;
       if (this.format.privateMetadata && type !== S_IFDIR && this.store.lstat(this.store.indexPath(ino))) {
         // Another name of this lower hard-link set was copied up: all its names are that copy.
         node.indexed = true;
@@ -164,6 +178,18 @@ export class InstanceFs implements WritableFileSystem {
     return node;
   }
 
+  private lowerNlink(parts: Parts): number {
+    const a = emptyAttr();
+    this.stack.layers[parts[0]].fillAttr(parts[1], a);
+    return a.nlink;
+  }
+
+  /** st_ino: the node id, but for a per-name node (NAME_BASE): the set's while lower, its own once copied. */
+  private stInoOf(node: WNode, st: fs.BigIntStats | undefined): number {
+    if (node.ino < NAME_BASE) return node.ino;
+    return st ? UPPER_BASE + Number(st.ino) : (node.stIno ?? node.ino);
+  }
+
   private entry(node: WNode): Entry {
     node.nlookup++;
     return { ino: node.ino, generation: 0, attr: this.attr(node) };
@@ -173,12 +199,12 @@ export class InstanceFs implements WritableFileSystem {
     const a = emptyAttr();
     if (!node.upper) {
       this.stack.fillAttr(node.lower!, a);
-      a.ino = node.ino;
+      a.ino = this.stInoOf(node, undefined);
       return a;
     }
     const st = node.unlinked && node.anyFd >= 0 ? fs.fstatSync(node.anyFd, { bigint: true }) : fs.lstatSync(b(this.copy.abs(node)), { bigint: true });
     fillFromStats(a, st);
-    a.ino = node.ino;
+    a.ino = this.stInoOf(node, st);
     if (node.indexed) a.nlink = node.unlinked ? 0 : this.copy.nlink(node);
     return a;
   }
@@ -239,7 +265,7 @@ export class InstanceFs implements WritableFileSystem {
         if (e.whiteout || !e.st) continue;
         const type = Number(e.st.mode) & S_IFMT;
         const stored = this.store.storedIno(`${dirAbs}/${e.name}`, type, e.st);
-        upper.push({ name: e.name, ino: stored ?? UPPER_BASE + Number(e.st.ino), mode: type });
+        upper.push({ name: e.name, ino: stored === undefined || stored >= NAME_BASE ? UPPER_BASE + Number(e.st.ino) : stored, mode: type });
       }
       upper.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
     }

@@ -40,6 +40,11 @@ export class LowerStack {
     return this.base[k] + this.layers[k].inodeOf(node);
   }
 
+  /** A number for one name (not its inode) of a layer, unique in the stack, below 2^40. */
+  nameIdOf(k: number, node: number): number {
+    return this.base[k] + node;
+  }
+
   /** The (layer, node) a lower inode number stands for, or undefined. */
   locate(ino: number): [number, number] | undefined {
     for (let k = 0; k < this.layers.length; k++) {
