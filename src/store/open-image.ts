@@ -1,7 +1,10 @@
 // Opening an image's stack for serving: each layer's tar is opened and checked against the identity
 // recorded at indexing (size, mtime, inode) and a sample of member checksums, so a changed tar is
-// reported, never served. `verifyLayer` checks every member.
-import { closeSync, openSync } from 'node:fs';
+// reported, never served. `verifyLayer` checks every member. A directory layer is checked to be the
+// same directory (device and inode) and served in place.
+import { closeSync, openSync, statSync } from 'node:fs';
+import type { Layer } from '../layer/layer.js';
+import { DirLayer } from '../layer/dir-layer.js';
 import { identityOf } from '../tar/indexer.js';
 import { readIndex, IndexFormatError } from '../tar/index-file.js';
 import { FdReader } from '../tar/reader.js';
@@ -13,8 +16,8 @@ import type { ImageRecord, Images } from './images.js';
 
 const SAMPLE = 32;
 
-export function openStack(images: Images, stack: ImageRecord[]): TarLayer[] {
-  const layers: TarLayer[] = [];
+export function openStack(images: Images, stack: ImageRecord[]): Layer[] {
+  const layers: Layer[] = [];
   try {
     for (const r of stack) layers.push(openLayer(images, r, 'sample'));
     return layers;
@@ -24,7 +27,8 @@ export function openStack(images: Images, stack: ImageRecord[]): TarLayer[] {
   }
 }
 
-export function openLayer(images: Images, r: ImageRecord, check: 'sample' | 'all'): TarLayer {
+export function openLayer(images: Images, r: ImageRecord, check: 'sample' | 'all'): Layer {
+  if (r.layer.kind === 'dir') return openDirLayer(r);
   let fd: number;
   try {
     fd = openSync(r.layer.tar, 'r');
@@ -50,6 +54,19 @@ export function openLayer(images: Images, r: ImageRecord, check: 'sample' | 'all
     closeSync(fd);
     throw err;
   }
+}
+
+function openDirLayer(r: ImageRecord): DirLayer {
+  let st;
+  try {
+    st = statSync(r.layer.tar);
+  } catch (err) {
+    throw new UserError(`image "${r.name}": cannot open its directory ${r.layer.tar}: ${(err as NodeJS.ErrnoException).code}`);
+  }
+  if (!st.isDirectory() || st.ino !== r.layer.identity.ino || st.dev !== r.layer.identity.dev) {
+    throw new UserError(`image "${r.name}": ${r.layer.tar} is no longer the directory that was added; add it again as a new image`);
+  }
+  return new DirLayer(r.layer.tar);
 }
 
 /** The header offset of the first member in `m` whose checksum differs from the tar's, if any. */

@@ -1,4 +1,4 @@
-// `tarstack image …`: add (index a tar in place), list, info, rename, rm, verify.
+// `tarstack image …`: add (index a tar in place, or reference a directory), list, info, rename, rm, verify.
 import { constants, copyFileSync, existsSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { Context } from '../context.js';
@@ -25,8 +25,8 @@ export async function imageAdd(ctx: Context, a: { tar: string; name?: string; pa
   } catch (err) {
     throw new UserError(`${a.tar}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
   }
-  if (st.isDirectory()) throw new UserError(`${a.tar} is a directory, not a tar`);
-  if (!st.isFile()) throw new UserError(`${a.tar} is not a regular file, not a tar`);
+  if (st.isDirectory()) return addDirImage(ctx, tar, a);
+  if (!st.isFile()) throw new UserError(`${a.tar} is neither a tar file nor a directory`);
   const name = checkName('image', a.name ?? defaultImageName(tar));
   if (ctx.images.find(name)) throw new UserError(`an image named "${name}" already exists`);
   const parent = a.parent ? ctx.images.get(a.parent) : null;
@@ -76,6 +76,35 @@ export async function imageAdd(ctx: Context, a: { tar: string; name?: string; pa
   }
 }
 
+/**
+ * A directory as an image layer: referenced in place (never copied, never modified), with its
+ * whiteouts (char 0/0, `.wh.`) and opaque markers read as overlayfs reads them. Nothing is scanned.
+ */
+async function addDirImage(ctx: Context, dir: string, a: { tar: string; name?: string; parent?: string; copy?: boolean }): Promise<void> {
+  if (a.copy) throw new UserError('--copy applies to tars; a directory layer is always referenced in place');
+  const name = checkName('image', a.name ?? basename(dir));
+  if (ctx.images.find(name)) throw new UserError(`an image named "${name}" already exists`);
+  const parent = a.parent ? ctx.images.get(a.parent) : null;
+  const st = statSync(dir, { bigint: true });
+  const staged = ctx.images.stage();
+  try {
+    const record = await ctx.locked(() => {
+      if (parent && !existsSync(ctx.paths.image(parent.id))) throw new UserError(`parent image "${parent.name}" was removed meanwhile`);
+      return ctx.images.commit(staged, {
+        name,
+        parent: parent?.id ?? null,
+        created: new Date().toISOString(),
+        layer: { kind: 'dir', tar: dir, copied: false, identity: { size: 0, mtimeNs: st.mtimeNs.toString(), ino: Number(st.ino), dev: Number(st.dev) }, nodes: 0, members: 0, warnings: 0 },
+      });
+    });
+    if (ctx.opts.json) printJson(describe(ctx, record));
+    else process.stdout.write(`added image ${name}: directory ${dir} (served in place)\n`);
+  } catch (err) {
+    ctx.images.discard(staged);
+    throw err;
+  }
+}
+
 function describe(ctx: Context, r: ImageRecord): Record<string, unknown> {
   const stack = ctx.images.stack(r);
   return {
@@ -84,6 +113,7 @@ function describe(ctx: Context, r: ImageRecord): Record<string, unknown> {
     parent: r.parent ? ctx.images.byId(r.parent).name : null,
     stack: stack.map((s) => s.name),
     created: r.created,
+    kind: r.layer.kind ?? 'tar',
     tar: r.layer.tar,
     copied: r.layer.copied,
     tarBytes: r.layer.identity.size,
@@ -98,6 +128,7 @@ function tarStatus(r: ImageRecord): 'ok' | 'missing' | 'changed' {
   try {
     const st = statSync(r.layer.tar, { bigint: true });
     const id = r.layer.identity;
+    if (r.layer.kind === 'dir') return st.isDirectory() && Number(st.ino) === id.ino ? 'ok' : 'changed';
     return Number(st.size) === id.size && st.mtimeNs.toString() === id.mtimeNs && Number(st.ino) === id.ino ? 'ok' : 'changed';
   } catch {
     return 'missing';
