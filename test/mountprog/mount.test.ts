@@ -138,14 +138,15 @@ test('bad options and paths: a clear error naming the option and what is support
   t.regex(help.stdout, /refused: uidmapping, gidmapping/);
 });
 
-test('read-only without an upper; SIGTERM unmounts and ends the daemon', async (t) => {
+test('read-only without an upper, owners squashed; SIGTERM unmounts and ends the daemon', async (t) => {
   if (skip) return t.pass(skip);
   const root = mountProgRoot(t, 'mountprog-ro');
   const { top, tar, bottom } = await buildLowers(root);
   const [mnt] = mkdirs(root, 'mnt');
-  const r = await runMountProg(['-o', `lowerdir=${top}:${tar}:${bottom}`, mnt]);
+  const r = await runMountProg(['-o', `lowerdir=${top}:${tar}:${bottom},squash_to_uid=1234,squash_to_gid=4321`, mnt]);
   t.is(r.code, 0, r.stderr);
   t.is(fs.readFileSync(path.join(mnt, 'opq/tnew'), 'utf8'), 'tnew');
+  for (const p of ['', 'opq', 'opq/tnew', 'base/b']) t.deepEqual([fs.statSync(path.join(mnt, p)).uid, fs.statSync(path.join(mnt, p)).gid], [1234, 4321], p);
   t.throws(() => fs.writeFileSync(path.join(mnt, 'x'), ''), { code: 'EROFS' });
   const [pid] = overlayDaemons(mnt);
   process.kill(pid!, 'SIGTERM');
