@@ -51,6 +51,8 @@ export class DirLayer implements Layer {
   private attrs = new Float64Array(STRIDE * 1024);
   private readonly dirPaths = new Map<number, string>();
   private readonly byKey = new Map<number, number>();
+  /** Keys of inodes whose st_ino does not fit (or that sit on another device), by "dev:ino". */
+  private readonly overflow = new Map<string, number>();
   private nextOverflow = DIRECT_SPAN;
   /** Open descriptors of files being read, counted by the handles that hold them. */
   private readonly held = new Map<number, { fd: number; refs: number }>();
@@ -211,8 +213,6 @@ export class DirLayer implements Layer {
     this.flags[node] |= F.Statted;
     return at;
   }
-
-  private readonly overflow = new Map<string, number>();
 
   modeOf(node: number): number {
     if (this.flags[node] & F.Whiteout) return S_IFCHR;

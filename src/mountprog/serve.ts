@@ -1,5 +1,5 @@
-// Serving one tarstack-overlay mount: each lower opened as a DirLayer (a directory) or a TarLayer (a
-// tar, indexed at mount), under a writable InstanceFs that writes a standard overlay upper (whole
+// What one tarstack-overlay mount serves: each lower opened as a DirLayer (a directory) or a TarLayer
+// (a tar, indexed at mount), under a writable InstanceFs that writes a standard overlay upper (whole
 // files, kernel whiteouts, overlay xattrs, nothing tarstack-private), or a read-only Overlay.
 import * as fs from 'node:fs';
 import { join } from 'node:path';
