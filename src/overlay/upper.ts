@@ -1,7 +1,7 @@
 // The upper and work directories of an instance, and the on-disk conventions tarstack writes, which
 // are kernel overlayfs's (userxattr flavour by default) so an upper stays readable by standard tools:
 //   whiteout      a character device 0/0 named NAME (or a `.wh.NAME` file; both are read)
-//   opaque dir    xattr user.overlay.opaque = "y" (or trusted.overlay.opaque; both are read)
+//   opaque dir    xattr user.overlay.opaque = "y" (or trusted.overlay.opaque in a standard upper)
 //   renamed dir   xattr user.overlay.redirect = "/lower/path" of its lower origin (or trusted.…)
 // plus tarstack's own, unless the format forbids private metadata: user.tarstack.ino (the inode number
 // a copied-up entry keeps), user.tarstack.lazy (a lazily copied file's chunk map) and
@@ -157,13 +157,20 @@ export class UpperStore {
     this.sys.setxattr(target, name, typeof value === 'string' ? b(value) : value, 0);
   }
 
-  /** Both namespaces are read: an upper may come from kernel overlayfs, fuse-overlayfs or tarstack. */
+  /**
+   * A standard upper may come from kernel overlayfs, fuse-overlayfs or tarstack, so both namespaces
+   * are read (trusted.* by root only); a tarstack instance's own upper holds user.* alone.
+   */
+  private get readTrusted(): boolean {
+    return this.canTrust && !this.format.privateMetadata;
+  }
+
   isOpaque(absPath: string): boolean {
-    return this.getX(absPath, X_OPAQUE)?.toString('latin1') === 'y' || (this.canTrust && this.getX(absPath, T_OPAQUE)?.toString('latin1') === 'y');
+    return this.getX(absPath, X_OPAQUE)?.toString('latin1') === 'y' || (this.readTrusted && this.getX(absPath, T_OPAQUE)?.toString('latin1') === 'y');
   }
 
   redirectOf(absPath: string): string | undefined {
-    return (this.getX(absPath, X_REDIRECT) ?? (this.canTrust ? this.getX(absPath, T_REDIRECT) : null))?.toString('latin1');
+    return (this.getX(absPath, X_REDIRECT) ?? (this.readTrusted ? this.getX(absPath, T_REDIRECT) : null))?.toString('latin1');
   }
 
   markOpaque(target: string | number): void {
