@@ -657,10 +657,10 @@ export class InstanceFs implements WritableFileSystem {
     if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) throw fsError('EINVAL');
     const dir = this.dirNode(parent);
     const to = this.dirNode(newParent);
-    const fs_ = this.find(dir, name);
-    if (!fs_) throw fsError('ENOENT');
+    const found = this.find(dir, name);
+    if (!found) throw fsError('ENOENT');
     if (newName.length > NAME_MAX) throw fsError('ENAMETOOLONG');
-    const src = this.nodeFor(dir, name, fs_);
+    const src = this.nodeFor(dir, name, found);
     const ft = this.find(to, newName);
     const dst = ft ? this.nodeFor(to, newName, ft) : undefined;
     if (flags & RENAME_EXCHANGE) {
@@ -674,7 +674,7 @@ export class InstanceFs implements WritableFileSystem {
       if (src.type !== S_IFDIR && dst.type === S_IFDIR) throw fsError('EISDIR');
       if (dst.type === S_IFDIR && !this.listing(dst).isEmpty()) throw fsError('ENOTEMPTY');
     }
-    this.detach(src);
+    this.materialize(src); // independent of its name before it moves
     this.copy.dir(to);
     this.nameEntry(dir, name, src);
     const srcAbs = this.childAbs(dir, name);
@@ -727,11 +727,6 @@ export class InstanceFs implements WritableFileSystem {
     this.copy.linkName(node, dir, name);
   }
 
-  /** Make an entry independent of its name before it moves: copied up, a directory redirected. */
-  private detach(node: WNode): void {
-    this.materialize(node);
-  }
-
   /**
    * A directory about to live at (to, newName): it keeps its lower origin through a redirect, and
    * one with no lower origin becomes opaque where a lower directory of the new name would merge.
@@ -749,8 +744,8 @@ export class InstanceFs implements WritableFileSystem {
 
   private exchange(dir: WNode, name: string, a: WNode, to: WNode, newName: string, bNode: WNode): void {
     if (a === bNode) return;
-    this.detach(a);
-    this.detach(bNode);
+    this.materialize(a);
+    this.materialize(bNode);
     const aAbs = this.childAbs(dir, name);
     const bAbs = this.childAbs(to, newName);
     if (a.type === S_IFDIR) this.settleDir(a, aAbs, to, newName);
