@@ -32,6 +32,7 @@ test('a mixed stack (dir over tar over dir) mounts read-only and as an instance;
   const info = JSON.parse((await s.ok(['image', 'info', 'top', '--json'])).stdout) as { kind: string; stack: string[]; tarStatus: string };
   t.deepEqual([info.kind, info.stack, info.tarStatus], ['dir', ['top', 'mid', 'base'], 'ok']);
 
+  t.regex((await s.ok(['image', 'verify', 'top'])).stdout, /ok +base: .*base is the directory that was added/);
   const ro = await s.mount('top', 'ro');
   t.deepEqual(fs.readdirSync(path.join(ro, 'etc')).sort(), ['motd', 'os-release']);
   t.is(fs.readFileSync(path.join(ro, 'etc/os-release'), 'utf8'), 'mid');

@@ -159,7 +159,7 @@ export function imageInfo(ctx: Context, a: { image: string }): void {
     ['name', r.name],
     ['id', r.id],
     ['stack', (d.stack as string[]).join(' <- ')],
-    ['tar', `${r.layer.tar}${r.layer.copied ? ' (copied into the store)' : ''} [${d.tarStatus}]`],
+    r.layer.kind === 'dir' ? ['directory', `${r.layer.tar} (served in place) [${d.tarStatus}]`] : ['tar', `${r.layer.tar}${r.layer.copied ? ' (copied into the store)' : ''} [${d.tarStatus}]`],
     ['size', formatBytes(r.layer.identity.size)],
     ['members', String(r.layer.members)],
     ['entries', String(r.layer.nodes - 1)],
@@ -191,18 +191,19 @@ export async function imageRm(ctx: Context, a: { image: string }): Promise<void>
 
 export function imageVerify(ctx: Context, a: { image: string }): void {
   const r = ctx.images.get(a.image);
-  const results: Array<{ image: string; tar: string; members: number; ok: boolean; error?: string }> = [];
+  const results: Array<{ image: string; tar: string; members: number; ok: boolean; error?: string; dir?: boolean }> = [];
   for (const layer of ctx.images.stack(r)) {
     try {
       openLayer(ctx.images, layer, 'all').close();
-      results.push({ image: layer.name, tar: layer.layer.tar, members: layer.layer.members, ok: true });
+      results.push({ image: layer.name, tar: layer.layer.tar, members: layer.layer.members, ok: true, ...(layer.layer.kind === 'dir' ? { dir: true } : {}) });
     } catch (err) {
       if (!(err instanceof UserError)) throw err;
       results.push({ image: layer.name, tar: layer.layer.tar, members: layer.layer.members, ok: false, error: err.message });
     }
   }
   const bad = results.filter((x) => !x.ok);
+  const okLine = (x: (typeof results)[number]) => (x.dir ? `${x.tar} is the directory that was added` : `${x.members} members match ${x.tar}`);
   if (ctx.opts.json) printJson({ image: r.name, ok: bad.length === 0, layers: results });
-  else for (const x of results) process.stdout.write(x.ok ? `ok      ${x.image}: ${x.members} members match ${x.tar}\n` : `FAILED  ${x.error}\n`);
+  else for (const x of results) process.stdout.write(x.ok ? `ok      ${x.image}: ${okLine(x)}\n` : `FAILED  ${x.error}\n`);
   if (bad.length) throw new UserError(`image "${r.name}" failed verification (${bad.length} of ${results.length} layers)`, 1);
 }
