@@ -109,12 +109,13 @@ export function parseArgs(argv: string[]): MountRequest | 'help' | 'version' {
     mountpoint: positional[positional.length - 1],
     source: positional.length === 2 ? positional[0] : undefined,
     readOnly: false,
-    allowOther: false,
+    allowOther: process.getuid?.() === 0, // container processes run as other uids (fuse-overlayfs does the same as root)
     userXattr: process.getuid?.() !== 0,
     squash: {},
     foreground,
     debug,
-    flags: process.getuid?.() === 0 ? ['suid', 'dev'] : [],
+    // The kernel checks permissions (the overlay does not), and root gets suid/dev as with fuse-overlayfs.
+    flags: process.getuid?.() === 0 ? ['default_permissions', 'suid', 'dev'] : ['default_permissions'],
     ignored: [],
   };
   for (const raw of opts) {
