@@ -63,6 +63,8 @@ test('dir and tar lowers merge with whiteouts and opaque dirs; the upper written
   t.is(r.code, 0, r.stderr);
   t.false(r.pipesHeld, 'the daemon must not hold the caller\'s stdout/stderr (podman and mount wait on them)');
   t.is(strayMounts(mnt)[0]?.fsType, 'fuse.tarstack-overlay');
+  const line = fs.readFileSync('/proc/mounts', 'utf8').split('\n').find((l) => l.split(' ')[1] === mnt) ?? '';
+  t.regex(line, /default_permissions,allow_other/, 'the kernel checks permissions; other uids (containers) may enter');
   const merged = ['base', 'base/b', 'base/big', 'big', 'big/sub', 'big/sub/deep', 'keep', 'keep/new', 'opq', 'opq/tnew', 't', 't/one', 't/two'];
   t.deepEqual(list(mnt), merged);
   t.is(fs.readFileSync(path.join(mnt, 't/one'), 'utf8'), 'from top');
