@@ -49,6 +49,7 @@ test.serial('mount -t fuse.tarstack-overlay SOURCE DIR -o ...: served until a pl
   t.deepEqual(fs.readdirSync(mnt).sort(), ['from-a', 'from-colon']);
   fs.writeFileSync(path.join(mnt, 'written'), 'w');
   const daemons = overlayDaemons(mnt);
+  t.is(daemons.length, 1, 'one daemon serves it');
   execOk(['umount', mnt]);
   t.true(await waitGone(daemons));
   t.is(fs.readFileSync(path.join(upper, 'written'), 'utf8'), 'w');
@@ -66,6 +67,7 @@ test.serial('an fstab line (mount -T FILE DIR), with generic, x-systemd and nofa
   t.deepEqual(fs.readdirSync(mnt).sort(), ['from-a', 'from-colon']);
   t.regex(fs.readFileSync('/proc/mounts', 'utf8'), new RegExp(`^layers ${mnt} fuse\\.${prog} rw,noatime`, 'm'));
   const daemons = overlayDaemons(mnt);
+  t.is(daemons.length, 1, 'one daemon serves it');
   execOk(['umount', mnt]);
   t.true(await waitGone(daemons));
 });

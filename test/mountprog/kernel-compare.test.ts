@@ -146,6 +146,7 @@ test('scripted operations: tarstack-overlay answers as kernel overlayfs, step by
     for (const s of states.values()) closeAll(s);
     for (const x of [ref, sut, fuseOverlayfs]) x?.unmount();
   }
+  if (!fuseOverlayfs) t.log('fuse-overlayfs is not installed: no side-by-side information (apt-get install fuse-overlayfs)');
   if (info.length) t.log(`fuse-overlayfs (information only, not asserted):\n  ${info.join('\n  ')}`);
   t.deepEqual(failures, []);
   t.is(strayMounts(root).length, 0);
