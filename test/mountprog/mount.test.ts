@@ -102,6 +102,7 @@ test('dir and tar lowers merge with whiteouts and opaque dirs; the upper written
   // Plain umount ends the daemon; a remount shows the same tree from the same upper.
   const daemons = overlayDaemons(mnt);
   t.is(daemons.length, 1);
+  t.is(fs.readlinkSync(`/proc/${daemons[0]}/cwd`), '/', 'the daemon keeps no directory of its caller busy');
   execOk(['umount', mnt]);
   t.true(await waitGone(daemons), 'the daemon exits once unmounted');
   t.is(strayMounts(mnt).length, 0);
