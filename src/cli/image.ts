@@ -13,10 +13,10 @@ export const imageCommand: CommandModule<GlobalOptions, Args> = {
     y
       .command(
         'add <tar>',
-        'Index a tar (never extracted) and make it an image',
+        'Index a tar (never extracted), or reference a directory, and make it an image',
         (c) =>
           c
-            .positional('tar', { type: 'string', demandOption: true, describe: 'the tar file' })
+            .positional('tar', { type: 'string', demandOption: true, describe: 'the tar file, or a directory (a layer served in place)' })
             .option('name', { type: 'string', describe: 'image name (default: the file name without extensions)' })
             .option('parent', { type: 'string', describe: 'stack this image on a parent image' })
             .option('copy', { type: 'boolean', describe: 'copy the tar into the store instead of referencing it in place' })

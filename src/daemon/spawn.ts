@@ -11,10 +11,19 @@ import type { DaemonArgs, Readiness } from './protocol.js';
 const DAEMON_MAIN = join(dirname(fileURLToPath(import.meta.url)), 'main.js');
 const READY_TIMEOUT_MS = 120_000;
 
-export async function startDaemon(args: DaemonArgs): Promise<number> {
+export function startDaemon(args: DaemonArgs): Promise<number> {
+  return startDetached(DAEMON_MAIN, [JSON.stringify(args)], args.log);
+}
+
+/**
+ * Start `node main ...argv` detached, its output appended to `logPath`; resolve with its pid once it
+ * reports ready on fd 3. `cwd`: where it runs (a daemon started from a directory would keep it busy).
+ */
+export async function startDetached(main: string, argv: string[], logPath: string, cwd?: string): Promise<number> {
+  const args = { log: logPath };
   mkdirSync(dirname(args.log), { recursive: true });
   const log = openSync(args.log, 'a');
-  const child = spawn(process.execPath, [DAEMON_MAIN, JSON.stringify(args)], { detached: true, stdio: ['ignore', log, log, 'pipe'] });
+  const child = spawn(process.execPath, [main, ...argv], { detached: true, stdio: ['ignore', log, log, 'pipe'], ...(cwd ? { cwd } : {}) });
   closeSync(log);
   const pipe = child.stdio[3] as Readable;
   let text = '';

@@ -10,6 +10,8 @@ export interface MountOptions {
   readOnly: boolean;
   /** Other users may enter the mount; always comes with default_permissions (kernel checks modes). */
   allowOther?: boolean;
+  /** More mount flags for libfuse (suid, dev, noexec, noatime, ...), applied after the defaults. */
+  flags?: string[];
   /** libfuse prints every request to stderr. */
   debug?: boolean;
 }

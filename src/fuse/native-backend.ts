@@ -45,6 +45,7 @@ export function mountArgs(o: MountOptions): string[] {
   if (o.readOnly) opts.push('ro');
   if (o.allowOther) opts.push('allow_other', 'default_permissions');
   if (process.getuid?.() !== 0) opts.push('nosuid', 'nodev');
+  if (o.flags) opts.push(...o.flags.map(escapeOpt));
   const args = ['tarstack', '-o', opts.join(',')];
   if (o.debug) args.push('-d');
   return args;
@@ -81,7 +82,7 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
     init: () => {
       const capable = native.sessionInfo(session).capable ?? 0;
       const both = CAP_NO_OPEN_SUPPORT | CAP_NO_OPENDIR_SUPPORT;
-      if ((opts.openless ?? true) && fs.immutable && opts.readOnly && (capable & both) === both) tr.enableOpenless();
+      if ((opts.openless ?? true) && fs.immutable && !fs.needsOpen && opts.readOnly && (capable & both) === both) tr.enableOpenless();
       markReady();
     },
     end: (errno, requests) => {

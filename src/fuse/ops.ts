@@ -70,6 +70,8 @@ export interface FileSystem {
   /** True when no request can change the tree: backends may then cache entries and attributes for
    *  long, and may open a handle per read or listing instead of per open(2) (no per-open state). */
   readonly immutable: boolean;
+  /** Every read must come through an open handle (a layer holds a descriptor per open file): no zero-message opens. */
+  readonly needsOpen?: boolean;
 
   /** Find `name` in directory `parent`. ENOENT when absent, ENOTDIR when parent is no directory. Counts one kernel reference to the result. */
   lookup(parent: number, name: string): Maybe<Entry>;

@@ -1,4 +1,4 @@
-// The read interface every lower layer implements (TarLayer now; directory layers later). Nodes
+// The read interface every lower layer implements (TarLayer, DirLayer). Nodes
 // are numbers local to the layer, 0 being its root. "Absent" is a value (ABSENT), never a throw;
 // whiteouts are decoded at the layer boundary so the overlay never sees `.wh.` names.
 import type { Attr, ReadReply } from '../fuse/ops.js';
@@ -24,8 +24,10 @@ export interface Layer {
   isOpaque(dir: number): boolean;
   /** S_IFMT type bits and permissions. */
   modeOf(node: number): number;
-  /** The node carrying this name's inode: names a tar hard-links share it. */
+  /** The inode key of a name, in [0, nodeCount): names a layer hard-links share it. */
   inodeOf(node: number): number;
+  /** A node whose inodeOf is `key` (ABSENT if none is known); without it, the key is that node. */
+  nodeOfInode?(key: number): number;
   /** Fill every field of `attr` but `ino`. */
   fillAttr(node: number, attr: Attr): void;
   readlink(node: number): string;
@@ -39,6 +41,9 @@ export interface Layer {
   read(node: number, pos: number, len: number): ReadReply | Promise<ReadReply>;
   /** The same bytes copied into `buf` at `off` now (copy-up): the count, short only at the file's end. */
   readInto(node: number, pos: number, buf: Buffer, off: number, len: number): number;
+  /** An open file handle starts / stops reading the node (layers that need a descriptor per file). */
+  openFile?(node: number): void;
+  closeFile?(node: number): void;
   /** Bytes of backing storage, for statfs. */
   readonly storageBytes: number;
   close(): void;

@@ -20,6 +20,8 @@ export class CopyUp {
   constructor(
     private readonly store: UpperStore,
     private readonly stack: LowerStack,
+    /** Never copy lazily: the upper is read directly by other tools (kernel overlayfs, podman). */
+    private readonly wholeFiles = false,
   ) {}
 
   /** Absolute upper path of a node's object: the index for hard-link sets, else its name. */
@@ -85,7 +87,10 @@ export class CopyUp {
     if (type === S_IFREG) {
       const fd = fs.openSync(b(tmp), fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_RDWR, 0o600);
       try {
-        if (data === 'full' || (data === 'lazy' && a.size <= EAGER_MAX)) this.copyBytes(k, lowerNode, fd, 0, a.size);
+        // A lazy copy finds its lower again at the next mount by inode number, which a layer that
+        // numbers nodes as it meets them (nodeOfInode: a directory layer) cannot promise.
+        const whole = this.wholeFiles || a.size <= EAGER_MAX || this.stack.layers[k].nodeOfInode !== undefined;
+        if (data === 'full' || (data === 'lazy' && whole)) this.copyBytes(k, lowerNode, fd, 0, a.size);
         else {
           fs.ftruncateSync(fd, data === 'none' ? 0 : a.size);
           if (data === 'lazy') {
@@ -104,10 +109,11 @@ export class CopyUp {
       this.store.sys.mknod(tmp, a.mode, majorOf(a.rdev), minorOf(a.rdev));
       this.finish(tmp, node, a, -1);
     }
-    if (a.nlink > 1 && type === S_IFREG) {
+    if (a.nlink > 1 && type === S_IFREG && this.store.format.privateMetadata) {
       // A hard-link set: its one upper inode lives in the index; this name links to it. (Linked
       // symlinks, fifos and devices, which cannot carry the link count in a user xattr, are copied
-      // per name.)
+      // per name; so is every name when no private metadata may be written, as kernel overlayfs
+      // does with index=off.)
       this.store.setX(tmp, X_NLINK, String(a.nlink));
       fs.renameSync(b(tmp), b(this.store.indexPath(node.ino)));
       node.indexed = true;

@@ -14,12 +14,17 @@ import { CopyUp } from './copyup.js';
 import { LowerStack, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type Parts } from './lower-stack.js';
 import { MergedListing, type UpperEntry } from './merged-listing.js';
 import { WNode } from './node.js';
-import { b, UpperStore, X_LAZY, X_OPAQUE, X_REDIRECT, isInternalXattr } from './upper.js';
+import { b, TARSTACK_FORMAT, UpperStore, X_LAZY, isInternalXattr, type UpperFormat } from './upper.js';
 import { LazyMap } from './lazy.js';
 import type { Layer } from '../layer/layer.js';
 
 /** Upper-only inode numbers start here, far above any lower one. */
 export const UPPER_BASE = 2 ** 40;
+/**
+ * Node ids of the names of lower hard-link sets in a standard upper, one per name (see nodeFor); their
+ * st_ino is reported apart from the node id.
+ */
+const NAME_BASE = 2 ** 50;
 const { O_RDONLY, O_TRUNC, O_CREAT, O_EXCL, O_NOCTTY, O_DIRECT, O_APPEND, O_RDWR } = fs.constants;
 const O_ACCMODE = 3;
 const NAME_MAX = 255;
@@ -32,6 +37,10 @@ export interface InstanceOptions {
   offline?: boolean;
   /** The upper may hold `.wh.NAME` whiteout files (an upper another tool wrote). */
   whiteoutFiles?: boolean;
+  /** What the upper looks like on disk (default: tarstack's, with its private xattrs). */
+  format?: UpperFormat;
+  /** Copy-up copies whole files, never lazily (an upper that other tools read directly). */
+  wholeFiles?: boolean;
 }
 
 interface Handle {
@@ -39,6 +48,8 @@ interface Handle {
   /** Upper file descriptor; -1 while the file is read from the lower. */
   fd: number;
   flags: number;
+  /** The lower file this handle holds open in its layer (layers that read through descriptors). */
+  held?: [number, number];
 }
 
 export class InstanceFs implements WritableFileSystem {
@@ -51,13 +62,15 @@ export class InstanceFs implements WritableFileSystem {
   private readonly dirs = new Map<number, MergedListing>();
   private nextFh = 1;
   private readonly root: WNode;
+  private readonly format: UpperFormat;
 
   constructor(layers: Layer[], upperDir: string, workDir: string, readonly opts: InstanceOptions = {}) {
     if (!opts.offline) process.umask(0); // modes come from the kernel already masked; the daemon must not mask again
     this.stack = new LowerStack(layers);
-    this.store = new UpperStore(upperDir, workDir, opts.offline);
-    this.store.whFiles = !!opts.whiteoutFiles;
-    this.copy = new CopyUp(this.store, this.stack);
+    this.format = opts.format ?? TARSTACK_FORMAT;
+    this.store = new UpperStore(upperDir, workDir, opts.offline, this.format);
+    this.store.whFiles ||= !!opts.whiteoutFiles;
+    this.copy = new CopyUp(this.store, this.stack, !!opts.wholeFiles);
     const rootAbs = this.store.abs('');
     this.root = new WNode(ROOT_INO, S_IFDIR, null, '', this.store.isOpaque(rootAbs) ? null : this.stack.rootParts, true);
     this.root.nlookup = 1;
@@ -86,6 +99,7 @@ export class InstanceFs implements WritableFileSystem {
   /** What `name` in directory `dir` is, or undefined when absent (or whited out). */
   private find(dir: WNode, name: string): Found | undefined {
     if (name.length > NAME_MAX) throw fsError('ENAMETOOLONG');
+    if (this.store.whFiles && name.startsWith('.wh.')) return undefined; // whiteout files are format, never names
     if (dir.upper) {
       const abs = this.childAbs(dir, name);
       const st = this.store.lstat(abs);
@@ -108,12 +122,20 @@ export class InstanceFs implements WritableFileSystem {
   private nodeFor(dir: WNode, name: string, f: Found): WNode {
     let ino: number;
     let type: number;
+    let stIno: number | undefined;
     if (f.upper) {
       type = Number(f.st.mode) & S_IFMT;
-      ino = this.store.storedIno(f.abs, type) ?? UPPER_BASE + Number(f.st.ino);
+      ino = this.store.storedIno(f.abs, type, f.st) ?? UPPER_BASE + Number(f.st.ino);
     } else {
       type = this.stack.modeOf(f.parts) & S_IFMT;
       ino = this.stack.inoOf(f.parts[0], f.parts[1]);
+      if (!this.format.privateMetadata && type !== S_IFDIR && this.lowerNlink(f.parts) > 1) {
+        // Without an index, copying up one name of a lower hard-link set splits the set (as kernel
+        // overlayfs with index=off does), so each name is its own node from the start, sharing the
+        // set's st_ino only while it stays in the lower; the kernel's cached names stay right.
+        stIno = ino;
+        ino = NAME_BASE + this.stack.nameIdOf(f.parts[0], f.parts[1]);
+      }
     }
     let node = this.nodes.get(ino);
     if (node && !node.unlinked) {
@@ -131,18 +153,20 @@ export class InstanceFs implements WritableFileSystem {
         lower = this.stack.isDir(parts) ? parts : null;
       }
       node = new WNode(ino, type, dir, name, lower, true);
-      if (type === S_IFREG) {
+      const priv = this.format.privateMetadata;
+      if (type === S_IFREG && priv) {
         const lazy = this.store.getX(f.abs, X_LAZY);
         if (lazy) {
           node.lazy = LazyMap.decode(lazy);
           node.lower = this.stack.locate(ino) ?? null;
         }
       }
-      if (type !== S_IFDIR && f.st.nlink > 1n && fs.existsSync(b(this.store.indexPath(ino)))) node.indexed = true;
+      if (priv && type !== S_IFDIR && f.st.nlink > 1n && fs.existsSync(b(this.store.indexPath(ino)))) node.indexed = true;
     } else {
       const single = type === S_IFDIR ? f.parts : f.parts.slice(0, 2);
       node = new WNode(ino, type, dir, name, single, false);
-      if (type !== S_IFDIR && this.store.lstat(this.store.indexPath(ino))) {
+      node.stIno = stIno;
+      if (this.format.privateMetadata && type !== S_IFDIR && this.store.lstat(this.store.indexPath(ino))) {
         // Another name of this lower hard-link set was copied up: all its names are that copy.
         node.indexed = true;
         node.upper = true;
@@ -154,6 +178,18 @@ export class InstanceFs implements WritableFileSystem {
     return node;
   }
 
+  private lowerNlink(parts: Parts): number {
+    const a = emptyAttr();
+    this.stack.layers[parts[0]].fillAttr(parts[1], a);
+    return a.nlink;
+  }
+
+  /** st_ino: the node id, but for a per-name node (NAME_BASE): the set's while lower, its own once copied. */
+  private stInoOf(node: WNode, st: fs.BigIntStats | undefined): number {
+    if (node.ino < NAME_BASE) return node.ino;
+    return st ? UPPER_BASE + Number(st.ino) : (node.stIno ?? node.ino);
+  }
+
   private entry(node: WNode): Entry {
     node.nlookup++;
     return { ino: node.ino, generation: 0, attr: this.attr(node) };
@@ -163,12 +199,12 @@ export class InstanceFs implements WritableFileSystem {
     const a = emptyAttr();
     if (!node.upper) {
       this.stack.fillAttr(node.lower!, a);
-      a.ino = node.ino;
+      a.ino = this.stInoOf(node, undefined);
       return a;
     }
     const st = node.unlinked && node.anyFd >= 0 ? fs.fstatSync(node.anyFd, { bigint: true }) : fs.lstatSync(b(this.copy.abs(node)), { bigint: true });
     fillFromStats(a, st);
-    a.ino = node.ino;
+    a.ino = this.stInoOf(node, st);
     if (node.indexed) a.nlink = node.unlinked ? 0 : this.copy.nlink(node);
     return a;
   }
@@ -228,8 +264,8 @@ export class InstanceFs implements WritableFileSystem {
         hides.add(e.name);
         if (e.whiteout || !e.st) continue;
         const type = Number(e.st.mode) & S_IFMT;
-        const stored = this.store.storedIno(`${dirAbs}/${e.name}`, type);
-        upper.push({ name: e.name, ino: stored ?? UPPER_BASE + Number(e.st.ino), mode: type });
+        const stored = this.store.storedIno(`${dirAbs}/${e.name}`, type, e.st);
+        upper.push({ name: e.name, ino: stored === undefined || stored >= NAME_BASE ? UPPER_BASE + Number(e.st.ino) : stored, mode: type });
       }
       upper.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
     }
@@ -278,7 +314,12 @@ export class InstanceFs implements WritableFileSystem {
 
   private newHandle(node: WNode, fd: number, flags: number): OpenReply {
     const fh = this.nextFh++;
-    this.handles.set(fh, { node, fd, flags });
+    let held: [number, number] | undefined;
+    if (!node.upper && node.lower && this.stack.layers[node.lower[0]].openFile) {
+      held = [node.lower[0], node.lower[1]];
+      this.stack.layers[held[0]].openFile!(held[1]);
+    }
+    this.handles.set(fh, { node, fd, flags, held });
     node.opens++;
     if (fd >= 0) node.anyFd = fd;
     return { fh, keepCache: true, directIo: (flags & O_DIRECT) !== 0 };
@@ -323,6 +364,7 @@ export class InstanceFs implements WritableFileSystem {
     if (!h) return;
     this.handles.delete(fh);
     if (h.fd >= 0) fs.closeSync(h.fd);
+    if (h.held) this.stack.layers[h.held[0]].closeFile?.(h.held[1]);
     const node = h.node;
     node.opens--;
     if (node.anyFd === h.fd) node.anyFd = -1;
@@ -494,7 +536,7 @@ export class InstanceFs implements WritableFileSystem {
     const gid = dirSt.mode & 0o2000 ? dirSt.gid : caller.gid; // BSD group semantics under setgid directories
     fs.lchownSync(b(tmp), caller.uid, gid);
     if (isDir && dirSt.mode & 0o2000) fs.chmodSync(b(tmp), (fs.lstatSync(b(tmp)).mode & 0o7777) | 0o2000);
-    if (isDir && this.lowerHas(dir, name)) this.store.setX(tmp, X_OPAQUE, 'y');
+    if (isDir && this.lowerHas(dir, name)) this.store.markOpaque(tmp);
     this.placeOver(tmp, abs, isDir, dirAbs, name);
     const st = fs.lstatSync(b(abs), { bigint: true });
     return this.nodeFor(dir, name, { upper: true, abs, st });
@@ -536,6 +578,7 @@ export class InstanceFs implements WritableFileSystem {
     const dir = this.dirNode(newParent);
     if (this.find(dir, newName)) throw fsError('EEXIST');
     this.materialize(node);
+    if (!this.format.privateMetadata) return this.entry(this.plainLink(node, dir, newName));
     const wasIndexed = node.indexed;
     this.copy.index(node);
     const links = wasIndexed ? this.copy.nlink(node) : Number(fs.lstatSync(b(this.store.indexPath(node.ino))).nlink) - 1;
@@ -547,13 +590,22 @@ export class InstanceFs implements WritableFileSystem {
     return this.entry(node);
   }
 
+  /** A hard link inside the upper alone, as kernel overlayfs makes it (no index to keep a count in). */
+  private plainLink(node: WNode, dir: WNode, newName: string): WNode {
+    this.copy.dir(dir);
+    const tmp = this.store.tmp();
+    fs.linkSync(b(this.copy.abs(node)), b(tmp));
+    this.placeOver(tmp, this.childAbs(dir, newName), false, this.store.abs(dir.relPath()), newName);
+    return node;
+  }
+
   unlink(parent: number, name: string): void {
     const dir = this.dirNode(parent);
     const f = this.find(dir, name);
     if (!f) throw fsError('ENOENT');
     const node = this.nodeFor(dir, name, f);
     if (node.type === S_IFDIR) throw fsError('EISDIR');
-    const lowerLinks = !node.upper && node.type === S_IFREG ? this.copy.lowerAttr(node).nlink : 1;
+    const lowerLinks = !node.upper && node.type === S_IFREG && this.format.privateMetadata ? this.copy.lowerAttr(node).nlink : 1;
     if (lowerLinks > 1) this.copy.file(node, 'lazy'); // the set's link count must live somewhere
     this.removeName(dir, name, node, f.upper ? f.abs : undefined);
   }
@@ -639,7 +691,7 @@ export class InstanceFs implements WritableFileSystem {
       } else {
         this.store.removeTree(srcAbs);
       }
-    } else if (leaveWhiteout) {
+    } else if (leaveWhiteout && this.format.whiteouts === 'chardev') {
       try {
         this.store.sys.rename2(srcAbs, dstAbs, RENAME_WHITEOUT); // atomic: moved, and a whiteout left
       } catch (err) {
@@ -649,6 +701,7 @@ export class InstanceFs implements WritableFileSystem {
       }
     } else {
       fs.renameSync(b(srcAbs), b(dstAbs));
+      if (leaveWhiteout) this.store.whiteoutAt(srcAbs);
     }
     if (dst) {
       if (dst.indexed && dst.type !== S_IFDIR) {
@@ -681,11 +734,11 @@ export class InstanceFs implements WritableFileSystem {
    */
   private settleDir(node: WNode, abs: string, to: WNode, newName: string): void {
     if (node.lower && this.store.redirectOf(abs) === undefined) {
-      this.store.setX(abs, X_REDIRECT, '/' + this.stack.pathOf(node.lower[0], node.lower[1]).join('/'));
+      this.store.setRedirect(abs, '/' + this.stack.pathOf(node.lower[0], node.lower[1]).join('/'));
     }
     if (!node.lower && !this.store.isOpaque(abs)) {
       const below = to.lower ? this.stack.lookupParts(to.lower, newName) : [];
-      if (this.stack.isDir(below)) this.store.setX(abs, X_OPAQUE, 'y');
+      if (this.stack.isDir(below)) this.store.markOpaque(abs);
     }
     if (this.store.storedIno(abs, S_IFDIR) === undefined && node.ino < UPPER_BASE) this.store.setIno(abs, node.ino, S_IFDIR);
   }

@@ -28,6 +28,7 @@ export class LowerStack {
       next += layers[k].nodeCount;
     }
     this.inoEnd = next;
+    if (next > 2 ** 40) throw new Error(`too many layers: their inode numbers (${next}) reach those of upper files; at most 127 directory layers fit`);
     this.rootParts = [];
     for (let k = 0; k < layers.length; k++) {
       this.rootParts.push(k, 0);
@@ -39,11 +40,19 @@ export class LowerStack {
     return this.base[k] + this.layers[k].inodeOf(node);
   }
 
+  /** A number for one name (not its inode) of a layer, unique in the stack, below 2^40. */
+  nameIdOf(k: number, node: number): number {
+    return this.base[k] + node;
+  }
+
   /** The (layer, node) a lower inode number stands for, or undefined. */
   locate(ino: number): [number, number] | undefined {
     for (let k = 0; k < this.layers.length; k++) {
-      const node = ino - this.base[k];
-      if (node >= 0 && node < this.layers[k].nodeCount) return [k, node];
+      const key = ino - this.base[k];
+      if (key < 0 || key >= this.layers[k].nodeCount) continue;
+      const L = this.layers[k];
+      const node = L.nodeOfInode ? L.nodeOfInode(key) : key;
+      return node === ABSENT ? undefined : [k, node];
     }
     return undefined;
   }
@@ -89,15 +98,22 @@ export class LowerStack {
   pathsOfInodes(inos: Set<number>): Map<number, string[][]> {
     const out = new Map<number, string[][]>();
     if (inos.size === 0) return out;
+    // A walk from each root (not a loop over node ids: a directory layer numbers what it has seen).
     this.layers.forEach((L, k) => {
-      for (let n = 0; n < L.nodeCount; n++) {
-        if (L.parentOf(n) === ABSENT || L.isWhiteout(n)) continue;
-        const ino = this.inoOf(k, n);
-        if (!inos.has(ino)) continue;
-        const list = out.get(ino) ?? [];
-        list.push(this.pathOf(k, n));
-        out.set(ino, list);
-      }
+      const walk = (dir: number): void => {
+        for (let i = 0, n = L.childCount(dir); i < n; i++) {
+          const c = L.childAt(dir, i);
+          if (L.isWhiteout(c)) continue;
+          const ino = this.inoOf(k, c);
+          if (inos.has(ino)) {
+            const list = out.get(ino) ?? [];
+            list.push(this.pathOf(k, c));
+            out.set(ino, list);
+          }
+          if (L.isDir(c)) walk(c);
+        }
+      };
+      walk(0);
     });
     return out;
   }

@@ -14,6 +14,8 @@ export class WNode {
   lazy: LazyMap | null = null;
   /** Unlinked while open: reachable only through its open handles. */
   unlinked = false;
+  /** st_ino when it is not the node id (a per-name node of a lower hard-link set, standard upper only). */
+  stIno: number | undefined = undefined;
   /** An open upper descriptor, for fstat once the node has no name. */
   anyFd = -1;
 

@@ -13,14 +13,17 @@ import { LowerStack, S_IFDIR, S_IFLNK, S_IFMT, type Parts } from './lower-stack.
 
 export class Overlay implements FileSystem {
   readonly immutable = true;
+  readonly needsOpen: boolean;
   private readonly stack: LowerStack;
   private readonly partsCache = new LRUCache<number, Parts>({ max: 65536 });
   private readonly dirHandles = new Map<number, DirCursor>();
+  private readonly fileHandles = new Map<number, [number, number]>();
   private nextFh = 1;
 
   constructor(layers: Layer[]) {
     if (layers.length === 0) throw new Error('an overlay needs at least one layer');
     this.stack = new LowerStack(layers);
+    this.needsOpen = layers.some((L) => L.openFile !== undefined);
   }
 
   /** The parts an inode number stands for: a directory's merged parts, or [layer, node]. */
@@ -107,9 +110,16 @@ export class Overlay implements FileSystem {
   }
 
   open(ino: number, flags: number): OpenReply {
-    if (this.stack.isDir(this.partsOf(ino))) throw fsError('EISDIR');
+    const parts = this.partsOf(ino);
+    if (this.stack.isDir(parts)) throw fsError('EISDIR');
     if ((flags & 3) !== constants.O_RDONLY || flags & constants.O_TRUNC) throw fsError('EROFS');
-    return { fh: 0, keepCache: true, directIo: false };
+    const L = this.stack.layers[parts[0]];
+    if (!L.openFile) return { fh: 0, keepCache: true, directIo: false };
+    // A layer reading through per-file descriptors keeps one open while a handle is.
+    L.openFile(parts[1]);
+    const fh = this.nextFh++;
+    this.fileHandles.set(fh, [parts[0], parts[1]]);
+    return { fh, keepCache: true, directIo: false };
   }
 
   read(ino: number, _fh: number, pos: number, len: number): ReadReply | Promise<ReadReply> {
@@ -117,7 +127,12 @@ export class Overlay implements FileSystem {
     return this.stack.layers[k].read(node, pos, len);
   }
 
-  release(): void {}
+  release(_ino: number, fh: number): void {
+    const held = this.fileHandles.get(fh);
+    if (!held) return;
+    this.fileHandles.delete(fh);
+    this.stack.layers[held[0]].closeFile?.(held[1]);
+  }
 
   statfs(): Statfs {
     const bsize = 4096;

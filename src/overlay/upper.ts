@@ -1,16 +1,18 @@
 // The upper and work directories of an instance, and the on-disk conventions tarstack writes, which
-// are kernel overlayfs's (userxattr flavour) so an upper stays readable by standard tools:
-//   whiteout      a character device 0/0 named NAME (a `.wh.NAME` file is read too)
-//   opaque dir    xattr user.overlay.opaque = "y"
-//   renamed dir   xattr user.overlay.redirect = "/lower/path" of its lower origin
-// plus tarstack's own: user.tarstack.ino (the inode number a copied-up entry keeps), user.tarstack.lazy
-// (a lazily copied file's chunk map) and user.tarstack.nlink (link count of an indexed hard link).
-// Paths here are byte strings relative to the upper root ('' is the root).
+// are kernel overlayfs's (userxattr flavour by default) so an upper stays readable by standard tools:
+//   whiteout      a character device 0/0 named NAME (or a `.wh.NAME` file; both are read)
+//   opaque dir    xattr user.overlay.opaque = "y" (or trusted.overlay.opaque in a standard upper)
+//   renamed dir   xattr user.overlay.redirect = "/lower/path" of its lower origin (or trusted.…)
+// plus tarstack's own, unless the format forbids private metadata: user.tarstack.ino (the inode number
+// a copied-up entry keeps), user.tarstack.lazy (a lazily copied file's chunk map) and
+// user.tarstack.nlink (link count of an indexed hard link). Paths here are byte strings.
 import * as fs from 'node:fs';
 import { loadSys, RENAME_EXCHANGE, type Sys } from '../native/sys.js';
 
 export const X_OPAQUE = 'user.overlay.opaque';
 export const X_REDIRECT = 'user.overlay.redirect';
+const T_OPAQUE = 'trusted.overlay.opaque';
+const T_REDIRECT = 'trusted.overlay.redirect';
 export const X_INO = 'user.tarstack.ino';
 export const X_LAZY = 'user.tarstack.lazy';
 export const X_NLINK = 'user.tarstack.nlink';
@@ -24,6 +26,18 @@ const S_IFCHR = 0o020000;
 
 export const b = (s: string): Buffer => Buffer.from(s, 'latin1');
 
+/** What an upper written for other readers (kernel overlayfs, containers/storage) looks like. */
+export interface UpperFormat {
+  /** Namespace of the opaque and redirect xattrs written: kernel overlayfs reads trusted.* by default, user.* with `userxattr`. */
+  xattrs: 'user' | 'trusted';
+  /** Whiteouts written: character devices 0/0, or `.wh.NAME` files where mknod is refused. */
+  whiteouts: 'chardev' | 'files';
+  /** tarstack's own xattrs (user.tarstack.*) and the work/index hard-link index may be written. */
+  privateMetadata: boolean;
+}
+
+export const TARSTACK_FORMAT: UpperFormat = { xattrs: 'user', whiteouts: 'chardev', privateMetadata: true };
+
 /** user.* extended attributes exist for regular files and directories only (xattr(7)). */
 export const userXattrOk = (type: number): boolean => type === 0o100000 || type === 0o040000;
 
@@ -34,13 +48,17 @@ export class UpperStore {
   private readonly work: string;
   private tmpSeq = 0;
 
+  /** Inode numbers copied-up entries keep, by upper st_ino, when no private xattr may hold them (this mount only). */
+  private readonly inoByUpper = new Map<bigint, number>();
+
   /** `readOnly`: only look (another process may be serving this upper). */
-  constructor(upperDir: string, workDir: string, readOnly = false) {
+  constructor(upperDir: string, workDir: string, readOnly = false, readonly format: UpperFormat = TARSTACK_FORMAT) {
     this.sys = loadSys();
     this.upper = Buffer.from(upperDir, 'utf8').toString('latin1');
     this.work = Buffer.from(workDir, 'utf8').toString('latin1');
+    if (format.whiteouts === 'files') this.whFiles = true;
     if (readOnly) return;
-    for (const d of ['tmp', 'index']) fs.mkdirSync(b(`${this.work}/${d}`), { recursive: true, mode: 0o700 });
+    for (const d of format.privateMetadata ? ['tmp', 'index'] : ['tmp']) fs.mkdirSync(b(`${this.work}/${d}`), { recursive: true, mode: 0o700 });
     // Leftovers of a crash: temp files were never visible, so they simply go.
     fs.rmSync(b(`${this.work}/tmp`), { recursive: true, force: true });
     fs.mkdirSync(b(`${this.work}/tmp`), { mode: 0o700 });
@@ -92,12 +110,27 @@ export class UpperStore {
   /** Make a whiteout at a fresh temp path (to be renamed into place). */
   makeWhiteoutTmp(): string {
     const t = this.tmp();
-    this.sys.mknod(t, S_IFCHR | 0o000, 0, 0);
+    if (this.format.whiteouts === 'files') fs.closeSync(fs.openSync(b(t), 'wx', 0o600));
+    else this.sys.mknod(t, S_IFCHR | 0o000, 0, 0);
     return t;
+  }
+
+  /** `.wh.NAME` beside `absPath` (.../NAME): where a whiteout file for it lives. */
+  private whFileFor(absPath: string): string {
+    const slash = absPath.lastIndexOf('/');
+    return `${absPath.slice(0, slash + 1)}${WH_PREFIX}${absPath.slice(slash + 1)}`;
   }
 
   /** Atomically replace whatever is at `absPath` by a whiteout; a directory goes to the work dir to be removed. */
   whiteoutOver(absPath: string, isDir: boolean): void {
+    if (this.format.whiteouts === 'files') {
+      // The `.wh.` file first: until the entry goes, the entry wins, so a crash shows the old state.
+      this.whiteoutAt(absPath);
+      const aside = this.tmp();
+      fs.renameSync(b(absPath), b(aside));
+      this.removeTree(aside);
+      return;
+    }
     const wh = this.makeWhiteoutTmp();
     if (isDir) {
       this.sys.rename2(wh, absPath, RENAME_EXCHANGE);
@@ -109,7 +142,7 @@ export class UpperStore {
 
   /** Put a whiteout at `absPath`, where nothing is. */
   whiteoutAt(absPath: string): void {
-    fs.renameSync(b(this.makeWhiteoutTmp()), b(absPath));
+    fs.renameSync(b(this.makeWhiteoutTmp()), b(this.format.whiteouts === 'files' ? this.whFileFor(absPath) : absPath));
   }
 
   removeTree(absPath: string): void {
@@ -124,12 +157,28 @@ export class UpperStore {
     this.sys.setxattr(target, name, typeof value === 'string' ? b(value) : value, 0);
   }
 
+  /**
+   * A standard upper may come from kernel overlayfs, fuse-overlayfs or tarstack, so both namespaces
+   * are read (trusted.* by root only); a tarstack instance's own upper holds user.* alone.
+   */
+  private get readTrusted(): boolean {
+    return this.canTrust && !this.format.privateMetadata;
+  }
+
   isOpaque(absPath: string): boolean {
-    return this.getX(absPath, X_OPAQUE)?.toString('latin1') === 'y';
+    return this.getX(absPath, X_OPAQUE)?.toString('latin1') === 'y' || (this.readTrusted && this.getX(absPath, T_OPAQUE)?.toString('latin1') === 'y');
   }
 
   redirectOf(absPath: string): string | undefined {
-    return this.getX(absPath, X_REDIRECT)?.toString('latin1');
+    return (this.getX(absPath, X_REDIRECT) ?? (this.readTrusted ? this.getX(absPath, T_REDIRECT) : null))?.toString('latin1');
+  }
+
+  markOpaque(target: string | number): void {
+    this.setX(target, this.format.xattrs === 'trusted' ? T_OPAQUE : X_OPAQUE, 'y');
+  }
+
+  setRedirect(target: string, lowerPath: string): void {
+    this.setX(target, this.format.xattrs === 'trusted' ? T_REDIRECT : X_REDIRECT, lowerPath);
   }
 
   /**
@@ -137,12 +186,20 @@ export class UpperStore {
    * and directories only, so symlinks, fifos and devices carry it in trusted.* (root only; an
    * ordinary user's copies of those get a new number).
    */
-  storedIno(absPath: string, type: number): number | undefined {
+  storedIno(absPath: string, type: number, st?: fs.BigIntStats): number | undefined {
+    if (!this.format.privateMetadata) {
+      const ino = (st ?? this.lstat(absPath))?.ino;
+      return ino === undefined ? undefined : this.inoByUpper.get(ino);
+    }
     const v = userXattrOk(type) ? this.getX(absPath, X_INO) : this.canTrust ? this.getX(absPath, X_INO_LINK) : null;
     return v ? Number(v.toString('latin1')) : undefined;
   }
 
   setIno(target: string | number, ino: number, type: number): void {
+    if (!this.format.privateMetadata) {
+      this.inoByUpper.set((typeof target === 'number' ? fs.fstatSync(target, { bigint: true }) : fs.lstatSync(b(target), { bigint: true })).ino, ino);
+      return;
+    }
     if (userXattrOk(type)) this.setX(target, X_INO, String(ino));
     else if (this.canTrust) this.setX(target, X_INO_LINK, String(ino));
   }

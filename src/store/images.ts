@@ -16,6 +16,9 @@ export interface ImageRecord {
   parent: string | null;
   created: string;
   layer: {
+    /** What the layer is: a tar (indexed; the default when absent) or a plain directory served in place. */
+    kind?: 'tar' | 'dir';
+    /** The layer's source: the tar file, or the directory when kind is 'dir'. */
     tar: string;
     copied: boolean;
     identity: TarIdentity;

@@ -2,8 +2,11 @@
 // recorded at indexing (size, mtime, inode) and a sample of member checksums, so a changed tar is
 // reported, never served. A compressed tar's sample is of its compressed bytes (decoding 32 members
 // at mount would cost up to 32 seek-point spacings); every byte it serves is checked on decoding.
-// `image verify` ('all') checks every member, and for a compressed tar every decoded piece.
-import { closeSync, openSync } from 'node:fs';
+// `image verify` ('all') checks every member, and for a compressed tar every decoded piece. A
+// directory layer is checked to be the same directory (device and inode) and served in place.
+import { closeSync, openSync, statSync } from 'node:fs';
+import type { Layer } from '../layer/layer.js';
+import { DirLayer } from '../layer/dir-layer.js';
 import { identityOf } from '../tar/indexer.js';
 import { readIndex, IndexFormatError } from '../tar/index-file.js';
 import { FdReader, type ArchiveReader } from '../tar/reader.js';
@@ -11,14 +14,14 @@ import { memberChecksum } from '../tar/scan.js';
 import { sampleMismatch } from '../tar/seek-table.js';
 import { DecodedReader, SeekableArchive } from '../tar/seekable.js';
 import type { IndexData, MemberTable } from '../tar/index-data.js';
-import { tarLayer, type TarLayer } from '../layer/tar-layer.js';
+import { tarLayer } from '../layer/tar-layer.js';
 import { FsError, UserError } from '../util/errors.js';
 import type { ImageRecord, Images } from './images.js';
 
 const SAMPLE = 32;
 
-export function openStack(images: Images, stack: ImageRecord[]): TarLayer[] {
-  const layers: TarLayer[] = [];
+export function openStack(images: Images, stack: ImageRecord[]): Layer[] {
+  const layers: Layer[] = [];
   try {
     for (const r of stack) layers.push(openLayer(images, r, 'sample'));
     return layers;
@@ -28,7 +31,8 @@ export function openStack(images: Images, stack: ImageRecord[]): TarLayer[] {
   }
 }
 
-export function openLayer(images: Images, r: ImageRecord, check: 'sample' | 'all'): TarLayer {
+export function openLayer(images: Images, r: ImageRecord, check: 'sample' | 'all'): Layer {
+  if (r.layer.kind === 'dir') return openDirLayer(r);
   let fd: number;
   try {
     fd = openSync(r.layer.tar, 'r');
@@ -72,6 +76,19 @@ export function openLayer(images: Images, r: ImageRecord, check: 'sample' | 'all
     closeSync(fd);
     throw err;
   }
+}
+
+function openDirLayer(r: ImageRecord): DirLayer {
+  let st;
+  try {
+    st = statSync(r.layer.tar);
+  } catch (err) {
+    throw new UserError(`image "${r.name}": cannot open its directory ${r.layer.tar}: ${(err as NodeJS.ErrnoException).code}`);
+  }
+  if (!st.isDirectory() || st.ino !== r.layer.identity.ino || st.dev !== r.layer.identity.dev) {
+    throw new UserError(`image "${r.name}": ${r.layer.tar} is no longer the directory that was added; add it again as a new image`);
+  }
+  return new DirLayer(r.layer.tar);
 }
 
 /** The header offset of the first member in `m` whose checksum differs from the tar's, if any. */

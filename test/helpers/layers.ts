@@ -64,13 +64,17 @@ export async function flatten(fs: FileSystem): Promise<Record<string, FlatEntry>
 export async function readAll(fs: FileSystem, ino: number, size: number): Promise<string> {
   const { fh } = await fs.open(ino, 0);
   const reply = await fs.read(ino, fh, 0, size);
-  await fs.release(ino, fh);
-  if (Buffer.isBuffer(reply)) return reply.toString('latin1');
+  if (Buffer.isBuffer(reply)) {
+    await fs.release(ino, fh);
+    return reply.toString('latin1');
+  }
+  // Ranges are valid while the handle is open (a layer may hold a descriptor per open file).
   const parts: Buffer[] = [];
   for (const r of reply) {
     const b = Buffer.alloc(r.len);
     if (r.fd >= 0) readSync(r.fd, b, 0, r.len, r.pos);
     parts.push(b);
   }
+  await fs.release(ino, fh);
   return Buffer.concat(parts).toString('latin1');
 }

@@ -1,4 +1,4 @@
-// `tarstack image …`: add (index a tar in place), list, info, rename, rm, verify.
+// `tarstack image …`: add (index a tar in place, or reference a directory), list, info, rename, rm, verify.
 import { constants, copyFileSync, existsSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { Context } from '../context.js';
@@ -28,8 +28,8 @@ export async function imageAdd(ctx: Context, a: { tar: string; name?: string; pa
   } catch (err) {
     throw new UserError(`${a.tar}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
   }
-  if (st.isDirectory()) throw new UserError(`${a.tar} is a directory, not a tar`);
-  if (!st.isFile()) throw new UserError(`${a.tar} is not a regular file, not a tar`);
+  if (st.isDirectory()) return addDirImage(ctx, tar, a);
+  if (!st.isFile()) throw new UserError(`${a.tar} is neither a tar file nor a directory`);
   const name = checkName('image', a.name ?? defaultImageName(tar));
   if (ctx.images.find(name)) throw new UserError(`an image named "${name}" already exists`);
   const parent = a.parent ? ctx.images.get(a.parent) : null;
@@ -104,6 +104,35 @@ function compressionOf(d: IndexData, recompressedFrom: string | undefined): Laye
   return { format: d.seek.format, decodedBytes: d.seek.size, seekPoints: d.seek.count, randomAccess, note, ...(recompressedFrom ? { recompressedFrom } : {}) };
 }
 
+/**
+ * A directory as an image layer: referenced in place (never copied, never modified), with its
+ * whiteouts (char 0/0, `.wh.`) and opaque markers read as overlayfs reads them. Nothing is scanned.
+ */
+async function addDirImage(ctx: Context, dir: string, a: { tar: string; name?: string; parent?: string; copy?: boolean }): Promise<void> {
+  if (a.copy) throw new UserError('--copy applies to tars; a directory layer is always referenced in place');
+  const name = checkName('image', a.name ?? basename(dir));
+  if (ctx.images.find(name)) throw new UserError(`an image named "${name}" already exists`);
+  const parent = a.parent ? ctx.images.get(a.parent) : null;
+  const st = statSync(dir, { bigint: true });
+  const staged = ctx.images.stage();
+  try {
+    const record = await ctx.locked(() => {
+      if (parent && !existsSync(ctx.paths.image(parent.id))) throw new UserError(`parent image "${parent.name}" was removed meanwhile`);
+      return ctx.images.commit(staged, {
+        name,
+        parent: parent?.id ?? null,
+        created: new Date().toISOString(),
+        layer: { kind: 'dir', tar: dir, copied: false, identity: { size: 0, mtimeNs: st.mtimeNs.toString(), ino: Number(st.ino), dev: Number(st.dev) }, nodes: 0, members: 0, warnings: 0 },
+      });
+    });
+    if (ctx.opts.json) printJson(describe(ctx, record));
+    else process.stdout.write(`added image ${name}: directory ${dir} (served in place)\n`);
+  } catch (err) {
+    ctx.images.discard(staged);
+    throw err;
+  }
+}
+
 function describe(ctx: Context, r: ImageRecord): Record<string, unknown> {
   const stack = ctx.images.stack(r);
   return {
@@ -112,6 +141,7 @@ function describe(ctx: Context, r: ImageRecord): Record<string, unknown> {
     parent: r.parent ? ctx.images.byId(r.parent).name : null,
     stack: stack.map((s) => s.name),
     created: r.created,
+    kind: r.layer.kind ?? 'tar',
     tar: r.layer.tar,
     copied: r.layer.copied,
     tarBytes: r.layer.identity.size,
@@ -127,6 +157,7 @@ function tarStatus(r: ImageRecord): 'ok' | 'missing' | 'changed' {
   try {
     const st = statSync(r.layer.tar, { bigint: true });
     const id = r.layer.identity;
+    if (r.layer.kind === 'dir') return st.isDirectory() && Number(st.ino) === id.ino ? 'ok' : 'changed';
     return Number(st.size) === id.size && st.mtimeNs.toString() === id.mtimeNs && Number(st.ino) === id.ino ? 'ok' : 'changed';
   } catch {
     return 'missing';
@@ -157,7 +188,7 @@ export function imageInfo(ctx: Context, a: { image: string }): void {
     ['name', r.name],
     ['id', r.id],
     ['stack', (d.stack as string[]).join(' <- ')],
-    ['tar', `${r.layer.tar}${r.layer.copied ? ' (copied into the store)' : ''} [${d.tarStatus}]`],
+    r.layer.kind === 'dir' ? ['directory', `${r.layer.tar} (served in place) [${d.tarStatus}]`] : ['tar', `${r.layer.tar}${r.layer.copied ? ' (copied into the store)' : ''} [${d.tarStatus}]`],
     ['size', formatBytes(r.layer.identity.size)],
     ...(r.layer.compression ? compressionLines(r.layer.compression) : []),
     ['members', String(r.layer.members)],
@@ -197,18 +228,19 @@ export async function imageRm(ctx: Context, a: { image: string }): Promise<void>
 
 export function imageVerify(ctx: Context, a: { image: string }): void {
   const r = ctx.images.get(a.image);
-  const results: Array<{ image: string; tar: string; members: number; ok: boolean; error?: string }> = [];
+  const results: Array<{ image: string; tar: string; members: number; ok: boolean; error?: string; dir?: boolean }> = [];
   for (const layer of ctx.images.stack(r)) {
     try {
       openLayer(ctx.images, layer, 'all').close();
-      results.push({ image: layer.name, tar: layer.layer.tar, members: layer.layer.members, ok: true });
+      results.push({ image: layer.name, tar: layer.layer.tar, members: layer.layer.members, ok: true, ...(layer.layer.kind === 'dir' ? { dir: true } : {}) });
     } catch (err) {
       if (!(err instanceof UserError)) throw err;
       results.push({ image: layer.name, tar: layer.layer.tar, members: layer.layer.members, ok: false, error: err.message });
     }
   }
   const bad = results.filter((x) => !x.ok);
+  const okLine = (x: (typeof results)[number]) => (x.dir ? `${x.tar} is the directory that was added` : `${x.members} members match ${x.tar}`);
   if (ctx.opts.json) printJson({ image: r.name, ok: bad.length === 0, layers: results });
-  else for (const x of results) process.stdout.write(x.ok ? `ok      ${x.image}: ${x.members} members match ${x.tar}\n` : `FAILED  ${x.error}\n`);
+  else for (const x of results) process.stdout.write(x.ok ? `ok      ${x.image}: ${okLine(x)}\n` : `FAILED  ${x.error}\n`);
   if (bad.length) throw new UserError(`image "${r.name}" failed verification (${bad.length} of ${results.length} layers)`, 1);
 }
