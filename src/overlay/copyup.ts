@@ -16,7 +16,7 @@ import { b, UpperStore, X_LAZY, X_NLINK, isInternalXattr, userXattrOk } from './
 /** Files up to this size are copied whole at once; bigger ones lazily. */
 export const EAGER_MAX = CHUNK;
 
-export type DataMode = 'lazy' | 'full' | 'none';
+export type DataMode = 'lazy' | 'meta' | 'full' | 'none';
 
 export class CopyUp {
   constructor(
@@ -74,7 +74,9 @@ export class CopyUp {
 
   /**
    * Give a non-directory an upper copy. `data`: 'lazy' copies small files whole and big ones on
-   * demand, 'full' copies all bytes now, 'none' copies no bytes (the caller truncates to zero).
+   * demand, 'meta' copies no bytes yet whatever the size (a size-limited instance: a metadata
+   * change needs no data space), 'full' copies all bytes now, 'none' copies no bytes (the caller
+   * truncates to zero).
    */
   file(node: WNode, data: DataMode): void {
     if (node.upper) return;
@@ -90,7 +92,7 @@ export class CopyUp {
         if (data === 'full' || (data === 'lazy' && a.size <= EAGER_MAX)) this.copyBytes(k, lowerNode, fd, 0, a.size);
         else {
           fs.ftruncateSync(fd, data === 'none' ? 0 : a.size);
-          if (data === 'lazy') {
+          if ((data === 'lazy' || data === 'meta') && a.size > 0) {
             lazy = LazyMap.fresh(a.size);
             this.store.setX(fd, X_LAZY, lazy.encode());
           }
