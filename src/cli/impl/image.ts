@@ -29,7 +29,7 @@ export async function imageAdd(ctx: Context, a: { tar: string; name?: string; pa
   if (!st.isFile()) throw new UserError(`${a.tar} is not a regular file, not a tar`);
   const name = checkName('image', a.name ?? defaultImageName(tar));
   if (ctx.images.find(name)) throw new UserError(`an image named "${name}" already exists`);
-  const parent = a.parent ? ctx.images.get(a.parent) : null;
+  const parent = a.parent ? ctx.images.closed(a.parent, 'be a parent') : null;
 
   const staged = ctx.images.stage();
   try {
@@ -91,6 +91,7 @@ function describe(ctx: Context, r: ImageRecord): Record<string, unknown> {
     entries: r.layer.nodes - 1,
     warnings: r.layer.warnings,
     tarStatus: tarStatus(r),
+    editing: !!r.editing,
   };
 }
 
@@ -114,7 +115,7 @@ export function imageList(ctx: Context): void {
   const byId = new Map(all.map((r) => [r.id, r.name]));
   printTable(
     ['NAME', 'PARENT', 'ENTRIES', 'SIZE', 'TAR'],
-    all.map((r) => [r.name, r.parent ? (byId.get(r.parent) ?? '?') : '-', String(r.layer.nodes - 1), formatBytes(r.layer.identity.size), tarStatus(r) === 'ok' ? r.layer.tar : `${r.layer.tar} (${tarStatus(r)})`]),
+    all.map((r) => [r.editing ? `${r.name} (editing)` : r.name, r.parent ? (byId.get(r.parent) ?? '?') : '-', String(r.layer.nodes - 1), formatBytes(r.layer.identity.size), tarStatus(r) === 'ok' ? r.layer.tar : `${r.layer.tar} (${tarStatus(r)})`]),
   );
 }
 
