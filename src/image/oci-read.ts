@@ -77,7 +77,7 @@ class Archive {
   }
 }
 
-/** What kind of archive `file` is: an image archive's layers, or null for a plain layer tar. */
+/** What kind of archive `file` is: an image archive's layers, or null for a plain layer tar (refused if cut short). */
 export function readImageArchive(file: string): ImageArchive | null {
   const fd = openSync(file, 'r');
   try {
@@ -94,10 +94,13 @@ export function readImageArchive(file: string): ImageArchive | null {
       if (err instanceof TarFormatError) throw new UserError(`${file}: ${err.message}`);
       throw err;
     }
-    const oci = a.members.has('index.json') && a.members.has('oci-layout');
-    if (!oci && !a.members.has('manifest.json')) return null;
+    // An import copies the archive into the store: one cut short at a member boundary is refused
+    // too, not taken for a smaller tar. oci-layout comes first in a layout and docker save writes
+    // <id>/layer.tar members before its manifest, so a cut archive is still recognised as one.
     if (a.noEnd) a.fail('it ends without its end-of-archive blocks');
-    return oci ? readOci(a) : readDocker(a);
+    if (a.members.has('oci-layout')) return readOci(a);
+    if (a.members.has('manifest.json') || [...a.members.keys()].some((k) => /^[0-9a-f]{64}\/layer\.tar$/.test(k))) return readDocker(a);
+    return null;
   } finally {
     closeSync(fd);
   }

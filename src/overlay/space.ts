@@ -1,14 +1,30 @@
 // The size limit of an instance (`create --size`): data an upper may hold, counted as the bytes
-// its regular files have allocated (st_blocks; a hard-linked file once), so directories, symlinks,
-// whiteouts, owners, modes and xattrs need no data space. Counted in full at mount, then kept up to
+// its regular files have allocated for data (st_blocks; a hard-linked file once), so directories,
+// symlinks, whiteouts, owners, modes and xattrs need no data space. Counted in full at mount, then kept up to
 // date by each change; a write that would pass the limit fails with ENOSPC before touching the file
 // (after one recount, so an undercounted free never refuses wrongly).
 import * as fs from 'node:fs';
 import { fsError } from '../util/errors.js';
+import { loadSys } from '../native/sys.js';
+import { CHUNK, LazyMap } from './lazy.js';
+import { X_LAZY } from './upper.js';
 
 const BLOCK = 4096;
 
-/** Allocated bytes of the regular files under the given directories, each inode once. */
+/**
+ * Data bytes of one regular file: its allocated blocks, but never more than its size rounded up to
+ * a block (ext4 counts an external xattr block in st_blocks) and, for a lazily copied file, never
+ * more than its chunks present (a metadata-only copy-up has none).
+ */
+function fileData(path: Buffer, st: fs.BigIntStats): number {
+  let bytes = Math.min(Number(st.blocks) * 512, Math.ceil(Number(st.size) / BLOCK) * BLOCK);
+  if (bytes === 0) return 0;
+  const lazy = loadSys().getxattr(path.toString('latin1'), X_LAZY);
+  if (lazy) bytes = Math.min(bytes, LazyMap.decode(lazy).presentChunks() * CHUNK);
+  return bytes;
+}
+
+/** Data bytes of the regular files under the given directories, each inode once. */
 export function dataBytes(dirs: string[]): number {
   const seen = new Set<bigint>();
   let total = 0;
@@ -26,7 +42,7 @@ export function dataBytes(dirs: string[]): number {
       if (st.isDirectory()) walk(child);
       else if (st.isFile() && !seen.has(st.ino)) {
         seen.add(st.ino);
-        total += Number(st.blocks) * 512;
+        total += fileData(child, st);
       }
     }
   };

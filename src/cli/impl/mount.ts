@@ -177,13 +177,13 @@ export function status(ctx: Context, a: { instance?: string } = {}): void {
     process.stdout.write(`${a.instance}: not mounted\n`);
     return;
   }
-  if (ctx.opts.json) return printJson(all.map((m) => ({ mountpoint: m.mountpoint, kind: m.kind, name: m.name, pid: m.pid, state: m.state, backend: m.backend, started: m.started, log: m.log })));
+  if (ctx.opts.json) return printJson(all.map((m) => ({ mountpoint: m.mountpoint, kind: m.kind, name: m.name, pid: m.pid, state: m.state, detached: !!m.detached, backend: m.backend, started: m.started, log: m.log })));
   if (all.length === 0) {
     process.stdout.write('nothing mounted\n');
     return;
   }
   printTable(
     ['MOUNTPOINT', 'KIND', 'NAME', 'PID', 'STATE'],
-    all.map((m) => [m.mountpoint, m.kind, m.name, String(m.pid), m.state === 'dead' ? 'dead (daemon gone: run `tarstack umount`)' : m.state]),
+    all.map((m) => [m.mountpoint, m.kind, m.name, String(m.pid), m.detached ? 'detached (until its last user leaves)' : m.state === 'dead' ? 'dead (daemon gone: run `tarstack umount`)' : m.state]),
   );
 }
