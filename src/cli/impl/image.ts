@@ -128,6 +128,7 @@ export function imageInfo(ctx: Context, a: { image: string }): void {
   const lines = [
     ['name', r.name],
     ['id', r.id],
+    ...(r.editing ? [['state', `open for editing (\`tarstack image edit ${r.name}\`, then \`tarstack image close ${r.name}\`)`]] : []),
     ['stack', (d.stack as string[]).join(' <- ')],
     ['tar', `${r.layer.tar}${r.layer.copied ? ' (copied into the store)' : ''} [${d.tarStatus}]`],
     ['size', formatBytes(r.layer.identity.size)],
