@@ -11,7 +11,7 @@ import { fsError } from '../util/errors.js';
 import { emptyAttr, majorOf, minorOf, splitNs } from '../util/attr.js';
 import { RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, UTIME_NOW, UTIME_OMIT } from '../native/sys.js';
 import { CopyUp, type DataMode } from './copyup.js';
-import { SpaceLimit } from './space.js';
+import { fileData, SpaceLimit } from './space.js';
 import { LowerStack, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type Parts } from './lower-stack.js';
 import { MergedListing, type UpperEntry } from './merged-listing.js';
 import { WNode } from './node.js';
@@ -396,7 +396,7 @@ export class InstanceFs implements WritableFileSystem {
   private releaseSpace(abs: string, node: WNode | undefined): void {
     if (!this.space || (node && node.opens > 0)) return;
     const st = this.store.lstat(abs);
-    if (st && st.isFile() && st.nlink === 1n) this.space.charge(-Number(st.blocks) * 512);
+    if (st && st.isFile() && st.nlink === 1n) this.space.charge(-fileData(b(abs), st));
   }
 
   /** Chunks a write covers only in part must hold their lower bytes first; all it touches become present. */

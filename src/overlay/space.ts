@@ -16,7 +16,7 @@ const BLOCK = 4096;
  * a block (ext4 counts an external xattr block in st_blocks) and, for a lazily copied file, never
  * more than its chunks present (a metadata-only copy-up has none).
  */
-function fileData(path: Buffer, st: fs.BigIntStats): number {
+export function fileData(path: Buffer, st: fs.BigIntStats): number {
   let bytes = Math.min(Number(st.blocks) * 512, Math.ceil(Number(st.size) / BLOCK) * BLOCK);
   if (bytes === 0) return 0;
   const lazy = loadSys().getxattr(path.toString('latin1'), X_LAZY);

@@ -16,38 +16,7 @@ import { UserError } from '../../util/errors.js';
 import { holdersOf } from '../../util/proc.js';
 import { duBytes } from '../../util/du.js';
 import { dataBytes, parseSize } from '../../overlay/space.js';
-
-/**
- * `create --dir PATH…` (Apptainer's --create-dir): directories made in the new instance's upper,
- * through the overlay's own rules (parents copied up, opaque over deleted lower directories), owned
- * by the calling user; one the image already has is given to that user.
- */
-async function createDirs(ctx: Context, r: InstanceRecord, paths: string[]): Promise<void> {
-  const mask = process.umask(0); // a serving InstanceFs runs with umask 0 (modes come masked); put ours back afterwards
-  const fs = new InstanceFs(openStack(ctx.images, ctx.images.stack(ctx.images.byId(r.image))), ctx.instances.upper(r), ctx.instances.work(r));
-  const caller = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid: process.pid };
-  try {
-    for (const p of paths) {
-      const parts = p.split('/').filter((c) => c !== '' && c !== '.');
-      if (parts.length === 0 || parts.includes('..')) throw new UserError(`--dir ${JSON.stringify(p)}: give a path inside the instance, without '..'`);
-      let ino = ROOT_INO;
-      for (const [i, name] of parts.map((c) => Buffer.from(c).toString('latin1')).entries()) {
-        let e;
-        try {
-          e = fs.lookup(ino, name);
-        } catch {
-          e = fs.mkdir(ino, name, 0o755, caller);
-        }
-        if ((e.attr.mode & 0o170000) !== 0o040000) throw new UserError(`--dir ${p}: ${parts.slice(0, i + 1).join('/')} exists and is not a directory`);
-        if (i === parts.length - 1 && (e.attr.uid !== caller.uid || e.attr.gid !== caller.gid)) fs.setattr(e.ino, { uid: caller.uid, gid: caller.gid }, undefined, caller);
-        ino = e.ino;
-      }
-    }
-  } finally {
-    process.umask(mask);
-    fs.destroy();
-  }
-}
+import { createDirs } from './create-dirs.js';
 
 /** A fresh upper whose root carries the image root's owner, mode, times and xattrs. */
 export function upperPreparer(ctx: Context, imageId: string): (upper: string) => void {
