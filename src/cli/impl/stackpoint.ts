@@ -132,7 +132,11 @@ function preflight(ctx: Context, target: InstanceRecord): void {
   const image = ctx.images.byId(target.image);
   if (image.editing) throw new UserError(`instance "${target.name}" holds the edits of image "${image.name}", which is not closed`);
   const fd = tryLockInstance(ctx.instances.work(target));
-  if (fd === undefined) throw new UserError(`instance "${target.name}" is mounted elsewhere; unmount it first`);
+  if (fd === undefined) {
+    const m = ctx.mounts.list().find((x) => x.kind === 'instance' && x.target === target.id);
+    if (m?.detached) throw new UserError(`instance "${target.name}" still serves the users of its detached mount (daemon pid ${m.pid}); try again once they have left`);
+    throw new UserError(`instance "${target.name}" is mounted${m ? ` at ${m.mountpoint}` : ''}; unmount it first`);
+  }
   unlockInstance(fd);
   for (const layer of openStack(ctx.images, ctx.images.stack(image))) layer.close();
 }
