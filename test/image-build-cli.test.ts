@@ -7,7 +7,7 @@ import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { assertOneLineError } from './helpers/instances.js';
-import { execOk } from './helpers/exec.js';
+import { exec, execOk } from './helpers/exec.js';
 import type { Op } from './helpers/model-ops.js';
 import { extractReference, gnuReference, mergeLayersReference } from './helpers/reference.js';
 import { apply, instanceSkipReason, StackSession, suiteRoot, tarHeaders } from './helpers/stacks.js';
@@ -68,6 +68,39 @@ function kernelMerged(t: ExecutionContext, layer: string, work: string): Snapsho
   }
 }
 
+/** What `podman export` can carry: whole-second mtimes, no trusted.* xattrs. */
+function coarse(snap: Snapshot): Snapshot {
+  const sec = (ns: string) => String((BigInt(ns) / 1_000_000_000n - (BigInt(ns) < 0n && BigInt(ns) % 1_000_000_000n !== 0n ? 1n : 0n)) * 1_000_000_000n);
+  const xattrs = (x: Record<string, string>) => Object.fromEntries(Object.entries(x).filter(([k]) => !k.startsWith('trusted.')));
+  return { errors: snap.errors, records: snap.records.map((r) => ({ ...r, mtimeNs: sec(r.mtimeNs), xattrs: xattrs(r.xattrs) })) };
+}
+
+/**
+ * What an OCI tool makes of the image: its `export --layers` loaded into a private podman store
+ * (vfs: layers applied by containers/storage), a container's rootfs exported and extracted by GNU
+ * tar. undefined when podman is not installed. The root's mtime is the extraction's; podman's
+ * export keeps whole seconds and no trusted.* xattrs (see coarse).
+ */
+async function podmanTree(s: StackSession, image: string): Promise<Snapshot | undefined> {
+  if (exec(['sh', '-c', 'command -v podman']).code !== 0) return undefined;
+  const oci = path.join(s.root, `${image}.oci.tar`);
+  await s.ok(['image', 'export', image, '--layers', '-o', oci]);
+  const store = fs.mkdtempSync('/tmp/tsp-'); // podman wants a short runroot
+  const podman = (...args: string[]) => execOk(['podman', '--root', `${store}/root`, '--runroot', `${store}/run`, '--storage-driver', 'vfs', ...args]);
+  try {
+    podman('load', '-q', '-i', oci);
+    const id = podman('create', '--entrypoint', '/none', `localhost/${image}:latest`).stdout.toString().trim();
+    podman('export', '-o', path.join(s.root, 'podman.tar'), id);
+    podman('rm', id);
+  } finally {
+    exec(['podman', '--root', `${store}/root`, '--runroot', `${store}/run`, '--storage-driver', 'vfs', 'system', 'reset', '-f']);
+    fs.rmSync(store, { recursive: true, force: true });
+  }
+  const ref = extractReference(path.join(s.root, 'podman.tar'), path.join(s.root, 'podman-tree'));
+  if (ref.fatal) throw new Error(`GNU tar on podman's export: ${ref.stderr.join(' | ')}`);
+  return snapshotTree(ref.dir);
+}
+
 serial('image new/edit/close: the layer is a valid OCI layer and stacks into exactly the edited tree', async (t) => {
   const s = await session(t);
   await s.ok(['image', 'new', 'app', '--parent', 'img']);
@@ -93,6 +126,8 @@ serial('image new/edit/close: the layer is a valid OCI layer and stacks into exa
 
   t.deepEqual(compareTrees(edited, kernelMerged(t, layer, path.join(s.root, 'gnu'))), [], 'GNU tar + kernel overlayfs show the edited tree');
   await s.withImage('app', (m) => t.deepEqual(compareTrees(edited, snapshotTree(m)), [], 'stacked as an image: exactly the edited tree'));
+  const viaPodman = await podmanTree(s, 'app');
+  if (viaPodman) t.deepEqual(compareTrees(coarse(edited), coarse(viaPodman), { ignoreMtimeFor: [''] }), [], 'podman loads the --layers export and shows the edited tree');
   assertOneLineError(t, await s.cli(['image', 'edit', 'app']), 'edit of a closed image');
 });
 

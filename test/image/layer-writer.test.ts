@@ -1,4 +1,4 @@
-// LayerWriter's PAX encoding, read back by tarstack's own indexer and by GNU tar: names that are not
+// LayerWriter's PAX encoding, read back by tarstack's own indexer, GNU tar and bsdtar: names that are not
 // UTF-8 (hdrcharset=BINARY) and longer than ustar holds, binary xattr values, nanosecond and
 // pre-1970 mtimes, ids beyond ustar's 6 octal digits, mode 0, whiteout markers, hard links.
 import test from 'ava';
@@ -27,7 +27,7 @@ test('PAX records count their own length', (t) => {
   t.is(paxTime(5, 7), '5.000000007');
 });
 
-test('what the writer puts in a layer is what the indexer and GNU tar read', async (t) => {
+test('what the writer puts in a layer is what the indexer, GNU tar and bsdtar read', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tarstack-writer-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const tar = path.join(dir, 'layer.tar');
@@ -65,4 +65,17 @@ test('what the writer puts in a layer is what the indexer and GNU tar read', asy
   t.true(fs.existsSync(p('dir/.wh.gone')) && fs.existsSync(p('dir/.wh..wh..opq')), 'the OCI markers, as plain files');
   const names = exec(['tar', '-tf', tar]).stdout.toString('latin1').split('\n');
   t.is(names[0], './', 'the root comes first');
+
+  // bsdtar (libarchive) reads it the same way.
+  const bsd = path.join(dir, 'bsd');
+  fs.mkdirSync(bsd);
+  const b = exec(['bsdtar', '-x', '-p', '--xattrs', '--numeric-owner', '-f', tar, '-C', bsd]);
+  t.is(b.code, 0, b.stderr);
+  const q = (rel: string) => Buffer.from(`${bsd}/${rel}`, 'latin1');
+  t.is(fs.readFileSync(q(`dir/${LATIN}`), 'utf8'), 'hi\n', 'bsdtar: the non-UTF-8 name');
+  t.is(fs.statSync(q(`dir/${LATIN}`)).ino, fs.statSync(q('dir/link')).ino, 'bsdtar: the hard link');
+  // libarchive reads "mtime=-1.25" as -1 s plus .25 (its own convention, as reference.test.ts notes
+  // for what it writes); POSIX and GNU tar read the decimal number, as tarstack does.
+  t.is(fs.statSync(q(LONG), { bigint: true }).mtimeNs, -750_000_000n, 'bsdtar: a pre-1970 mtime, its way');
+  t.regex(exec(['getfattr', '-e', 'hex', '-n', 'user.dir', `${bsd}/dir`]).stdout.toString(), /user\.dir=0x00ff01/, 'bsdtar: the binary xattr');
 });
