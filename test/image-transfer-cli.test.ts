@@ -7,7 +7,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { assertOneLineError } from './helpers/instances.js';
-import { execOk } from './helpers/exec.js';
+import { exec, execOk } from './helpers/exec.js';
 import { memberBody, writeDockerSave, writeOciGzip } from './helpers/image-archives.js';
 import { instanceSkipReason, StackSession, suiteRoot } from './helpers/stacks.js';
 import { compareTrees, snapshotTree, type Snapshot } from './helpers/tree.js';
@@ -85,6 +85,32 @@ serial('docker save and gzip OCI archives import as stacks in the right order, d
   t.is(listed.find((x) => x.name === 'o-gz')?.parent, 'o-gz-layer1');
   t.is(sha(listed.find((x) => x.name === 'o-gz')!.tar), sha(top), 'a gzip blob is stored as its plain tar');
   await s.withImage('o-gz', (m) => t.deepEqual(compareTrees(tree, snapshotTree(m)), [], 'gzip OCI: the same tree'));
+});
+
+serial('archives podman saves (docker-archive and oci-archive) import as the same tree', async (t) => {
+  if (exec(['sh', '-c', 'command -v podman']).code !== 0) {
+    t.pass('podman is not installed');
+    return;
+  }
+  const { s } = await session(t);
+  const tree = await s.withImage('top', (m) => snapshotTree(m));
+  const oci = path.join(s.root, 'top.oci.tar');
+  await s.ok(['image', 'export', 'top', '--layers', '-o', oci]);
+  const store = fs.mkdtempSync('/tmp/tsp-'); // podman wants a short runroot
+  const podman = (...args: string[]) => execOk(['podman', '--root', `${store}/root`, '--runroot', `${store}/run`, '--storage-driver', 'vfs', ...args]);
+  try {
+    podman('load', '-q', '-i', oci);
+    podman('save', '-q', '--format', 'docker-archive', '-o', path.join(s.root, 'p-docker.tar'), 'localhost/top:latest');
+    podman('save', '-q', '--format', 'oci-archive', '-o', path.join(s.root, 'p-oci.tar'), 'localhost/top:latest');
+  } finally {
+    exec(['podman', '--root', `${store}/root`, '--runroot', `${store}/run`, '--storage-driver', 'vfs', 'system', 'reset', '-f']);
+    fs.rmSync(store, { recursive: true, force: true });
+  }
+  for (const f of ['p-docker', 'p-oci']) {
+    await s.ok(['image', 'import', path.join(s.root, `${f}.tar`), '--prefix', `${f}-`]);
+    const top = (await s.json<Listed>(['image', 'list'])).find((x) => x.name.startsWith(`${f}-`) && x.parent?.startsWith(`${f}-`))!;
+    await s.withImage(top.name, (m) => t.deepEqual(compareTrees(tree, snapshotTree(m)), [], `${f}: the same tree`));
+  }
 });
 
 serial('corrupt, partial or foreign archives: one line each, nothing made', async (t) => {
