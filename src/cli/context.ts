@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { Images } from '../store/images.js';
 import { Instances } from '../store/instances.js';
 import { Mounts } from '../store/mounts.js';
+import { Stackpoints } from '../store/stackpoints.js';
 import { StorePaths, storeRoot } from '../store/paths.js';
 import { withLock } from '../store/lock.js';
 
@@ -16,12 +17,14 @@ export class Context {
   readonly images: Images;
   readonly mounts: Mounts;
   readonly instances: Instances;
+  readonly stackpoints: Stackpoints;
   constructor(readonly opts: GlobalOptions) {
     this.paths = new StorePaths(storeRoot(opts.store));
     mkdirSync(this.paths.root, { recursive: true, mode: 0o755 });
     this.images = new Images(this.paths);
     this.mounts = new Mounts(this.paths);
     this.instances = new Instances(this.paths);
+    this.stackpoints = new Stackpoints(this.paths);
   }
 
   /** Run `fn` holding the store lock: metadata changes never interleave. */

@@ -16,7 +16,13 @@ export const instanceVerbs: Array<CommandModule<GlobalOptions, A>> = [
   {
     command: 'create <instance> <image>',
     describe: 'Make a writable instance of an image',
-    builder: (y: Y) => y.positional('instance', { type: 'string', demandOption: true }).positional('image', { type: 'string', demandOption: true }),
+    builder: (y: Y) =>
+      y
+        .positional('instance', { type: 'string', demandOption: true })
+        .positional('image', { type: 'string', demandOption: true })
+        .option('tmp', { type: 'boolean', describe: 'changes live only while mounted and vanish at unmount' })
+        .option('size', { type: 'string', describe: 'most file data the instance may hold (e.g. 512M, 1G): ENOSPC past it' })
+        .option('dir', { type: 'string', array: true, describe: 'directories to make in it, owned by you (repeatable)' }),
     handler: async (a: A) => (await impl()).instanceCreate(new Context(a), args(a)),
   },
   {
@@ -38,6 +44,7 @@ export const instanceVerbs: Array<CommandModule<GlobalOptions, A>> = [
         .positional('instance', { type: 'string' })
         .positional('dir', { type: 'string' })
         .option('all', { type: 'boolean', describe: 'mount every instance that is not mounted' })
+        .option('tmp', { type: 'boolean', describe: 'throwaway: this mount\'s changes vanish at unmount' })
         .option('foreground', { type: 'boolean', describe: 'serve in this process until unmounted (for systemd)' })
         .option('nonempty', { type: 'boolean', describe: 'allow mounting over a non-empty directory' })
         .option('allow-other', { type: 'boolean', describe: 'let other users in (with permission checks)' }),

@@ -6,6 +6,8 @@ import { hideBin } from 'yargs/helpers';
 import { UserError } from '../util/errors.js';
 import { imageCommand } from './image.js';
 import { instanceCommand, instanceVerbs } from './instance.js';
+import { stackpointCommand } from './stackpoint.js';
+import { stackCommands } from './stack.js';
 
 const argv = hideBin(process.argv);
 const verbose = argv.includes('--verbose') || !!process.env.TARSTACK_DEBUG;
@@ -35,6 +37,8 @@ try {
     .command(imageCommand)
     .command(instanceCommand)
     .command(instanceVerbs)
+    .command(stackpointCommand)
+    .command(stackCommands)
     .demandCommand(1, 'name a command (see --help)')
     .strict()
     .help()

@@ -10,6 +10,8 @@ export interface DaemonArgs {
   backend: BackendName;
   allowOther: boolean;
   log: string;
+  /** An instance mount whose changes vanish at unmount (`mount --tmp`). */
+  tmp?: boolean;
 }
 
 export type BackendName = 'native' | 'fuse-native';

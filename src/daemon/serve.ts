@@ -1,7 +1,8 @@
 // The mount daemon's life: open what it serves (an image stack, checking the tars; or an instance,
-// holding its lock), mount it, record the mount, say "ready", serve until the mount goes away or
-// SIGTERM/SIGINT arrives, then clean up. The daemon never touches its own mount point: it learns
-// about the mount from the kernel's session end or the mount table only.
+// holding its lock, over a throwaway copy of its upper for --tmp), mount it, record the mount, say
+// "ready", serve until the mount goes away or SIGTERM/SIGINT arrives, then clean up. The daemon
+// never touches its own mount point: it learns about the mount from the kernel's session end or
+// the mount table only.
 import { Images } from '../store/images.js';
 import { Instances } from '../store/instances.js';
 import { Mounts } from '../store/mounts.js';
@@ -12,6 +13,7 @@ import type { FileSystem } from '../fuse/ops.js';
 import type { Backend, Mounted } from '../fuse/backend.js';
 import { UserError } from '../util/errors.js';
 import type { BackendName, DaemonArgs } from './protocol.js';
+import type { TmpUpper } from './tmp-upper.js';
 
 async function backendFor(name: BackendName): Promise<Backend> {
   switch (name) {
@@ -41,12 +43,15 @@ async function open(args: DaemonArgs, paths: StorePaths): Promise<Served> {
   const inst = instances.byId(args.target);
   const lock = tryLockInstance(instances.work(inst));
   if (lock === undefined) throw new UserError(`instance "${inst.name}" is already mounted (its lock is held)`);
+  let tmp: TmpUpper | undefined;
   try {
     const image = images.byId(inst.image);
     const { InstanceFs } = await import('../overlay/instance-fs.js');
-    const fs = new InstanceFs(openStack(images, images.stack(image)), instances.upper(inst), instances.work(inst));
-    return { fs, name: inst.name, readOnly: false, release: () => unlockInstance(lock) };
+    if (args.tmp || inst.tmp) tmp = (await import('./tmp-upper.js')).prepareTmpUpper(instances, inst, args.mountId);
+    const fs = new InstanceFs(openStack(images, images.stack(image)), tmp?.upper ?? instances.upper(inst), tmp?.work ?? instances.work(inst), { sizeLimit: inst.sizeLimit });
+    return { fs, name: inst.name, readOnly: false, release: () => (tmp?.dispose(), unlockInstance(lock)) };
   } catch (err) {
+    tmp?.dispose();
     unlockInstance(lock);
     throw err;
   }
@@ -85,8 +90,12 @@ export async function serve(args: DaemonArgs, onReady: () => void): Promise<void
   try {
     await mounted.unmounted;
   } finally {
+    // `umount` sends SIGTERM as soon as the mount is gone: the handlers stay (doing nothing now) so
+    // that signal cannot kill the daemon half way through its clean-up (a --tmp upper to remove).
     process.off('SIGTERM', stop);
     process.off('SIGINT', stop);
+    process.on('SIGTERM', () => undefined);
+    process.on('SIGINT', () => undefined);
     mounts.drop(args.mountId);
     served.release();
   }

@@ -14,7 +14,7 @@ import { b, UpperStore, X_LAZY, X_NLINK, isInternalXattr, userXattrOk } from './
 /** Files up to this size are copied whole at once; bigger ones lazily. */
 export const EAGER_MAX = CHUNK;
 
-export type DataMode = 'lazy' | 'full' | 'none';
+export type DataMode = 'lazy' | 'meta' | 'full' | 'none';
 
 export class CopyUp {
   constructor(
@@ -74,7 +74,9 @@ export class CopyUp {
 
   /**
    * Give a non-directory an upper copy. `data`: 'lazy' copies small files whole and big ones on
-   * demand, 'full' copies all bytes now, 'none' copies no bytes (the caller truncates to zero).
+   * demand, 'meta' copies no bytes yet whatever the size (a size-limited instance: a metadata
+   * change needs no data space), 'full' copies all bytes now, 'none' copies no bytes (the caller
+   * truncates to zero).
    */
   file(node: WNode, data: DataMode): void {
     if (node.upper) return;
@@ -89,11 +91,12 @@ export class CopyUp {
       try {
         // A lazy copy finds its lower again at the next mount by inode number, which a layer that
         // numbers nodes as it meets them (nodeOfInode: a directory layer) cannot promise.
-        const whole = this.wholeFiles || a.size <= EAGER_MAX || this.stack.layers[k].nodeOfInode !== undefined;
-        if (data === 'full' || (data === 'lazy' && whole)) this.copyBytes(k, lowerNode, fd, 0, a.size);
+        const mustBeWhole = this.wholeFiles || this.stack.layers[k].nodeOfInode !== undefined;
+        const whole = data === 'full' || (data === 'lazy' && a.size <= EAGER_MAX) || (data !== 'none' && mustBeWhole);
+        if (whole) this.copyBytes(k, lowerNode, fd, 0, a.size);
         else {
           fs.ftruncateSync(fd, data === 'none' ? 0 : a.size);
-          if (data === 'lazy') {
+          if ((data === 'lazy' || data === 'meta') && a.size > 0) {
             lazy = LazyMap.fresh(a.size);
             this.store.setX(fd, X_LAZY, lazy.encode());
           }

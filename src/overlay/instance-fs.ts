@@ -10,12 +10,13 @@ import { ROOT_INO } from '../fuse/ops.js';
 import { fsError } from '../util/errors.js';
 import { emptyAttr, majorOf, minorOf, splitNs } from '../util/attr.js';
 import { RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, UTIME_NOW, UTIME_OMIT } from '../native/sys.js';
-import { CopyUp } from './copyup.js';
+import { CopyUp, type DataMode } from './copyup.js';
+import { fileData, SpaceLimit } from './space.js';
 import { LowerStack, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type Parts } from './lower-stack.js';
 import { MergedListing, type UpperEntry } from './merged-listing.js';
 import { WNode } from './node.js';
 import { b, TARSTACK_FORMAT, UpperStore, X_LAZY, isInternalXattr, type UpperFormat } from './upper.js';
-import { LazyMap } from './lazy.js';
+import { CHUNK, LazyMap } from './lazy.js';
 import type { Layer } from '../layer/layer.js';
 
 /** Upper-only inode numbers start here, far above any lower one. */
@@ -41,6 +42,8 @@ export interface InstanceOptions {
   format?: UpperFormat;
   /** Copy-up copies whole files, never lazily (an upper that other tools read directly). */
   wholeFiles?: boolean;
+  /** Bytes of file data the upper may hold (`create --size`): past it writes fail with ENOSPC. */
+  sizeLimit?: number;
 }
 
 interface Handle {
@@ -63,6 +66,10 @@ export class InstanceFs implements WritableFileSystem {
   private nextFh = 1;
   private readonly root: WNode;
   private readonly format: UpperFormat;
+  /** The size limit and its running count, when the instance has one. */
+  private readonly space: SpaceLimit | null;
+  /** How a change that needs no data copies a lower file up. */
+  private readonly lazyData: DataMode;
 
   constructor(layers: Layer[], upperDir: string, workDir: string, readonly opts: InstanceOptions = {}) {
     if (!opts.offline) process.umask(0); // modes come from the kernel already masked; the daemon must not mask again
@@ -71,6 +78,8 @@ export class InstanceFs implements WritableFileSystem {
     this.store = new UpperStore(upperDir, workDir, opts.offline, this.format);
     this.store.whFiles ||= !!opts.whiteoutFiles;
     this.copy = new CopyUp(this.store, this.stack, !!opts.wholeFiles);
+    this.space = opts.sizeLimit ? new SpaceLimit(opts.sizeLimit, [upperDir, `${workDir}/index`]) : null;
+    this.lazyData = this.space ? 'meta' : 'lazy';
     const rootAbs = this.store.abs('');
     this.root = new WNode(ROOT_INO, S_IFDIR, null, '', this.store.isOpaque(rootAbs) ? null : this.stack.rootParts, true);
     this.root.nlookup = 1;
@@ -220,6 +229,11 @@ export class InstanceFs implements WritableFileSystem {
     return [...this.stack.pathsOfInodes(inos).values()].flat();
   }
 
+  /** Every lower path naming one of these inode numbers (the names of lower hard-link sets). */
+  lowerPathsOf(inos: Set<number>): Map<number, string[][]> {
+    return this.stack.pathsOfInodes(inos);
+  }
+
   // ---- FileSystem: reading ------------------------------------------------------------------
 
   lookup(parent: number, name: string): Entry {
@@ -297,7 +311,7 @@ export class InstanceFs implements WritableFileSystem {
     const node = this.node(ino);
     if (node.type === S_IFDIR) throw fsError('EISDIR');
     const writing = (flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0;
-    if (writing && !node.upper) this.copy.file(node, flags & O_TRUNC ? 'none' : 'lazy');
+    if (writing && !node.upper) this.copy.file(node, flags & O_TRUNC ? 'none' : this.lazyData);
     let fd = -1;
     if (node.upper) fd = this.openUpper(node, flags);
     return this.newHandle(node, fd, flags);
@@ -373,6 +387,12 @@ export class InstanceFs implements WritableFileSystem {
 
   statfs(): Statfs {
     const s = fs.statfsSync(b(this.store.abs('')));
+    if (this.space) {
+      // A limited instance shows its limit as the size and what is left of it as free.
+      const l = this.space.statfs(s.bsize);
+      const free = Math.min(l.bfree, s.bavail);
+      return { bsize: s.bsize, frsize: s.bsize, blocks: l.blocks, bfree: free, bavail: free, files: s.files, ffree: s.ffree, favail: s.ffree, namemax: NAME_MAX };
+    }
     return { bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, favail: s.ffree, namemax: NAME_MAX };
   }
 
@@ -397,10 +417,29 @@ export class InstanceFs implements WritableFileSystem {
     if (h.fd < 0) throw fsError('EBADF');
     const node = h.node;
     const append = (h.flags & O_APPEND) !== 0;
+    const before = this.space ? this.reserveWrite(node, h.fd, append, pos, data.length) : 0;
     if (node.lazy && !append) this.prepareLazyWrite(node, h.fd, pos, pos + data.length);
     let done = 0;
     while (done < data.length) done += fs.writeSync(h.fd, data, done, data.length - done, pos + done);
+    if (this.space) this.space.charge(SpaceLimit.allocated(h.fd) - before);
     return done;
+  }
+
+  /** A size-limited write: ENOSPC before anything is written unless its worst case fits; the bytes allocated before it. */
+  private reserveWrite(node: WNode, fd: number, append: boolean, pos: number, len: number): number {
+    const st = fs.fstatSync(fd);
+    const at = append ? st.size : pos;
+    const allocated = st.blocks * 512;
+    const lazyChunks = node.lazy && !append ? node.lazy.missing(at, at + len).length : 0;
+    this.space!.reserve(SpaceLimit.writeCost(st.size, allocated, at, at + len) + lazyChunks * CHUNK);
+    return allocated;
+  }
+
+  /** Space an upper file held goes back to the limit when its last name goes (and nothing has it open). */
+  private releaseSpace(abs: string, node: WNode | undefined): void {
+    if (!this.space || (node && node.opens > 0)) return;
+    const st = this.store.lstat(abs);
+    if (st && st.isFile() && st.nlink === 1n) this.space.charge(-fileData(b(abs), st));
   }
 
   /** Chunks a write covers only in part must hold their lower bytes first; all it touches become present. */
@@ -442,8 +481,11 @@ export class InstanceFs implements WritableFileSystem {
   fallocate(_ino: number, fh: number, mode: number, pos: number, len: number): void {
     const h = this.handle(fh);
     if (h.fd < 0) throw fsError('EBADF');
+    const before = this.space ? SpaceLimit.allocated(h.fd) : 0;
+    if (this.space) this.space.reserve(len + (h.node.lazy ? h.node.lazy.missing(pos, pos + len).length * CHUNK : 0));
     if (h.node.lazy) this.copy.fill(h.node, h.fd, h.node.lazy.missing(pos, pos + len));
     this.store.sys.fallocate(h.fd, mode, pos, len);
+    if (this.space) this.space.charge(SpaceLimit.allocated(h.fd) - before);
   }
 
   // ---- WritableFileSystem: metadata ---------------------------------------------------------
@@ -452,7 +494,7 @@ export class InstanceFs implements WritableFileSystem {
     const node = this.node(ino);
     if (!node.upper) {
       if (node.type === S_IFDIR) this.copy.dir(node);
-      else this.copy.file(node, set.size === 0 ? 'none' : 'lazy');
+      else this.copy.file(node, set.size === 0 ? 'none' : this.lazyData);
     }
     const h = fh !== undefined ? this.handles.get(fh) : undefined;
     const fd = h && h.fd >= 0 ? h.fd : node.unlinked ? node.anyFd : -1;
@@ -477,7 +519,9 @@ export class InstanceFs implements WritableFileSystem {
   private truncate(node: WNode, fd: number, abs: string, size: number): void {
     if (node.type === S_IFDIR) throw fsError('EISDIR');
     const own = fd < 0 ? fs.openSync(b(abs), 'r+') : fd;
+    const before = this.space ? SpaceLimit.allocated(own) : 0;
     try {
+      if (this.space && node.lazy && size < node.lazy.limit && size % CHUNK !== 0) this.space.reserve(CHUNK); // the cut chunk keeps its head
       if (node.lazy && size < node.lazy.limit) {
         // Bytes past the new size never come from the lower again; the chunk it cuts keeps its head.
         if (size % 1048576 !== 0) this.copy.fill(node, own, node.lazy.missing(size, size + 1));
@@ -487,6 +531,7 @@ export class InstanceFs implements WritableFileSystem {
         }
       }
       fs.ftruncateSync(own, size);
+      if (this.space) this.space.charge(SpaceLimit.allocated(own) - before);
     } finally {
       if (own !== fd) fs.closeSync(own);
     }
@@ -512,7 +557,7 @@ export class InstanceFs implements WritableFileSystem {
   private materialize(node: WNode): WNode {
     if (!node.upper) {
       if (node.type === S_IFDIR) this.copy.dir(node);
-      else this.copy.file(node, 'lazy');
+      else this.copy.file(node, this.lazyData);
     }
     return node;
   }
@@ -606,7 +651,7 @@ export class InstanceFs implements WritableFileSystem {
     const node = this.nodeFor(dir, name, f);
     if (node.type === S_IFDIR) throw fsError('EISDIR');
     const lowerLinks = !node.upper && node.type === S_IFREG && this.format.privateMetadata ? this.copy.lowerAttr(node).nlink : 1;
-    if (lowerLinks > 1) this.copy.file(node, 'lazy'); // the set's link count must live somewhere
+    if (lowerLinks > 1) this.copy.file(node, this.lazyData); // the set's link count must live somewhere
     this.removeName(dir, name, node, f.upper ? f.abs : undefined);
   }
 
@@ -615,6 +660,7 @@ export class InstanceFs implements WritableFileSystem {
     this.copy.dir(dir);
     const abs = upperAbs ?? this.childAbs(dir, name);
     const present = upperAbs !== undefined || this.store.lstat(abs) !== undefined;
+    if (present) this.releaseSpace(abs, node);
     if (this.lowerHas(dir, name)) {
       if (present) this.store.whiteoutOver(abs, false);
       else this.store.whiteoutAt(abs);
@@ -683,6 +729,7 @@ export class InstanceFs implements WritableFileSystem {
     if (src.type === S_IFDIR) this.settleDir(src, srcAbs, to, newName);
     const leaveWhiteout = this.lowerHas(dir, name);
     const there = this.store.lstat(dstAbs);
+    if (there && src.type !== S_IFDIR) this.releaseSpace(dstAbs, dst);
     if (there && src.type === S_IFDIR) {
       // Over a whiteout or an emptied directory: swap, then deal with what landed at the old name.
       this.store.sys.rename2(srcAbs, dstAbs, RENAME_EXCHANGE);

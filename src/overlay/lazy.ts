@@ -43,6 +43,13 @@ export class LazyMap {
     return out;
   }
 
+  /** How many chunks below the limit hold their own bytes. */
+  presentChunks(): number {
+    let n = 0;
+    for (let c = 0; c * CHUNK < this.limit; c++) if (this.has(c)) n++;
+    return n;
+  }
+
   /** Nothing comes from the lower any more. */
   complete(): boolean {
     return this.missing(0, this.limit).length === 0;

@@ -28,6 +28,8 @@ export interface ImageRecord {
     /** Compressed tars only: how reads find their place in it. */
     compression?: LayerCompression;
   };
+  /** Made by `image new` and not yet closed: its layer is a placeholder, its edit instance holds the tree. */
+  editing?: boolean;
 }
 
 export interface LayerCompression {
@@ -84,6 +86,13 @@ export class Images {
     return r;
   }
 
+  /** An image that may be instantiated or stacked on: it exists and is not being edited. */
+  closed(name: string, what: string): ImageRecord {
+    const r = this.get(name);
+    if (r.editing) throw new UserError(`image "${r.name}" is being edited and cannot ${what} until it is closed (\`tarstack image close ${r.name}\`)`);
+    return r;
+  }
+
   /** The image and its ancestors, top first. */
   stack(top: ImageRecord): ImageRecord[] {
     const all = new Map(this.list().map((r) => [r.id, r]));
@@ -116,6 +125,16 @@ export class Images {
     writeMeta(join(staged.dir, IMAGE_META), full);
     renameSync(staged.dir, this.paths.image(staged.id));
     return full;
+  }
+
+  /**
+   * Replace an image's directory by a staged one in one step (rename2 EXCHANGE),
+   * then remove the old one: readers see the old image or the new, never a mix. Under the store lock.
+   */
+  replace(staged: { dir: string }, record: ImageRecord, exchange: (a: string, b: string) => void): void {
+    writeMeta(join(staged.dir, IMAGE_META), record);
+    exchange(staged.dir, this.paths.image(record.id));
+    rmSync(staged.dir, { recursive: true, force: true });
   }
 
   discard(staged: { dir: string }): void {

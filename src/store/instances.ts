@@ -14,6 +14,10 @@ export interface InstanceRecord {
   /** Image id it is a view of. */
   image: string;
   created: string;
+  /** Changes live only while mounted (`create --tmp`). */
+  tmp?: boolean;
+  /** Bytes of file data the upper may hold (`create --size`). */
+  sizeLimit?: number;
 }
 
 const META = 'instance.json';
@@ -35,6 +39,11 @@ export class Instances {
 
   work(r: InstanceRecord): string {
     return join(this.home(r.id), 'work');
+  }
+
+  /** Where the throwaway uppers of `--tmp` mounts live while mounted. */
+  tmpSessions(r: InstanceRecord): string {
+    return join(this.home(r.id), 'tmp-sessions');
   }
 
   defaultMountpoint(r: InstanceRecord): string {
@@ -74,14 +83,14 @@ export class Instances {
   }
 
   /** Make the directories and record (call under the store lock); `prepareUpper` fills upper/. */
-  create(name: string, imageId: string, prepareUpper: (upper: string) => void): InstanceRecord {
+  create(name: string, imageId: string, prepareUpper: (upper: string) => void, extra: Pick<InstanceRecord, 'tmp' | 'sizeLimit'> = {}): InstanceRecord {
     checkName('instance', name);
     if (this.find(name)) throw new UserError(`an instance named "${name}" already exists`);
     const id = randomBytes(8).toString('hex');
     const staging = join(this.dir, `.staging-${id}`);
     mkdirSync(join(staging, 'work'), { recursive: true });
     mkdirSync(join(staging, 'root'));
-    const r: InstanceRecord = { version: META_VERSION, id, name, image: imageId, created: new Date().toISOString() };
+    const r: InstanceRecord = { version: META_VERSION, id, name, image: imageId, created: new Date().toISOString(), ...extra };
     try {
       prepareUpper(join(staging, 'upper'));
       writeMeta(join(staging, META), r);

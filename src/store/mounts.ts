@@ -22,6 +22,8 @@ export interface MountRecord {
   backend: string;
   started: string;
   log: string;
+  /** Lazily unmounted: still serving the users inside, but no longer at its mount point. */
+  detached?: boolean;
 }
 
 export type MountState = 'serving' | 'dead' | 'gone';
@@ -46,6 +48,7 @@ export class Mounts {
 
   /** serving: daemon alive and mounted; dead: mounted but the daemon is gone (kill -9); gone: neither. */
   state(r: MountRecord): MountState {
+    if (r.detached) return r.bootId === bootId() && pidAlive(r.pid) ? 'serving' : 'gone';
     const mounted = r.bootId === bootId() && mountAt(r.mountpoint) !== undefined;
     const alive = r.bootId === bootId() && pidAlive(r.pid);
     if (mounted) return alive ? 'serving' : 'dead';
@@ -70,6 +73,15 @@ export class Mounts {
   }
 
   at(mountpoint: string): (MountRecord & { state: MountState }) | undefined {
-    return this.list().find((r) => r.mountpoint === mountpoint);
+    return this.list().find((r) => r.mountpoint === mountpoint && !r.detached);
+  }
+
+  /** After a lazy unmount: the record stays (its daemon serves on) but no longer owns the mount point. */
+  markDetached(id: string): void {
+    const path = join(this.paths.mounts, `${id}.json`);
+    if (!existsSync(path)) return; // the daemon already left
+    const r = readMeta<MountRecord>(path, 'mount record', () => undefined);
+    const detached: MountRecord = { ...r, detached: true };
+    writeMeta(path, detached);
   }
 }

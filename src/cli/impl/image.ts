@@ -32,7 +32,7 @@ export async function imageAdd(ctx: Context, a: { tar: string; name?: string; pa
   if (!st.isFile()) throw new UserError(`${a.tar} is neither a tar file nor a directory`);
   const name = checkName('image', a.name ?? defaultImageName(tar));
   if (ctx.images.find(name)) throw new UserError(`an image named "${name}" already exists`);
-  const parent = a.parent ? ctx.images.get(a.parent) : null;
+  const parent = a.parent ? ctx.images.closed(a.parent, 'be a parent') : null;
 
   const staged = ctx.images.stage();
   try {
@@ -150,6 +150,7 @@ function describe(ctx: Context, r: ImageRecord): Record<string, unknown> {
     warnings: r.layer.warnings,
     compression: r.layer.compression ?? null,
     tarStatus: tarStatus(r),
+    editing: !!r.editing,
   };
 }
 
@@ -174,7 +175,7 @@ export function imageList(ctx: Context): void {
   const byId = new Map(all.map((r) => [r.id, r.name]));
   printTable(
     ['NAME', 'PARENT', 'ENTRIES', 'SIZE', 'TAR'],
-    all.map((r) => [r.name, r.parent ? (byId.get(r.parent) ?? '?') : '-', String(r.layer.nodes - 1), formatBytes(r.layer.identity.size), tarStatus(r) === 'ok' ? r.layer.tar : `${r.layer.tar} (${tarStatus(r)})`]),
+    all.map((r) => [r.editing ? `${r.name} (editing)` : r.name, r.parent ? (byId.get(r.parent) ?? '?') : '-', String(r.layer.nodes - 1), formatBytes(r.layer.identity.size), tarStatus(r) === 'ok' ? r.layer.tar : `${r.layer.tar} (${tarStatus(r)})`]),
   );
 }
 
@@ -187,6 +188,7 @@ export function imageInfo(ctx: Context, a: { image: string }): void {
   const lines = [
     ['name', r.name],
     ['id', r.id],
+    ...(r.editing ? [['state', `open for editing (\`tarstack image edit ${r.name}\`, then \`tarstack image close ${r.name}\`)`]] : []),
     ['stack', (d.stack as string[]).join(' <- ')],
     r.layer.kind === 'dir' ? ['directory', `${r.layer.tar} (served in place) [${d.tarStatus}]`] : ['tar', `${r.layer.tar}${r.layer.copied ? ' (copied into the store)' : ''} [${d.tarStatus}]`],
     ['size', formatBytes(r.layer.identity.size)],

@@ -15,9 +15,11 @@ import { loadSys } from '../../native/sys.js';
 import { UserError } from '../../util/errors.js';
 import { holdersOf } from '../../util/proc.js';
 import { duBytes } from '../../util/du.js';
+import { dataBytes, parseSize } from '../../overlay/space.js';
+import { createDirs } from './create-dirs.js';
 
 /** A fresh upper whose root carries the image root's owner, mode, times and xattrs. */
-function upperPreparer(ctx: Context, imageId: string): (upper: string) => void {
+export function upperPreparer(ctx: Context, imageId: string): (upper: string) => void {
   return (upper) => {
     const image = ctx.images.byId(imageId);
     const fs = new Overlay(openStack(ctx.images, ctx.images.stack(image)));
@@ -36,14 +38,25 @@ function upperPreparer(ctx: Context, imageId: string): (upper: string) => void {
   };
 }
 
-export async function instanceCreate(ctx: Context, a: { instance: string; image: string }): Promise<void> {
-  const r = await ctx.locked(() => {
-    const image = ctx.images.get(a.image);
+export async function instanceCreate(ctx: Context, a: { instance: string; image: string; tmp?: boolean; size?: string; dir?: string[] }): Promise<void> {
+  const sizeLimit = a.size === undefined ? undefined : parseSize(a.size);
+  if (a.size !== undefined && sizeLimit === undefined) throw new UserError(`--size ${JSON.stringify(a.size)}: give a size such as 512M, 1G or 1.5GiB`);
+  const r = await ctx.locked(async () => {
+    const image = ctx.images.closed(a.image, 'be instantiated');
     ctx.images.stack(image);
-    return ctx.instances.create(a.instance, image.id, upperPreparer(ctx, image.id));
+    const made = ctx.instances.create(a.instance, image.id, upperPreparer(ctx, image.id), { ...(a.tmp ? { tmp: true } : {}), ...(sizeLimit ? { sizeLimit } : {}) });
+    if (a.dir?.length) {
+      try {
+        await createDirs(ctx, made, a.dir);
+      } catch (err) {
+        ctx.instances.remove(made);
+        throw err;
+      }
+    }
+    return made;
   });
   if (ctx.opts.json) printJson(describe(ctx, r));
-  else process.stdout.write(`created instance ${r.name} of image ${a.image}\n`);
+  else process.stdout.write(`created instance ${r.name} of image ${a.image}${a.tmp ? ' (changes vanish at unmount)' : ''}${sizeLimit ? ` (at most ${formatBytes(sizeLimit)} of data)` : ''}\n`);
 }
 
 function describe(ctx: Context, r: InstanceRecord): Record<string, unknown> {
@@ -55,6 +68,9 @@ function describe(ctx: Context, r: InstanceRecord): Record<string, unknown> {
     created: r.created,
     upper: ctx.instances.upper(r),
     upperBytes: duBytes(ctx.instances.upper(r)),
+    tmp: !!r.tmp,
+    sizeLimit: r.sizeLimit ?? null,
+    dataBytes: r.sizeLimit ? dataBytes([ctx.instances.upper(r), `${ctx.instances.work(r)}/index`]) : null,
     mounted: mount ? { mountpoint: mount.mountpoint, pid: mount.pid, state: mount.state } : null,
   };
 }
@@ -89,6 +105,8 @@ export function instanceInfo(ctx: Context, a: { instance: string }): void {
       ['image', String(d.image)],
       ['created', r.created],
       ['upper', `${d.upper} (${formatBytes(d.upperBytes as number)})`],
+      ...(r.tmp ? [['tmp', 'yes: changes vanish at unmount']] : []),
+      ...(r.sizeLimit ? [['size', `${formatBytes(d.dataBytes as number)} of ${formatBytes(r.sizeLimit)} used`]] : []),
       ['mounted', m ? `${m.mountpoint} (pid ${m.pid}, ${m.state})` : '-'],
     ],
   );
@@ -119,7 +137,11 @@ export async function instanceReset(ctx: Context, a: { instance: string }): Prom
 }
 
 export async function instanceRm(ctx: Context, a: { instance: string }): Promise<void> {
-  await withInstance(ctx, a.instance, 'remove', (r) => ctx.instances.remove(r));
+  await withInstance(ctx, a.instance, 'remove', (r) => {
+    const sp = ctx.stackpoints.list().find((x) => x.current === r.id || x.previous === r.id);
+    if (sp) throw new UserError(`instance "${r.name}" is the ${sp.current === r.id ? 'current' : 'previous'} instance of stackpoint "${sp.name}"; switch it or remove the stackpoint first`);
+    ctx.instances.remove(r);
+  });
   process.stdout.write(`removed instance ${a.instance}\n`);
 }
 

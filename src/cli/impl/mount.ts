@@ -21,6 +21,8 @@ export interface MountFlags {
   backend?: BackendName;
   nonempty?: boolean;
   allowOther?: boolean;
+  /** Instance mounts: changes vanish at unmount. */
+  tmp?: boolean;
 }
 
 export async function imageMount(ctx: Context, a: { image: string; dir: string } & MountFlags): Promise<void> {
@@ -52,7 +54,7 @@ function backendOf(a: MountFlags): BackendName {
   return b;
 }
 
-async function mountTarget(ctx: Context, kind: DaemonArgs['kind'], target: string, mountpoint: string, a: MountFlags): Promise<void> {
+export async function mountTarget(ctx: Context, kind: DaemonArgs['kind'], target: string, mountpoint: string, a: MountFlags): Promise<void> {
   const mountId = ctx.mounts.newId();
   const args: DaemonArgs = {
     store: ctx.paths.root,
@@ -63,6 +65,7 @@ async function mountTarget(ctx: Context, kind: DaemonArgs['kind'], target: strin
     backend: backendOf(a),
     allowOther: !!a.allowOther,
     log: `${ctx.paths.logs}/${mountId}.log`,
+    ...(a.tmp ? { tmp: true } : {}),
   };
   if (a.foreground) {
     const { serve } = await import('../../daemon/serve.js');
@@ -73,7 +76,7 @@ async function mountTarget(ctx: Context, kind: DaemonArgs['kind'], target: strin
   process.stdout.write(mountpoint + '\n');
 }
 
-function checkMountpoint(ctx: Context, dir: string, nonempty: boolean): string {
+export function checkMountpoint(ctx: Context, dir: string, nonempty: boolean): string {
   const abs = resolve(dir);
   const existing = mountAt(abs);
   if (existing) {
@@ -108,7 +111,7 @@ export async function umount(ctx: Context, a: { target?: string; lazy?: boolean;
   await unmountOne(ctx, live.mountpoint, a);
 }
 
-async function unmountOne(ctx: Context, mountpoint: string, a: { lazy?: boolean; force?: boolean }): Promise<void> {
+export async function unmountOne(ctx: Context, mountpoint: string, a: { lazy?: boolean; force?: boolean }): Promise<void> {
   const rec = ctx.mounts.at(mountpoint);
   const m = mountAt(mountpoint);
   if (!m && !rec) throw new UserError(`${mountpoint} is not mounted`);
@@ -129,6 +132,7 @@ async function unmountOne(ctx: Context, mountpoint: string, a: { lazy?: boolean;
   }
   if (rec && m && a.lazy && !a.force) {
     // Detached: the daemon serves the users still inside and exits when the kernel ends the session.
+    ctx.mounts.markDetached(rec.id); // a new mount may take the mount point meanwhile
     process.stdout.write(`detached ${mountpoint} (released when its last user leaves)\n`);
     return;
   }
@@ -173,13 +177,13 @@ export function status(ctx: Context, a: { instance?: string } = {}): void {
     process.stdout.write(`${a.instance}: not mounted\n`);
     return;
   }
-  if (ctx.opts.json) return printJson(all.map((m) => ({ mountpoint: m.mountpoint, kind: m.kind, name: m.name, pid: m.pid, state: m.state, backend: m.backend, started: m.started, log: m.log })));
+  if (ctx.opts.json) return printJson(all.map((m) => ({ mountpoint: m.mountpoint, kind: m.kind, name: m.name, pid: m.pid, state: m.state, detached: !!m.detached, backend: m.backend, started: m.started, log: m.log })));
   if (all.length === 0) {
     process.stdout.write('nothing mounted\n');
     return;
   }
   printTable(
     ['MOUNTPOINT', 'KIND', 'NAME', 'PID', 'STATE'],
-    all.map((m) => [m.mountpoint, m.kind, m.name, String(m.pid), m.state === 'dead' ? 'dead (daemon gone: run `tarstack umount`)' : m.state]),
+    all.map((m) => [m.mountpoint, m.kind, m.name, String(m.pid), m.detached ? 'detached (until its last user leaves)' : m.state === 'dead' ? 'dead (daemon gone: run `tarstack umount`)' : m.state]),
   );
 }

@@ -1,0 +1,106 @@
+// The size limit of an instance (`create --size`): data an upper may hold, counted as the bytes
+// its regular files have allocated for data (st_blocks; a hard-linked file once), so directories,
+// symlinks, whiteouts, owners, modes and xattrs need no data space. Counted in full at mount, then kept up to
+// date by each change; a write that would pass the limit fails with ENOSPC before touching the file
+// (after one recount, so an undercounted free never refuses wrongly).
+import * as fs from 'node:fs';
+import { fsError } from '../util/errors.js';
+import { loadSys } from '../native/sys.js';
+import { CHUNK, LazyMap } from './lazy.js';
+import { X_LAZY } from './upper.js';
+
+const BLOCK = 4096;
+
+/**
+ * Data bytes of one regular file: its allocated blocks, but never more than its size rounded up to
+ * a block (ext4 counts an external xattr block in st_blocks) and, for a lazily copied file, never
+ * more than its chunks present (a metadata-only copy-up has none).
+ */
+export function fileData(path: Buffer, st: fs.BigIntStats): number {
+  let bytes = Math.min(Number(st.blocks) * 512, Math.ceil(Number(st.size) / BLOCK) * BLOCK);
+  if (bytes === 0) return 0;
+  const lazy = loadSys().getxattr(path.toString('latin1'), X_LAZY);
+  if (lazy) bytes = Math.min(bytes, LazyMap.decode(lazy).presentChunks() * CHUNK);
+  return bytes;
+}
+
+/** Data bytes of the regular files under the given directories, each inode once. */
+export function dataBytes(dirs: string[]): number {
+  const seen = new Set<bigint>();
+  let total = 0;
+  const walk = (p: Buffer): void => {
+    let names: Buffer[];
+    try {
+      names = fs.readdirSync(p, { encoding: 'buffer' });
+    } catch {
+      return; // gone meanwhile, or not a directory
+    }
+    for (const n of names) {
+      const child = Buffer.concat([p, Buffer.from('/'), n]);
+      const st = fs.lstatSync(child, { bigint: true, throwIfNoEntry: false });
+      if (!st) continue;
+      if (st.isDirectory()) walk(child);
+      else if (st.isFile() && !seen.has(st.ino)) {
+        seen.add(st.ino);
+        total += fileData(child, st);
+      }
+    }
+  };
+  for (const d of dirs) walk(Buffer.from(d));
+  return total;
+}
+
+/** Parse "1G", "512M", "1.5GiB", "4096": binary units, as df and Apptainer count. */
+export function parseSize(text: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?\s*$/i.exec(text);
+  if (!m) return undefined;
+  const scale = 1024 ** ' kmgtp'.indexOf((m[2] || ' ').toLowerCase());
+  const v = Math.floor(Number(m[1]) * scale);
+  return Number.isSafeInteger(v) && v > 0 ? v : undefined;
+}
+
+export class SpaceLimit {
+  used: number;
+  private lastRecount = 0;
+
+  constructor(readonly limit: number, private readonly dirs: string[]) {
+    this.used = dataBytes(dirs);
+  }
+
+  get free(): number {
+    return Math.max(0, this.limit - this.used);
+  }
+
+  /** Refuse (ENOSPC) unless `need` more bytes fit; recounts once a second at most before refusing. */
+  reserve(need: number): void {
+    if (need <= this.free) return;
+    const now = Date.now();
+    if (now - this.lastRecount > 1000) {
+      this.lastRecount = now;
+      this.used = dataBytes(this.dirs);
+      if (need <= this.free) return;
+    }
+    throw fsError('ENOSPC');
+  }
+
+  /** Allocated bytes of an open file, for measuring what a change cost. */
+  static allocated(fd: number): number {
+    return Number(fs.fstatSync(fd).blocks) * 512;
+  }
+
+  charge(delta: number): void {
+    this.used = Math.max(0, this.used + delta);
+  }
+
+  /** Worst case a write of [pos, end) allocates in a file of this size and allocation, in whole blocks. */
+  static writeCost(size: number, allocated: number, pos: number, end: number): number {
+    if (end <= pos) return 0;
+    const blocks = (from: number, to: number): number => (to > from ? (Math.ceil(to / BLOCK) - Math.floor(from / BLOCK)) * BLOCK : 0);
+    const holes = allocated < Math.floor(size / BLOCK) * BLOCK; // a sparse file: what it has may be unallocated
+    return holes ? blocks(pos, end) : blocks(Math.max(pos, size), end);
+  }
+
+  statfs(bsize: number): { blocks: number; bfree: number } {
+    return { blocks: Math.ceil(this.limit / bsize), bfree: Math.floor(this.free / bsize) };
+  }
+}
