@@ -40,7 +40,8 @@ export const instanceVerbs: Array<CommandModule<GlobalOptions, A>> = [
         .option('all', { type: 'boolean', describe: 'mount every instance that is not mounted' })
         .option('foreground', { type: 'boolean', describe: 'serve in this process until unmounted (for systemd)' })
         .option('nonempty', { type: 'boolean', describe: 'allow mounting over a non-empty directory' })
-        .option('allow-other', { type: 'boolean', describe: 'let other users in (with permission checks)' }),
+        .option('allow-other', { type: 'boolean', describe: 'let other users in (with permission checks)' })
+        .option('owners', { choices: ['mapped', 'stored'] as const, describe: "owners shown to an ordinary user: mapped to them (default) or the tar's (stored)" }),
     handler: async (a: A) => (await mountImpl()).instanceMount(new Context(a), args(a)),
   },
   {

@@ -26,6 +26,8 @@ interface Served {
   fs: FileSystem;
   name: string;
   readOnly: boolean;
+  /** The kernel must check permissions against what the FileSystem reports (mapped owners). */
+  checkPermissions?: boolean;
   release(): void;
 }
 
@@ -44,8 +46,11 @@ async function open(args: DaemonArgs, paths: StorePaths): Promise<Served> {
   try {
     const image = images.byId(inst.image);
     const { InstanceFs } = await import('../overlay/instance-fs.js');
-    const fs = new InstanceFs(openStack(images, images.stack(image)), instances.upper(inst), instances.work(inst));
-    return { fs, name: inst.name, readOnly: false, release: () => unlockInstance(lock) };
+    // An ordinary user sees the instance as after `tar -x` run as them (mapped owners, which the kernel
+    // checks); --owners=stored shows the tar's owners and, like fakeroot, lets chown record any.
+    const owners = args.owners ?? (process.getuid?.() === 0 ? 'stored' : 'mapped');
+    const fs = new InstanceFs(openStack(images, images.stack(image)), instances.upper(inst), instances.work(inst), { owners });
+    return { fs, name: inst.name, readOnly: false, checkPermissions: owners === 'mapped', release: () => unlockInstance(lock) };
   } catch (err) {
     unlockInstance(lock);
     throw err;
@@ -60,7 +65,7 @@ export async function serve(args: DaemonArgs, onReady: () => void): Promise<void
   let mounted: Mounted;
   try {
     const backend = await backendFor(args.backend);
-    mounted = await backend(served.fs, { mountpoint: args.mountpoint, fsname: `tarstack:${served.name}`, subtype: 'tarstack', readOnly: served.readOnly, allowOther: args.allowOther });
+    mounted = await backend(served.fs, { mountpoint: args.mountpoint, fsname: `tarstack:${served.name}`, subtype: 'tarstack', readOnly: served.readOnly, allowOther: args.allowOther, defaultPermissions: served.checkPermissions });
   } catch (err) {
     served.fs.destroy();
     served.release();

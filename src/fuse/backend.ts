@@ -10,6 +10,8 @@ export interface MountOptions {
   readOnly: boolean;
   /** Other users may enter the mount; always comes with default_permissions (kernel checks modes). */
   allowOther?: boolean;
+  /** The kernel checks modes and owners as reported (default_permissions), even without allow_other. */
+  defaultPermissions?: boolean;
   /** libfuse prints every request to stderr. */
   debug?: boolean;
 }

@@ -39,7 +39,8 @@ export function mountArgs(o: MountOptions): string[] {
   const opts = [`fsname=${escapeOpt(o.fsname)}`];
   if (o.subtype) opts.push(`subtype=${escapeOpt(o.subtype)}`);
   if (o.readOnly) opts.push('ro');
-  if (o.allowOther) opts.push('allow_other', 'default_permissions');
+  if (o.allowOther) opts.push('allow_other');
+  if (o.allowOther || o.defaultPermissions) opts.push('default_permissions');
   if (process.getuid?.() !== 0) opts.push('nosuid', 'nodev');
   const args = ['tarstack', '-o', opts.join(',')];
   if (o.debug) args.push('-d');

@@ -11,7 +11,7 @@ import { fsError } from '../util/errors.js';
 import { CHUNK, LazyMap } from './lazy.js';
 import { S_IFLNK, S_IFMT, S_IFREG, type LowerStack } from './lower-stack.js';
 import type { WNode } from './node.js';
-import { b, UpperStore, X_LAZY, X_NLINK, isInternalXattr, userXattrOk } from './upper.js';
+import { b, UpperStore, X_LAZY, X_NLINK, isInternalXattr } from './upper.js';
 
 /** Files up to this size are copied whole at once; bigger ones lazily. */
 export const EAGER_MAX = CHUNK;
@@ -46,6 +46,7 @@ export class CopyUp {
     this.finish(tmp, node, a, -1);
     this.intoParent(node, () => fs.renameSync(b(tmp), b(this.store.abs(node.relPath()))));
     node.upper = true;
+    node.kept = undefined;
   }
 
   /** Link an indexed node into the upper under (dir, name), one of its lower names. */
@@ -103,7 +104,7 @@ export class CopyUp {
       fs.symlinkSync(b(this.stack.layers[k].readlink(lowerNode)), b(tmp));
       this.finish(tmp, node, a, -1);
     } else {
-      this.store.sys.mknod(tmp, a.mode, majorOf(a.rdev), minorOf(a.rdev));
+      this.store.makeNode(tmp, a.mode, majorOf(a.rdev), minorOf(a.rdev));
       this.finish(tmp, node, a, -1);
     }
     if (a.nlink > 1 && type === S_IFREG) {
@@ -119,23 +120,21 @@ export class CopyUp {
     }
     node.upper = true;
     node.lazy = lazy;
+    node.kept = undefined;
   }
 
   /** Owner, mode, xattrs, the kept inode number, then times (last: every other step changes them). */
   private finish(tmp: string, node: WNode, a: Attr, fd: number): void {
     const target = fd >= 0 ? fd : tmp;
     const type = a.mode & S_IFMT;
-    const isLink = type === S_IFLNK;
-    fs.lchownSync(b(tmp), a.uid, a.gid);
-    if (!isLink) fs.chmodSync(b(tmp), a.mode & 0o7777); // after chown, which clears setuid bits
+    this.store.own(tmp, { uid: a.uid, gid: a.gid, mode: a.mode, rdev: a.rdev });
     const [k, n] = node.lower!;
     const L = this.stack.layers[k];
     for (const name of L.xattrNames(n)) {
       if (isInternalXattr(name)) continue;
-      if (!userXattrOk(type) && name.startsWith('user.')) continue; // Linux refuses them there
-      this.store.setX(target, name, L.getxattr(n, name)!);
+      this.store.setXattr(target, name, L.getxattr(n, name)!, 0); // what the host refuses is kept (kept.ts)
     }
-    this.store.setIno(target, node.ino, type);
+    this.store.setIno(target, node.ino, this.store.kept.refusedDevice(a.mode, a.rdev) ? S_IFREG : type); // a stand-in is a file
     this.store.sys.utimens(target, a.atimeSec, a.atimeNsec, a.mtimeSec, a.mtimeNsec);
   }
 

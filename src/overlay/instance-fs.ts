@@ -16,6 +16,7 @@ import { MergedListing, type UpperEntry } from './merged-listing.js';
 import { WNode } from './node.js';
 import { b, UpperStore, X_LAZY, X_OPAQUE, X_REDIRECT, isInternalXattr } from './upper.js';
 import { LazyMap } from './lazy.js';
+import type { KeptStat } from './kept.js';
 import type { Layer } from '../layer/layer.js';
 
 /** Upper-only inode numbers start here, far above any lower one. */
@@ -32,6 +33,13 @@ export interface InstanceOptions {
   offline?: boolean;
   /** The upper may hold `.wh.NAME` whiteout files (an upper another tool wrote). */
   whiteoutFiles?: boolean;
+  /** Keep owners, modes, devices and xattrs the host refuses in tarstack's metadata (kept.ts). Default: not root. */
+  keepRefused?: boolean;
+  /**
+   * Owners shown: 'stored' (the tar's, and what chown set), or 'mapped': everything shows as owned
+   * by the mounting user, as after `tar -x` run by that user. Default 'stored'.
+   */
+  owners?: 'stored' | 'mapped';
 }
 
 interface Handle {
@@ -55,7 +63,7 @@ export class InstanceFs implements WritableFileSystem {
   constructor(layers: Layer[], upperDir: string, workDir: string, readonly opts: InstanceOptions = {}) {
     if (!opts.offline) process.umask(0); // modes come from the kernel already masked; the daemon must not mask again
     this.stack = new LowerStack(layers);
-    this.store = new UpperStore(upperDir, workDir, opts.offline);
+    this.store = new UpperStore(upperDir, workDir, opts.offline, opts.keepRefused ?? process.getuid?.() !== 0);
     this.store.whFiles = !!opts.whiteoutFiles;
     this.copy = new CopyUp(this.store, this.stack);
     const rootAbs = this.store.abs('');
@@ -109,8 +117,8 @@ export class InstanceFs implements WritableFileSystem {
     let ino: number;
     let type: number;
     if (f.upper) {
-      type = Number(f.st.mode) & S_IFMT;
-      ino = this.store.storedIno(f.abs, type) ?? UPPER_BASE + Number(f.st.ino);
+      type = this.upperType(f.abs, f.st);
+      ino = this.store.storedIno(f.abs, f.st) ?? UPPER_BASE + Number(f.st.ino);
     } else {
       type = this.stack.modeOf(f.parts) & S_IFMT;
       ino = this.stack.inoOf(f.parts[0], f.parts[1]);
@@ -154,6 +162,13 @@ export class InstanceFs implements WritableFileSystem {
     return node;
   }
 
+  /** The type an upper object shows: its own, or the device an empty file stands in for (kept.ts). */
+  private upperType(abs: string, st: fs.BigIntStats): number {
+    const type = Number(st.mode) & S_IFMT;
+    if (type !== S_IFREG || st.size !== 0n) return type;
+    return (this.store.kept.stat(abs, st)?.mode ?? type) & S_IFMT;
+  }
+
   private entry(node: WNode): Entry {
     node.nlookup++;
     return { ino: node.ino, generation: 0, attr: this.attr(node) };
@@ -164,12 +179,23 @@ export class InstanceFs implements WritableFileSystem {
     if (!node.upper) {
       this.stack.fillAttr(node.lower!, a);
       a.ino = node.ino;
-      return a;
+      return this.mapOwner(a);
     }
-    const st = node.unlinked && node.anyFd >= 0 ? fs.fstatSync(node.anyFd, { bigint: true }) : fs.lstatSync(b(this.copy.abs(node)), { bigint: true });
+    const byFd = node.unlinked && node.anyFd >= 0;
+    const st = byFd ? fs.fstatSync(node.anyFd, { bigint: true }) : fs.lstatSync(b(this.copy.abs(node)), { bigint: true });
     fillFromStats(a, st);
+    if (node.kept === undefined) node.kept = this.store.kept.stat(byFd ? node.anyFd : this.copy.abs(node), st) ?? null;
+    if (node.kept) ({ uid: a.uid, gid: a.gid, mode: a.mode, rdev: a.rdev } = node.kept);
     a.ino = node.ino;
     if (node.indexed) a.nlink = node.unlinked ? 0 : this.copy.nlink(node);
+    return this.mapOwner(a);
+  }
+
+  private mapOwner(a: Attr): Attr {
+    if (this.opts.owners === 'mapped') {
+      a.uid = process.getuid?.() ?? a.uid;
+      a.gid = process.getgid?.() ?? a.gid;
+    }
     return a;
   }
 
@@ -227,9 +253,9 @@ export class InstanceFs implements WritableFileSystem {
       for (const e of this.store.list(dirAbs)) {
         hides.add(e.name);
         if (e.whiteout || !e.st) continue;
-        const type = Number(e.st.mode) & S_IFMT;
-        const stored = this.store.storedIno(`${dirAbs}/${e.name}`, type);
-        upper.push({ name: e.name, ino: stored ?? UPPER_BASE + Number(e.st.ino), mode: type });
+        const abs = `${dirAbs}/${e.name}`;
+        const stored = this.store.storedIno(abs, e.st);
+        upper.push({ name: e.name, ino: stored ?? UPPER_BASE + Number(e.st.ino), mode: this.upperType(abs, e.st) });
       }
       upper.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
     }
@@ -336,15 +362,31 @@ export class InstanceFs implements WritableFileSystem {
   getxattr(ino: number, name: string): Buffer {
     const n = this.node(ino);
     if (isInternalXattr(name)) throw fsError('ENODATA');
-    const v = n.upper ? this.store.getX(this.copy.abs(n), name) : (this.stack.layers[n.lower![0]].getxattr(n.lower![1], name) ?? null);
+    let v: Buffer | null;
+    if (n.upper) {
+      const abs = this.copy.abs(n);
+      const kept = this.store.kept.getX(abs, this.realKind(n, abs), name);
+      v = kept !== undefined ? kept : this.store.getX(abs, name);
+    } else {
+      v = this.stack.layers[n.lower![0]].getxattr(n.lower![1], name) ?? null;
+    }
     if (v === null) throw fsError('ENODATA');
     return v;
   }
 
   listxattr(ino: number): string[] {
     const n = this.node(ino);
-    const names = n.upper ? this.store.sys.listxattr(this.copy.abs(n)) : this.stack.layers[n.lower![0]].xattrNames(n.lower![1]);
-    return names.filter((x) => !isInternalXattr(x));
+    if (!n.upper) return this.stack.layers[n.lower![0]].xattrNames(n.lower![1]).filter((x) => !isInternalXattr(x));
+    const abs = this.copy.abs(n);
+    const real = this.store.sys.listxattr(abs);
+    const kept = this.store.kept.listX(this.realKind(n, abs), real);
+    return [...new Set([...real.filter((x) => !isInternalXattr(x)), ...kept])];
+  }
+
+  /** Type and upper inode of a node's real object (a file for a device stand-in); lstat only when it matters. */
+  private realKind(n: WNode, abs: string): { mode: number | bigint; ino: number | bigint } {
+    if (n.type === S_IFREG || n.type === S_IFDIR) return { mode: n.type, ino: 0 };
+    return fs.lstatSync(b(abs), { bigint: true });
   }
 
   // ---- WritableFileSystem: data -------------------------------------------------------------
@@ -414,13 +456,17 @@ export class InstanceFs implements WritableFileSystem {
     const h = fh !== undefined ? this.handles.get(fh) : undefined;
     const fd = h && h.fd >= 0 ? h.fd : node.unlinked ? node.anyFd : -1;
     const abs = this.copy.abs(node);
-    if (set.uid !== undefined || set.gid !== undefined) {
-      if (fd >= 0) fs.fchownSync(fd, set.uid ?? -1, set.gid ?? -1);
-      else fs.lchownSync(b(abs), set.uid ?? -1, set.gid ?? -1);
-    }
-    if (set.mode !== undefined && node.type !== S_IFLNK) {
-      if (fd >= 0) fs.fchmodSync(fd, set.mode & 0o7777);
-      else fs.chmodSync(b(abs), set.mode & 0o7777);
+    if (this.store.kept.active && (set.uid !== undefined || set.gid !== undefined || set.mode !== undefined)) {
+      this.keepOwnerMode(node, fd >= 0 ? fd : abs, set);
+    } else {
+      if (set.uid !== undefined || set.gid !== undefined) {
+        if (fd >= 0) fs.fchownSync(fd, set.uid ?? -1, set.gid ?? -1);
+        else fs.lchownSync(b(abs), set.uid ?? -1, set.gid ?? -1);
+      }
+      if (set.mode !== undefined && node.type !== S_IFLNK) {
+        if (fd >= 0) fs.fchmodSync(fd, set.mode & 0o7777);
+        else fs.chmodSync(b(abs), set.mode & 0o7777);
+      }
     }
     if (set.size !== undefined) this.truncate(node, fd, abs, set.size);
     if (set.atime !== undefined || set.mtime !== undefined) {
@@ -429,6 +475,21 @@ export class InstanceFs implements WritableFileSystem {
       this.store.sys.utimens(fd >= 0 ? fd : abs, as, an, ms, mn);
     }
     return this.attr(node);
+  }
+
+  /** chown and chmod where the host refuses them: kept (kept.ts), with the kernel's rule that chown clears set-id bits. */
+  private keepOwnerMode(node: WNode, target: string | number, set: SetAttr): void {
+    const st = typeof target === 'number' ? fs.fstatSync(target) : fs.lstatSync(b(target));
+    const cur: KeptStat = this.store.kept.stat(target, st) ?? { uid: st.uid, gid: st.gid, mode: st.mode, rdev: st.rdev };
+    const want = { ...cur };
+    if (set.uid !== undefined || set.gid !== undefined) {
+      want.uid = set.uid ?? cur.uid;
+      want.gid = set.gid ?? cur.gid;
+      if (node.type !== S_IFDIR) want.mode &= want.mode & 0o010 ? ~0o6000 : ~0o4000;
+    }
+    if (set.mode !== undefined && node.type !== S_IFLNK) want.mode = (cur.mode & S_IFMT) | (set.mode & 0o7777);
+    this.store.kept.setStat(target, want);
+    node.kept = undefined;
   }
 
   private truncate(node: WNode, fd: number, abs: string, size: number): void {
@@ -452,7 +513,7 @@ export class InstanceFs implements WritableFileSystem {
   setxattr(ino: number, name: string, value: Buffer, flags: number): void {
     if (isInternalXattr(name)) throw fsError('EPERM');
     const node = this.materialize(this.node(ino));
-    this.store.sys.setxattr(this.copy.abs(node), name, value, flags);
+    this.store.setXattr(this.copy.abs(node), name, value, flags);
   }
 
   removexattr(ino: number, name: string): void {
@@ -462,7 +523,8 @@ export class InstanceFs implements WritableFileSystem {
       const [k, n] = node.lower!;
       if (this.stack.layers[k].getxattr(n, name) === undefined) throw fsError('ENODATA');
     }
-    this.store.sys.removexattr(this.copy.abs(this.materialize(node)), name);
+    const abs = this.copy.abs(this.materialize(node));
+    if (!this.store.kept.removeX(abs, name)) this.store.sys.removexattr(abs, name);
   }
 
   /** Give a node an upper object (lazily for big files), without changing what it shows. */
@@ -481,7 +543,7 @@ export class InstanceFs implements WritableFileSystem {
    * place, over a whiteout if one is there. A directory placed where a lower directory was
    * deleted is opaque, so nothing below shows through.
    */
-  private createEntry(parent: number, name: string, caller: Caller, make: (tmp: string) => void, isDir: boolean): WNode {
+  private createEntry(parent: number, name: string, caller: Caller, make: (tmp: string) => void, isDir: boolean, device?: { mode: number; rdev: number }): WNode {
     const dir = this.dirNode(parent);
     if (this.find(dir, name)) throw fsError('EEXIST');
     this.copy.dir(dir);
@@ -490,9 +552,11 @@ export class InstanceFs implements WritableFileSystem {
     const tmp = this.store.tmp();
     make(tmp);
     const dirSt = fs.lstatSync(b(dirAbs));
-    const gid = dirSt.mode & 0o2000 ? dirSt.gid : caller.gid; // BSD group semantics under setgid directories
-    fs.lchownSync(b(tmp), caller.uid, gid);
-    if (isDir && dirSt.mode & 0o2000) fs.chmodSync(b(tmp), (fs.lstatSync(b(tmp)).mode & 0o7777) | 0o2000);
+    const dirKept = this.store.kept.stat(dirAbs, dirSt);
+    const [dirMode, dirGid] = dirKept ? [dirKept.mode, dirKept.gid] : [dirSt.mode, dirSt.gid];
+    const gid = dirMode & 0o2000 ? dirGid : caller.gid; // BSD group semantics under setgid directories
+    const mode = (device?.mode ?? fs.lstatSync(b(tmp)).mode) | (isDir && dirMode & 0o2000 ? 0o2000 : 0);
+    this.store.own(tmp, { uid: caller.uid, gid, mode, rdev: device?.rdev ?? 0 });
     if (isDir && this.lowerHas(dir, name)) this.store.setX(tmp, X_OPAQUE, 'y');
     this.placeOver(tmp, abs, isDir, dirAbs, name);
     const st = fs.lstatSync(b(abs), { bigint: true });
@@ -516,7 +580,7 @@ export class InstanceFs implements WritableFileSystem {
   }
 
   mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller): Entry {
-    return this.entry(this.createEntry(parent, name, caller, (t) => this.store.sys.mknod(t, mode, majorOf(rdev), minorOf(rdev)), false));
+    return this.entry(this.createEntry(parent, name, caller, (t) => this.store.makeNode(t, mode, majorOf(rdev), minorOf(rdev)), false, { mode, rdev }));
   }
 
   symlink(parent: number, name: string, target: string, caller: Caller): Entry {
@@ -691,7 +755,7 @@ export class InstanceFs implements WritableFileSystem {
       const below = to.lower ? this.stack.lookupParts(to.lower, newName) : [];
       if (this.stack.isDir(below)) this.store.setX(abs, X_OPAQUE, 'y');
     }
-    if (this.store.storedIno(abs, S_IFDIR) === undefined && node.ino < UPPER_BASE) this.store.setIno(abs, node.ino, S_IFDIR);
+    if (this.store.storedIno(abs, fs.lstatSync(b(abs), { bigint: true })) === undefined && node.ino < UPPER_BASE) this.store.setIno(abs, node.ino, S_IFDIR);
   }
 
   private exchange(dir: WNode, name: string, a: WNode, to: WNode, newName: string, bNode: WNode): void {

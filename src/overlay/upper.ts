@@ -4,10 +4,12 @@
 //   opaque dir    xattr user.overlay.opaque = "y"
 //   renamed dir   xattr user.overlay.redirect = "/lower/path" of its lower origin
 // plus tarstack's own: user.tarstack.ino (the inode number a copied-up entry keeps), user.tarstack.lazy
-// (a lazily copied file's chunk map) and user.tarstack.nlink (link count of an indexed hard link).
+// (a lazily copied file's chunk map) and user.tarstack.nlink (link count of an indexed hard link);
+// what the host refuses an ordinary user is kept as kept.ts describes.
 // Paths here are byte strings relative to the upper root ('' is the root).
 import * as fs from 'node:fs';
 import { loadSys, RENAME_EXCHANGE, type Sys } from '../native/sys.js';
+import { Kept, type KeptStat } from './kept.js';
 
 export const X_OPAQUE = 'user.overlay.opaque';
 export const X_REDIRECT = 'user.overlay.redirect';
@@ -16,7 +18,8 @@ export const X_LAZY = 'user.tarstack.lazy';
 export const X_NLINK = 'user.tarstack.nlink';
 const X_INO_LINK = 'trusted.tarstack.ino';
 /** Attribute names the user never sees or sets: they describe the overlay, not the file. */
-export const isInternalXattr = (name: string): boolean =>
+export const isInternalXattr = (name: string): boolean => // user.tarstack.* includes kept.ts's names
+ 
   name.startsWith('user.overlay.') || name.startsWith('user.tarstack.') || name.startsWith('trusted.overlay.') || name.startsWith('trusted.tarstack.');
 
 const WH_PREFIX = '.wh.';
@@ -33,12 +36,15 @@ export class UpperStore {
   private readonly upper: string;
   private readonly work: string;
   private tmpSeq = 0;
+  /** Owners, modes, devices and xattrs the host refuses, kept by tarstack. */
+  readonly kept: Kept;
 
-  /** `readOnly`: only look (another process may be serving this upper). */
-  constructor(upperDir: string, workDir: string, readOnly = false) {
+  /** `readOnly`: only look (another process may be serving this upper). `keepRefused`: see kept.ts. */
+  constructor(upperDir: string, workDir: string, readOnly = false, keepRefused = false) {
     this.sys = loadSys();
     this.upper = Buffer.from(upperDir, 'utf8').toString('latin1');
     this.work = Buffer.from(workDir, 'utf8').toString('latin1');
+    this.kept = new Kept(this.sys, this.work, () => this.tmp(), keepRefused);
     if (readOnly) return;
     for (const d of ['tmp', 'index']) fs.mkdirSync(b(`${this.work}/${d}`), { recursive: true, mode: 0o700 });
     // Leftovers of a crash: temp files were never visible, so they simply go.
@@ -137,14 +143,38 @@ export class UpperStore {
    * and directories only, so symlinks, fifos and devices carry it in trusted.* (root only; an
    * ordinary user's copies of those get a new number).
    */
-  storedIno(absPath: string, type: number): number | undefined {
+  storedIno(absPath: string, st: fs.BigIntStats): number | undefined {
+    const type = Number(st.mode) & 0o170000;
     const v = userXattrOk(type) ? this.getX(absPath, X_INO) : this.canTrust ? this.getX(absPath, X_INO_LINK) : null;
-    return v ? Number(v.toString('latin1')) : undefined;
+    return v ? Number(v.toString('latin1')) : userXattrOk(type) ? undefined : this.kept.ino(st.ino);
   }
 
   setIno(target: string | number, ino: number, type: number): void {
     if (userXattrOk(type)) this.setX(target, X_INO, String(ino));
     else if (this.canTrust) this.setX(target, X_INO_LINK, String(ino));
+    else this.kept.setIno(target, ino);
+  }
+
+  /**
+   * Give a freshly built object its owner and mode: for real as root, else kept (kept.ts). A fresh
+   * symlink, fifo or socket first sheds what an old object of the same upper inode number kept.
+   */
+  own(path: string, want: KeptStat): void {
+    this.kept.fresh(path);
+    if (this.kept.active) return this.kept.setStat(path, want);
+    fs.lchownSync(b(path), want.uid, want.gid);
+    if ((want.mode & 0o170000) !== 0o120000) fs.chmodSync(b(path), want.mode & 0o7777); // after chown, which clears setuid bits
+  }
+
+  /** Set an xattr where it can live: the real object, or tarstack's kept metadata when the host refuses it. */
+  setXattr(target: string | number, name: string, value: Buffer, flags: number): void {
+    if (!this.kept.setX(target, name, value, flags)) this.sys.setxattr(target, name, value, flags);
+  }
+
+  /** mknod, or where the host refuses the device to an ordinary user, an empty file standing in for it. */
+  makeNode(path: string, mode: number, major: number, minor: number): void {
+    if (this.kept.refusedDevice(mode, major || minor)) fs.closeSync(fs.openSync(b(path), 'wx', 0o600));
+    else this.sys.mknod(path, mode, major, minor);
   }
 
   private readonly canTrust = process.getuid?.() === 0;

@@ -109,7 +109,7 @@ export class Instances {
     renameSync(this.upper(r), old);
     renameSync(fresh, this.upper(r));
     rmSync(old, { recursive: true, force: true });
-    for (const sub of ['index', 'tmp']) rmSync(join(this.work(r), sub), { recursive: true, force: true });
+    for (const sub of ['index', 'tmp', 'meta']) rmSync(join(this.work(r), sub), { recursive: true, force: true });
   }
 
   remove(r: InstanceRecord): void {

@@ -2,7 +2,7 @@
 // daemon starts; a busy mount is never pulled from under its users (they are named, or --lazy
 // detaches); a mount whose daemon was killed is reported dead and cleared by `umount`.
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { Context } from '../context.js';
@@ -21,6 +21,7 @@ export interface MountFlags {
   backend?: BackendName;
   nonempty?: boolean;
   allowOther?: boolean;
+  owners?: 'mapped' | 'stored';
 }
 
 export async function imageMount(ctx: Context, a: { image: string; dir: string } & MountFlags): Promise<void> {
@@ -53,6 +54,7 @@ function backendOf(a: MountFlags): BackendName {
 }
 
 async function mountTarget(ctx: Context, kind: DaemonArgs['kind'], target: string, mountpoint: string, a: MountFlags): Promise<void> {
+  if (a.allowOther) checkAllowOther();
   const mountId = ctx.mounts.newId();
   const args: DaemonArgs = {
     store: ctx.paths.root,
@@ -62,6 +64,7 @@ async function mountTarget(ctx: Context, kind: DaemonArgs['kind'], target: strin
     mountpoint,
     backend: backendOf(a),
     allowOther: !!a.allowOther,
+    ...(a.owners ? { owners: a.owners } : {}),
     log: `${ctx.paths.logs}/${mountId}.log`,
   };
   if (a.foreground) {
@@ -71,6 +74,18 @@ async function mountTarget(ctx: Context, kind: DaemonArgs['kind'], target: strin
   }
   await startDaemon(args);
   process.stdout.write(mountpoint + '\n');
+}
+
+/** fusermount3 lets an ordinary user pass allow_other only when /etc/fuse.conf says user_allow_other. */
+function checkAllowOther(): void {
+  if (process.getuid?.() === 0) return;
+  let conf = '';
+  try {
+    conf = readFileSync('/etc/fuse.conf', 'utf8');
+  } catch {
+    /* no file: nothing allowed */
+  }
+  if (!/^\s*user_allow_other\s*$/m.test(conf)) throw new UserError('--allow-other needs a line "user_allow_other" in /etc/fuse.conf (ask your administrator), or mount without it');
 }
 
 function checkMountpoint(ctx: Context, dir: string, nonempty: boolean): string {
