@@ -38,17 +38,17 @@ export class Kept {
   private readonly metaDir: string;
   private readonly side = new Map<number, SideEntry>();
 
-  /** `active`: keep what the host refuses (not root); reading kept values works either way. */
+  /** `active`: keep what the host refuses (not root); reading kept values works either way. No `workDir`: no side table. */
   constructor(
     private readonly sys: Sys,
-    workDir: string,
+    workDir: string | null,
     private readonly tmp: () => string,
     readonly active: boolean,
   ) {
     this.metaDir = `${workDir}/meta`;
     let names: Buffer[] = [];
     try {
-      names = fs.readdirSync(b(this.metaDir), { encoding: 'buffer' });
+      if (workDir !== null) names = fs.readdirSync(b(this.metaDir), { encoding: 'buffer' });
     } catch {
       /* no side table yet */
     }

@@ -27,6 +27,23 @@ const S_IFCHR = 0o020000;
 
 export const b = (s: string): Buffer => Buffer.from(s, 'latin1');
 
+/**
+ * Give a fresh upper root the image root's owner, mode, xattrs and times (and its inode number, 1).
+ * What the host refuses an ordinary user is kept (kept.ts); the mode goes last, as it may take away
+ * our own write permission.
+ */
+export function prepareUpperRoot(upper: string, a: KeptStat & { atimeSec: number; atimeNsec: number; mtimeSec: number; mtimeNsec: number }, xattrs: Array<[string, Buffer]>): void {
+  const sys = loadSys();
+  const kept = new Kept(sys, null, () => '', process.getuid?.() !== 0);
+  fs.mkdirSync(upper, { mode: 0o700 });
+  if (!kept.active) fs.chownSync(upper, a.uid, a.gid);
+  for (const [name, value] of xattrs) if (!kept.setX(upper, name, value, 0)) sys.setxattr(upper, name, value, 0);
+  sys.setxattr(upper, X_INO, b('1'), 0);
+  if (kept.active) kept.setStat(upper, a);
+  sys.utimens(upper, a.atimeSec, a.atimeNsec, a.mtimeSec, a.mtimeNsec);
+  if (!kept.active) fs.chmodSync(upper, a.mode & 0o7777);
+}
+
 /** user.* extended attributes exist for regular files and directories only (xattr(7)). */
 export const userXattrOk = (type: number): boolean => type === 0o100000 || type === 0o040000;
 

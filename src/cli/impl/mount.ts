@@ -105,7 +105,13 @@ function checkMountpoint(ctx: Context, dir: string, nonempty: boolean): string {
   if (!st.isDirectory()) throw new UserError(`mount point ${abs} is not a directory`);
   const real = realpathSync(abs);
   if (real !== abs && mountAt(real)) throw new UserError(`${abs} (${real}) is already a mount point`);
-  if (!nonempty && readdirSync(real).length > 0) throw new UserError(`mount point ${abs} is not empty (use --nonempty to mount over it)`);
+  let names: string[];
+  try {
+    names = readdirSync(real);
+  } catch (err) {
+    throw new UserError(`mount point ${abs}: ${(err as NodeJS.ErrnoException).code}`);
+  }
+  if (!nonempty && names.length > 0) throw new UserError(`mount point ${abs} is not empty (use --nonempty to mount over it)`);
   return real;
 }
 
