@@ -3,6 +3,8 @@
 // the inode number it keeps) and renamed into place, so a crash never shows a half copy. A big file
 // is copied lazily: a sparse file of full size with a chunk map, filled chunk by chunk on demand.
 // A lower hard-link set is copied once into the index and its names linked to it.
+// Ordering against crashes: copied bytes are fdatasync'ed before the rename that makes them
+// visible, and before a lazy chunk is marked present (as kernel overlayfs syncs its copy-ups).
 import * as fs from 'node:fs';
 import type { Attr } from '../fuse/ops.js';
 import { emptyAttr, majorOf, minorOf, splitNs } from '../util/attr.js';
@@ -15,6 +17,17 @@ import { b, UpperStore, X_LAZY, X_NLINK, isInternalXattr } from './upper.js';
 
 /** Files up to this size are copied whole at once; bigger ones lazily. */
 export const EAGER_MAX = CHUNK;
+
+/**
+ * Test hook (read once, at daemon start): TARSTACK_TEST_PAUSE_COPYUP_AT=<byte> stops the daemon for
+ * good once a copy-up has copied a file's bytes up to that offset, so a test can kill it mid-copy.
+ */
+const PAUSE_AT = Number(process.env.TARSTACK_TEST_PAUSE_COPYUP_AT ?? -1);
+
+function pauseForever(at: number): void {
+  fs.writeSync(2, `tarstack daemon ${process.pid}: test hook: copy-up paused at byte ${at}\n`);
+  for (;;) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+}
 
 export type DataMode = 'lazy' | 'full' | 'none';
 
@@ -81,15 +94,28 @@ export class CopyUp {
     if (node.upper) return;
     this.dir(node.parent!);
     const a = this.lowerAttr(node);
-    const [k, lowerNode] = node.lower!;
     const tmp = this.store.tmp();
+    try {
+      this.build(node, a, tmp, data);
+    } catch (err) {
+      fs.rmSync(b(tmp), { force: true }); // e.g. ENOSPC half-way: the temp copy must not eat the space it needs
+      throw err;
+    }
+    node.upper = true;
+    node.kept = undefined;
+  }
+
+  private build(node: WNode, a: Attr, tmp: string, data: DataMode): void {
+    const [k, lowerNode] = node.lower!;
     let lazy: LazyMap | null = null;
     const type = a.mode & S_IFMT;
     if (type === S_IFREG) {
       const fd = fs.openSync(b(tmp), fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_RDWR, 0o600);
       try {
-        if (data === 'full' || (data === 'lazy' && a.size <= EAGER_MAX)) this.copyBytes(k, lowerNode, fd, 0, a.size);
-        else {
+        if (data === 'full' || (data === 'lazy' && a.size <= EAGER_MAX)) {
+          this.copyBytes(k, lowerNode, fd, 0, a.size);
+          if (a.size > 0) fs.fdatasyncSync(fd); // the bytes are on disk before the rename shows them
+        } else {
           fs.ftruncateSync(fd, data === 'none' ? 0 : a.size);
           if (data === 'lazy') {
             lazy = LazyMap.fresh(a.size);
@@ -118,9 +144,7 @@ export class CopyUp {
     } else {
       this.intoParent(node, () => fs.renameSync(b(tmp), b(this.store.abs(node.relPath()))));
     }
-    node.upper = true;
     node.lazy = lazy;
-    node.kept = undefined;
   }
 
   /** Owner, mode, xattrs, the kept inode number, then times (last: every other step changes them). */
@@ -142,7 +166,8 @@ export class CopyUp {
   copyBytes(k: number, lowerNode: number, fd: number, pos: number, len: number): void {
     const buf = Buffer.allocUnsafe(Math.min(len, CHUNK) || 1);
     for (let at = pos; at < pos + len; ) {
-      const n = Math.min(buf.length, pos + len - at);
+      if (at === PAUSE_AT) pauseForever(at);
+      const n = Math.min(buf.length, pos + len - at, at < PAUSE_AT ? PAUSE_AT - at : Infinity);
       let off = 0;
       for (const r of this.stack.layers[k].readRanges(lowerNode, at, n)) {
         if (r.fd < 0) buf.fill(0, off, off + r.len);
@@ -164,9 +189,25 @@ export class CopyUp {
     for (const c of chunks) {
       const pos = c * CHUNK;
       this.copyBytes(k, lowerNode, fd, pos, Math.min(CHUNK, lazy.limit - pos));
-      lazy.mark(c);
     }
-    this.saveLazy(node, fd);
+    this.markPresent(node, fd, chunks);
+  }
+
+  /**
+   * Record chunks whose bytes are now in the upper file: synced first, so a crash never leaves a
+   * chunk marked present over bytes that never reached the disk; on failure (ENOSPC) nothing is marked.
+   */
+  markPresent(node: WNode, fd: number, chunks: number[]): void {
+    const lazy = node.lazy!;
+    fs.fdatasyncSync(fd);
+    const before = lazy.encode();
+    for (const c of chunks) lazy.mark(c);
+    try {
+      this.saveLazy(node, fd);
+    } catch (err) {
+      node.lazy = LazyMap.decode(before);
+      throw err;
+    }
   }
 
   /** Persist the chunk map (or drop it once nothing comes from the lower). */

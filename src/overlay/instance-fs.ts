@@ -15,7 +15,7 @@ import { LowerStack, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type Parts } from './low
 import { MergedListing, type UpperEntry } from './merged-listing.js';
 import { WNode } from './node.js';
 import { b, UpperStore, X_LAZY, X_OPAQUE, X_REDIRECT, isInternalXattr } from './upper.js';
-import { LazyMap } from './lazy.js';
+import { CHUNK, LazyMap } from './lazy.js';
 import type { KeptStat } from './kept.js';
 import type { Layer } from '../layer/layer.js';
 
@@ -142,7 +142,7 @@ export class InstanceFs implements WritableFileSystem {
       if (type === S_IFREG) {
         const lazy = this.store.getX(f.abs, X_LAZY);
         if (lazy) {
-          node.lazy = LazyMap.decode(lazy);
+          node.lazy = LazyMap.decode(lazy).clamp(Number(f.st.size));
           node.lower = this.stack.locate(ino) ?? null;
         }
       }
@@ -155,7 +155,7 @@ export class InstanceFs implements WritableFileSystem {
         node.indexed = true;
         node.upper = true;
         const lazy = this.store.getX(this.store.indexPath(ino), X_LAZY);
-        if (lazy) node.lazy = LazyMap.decode(lazy);
+        if (lazy) node.lazy = LazyMap.decode(lazy).clamp(Number(this.store.lstat(this.store.indexPath(ino))!.size));
       }
     }
     this.nodes.set(ino, node);
@@ -396,32 +396,34 @@ export class InstanceFs implements WritableFileSystem {
     if (h.fd < 0) throw fsError('EBADF');
     const node = h.node;
     const append = (h.flags & O_APPEND) !== 0;
-    if (node.lazy && !append) this.prepareLazyWrite(node, h.fd, pos, pos + data.length);
+    // Chunks the write covers only in part get their lower bytes first; the ones it covers whole
+    // are marked present only once its bytes are in (a crash in between shows the old chunk).
+    const covered = node.lazy && !append ? this.prepareLazyWrite(node, h.fd, pos, pos + data.length) : [];
     let done = 0;
-    while (done < data.length) done += fs.writeSync(h.fd, data, done, data.length - done, pos + done);
+    try {
+      while (done < data.length) done += fs.writeSync(h.fd, data, done, data.length - done, pos + done);
+    } catch (err) {
+      if (done === 0 || covered.length) throw err; // ENOSPC half-way: report what was written, unless a chunk is half new
+      return done;
+    }
+    if (covered.length && node.lazy) this.copy.markPresent(node, h.fd, covered);
     return done;
   }
 
-  /** Chunks a write covers only in part must hold their lower bytes first; all it touches become present. */
-  private prepareLazyWrite(node: WNode, fd: number, pos: number, end: number): void {
+  /** Fill the chunks [pos, end) touches in part; returns the ones it covers whole, still to be marked. */
+  private prepareLazyWrite(node: WNode, fd: number, pos: number, end: number): number[] {
     const lazy = node.lazy!;
     const touched = lazy.missing(pos, end);
-    if (touched.length === 0) return;
-    const partial = touched.filter((c) => {
-      const cs = c * 1048576;
-      const ce = Math.min(cs + 1048576, lazy.limit);
-      return pos > cs || end < ce;
-    });
-    this.copy.fill(node, fd, partial);
-    if (node.lazy) {
-      for (const c of touched) node.lazy.mark(c);
-      this.copy.saveLazy(node, fd);
-    }
+    if (touched.length === 0) return [];
+    const whole = (c: number): boolean => pos <= c * CHUNK && end >= Math.min((c + 1) * CHUNK, lazy.limit);
+    this.copy.fill(node, fd, touched.filter((c) => !whole(c)));
+    return touched.filter(whole);
   }
 
   fsync(_ino: number, fh: number, datasync: boolean): Promise<void> | void {
     const h = this.handle(fh);
-    if (h.fd < 0) return;
+    if (h.fd < 0 && !h.node.upper) return; // read from the lower only: nothing of it was written
+    if (h.fd < 0) h.fd = this.openUpper(h.node, O_RDONLY); // copied up through another handle: sync that file
     return new Promise((res, rej) => (datasync ? fs.fdatasync : fs.fsync)(h.fd, (err) => (err ? rej(err) : res())));
   }
 
@@ -496,15 +498,16 @@ export class InstanceFs implements WritableFileSystem {
     if (node.type === S_IFDIR) throw fsError('EISDIR');
     const own = fd < 0 ? fs.openSync(b(abs), 'r+') : fd;
     try {
-      if (node.lazy && size < node.lazy.limit) {
-        // Bytes past the new size never come from the lower again; the chunk it cuts keeps its head.
-        if (size % 1048576 !== 0) this.copy.fill(node, own, node.lazy.missing(size, size + 1));
-        if (node.lazy) {
-          node.lazy.limit = size;
-          this.copy.saveLazy(node, own);
-        }
-      }
+      // Bytes past the new size never come from the lower again; the chunk it cuts keeps its head.
+      // The file shrinks before the map's limit does: a crash in between leaves a file shorter than
+      // its limit, which loading clamps (LazyMap.clamp).
+      const shrinkLazy = node.lazy !== null && size < node.lazy.limit;
+      if (shrinkLazy && size % CHUNK !== 0) this.copy.fill(node, own, node.lazy!.missing(size, size + 1));
       fs.ftruncateSync(own, size);
+      if (shrinkLazy && node.lazy) {
+        node.lazy.limit = size;
+        this.copy.saveLazy(node, own);
+      }
     } finally {
       if (own !== fd) fs.closeSync(own);
     }
