@@ -89,7 +89,9 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
       destroyed();
     },
   };
-  const session = native.mount(opts.mountpoint, mountArgs(opts), handlers, { ...DEFAULT_SESSION, ...opts.session });
+  // A writable FileSystem keeps a node per inode the kernel holds: always-readdirplus would make
+  // `ls -f` of a million-entry directory hold a million of them, so the kernel chooses (auto).
+  const session = native.mount(opts.mountpoint, mountArgs(opts), handlers, { ...DEFAULT_SESSION, ...(fs.immutable ? {} : { readdirplus: 2 as const }), ...opts.session });
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
