@@ -50,9 +50,17 @@ export class CopyUp {
 
   /** Make sure a directory (and its ancestors) exists in the upper layer. */
   dir(node: WNode): void {
-    if (node.upper) return;
-    if (!node.parent) throw new Error('the root always has an upper directory');
-    this.dir(node.parent);
+    // Top down, without recursion: a tar may nest directories 10,000 deep.
+    if (!node.upper) this.store.checkFits(this.store.abs(node.relPath()));
+    const missing: WNode[] = [];
+    for (let n: WNode | null = node; n && !n.upper; n = n.parent) {
+      if (!n.parent) throw new Error('the root always has an upper directory');
+      missing.push(n);
+    }
+    for (let i = missing.length - 1; i >= 0; i--) this.oneDir(missing[i]!);
+  }
+
+  private oneDir(node: WNode): void {
     const a = this.lowerAttr(node);
     const tmp = this.store.tmp();
     fs.mkdirSync(b(tmp), { mode: a.mode & 0o7777 });
@@ -92,6 +100,7 @@ export class CopyUp {
    */
   file(node: WNode, data: DataMode): void {
     if (node.upper) return;
+    this.store.checkFits(this.store.abs(node.relPath()));
     this.dir(node.parent!);
     const a = this.lowerAttr(node);
     const tmp = this.store.tmp();

@@ -549,9 +549,10 @@ export class InstanceFs implements WritableFileSystem {
   private createEntry(parent: number, name: string, caller: Caller, make: (tmp: string) => void, isDir: boolean, device?: { mode: number; rdev: number }): WNode {
     const dir = this.dirNode(parent);
     if (this.find(dir, name)) throw fsError('EEXIST');
+    const abs = this.childAbs(dir, name);
+    this.store.checkFits(abs);
     this.copy.dir(dir);
     const dirAbs = this.store.abs(dir.relPath());
-    const abs = this.childAbs(dir, name);
     const tmp = this.store.tmp();
     make(tmp);
     const dirSt = fs.lstatSync(b(dirAbs));

@@ -10,6 +10,8 @@
 import * as fs from 'node:fs';
 import { loadSys, RENAME_EXCHANGE, type Sys } from '../native/sys.js';
 import { Kept, type KeptStat } from './kept.js';
+import { removeTree } from '../util/remove-tree.js';
+import { fsError } from '../util/errors.js';
 
 export const X_OPAQUE = 'user.overlay.opaque';
 export const X_REDIRECT = 'user.overlay.redirect';
@@ -23,6 +25,7 @@ export const isInternalXattr = (name: string): boolean => // user.tarstack.* inc
   name.startsWith('user.overlay.') || name.startsWith('user.tarstack.') || name.startsWith('trusted.overlay.') || name.startsWith('trusted.tarstack.');
 
 const WH_PREFIX = '.wh.';
+const PATH_MAX = 4096;
 const S_IFCHR = 0o020000;
 
 export const b = (s: string): Buffer => Buffer.from(s, 'latin1');
@@ -65,13 +68,22 @@ export class UpperStore {
     if (readOnly) return;
     for (const d of ['tmp', 'index']) fs.mkdirSync(b(`${this.work}/${d}`), { recursive: true, mode: 0o700 });
     // Leftovers of a crash: temp files were never visible, so they simply go.
-    fs.rmSync(b(`${this.work}/tmp`), { recursive: true, force: true });
+    removeTree(b(`${this.work}/tmp`));
     fs.mkdirSync(b(`${this.work}/tmp`), { mode: 0o700 });
   }
 
   /** Absolute byte-string path of an upper-relative path. */
   abs(rel: string): string {
     return rel === '' ? this.upper : `${this.upper}/${rel}`;
+  }
+
+  /**
+   * The upper is written by absolute paths, which Linux limits to PATH_MAX: a deeper entry (a tar can
+   * nest 10,000 directories) is refused with ENAMETOOLONG before anything is copied, so no upper
+   * entry ever lies past the limit and a lookup there finds only the lower.
+   */
+  checkFits(absPath: string): void {
+    if (absPath.length >= PATH_MAX) throw fsError('ENAMETOOLONG');
   }
 
   /** A fresh name in the work dir (same filesystem as the upper, so rename is atomic). */
@@ -94,6 +106,7 @@ export class UpperStore {
   }
 
   lstat(absPath: string): fs.BigIntStats | undefined {
+    if (absPath.length >= PATH_MAX) return undefined; // see checkFits
     return fs.lstatSync(b(absPath), { bigint: true, throwIfNoEntry: false });
   }
 
@@ -136,7 +149,7 @@ export class UpperStore {
   }
 
   removeTree(absPath: string): void {
-    fs.rmSync(b(absPath), { recursive: true, force: true });
+    removeTree(b(absPath));
   }
 
   getX(absPath: string, name: string): Buffer | null {
