@@ -3,7 +3,10 @@
 // directories decide what merges below), then the lower stack. Every change lands in the upper
 // only, after copy-up; deletions of lower names leave whiteouts; a directory rename is O(1)
 // (a redirect plus a whiteout). Inode numbers: lower entries keep theirs through copy-up
-// (user.tarstack.ino), upper-only entries get UPPER_BASE + their upper inode number.
+// (user.tarstack.ino), upper-only entries get UPPER_BASE + their upper inode number. The kernel
+// knows each node by a nodeid that is never reused while it may hold it: a lower entry's inode
+// number, and for an upper-only entry a fresh number (the upper filesystem reuses inode numbers of
+// deleted files, which the kernel may still reference).
 import * as fs from 'node:fs';
 import type { Attr, Caller, CreateReply, DirEntry, Entry, FdRange, OpenReply, ReadReply, SetAttr, Statfs, WritableFileSystem } from '../fuse/ops.js';
 import { ROOT_INO } from '../fuse/ops.js';
@@ -21,6 +24,8 @@ import type { Layer } from '../layer/layer.js';
 
 /** Upper-only inode numbers start here, far above any lower one. */
 export const UPPER_BASE = 2 ** 40;
+/** Nodeids of upper-only entries start here, far above any inode number. */
+const NODEID_BASE = 2 ** 50;
 const { O_RDONLY, O_TRUNC, O_CREAT, O_EXCL, O_NOCTTY, O_DIRECT, O_APPEND, O_RDWR } = fs.constants;
 const O_ACCMODE = 3;
 const NAME_MAX = 255;
@@ -54,7 +59,11 @@ export class InstanceFs implements WritableFileSystem {
   private readonly stack: LowerStack;
   private readonly store: UpperStore;
   private readonly copy: CopyUp;
+  /** By nodeid (what the kernel calls an inode). */
   private readonly nodes = new Map<number, WNode>();
+  /** By inode number: the node a name resolves to, if the kernel holds it. */
+  private readonly byIno = new Map<number, WNode>();
+  private nextNodeid = NODEID_BASE;
   private readonly handles = new Map<number, Handle>();
   private readonly dirs = new Map<number, MergedListing>();
   private nextFh = 1;
@@ -70,6 +79,7 @@ export class InstanceFs implements WritableFileSystem {
     this.root = new WNode(ROOT_INO, S_IFDIR, null, '', this.store.isOpaque(rootAbs) ? null : this.stack.rootParts, true);
     this.root.nlookup = 1;
     this.nodes.set(ROOT_INO, this.root);
+    this.byIno.set(ROOT_INO, this.root);
   }
 
   // ---- resolving names to nodes --------------------------------------------------------------
@@ -123,8 +133,8 @@ export class InstanceFs implements WritableFileSystem {
       type = this.stack.modeOf(f.parts) & S_IFMT;
       ino = this.stack.inoOf(f.parts[0], f.parts[1]);
     }
-    let node = this.nodes.get(ino);
-    if (node && !node.unlinked) {
+    let node = this.byIno.get(ino);
+    if (node && !node.unlinked && node.type === type) {
       if (!node.indexed || type === S_IFDIR) {
         node.parent = dir;
         node.name = name;
@@ -158,8 +168,16 @@ export class InstanceFs implements WritableFileSystem {
         if (lazy) node.lazy = LazyMap.decode(lazy).clamp(Number(this.store.lstat(this.store.indexPath(ino))!.size));
       }
     }
-    this.nodes.set(ino, node);
+    node.nodeid = ino < UPPER_BASE ? ino : this.nextNodeid++;
+    this.nodes.set(node.nodeid, node);
+    this.byIno.set(ino, node);
     return node;
+  }
+
+  /** The kernel no longer holds a node: it goes from both tables. */
+  private drop(n: WNode): void {
+    this.nodes.delete(n.nodeid);
+    if (this.byIno.get(n.ino) === n) this.byIno.delete(n.ino);
   }
 
   /** The type an upper object shows: its own, or the device an empty file stands in for (kept.ts). */
@@ -171,7 +189,7 @@ export class InstanceFs implements WritableFileSystem {
 
   private entry(node: WNode): Entry {
     node.nlookup++;
-    return { ino: node.ino, generation: 0, attr: this.attr(node) };
+    return { ino: node.nodeid, generation: 0, attr: this.attr(node) };
   }
 
   private attr(node: WNode): Attr {
@@ -223,7 +241,7 @@ export class InstanceFs implements WritableFileSystem {
     const n = this.nodes.get(ino);
     if (!n || n === this.root) return;
     n.nlookup -= nlookup;
-    if (n.nlookup <= 0 && n.opens === 0) this.nodes.delete(ino);
+    if (n.nlookup <= 0 && n.opens === 0) this.drop(n);
   }
 
   getattr(ino: number): Attr {
@@ -351,7 +369,7 @@ export class InstanceFs implements WritableFileSystem {
     const node = h.node;
     node.opens--;
     if (node.anyFd === h.fd) node.anyFd = -1;
-    if (node.opens === 0 && node.nlookup <= 0 && node !== this.root) this.nodes.delete(node.ino);
+    if (node.opens === 0 && node.nlookup <= 0 && node !== this.root) this.drop(node);
   }
 
   statfs(): Statfs {
