@@ -131,6 +131,13 @@ test.serial('the whole flow as an ordinary user: store under XDG, nosuid,nodev, 
   // Hostile members never got in: '..' skipped, '/abs' stripped, nothing planted through a symlink.
   t.is((await s.sh(`cd ${mnt} && ls -A | tr "\\n" " "`)).stdout, 'abs bin dev etc evil lnk out ro run srv ');
   await s.ok(['umount', mnt]);
+  // The read-only image mount too, as the user.
+  const img = path.join(s.home, 'img');
+  await s.sh(`mkdir ${img}`);
+  await s.ok(['image', 'mount', 'img', img]);
+  t.true(options(img).split(',').includes('nosuid') && options(img).split(',').includes('nodev'));
+  t.is((await s.sh(`cat ${img}/etc/passwd && stat -c %F ${img}/dev/null`)).stdout, 'root:x:0:0::/root:/bin/sh\ncharacter special file\n');
+  await s.ok(['umount', img]);
   await s.ok(['rm', 'one']);
 
   t.is(fs.readFileSync(path.join(outside, 'canary'), 'utf8'), 'untouched\n');

@@ -3,10 +3,10 @@
 // directories decide what merges below), then the lower stack. Every change lands in the upper
 // only, after copy-up; deletions of lower names leave whiteouts; a directory rename is O(1)
 // (a redirect plus a whiteout). Inode numbers: lower entries keep theirs through copy-up
-// (user.tarstack.ino), upper-only entries get UPPER_BASE + their upper inode number. The kernel
-// knows each node by a nodeid that is never reused while it may hold it: a lower entry's inode
-// number, and for an upper-only entry a fresh number (the upper filesystem reuses inode numbers of
-// deleted files, which the kernel may still reference).
+// (user.tarstack.ino), upper-only entries get UPPER_BASE + their upper inode number, unless the
+// kernel still holds that number for a deleted entry (the upper filesystem reuses inode numbers):
+// then a fresh one, stored like a copied-up entry's, so the kernel never sees one number name two
+// objects and the new one keeps its number across remounts.
 import * as fs from 'node:fs';
 import type { Attr, Caller, CreateReply, DirEntry, Entry, FdRange, OpenReply, ReadReply, SetAttr, Statfs, WritableFileSystem } from '../fuse/ops.js';
 import { ROOT_INO } from '../fuse/ops.js';
@@ -24,8 +24,8 @@ import type { Layer } from '../layer/layer.js';
 
 /** Upper-only inode numbers start here, far above any lower one. */
 export const UPPER_BASE = 2 ** 40;
-/** Nodeids of upper-only entries start here, far above any inode number. */
-const NODEID_BASE = 2 ** 50;
+/** Fresh inode numbers (see above) start here, far above the others: FRESH_BASE + upper inode + k * 2^40. */
+const FRESH_BASE = 2 ** 50;
 const { O_RDONLY, O_TRUNC, O_CREAT, O_EXCL, O_NOCTTY, O_DIRECT, O_APPEND, O_RDWR } = fs.constants;
 const O_ACCMODE = 3;
 const NAME_MAX = 255;
@@ -59,11 +59,7 @@ export class InstanceFs implements WritableFileSystem {
   private readonly stack: LowerStack;
   private readonly store: UpperStore;
   private readonly copy: CopyUp;
-  /** By nodeid (what the kernel calls an inode). */
   private readonly nodes = new Map<number, WNode>();
-  /** By inode number: the node a name resolves to, if the kernel holds it. */
-  private readonly byIno = new Map<number, WNode>();
-  private nextNodeid = NODEID_BASE;
   private readonly handles = new Map<number, Handle>();
   private readonly dirs = new Map<number, MergedListing>();
   private nextFh = 1;
@@ -79,7 +75,6 @@ export class InstanceFs implements WritableFileSystem {
     this.root = new WNode(ROOT_INO, S_IFDIR, null, '', this.store.isOpaque(rootAbs) ? null : this.stack.rootParts, true);
     this.root.nlookup = 1;
     this.nodes.set(ROOT_INO, this.root);
-    this.byIno.set(ROOT_INO, this.root);
   }
 
   // ---- resolving names to nodes --------------------------------------------------------------
@@ -128,12 +123,12 @@ export class InstanceFs implements WritableFileSystem {
     let type: number;
     if (f.upper) {
       type = this.upperType(f.abs, f.st);
-      ino = this.store.storedIno(f.abs, f.st) ?? UPPER_BASE + Number(f.st.ino);
+      ino = this.store.storedIno(f.abs, f.st) ?? this.upperIno(f.abs, f.st, type);
     } else {
       type = this.stack.modeOf(f.parts) & S_IFMT;
       ino = this.stack.inoOf(f.parts[0], f.parts[1]);
     }
-    let node = this.byIno.get(ino);
+    let node = this.nodes.get(ino);
     if (node && !node.unlinked && node.type === type) {
       if (!node.indexed || type === S_IFDIR) {
         node.parent = dir;
@@ -168,16 +163,29 @@ export class InstanceFs implements WritableFileSystem {
         if (lazy) node.lazy = LazyMap.decode(lazy).clamp(Number(this.store.lstat(this.store.indexPath(ino))!.size));
       }
     }
-    node.nodeid = ino < UPPER_BASE ? ino : this.nextNodeid++;
-    this.nodes.set(node.nodeid, node);
-    this.byIno.set(ino, node);
+    this.nodes.set(ino, node);
     return node;
   }
 
-  /** The kernel no longer holds a node: it goes from both tables. */
+  /**
+   * An upper-only entry's inode number: UPPER_BASE + its upper inode, or when the kernel still holds
+   * that number for another (deleted) object, a fresh one, stored on the entry (see the header).
+   */
+  private upperIno(abs: string, st: fs.BigIntStats, type: number): number {
+    const plain = UPPER_BASE + Number(st.ino);
+    const held = (n: number): boolean => {
+      const node = this.nodes.get(n);
+      return node !== undefined && (node.unlinked || node.type !== type);
+    };
+    if (!held(plain)) return plain;
+    let fresh = FRESH_BASE + Number(st.ino);
+    while (this.nodes.has(fresh)) fresh += UPPER_BASE;
+    if (!this.opts.offline) this.store.setIno(abs, fresh, Number(st.mode) & S_IFMT);
+    return fresh;
+  }
+
   private drop(n: WNode): void {
-    this.nodes.delete(n.nodeid);
-    if (this.byIno.get(n.ino) === n) this.byIno.delete(n.ino);
+    this.nodes.delete(n.ino);
   }
 
   /** The type an upper object shows: its own, or the device an empty file stands in for (kept.ts). */
@@ -189,7 +197,7 @@ export class InstanceFs implements WritableFileSystem {
 
   private entry(node: WNode): Entry {
     node.nlookup++;
-    return { ino: node.nodeid, generation: 0, attr: this.attr(node) };
+    return { ino: node.ino, generation: 0, attr: this.attr(node) };
   }
 
   private attr(node: WNode): Attr {
@@ -287,7 +295,7 @@ export class InstanceFs implements WritableFileSystem {
       // rewinddir: show the directory as it is now.
       listing = this.listing(this.dirNode(ino));
       this.dirs.set(fh, listing);
-      yield { name: '.', ino, mode: S_IFDIR, next: 1 };
+      yield { name: '.', ino: this.node(ino).ino, mode: S_IFDIR, next: 1 }; // its inode number, not the kernel's nodeid
     }
     if (offset <= 1) yield { name: '..', ino: this.node(ino).parent?.ino ?? ROOT_INO, mode: S_IFDIR, next: 2 };
     for (listing.seek(Math.max(0, offset - 2)); ; ) {
@@ -564,7 +572,7 @@ export class InstanceFs implements WritableFileSystem {
    * place, over a whiteout if one is there. A directory placed where a lower directory was
    * deleted is opaque, so nothing below shows through.
    */
-  private createEntry(parent: number, name: string, caller: Caller, make: (tmp: string) => void, isDir: boolean, device?: { mode: number; rdev: number }): WNode {
+  private createEntry(parent: number, name: string, caller: Caller, make: (tmp: string) => void, isDir: boolean, mode: number, rdev = 0): WNode {
     const dir = this.dirNode(parent);
     if (this.find(dir, name)) throw fsError('EEXIST');
     const abs = this.childAbs(dir, name);
@@ -577,8 +585,7 @@ export class InstanceFs implements WritableFileSystem {
     const dirKept = this.store.kept.stat(dirAbs, dirSt);
     const [dirMode, dirGid] = dirKept ? [dirKept.mode, dirKept.gid] : [dirSt.mode, dirSt.gid];
     const gid = dirMode & 0o2000 ? dirGid : caller.gid; // BSD group semantics under setgid directories
-    const mode = (device?.mode ?? fs.lstatSync(b(tmp)).mode) | (isDir && dirMode & 0o2000 ? 0o2000 : 0);
-    this.store.own(tmp, { uid: caller.uid, gid, mode, rdev: device?.rdev ?? 0 });
+    this.store.own(tmp, { uid: caller.uid, gid, mode: mode | (isDir && dirMode & 0o2000 ? 0o2000 : 0), rdev });
     if (isDir && this.lowerHas(dir, name)) this.store.setX(tmp, X_OPAQUE, 'y');
     this.placeOver(tmp, abs, isDir, dirAbs, name);
     const st = fs.lstatSync(b(abs), { bigint: true });
@@ -598,20 +605,20 @@ export class InstanceFs implements WritableFileSystem {
   }
 
   mkdir(parent: number, name: string, mode: number, caller: Caller): Entry {
-    return this.entry(this.createEntry(parent, name, caller, (t) => fs.mkdirSync(b(t), { mode: mode & 0o7777 }), true));
+    return this.entry(this.createEntry(parent, name, caller, (t) => fs.mkdirSync(b(t), { mode: mode & 0o7777 }), true, S_IFDIR | (mode & 0o7777)));
   }
 
   mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller): Entry {
-    return this.entry(this.createEntry(parent, name, caller, (t) => this.store.makeNode(t, mode, majorOf(rdev), minorOf(rdev)), false, { mode, rdev }));
+    return this.entry(this.createEntry(parent, name, caller, (t) => this.store.makeNode(t, mode, majorOf(rdev), minorOf(rdev)), false, mode, rdev));
   }
 
   symlink(parent: number, name: string, target: string, caller: Caller): Entry {
-    return this.entry(this.createEntry(parent, name, caller, (t) => fs.symlinkSync(b(target), b(t)), false));
+    return this.entry(this.createEntry(parent, name, caller, (t) => fs.symlinkSync(b(target), b(t)), false, S_IFLNK | 0o777));
   }
 
   create(parent: number, name: string, mode: number, flags: number, caller: Caller): CreateReply {
     let fd = -1;
-    const node = this.createEntry(parent, name, caller, (t) => (fd = fs.openSync(b(t), O_CREAT | O_EXCL | O_RDWR | (flags & O_APPEND), mode & 0o7777)), false);
+    const node = this.createEntry(parent, name, caller, (t) => (fd = fs.openSync(b(t), O_CREAT | O_EXCL | O_RDWR | (flags & O_APPEND), mode & 0o7777)), false, S_IFREG | (mode & 0o7777));
     return { entry: this.entry(node), open: this.newHandle(node, fd, flags) };
   }
 

@@ -168,6 +168,7 @@ export class Kept {
 
   /** A fresh symlink, fifo or socket: whatever an earlier object of its upper inode number kept goes. */
   fresh(t: Target): void {
+    if (this.side.size === 0) return;
     const st = Kept.lst(t);
     if (!carriesUserX(st.mode & S_IFMT) && this.side.has(st.ino)) this.updateSide(st.ino, (e) => Object.keys(e).forEach((k) => delete e[k as keyof SideEntry]));
   }

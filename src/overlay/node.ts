@@ -15,8 +15,6 @@ export class WNode {
   lazy: LazyMap | null = null;
   /** Unlinked while open: reachable only through its open handles. */
   unlinked = false;
-  /** What the kernel knows it by (see InstanceFs): its inode number, or a fresh one when upper-only. */
-  nodeid: number;
   /** An open upper descriptor, for fstat once the node has no name. */
   anyFd = -1;
   /** Owner and mode kept by tarstack (kept.ts): null when the real ones hold, undefined until read. */
@@ -31,9 +29,7 @@ export class WNode {
     public lower: Parts | null,
     /** An upper object exists for it (at relPath, or in the index). */
     public upper: boolean,
-  ) {
-    this.nodeid = ino;
-  }
+  ) {}
 
   /** Upper-relative path of its primary name. */
   relPath(): string {

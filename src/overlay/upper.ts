@@ -193,7 +193,7 @@ export class UpperStore {
     this.kept.fresh(path);
     if (this.kept.active) return this.kept.setStat(path, want);
     fs.lchownSync(b(path), want.uid, want.gid);
-    if ((want.mode & 0o170000) !== 0o120000) fs.chmodSync(b(path), want.mode & 0o7777); // after chown, which clears setuid bits
+    if ((want.mode & 0o170000) !== 0o120000) fs.chmodSync(b(path), want.mode & 0o7777); // after chown, which clears set-id bits
   }
 
   /** Set an xattr where it can live: the real object, or tarstack's kept metadata when the host refuses it. */
