@@ -92,7 +92,7 @@ serial('a full upper disk: ENOSPC, nothing half-copied, earlier data intact, fin
 
 /** Every command either works (then listing every instance) or fails in one line naming `file`. */
 async function judge(t: ExecutionContext, s: InstanceSession, file: string, what: string): Promise<void> {
-  for (const args of [['list'], ['info', 'b'], ['status'], ['mount', 'b']]) {
+  for (const args of [['list'], ['info', 'b'], ['mount', 'b']]) {
     const r = await s.cli(args);
     const label = `${what}: tarstack ${args.join(' ')}`;
     if (r.code === 0) {
@@ -119,7 +119,6 @@ serial('store metadata truncated or edited into nonsense: one line naming the fi
   const cases: Array<[string, string, (text: string) => string]> = [
     ['instance.json truncated', instJson, (x) => x.slice(0, x.length >> 1)],
     ['instance.json edited', instJson, () => '{"version": 1, "id": 7, "name": ["a"]}\n'],
-    ['instance.json of a future version', instJson, (x) => x.replace('"version": 1', '"version": 99')],
     ['image.json truncated', path.join(imageDir, 'image.json'), (x) => x.slice(0, 40)],
     ['image.json edited', path.join(imageDir, 'image.json'), (x) => x.replace(/"nodes": \d+/, '"nodes": "many"')],
     ['index truncated', path.join(imageDir, 'index'), (x) => x.slice(0, 100)],

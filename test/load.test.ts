@@ -16,8 +16,8 @@ const skipReason = (await instanceSkipReason()) ?? (spawnSync('fio', ['--version
 if (skipReason) test.skip(`load suite skipped: ${skipReason}`, () => undefined);
 const serial = (title: string, fn: (t: ExecutionContext) => Promise<void>) => skipReason || test.serial(title, fn);
 const WORKER = fileURLToPath(new URL('./helpers/stress-worker.js', import.meta.url));
-const SECONDS = Number(process.env.TARSTACK_LOAD_SECONDS ?? 15);
-const FIO_MB = Number(process.env.TARSTACK_FIO_MB ?? 32);
+const SECONDS = Number(process.env.TARSTACK_LOAD_SECONDS ?? 10);
+const FIO_MB = Number(process.env.TARSTACK_FIO_MB ?? 24);
 const WORKERS = 8;
 
 const root = skipReason ? '' : makeTestRoot('load');

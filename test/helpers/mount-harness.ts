@@ -82,7 +82,7 @@ export async function startChild(script: string, mountpoint: string, args: strin
   });
   const mount = new ChildMount(mountpoint, child, stderr);
   try {
-    const ready = await mount.next('ready');
+    const ready = await mount.next('ready', wrap ? 90_000 : 30_000); // valgrind starts slowly on a loaded CI machine
     return { mount, ready };
   } catch (err) {
     await mount.cleanup();
