@@ -14,10 +14,10 @@ export const FILES = LEAVES * FILES_PER_LEAF;
 
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
-const TOP0 = 2; // inode numbers: root 1, tops 2.., leaves 1000.., files 100000.., big 50
+const TOP0 = 2; // inode numbers: root 1, tops 2.., leaves 1000.., files 100000.., big 999
 const LEAF0 = 1000;
 const FILE0 = 100_000;
-const BIG_INO = 50;
+const BIG_INO = 999;
 const MTIME = 1_700_000_000;
 
 /** File k's size, 0..8192, fixed by a cheap hash. */

@@ -97,6 +97,17 @@ function kernelPeer(): Peer {
   };
 }
 
+/** The big file read straight from ext4, no overlay: what any layer above it costs. */
+function directPeer(): Peer {
+  return {
+    name: 'direct',
+    root: (k: Kind) => join(DIR, k, 'tree'),
+    cold: async () => dropCaches(),
+    requests: async () => undefined,
+    close: async () => undefined,
+  };
+}
+
 function fusePeer(name: string, backend: 'native' | 'fuse-native', session: string): Peer {
   const mnt = (k: Kind) => join(DIR, 'fuse', name, k);
   const children = new Map<Kind, ChildMount>();
@@ -142,6 +153,7 @@ function fusePeer(name: string, backend: 'native' | 'fuse-native', session: stri
 
 interface Sample { value: number; requests?: number; seconds: number }
 const results = new Map<string, Map<string, Sample[]>>(); // test -> peer -> samples
+const pressure: number[] = [];
 
 function record(test: string, peer: string, s: Sample): void {
   if (!results.has(test)) results.set(test, new Map());
@@ -150,7 +162,25 @@ function record(test: string, peer: string, s: Sample): void {
   m.get(peer)!.push(s);
 }
 
+/** CPU pressure (PSI "some avg10"): other work on the machine skews every figure. */
+function cpuPressure(): number {
+  try {
+    return Number(/avg10=([0-9.]+)/.exec(fs.readFileSync('/proc/pressure/cpu', 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+/** Waits (up to 5 s) for the machine to calm down, and records how busy it still was. */
+async function quiet(): Promise<number> {
+  for (let i = 0; i < 10 && cpuPressure() > 20; i++) await new Promise((r) => setTimeout(r, 500));
+  return cpuPressure();
+}
+
 async function measure(p: Peer, kind: Kind, test: string, cmd: string, value: (s: number, out: string) => number, check?: (out: string) => void): Promise<void> {
+  pressure.push(await quiet());
+  // Other benchmarks on this machine drop caches too: a warm figure re-warms right before timing.
+  if (test.includes('warm')) sh(cmd);
   const r0 = await p.requests(kind);
   const { s, out } = timed(cmd);
   const r1 = await p.requests(kind);
@@ -220,6 +250,7 @@ function median(xs: number[]): number {
 }
 
 function report(): void {
+  console.log(`CPU pressure (PSI some avg10) at measurement starts: median ${median(pressure).toFixed(0)}%, max ${Math.max(...pressure).toFixed(0)}%`);
   for (const [test, byPeer] of results) {
     const base = byPeer.get('kernel');
     const baseValue = base ? median(base.map((s) => s.value)) : undefined;
@@ -228,9 +259,9 @@ function report(): void {
       const v = median(samples.map((s) => s.value));
       const reqs = samples.filter((s) => s.requests !== undefined).map((s) => s.requests!);
       const req = reqs.length ? median(reqs) : undefined;
-      const lat = req ? (median(samples.map((s) => s.seconds)) / req) * 1e6 : undefined;
+      const lat = req ? `, ${((median(samples.map((s) => s.seconds)) / req) * 1e6).toFixed(1)} us/request (wall/requests)` : '';
       const ratio = baseValue !== undefined && peer !== 'kernel' ? `  ${(v / baseValue).toFixed(2)}x kernel` : '';
-      const extra = req !== undefined ? `  ${req} requests, ${lat!.toFixed(1)} us/request (wall/requests)` : '';
+      const extra = req !== undefined ? `  ${req} requests${lat}` : '';
       console.log(`  ${peer.padEnd(14)} ${v.toFixed(v < 10 ? 3 : 0).padStart(9)}${ratio}${extra}   [${samples.map((s) => s.value.toFixed(v < 10 ? 3 : 0)).join(' ')}]`);
     }
   }
@@ -242,16 +273,22 @@ async function main(): Promise<void> {
   fs.mkdirSync(DIR, { recursive: true });
   prepare();
   const peers: Peer[] = [];
+  const stop = (sig: string) => {
+    console.error(`bench: ${sig}, unmounting`);
+    void Promise.all(peers.map((p) => p.close().catch(() => undefined))).finally(() => process.exit(1));
+  };
+  process.once('SIGINT', stop).once('SIGTERM', stop);
   try {
     for (const name of PEERS) {
       if (name === 'kernel') peers.push(kernelPeer());
+      else if (name === 'direct') peers.push(directPeer());
       else if (name === 'fuse-native') peers.push(fusePeer(name, 'fuse-native', '{}'));
       else peers.push(fusePeer(name, 'native', variants.get(name) ?? '{}'));
     }
     for (let run = 0; run < RUNS; run++) {
       for (const p of peers) {
         console.error(`run ${run + 1}/${RUNS}: ${p.name}`);
-        await runMany(p);
+        if (p.name !== 'direct') await runMany(p);
         await runBig(p);
         await p.close();
       }

@@ -16,9 +16,12 @@ async function main(): Promise<void> {
   if (backend === 'fuse-native') {
     ({ requests, unmount } = await mountFuseNative(fs, mountpoint!));
   } else {
-    // BENCH_SESSION: SessionConfig fields, plus `openless` for the mount option of that name.
-    const { openless, ...session } = JSON.parse(process.env.BENCH_SESSION ?? '{}') as SessionConfig & { openless?: boolean };
-    const m = await mountNative(fs, { mountpoint: mountpoint!, fsname: 'bench-native', readOnly: true, session, ...(openless === undefined ? {} : { openless }) });
+    // BENCH_SESSION: SessionConfig fields, plus the mount options `openless` and `readAheadKb`.
+    const { openless, readAheadKb, ...session } = JSON.parse(process.env.BENCH_SESSION ?? '{}') as SessionConfig & { openless?: boolean; readAheadKb?: number };
+    const m = await mountNative(fs, {
+      mountpoint: mountpoint!, fsname: 'bench-native', readOnly: true, session,
+      ...(openless === undefined ? {} : { openless }), ...(readAheadKb === undefined ? {} : { readAheadKb }),
+    });
     requests = () => m.stats().requests;
     unmount = () => m.close();
   }

@@ -1,15 +1,17 @@
-# Builds tarstack_native.node (N-API 8, C only) against the system libfuse3 found by pkg-config.
+# Builds tarstack_native.node (N-API 8, C only) against the system libfuse3 found by pkg-config, and
+# Debian's libzstd and liblzma (codec*.c). zlib is the one Node itself exports, through its headers.
 {
   "targets": [
     {
       "target_name": "tarstack_native",
       "sources": [
         "src/addon.c", "src/jsutil.c", "src/reqs.c", "src/session.c", "src/ops.c",
-        "src/replies.c", "src/dir.c", "src/readpool.c", "src/notify.c", "src/sys.c"
+        "src/replies.c", "src/dir.c", "src/readpool.c", "src/notify.c", "src/sys.c",
+        "src/codec.c", "src/codec_dec.c", "src/codec_gzip.c", "src/codec_zstd.c", "src/codec_xz.c"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
-      "cflags": ["<!@(pkg-config --cflags fuse3)", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror=implicit-function-declaration"],
-      "libraries": ["<!@(pkg-config --libs fuse3)"],
+      "cflags": ["<!@(pkg-config --cflags fuse3 libzstd liblzma)", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror=implicit-function-declaration"],
+      "libraries": ["<!@(pkg-config --libs fuse3 libzstd liblzma)", "-lz"],
       "conditions": [
         ["OS!='linux'", { "type": "none" }]
       ]

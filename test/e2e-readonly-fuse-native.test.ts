@@ -2,10 +2,9 @@
 // Its known limits are allowed by name and nothing else: libfuse 2 through fuse-native carries times
 // in milliseconds (and wraps those before 1970) and names as UTF-8 strings (invalid bytes are lost).
 import test from 'ava';
-import fs from 'node:fs';
 import path from 'node:path';
 import { buildFixtures } from './helpers/fixtures.js';
-import { cliAvailable, forceUnmount, makeTestRoot, strayMounts, TarstackSession, withMount } from './helpers/mount.js';
+import { cliAvailable, makeTestRoot, TarstackSession, withMount, removeTestRoot } from './helpers/mount.js';
 import { gnuReference } from './helpers/reference.js';
 import { compareTrees, snapshotTree } from './helpers/tree.js';
 
@@ -15,11 +14,7 @@ const root = skipReason ? '' : makeTestRoot('e2e-fuse-native');
 const fixtures = skipReason ? [] : await buildFixtures(path.join(root, 'fixtures'));
 if (skipReason) test.skip(`fuse-native read-only suite skipped: ${skipReason}`, () => undefined);
 
-test.after.always(() => {
-  if (!root) return;
-  for (const m of strayMounts(root)) forceUnmount(m.mountPoint);
-  fs.rmSync(root, { recursive: true, force: true });
-});
+test.after.always(() => removeTestRoot(root));
 
 /** fuse-native's limits, each a reason; a difference none of them explains fails the test. */
 const LIMITS: Array<{ why: string; explains(diff: string): boolean }> = [

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { buildFixtures, type Fixture } from './helpers/fixtures.js';
 import { buildLayerStack } from './helpers/fixtures-stream.js';
 import { LONG_FILE } from './helpers/fixtures-tools.js';
-import { CLI_MAIN, cliAvailable, forceUnmount, makeTestRoot, storeProcesses, strayMounts, TarstackSession, withMount, type CliResult } from './helpers/mount.js';
+import { CLI_MAIN, cliAvailable, makeTestRoot, storeProcesses, strayMounts, TarstackSession, withMount, type CliResult, removeTestRoot } from './helpers/mount.js';
 import { extractReference, gnuReference as reference, mergeLayersReference } from './helpers/reference.js';
 import { compareTrees, snapshotTree } from './helpers/tree.js';
 
@@ -21,13 +21,7 @@ const fixture = (name: string) => fixtures.find((f) => f.name === name)!;
 const e2e = skipReason ? test.skip : test.serial;
 if (skipReason) test.skip(`e2e read-only suite skipped: ${skipReason}`, () => undefined);
 
-test.after.always(() => {
-  if (!root) return;
-  const left = strayMounts(root);
-  for (const m of left) forceUnmount(m.mountPoint);
-  fs.rmSync(root, { recursive: true, force: true });
-  if (left.length) throw new Error(`tests left mounts: ${left.map((m) => m.mountPoint).join(', ')}`);
-});
+test.after.always(() => removeTestRoot(root));
 
 let seq = 0;
 const session = (t: ExecutionContext, label: string) => new TarstackSession(path.join(root, `${label}-${++seq}`), t);

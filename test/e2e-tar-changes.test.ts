@@ -4,18 +4,14 @@
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { cliAvailable, forceUnmount, makeTestRoot, strayMounts, TarstackSession, withMount } from './helpers/mount.js';
+import { cliAvailable, makeTestRoot, TarstackSession, withMount, removeTestRoot } from './helpers/mount.js';
 import { execOk } from './helpers/exec.js';
 
 const skip = !cliAvailable() || process.getuid?.() !== 0;
 const root = skip ? '' : makeTestRoot('tar-changes');
 const t0 = skip ? test.skip : test.serial;
 
-test.after.always(() => {
-  if (!root) return;
-  for (const m of strayMounts(root)) forceUnmount(m.mountPoint);
-  fs.rmSync(root, { recursive: true, force: true });
-});
+test.after.always(() => removeTestRoot(root));
 
 /** A tar with a small file first and a 3 MiB one after it, and the bytes of that one. */
 function makeTar(dir: string): { tar: string; big: Buffer } {

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { assertOneLineError, InstanceSession, instanceSkipReason } from './helpers/instances.js';
 import { buildModelImage, type ModelImage } from './helpers/model-image.js';
-import { forceUnmount, makeTestRoot, strayMounts } from './helpers/mount.js';
+import { makeTestRoot, strayMounts, removeTestRoot } from './helpers/mount.js';
 import { compareTrees, snapshotTree } from './helpers/tree.js';
 
 const skipReason = await instanceSkipReason();
@@ -19,13 +19,7 @@ let image: ModelImage;
 test.before(() => {
   if (!skipReason) image = buildModelImage(path.join(root, 'image'));
 });
-test.after.always(() => {
-  if (!root) return;
-  const left = strayMounts(root);
-  for (const m of left.reverse()) forceUnmount(m.mountPoint);
-  fs.rmSync(root, { recursive: true, force: true });
-  if (left.length) throw new Error(`left mounted: ${left.map((m) => m.mountPoint).join(', ')}`);
-});
+test.after.always(() => removeTestRoot(root));
 
 let seq = 0;
 /** A session with image `img` and instance `a` holding one change (the file `kept`). */

@@ -9,7 +9,7 @@ import { assertOneLineError, InstanceSession, instanceSkipReason } from './helpe
 import { buildModelImage, type ModelImage } from './helpers/model-image.js';
 import { applyOp, closeAll, type Op } from './helpers/model-ops.js';
 import { kernelOverlay, normalizeNow } from './helpers/model-run.js';
-import { forceUnmount, makeTestRoot, strayMounts } from './helpers/mount.js';
+import { makeTestRoot, removeTestRoot } from './helpers/mount.js';
 import { compareTrees, snapshotTree } from './helpers/tree.js';
 
 const skipReason = await instanceSkipReason();
@@ -21,13 +21,7 @@ let image: ModelImage;
 test.before(() => {
   if (!skipReason) image = buildModelImage(path.join(root, 'image'));
 });
-test.after.always(() => {
-  if (!root) return;
-  const left = strayMounts(root);
-  for (const m of left.reverse()) forceUnmount(m.mountPoint);
-  fs.rmSync(root, { recursive: true, force: true });
-  if (left.length) throw new Error(`left mounted: ${left.map((m) => m.mountPoint).join(', ')}`);
-});
+test.after.always(() => removeTestRoot(root));
 
 let seq = 0;
 async function session(t: ExecutionContext): Promise<InstanceSession> {

@@ -3,12 +3,11 @@
 // stability and `diff`. CI: fixed seed, 25 runs of up to 40 steps; scripts/model-long runs more.
 // Replay a failure: TARSTACK_MODEL_SEED / _RUNS / _STEPS as it ran, TARSTACK_MODEL_PATH from the report.
 import test from 'ava';
-import fs from 'node:fs';
 import path from 'node:path';
 import { InstanceSession, instanceSkipReason } from './helpers/instances.js';
 import { buildModelImage } from './helpers/model-image.js';
 import { checkModel, KERNEL_IS_WRONG, type TargetFactory } from './helpers/model-run.js';
-import { forceUnmount, makeTestRoot, strayMounts } from './helpers/mount.js';
+import { forceUnmount, makeTestRoot, strayMounts, removeTestRoot } from './helpers/mount.js';
 
 const skipReason = await instanceSkipReason();
 if (skipReason) test.skip(`instance model suite skipped: ${skipReason}`, () => undefined);
@@ -21,13 +20,7 @@ const MINUTES = env('TARSTACK_MODEL_MINUTES', 4); // the test's own limit; CI's 
 const SHRINK_SECONDS = env('TARSTACK_MODEL_SHRINK_SECONDS', 60); // each shrink step remounts: bound it
 
 const root = skipReason ? '' : makeTestRoot('model');
-test.after.always(() => {
-  if (!root) return;
-  const left = strayMounts(root);
-  for (const m of left.reverse()) forceUnmount(m.mountPoint);
-  fs.rmSync(root, { recursive: true, force: true });
-  if (left.length) throw new Error(`left mounted: ${left.map((m) => m.mountPoint).join(', ')}`);
-});
+test.after.always(() => removeTestRoot(root));
 
 /** Each run: a fresh instance of the image, mounted at runDir/mnt; remount and diff go through the CLI. */
 function tarstackTarget(session: InstanceSession, image: string): TargetFactory {

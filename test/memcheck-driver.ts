@@ -2,7 +2,7 @@
 // scripts/native-memcheck). Each pass exercises one path of the binding with ordinary fs calls,
 // then unmounts; valgrind's exit code (99 on any error or definite leak) fails the pass.
 // `--quick` runs only the first pass, which is what CI can afford.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
@@ -19,7 +19,7 @@ function dropCaches(what: '1' | '2' | '3'): void {
 async function underValgrind(script: string, mountpoint: string, args: string[], env: Record<string, string>): Promise<ChildMount> {
   process.env.TARSTACK_CHILD_EXEC = JSON.stringify(['valgrind', ...VALGRIND, process.execPath]);
   try {
-    return (await startChild(new URL(script, import.meta.url).pathname, mountpoint, args, env)).mount;
+    return (await startChild(new URL(script, import.meta.url).pathname, mountpoint, args, env, 180_000)).mount;
   } finally {
     delete process.env.TARSTACK_CHILD_EXEC;
   }
@@ -93,6 +93,13 @@ async function lowlevelPass(base: string): Promise<void> {
   }
 }
 
+/** The codecs (no mount): decodes, seeks, damage, closing while busy, zstd frames. */
+function codecPass(): void {
+  const child = new URL('./helpers/codec-child.js', import.meta.url).pathname;
+  const r = spawnSync('valgrind', [...VALGRIND, process.execPath, child], { encoding: 'utf8', timeout: 600_000 });
+  if (r.status !== 0) throw new Error(`codec pass: valgrind/child exit ${r.status}: ${r.stderr}`);
+}
+
 async function main(): Promise<void> {
   const quick = process.argv.includes('--quick');
   const base = makeTempDir('tarstack-memcheck-');
@@ -105,6 +112,8 @@ async function main(): Promise<void> {
     console.log(`memcheck: write ops and teardown with an unanswered request: clean (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
     await toyPass(base, { splice: 1, readdirplus: 0, nowait: 0 });
     console.log(`memcheck: toy tree, splice + plain readdir: clean (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+    codecPass();
+    console.log(`memcheck: gzip/zstd/xz codecs: clean (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
   } finally {
     removeDir(base);
   }

@@ -165,7 +165,9 @@ static napi_value submit(napi_env env, napi_value handle, note *x) {
   if (s == NULL || s->state != TSN_LIVE) {
     free(x->name);
     free(x);
-    return s == NULL ? NULL : tsn_throw(env, "tarstack_native: session has ended");
+    bool pending = false;
+    napi_is_exception_pending(env, &pending); // a bad handle has thrown already
+    return pending ? NULL : tsn_throw(env, "tarstack_native: session has ended");
   }
   if (s->notifier == NULL && (s->notifier = tsn_notifier_new(s)) == NULL) {
     free(x->name);

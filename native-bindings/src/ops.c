@@ -292,7 +292,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn) {
   tsn_session *s = userdata;
   unsigned want = conn->want;
   want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_SPLICE_READ |
-            FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE | FUSE_CAP_HANDLE_KILLPRIV);
+            FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE | FUSE_CAP_HANDLE_KILLPRIV |
+            FUSE_CAP_AUTO_INVAL_DATA);
+  if (s->cfg.auto_inval) want |= FUSE_CAP_AUTO_INVAL_DATA;
   if (s->cfg.readdirplus >= 1) want |= FUSE_CAP_READDIRPLUS;
   if (s->cfg.readdirplus == 2) want |= FUSE_CAP_READDIRPLUS_AUTO;
   if (s->cfg.splice) want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;

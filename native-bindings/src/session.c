@@ -267,6 +267,7 @@ napi_value tsn_js_mount(napi_env env, napi_callback_info info) {
   s->cfg.read_threads = (int)cfg_num(env, argv[3], "readThreads", 4);
   s->cfg.max_readahead = (unsigned)cfg_num(env, argv[3], "maxReadahead", 0);
   s->cfg.max_background = (unsigned)cfg_num(env, argv[3], "maxBackground", 0);
+  s->cfg.auto_inval = (int)cfg_num(env, argv[3], "autoInvalData", 1);
   if (s->cfg.read_threads < 1 || s->cfg.read_threads > 64) s->cfg.read_threads = 4;
   if (get_handlers(env, argv[2], s) != 0 ||
       napi_create_object(env, &resource) != napi_ok ||

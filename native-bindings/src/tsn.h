@@ -94,6 +94,7 @@ typedef struct tsn_config {
   int read_threads;
   unsigned max_readahead;
   unsigned max_background;
+  int auto_inval; // FUSE_CAP_AUTO_INVAL_DATA: check attributes on every cached read
 } tsn_config;
 
 typedef struct tsn_session {
@@ -181,4 +182,7 @@ napi_value tsn_bool(napi_env env, int b);
 napi_value tsn_undefined(napi_env env);
 napi_value tsn_throw(napi_env env, const char *msg);
 char *tsn_latin1(napi_env env, napi_value v, size_t *len); // malloc'ed, NUL-terminated
+
+// codec.c: the `codec` object of gzip/zstd/xz decoders for compressed tars.
+int tsn_codec_init(napi_env env, napi_value exports);
 #endif

@@ -19,7 +19,8 @@ export const imageCommand: CommandModule<GlobalOptions, Args> = {
             .positional('tar', { type: 'string', demandOption: true, describe: 'the tar file' })
             .option('name', { type: 'string', describe: 'image name (default: the file name without extensions)' })
             .option('parent', { type: 'string', describe: 'stack this image on a parent image' })
-            .option('copy', { type: 'boolean', describe: 'copy the tar into the store instead of referencing it in place' }),
+            .option('copy', { type: 'boolean', describe: 'copy the tar into the store instead of referencing it in place' })
+            .option('recompress', { type: 'boolean', describe: 'store a seekable zstd copy (random access for any tar, e.g. a single-frame .zst or single-block .xz)' }),
         async (a) => (await impl()).imageAdd(new Context(a), a),
       )
       .command('list', 'List images', (c) => c, async (a) => (await impl()).imageList(new Context(a)))

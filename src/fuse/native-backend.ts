@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import type { Mounted, MountOptions } from './backend.js';
 import * as ll from './lowlevel.js';
 import { cachePolicy, Translator } from './native-translate.js';
+import { setReadAhead } from './readahead.js';
 import type { FileSystem } from './ops.js';
 
 export interface NativeMountOptions extends MountOptions {
@@ -14,6 +15,8 @@ export interface NativeMountOptions extends MountOptions {
   initTimeoutMs?: number;
   /** Zero-message open/opendir for immutable read-only trees (default on where the kernel has it). */
   openless?: boolean;
+  /** Readahead window in KiB set through sysfs when allowed (root); 0 leaves the kernel's 128. */
+  readAheadKb?: number;
 }
 
 export interface NativeMounted extends Mounted {
@@ -28,6 +31,7 @@ export interface NativeMounted extends Mounted {
 
 const CAP_NO_OPEN_SUPPORT = 1 << 17; // FUSE_CAP_* of fuse_common.h
 const CAP_NO_OPENDIR_SUPPORT = 1 << 24;
+const DEFAULT_READAHEAD_KB = 4096;
 const DEFAULT_SESSION: ll.SessionConfig = { readdirplus: 1, splice: 0, nowait: 1, readThreads: 4 };
 
 /** libfuse option values: `,` separates options and `\` escapes. */
@@ -106,6 +110,8 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
   } finally {
     clearTimeout(timer);
   }
+  const readAheadKb = opts.readAheadKb ?? DEFAULT_READAHEAD_KB;
+  if (readAheadKb > 0) setReadAhead(opts.mountpoint, readAheadKb);
 
   return {
     unmounted,

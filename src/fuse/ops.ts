@@ -67,12 +67,15 @@ export interface OpenReply {
 type Maybe<T> = T | Promise<T>;
 
 export interface FileSystem {
-  /** True when no request can change the tree: backends may then cache entries and attributes for long. */
+  /** True when no request can change the tree: backends may then cache entries and attributes for
+   *  long, and may open a handle per read or listing instead of per open(2) (no per-open state). */
   readonly immutable: boolean;
 
   /** Find `name` in directory `parent`. ENOENT when absent, ENOTDIR when parent is no directory. Counts one kernel reference to the result. */
   lookup(parent: number, name: string): Maybe<Entry>;
-  /** The kernel drops `nlookup` references to `ino` (lookups, readdirplus entries, creates). */
+  /** The kernel drops `nlookup` references to `ino` that lookup() (and entry-creating calls) handed
+   *  out. The backend takes readdirplus entries through lookup() too, so the counts here always
+   *  match this FileSystem's own answers. */
   forget(ino: number, nlookup: number): void;
   getattr(ino: number): Maybe<Attr>;
   /** Target of a symlink as a byte string; EINVAL for anything else. */

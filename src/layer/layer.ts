@@ -1,7 +1,7 @@
 // The read interface every lower layer implements (TarLayer now; directory layers later). Nodes
 // are numbers local to the layer, 0 being its root. "Absent" is a value (ABSENT), never a throw;
 // whiteouts are decoded at the layer boundary so the overlay never sees `.wh.` names.
-import type { Attr, FdRange } from '../fuse/ops.js';
+import type { Attr, ReadReply } from '../fuse/ops.js';
 
 export const ABSENT = -1;
 
@@ -31,8 +31,14 @@ export interface Layer {
   readlink(node: number): string;
   xattrNames(node: number): string[];
   getxattr(node: number, name: string): Buffer | undefined;
-  /** Where bytes [pos, pos+len) of a regular file live, clamped to its size. */
-  readRanges(node: number, pos: number, len: number): FdRange[];
+  /**
+   * Bytes [pos, pos+len) of a regular file, clamped to its size, for serving: ranges of an open file
+   * (the backend copies them itself) or bytes, perhaps later (decoded off Node's thread).
+   * A failure (EIO: the archive changed) throws or rejects with FsError.
+   */
+  read(node: number, pos: number, len: number): ReadReply | Promise<ReadReply>;
+  /** The same bytes copied into `buf` at `off` now (copy-up): the count, short only at the file's end. */
+  readInto(node: number, pos: number, buf: Buffer, off: number, len: number): number;
   /** Bytes of backing storage, for statfs. */
   readonly storageBytes: number;
   close(): void;

@@ -1,14 +1,23 @@
 // A tar file served as a layer through its index: metadata from the typed arrays, data as ranges
-// of the open tar file (the FUSE backend copies them straight into the reply). The tar stays open
-// for the layer's life, so a tar unlinked or renamed while mounted is still served.
+// of the open tar file (the FUSE backend copies them straight into the reply), or for a compressed
+// tar as bytes decoded through its seek table. The tar stays open for the layer's life, so a tar
+// unlinked or renamed while mounted is still served.
 import { closeSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
-import type { Attr, FdRange } from '../fuse/ops.js';
+import type { Attr, FdRange, ReadReply } from '../fuse/ops.js';
 import { ABSENT, type Layer } from './layer.js';
 import { NodeFlag, NONE, S_IFCHR, S_IFBLK, S_IFDIR, S_IFLNK, S_IFMT, type IndexData } from '../tar/index-data.js';
+import { readFully } from '../tar/reader.js';
+import { SeekableArchive } from '../tar/seekable.js';
 import { makedev } from '../util/attr.js';
+import { fsError } from '../util/errors.js';
 
 const DIR_SIZE = 4096;
+
+/** A layer over an open tar and its index; a compressed tar gets its decoder. */
+export function tarLayer(source: string, d: IndexData, fd: number, archive?: SeekableArchive): TarLayer {
+  return new TarLayer(source, d, fd, archive ?? (d.seek ? new SeekableArchive(fd, d.seek, source) : undefined));
+}
 
 interface DecodedExtra {
   xattrs: Map<string, Buffer>;
@@ -21,7 +30,8 @@ export class TarLayer implements Layer {
   readonly storageBytes: number;
   private readonly decoded = new LRUCache<number, DecodedExtra>({ max: 4096 });
 
-  constructor(readonly source: string, private readonly d: IndexData, private readonly fd: number) {
+  /** `archive`: the decoder of a compressed tar; data offsets are then in its decoded bytes. */
+  constructor(readonly source: string, private readonly d: IndexData, private readonly fd: number, private readonly archive?: SeekableArchive) {
     this.nodeCount = d.nodeCount;
     this.storageBytes = d.source.size;
   }
@@ -132,7 +142,30 @@ export class TarLayer implements Layer {
     return this.d.extra[node] ? this.extra(node).xattrs.get(name) : undefined;
   }
 
-  readRanges(node: number, pos: number, len: number): FdRange[] {
+  read(node: number, pos: number, len: number): ReadReply | Promise<ReadReply> {
+    const ranges = this.ranges(node, pos, len);
+    const a = this.archive;
+    if (!a) return ranges;
+    if (ranges.length === 1 && ranges[0].fd >= 0) return a.read(ranges[0].pos, ranges[0].len);
+    const parts = ranges.map((r) => (r.fd < 0 ? Buffer.alloc(r.len) : a.read(r.pos, r.len)));
+    if (parts.every((p) => Buffer.isBuffer(p))) return Buffer.concat(parts as Buffer[]);
+    return Promise.all(parts).then((bufs) => Buffer.concat(bufs));
+  }
+
+  readInto(node: number, pos: number, buf: Buffer, off: number, len: number): number {
+    let at = off;
+    for (const r of this.ranges(node, pos, len)) {
+      if (r.fd < 0) buf.fill(0, at, at + r.len);
+      else if ((this.archive ? this.archive.readInto(r.pos, buf, at, r.len) : readFully(r.fd, buf, r.len, r.pos, at)) !== r.len) {
+        throw fsError('EIO', `${this.source} ends early`);
+      }
+      at += r.len;
+    }
+    return at - off;
+  }
+
+  /** Where bytes [pos, pos+len) of a regular file live in the (decoded) tar, clamped to its size. */
+  private ranges(node: number, pos: number, len: number): FdRange[] {
     const size = this.d.size[node];
     if (pos >= size || len <= 0) return [];
     const end = Math.min(size, pos + len);
@@ -165,6 +198,7 @@ export class TarLayer implements Layer {
   }
 
   close(): void {
+    this.archive?.close();
     closeSync(this.fd);
   }
 }

@@ -1,12 +1,14 @@
 // Loads tarstack_native.node once: the only place that finds the addon. TARSTACK_NATIVE_ADDON may
 // name another build (e.g. one with sanitizers).
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 
 let loaded: unknown;
 
 export function loadAddon(): unknown {
   if (loaded) return loaded;
-  const path = process.env.TARSTACK_NATIVE_ADDON ?? new URL('../../../native-bindings/build/Release/tarstack_native.node', import.meta.url).pathname;
+  // fileURLToPath, not .pathname: a checkout under a path with spaces or non-ASCII names must load too.
+  const path = process.env.TARSTACK_NATIVE_ADDON ?? fileURLToPath(new URL('../../../native-bindings/build/Release/tarstack_native.node', import.meta.url));
   try {
     loaded = createRequire(import.meta.url)(path);
   } catch (err) {

@@ -8,8 +8,6 @@
 import * as fs from 'node:fs';
 import type { Attr } from '../fuse/ops.js';
 import { emptyAttr, majorOf, minorOf, splitNs } from '../util/attr.js';
-import { readFully } from '../tar/reader.js';
-import { fsError } from '../util/errors.js';
 import { CHUNK, LazyMap } from './lazy.js';
 import { S_IFLNK, S_IFMT, S_IFREG, type LowerStack } from './lower-stack.js';
 import type { WNode } from './node.js';
@@ -177,12 +175,7 @@ export class CopyUp {
     for (let at = pos; at < pos + len; ) {
       if (at === PAUSE_AT) pauseForever(at);
       const n = Math.min(buf.length, pos + len - at, at < PAUSE_AT ? PAUSE_AT - at : Infinity);
-      let off = 0;
-      for (const r of this.stack.layers[k].readRanges(lowerNode, at, n)) {
-        if (r.fd < 0) buf.fill(0, off, off + r.len);
-        else if (readFully(r.fd, buf, r.len, r.pos, off) !== r.len) throw fsError('EIO', 'the image tar ends early');
-        off += r.len;
-      }
+      const off = this.stack.layers[k].readInto(lowerNode, at, buf, 0, n);
       let w = 0;
       while (w < off) w += fs.writeSync(fd, buf, w, off - w, at + w);
       at += off;

@@ -8,7 +8,7 @@
 // then a fresh one, stored like a copied-up entry's, so the kernel never sees one number name two
 // objects and the new one keeps its number across remounts.
 import * as fs from 'node:fs';
-import type { Attr, Caller, CreateReply, DirEntry, Entry, FdRange, OpenReply, ReadReply, SetAttr, Statfs, WritableFileSystem } from '../fuse/ops.js';
+import type { Attr, Caller, CreateReply, DirEntry, Entry, OpenReply, ReadReply, SetAttr, Statfs, WritableFileSystem } from '../fuse/ops.js';
 import { ROOT_INO } from '../fuse/ops.js';
 import { fsError } from '../util/errors.js';
 import { emptyAttr, majorOf, minorOf, splitNs } from '../util/attr.js';
@@ -342,10 +342,10 @@ export class InstanceFs implements WritableFileSystem {
     return h;
   }
 
-  read(_ino: number, fh: number, pos: number, len: number): ReadReply {
+  read(_ino: number, fh: number, pos: number, len: number): ReadReply | Promise<ReadReply> {
     const h = this.handle(fh);
     const node = h.node;
-    if (!node.upper) return this.stack.layers[node.lower![0]].readRanges(node.lower![1], pos, len);
+    if (!node.upper) return this.stack.layers[node.lower![0]].read(node.lower![1], pos, len);
     if (h.fd < 0) h.fd = this.openUpper(node, O_RDONLY); // copied up since it was opened
     const size = Number(fs.fstatSync(h.fd).size);
     const end = Math.min(size, pos + len);
@@ -355,7 +355,8 @@ export class InstanceFs implements WritableFileSystem {
     for (const r of runs) {
       const at = r.pos - pos;
       if (r.lower) {
-        fillFromRanges(out, at, this.stack.layers[node.lower![0]].readRanges(node.lower![1], r.pos, r.len));
+        const n = this.stack.layers[node.lower![0]].readInto(node.lower![1], r.pos, out, at, r.len);
+        if (n < r.len) out.fill(0, at + n, at + r.len);
       } else {
         let done = 0;
         while (done < r.len) {
@@ -698,10 +699,10 @@ export class InstanceFs implements WritableFileSystem {
     if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) throw fsError('EINVAL');
     const dir = this.dirNode(parent);
     const to = this.dirNode(newParent);
-    const fs_ = this.find(dir, name);
-    if (!fs_) throw fsError('ENOENT');
+    const found = this.find(dir, name);
+    if (!found) throw fsError('ENOENT');
     if (newName.length > NAME_MAX) throw fsError('ENAMETOOLONG');
-    const src = this.nodeFor(dir, name, fs_);
+    const src = this.nodeFor(dir, name, found);
     const ft = this.find(to, newName);
     const dst = ft ? this.nodeFor(to, newName, ft) : undefined;
     if (flags & RENAME_EXCHANGE) {
@@ -715,7 +716,7 @@ export class InstanceFs implements WritableFileSystem {
       if (src.type !== S_IFDIR && dst.type === S_IFDIR) throw fsError('EISDIR');
       if (dst.type === S_IFDIR && !this.listing(dst).isEmpty()) throw fsError('ENOTEMPTY');
     }
-    this.detach(src);
+    this.materialize(src); // independent of its name before it moves
     this.copy.dir(to);
     this.nameEntry(dir, name, src);
     const srcAbs = this.childAbs(dir, name);
@@ -767,11 +768,6 @@ export class InstanceFs implements WritableFileSystem {
     this.copy.linkName(node, dir, name);
   }
 
-  /** Make an entry independent of its name before it moves: copied up, a directory redirected. */
-  private detach(node: WNode): void {
-    this.materialize(node);
-  }
-
   /**
    * A directory about to live at (to, newName): it keeps its lower origin through a redirect, and
    * one with no lower origin becomes opaque where a lower directory of the new name would merge.
@@ -789,8 +785,8 @@ export class InstanceFs implements WritableFileSystem {
 
   private exchange(dir: WNode, name: string, a: WNode, to: WNode, newName: string, bNode: WNode): void {
     if (a === bNode) return;
-    this.detach(a);
-    this.detach(bNode);
+    this.materialize(a);
+    this.materialize(bNode);
     const aAbs = this.childAbs(dir, name);
     const bAbs = this.childAbs(to, newName);
     if (a.type === S_IFDIR) this.settleDir(a, aAbs, to, newName);
@@ -826,20 +822,4 @@ function timeArgs(t: SetAttr['atime']): [number, number] {
   if (t === undefined) return [0, UTIME_OMIT];
   if (t === 'now') return [0, UTIME_NOW];
   return [t.sec, t.nsec];
-}
-
-function fillFromRanges(out: Buffer, at: number, ranges: FdRange[]): void {
-  let off = at;
-  for (const r of ranges) {
-    if (r.fd < 0) out.fill(0, off, off + r.len);
-    else {
-      let done = 0;
-      while (done < r.len) {
-        const n = fs.readSync(r.fd, out, off + done, r.len - done, r.pos + done);
-        if (n === 0) throw fsError('EIO', 'the image tar ends early');
-        done += n;
-      }
-    }
-    off += r.len;
-  }
 }

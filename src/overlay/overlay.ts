@@ -3,7 +3,7 @@
 // holds and a path-based backend needs no table at all.
 import { LRUCache } from 'lru-cache';
 import { constants } from 'node:fs';
-import type { Attr, DirEntry, Entry, FdRange, FileSystem, OpenReply, Statfs } from '../fuse/ops.js';
+import type { Attr, DirEntry, Entry, FileSystem, OpenReply, ReadReply, Statfs } from '../fuse/ops.js';
 import { ROOT_INO } from '../fuse/ops.js';
 import { ABSENT, type Layer } from '../layer/layer.js';
 import { fsError } from '../util/errors.js';
@@ -112,9 +112,9 @@ export class Overlay implements FileSystem {
     return { fh: 0, keepCache: true, directIo: false };
   }
 
-  read(ino: number, _fh: number, pos: number, len: number): FdRange[] {
+  read(ino: number, _fh: number, pos: number, len: number): ReadReply | Promise<ReadReply> {
     const [k, node] = this.partsOf(ino);
-    return this.stack.layers[k].readRanges(node, pos, len);
+    return this.stack.layers[k].read(node, pos, len);
   }
 
   release(): void {}

@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs'
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { TarIdentity } from '../tar/index-data.js';
+import type { Compression } from '../tar/seek-table.js';
 import { UserError } from '../util/errors.js';
 import { field, META_VERSION, readMeta, writeMeta } from './meta.js';
 import { checkName, type StorePaths } from './paths.js';
@@ -21,7 +22,19 @@ export interface ImageRecord {
     nodes: number;
     members: number;
     warnings: number;
+    /** Compressed tars only: how reads find their place in it. */
+    compression?: LayerCompression;
   };
+}
+
+export interface LayerCompression {
+  format: Compression;
+  decodedBytes: number;
+  seekPoints: number;
+  randomAccess: boolean;
+  note: string;
+  /** Set when the store holds a seekable zstd copy made by `image add --recompress`. */
+  recompressedFrom?: string;
 }
 
 export const IMAGE_META = 'image.json';

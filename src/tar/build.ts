@@ -261,19 +261,24 @@ function flatten(order: BuildNode[]): Omit<IndexData, 'members' | 'source' | 'wa
     nlink: new Uint32Array(n),
     extra: new Uint32Array(n),
   };
-  const names: Buffer[] = [];
-  const strings: Buffer[] = [];
+  // Byte strings are one byte per character: size the blobs first, then write without copies.
+  let nameTotal = 0;
+  let stringTotal = 0;
+  for (const node of order) {
+    nameTotal += node.name.length;
+    if ((node.inode.mode & 0o170000) === S_IFLNK && !node.children) stringTotal += node.inode.target.length;
+  }
+  const names = Buffer.allocUnsafe(nameTotal);
+  const strings = Buffer.allocUnsafe(stringTotal);
   const extras: NodeExtra[] = [];
   let nameBytes = 0;
   let stringBytes = 0;
   for (let i = 0; i < n; i++) {
     const node = order[i];
     d.parent[i] = node.parent && !(node.flags & NodeFlag.Detached) ? node.parent.id : NONE;
-    const nb = Buffer.from(node.name, 'latin1');
     d.nameOff[i] = nameBytes;
-    d.nameLen[i] = nb.length;
-    names.push(nb);
-    nameBytes += nb.length;
+    d.nameLen[i] = node.name.length;
+    nameBytes += names.write(node.name, nameBytes, 'latin1');
     d.flags[i] = node.flags;
     const meta = node.inode;
     d.mode[i] = meta.mode;
@@ -296,11 +301,9 @@ function flatten(order: BuildNode[]): Omit<IndexData, 'members' | 'source' | 'wa
       d.b[i] = node.children.size;
       d.nlink[i] = 2 + subdirs;
     } else if ((meta.mode & 0o170000) === S_IFLNK) {
-      const tb = Buffer.from(meta.target, 'latin1');
       d.a[i] = stringBytes;
-      d.b[i] = tb.length;
-      strings.push(tb);
-      stringBytes += tb.length;
+      d.b[i] = meta.target.length;
+      stringBytes += strings.write(meta.target, stringBytes, 'latin1');
     } else if ((meta.mode & 0o170000) === S_IFCHR || (meta.mode & 0o170000) === S_IFBLK) {
       d.a[i] = meta.devmajor;
       d.b[i] = meta.devminor;
@@ -310,5 +313,5 @@ function flatten(order: BuildNode[]): Omit<IndexData, 'members' | 'source' | 'wa
       d.extra[i] = extras.length; // 0 means none
     }
   }
-  return { ...d, names: Buffer.concat(names, nameBytes), strings: Buffer.concat(strings, stringBytes), extras };
+  return { ...d, names, strings, extras };
 }

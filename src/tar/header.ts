@@ -53,7 +53,7 @@ export type DecodeResult =
   | { kind: 'bad'; reason: string };
 
 /** Decode the header at `buf[off..off+512)`. Never throws: bad blocks come back as `bad`. */
-export function decodeHeader(buf: Uint8Array, off = 0): DecodeResult {
+export function decodeHeader(buf: Buffer, off = 0): DecodeResult {
   if (isZeroBlock(buf, off)) return { kind: 'zero' };
   const stored = parseNumber(buf, off + 148, 8);
   if (stored === undefined || !checksumMatches(buf, off, stored)) {
@@ -112,11 +112,11 @@ class HeaderFieldError extends Error {
 }
 
 /** A GNU sparse extension block: 21 entries, then the "more follow" flag at byte 504. */
-export function decodeSparseExtension(buf: Uint8Array, off: number): { segments: SparseSegment[]; extended: boolean } {
+export function decodeSparseExtension(buf: Buffer, off: number): { segments: SparseSegment[]; extended: boolean } {
   return { segments: decodeSparseEntries(buf, off, 21), extended: buf[off + 504] !== 0 };
 }
 
-function decodeSparseEntries(buf: Uint8Array, off: number, count: number): SparseSegment[] {
+function decodeSparseEntries(buf: Buffer, off: number, count: number): SparseSegment[] {
   const out: SparseSegment[] = [];
   for (let i = 0; i < count; i++) {
     const at = off + i * 24;
@@ -139,14 +139,17 @@ export function isZeroBlock(buf: Uint8Array, off: number): boolean {
  * Some old tars summed signed chars; both are accepted, as GNU tar does.
  */
 function checksumMatches(buf: Uint8Array, off: number, stored: number): boolean {
-  let unsigned = 0;
-  let signed = 0;
+  let unsigned = 8 * 0x20; // the checksum field itself counts as spaces
+  for (let i = off; i < off + 148; i++) unsigned += buf[i];
+  for (let i = off + 156; i < off + BLOCK; i++) unsigned += buf[i];
+  if (stored === unsigned) return true;
+  let signed = 8 * 0x20; // the rare old tar that summed signed chars
   for (let i = 0; i < BLOCK; i++) {
-    const b = i >= 148 && i < 156 ? 0x20 : buf[off + i];
-    unsigned += b;
+    if (i >= 148 && i < 156) continue;
+    const b = buf[off + i];
     signed += b > 127 ? b - 256 : b;
   }
-  return stored === unsigned || stored === signed;
+  return stored === signed;
 }
 
 /**
@@ -192,13 +195,9 @@ export function parseNumber(buf: Uint8Array, off: number, len: number): number |
 }
 
 /** Bytes up to the first NUL, as a byte string. */
-export function cString(buf: Uint8Array, off: number, len: number): string {
-  let end = off;
+export function cString(buf: Buffer, off: number, len: number): string {
   const max = off + len;
+  let end = off;
   while (end < max && buf[end] !== 0) end++;
-  return latin1(buf, off, end);
-}
-
-export function latin1(buf: Uint8Array, start: number, end: number): string {
-  return Buffer.from(buf.buffer, buf.byteOffset + start, end - start).toString('latin1');
+  return buf.toString('latin1', off, end);
 }

@@ -1,6 +1,7 @@
 // The in-memory (and on-disk) shape of one tar layer's index: a struct of typed arrays indexed by
 // node id. Node 0 is the root; each directory's children are contiguous and sorted by name bytes,
 // so lookup is a binary search and a listing is a range, with no per-entry objects.
+import type { SeekTable } from './seek-table.js';
 
 export const NONE = 0xffffffff;
 
@@ -67,6 +68,8 @@ export interface IndexData {
   strings: Buffer;
   extras: NodeExtra[];
   members: MemberTable;
+  /** Compressed archives only: where decoding can start; offsets elsewhere are in the decoded tar. */
+  seek?: SeekTable;
   source: TarIdentity;
   warnings: Array<{ code: string; message: string; offset: number }>;
 }

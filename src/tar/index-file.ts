@@ -1,13 +1,17 @@
 // The persistent index file: a 32-byte fixed header, a JSON header, then the typed arrays of
-// IndexData at 8-aligned offsets, the member table last. Loading maps the arrays straight onto one
-// buffer (two reads, no rescan, no per-entry parsing); the member table is read only when wanted.
+// IndexData at 8-aligned offsets (a compressed tar's seek table among them), the member table,
+// and last the gzip windows. Loading maps the arrays straight onto one buffer (two reads, no
+// rescan, no per-entry parsing); the member table is read only when wanted, windows when seeked to.
 import { closeSync, openSync, readSync } from 'node:fs';
 import { writeFileAtomic } from '../util/atomic.js';
 import { readFully } from './reader.js';
 import type { IndexData, MemberTable, NodeExtra, TarIdentity } from './index-data.js';
+import type { Compression, SeekTable } from './seek-table.js';
 
 const MAGIC = 'TARSTKIX';
-export const INDEX_VERSION = 1;
+/** 2: seek tables for compressed tars. Version 1 files (plain tars only, same layout) still load. */
+export const INDEX_VERSION = 2;
+const READABLE = [1, 2];
 const FIXED = 32;
 
 type ArrayName = 'size' | 'dataOff' | 'mtimeSec' | 'parent' | 'nameOff' | 'mode' | 'uid' | 'gid' | 'mtimeNsec' | 'a' | 'b' | 'inode' | 'nlink' | 'extra' | 'nameLen' | 'flags';
@@ -35,6 +39,26 @@ const MEMBER_ARRAYS = [
   ['stored', Float64Array],
   ['crc', Uint32Array],
 ] as const;
+const SEEK_ARRAYS = [
+  ['inBit', Float64Array],
+  ['outOff', Float64Array],
+  ['winOff', Float64Array],
+  ['kind', Uint32Array],
+  ['winLen', Uint32Array],
+  ['inCrc', Uint32Array],
+  ['pieceCrc', Uint32Array],
+] as const;
+
+/** The seek table's scalars; its arrays are sections `s.<name>`, its windows the last section. */
+interface SeekHeader {
+  format: Compression;
+  compressedSize: number;
+  size: number;
+  pieceSize: number;
+  spacing: number;
+  count: number;
+  tailCrc: number;
+}
 
 interface JsonHeader {
   version: number;
@@ -42,6 +66,7 @@ interface JsonHeader {
   memberCount: number;
   source: TarIdentity;
   warnings: IndexData['warnings'];
+  seek?: SeekHeader;
   sections: Record<string, [offset: number, bytes: number]>;
 }
 
@@ -58,8 +83,11 @@ export function writeIndex(path: string, d: IndexData): void {
     ['names', d.names],
     ['strings', d.strings],
     ['extras', extrasJson],
+    ...(d.seek ? SEEK_ARRAYS.map(([name]) => [`s.${name}`, bytesOf(d.seek![name])] as [string, Uint8Array]) : []),
     ...MEMBER_ARRAYS.map(([name]) => [`m.${name}`, bytesOf(d.members[name])] as [string, Uint8Array]),
+    ...(d.seek ? [['s.windows', windowBytes(d.seek)] as [string, Uint8Array]] : []),
   ];
+  const seek = d.seek ? seekHeader(d.seek) : undefined;
   // Lay out after a header whose size depends on the offsets: fix the JSON size by iterating.
   let headerLen = 0;
   let json: Buffer;
@@ -69,7 +97,7 @@ export function writeIndex(path: string, d: IndexData): void {
       sections[name] = [off, body.length];
       off = align8(off + body.length);
     }
-    const h: JsonHeader = { version: INDEX_VERSION, nodeCount: d.nodeCount, memberCount: d.members.count, source: d.source, warnings: d.warnings, sections };
+    const h: JsonHeader = { version: INDEX_VERSION, nodeCount: d.nodeCount, memberCount: d.members.count, source: d.source, warnings: d.warnings, seek, sections };
     json = Buffer.from(JSON.stringify(h));
     if (json.length === headerLen) break;
     headerLen = json.length;
@@ -91,6 +119,15 @@ export function writeIndex(path: string, d: IndexData): void {
   writeFileAtomic(path, chunks);
 }
 
+function seekHeader(t: SeekTable): SeekHeader {
+  return { format: t.format, compressedSize: t.compressedSize, size: t.size, pieceSize: t.pieceSize, spacing: t.spacing, count: t.count, tailCrc: t.tailCrc };
+}
+
+function windowBytes(t: SeekTable): Uint8Array {
+  if (!Buffer.isBuffer(t.windows)) throw new Error('writeIndex: the seek windows are not in memory');
+  return t.windows;
+}
+
 function bytesOf(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
@@ -109,7 +146,7 @@ export function readIndex(path: string, opts: LoadOptions = {}): IndexData {
     const fixed = Buffer.alloc(FIXED);
     if (readSync(fd, fixed, 0, FIXED, 0) !== FIXED || fixed.toString('latin1', 0, 8) !== MAGIC) throw new IndexFormatError(`${path} is not a tarstack index`);
     const version = fixed.readUInt32LE(8);
-    if (version !== INDEX_VERSION) throw new IndexFormatError(`${path} has index version ${version}, this tarstack reads ${INDEX_VERSION}`);
+    if (!READABLE.includes(version)) throw new IndexFormatError(`${path} has index version ${version}, this tarstack reads ${INDEX_VERSION}`);
     const jsonLen = fixed.readUInt32LE(12);
     const nodeEnd = fixed.readDoubleLE(16);
     const whole = new ArrayBuffer(nodeEnd);
@@ -142,6 +179,12 @@ export function readIndex(path: string, opts: LoadOptions = {}): IndexData {
     } else if (typeof opts.members === 'number' && h.memberCount > 0) {
       members = sampleMembers(fd, path, h, opts.members);
     }
+    let seek: SeekTable | undefined;
+    if (h.seek) {
+      const s = Object.fromEntries(SEEK_ARRAYS.map(([name, ctor]) => [name, view(ctor as unknown as Uint8ArrayConstructor, `s.${name}`, whole, 0)])) as unknown as Pick<SeekTable, (typeof SEEK_ARRAYS)[number][0]>;
+      const [offset, bytes] = h.sections['s.windows'];
+      seek = { ...h.seek, ...s, windows: { path, offset, bytes } };
+    }
     return {
       ...arrays,
       nodeCount: h.nodeCount,
@@ -149,6 +192,7 @@ export function readIndex(path: string, opts: LoadOptions = {}): IndexData {
       strings: slice('strings'),
       extras: JSON.parse(slice('extras').toString('utf8')) as NodeExtra[],
       members,
+      seek,
       source: h.source,
       warnings: h.warnings,
     };

@@ -1,13 +1,18 @@
 // Indexing one tar: scan its headers (seeking over bodies), build the layer tree, and record the
 // archive's identity and per-member checksums so a changed archive is caught before it is served.
+// A compressed tar (found by its magic bytes) is decoded once, front to back, building its seek table.
 import { closeSync, fstatSync, openSync } from 'node:fs';
 import { FdReader, type ArchiveReader } from './reader.js';
 import { scanTar, type ScanWarning } from './scan.js';
 import { LayerBuilder } from './build.js';
+import { detectCompression } from './compression.js';
+import { ScanReader, type ScanOptions } from './scan-reader.js';
 import type { IndexData, TarIdentity } from './index-data.js';
 
 export interface IndexOptions {
   onProgress?(pos: number, total: number): void;
+  /** Seek table shape for compressed tars (tests use small spacings). */
+  seek?: Omit<ScanOptions, 'onProgress'>;
 }
 
 export interface IndexResult {
@@ -24,9 +29,24 @@ export function indexTarFile(path: string, opts: IndexOptions = {}): IndexResult
   const fd = openSync(path, 'r');
   try {
     const source = identityOf(fd);
-    const reader = new FdReader(fd, source.size);
-    const data = indexArchive(reader, source, Math.floor(Number(BigInt(source.mtimeNs) / 1_000_000_000n)), opts);
-    return { data, bytesRead: reader.bytesRead };
+    const implied = Math.floor(Number(BigInt(source.mtimeNs) / 1_000_000_000n));
+    const compression = detectCompression(fd);
+    if (!compression) {
+      const reader = new FdReader(fd, source.size);
+      const data = indexArchive(reader, source, implied, opts);
+      opts.onProgress?.(source.size, source.size);
+      return { data, bytesRead: reader.bytesRead };
+    }
+    const reader = new ScanReader(fd, compression, source.size, { ...opts.seek, onProgress: opts.onProgress });
+    try {
+      const data = indexArchive(reader, source, implied, { onProgress: undefined });
+      const { table, trailingGarbage } = reader.finish();
+      data.seek = table;
+      if (trailingGarbage) data.warnings.push({ code: 'TRAILING_GARBAGE', message: 'bytes after the last gzip member are not gzip data; ignored, as gzip -d does', offset: table.size });
+      return { data, bytesRead: source.size };
+    } finally {
+      reader.close();
+    }
   } finally {
     closeSync(fd);
   }
@@ -49,9 +69,8 @@ export function indexArchive(reader: ArchiveReader, source: TarIdentity, implied
       builder.add(m);
     },
     warning: (w) => warnings.push(w),
-    progress: (pos) => opts.onProgress?.(pos, reader.size),
+    progress: (pos) => opts.onProgress?.(...reader.progress(pos)),
   });
-  opts.onProgress?.(reader.size, reader.size);
   const tree = builder.finish();
   return {
     ...tree,

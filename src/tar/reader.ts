@@ -7,9 +7,14 @@ const MIN_WINDOW = 16 * 1024;
 const MAX_WINDOW = 1024 * 1024;
 
 export interface ArchiveReader {
+  /** The archive's length; for a compressed archive still being decoded, what is known so far. */
   readonly size: number;
   /** Bytes `[pos, pos+len)`, fewer only at end of file. Valid until the next call. */
   read(pos: number, len: number): Buffer;
+  /** Whether the archive is at least `end` bytes long (a compressed one decodes that far to know). */
+  has(end: number): boolean;
+  /** Progress of a scan that reached `pos`, in the units the user sees (compressed bytes, if so). */
+  progress(pos: number): [done: number, total: number];
   /** Total bytes fetched from the file so far. */
   readonly bytesRead: number;
 }
@@ -24,6 +29,14 @@ export class FdReader implements ArchiveReader {
 
   constructor(private readonly fd: number, size?: number) {
     this.size = size ?? fstatSync(fd).size;
+  }
+
+  has(end: number): boolean {
+    return end <= this.size;
+  }
+
+  progress(pos: number): [number, number] {
+    return [pos, this.size];
   }
 
   read(pos: number, len: number): Buffer {
@@ -59,6 +72,12 @@ export class BufferReader implements ArchiveReader {
   constructor(private readonly buf: Buffer) {}
   get size(): number {
     return this.buf.length;
+  }
+  has(end: number): boolean {
+    return end <= this.buf.length;
+  }
+  progress(pos: number): [number, number] {
+    return [pos, this.buf.length];
   }
   read(pos: number, len: number): Buffer {
     const out = this.buf.subarray(pos, Math.min(this.buf.length, pos + len));

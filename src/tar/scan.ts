@@ -71,7 +71,7 @@ export function scanTar(reader: ArchiveReader, cb: ScanCallbacks): { end: number
   const warn = (code: string, message: string, offset: number): void => cb.warning?.({ code, message, offset });
   let nextProgress = 0;
 
-  if (reader.size === 0) throw new TarFormatError('the file is empty, not a tar archive', 0);
+  if (!reader.has(1)) throw new TarFormatError('the file is empty, not a tar archive', 0);
   for (;;) {
     if (pos >= nextProgress) {
       cb.progress?.(pos);
@@ -139,7 +139,7 @@ export function scanTar(reader: ArchiveReader, cb: ScanCallbacks): { end: number
 
     const m = buildMember(h, pax, globals, longName, longLink, memberStart, bodyStart, reader, warn);
     const bodyEnd = m.dataOffset + m.storedSize;
-    if (bodyEnd > reader.size) {
+    if (!reader.has(bodyEnd)) {
       throw new TarFormatError(`truncated archive: member "${printable(m.path)}" needs ${bodyEnd} bytes, the file has ${reader.size}`, memberStart);
     }
     m.checksum = memberChecksum(reader, memberStart, m.dataOffset, m.storedSize);
@@ -163,6 +163,10 @@ function buildMember(
   reader: ArchiveReader,
   warn: (code: string, message: string, offset: number) => void,
 ): Member {
+  if (!pax && globals.size === 0 && longName === undefined && longLink === undefined && !h.gnuSparse) {
+    const plain = plainMember(h, headerOffset, bodyStart);
+    if (plain) return plain;
+  }
   // Later records win: globals first, then this member's own records in order.
   const rec = new Map<string, Buffer>(globals);
   const sparseOffsets: number[] = [];
@@ -271,6 +275,34 @@ function buildMember(
     dataOffset,
     storedSize,
     sparse,
+    headerOffset,
+    checksum: 0,
+  };
+}
+
+/** The common case, a member with no extension headers at all, without the general path's maps. */
+function plainMember(h: RawHeader, headerOffset: number, bodyStart: number): Member | undefined {
+  let type = memberType(h.typeflag);
+  if (type === undefined || h.typeflag === TypeFlag.GnuDumpDir) return undefined;
+  if (type === 'file' && h.format === 'v7' && h.name.endsWith('/')) type = 'dir';
+  return {
+    path: h.name,
+    type,
+    mode: h.mode,
+    uid: h.uid,
+    gid: h.gid,
+    uname: h.uname,
+    gname: h.gname,
+    size: type === 'file' ? h.size : 0,
+    mtimeSec: h.mtime,
+    mtimeNsec: 0,
+    linkname: h.linkname,
+    devmajor: h.devmajor,
+    devminor: h.devminor,
+    xattrs: undefined,
+    dataOffset: bodyStart,
+    storedSize: h.size,
+    sparse: undefined,
     headerOffset,
     checksum: 0,
   };

@@ -3,8 +3,8 @@
 import { mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { indexTarFile } from '../../src/tar/indexer.js';
-import { TarLayer } from '../../src/layer/tar-layer.js';
+import { indexTarFile, type IndexOptions } from '../../src/tar/indexer.js';
+import { tarLayer, type TarLayer } from '../../src/layer/tar-layer.js';
 import type { FileSystem } from '../../src/fuse/ops.js';
 import { ROOT_INO } from '../../src/fuse/ops.js';
 import type { IndexData } from '../../src/tar/index-data.js';
@@ -17,8 +17,13 @@ export function tempDir(): { dir: string; cleanup(): void } {
 export function layerFromTar(tar: Buffer, dir: string, name = 'layer.tar'): { layer: TarLayer; data: IndexData; bytesRead: number } {
   const path = join(dir, name);
   writeFileSync(path, tar);
-  const { data, bytesRead } = indexTarFile(path);
-  return { layer: new TarLayer(path, data, openSync(path, 'r')), data, bytesRead };
+  return layerFromFile(path);
+}
+
+/** Index a tar file (plain or compressed) and serve it as a layer. */
+export function layerFromFile(path: string, opts: IndexOptions = {}): { layer: TarLayer; data: IndexData; bytesRead: number } {
+  const { data, bytesRead } = indexTarFile(path, opts);
+  return { layer: tarLayer(path, data, openSync(path, 'r')), data, bytesRead };
 }
 
 export interface FlatEntry {

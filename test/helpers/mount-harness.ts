@@ -68,7 +68,7 @@ export function makeTempDir(prefix: string): string {
 
 /** Forks `script` (a compiled test helper) with `args`; resolves once it reports 'ready'.
  *  TARSTACK_CHILD_EXEC (a JSON array, e.g. valgrind and its options ending with node) wraps it. */
-export async function startChild(script: string, mountpoint: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ mount: ChildMount; ready: Message }> {
+export async function startChild(script: string, mountpoint: string, args: string[], env: NodeJS.ProcessEnv = {}, readyMs = 30_000): Promise<{ mount: ChildMount; ready: Message }> {
   const wrap = process.env.TARSTACK_CHILD_EXEC ? (JSON.parse(process.env.TARSTACK_CHILD_EXEC) as string[]) : undefined;
   const child = fork(script, [mountpoint, ...args], {
     stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
@@ -82,7 +82,7 @@ export async function startChild(script: string, mountpoint: string, args: strin
   });
   const mount = new ChildMount(mountpoint, child, stderr);
   try {
-    const ready = await mount.next('ready', wrap ? 90_000 : 30_000); // valgrind starts slowly on a loaded CI machine
+    const ready = await mount.next('ready', readyMs);
     return { mount, ready };
   } catch (err) {
     await mount.cleanup();

@@ -216,3 +216,15 @@ export async function withMount<T>(session: TarstackSession, image: string, fn: 
 export function makeTestRoot(label: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `tarstack-test-${label}-`));
 }
+
+/**
+ * A test file's last word on its root: every mount still under it is forced off (deepest first),
+ * the root removed, and the leftover mounts reported as a failure.
+ */
+export function removeTestRoot(root: string): void {
+  if (!root) return;
+  const left = strayMounts(root);
+  for (const m of [...left].reverse()) forceUnmount(m.mountPoint);
+  fs.rmSync(root, { recursive: true, force: true });
+  if (left.length) throw new Error(`tests left mounts: ${left.map((m) => m.mountPoint).join(', ')}`);
+}

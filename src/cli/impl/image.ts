@@ -6,7 +6,10 @@ import { formatBytes, printJson, printTable, progress, warn } from '../output.js
 import { indexTarFile } from '../../tar/indexer.js';
 import { writeIndex } from '../../tar/index-file.js';
 import { TarFormatError } from '../../tar/scan.js';
-import { INDEX_FILE, type ImageRecord } from '../../store/images.js';
+import { accessNote, SeekIndex } from '../../tar/seek-table.js';
+import { recompressToZstd } from '../../tar/recompress.js';
+import type { IndexData } from '../../tar/index-data.js';
+import { INDEX_FILE, type ImageRecord, type LayerCompression } from '../../store/images.js';
 import { openLayer } from '../../store/open-image.js';
 import { checkName } from '../../store/paths.js';
 import { UserError } from '../../util/errors.js';
@@ -17,7 +20,7 @@ export function defaultImageName(tar: string): string {
   return basename(tar).replace(ARCHIVE_EXT, '');
 }
 
-export async function imageAdd(ctx: Context, a: { tar: string; name?: string; parent?: string; copy?: boolean }): Promise<void> {
+export async function imageAdd(ctx: Context, a: { tar: string; name?: string; parent?: string; copy?: boolean; recompress?: boolean }): Promise<void> {
   const tar = resolve(a.tar);
   let st;
   try {
@@ -34,8 +37,22 @@ export async function imageAdd(ctx: Context, a: { tar: string; name?: string; pa
   const staged = ctx.images.stage();
   try {
     let source = tar;
-    if (a.copy) {
-      source = join(staged.dir, 'layer.tar');
+    let stored: string | undefined; // the file in the store, when the image owns one
+    if (a.recompress) {
+      stored = 'layer.tar.zst';
+      source = join(staged.dir, stored);
+      const bar = progress(`recompressing ${basename(tar)}`);
+      try {
+        await recompressToZstd(tar, source, (done, total) => bar.update(done, total));
+      } catch (err) {
+        if (err instanceof TarFormatError) throw new UserError(`${a.tar}: ${err.message}`);
+        throw err;
+      } finally {
+        bar.done();
+      }
+    } else if (a.copy) {
+      stored = 'layer.tar';
+      source = join(staged.dir, stored);
       copyFileSync(tar, source, constants.COPYFILE_FICLONE);
     }
     const bar = progress(`indexing ${basename(tar)}`);
@@ -49,6 +66,7 @@ export async function imageAdd(ctx: Context, a: { tar: string; name?: string; pa
       bar.done();
     }
     const data = result.data;
+    const compression = compressionOf(data, a.recompress ? tar : undefined);
     writeIndex(join(staged.dir, INDEX_FILE), data);
     const record = await ctx.locked(() => {
       if (parent && !existsSync(ctx.paths.image(parent.id))) throw new UserError(`parent image "${parent.name}" was removed meanwhile`);
@@ -57,23 +75,33 @@ export async function imageAdd(ctx: Context, a: { tar: string; name?: string; pa
         parent: parent?.id ?? null,
         created: new Date().toISOString(),
         layer: {
-          tar: a.copy ? join(ctx.paths.image(staged.id), 'layer.tar') : tar,
-          copied: !!a.copy,
+          tar: stored ? join(ctx.paths.image(staged.id), stored) : tar,
+          copied: !!stored,
           identity: data.source,
           nodes: data.nodeCount,
           members: data.members.count,
           warnings: data.warnings.length,
+          ...(compression ? { compression } : {}),
         },
       });
     });
     for (const w of data.warnings.slice(0, 50)) warn(`${basename(tar)}: ${w.message}`);
     if (data.warnings.length > 5) warn(`${basename(tar)}: ${data.warnings.length - 5} more (see \`tarstack image info ${name}\`)`);
     if (ctx.opts.json) printJson(describe(ctx, record));
-    else process.stdout.write(`added image ${name}: ${data.members.count} members, ${data.nodeCount - 1} entries (${formatBytes(data.source.size)} tar, ${formatBytes(result.bytesRead)} read to index)\n`);
+    else if (compression) {
+      process.stdout.write(`added image ${name}: ${data.members.count} members, ${data.nodeCount - 1} entries (${formatBytes(data.source.size)} ${compression.format} tar, ${formatBytes(compression.decodedBytes)} decoded)\n`);
+      process.stdout.write(`${compression.randomAccess ? '' : 'note: '}${compression.note}\n`);
+    } else process.stdout.write(`added image ${name}: ${data.members.count} members, ${data.nodeCount - 1} entries (${formatBytes(data.source.size)} tar, ${formatBytes(result.bytesRead)} read to index)\n`);
   } catch (err) {
     ctx.images.discard(staged);
     throw err;
   }
+}
+
+function compressionOf(d: IndexData, recompressedFrom: string | undefined): LayerCompression | undefined {
+  if (!d.seek) return undefined;
+  const { randomAccess, note } = accessNote(d.seek, new SeekIndex(d.seek).maxChunk());
+  return { format: d.seek.format, decodedBytes: d.seek.size, seekPoints: d.seek.count, randomAccess, note, ...(recompressedFrom ? { recompressedFrom } : {}) };
 }
 
 function describe(ctx: Context, r: ImageRecord): Record<string, unknown> {
@@ -90,6 +118,7 @@ function describe(ctx: Context, r: ImageRecord): Record<string, unknown> {
     members: r.layer.members,
     entries: r.layer.nodes - 1,
     warnings: r.layer.warnings,
+    compression: r.layer.compression ?? null,
     tarStatus: tarStatus(r),
   };
 }
@@ -130,6 +159,7 @@ export function imageInfo(ctx: Context, a: { image: string }): void {
     ['stack', (d.stack as string[]).join(' <- ')],
     ['tar', `${r.layer.tar}${r.layer.copied ? ' (copied into the store)' : ''} [${d.tarStatus}]`],
     ['size', formatBytes(r.layer.identity.size)],
+    ...(r.layer.compression ? compressionLines(r.layer.compression) : []),
     ['members', String(r.layer.members)],
     ['entries', String(r.layer.nodes - 1)],
     ['warnings', String(r.layer.warnings)],
@@ -137,6 +167,13 @@ export function imageInfo(ctx: Context, a: { image: string }): void {
     ['mounts', mounts.length ? mounts.map((m) => `${m.mountpoint} (pid ${m.pid}, ${m.state})`).join(', ') : '-'],
   ];
   printTable(['FIELD', 'VALUE'], lines);
+}
+
+function compressionLines(c: LayerCompression): string[][] {
+  return [
+    ['compression', `${c.format}, ${formatBytes(c.decodedBytes)} decoded${c.recompressedFrom ? ` (a seekable copy of ${c.recompressedFrom})` : ''}`],
+    ['access', c.randomAccess ? c.note : `sequential: ${c.note}`],
+  ];
 }
 
 export async function imageRename(ctx: Context, a: { image: string; newName: string }): Promise<void> {

@@ -1,0 +1,65 @@
+// Decoders for compressed tars served in place (gzip, zstd, xz), apart from N-API so they can be
+// driven from a worker thread: each reads its input with pread on its own dup of the archive fd,
+// starts at a seek point, and in scan mode records the seek points of one sequential pass.
+#ifndef TSC_CODEC_H
+#define TSC_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum tsc_format { TSC_GZIP = 1, TSC_ZSTD = 2, TSC_XZ = 3 };
+
+// What a seek point resumes. `in_bit` is a bit offset in the compressed file for gzip mid-member
+// points (a deflate block boundary), else a byte offset * 8.
+enum tsc_kind {
+  TSC_GZIP_MEMBER = 1, // a gzip member header: no window needed
+  TSC_GZIP_RAW = 2,    // inside a member at a deflate block boundary: needs the 32 KiB window
+  TSC_ZSTD_FRAME = 3,  // a zstd frame (or skippable frame) header
+  TSC_XZ_BLOCK = 4,    // an xz block header; bits 8..15 carry the stream's check type
+};
+
+// Error classes, mapped to JS error codes by codec.c.
+enum tsc_err { TSC_OK = 0, TSC_ECORRUPT, TSC_ETRUNC, TSC_EIO, TSC_ENOMEM, TSC_EUNSUPPORTED };
+
+typedef struct {
+  double in_bit;
+  double out;
+  uint32_t kind;
+  unsigned char *window; // gzip RAW points only: the uncompressed window (malloc'ed), else NULL
+  uint32_t window_len;
+} tsc_point;
+
+typedef struct tsc_dec tsc_dec;
+
+// A decoder over `fd` (dup'ed; the caller keeps its own) of `size` compressed bytes. NULL: ENOMEM
+// or a bad fd (errno set).
+tsc_dec *tsc_new(int format, int fd, uint64_t size);
+void tsc_free(tsc_dec *d);
+
+// Scan mode: decode from the start of the file and record seek points no closer than `spacing`
+// output bytes where a window is needed (gzip inside a member), `cheap` where none is (member,
+// frame and block starts; every xz block is a point). Call before any decode.
+int tsc_scan_begin(tsc_dec *d, uint64_t spacing, uint64_t cheap);
+// Points recorded so far and not yet taken: ownership of the array and windows passes to the caller.
+tsc_point *tsc_take_points(tsc_dec *d, size_t *n);
+void tsc_points_free(tsc_point *p, size_t n);
+
+// Position at a seek point. `cwin` is the window as stored (raw deflate), for TSC_GZIP_RAW.
+int tsc_seek(tsc_dec *d, uint32_t kind, double in_bit, const unsigned char *cwin, size_t cwin_len);
+
+// Decode up to `len` bytes into `out`. Returns the count, fewer than `len` only at the end of the
+// compressed data; -1 on error (tsc_error says what).
+int64_t tsc_decode(tsc_dec *d, unsigned char *out, size_t len);
+
+int tsc_errcode(const tsc_dec *d);
+const char *tsc_error(const tsc_dec *d);
+// Compressed bytes consumed so far (absolute file offset of the next unread input byte).
+uint64_t tsc_in_pos(const tsc_dec *d);
+// Scan mode: set when non-zero bytes follow the last gzip member (gzip itself ignores them too).
+int tsc_trailing_garbage(const tsc_dec *d);
+
+// Compress one zstd frame (content size and checksum included). Returns the frame length, or 0 on
+// error with `err` filled.
+size_t tsc_zstd_frame(const void *src, size_t len, int level, void **dst, char *err, size_t errlen);
+
+#endif

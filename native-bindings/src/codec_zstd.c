@@ -1,0 +1,80 @@
+// zstd (RFC 8878): frames are independent, so a frame start is a seek point with nothing to store;
+// a multi-frame file (pzstd, t2sz, the seekable format, `image add --recompress`) gets one per
+// frame. Skippable frames, including the seekable format's seek table, are skipped by libzstd.
+#include "codec_impl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+int tsc_zs_init(tsc_dec *d) {
+  d->zs = ZSTD_createDStream();
+  if (d->zs == NULL) return -1;
+  d->zs_frame_done = 1;
+  return 0;
+}
+
+void tsc_zs_end(tsc_dec *d) {
+  ZSTD_freeDStream(d->zs);
+}
+
+int tsc_zs_seek(tsc_dec *d, uint64_t pos) {
+  size_t r = ZSTD_DCtx_reset(d->zs, ZSTD_reset_session_only);
+  if (ZSTD_isError(r)) return tsc_fail(d, TSC_ENOMEM, "zstd: %s", ZSTD_getErrorName(r));
+  tsc_set_in(d, pos);
+  d->zs_frame_done = 1;
+  return 0;
+}
+
+int64_t tsc_zs_decode(tsc_dec *d, unsigned char *out, size_t len) {
+  size_t done = 0;
+  while (done < len && !d->ended) {
+    ssize_t avail = tsc_fill(d);
+    if (avail < 0) return -1;
+    if (avail == 0 && d->zs_frame_done) {
+      d->ended = 1;
+      break;
+    }
+    if (d->scanning && d->zs_frame_done && (!d->have_point || (double)d->out_total - d->last_out >= (double)d->cheap)) {
+      if (tsc_add_point(d, (double)tsc_in_pos(d) * 8, (double)d->out_total, TSC_ZSTD_FRAME, NULL, 0) != 0) return -1;
+    }
+    ZSTD_inBuffer ib = { d->in + d->in_off, (size_t)avail, 0 };
+    ZSTD_outBuffer ob = { out + done, len - done, 0 };
+    size_t r = ZSTD_decompressStream(d->zs, &ob, &ib);
+    if (ZSTD_isError(r)) {
+      ZSTD_ErrorCode e = ZSTD_getErrorCode(r);
+      int code = e == ZSTD_error_memory_allocation ? TSC_ENOMEM : e == ZSTD_error_frameParameter_windowTooLarge ? TSC_EUNSUPPORTED : TSC_ECORRUPT;
+      return tsc_fail(d, code, "%s zstd data near compressed byte %llu (%s)", code == TSC_ECORRUPT ? "corrupt" : "unreadable", (unsigned long long)tsc_in_pos(d), ZSTD_getErrorName(r));
+    }
+    d->in_off += ib.pos;
+    done += ob.pos;
+    d->out_total += ob.pos;
+    // 0: a frame is complete and flushed; the next input byte starts another frame.
+    d->zs_frame_done = r == 0;
+    if (avail == 0 && ib.pos == 0 && ob.pos == 0 && r != 0) {
+      return tsc_fail(d, TSC_ETRUNC, "truncated zstd data: the compressed stream ends at byte %llu inside a frame", (unsigned long long)tsc_in_pos(d));
+    }
+  }
+  return (int64_t)done;
+}
+
+// One frame of a seekable copy (`image add --recompress`): content size and checksum included, so
+// any zstd reader verifies it and our scan sees one seek point per frame.
+size_t tsc_zstd_frame(const void *src, size_t len, int level, void **dst, char *err, size_t errlen) {
+  *dst = NULL;
+  ZSTD_CCtx *c = ZSTD_createCCtx();
+  size_t bound = ZSTD_compressBound(len);
+  void *buf = c ? malloc(bound) : NULL;
+  size_t r = 0;
+  if (buf == NULL) {
+    snprintf(err, errlen, "out of memory");
+  } else if (ZSTD_isError(r = ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level)) ||
+             ZSTD_isError(r = ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1)) ||
+             ZSTD_isError(r = ZSTD_compress2(c, buf, bound, src, len))) {
+    snprintf(err, errlen, "zstd: %s", ZSTD_getErrorName(r));
+    r = 0;
+  }
+  ZSTD_freeCCtx(c);
+  if (r == 0) free(buf);
+  else *dst = buf;
+  return r;
+}

@@ -1,0 +1,57 @@
+// Typed access to the gzip/zstd/xz decoders of native-bindings (src/codec*.c). A handle decodes
+// one request at a time; `decode` runs on the libuv threadpool, `decodeSync` on the caller's thread.
+// Failures are Errors whose `code` is ECORRUPT, ETRUNC, EIO, ENOMEM, EUNSUPPORTED (or EBUSY/EBADF
+// for a misused handle).
+import { loadAddon } from './addon.js';
+
+export type CodecHandle = { readonly __codec: unique symbol };
+
+export const enum CodecFormat {
+  Gzip = 1,
+  Zstd = 2,
+  Xz = 3,
+}
+
+/** What a seek point resumes (codec.h's tsc_kind); xz blocks carry their check type in bits 8-15. */
+export const enum PointKind {
+  GzipMember = 1,
+  GzipRaw = 2,
+  ZstdFrame = 3,
+  XzBlock = 4,
+}
+
+/** A seek point as the scan reports it: the window is raw (uncompressed), gzip mid-member only. */
+export type ScanPoint = [inBit: number, out: number, kind: number, window: Buffer | null];
+
+export interface Codec {
+  open(format: CodecFormat, fd: number, compressedSize: number): CodecHandle;
+  close(h: CodecHandle): void;
+  /** Scan mode from the start of the file: points no closer than `spacing` (windowed) or `cheap` output bytes. */
+  scanBegin(h: CodecHandle, spacing: number, cheap: number): void;
+  takePoints(h: CodecHandle): ScanPoint[];
+  inPos(h: CodecHandle): number;
+  trailingGarbage(h: CodecHandle): boolean;
+  /**
+   * Seek to a point first unless kind is 0 (the window is the stored, deflated one), then fill `out`;
+   * crcs (when given) receive crc32 of each `pieceSize` slice. Returns the bytes decoded, fewer only
+   * at the end of the data.
+   */
+  decodeSync(h: CodecHandle, kind: number, inBit: number, window: Buffer | null, out: Buffer, pieceSize: number, crcs: Uint32Array | null): number;
+  decode(h: CodecHandle, kind: number, inBit: number, window: Buffer | null, out: Buffer, pieceSize: number, crcs: Uint32Array | null): Promise<number>;
+  /** One zstd frame with content size and checksum, compressed on the threadpool. */
+  zstdFrame(src: Buffer, level: number): Promise<Buffer>;
+}
+
+let codec: Codec | undefined;
+export function loadCodec(): Codec {
+  codec ??= (loadAddon() as { codec: Codec }).codec;
+  return codec;
+}
+
+export interface CodecError extends Error {
+  code: 'ECORRUPT' | 'ETRUNC' | 'EIO' | 'ENOMEM' | 'EUNSUPPORTED' | 'EBUSY' | 'EBADF' | 'ECANCELED';
+}
+
+export function isCodecError(err: unknown): err is CodecError {
+  return err instanceof Error && typeof (err as { code?: unknown }).code === 'string' && /^E[A-Z]+$/.test((err as CodecError).code);
+}

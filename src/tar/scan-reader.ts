@@ -1,0 +1,221 @@
+// Indexing a compressed tar: one sequential decode of the whole file that serves the header
+// scanner as an ArchiveReader and, on the way, builds the seek table (points from the native
+// decoder, their gzip windows deflated, a crc32 of every piece). Recent output is kept in 1 MiB
+// blocks; the rare read behind them (a huge extension header) re-decodes from the points so far.
+import { deflateRawSync, crc32 } from 'node:zlib';
+import type { ArchiveReader } from './reader.js';
+import { codecFormat } from './compression.js';
+import { CHEAP_SPACING, PIECE, SAMPLE_BYTES, SPACING, sampleCrc, type Compression, type SeekTable } from './seek-table.js';
+import { loadCodec, isCodecError, type Codec, type CodecHandle } from '../native/codec.js';
+import { TarFormatError } from './scan.js';
+
+const STEP = 1024 * 1024;
+
+export interface ScanOptions {
+  spacing?: number;
+  cheapSpacing?: number;
+  pieceSize?: number;
+  /** Output kept around the last read and behind the decoding head (tests shrink it). */
+  retain?: number;
+  onProgress?(done: number, total: number): void;
+}
+
+interface Block {
+  start: number;
+  buf: Buffer;
+  len: number;
+}
+
+export class ScanReader implements ArchiveReader {
+  bytesRead = 0;
+  private readonly codec: Codec;
+  private readonly h: CodecHandle;
+  private blocks: Block[] = [];
+  private spare: Buffer[] = [];
+  private head = 0; // uncompressed bytes decoded
+  private ended = false;
+  private lowWater = 0; // start of the last read: kept for the scanner's look-backs
+  private readonly retain: number;
+  private readonly pieceSize: number;
+  // the table being built
+  private readonly inBit: number[] = [];
+  private readonly outOff: number[] = [];
+  private readonly kinds: number[] = [];
+  private readonly winOff: number[] = [];
+  private readonly winLen: number[] = [];
+  private readonly windows: Buffer[] = [];
+  private windowBytes = 0;
+  private readonly pieceCrc: number[] = [];
+  private pending: Array<[number, number, number, Buffer | null]> = [];
+  private pieceStart = 0; // start of the piece being summed
+  private pieceEnd = 0; // where it ends (a piece boundary or the next point)
+  private crc = 0;
+
+  constructor(private readonly fd: number, readonly format: Compression, private readonly compressedSize: number, private readonly opts: ScanOptions = {}) {
+    this.codec = loadCodec();
+    this.retain = opts.retain ?? STEP;
+    this.pieceSize = opts.pieceSize ?? PIECE;
+    this.h = this.codec.open(codecFormat(format), fd, compressedSize);
+    this.guard(() => this.codec.scanBegin(this.h, opts.spacing ?? SPACING, opts.cheapSpacing ?? CHEAP_SPACING));
+  }
+
+  get size(): number {
+    return this.head;
+  }
+
+  progress(): [number, number] {
+    return [this.codec.inPos(this.h), this.compressedSize];
+  }
+
+  has(end: number): boolean {
+    while (this.head < end && !this.ended) this.step();
+    return this.head >= end;
+  }
+
+  read(pos: number, len: number): Buffer {
+    this.lowWater = pos;
+    this.has(pos + len);
+    const end = Math.min(pos + len, this.head);
+    if (end <= pos) return Buffer.alloc(0);
+    const first = this.blocks.findIndex((b) => b.start + b.len > pos);
+    if (first < 0 || this.blocks[first].start > pos) return this.readBehind(pos, end - pos);
+    const b = this.blocks[first];
+    if (end <= b.start + b.len) return b.buf.subarray(pos - b.start, end - b.start);
+    const parts: Buffer[] = [];
+    for (let i = first; i < this.blocks.length && this.blocks[i].start < end; i++) {
+      const x = this.blocks[i];
+      parts.push(x.buf.subarray(Math.max(0, pos - x.start), Math.min(x.len, end - x.start)));
+    }
+    return Buffer.concat(parts);
+  }
+
+  /** Decode the rest of the file, then hand over the finished seek table. */
+  finish(): { table: SeekTable; trailingGarbage: boolean } {
+    while (!this.ended) this.step();
+    this.sum(Buffer.alloc(0), this.head, 0); // points at the very end (a trailing skippable frame)
+    this.endPiece(this.head);
+    const tail = Math.min(SAMPLE_BYTES, this.compressedSize);
+    const t: SeekTable = {
+      format: this.format,
+      compressedSize: this.compressedSize,
+      size: this.head,
+      pieceSize: this.pieceSize,
+      spacing: this.opts.spacing ?? SPACING,
+      count: this.outOff.length,
+      inBit: Float64Array.from(this.inBit),
+      outOff: Float64Array.from(this.outOff),
+      kind: Uint32Array.from(this.kinds),
+      winOff: Float64Array.from(this.winOff),
+      winLen: Uint32Array.from(this.winLen),
+      inCrc: Uint32Array.from(this.inBit, (b) => sampleCrc(this.fd, Math.floor(b / 8), SAMPLE_BYTES)),
+      pieceCrc: Uint32Array.from(this.pieceCrc),
+      tailCrc: sampleCrc(this.fd, this.compressedSize - tail, tail),
+      windows: Buffer.concat(this.windows, this.windowBytes),
+    };
+    const trailingGarbage = this.codec.trailingGarbage(this.h);
+    this.close();
+    return { table: t, trailingGarbage };
+  }
+
+  close(): void {
+    try {
+      this.codec.close(this.h);
+    } catch {
+      // already closed
+    }
+  }
+
+  private step(): void {
+    // Keep the blocks around the scanner's last read (it looks back at headers) and the last two
+    // (a body's tail, the next header); recycle the rest.
+    const near = (b: Block) => b.start + b.len > this.lowWater - this.retain && b.start < this.lowWater + this.retain;
+    const kept: Block[] = [];
+    this.blocks.forEach((b, i) => (i >= this.blocks.length - 2 || near(b) ? kept.push(b) : this.spare.push(b.buf)));
+    this.blocks = kept;
+    const buf = this.spare.pop() ?? Buffer.allocUnsafe(STEP);
+    const n = this.guard(() => this.codec.decodeSync(this.h, 0, 0, null, buf, STEP, null));
+    this.bytesRead = this.codec.inPos(this.h);
+    for (const p of this.codec.takePoints(this.h)) this.pending.push(p);
+    this.sum(buf, this.head, n);
+    if (n > 0) this.blocks.push({ start: this.head, buf, len: n });
+    this.head += n;
+    if (n < STEP) this.ended = true;
+    if (this.opts.onProgress) this.opts.onProgress(...this.progress());
+  }
+
+  /** Piece checksums over [at, at+n): pieces restart at every seek point. */
+  private sum(buf: Buffer, at: number, n: number): void {
+    let pos = at;
+    const end = at + n;
+    for (;;) {
+      while (this.pending.length && this.pending[0][1] <= pos) this.addPoint(this.pending.shift()!);
+      if (pos >= end) break;
+      const nextPoint = this.pending.length ? this.pending[0][1] : Infinity;
+      const stop = Math.min(end, this.pieceEnd, nextPoint);
+      this.crc = crc32(buf.subarray(pos - at, stop - at), this.crc);
+      pos = stop;
+      if (pos === this.pieceEnd) this.endPiece(pos);
+    }
+  }
+
+  private addPoint([inBit, out, kind, window]: [number, number, number, Buffer | null]): void {
+    if (this.outOff.length > 0) this.endPiece(out);
+    this.inBit.push(inBit);
+    this.outOff.push(out);
+    this.kinds.push(kind);
+    const w = window ? deflateRawSync(window) : null;
+    this.winOff.push(this.windowBytes);
+    this.winLen.push(w ? w.length : 0);
+    if (w) {
+      this.windows.push(w);
+      this.windowBytes += w.length;
+    }
+    this.pieceStart = out;
+    this.pieceEnd = out + this.pieceSize;
+    this.crc = 0;
+  }
+
+  /** The piece being summed ends at `at` (a piece boundary, a new point, the end of the data). */
+  private endPiece(at: number): void {
+    if (at > this.pieceStart) this.pieceCrc.push(this.crc >>> 0);
+    this.pieceStart = at;
+    this.pieceEnd = at + this.pieceSize;
+    this.crc = 0;
+  }
+
+  /** A read behind the kept blocks: decode again from the last point at or before it. */
+  private readBehind(pos: number, len: number): Buffer {
+    let i = this.outOff.length - 1;
+    while (i > 0 && this.outOff[i] > pos) i--;
+    const h = this.codec.open(codecFormat(this.format), this.fd, this.compressedSize);
+    try {
+      const w = this.winLen[i] ? Buffer.concat(this.windows).subarray(this.winOff[i], this.winOff[i] + this.winLen[i]) : null;
+      const skip = Buffer.allocUnsafe(STEP);
+      let at = this.outOff[i];
+      let kind = this.kinds[i];
+      while (at < pos) {
+        const n = this.guard(() => this.codec.decodeSync(h, kind, this.inBit[i], w, skip.subarray(0, Math.min(STEP, pos - at)), STEP, null));
+        kind = 0;
+        if (n === 0) return Buffer.alloc(0);
+        at += n;
+      }
+      const out = Buffer.allocUnsafe(len);
+      const n = this.guard(() => this.codec.decodeSync(h, kind, this.inBit[i], w, out, len, null));
+      return out.subarray(0, n);
+    } finally {
+      this.codec.close(h);
+    }
+  }
+
+  /** Decoder failures become one clear line about the archive. */
+  private guard<T>(f: () => T): T {
+    try {
+      return f();
+    } catch (err) {
+      if (isCodecError(err) && err.code !== 'EBUSY' && err.code !== 'EBADF') {
+        throw new TarFormatError(`${this.format}: ${err.message}`, this.codec.inPos(this.h));
+      }
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,201 @@
+// Compressed tars without mounting: each shape (gzip one member or many, pigz, zstd one frame or
+// many, xz one block or many) indexes to the same tree as the plain tar, serves every byte of a
+// large member at random offsets (async and sync, concurrently), survives an index round trip,
+// and fails cleanly: damage at index time is one TarFormatError, a change after indexing an EIO.
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync, truncateSync, statSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Overlay } from '../../src/overlay/overlay.js';
+import { InstanceFs } from '../../src/overlay/instance-fs.js';
+import { indexTarFile } from '../../src/tar/indexer.js';
+import { readIndex, writeIndex } from '../../src/tar/index-file.js';
+import { TarFormatError } from '../../src/tar/scan.js';
+import { SeekIndex } from '../../src/tar/seek-table.js';
+import { tarLayer, type TarLayer } from '../../src/layer/tar-layer.js';
+import { FsError } from '../../src/util/errors.js';
+import { flatten, layerFromFile, tempDir } from '../helpers/layers.js';
+import { compress, flipByte, SHAPES } from '../helpers/compressed.js';
+import { pack } from '../helpers/pack.js';
+
+// Small spacings so a few MiB of tar has dozens of seek points and pieces.
+const SEEK = { spacing: 64 * 1024, cheapSpacing: 16 * 1024, pieceSize: 16 * 1024, retain: 64 * 1024 };
+
+const tmp = tempDir();
+const src = join(tmp.dir, 'src');
+mkdirSync(join(src, 'small'), { recursive: true });
+// Half random, half text: deflate's blocks then vary between stored and Huffman-coded.
+const big = Buffer.concat([randomBytes(1536 * 1024), Buffer.from('tarstack serves compressed tars in place. '.repeat(40000))]);
+writeFileSync(join(src, 'big.bin'), big);
+for (let i = 0; i < 150; i++) writeFileSync(join(src, 'small', `f${i}.txt`), `file ${i}\n`.repeat(i * 7));
+execFileSync('truncate', ['-s', '3M', join(src, 'sparse.img')]);
+writeFileSync(join(src, 'sparse.img'), Buffer.from('middle'), { flag: 'r+' });
+execFileSync('ln', ['-s', 'big.bin', join(src, 'link')]);
+const plainTar = join(tmp.dir, 'plain.tar');
+execFileSync('tar', ['-cSf', plainTar, '--format=gnu', '-C', src, '.']);
+const plain = layerFromFile(plainTar);
+const plainTree = await flatten(new Overlay([plain.layer]));
+
+test.after.always(() => {
+  plain.layer.close();
+  tmp.cleanup();
+});
+
+/** The node of a top-level name in a layer. */
+const nodeOf = (layer: TarLayer, name: string): number => layer.lookup(0, name);
+
+async function readVia(layer: TarLayer, node: number, pos: number, len: number): Promise<Buffer> {
+  const r = await layer.read(node, pos, len);
+  if (!Buffer.isBuffer(r)) throw new Error('a compressed layer answers with bytes');
+  return r;
+}
+
+for (const shape of SHAPES) {
+  test(`${shape}: same tree as the plain tar, random reads match the file`, async (t) => {
+    const dir = join(tmp.dir, shape);
+    mkdirSync(dir);
+    const v = compress(plainTar, dir, shape, 200 * 1024);
+    const { layer, data } = layerFromFile(v.path, { seek: SEEK });
+    try {
+      t.is(data.seek?.format, v.format);
+      const ix = new SeekIndex(data.seek!);
+      const multi = shape !== 'zstd' && shape !== 'xz';
+      t.true(multi ? data.seek!.count > 5 : data.seek!.count === 1, `seek points: ${data.seek!.count}`);
+      t.is(ix.pieces, data.seek!.pieceCrc.length);
+      t.deepEqual(await flatten(new Overlay([layer])), plainTree);
+
+      const node = nodeOf(layer, 'big.bin');
+      // Random reads, all at once: they share decoders, wait on each other's pieces, and prefetch.
+      const reads = Array.from({ length: 60 }, () => {
+        const pos = Math.floor(Math.random() * big.length);
+        return [pos, 1 + Math.floor(Math.random() * 100_000)] as const;
+      });
+      const got = await Promise.all(reads.map(([pos, len]) => readVia(layer, node, pos, len)));
+      reads.forEach(([pos, len], i) => t.true(got[i].equals(big.subarray(pos, pos + len)), `async read at ${pos}+${len}`));
+      // Sequential 128 KiB reads, as the kernel issues them, then the whole file synchronously.
+      const seq: Buffer[] = [];
+      for (let pos = 0; pos < big.length; pos += 131072) seq.push(await readVia(layer, node, pos, 131072));
+      t.true(Buffer.concat(seq).equals(big), 'sequential reads');
+      const all = Buffer.alloc(big.length);
+      t.is(layer.readInto(node, 0, all, 0, big.length + 10), big.length);
+      t.true(all.equals(big), 'readInto');
+      const sparse = Buffer.alloc(3 * 1024 * 1024);
+      t.is(layer.readInto(nodeOf(layer, 'sparse.img'), 0, sparse, 0, sparse.length), sparse.length);
+      t.true(sparse.equals(readFileSync(join(src, 'sparse.img'))), 'sparse member');
+    } finally {
+      layer.close();
+    }
+  });
+}
+
+test('the seek table survives the index file; windows are read from it on demand', async (t) => {
+  const dir = join(tmp.dir, 'roundtrip');
+  mkdirSync(dir);
+  const v = compress(plainTar, dir, 'gzip');
+  const { data } = indexTarFile(v.path, { seek: SEEK });
+  writeIndex(join(dir, 'index'), data);
+  const loaded = readIndex(join(dir, 'index'));
+  t.deepEqual({ ...loaded.seek, windows: undefined }, { ...data.seek, windows: undefined });
+  t.true(data.seek!.winLen.some((n) => n > 0), 'gzip points inside the member carry windows');
+  const layer = tarLayer(v.path, loaded, openSync(v.path, 'r'));
+  try {
+    const node = nodeOf(layer, 'big.bin');
+    for (const pos of [big.length - 5000, 1_000_000, 12345]) t.true((await readVia(layer, node, pos, 4096)).equals(big.subarray(pos, pos + 4096)));
+  } finally {
+    layer.close();
+  }
+});
+
+test('reads behind the scanner\'s kept output decode again from the points so far', async (t) => {
+  const dir = join(tmp.dir, 'behind');
+  mkdirSync(dir);
+  // A 3 MB PAX header: the member's checksum reads back over it, past the 1 MiB blocks kept.
+  const tar = await pack([
+    { name: 'before', body: randomBytes(100_000) },
+    { name: 'x', body: randomBytes(3_000_000), pax: { comment: 'c'.repeat(3_000_000) } },
+  ]);
+  writeFileSync(join(dir, 'p.tar'), tar);
+  const v = compress(join(dir, 'p.tar'), dir, 'zstd-multi', 100_000);
+  const compressed = indexTarFile(v.path, { seek: { ...SEEK, retain: 8 * 1024 } }).data;
+  const reference = indexTarFile(join(dir, 'p.tar')).data;
+  t.deepEqual([...compressed.members.crc], [...reference.members.crc]);
+  t.deepEqual([...compressed.members.dataOff], [...reference.members.dataOff]);
+});
+
+test('copy-up from a compressed layer: an append copies lazily, reads and a middle write see the lower bytes', async (t) => {
+  const dir = join(tmp.dir, 'copyup');
+  mkdirSync(join(dir, 'upper'), { recursive: true });
+  mkdirSync(join(dir, 'work'));
+  const v = compress(plainTar, dir, 'zstd-multi', 200 * 1024);
+  const { layer } = layerFromFile(v.path, { seek: SEEK });
+  const fs = new InstanceFs([layer], join(dir, 'upper'), join(dir, 'work'));
+  try {
+    const me = { uid: 0, gid: 0, pid: 1 };
+    const e = fs.lookup(1, 'big.bin');
+    const w = fs.open(e.ino, 2);
+    fs.write(e.ino, w.fh, Buffer.from('!'), big.length);
+    fs.write(e.ino, w.fh, Buffer.from('MID'), 1_000_000);
+    const got = (await fs.read(e.ino, w.fh, 0, big.length + 10)) as Buffer;
+    t.is(got.length, big.length + 1);
+    const want = Buffer.concat([big, Buffer.from('!')]);
+    want.write('MID', 1_000_000);
+    t.true(got.equals(want));
+    fs.setattr(e.ino, { size: 10 }, w.fh, me);
+    fs.release(e.ino, w.fh);
+  } finally {
+    await fs.destroy();
+  }
+});
+
+const damaged: Array<[string, (path: string) => void, RegExp]> = [
+  ['a flipped byte', (p) => flipByte(p, Math.floor(statSync(p).size / 2)), /corrupt|does not match|damaged|data/i],
+  ['a truncated stream', (p) => truncateSync(p, Math.floor(statSync(p).size * 0.7)), /truncated|cut short|ends/i],
+];
+for (const shape of ['gzip', 'zstd-multi', 'xz-blocks'] as const) {
+  for (const [what, damage, message] of damaged) {
+    test(`${shape}: ${what} fails indexing with one clear message`, (t) => {
+      const dir = join(tmp.dir, `bad-${shape}-${what.replace(/ /g, '-')}`);
+      mkdirSync(dir);
+      const v = compress(plainTar, dir, shape);
+      damage(v.path);
+      const err = t.throws(() => indexTarFile(v.path, { seek: SEEK }), { instanceOf: TarFormatError });
+      t.regex(err!.message, message);
+      t.notRegex(err!.message, /\n/);
+    });
+  }
+}
+
+for (const shape of ['gzip', 'zstd', 'zstd-multi', 'xz-blocks'] as const) {
+  test(`${shape}: an archive changed after indexing gives EIO, never wrong bytes`, async (t) => {
+    const dir = join(tmp.dir, `changed-${shape}`);
+    mkdirSync(dir);
+    const v = compress(plainTar, dir, shape);
+    const { layer, data } = layerFromFile(v.path, { seek: SEEK });
+    try {
+      const node = nodeOf(layer, 'big.bin');
+      const start = data.dataOff[node];
+      const ix = new SeekIndex(data.seek!);
+      // Damage the compressed bytes behind the middle of big.bin (its chunk's compressed span).
+      const c = ix.chunkAt(start + big.length / 2);
+      const from = Math.floor(data.seek!.inBit[c] / 8);
+      const to = c + 1 < data.seek!.count ? Math.floor(data.seek!.inBit[c + 1] / 8) : statSync(v.path).size;
+      for (let k = 1; k <= 8; k++) flipByte(v.path, from + Math.floor(((to - from) * k) / 9));
+      let failures = 0;
+      for (let pos = 0; pos < big.length; pos += 65536) {
+        try {
+          const got = await readVia(layer, node, pos, 65536);
+          t.true(got.equals(big.subarray(pos, pos + 65536)), `bytes at ${pos} are right or an error`);
+        } catch (err) {
+          t.true(err instanceof FsError && err.code === 'EIO', String(err));
+          failures++;
+        }
+      }
+      t.true(failures > 0, 'the damaged chunk fails');
+      const buf = Buffer.alloc(big.length);
+      t.throws(() => layer.readInto(node, 0, buf, 0, big.length), { instanceOf: FsError });
+    } finally {
+      layer.close();
+    }
+  });
+}
