@@ -47,7 +47,8 @@ export const instanceVerbs: Array<CommandModule<GlobalOptions, A>> = [
         .option('tmp', { type: 'boolean', describe: 'throwaway: this mount\'s changes vanish at unmount' })
         .option('foreground', { type: 'boolean', describe: 'serve in this process until unmounted (for systemd)' })
         .option('nonempty', { type: 'boolean', describe: 'allow mounting over a non-empty directory' })
-        .option('allow-other', { type: 'boolean', describe: 'let other users in (with permission checks)' }),
+        .option('allow-other', { type: 'boolean', describe: 'let other users in (with permission checks)' })
+        .option('owners', { choices: ['mapped', 'stored'] as const, describe: "owners shown to an ordinary user: mapped to them (default) or the tar's (stored)" }),
     handler: async (a: A) => (await mountImpl()).instanceMount(new Context(a), args(a)),
   },
   {

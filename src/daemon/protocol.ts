@@ -9,6 +9,8 @@ export interface DaemonArgs {
   mountpoint: string;
   backend: BackendName;
   allowOther: boolean;
+  /** Instances mounted by an ordinary user: show owners as stored, or mapped to that user (the default). */
+  owners?: 'stored' | 'mapped';
   log: string;
   /** An instance mount whose changes vanish at unmount (`mount --tmp`). */
   tmp?: boolean;

@@ -28,6 +28,8 @@ interface Served {
   fs: FileSystem;
   name: string;
   readOnly: boolean;
+  /** The kernel must check permissions against what the FileSystem reports (mapped owners). */
+  checkPermissions?: boolean;
   release(): void;
 }
 
@@ -48,8 +50,11 @@ async function open(args: DaemonArgs, paths: StorePaths): Promise<Served> {
     const image = images.byId(inst.image);
     const { InstanceFs } = await import('../overlay/instance-fs.js');
     if (args.tmp || inst.tmp) tmp = (await import('./tmp-upper.js')).prepareTmpUpper(instances, inst, args.mountId);
-    const fs = new InstanceFs(openStack(images, images.stack(image)), tmp?.upper ?? instances.upper(inst), tmp?.work ?? instances.work(inst), { sizeLimit: inst.sizeLimit });
-    return { fs, name: inst.name, readOnly: false, release: () => (tmp?.dispose(), unlockInstance(lock)) };
+    // An ordinary user sees the instance as after `tar -x` run as them (mapped owners, which the kernel
+    // checks); --owners=stored shows the tar's owners and, like fakeroot, lets chown record any.
+    const owners = args.owners ?? (process.getuid?.() === 0 ? 'stored' : 'mapped');
+    const fs = new InstanceFs(openStack(images, images.stack(image)), tmp?.upper ?? instances.upper(inst), tmp?.work ?? instances.work(inst), { sizeLimit: inst.sizeLimit, owners });
+    return { fs, name: inst.name, readOnly: false, checkPermissions: owners === 'mapped', release: () => (tmp?.dispose(), unlockInstance(lock)) };
   } catch (err) {
     tmp?.dispose();
     unlockInstance(lock);
@@ -65,7 +70,7 @@ export async function serve(args: DaemonArgs, onReady: () => void): Promise<void
   let mounted: Mounted;
   try {
     const backend = await backendFor(args.backend);
-    mounted = await backend(served.fs, { mountpoint: args.mountpoint, fsname: `tarstack:${served.name}`, subtype: 'tarstack', readOnly: served.readOnly, allowOther: args.allowOther });
+    mounted = await backend(served.fs, { mountpoint: args.mountpoint, fsname: `tarstack:${served.name}`, subtype: 'tarstack', readOnly: served.readOnly, allowOther: args.allowOther, defaultPermissions: served.checkPermissions });
   } catch (err) {
     served.fs.destroy();
     served.release();

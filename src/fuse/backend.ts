@@ -12,6 +12,8 @@ export interface MountOptions {
   allowOther?: boolean;
   /** More mount flags for libfuse (suid, dev, noexec, noatime, ...), applied after the defaults. */
   flags?: string[];
+  /** The kernel checks modes and owners as reported (default_permissions), even without allow_other. */
+  defaultPermissions?: boolean;
   /** libfuse prints every request to stderr. */
   debug?: boolean;
 }

@@ -43,7 +43,8 @@ export function mountArgs(o: MountOptions): string[] {
   const opts = [`fsname=${escapeOpt(o.fsname)}`];
   if (o.subtype) opts.push(`subtype=${escapeOpt(o.subtype)}`);
   if (o.readOnly) opts.push('ro');
-  if (o.allowOther) opts.push('allow_other', 'default_permissions');
+  if (o.allowOther) opts.push('allow_other');
+  if (o.allowOther || o.defaultPermissions) opts.push('default_permissions');
   if (process.getuid?.() !== 0) opts.push('nosuid', 'nodev');
   if (o.flags) opts.push(...o.flags.map(escapeOpt));
   const args = ['tarstack', '-o', opts.join(',')];
@@ -93,7 +94,9 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
       destroyed();
     },
   };
-  const session = native.mount(opts.mountpoint, mountArgs(opts), handlers, { ...DEFAULT_SESSION, ...opts.session });
+  // A writable FileSystem keeps a node per inode the kernel holds: always-readdirplus would make
+  // `ls -f` of a million-entry directory hold a million of them, so the kernel chooses (auto).
+  const session = native.mount(opts.mountpoint, mountArgs(opts), handlers, { ...DEFAULT_SESSION, ...(fs.immutable ? {} : { readdirplus: 2 as const }), ...opts.session });
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([

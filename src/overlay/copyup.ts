@@ -3,18 +3,32 @@
 // the inode number it keeps) and renamed into place, so a crash never shows a half copy. A big file
 // is copied lazily: a sparse file of full size with a chunk map, filled chunk by chunk on demand.
 // A lower hard-link set is copied once into the index and its names linked to it.
+// Ordering against crashes: copied bytes are fdatasync'ed before the rename that makes them
+// visible, and before a lazy chunk is marked present (as kernel overlayfs syncs its copy-ups).
 import * as fs from 'node:fs';
 import type { Attr } from '../fuse/ops.js';
 import { emptyAttr, majorOf, minorOf, splitNs } from '../util/attr.js';
 import { CHUNK, LazyMap } from './lazy.js';
 import { S_IFLNK, S_IFMT, S_IFREG, type LowerStack } from './lower-stack.js';
 import type { WNode } from './node.js';
-import { b, UpperStore, X_LAZY, X_NLINK, isInternalXattr, userXattrOk } from './upper.js';
+import { b, UpperStore, X_LAZY, X_NLINK, isInternalXattr } from './upper.js';
 
 /** Files up to this size are copied whole at once; bigger ones lazily. */
 export const EAGER_MAX = CHUNK;
 
+/**
+ * Test hook (read once, at daemon start): TARSTACK_TEST_PAUSE_COPYUP_AT=<byte> stops the daemon for
+ * good once a copy-up has copied a file's bytes up to that offset, so a test can kill it mid-copy.
+ */
+const PAUSE_AT = Number(process.env.TARSTACK_TEST_PAUSE_COPYUP_AT ?? -1);
+
+function pauseForever(at: number): void {
+  fs.writeSync(2, `tarstack daemon ${process.pid}: test hook: copy-up paused at byte ${at}\n`);
+  for (;;) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+}
+
 export type DataMode = 'lazy' | 'meta' | 'full' | 'none';
+
 
 export class CopyUp {
   constructor(
@@ -37,15 +51,24 @@ export class CopyUp {
 
   /** Make sure a directory (and its ancestors) exists in the upper layer. */
   dir(node: WNode): void {
-    if (node.upper) return;
-    if (!node.parent) throw new Error('the root always has an upper directory');
-    this.dir(node.parent);
+    // Top down, without recursion: a tar may nest directories 10,000 deep.
+    if (!node.upper) this.store.checkFits(this.store.abs(node.relPath()));
+    const missing: WNode[] = [];
+    for (let n: WNode | null = node; n && !n.upper; n = n.parent) {
+      if (!n.parent) throw new Error('the root always has an upper directory');
+      missing.push(n);
+    }
+    for (let i = missing.length - 1; i >= 0; i--) this.oneDir(missing[i]!);
+  }
+
+  private oneDir(node: WNode): void {
     const a = this.lowerAttr(node);
     const tmp = this.store.tmp();
     fs.mkdirSync(b(tmp), { mode: a.mode & 0o7777 });
     this.finish(tmp, node, a, -1);
     this.intoParent(node, () => fs.renameSync(b(tmp), b(this.store.abs(node.relPath()))));
     node.upper = true;
+    node.kept = undefined;
   }
 
   /** Link an indexed node into the upper under (dir, name), one of its lower names. */
@@ -80,10 +103,22 @@ export class CopyUp {
    */
   file(node: WNode, data: DataMode): void {
     if (node.upper) return;
+    this.store.checkFits(this.store.abs(node.relPath()));
     this.dir(node.parent!);
     const a = this.lowerAttr(node);
-    const [k, lowerNode] = node.lower!;
     const tmp = this.store.tmp();
+    try {
+      this.build(node, a, tmp, data);
+    } catch (err) {
+      fs.rmSync(b(tmp), { force: true }); // e.g. ENOSPC half-way: the temp copy must not eat the space it needs
+      throw err;
+    }
+    node.upper = true;
+    node.kept = undefined;
+  }
+
+  private build(node: WNode, a: Attr, tmp: string, data: DataMode): void {
+    const [k, lowerNode] = node.lower!;
     let lazy: LazyMap | null = null;
     const type = a.mode & S_IFMT;
     if (type === S_IFREG) {
@@ -93,8 +128,10 @@ export class CopyUp {
         // numbers nodes as it meets them (nodeOfInode: a directory layer) cannot promise.
         const mustBeWhole = this.wholeFiles || this.stack.layers[k].nodeOfInode !== undefined;
         const whole = data === 'full' || (data === 'lazy' && a.size <= EAGER_MAX) || (data !== 'none' && mustBeWhole);
-        if (whole) this.copyBytes(k, lowerNode, fd, 0, a.size);
-        else {
+        if (whole) {
+          this.copyBytes(k, lowerNode, fd, 0, a.size);
+          if (a.size > 0) fs.fdatasyncSync(fd); // the bytes are on disk before the rename shows them
+        } else {
           fs.ftruncateSync(fd, data === 'none' ? 0 : a.size);
           if ((data === 'lazy' || data === 'meta') && a.size > 0) {
             lazy = LazyMap.fresh(a.size);
@@ -109,7 +146,7 @@ export class CopyUp {
       fs.symlinkSync(b(this.stack.layers[k].readlink(lowerNode)), b(tmp));
       this.finish(tmp, node, a, -1);
     } else {
-      this.store.sys.mknod(tmp, a.mode, majorOf(a.rdev), minorOf(a.rdev));
+      this.store.makeNode(tmp, a.mode, majorOf(a.rdev), minorOf(a.rdev));
       this.finish(tmp, node, a, -1);
     }
     if (a.nlink > 1 && type === S_IFREG && this.store.format.privateMetadata) {
@@ -124,7 +161,6 @@ export class CopyUp {
     } else {
       this.intoParent(node, () => fs.renameSync(b(tmp), b(this.store.abs(node.relPath()))));
     }
-    node.upper = true;
     node.lazy = lazy;
   }
 
@@ -132,17 +168,14 @@ export class CopyUp {
   private finish(tmp: string, node: WNode, a: Attr, fd: number): void {
     const target = fd >= 0 ? fd : tmp;
     const type = a.mode & S_IFMT;
-    const isLink = type === S_IFLNK;
-    fs.lchownSync(b(tmp), a.uid, a.gid);
-    if (!isLink) fs.chmodSync(b(tmp), a.mode & 0o7777); // after chown, which clears setuid bits
+    this.store.own(tmp, { uid: a.uid, gid: a.gid, mode: a.mode, rdev: a.rdev });
     const [k, n] = node.lower!;
     const L = this.stack.layers[k];
     for (const name of L.xattrNames(n)) {
       if (isInternalXattr(name)) continue;
-      if (!userXattrOk(type) && name.startsWith('user.')) continue; // Linux refuses them there
-      this.store.setX(target, name, L.getxattr(n, name)!);
+      this.store.setXattr(target, name, L.getxattr(n, name)!, 0); // what the host refuses is kept (kept.ts)
     }
-    this.store.setIno(target, node.ino, type);
+    this.store.setIno(target, node.ino, this.store.kept.refusedDevice(a.mode, a.rdev) ? S_IFREG : type); // a stand-in is a file
     this.store.sys.utimens(target, a.atimeSec, a.atimeNsec, a.mtimeSec, a.mtimeNsec);
   }
 
@@ -150,7 +183,8 @@ export class CopyUp {
   copyBytes(k: number, lowerNode: number, fd: number, pos: number, len: number): void {
     const buf = Buffer.allocUnsafe(Math.min(len, CHUNK) || 1);
     for (let at = pos; at < pos + len; ) {
-      const n = Math.min(buf.length, pos + len - at);
+      if (at === PAUSE_AT) pauseForever(at);
+      const n = Math.min(buf.length, pos + len - at, at < PAUSE_AT ? PAUSE_AT - at : Infinity);
       const off = this.stack.layers[k].readInto(lowerNode, at, buf, 0, n);
       let w = 0;
       while (w < off) w += fs.writeSync(fd, buf, w, off - w, at + w);
@@ -167,9 +201,25 @@ export class CopyUp {
     for (const c of chunks) {
       const pos = c * CHUNK;
       this.copyBytes(k, lowerNode, fd, pos, Math.min(CHUNK, lazy.limit - pos));
-      lazy.mark(c);
     }
-    this.saveLazy(node, fd);
+    this.markPresent(node, fd, chunks);
+  }
+
+  /**
+   * Record chunks whose bytes are now in the upper file: synced first, so a crash never leaves a
+   * chunk marked present over bytes that never reached the disk; on failure (ENOSPC) nothing is marked.
+   */
+  markPresent(node: WNode, fd: number, chunks: number[]): void {
+    const lazy = node.lazy!;
+    fs.fdatasyncSync(fd);
+    const before = lazy.encode();
+    for (const c of chunks) lazy.mark(c);
+    try {
+      this.saveLazy(node, fd);
+    } catch (err) {
+      node.lazy = LazyMap.decode(before);
+      throw err;
+    }
   }
 
   /** Persist the chunk map (or drop it once nothing comes from the lower). */

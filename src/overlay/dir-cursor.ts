@@ -25,8 +25,25 @@ export class DirCursor {
     this.headNames = new Array<string | undefined>(parts.length / 2).fill(undefined);
   }
 
+  /** The last child `next()` returned, which a seek to its position returns again. */
+  private last: MergedChild | undefined;
+  private replay = false;
+
   /** Make `next()` return the first visible child at or after `position`. */
   seek(position: number): void {
+    this.replay = false;
+    // The reply that asked for one more entry than fit: resume at it, not from the start (which made
+    // listing a directory of n entries O(n²)).
+    if (this.last !== undefined && position === this.last.position && this.position === position + 1) {
+      this.replay = true;
+      return;
+    }
+    if (this.heads.length === 1) {
+      // One layer: a position is a child index, so any seek is O(1) (openless READDIRs each start a
+      // fresh cursor at their offset).
+      this.position = this.heads[0] = position;
+      return;
+    }
     if (position < this.position) {
       this.position = 0;
       this.heads.fill(0);
@@ -36,6 +53,11 @@ export class DirCursor {
   }
 
   next(): MergedChild | undefined {
+    if (this.replay) {
+      this.replay = false;
+      return this.last;
+    }
+    this.last = undefined;
     for (;;) {
       const at = this.position;
       const top = this.step();
@@ -44,7 +66,7 @@ export class DirCursor {
       const k = this.parts[top * 2];
       const L = this.layers[k];
       const node = this.current;
-      return { name: this.currentName, ino: this.inoOf(k, node), mode: L.modeOf(node), position: at };
+      return (this.last = { name: this.currentName, ino: this.inoOf(k, node), mode: L.modeOf(node), position: at });
     }
   }
 

@@ -3,7 +3,10 @@
 // directories decide what merges below), then the lower stack. Every change lands in the upper
 // only, after copy-up; deletions of lower names leave whiteouts; a directory rename is O(1)
 // (a redirect plus a whiteout). Inode numbers: lower entries keep theirs through copy-up
-// (user.tarstack.ino), upper-only entries get UPPER_BASE + their upper inode number.
+// (user.tarstack.ino), upper-only entries get UPPER_BASE + their upper inode number, unless the
+// kernel still holds that number for a deleted entry (the upper filesystem reuses inode numbers):
+// then a fresh one, stored like a copied-up entry's, so the kernel never sees one number name two
+// objects and the new one keeps its number across remounts.
 import * as fs from 'node:fs';
 import type { Attr, Caller, CreateReply, DirEntry, Entry, OpenReply, ReadReply, SetAttr, Statfs, WritableFileSystem } from '../fuse/ops.js';
 import { ROOT_INO } from '../fuse/ops.js';
@@ -17,6 +20,7 @@ import { MergedListing, type UpperEntry } from './merged-listing.js';
 import { WNode } from './node.js';
 import { b, TARSTACK_FORMAT, UpperStore, X_LAZY, isInternalXattr, type UpperFormat } from './upper.js';
 import { CHUNK, LazyMap } from './lazy.js';
+import type { KeptStat } from './kept.js';
 import type { Layer } from '../layer/layer.js';
 
 /** Upper-only inode numbers start here, far above any lower one. */
@@ -26,6 +30,9 @@ export const UPPER_BASE = 2 ** 40;
  * st_ino is reported apart from the node id.
  */
 const NAME_BASE = 2 ** 50;
+/** Fresh inode numbers (see upperIno) start here, above the others: FRESH_BASE + upper inode + k * 2^40. */
+const FRESH_BASE = 2 ** 51;
+const isNameNode = (ino: number): boolean => ino >= NAME_BASE && ino < FRESH_BASE;
 const { O_RDONLY, O_TRUNC, O_CREAT, O_EXCL, O_NOCTTY, O_DIRECT, O_APPEND, O_RDWR } = fs.constants;
 const O_ACCMODE = 3;
 const NAME_MAX = 255;
@@ -44,6 +51,13 @@ export interface InstanceOptions {
   wholeFiles?: boolean;
   /** Bytes of file data the upper may hold (`create --size`): past it writes fail with ENOSPC. */
   sizeLimit?: number;
+  /** Keep owners, modes, devices and xattrs the host refuses in tarstack's metadata (kept.ts). Default: not root. */
+  keepRefused?: boolean;
+  /**
+   * Owners shown: 'stored' (the tar's, and what chown set), or 'mapped': everything shows as owned
+   * by the mounting user, as after `tar -x` run by that user. Default 'stored'.
+   */
+  owners?: 'stored' | 'mapped';
 }
 
 interface Handle {
@@ -75,7 +89,8 @@ export class InstanceFs implements WritableFileSystem {
     if (!opts.offline) process.umask(0); // modes come from the kernel already masked; the daemon must not mask again
     this.stack = new LowerStack(layers);
     this.format = opts.format ?? TARSTACK_FORMAT;
-    this.store = new UpperStore(upperDir, workDir, opts.offline, this.format);
+    // What the host refuses an ordinary user is kept in tarstack's metadata, which a standard upper may not hold.
+    this.store = new UpperStore(upperDir, workDir, opts.offline, this.format, opts.keepRefused ?? (this.format.privateMetadata && process.getuid?.() !== 0));
     this.store.whFiles ||= !!opts.whiteoutFiles;
     this.copy = new CopyUp(this.store, this.stack, !!opts.wholeFiles);
     this.space = opts.sizeLimit ? new SpaceLimit(opts.sizeLimit, [upperDir, `${workDir}/index`]) : null;
@@ -133,8 +148,8 @@ export class InstanceFs implements WritableFileSystem {
     let type: number;
     let stIno: number | undefined;
     if (f.upper) {
-      type = Number(f.st.mode) & S_IFMT;
-      ino = this.store.storedIno(f.abs, type, f.st) ?? UPPER_BASE + Number(f.st.ino);
+      type = this.upperType(f.abs, f.st);
+      ino = this.store.storedIno(f.abs, f.st) ?? this.upperIno(f.abs, f.st, type);
     } else {
       type = this.stack.modeOf(f.parts) & S_IFMT;
       ino = this.stack.inoOf(f.parts[0], f.parts[1]);
@@ -147,7 +162,7 @@ export class InstanceFs implements WritableFileSystem {
       }
     }
     let node = this.nodes.get(ino);
-    if (node && !node.unlinked) {
+    if (node && !node.unlinked && node.type === type) {
       if (!node.indexed || type === S_IFDIR) {
         node.parent = dir;
         node.name = name;
@@ -166,7 +181,7 @@ export class InstanceFs implements WritableFileSystem {
       if (type === S_IFREG && priv) {
         const lazy = this.store.getX(f.abs, X_LAZY);
         if (lazy) {
-          node.lazy = LazyMap.decode(lazy);
+          node.lazy = LazyMap.decode(lazy).clamp(Number(f.st.size));
           node.lower = this.stack.locate(ino) ?? null;
         }
       }
@@ -180,7 +195,7 @@ export class InstanceFs implements WritableFileSystem {
         node.indexed = true;
         node.upper = true;
         const lazy = this.store.getX(this.store.indexPath(ino), X_LAZY);
-        if (lazy) node.lazy = LazyMap.decode(lazy);
+        if (lazy) node.lazy = LazyMap.decode(lazy).clamp(Number(this.store.lstat(this.store.indexPath(ino))!.size));
       }
     }
     this.nodes.set(ino, node);
@@ -195,8 +210,36 @@ export class InstanceFs implements WritableFileSystem {
 
   /** st_ino: the node id, but for a per-name node (NAME_BASE): the set's while lower, its own once copied. */
   private stInoOf(node: WNode, st: fs.BigIntStats | undefined): number {
-    if (node.ino < NAME_BASE) return node.ino;
+    if (!isNameNode(node.ino)) return node.ino;
     return st ? UPPER_BASE + Number(st.ino) : (node.stIno ?? node.ino);
+  }
+
+  /**
+   * An upper-only entry's inode number: UPPER_BASE + its upper inode, or when the kernel still holds
+   * that number for another (deleted) object, a fresh one, stored on the entry (see the header).
+   */
+  private upperIno(abs: string, st: fs.BigIntStats, type: number): number {
+    const plain = UPPER_BASE + Number(st.ino);
+    const held = (n: number): boolean => {
+      const node = this.nodes.get(n);
+      return node !== undefined && (node.unlinked || node.type !== type);
+    };
+    if (!held(plain)) return plain;
+    let fresh = FRESH_BASE + Number(st.ino);
+    while (this.nodes.has(fresh)) fresh += UPPER_BASE;
+    if (!this.opts.offline) this.store.setIno(abs, fresh, Number(st.mode) & S_IFMT);
+    return fresh;
+  }
+
+  private drop(n: WNode): void {
+    this.nodes.delete(n.ino);
+  }
+
+  /** The type an upper object shows: its own, or the device an empty file stands in for (kept.ts). */
+  private upperType(abs: string, st: fs.BigIntStats): number {
+    const type = Number(st.mode) & S_IFMT;
+    if (type !== S_IFREG || st.size !== 0n) return type;
+    return (this.store.kept.stat(abs, st)?.mode ?? type) & S_IFMT;
   }
 
   private entry(node: WNode): Entry {
@@ -209,12 +252,23 @@ export class InstanceFs implements WritableFileSystem {
     if (!node.upper) {
       this.stack.fillAttr(node.lower!, a);
       a.ino = this.stInoOf(node, undefined);
-      return a;
+      return this.mapOwner(a);
     }
-    const st = node.unlinked && node.anyFd >= 0 ? fs.fstatSync(node.anyFd, { bigint: true }) : fs.lstatSync(b(this.copy.abs(node)), { bigint: true });
+    const byFd = node.unlinked && node.anyFd >= 0;
+    const st = byFd ? fs.fstatSync(node.anyFd, { bigint: true }) : fs.lstatSync(b(this.copy.abs(node)), { bigint: true });
     fillFromStats(a, st);
+    if (node.kept === undefined) node.kept = this.store.kept.stat(byFd ? node.anyFd : this.copy.abs(node), st) ?? null;
+    if (node.kept) ({ uid: a.uid, gid: a.gid, mode: a.mode, rdev: a.rdev } = node.kept);
     a.ino = this.stInoOf(node, st);
     if (node.indexed) a.nlink = node.unlinked ? 0 : this.copy.nlink(node);
+    return this.mapOwner(a);
+  }
+
+  private mapOwner(a: Attr): Attr {
+    if (this.opts.owners === 'mapped') {
+      a.uid = process.getuid?.() ?? a.uid;
+      a.gid = process.getgid?.() ?? a.gid;
+    }
     return a;
   }
 
@@ -247,7 +301,7 @@ export class InstanceFs implements WritableFileSystem {
     const n = this.nodes.get(ino);
     if (!n || n === this.root) return;
     n.nlookup -= nlookup;
-    if (n.nlookup <= 0 && n.opens === 0) this.nodes.delete(ino);
+    if (n.nlookup <= 0 && n.opens === 0) this.drop(n);
   }
 
   getattr(ino: number): Attr {
@@ -277,9 +331,9 @@ export class InstanceFs implements WritableFileSystem {
       for (const e of this.store.list(dirAbs)) {
         hides.add(e.name);
         if (e.whiteout || !e.st) continue;
-        const type = Number(e.st.mode) & S_IFMT;
-        const stored = this.store.storedIno(`${dirAbs}/${e.name}`, type, e.st);
-        upper.push({ name: e.name, ino: stored === undefined || stored >= NAME_BASE ? UPPER_BASE + Number(e.st.ino) : stored, mode: type });
+        const abs = `${dirAbs}/${e.name}`;
+        const stored = this.store.storedIno(abs, e.st);
+        upper.push({ name: e.name, ino: stored === undefined || isNameNode(stored) ? UPPER_BASE + Number(e.st.ino) : stored, mode: this.upperType(abs, e.st) });
       }
       upper.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
     }
@@ -293,7 +347,7 @@ export class InstanceFs implements WritableFileSystem {
       // rewinddir: show the directory as it is now.
       listing = this.listing(this.dirNode(ino));
       this.dirs.set(fh, listing);
-      yield { name: '.', ino, mode: S_IFDIR, next: 1 };
+      yield { name: '.', ino: this.node(ino).ino, mode: S_IFDIR, next: 1 }; // its inode number, not the kernel's nodeid
     }
     if (offset <= 1) yield { name: '..', ino: this.node(ino).parent?.ino ?? ROOT_INO, mode: S_IFDIR, next: 2 };
     for (listing.seek(Math.max(0, offset - 2)); ; ) {
@@ -382,7 +436,7 @@ export class InstanceFs implements WritableFileSystem {
     const node = h.node;
     node.opens--;
     if (node.anyFd === h.fd) node.anyFd = -1;
-    if (node.opens === 0 && node.nlookup <= 0 && node !== this.root) this.nodes.delete(node.ino);
+    if (node.opens === 0 && node.nlookup <= 0 && node !== this.root) this.drop(node);
   }
 
   statfs(): Statfs {
@@ -399,15 +453,31 @@ export class InstanceFs implements WritableFileSystem {
   getxattr(ino: number, name: string): Buffer {
     const n = this.node(ino);
     if (isInternalXattr(name)) throw fsError('ENODATA');
-    const v = n.upper ? this.store.getX(this.copy.abs(n), name) : (this.stack.layers[n.lower![0]].getxattr(n.lower![1], name) ?? null);
+    let v: Buffer | null;
+    if (n.upper) {
+      const abs = this.copy.abs(n);
+      const kept = this.store.kept.getX(abs, this.realKind(n, abs), name);
+      v = kept !== undefined ? kept : this.store.getX(abs, name);
+    } else {
+      v = this.stack.layers[n.lower![0]].getxattr(n.lower![1], name) ?? null;
+    }
     if (v === null) throw fsError('ENODATA');
     return v;
   }
 
   listxattr(ino: number): string[] {
     const n = this.node(ino);
-    const names = n.upper ? this.store.sys.listxattr(this.copy.abs(n)) : this.stack.layers[n.lower![0]].xattrNames(n.lower![1]);
-    return names.filter((x) => !isInternalXattr(x));
+    if (!n.upper) return this.stack.layers[n.lower![0]].xattrNames(n.lower![1]).filter((x) => !isInternalXattr(x));
+    const abs = this.copy.abs(n);
+    const real = this.store.sys.listxattr(abs);
+    const kept = this.store.kept.listX(this.realKind(n, abs), real);
+    return [...new Set([...real.filter((x) => !isInternalXattr(x)), ...kept])];
+  }
+
+  /** Type and upper inode of a node's real object (a file for a device stand-in); lstat only when it matters. */
+  private realKind(n: WNode, abs: string): { mode: number | bigint; ino: number | bigint } {
+    if (n.type === S_IFREG || n.type === S_IFDIR) return { mode: n.type, ino: 0 };
+    return fs.lstatSync(b(abs), { bigint: true });
   }
 
   // ---- WritableFileSystem: data -------------------------------------------------------------
@@ -418,13 +488,20 @@ export class InstanceFs implements WritableFileSystem {
     const node = h.node;
     const append = (h.flags & O_APPEND) !== 0;
     const before = this.space ? this.reserveWrite(node, h.fd, append, pos, data.length) : 0;
-    if (node.lazy && !append) this.prepareLazyWrite(node, h.fd, pos, pos + data.length);
+    // Chunks the write covers only in part get their lower bytes first; the ones it covers whole
+    // are marked present only once its bytes are in (a crash in between shows the old chunk).
+    const covered = node.lazy && !append ? this.prepareLazyWrite(node, h.fd, pos, pos + data.length) : [];
     let done = 0;
-    while (done < data.length) done += fs.writeSync(h.fd, data, done, data.length - done, pos + done);
-    if (this.space) this.space.charge(SpaceLimit.allocated(h.fd) - before);
+    try {
+      while (done < data.length) done += fs.writeSync(h.fd, data, done, data.length - done, pos + done);
+    } catch (err) {
+      if (done === 0 || covered.length) throw err; // ENOSPC half-way: report what was written, unless a chunk is half new
+    } finally {
+      if (this.space) this.space.charge(SpaceLimit.allocated(h.fd) - before);
+    }
+    if (covered.length && node.lazy) this.copy.markPresent(node, h.fd, covered);
     return done;
   }
-
   /** A size-limited write: ENOSPC before anything is written unless its worst case fits; the bytes allocated before it. */
   private reserveWrite(node: WNode, fd: number, append: boolean, pos: number, len: number): number {
     const st = fs.fstatSync(fd);
@@ -442,26 +519,20 @@ export class InstanceFs implements WritableFileSystem {
     if (st && st.isFile() && st.nlink === 1n) this.space.charge(-fileData(b(abs), st));
   }
 
-  /** Chunks a write covers only in part must hold their lower bytes first; all it touches become present. */
-  private prepareLazyWrite(node: WNode, fd: number, pos: number, end: number): void {
+  /** Fill the chunks [pos, end) touches in part; returns the ones it covers whole, still to be marked. */
+  private prepareLazyWrite(node: WNode, fd: number, pos: number, end: number): number[] {
     const lazy = node.lazy!;
     const touched = lazy.missing(pos, end);
-    if (touched.length === 0) return;
-    const partial = touched.filter((c) => {
-      const cs = c * 1048576;
-      const ce = Math.min(cs + 1048576, lazy.limit);
-      return pos > cs || end < ce;
-    });
-    this.copy.fill(node, fd, partial);
-    if (node.lazy) {
-      for (const c of touched) node.lazy.mark(c);
-      this.copy.saveLazy(node, fd);
-    }
+    if (touched.length === 0) return [];
+    const whole = (c: number): boolean => pos <= c * CHUNK && end >= Math.min((c + 1) * CHUNK, lazy.limit);
+    this.copy.fill(node, fd, touched.filter((c) => !whole(c)));
+    return touched.filter(whole);
   }
 
   fsync(_ino: number, fh: number, datasync: boolean): Promise<void> | void {
     const h = this.handle(fh);
-    if (h.fd < 0) return;
+    if (h.fd < 0 && !h.node.upper) return; // read from the lower only: nothing of it was written
+    if (h.fd < 0) h.fd = this.openUpper(h.node, O_RDONLY); // copied up through another handle: sync that file
     return new Promise((res, rej) => (datasync ? fs.fdatasync : fs.fsync)(h.fd, (err) => (err ? rej(err) : res())));
   }
 
@@ -499,13 +570,17 @@ export class InstanceFs implements WritableFileSystem {
     const h = fh !== undefined ? this.handles.get(fh) : undefined;
     const fd = h && h.fd >= 0 ? h.fd : node.unlinked ? node.anyFd : -1;
     const abs = this.copy.abs(node);
-    if (set.uid !== undefined || set.gid !== undefined) {
-      if (fd >= 0) fs.fchownSync(fd, set.uid ?? -1, set.gid ?? -1);
-      else fs.lchownSync(b(abs), set.uid ?? -1, set.gid ?? -1);
-    }
-    if (set.mode !== undefined && node.type !== S_IFLNK) {
-      if (fd >= 0) fs.fchmodSync(fd, set.mode & 0o7777);
-      else fs.chmodSync(b(abs), set.mode & 0o7777);
+    if (this.store.kept.active && (set.uid !== undefined || set.gid !== undefined || set.mode !== undefined)) {
+      this.keepOwnerMode(node, fd >= 0 ? fd : abs, set);
+    } else {
+      if (set.uid !== undefined || set.gid !== undefined) {
+        if (fd >= 0) fs.fchownSync(fd, set.uid ?? -1, set.gid ?? -1);
+        else fs.lchownSync(b(abs), set.uid ?? -1, set.gid ?? -1);
+      }
+      if (set.mode !== undefined && node.type !== S_IFLNK) {
+        if (fd >= 0) fs.fchmodSync(fd, set.mode & 0o7777);
+        else fs.chmodSync(b(abs), set.mode & 0o7777);
+      }
     }
     if (set.size !== undefined) this.truncate(node, fd, abs, set.size);
     if (set.atime !== undefined || set.mtime !== undefined) {
@@ -516,21 +591,39 @@ export class InstanceFs implements WritableFileSystem {
     return this.attr(node);
   }
 
+  /** chown and chmod where the host refuses them: kept (kept.ts), with the kernel's rule that chown clears set-id bits. */
+  private keepOwnerMode(node: WNode, target: string | number, set: SetAttr): void {
+    const st = typeof target === 'number' ? fs.fstatSync(target) : fs.lstatSync(b(target));
+    const cur: KeptStat = this.store.kept.stat(target, st) ?? { uid: st.uid, gid: st.gid, mode: st.mode, rdev: st.rdev };
+    const want = { ...cur };
+    if (set.uid !== undefined || set.gid !== undefined) {
+      want.uid = set.uid ?? cur.uid;
+      want.gid = set.gid ?? cur.gid;
+      if (node.type !== S_IFDIR) want.mode &= want.mode & 0o010 ? ~0o6000 : ~0o4000;
+    }
+    if (set.mode !== undefined && node.type !== S_IFLNK) want.mode = (cur.mode & S_IFMT) | (set.mode & 0o7777);
+    this.store.kept.setStat(target, want);
+    node.kept = undefined;
+  }
+
   private truncate(node: WNode, fd: number, abs: string, size: number): void {
     if (node.type === S_IFDIR) throw fsError('EISDIR');
     const own = fd < 0 ? fs.openSync(b(abs), 'r+') : fd;
     const before = this.space ? SpaceLimit.allocated(own) : 0;
     try {
-      if (this.space && node.lazy && size < node.lazy.limit && size % CHUNK !== 0) this.space.reserve(CHUNK); // the cut chunk keeps its head
-      if (node.lazy && size < node.lazy.limit) {
-        // Bytes past the new size never come from the lower again; the chunk it cuts keeps its head.
-        if (size % 1048576 !== 0) this.copy.fill(node, own, node.lazy.missing(size, size + 1));
-        if (node.lazy) {
-          node.lazy.limit = size;
-          this.copy.saveLazy(node, own);
-        }
+      // Bytes past the new size never come from the lower again; the chunk it cuts keeps its head.
+      // The file shrinks before the map's limit does: a crash in between leaves a file shorter than
+      // its limit, which loading clamps (LazyMap.clamp).
+      const shrinkLazy = node.lazy !== null && size < node.lazy.limit;
+      if (shrinkLazy && size % CHUNK !== 0) {
+        if (this.space) this.space.reserve(CHUNK); // the cut chunk keeps its head
+        this.copy.fill(node, own, node.lazy!.missing(size, size + 1));
       }
       fs.ftruncateSync(own, size);
+      if (shrinkLazy && node.lazy) {
+        node.lazy.limit = size;
+        this.copy.saveLazy(node, own);
+      }
       if (this.space) this.space.charge(SpaceLimit.allocated(own) - before);
     } finally {
       if (own !== fd) fs.closeSync(own);
@@ -540,7 +633,7 @@ export class InstanceFs implements WritableFileSystem {
   setxattr(ino: number, name: string, value: Buffer, flags: number): void {
     if (isInternalXattr(name)) throw fsError('EPERM');
     const node = this.materialize(this.node(ino));
-    this.store.sys.setxattr(this.copy.abs(node), name, value, flags);
+    this.store.setXattr(this.copy.abs(node), name, value, flags);
   }
 
   removexattr(ino: number, name: string): void {
@@ -550,7 +643,8 @@ export class InstanceFs implements WritableFileSystem {
       const [k, n] = node.lower!;
       if (this.stack.layers[k].getxattr(n, name) === undefined) throw fsError('ENODATA');
     }
-    this.store.sys.removexattr(this.copy.abs(this.materialize(node)), name);
+    const abs = this.copy.abs(this.materialize(node));
+    if (!this.store.kept.removeX(abs, name)) this.store.sys.removexattr(abs, name);
   }
 
   /** Give a node an upper object (lazily for big files), without changing what it shows. */
@@ -569,18 +663,20 @@ export class InstanceFs implements WritableFileSystem {
    * place, over a whiteout if one is there. A directory placed where a lower directory was
    * deleted is opaque, so nothing below shows through.
    */
-  private createEntry(parent: number, name: string, caller: Caller, make: (tmp: string) => void, isDir: boolean): WNode {
+  private createEntry(parent: number, name: string, caller: Caller, make: (tmp: string) => void, isDir: boolean, mode: number, rdev = 0): WNode {
     const dir = this.dirNode(parent);
     if (this.find(dir, name)) throw fsError('EEXIST');
+    const abs = this.childAbs(dir, name);
+    this.store.checkFits(abs);
     this.copy.dir(dir);
     const dirAbs = this.store.abs(dir.relPath());
-    const abs = this.childAbs(dir, name);
     const tmp = this.store.tmp();
     make(tmp);
     const dirSt = fs.lstatSync(b(dirAbs));
-    const gid = dirSt.mode & 0o2000 ? dirSt.gid : caller.gid; // BSD group semantics under setgid directories
-    fs.lchownSync(b(tmp), caller.uid, gid);
-    if (isDir && dirSt.mode & 0o2000) fs.chmodSync(b(tmp), (fs.lstatSync(b(tmp)).mode & 0o7777) | 0o2000);
+    const dirKept = this.store.kept.stat(dirAbs, dirSt);
+    const [dirMode, dirGid] = dirKept ? [dirKept.mode, dirKept.gid] : [dirSt.mode, dirSt.gid];
+    const gid = dirMode & 0o2000 ? dirGid : caller.gid; // BSD group semantics under setgid directories
+    this.store.own(tmp, { uid: caller.uid, gid, mode: mode | (isDir && dirMode & 0o2000 ? 0o2000 : 0), rdev });
     if (isDir && this.lowerHas(dir, name)) this.store.markOpaque(tmp);
     this.placeOver(tmp, abs, isDir, dirAbs, name);
     const st = fs.lstatSync(b(abs), { bigint: true });
@@ -600,20 +696,20 @@ export class InstanceFs implements WritableFileSystem {
   }
 
   mkdir(parent: number, name: string, mode: number, caller: Caller): Entry {
-    return this.entry(this.createEntry(parent, name, caller, (t) => fs.mkdirSync(b(t), { mode: mode & 0o7777 }), true));
+    return this.entry(this.createEntry(parent, name, caller, (t) => fs.mkdirSync(b(t), { mode: mode & 0o7777 }), true, S_IFDIR | (mode & 0o7777)));
   }
 
   mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller): Entry {
-    return this.entry(this.createEntry(parent, name, caller, (t) => this.store.sys.mknod(t, mode, majorOf(rdev), minorOf(rdev)), false));
+    return this.entry(this.createEntry(parent, name, caller, (t) => this.store.makeNode(t, mode, majorOf(rdev), minorOf(rdev)), false, mode, rdev));
   }
 
   symlink(parent: number, name: string, target: string, caller: Caller): Entry {
-    return this.entry(this.createEntry(parent, name, caller, (t) => fs.symlinkSync(b(target), b(t)), false));
+    return this.entry(this.createEntry(parent, name, caller, (t) => fs.symlinkSync(b(target), b(t)), false, S_IFLNK | 0o777));
   }
 
   create(parent: number, name: string, mode: number, flags: number, caller: Caller): CreateReply {
     let fd = -1;
-    const node = this.createEntry(parent, name, caller, (t) => (fd = fs.openSync(b(t), O_CREAT | O_EXCL | O_RDWR | (flags & O_APPEND), mode & 0o7777)), false);
+    const node = this.createEntry(parent, name, caller, (t) => (fd = fs.openSync(b(t), O_CREAT | O_EXCL | O_RDWR | (flags & O_APPEND), mode & 0o7777)), false, S_IFREG | (mode & 0o7777));
     return { entry: this.entry(node), open: this.newHandle(node, fd, flags) };
   }
 
@@ -787,7 +883,7 @@ export class InstanceFs implements WritableFileSystem {
       const below = to.lower ? this.stack.lookupParts(to.lower, newName) : [];
       if (this.stack.isDir(below)) this.store.markOpaque(abs);
     }
-    if (this.store.storedIno(abs, S_IFDIR) === undefined && node.ino < UPPER_BASE) this.store.setIno(abs, node.ino, S_IFDIR);
+    if (this.store.storedIno(abs, fs.lstatSync(b(abs), { bigint: true })) === undefined && node.ino < UPPER_BASE) this.store.setIno(abs, node.ino, S_IFDIR);
   }
 
   private exchange(dir: WNode, name: string, a: WNode, to: WNode, newName: string, bNode: WNode): void {

@@ -20,6 +20,15 @@ export class LazyMap {
     return new LazyMap(Number(buf.readBigUInt64LE(0)), new Uint8Array(buf.subarray(8)));
   }
 
+  /**
+   * A file is never shorter than its limit but when a crash came between a truncate and the map's
+   * update: the truncate happened, so the limit follows the file.
+   */
+  clamp(fileSize: number): LazyMap {
+    if (fileSize < this.limit) this.limit = fileSize;
+    return this;
+  }
+
   encode(): Buffer {
     const out = Buffer.alloc(8 + this.bits.length);
     out.writeBigUInt64LE(BigInt(this.limit), 0);

@@ -32,7 +32,16 @@ export class MergedListing {
     return this.lowerParts ? new DirCursor(this.stack.layers, this.lowerParts, (k, n) => this.stack.inoOf(k, n)) : null;
   }
 
+  /** The last entry `next()` returned, which a seek to its position returns again (see DirCursor.seek). */
+  private last: (UpperEntry & { position: number }) | undefined;
+  private replay = false;
+
   seek(position: number): void {
+    this.replay = false;
+    if (this.last !== undefined && position === this.last.position && this.position === position + 1) {
+      this.replay = true;
+      return;
+    }
     if (position < this.position) {
       this.position = 0;
       this.ui = 0;
@@ -43,6 +52,11 @@ export class MergedListing {
   }
 
   next(): (UpperEntry & { position: number }) | undefined {
+    if (this.replay) {
+      this.replay = false;
+      return this.last;
+    }
+    this.last = undefined;
     const low = this.peekLower();
     const up = this.upper[this.ui];
     if (!low && !up) return undefined;
@@ -54,7 +68,7 @@ export class MergedListing {
       e = low!;
       this.pendingLower = undefined;
     }
-    return { ...e, position: this.position++ };
+    return (this.last = { ...e, position: this.position++ });
   }
 
   /** The next lower entry not hidden by an upper name. */

@@ -4,6 +4,7 @@
 // subtree at once.
 import type { Parts } from './lower-stack.js';
 import type { LazyMap } from './lazy.js';
+import type { KeptStat } from './kept.js';
 
 export class WNode {
   nlookup = 0;
@@ -18,6 +19,8 @@ export class WNode {
   stIno: number | undefined = undefined;
   /** An open upper descriptor, for fstat once the node has no name. */
   anyFd = -1;
+  /** Owner and mode kept by tarstack (kept.ts): null when the real ones hold, undefined until read. */
+  kept: KeptStat | null | undefined = undefined;
 
   constructor(
     readonly ino: number,

@@ -5,9 +5,13 @@
 //   renamed dir   xattr user.overlay.redirect = "/lower/path" of its lower origin (or trusted.…)
 // plus tarstack's own, unless the format forbids private metadata: user.tarstack.ino (the inode number
 // a copied-up entry keeps), user.tarstack.lazy (a lazily copied file's chunk map) and
-// user.tarstack.nlink (link count of an indexed hard link). Paths here are byte strings.
+// user.tarstack.nlink (link count of an indexed hard link); what the host refuses an ordinary user
+// is kept as kept.ts describes. Paths here are byte strings relative to the upper root ('' is the root).
 import * as fs from 'node:fs';
 import { loadSys, RENAME_EXCHANGE, type Sys } from '../native/sys.js';
+import { Kept, type KeptStat } from './kept.js';
+import { removeTree } from '../util/remove-tree.js';
+import { fsError } from '../util/errors.js';
 
 export const X_OPAQUE = 'user.overlay.opaque';
 export const X_REDIRECT = 'user.overlay.redirect';
@@ -18,10 +22,12 @@ export const X_LAZY = 'user.tarstack.lazy';
 export const X_NLINK = 'user.tarstack.nlink';
 const X_INO_LINK = 'trusted.tarstack.ino';
 /** Attribute names the user never sees or sets: they describe the overlay, not the file. */
-export const isInternalXattr = (name: string): boolean =>
+export const isInternalXattr = (name: string): boolean => // user.tarstack.* includes kept.ts's names
+ 
   name.startsWith('user.overlay.') || name.startsWith('user.tarstack.') || name.startsWith('trusted.overlay.') || name.startsWith('trusted.tarstack.');
 
 const WH_PREFIX = '.wh.';
+const PATH_MAX = 4096;
 const S_IFCHR = 0o020000;
 
 export const b = (s: string): Buffer => Buffer.from(s, 'latin1');
@@ -38,6 +44,23 @@ export interface UpperFormat {
 
 export const TARSTACK_FORMAT: UpperFormat = { xattrs: 'user', whiteouts: 'chardev', privateMetadata: true };
 
+/**
+ * Give a fresh upper root the image root's owner, mode, xattrs and times (and its inode number, 1).
+ * What the host refuses an ordinary user is kept (kept.ts); the mode goes last, as it may take away
+ * our own write permission.
+ */
+export function prepareUpperRoot(upper: string, a: KeptStat & { atimeSec: number; atimeNsec: number; mtimeSec: number; mtimeNsec: number }, xattrs: Array<[string, Buffer]>): void {
+  const sys = loadSys();
+  const kept = new Kept(sys, null, () => '', process.getuid?.() !== 0);
+  fs.mkdirSync(upper, { mode: 0o700 });
+  if (!kept.active) fs.chownSync(upper, a.uid, a.gid);
+  for (const [name, value] of xattrs) if (!kept.setX(upper, name, value, 0)) sys.setxattr(upper, name, value, 0);
+  sys.setxattr(upper, X_INO, b('1'), 0);
+  if (kept.active) kept.setStat(upper, a);
+  sys.utimens(upper, a.atimeSec, a.atimeNsec, a.mtimeSec, a.mtimeNsec);
+  if (!kept.active) fs.chmodSync(upper, a.mode & 0o7777);
+}
+
 /** user.* extended attributes exist for regular files and directories only (xattr(7)). */
 export const userXattrOk = (type: number): boolean => type === 0o100000 || type === 0o040000;
 
@@ -47,26 +70,38 @@ export class UpperStore {
   private readonly upper: string;
   private readonly work: string;
   private tmpSeq = 0;
+  /** Owners, modes, devices and xattrs the host refuses, kept by tarstack. */
+  readonly kept: Kept;
 
   /** Inode numbers copied-up entries keep, by upper st_ino, when no private xattr may hold them (this mount only). */
   private readonly inoByUpper = new Map<bigint, number>();
 
-  /** `readOnly`: only look (another process may be serving this upper). */
-  constructor(upperDir: string, workDir: string, readOnly = false, readonly format: UpperFormat = TARSTACK_FORMAT) {
+  /** `readOnly`: only look (another process may be serving this upper). `keepRefused`: see kept.ts. */
+  constructor(upperDir: string, workDir: string, readOnly = false, readonly format: UpperFormat = TARSTACK_FORMAT, keepRefused = false) {
     this.sys = loadSys();
     this.upper = Buffer.from(upperDir, 'utf8').toString('latin1');
     this.work = Buffer.from(workDir, 'utf8').toString('latin1');
     if (format.whiteouts === 'files') this.whFiles = true;
+    this.kept = new Kept(this.sys, this.work, () => this.tmp(), keepRefused);
     if (readOnly) return;
     for (const d of format.privateMetadata ? ['tmp', 'index'] : ['tmp']) fs.mkdirSync(b(`${this.work}/${d}`), { recursive: true, mode: 0o700 });
     // Leftovers of a crash: temp files were never visible, so they simply go.
-    fs.rmSync(b(`${this.work}/tmp`), { recursive: true, force: true });
+    removeTree(b(`${this.work}/tmp`));
     fs.mkdirSync(b(`${this.work}/tmp`), { mode: 0o700 });
   }
 
   /** Absolute byte-string path of an upper-relative path. */
   abs(rel: string): string {
     return rel === '' ? this.upper : `${this.upper}/${rel}`;
+  }
+
+  /**
+   * The upper is written by absolute paths, which Linux limits to PATH_MAX: a deeper entry (a tar can
+   * nest 10,000 directories) is refused with ENAMETOOLONG before anything is copied, so no upper
+   * entry ever lies past the limit and a lookup there finds only the lower.
+   */
+  checkFits(absPath: string): void {
+    if (absPath.length >= PATH_MAX) throw fsError('ENAMETOOLONG');
   }
 
   /** A fresh name in the work dir (same filesystem as the upper, so rename is atomic). */
@@ -89,6 +124,7 @@ export class UpperStore {
   }
 
   lstat(absPath: string): fs.BigIntStats | undefined {
+    if (absPath.length >= PATH_MAX) return undefined; // see checkFits
     return fs.lstatSync(b(absPath), { bigint: true, throwIfNoEntry: false });
   }
 
@@ -146,7 +182,7 @@ export class UpperStore {
   }
 
   removeTree(absPath: string): void {
-    fs.rmSync(b(absPath), { recursive: true, force: true });
+    removeTree(b(absPath));
   }
 
   getX(absPath: string, name: string): Buffer | null {
@@ -186,13 +222,11 @@ export class UpperStore {
    * and directories only, so symlinks, fifos and devices carry it in trusted.* (root only; an
    * ordinary user's copies of those get a new number).
    */
-  storedIno(absPath: string, type: number, st?: fs.BigIntStats): number | undefined {
-    if (!this.format.privateMetadata) {
-      const ino = (st ?? this.lstat(absPath))?.ino;
-      return ino === undefined ? undefined : this.inoByUpper.get(ino);
-    }
+  storedIno(absPath: string, st: fs.BigIntStats): number | undefined {
+    if (!this.format.privateMetadata) return this.inoByUpper.get(st.ino);
+    const type = Number(st.mode) & 0o170000;
     const v = userXattrOk(type) ? this.getX(absPath, X_INO) : this.canTrust ? this.getX(absPath, X_INO_LINK) : null;
-    return v ? Number(v.toString('latin1')) : undefined;
+    return v ? Number(v.toString('latin1')) : userXattrOk(type) ? undefined : this.kept.ino(st.ino);
   }
 
   setIno(target: string | number, ino: number, type: number): void {
@@ -202,6 +236,29 @@ export class UpperStore {
     }
     if (userXattrOk(type)) this.setX(target, X_INO, String(ino));
     else if (this.canTrust) this.setX(target, X_INO_LINK, String(ino));
+    else this.kept.setIno(target, ino);
+  }
+
+  /**
+   * Give a freshly built object its owner and mode: for real as root, else kept (kept.ts). A fresh
+   * symlink, fifo or socket first sheds what an old object of the same upper inode number kept.
+   */
+  own(path: string, want: KeptStat): void {
+    this.kept.fresh(path);
+    if (this.kept.active) return this.kept.setStat(path, want);
+    fs.lchownSync(b(path), want.uid, want.gid);
+    if ((want.mode & 0o170000) !== 0o120000) fs.chmodSync(b(path), want.mode & 0o7777); // after chown, which clears set-id bits
+  }
+
+  /** Set an xattr where it can live: the real object, or tarstack's kept metadata when the host refuses it. */
+  setXattr(target: string | number, name: string, value: Buffer, flags: number): void {
+    if (!this.kept.setX(target, name, value, flags)) this.sys.setxattr(target, name, value, flags);
+  }
+
+  /** mknod, or where the host refuses the device to an ordinary user, an empty file standing in for it. */
+  makeNode(path: string, mode: number, major: number, minor: number): void {
+    if (this.kept.refusedDevice(mode, major || minor)) fs.closeSync(fs.openSync(b(path), 'wx', 0o600));
+    else this.sys.mknod(path, mode, major, minor);
   }
 
   private readonly canTrust = process.getuid?.() === 0;

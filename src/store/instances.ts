@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs'
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { UserError } from '../util/errors.js';
+import { removeTree } from '../util/remove-tree.js';
 import { field, META_VERSION, readMeta, writeMeta } from './meta.js';
 import { checkName, type StorePaths } from './paths.js';
 
@@ -113,17 +114,17 @@ export class Instances {
   reset(r: InstanceRecord, prepareUpper: (upper: string) => void): void {
     const fresh = join(this.home(r.id), '.upper-new');
     const old = join(this.home(r.id), '.upper-old');
-    rmSync(fresh, { recursive: true, force: true });
+    removeTree(fresh);
     prepareUpper(fresh);
     renameSync(this.upper(r), old);
     renameSync(fresh, this.upper(r));
-    rmSync(old, { recursive: true, force: true });
-    for (const sub of ['index', 'tmp']) rmSync(join(this.work(r), sub), { recursive: true, force: true });
+    removeTree(old); // any depth: a tar may nest 10,000 directories
+    for (const sub of ['index', 'tmp', 'meta']) rmSync(join(this.work(r), sub), { recursive: true, force: true });
   }
 
   remove(r: InstanceRecord): void {
     const aside = join(this.dir, `.removing-${r.id}`);
     renameSync(this.home(r.id), aside);
-    rmSync(aside, { recursive: true, force: true });
+    removeTree(aside);
   }
 }

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ExecutionContext } from 'ava';
 import { exec } from './exec.js';
+import { removeTree } from '../../src/util/remove-tree.js';
 
 export const CLI_MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 export const cliAvailable = (): boolean => fs.existsSync(CLI_MAIN);
@@ -189,7 +190,7 @@ export class TarstackSession {
     }
     await killStoreProcesses(this.home);
     assertNoStrayMounts(this.root);
-    fs.rmSync(this.root, { recursive: true, force: true });
+    removeTree(this.root); // any depth (hostile tars nest 10,000 directories)
   }
 }
 

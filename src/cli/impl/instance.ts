@@ -1,7 +1,6 @@
 // `tarstack instance …` (and tar-overlay's top-level aliases): create, list, info, rename, reset,
 // rm, diff. Mounting is in mount.ts. Anything that touches an upper holds its instance lock, so it
 // never races a mount.
-import { chmodSync, chownSync, mkdirSync } from 'node:fs';
 import type { Context } from '../context.js';
 import { formatBytes, printJson, printTable } from '../output.js';
 import { openStack } from '../../store/open-image.js';
@@ -11,7 +10,7 @@ import { Overlay } from '../../overlay/overlay.js';
 import { InstanceFs } from '../../overlay/instance-fs.js';
 import { diffTrees, type Change } from '../../overlay/diff.js';
 import { ROOT_INO } from '../../fuse/ops.js';
-import { loadSys } from '../../native/sys.js';
+import { prepareUpperRoot } from '../../overlay/upper.js';
 import { UserError } from '../../util/errors.js';
 import { holdersOf } from '../../util/proc.js';
 import { duBytes } from '../../util/du.js';
@@ -25,13 +24,7 @@ export function upperPreparer(ctx: Context, imageId: string): (upper: string) =>
     const fs = new Overlay(openStack(ctx.images, ctx.images.stack(image)));
     try {
       const a = fs.getattr(ROOT_INO);
-      mkdirSync(upper, { mode: 0o700 });
-      chownSync(upper, a.uid, a.gid);
-      const sys = loadSys();
-      for (const name of fs.listxattr(ROOT_INO)) sys.setxattr(upper, name, fs.getxattr(ROOT_INO, name), 0);
-      sys.setxattr(upper, 'user.tarstack.ino', Buffer.from('1'), 0);
-      sys.utimens(upper, a.atimeSec, a.atimeNsec, a.mtimeSec, a.mtimeNsec);
-      chmodSync(upper, a.mode & 0o7777); // last: the mode may take away our own write permission
+      prepareUpperRoot(upper, a, fs.listxattr(ROOT_INO).map((name) => [name, fs.getxattr(ROOT_INO, name)]));
     } finally {
       fs.destroy();
     }

@@ -2,7 +2,7 @@
 // daemon starts; a busy mount is never pulled from under its users (they are named, or --lazy
 // detaches); a mount whose daemon was killed is reported dead and cleared by `umount`.
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { Context } from '../context.js';
@@ -23,6 +23,7 @@ export interface MountFlags {
   allowOther?: boolean;
   /** Instance mounts: changes vanish at unmount. */
   tmp?: boolean;
+  owners?: 'mapped' | 'stored';
 }
 
 export async function imageMount(ctx: Context, a: { image: string; dir: string } & MountFlags): Promise<void> {
@@ -55,6 +56,7 @@ function backendOf(a: MountFlags): BackendName {
 }
 
 export async function mountTarget(ctx: Context, kind: DaemonArgs['kind'], target: string, mountpoint: string, a: MountFlags): Promise<void> {
+  if (a.allowOther) checkAllowOther();
   const mountId = ctx.mounts.newId();
   const args: DaemonArgs = {
     store: ctx.paths.root,
@@ -64,6 +66,7 @@ export async function mountTarget(ctx: Context, kind: DaemonArgs['kind'], target
     mountpoint,
     backend: backendOf(a),
     allowOther: !!a.allowOther,
+    ...(a.owners ? { owners: a.owners } : {}),
     log: `${ctx.paths.logs}/${mountId}.log`,
     ...(a.tmp ? { tmp: true } : {}),
   };
@@ -74,6 +77,18 @@ export async function mountTarget(ctx: Context, kind: DaemonArgs['kind'], target
   }
   await startDaemon(args);
   process.stdout.write(mountpoint + '\n');
+}
+
+/** fusermount3 lets an ordinary user pass allow_other only when /etc/fuse.conf says user_allow_other. */
+function checkAllowOther(): void {
+  if (process.getuid?.() === 0) return;
+  let conf = '';
+  try {
+    conf = readFileSync('/etc/fuse.conf', 'utf8');
+  } catch {
+    /* no file: nothing allowed */
+  }
+  if (!/^\s*user_allow_other\s*$/m.test(conf)) throw new UserError('--allow-other needs a line "user_allow_other" in /etc/fuse.conf (ask your administrator), or mount without it');
 }
 
 export function checkMountpoint(ctx: Context, dir: string, nonempty: boolean): string {
@@ -93,7 +108,13 @@ export function checkMountpoint(ctx: Context, dir: string, nonempty: boolean): s
   if (!st.isDirectory()) throw new UserError(`mount point ${abs} is not a directory`);
   const real = realpathSync(abs);
   if (real !== abs && mountAt(real)) throw new UserError(`${abs} (${real}) is already a mount point`);
-  if (!nonempty && readdirSync(real).length > 0) throw new UserError(`mount point ${abs} is not empty (use --nonempty to mount over it)`);
+  let names: string[];
+  try {
+    names = readdirSync(real);
+  } catch (err) {
+    throw new UserError(`mount point ${abs}: ${(err as NodeJS.ErrnoException).code}`);
+  }
+  if (!nonempty && names.length > 0) throw new UserError(`mount point ${abs} is not empty (use --nonempty to mount over it)`);
   return real;
 }
 
