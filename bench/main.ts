@@ -1,0 +1,170 @@
+// The bench entry point: node dist/bench/main.js [--quick] [--only NAME,...] [--data DIR] [--json]
+// [--peers ID,...] [--tarstack REPO] [--reps N] [--timeout S] [--time-wrong-trees]. Runs each case
+// on every peer in turn, checks each peer's tree first, and cleans up every mount and process.
+import { mkdirSync, readFileSync, statfsSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { CASES, DEFAULT_CASES, type Ctx } from './cases.js';
+import { loadShape, RUN_SPACE_BYTES, type Shape, type ShapeKind } from './data.js';
+import { removeTree } from './mounts.js';
+import { makePeers, type Peer } from './peers.js';
+import { json, markdown, type Cell, type FigureResult, type Meta } from './report.js';
+import { cleanupNow, installCleanupHandlers, killGroup, nowNs, run, sleep, start, statusKiB } from './sys.js';
+import { wrongTree } from './verify.js';
+
+const USAGE = `usage: node dist/bench/main.js [options]
+  --quick              shapes 10x smaller, one run per figure (CI smoke run)
+  --only NAME,...      cases to run (default: all but million): ${CASES.map((c) => c.name).join(', ')}
+  --peers ID,...       peers to run (default all): kernel, fuse-overlayfs, archivemount, tarstack
+  --data DIR           data and scratch dir (default /var/tmp/tarstack-bench)
+  --tarstack REPO      the tarstack checkout whose dist/src/cli/main.js is measured (default /work/main)
+  --reps N             runs per figure, median reported (default 3; 1 with --quick)
+  --timeout S          limit of one timed operation, reported as "> S s" (default 45)
+  --time-wrong-trees   time peers that serve a wrong tree anyway (shown, never in a ratio)
+  --json               print JSON instead of markdown`;
+
+const started = nowNs();
+const loadavg = (): number => Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
+const loadAtStart = loadavg();
+const log = (s: string): void => void process.stderr.write(`[${(Number(nowNs() - started) / 1e9).toFixed(0).padStart(5)} s] ${s}\n`);
+
+async function main(): Promise<void> {
+  const { values: o } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false }, only: { type: 'string' }, peers: { type: 'string' },
+      data: { type: 'string', default: '/var/tmp/tarstack-bench' }, tarstack: { type: 'string', default: '/work/main' },
+      reps: { type: 'string' }, timeout: { type: 'string', default: '45' }, 'time-wrong-trees': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
+    },
+  });
+  if (o.help) return void console.log(USAGE);
+  if (process.getuid?.() !== 0) throw new Error('run as root: it mounts, and drops the page cache');
+  const only = o.only?.split(',') ?? DEFAULT_CASES;
+  const unknown = only.filter((n) => !CASES.some((c) => c.name === n));
+  if (unknown.length) throw new Error(`unknown case ${unknown.join(', ')}; cases: ${CASES.map((c) => c.name).join(', ')}`);
+  const cases = CASES.filter((c) => only.includes(c.name));
+  installCleanupHandlers();
+
+  const workDir = join(o.data, 'run');
+  await removeTree(workDir); // a killed earlier run may have left mounts and uppers
+  mkdirSync(workDir, { recursive: true });
+  const fs = statfsSync(o.data);
+  if (fs.bavail * fs.bsize < RUN_SPACE_BYTES) {
+    throw new Error(`not enough disk: a run needs ${RUN_SPACE_BYTES / 2 ** 30} GiB free in ${o.data} besides its data; use --data DIR elsewhere`);
+  }
+
+  const wanted = o.peers?.split(',');
+  const peers = makePeers(workDir, o.tarstack).filter((p) => !wanted || wanted.includes(p.id));
+  const unavailable = new Map<Peer, string>();
+  for (const p of peers) {
+    const why = await p.probe();
+    if (why) unavailable.set(p, why);
+    log(`peer ${p.name} ${p.version}: ${why ?? (p.writable ? 'ok' : 'ok, read-only')}`);
+  }
+
+  const shapes = new Map<ShapeKind, Shape>();
+  for (const kind of new Set(cases.map((c) => c.shape))) shapes.set(kind, await loadShape(o.data, kind, o.quick, log));
+
+  let baseline: number | undefined;
+  const ctx: Ctx = {
+    reps: Number(o.reps ?? (o.quick ? 1 : 3)),
+    timeoutS: Number(o.timeout),
+    fioSeconds: o.quick ? 3 : 10,
+    nodeBaselineKiB: async () => (baseline ??= await bareNodeHwmKiB()),
+  };
+
+  const trees = new Map<string, string | undefined>(); // peer|shape → what is wrong
+  const figures: FigureResult[] = [];
+  for (const c of cases) {
+    const shape = shapes.get(c.shape)!;
+    const cells: Record<string, Record<string, Cell>> = Object.fromEntries(c.figures.map((f) => [f.id, {}]));
+    const put = (peer: Peer, byFigure: Record<string, Cell>): void => {
+      for (const f of c.figures) if (byFigure[f.id]) cells[f.id]![peer.name] = byFigure[f.id]!;
+    };
+    const all = (cell: Cell): Record<string, Cell> => Object.fromEntries(c.figures.map((f) => [f.id, cell]));
+    for (const peer of peers) {
+      if (unavailable.has(peer)) continue;
+      if (c.writes && !peer.writable) continue;
+      if (c.daemonOnly && !peer.fuse) continue;
+      const key = `${peer.id}|${shape.name}`;
+      if (!trees.has(key)) {
+        log(`${peer.name}: checking the ${shape.name} tree`);
+        const m = await peer.mount(shape, 'again');
+        trees.set(key, await wrongTree(m.dir, shape, 900));
+        await peer.unmount();
+        if (trees.get(key)) log(`${peer.name}: WRONG TREE for ${shape.name}: ${trees.get(key)}`);
+      }
+      const wrong = trees.get(key);
+      if (wrong && !o['time-wrong-trees']) {
+        put(peer, all({ note: 'wrong tree' }));
+        continue;
+      }
+      log(`${c.name} on ${peer.name}`);
+      try {
+        const got = await c.run(peer, shape, ctx);
+        if (wrong) for (const cell of Object.values(got)) Object.assign(cell, { excluded: true, note: ['wrong tree', cell.note].filter(Boolean).join(', ') });
+        put(peer, got);
+        log(`  ${Object.entries(got).map(([k, v]) => `${k}=${v.value?.toPrecision(4) ?? ''}${v.note ? ` (${v.note})` : ''}`).join(' ')}`);
+      } catch (e) {
+        log(`  ${c.name} on ${peer.name} failed: ${(e as Error).stack ?? e}`);
+        put(peer, all({ note: `error: ${(e as Error).message.split('\n')[0]!.slice(0, 80)}` }));
+      } finally {
+        await peer.unmount();
+      }
+    }
+    for (const f of c.figures) figures.push({ ...f, cells: cells[f.id]! });
+  }
+
+  for (const p of peers) await p.unmount();
+  await removeTree(workDir);
+  const meta: Meta = {
+    date: new Date().toISOString(),
+    kernel: (await run('uname', ['-r'])).stdout.trim(),
+    cpus: cpus().length,
+    node: process.version,
+    quick: o.quick,
+    reps: ctx.reps,
+    shapes: [...shapes.values()].map(describeShape),
+    peers: peers.map((p) => ({
+      name: p.name, fuse: p.fuse, version: p.version, writable: p.writable, notes: p.notes,
+      ...(unavailable.has(p) ? { unavailable: unavailable.get(p)! } : {}),
+    })),
+    ...(baseline !== undefined ? { nodeBaselineMiB: baseline / 1024 } : {}),
+    seconds: Number(nowNs() - started) / 1e9,
+    load: [loadAtStart, loadavg()],
+  };
+  const results = join(o.data, 'results');
+  mkdirSync(results, { recursive: true });
+  const stamp = meta.date.replace(/[:.]/g, '-');
+  writeFileSync(join(results, `${stamp}.json`), json(figures, meta));
+  writeFileSync(join(results, `${stamp}.md`), markdown(figures, meta));
+  process.stdout.write(o.json ? json(figures, meta) : markdown(figures, meta));
+  log(`results saved in ${results}/${stamp}.{md,json}`);
+}
+
+function describeShape(s: Shape): string {
+  const m = s.manifest;
+  const n = (x: number): string => x.toLocaleString('en-US');
+  const what = m.bigFile
+    ? `${m.files} files (${(m.bigFile.bytes / 2 ** 30).toFixed(2)} GiB + ${m.files - 1} × ${((m.totalBytes - m.bigFile.bytes) / (m.files - 1) / 2 ** 20).toFixed(0)} MiB)`
+    : `${n(m.files)} files in ${n(m.dirs)} dirs`;
+  return `${s.name} = ${what}, tar ${(m.tarBytes / 1e6).toFixed(0)} MB`;
+}
+
+/** VmHWM of a node process that only waits: what every Node daemon pays before doing anything. */
+async function bareNodeHwmKiB(): Promise<number> {
+  const job = start(process.execPath, ['-e', 'setTimeout(() => {}, 1e9)']);
+  await sleep(1000);
+  const kib = statusKiB(job.pid, 'VmHWM');
+  killGroup(job.pid);
+  await job.done;
+  if (kib === undefined) throw new Error('could not read the VmHWM of a bare node process');
+  return kib;
+}
+
+main().then(() => cleanupNow(), (e: unknown) => {
+  process.stderr.write(`bench: ${(e as Error).message ?? e}\n`);
+  cleanupNow();
+  process.exitCode = 1;
+});
