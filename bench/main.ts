@@ -10,9 +10,10 @@ import { loadShape, RUN_SPACE_BYTES, type Shape, type ShapeKind } from './data.j
 import { removeTree } from './mounts.js';
 import { makePeers, type Peer } from './peers.js';
 import { json, markdown, type Cell, type FigureResult, type Meta } from './report.js';
-import { cleanupNow, installCleanupHandlers, killGroup, nowNs, run, sleep, start, statusKiB } from './sys.js';
+import { cleanupNow, cpuBusy, installCleanupHandlers, killGroup, nowNs, run, sleep, start, statusKiB } from './sys.js';
 import { wrongTree } from './verify.js';
 
+const QUIET_BUSY = 0.15;
 const USAGE = `usage: node dist/bench/main.js [options]
   --quick              shapes 10x smaller, one run per figure (CI smoke run)
   --only NAME,...      cases to run (default: all but million): ${CASES.map((c) => c.name).join(', ')}
@@ -22,6 +23,8 @@ const USAGE = `usage: node dist/bench/main.js [options]
   --reps N             runs per figure, median reported (default 3; 1 with --quick)
   --timeout S          limit of one timed operation, reported as "> S s" (default 45)
   --time-wrong-trees   time peers that serve a wrong tree anyway (shown, never in a ratio)
+  --quiet-wait S       before each case on each peer, wait up to S s (default 60) for the CPUs to be
+                       idle (< ${QUIET_BUSY * 100} % busy over 1 s): other work on the machine skews figures
   --json               print JSON instead of markdown`;
 
 const started = nowNs();
@@ -35,6 +38,7 @@ async function main(): Promise<void> {
       quick: { type: 'boolean', default: false }, only: { type: 'string' }, peers: { type: 'string' },
       data: { type: 'string', default: '/var/tmp/tarstack-bench' }, tarstack: { type: 'string', default: '/work/main' },
       reps: { type: 'string' }, timeout: { type: 'string', default: '45' }, 'time-wrong-trees': { type: 'boolean', default: false },
+      'quiet-wait': { type: 'string', default: '60' },
       json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
     },
   });
@@ -75,6 +79,8 @@ async function main(): Promise<void> {
   };
 
   const trees = new Map<string, string | undefined>(); // peer|shape → what is wrong
+  let measured = 0;
+  let busyStarts = 0; // cases begun while something else kept the CPUs busy
   const figures: FigureResult[] = [];
   for (const c of cases) {
     const shape = shapes.get(c.shape)!;
@@ -100,6 +106,8 @@ async function main(): Promise<void> {
         put(peer, all({ note: 'wrong tree' }));
         continue;
       }
+      if (!(await quiet(Number(o['quiet-wait'])))) busyStarts++;
+      measured++;
       log(`${c.name} on ${peer.name}`);
       try {
         const got = await c.run(peer, shape, ctx);
@@ -133,6 +141,7 @@ async function main(): Promise<void> {
     ...(baseline !== undefined ? { nodeBaselineMiB: baseline / 1024 } : {}),
     seconds: Number(nowNs() - started) / 1e9,
     load: [loadAtStart, loadavg()],
+    busyStarts: [busyStarts, measured],
   };
   const results = join(o.data, 'results');
   mkdirSync(results, { recursive: true });
@@ -141,6 +150,16 @@ async function main(): Promise<void> {
   writeFileSync(join(results, `${stamp}.md`), markdown(figures, meta));
   process.stdout.write(o.json ? json(figures, meta) : markdown(figures, meta));
   log(`results saved in ${results}/${stamp}.{md,json}`);
+}
+
+/** Waits up to maxS for the CPUs to go quiet; false if they did not. */
+async function quiet(maxS: number): Promise<boolean> {
+  let busy = await cpuBusy(1000);
+  if (busy < QUIET_BUSY) return true;
+  log(`  the CPUs are ${(busy * 100).toFixed(0)} % busy with other work: waiting up to ${maxS} s`);
+  for (let waited = 1; waited < maxS && busy >= QUIET_BUSY; waited++) busy = await cpuBusy(1000);
+  if (busy >= QUIET_BUSY) log(`  still ${(busy * 100).toFixed(0)} % busy: measuring anyway`);
+  return busy < QUIET_BUSY;
 }
 
 function describeShape(s: Shape): string {

@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Shape } from './data.js';
-import { isMounted, removeTree, trackMount, unmount } from './mounts.js';
+import { isMounted, removeTree, trackMount, unmount, unmountSync } from './mounts.js';
 import { endPid, endPidSync, fuseServers, killGroup, onCleanup, run, runOk, sleep, start, startMonoNs, waitGone, type RunResult } from './sys.js';
 import { WORK_JS } from './verify.js';
 
@@ -70,12 +70,15 @@ abstract class BasePeer implements Peer {
     } catch (e) {
       poller?.cancel();
       await unmount(mnt);
+      await Promise.all(fuseServers(mnt).map((p) => endPid(p))); // a daemon that started but never mounted
       untrack();
       throw e;
     }
     const servers = this.fuse ? await findServers(mnt) : [];
-    const forget = onCleanup(() => servers.forEach((p) => endPidSync(p)));
-    this.current = { dir: mnt, servers, release: () => (untrack(), forget()) };
+    // on Ctrl-C or a crash: unmount first, then end the servers that outlive it
+    const release = onCleanup(() => (unmountSync(mnt), servers.forEach((p) => endPidSync(p))));
+    untrack();
+    this.current = { dir: mnt, servers, release };
     if (this.fuse && servers.length === 0) this.note(`no process found serving ${mnt} (cmdline with the mountpoint + /dev/fuse open)`);
     const starts = servers.map(startMonoNs).filter((t): t is bigint => t !== undefined);
     return {

@@ -139,6 +139,17 @@ export function installCleanupHandlers(): void {
   process.once('exit', () => cleanupNow());
 }
 
+/** Share of all CPU time spent busy (not idle or iowait) over the next ms, from /proc/stat. */
+export async function cpuBusy(ms: number): Promise<number> {
+  const sample = (): number[] => readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const a = sample();
+  await sleep(ms);
+  const d = sample().map((v, i) => v - a[i]!);
+  const total = d.reduce((x, y) => x + y, 0);
+  const idle = d[3]! + d[4]!;
+  return total > 0 ? (total - idle) / total : 0;
+}
+
 export function dropCaches(): void {
   spawnSync('sync');
   writeFileSync('/proc/sys/vm/drop_caches', '3');
