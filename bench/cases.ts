@@ -1,5 +1,6 @@
-// The measurements, each a named case (the names --only takes) that runs on one peer and returns a
-// cell per figure. Cold runs remount the peer and drop the page cache first; values are medians.
+// The measurements, each a named case (the names --only takes). A case's run() makes one
+// measurement on one peer, a sample per figure; main.ts interleaves peers run by run and reports
+// medians. Cold runs remount the peer and drop the page cache first.
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Shape, ShapeKind } from './data.js';
@@ -15,22 +16,48 @@ export interface Ctx {
   nodeBaselineKiB(): Promise<number>;
 }
 
+/** One run's result for one figure: a value in the figure's unit, or a note saying why there is none. */
+export interface Sample {
+  value?: number;
+  sync?: number; // seconds of the `sync` included in value (write cases)
+  aboveNode?: number; // MiB above a bare node process (peak RSS of tarstack)
+  note?: string;
+}
+
 export interface Case {
   name: string;
   shape: ShapeKind;
   writes?: true; // needs a writable peer
   daemonOnly?: true; // meaningless for the kernel (no process to measure)
+  single?: true; // one run only, whatever --reps says
   figures: FigureSpec[];
-  run(peer: Peer, shape: Shape, ctx: Ctx): Promise<Record<string, Cell>>;
+  /** One measurement on peer; throws Timeout when an operation passes ctx.timeoutS. */
+  run(peer: Peer, shape: Shape, ctx: Ctx): Promise<Record<string, Sample>>;
 }
 
-/** A timed operation on a mount: its value in the figure's unit (throws Timeout past ctx.timeoutS). */
+/** A timed operation on a mount: its value in the figure's unit. */
 type Op = (m: Mounted, shape: Shape, ctx: Ctx) => Promise<number>;
 
-class Timeout extends Error {}
+export class Timeout extends Error {}
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const cellOf = (runs: number[], note?: string): Cell => ({ value: median(runs), runs, ...(note ? { note } : {}) });
+
+/** The cell of one peer and figure: medians of the runs' values, sync share and notes kept. */
+export function summarize(samples: Sample[]): Cell {
+  const runs = samples.flatMap((s) => (s.value === undefined ? [] : [s.value]));
+  const notes = [...new Set(samples.flatMap((s) => (s.note ? [s.note] : [])))];
+  if (runs.length === 0) return { note: notes.join(', ') || 'no value' };
+  const cell: Cell = { value: median(runs), runs };
+  const syncs = samples.flatMap((s) => (s.sync === undefined ? [] : [s.sync]));
+  if (syncs.length > 0) notes.unshift(`sync ${median(syncs).toPrecision(2)} s`);
+  const above = samples.flatMap((s) => (s.aboveNode === undefined ? [] : [s.aboveNode]));
+  if (above.length > 0) {
+    cell.aboveNode = median(above);
+    notes.unshift(`${cell.aboveNode.toFixed(0)} MiB above node`);
+  }
+  if (notes.length > 0) cell.note = notes.join(', ');
+  return cell;
+}
 
 /** Seconds of a command that must succeed within ctx.timeoutS. */
 function ok(r: RunResult, what: string): number {
@@ -39,24 +66,12 @@ function ok(r: RunResult, what: string): number {
   return r.seconds;
 }
 
-/** Runs op ctx.reps times, cold (remount + drop caches) or warm (one untimed run first). */
-async function repeat(peer: Peer, shape: Shape, ctx: Ctx, temp: 'cold' | 'warm', op: Op): Promise<Cell> {
-  const runs: number[] = [];
-  try {
-    let m = await peer.mount(shape, 'again');
-    if (temp === 'warm') await op(m, shape, ctx);
-    for (let i = 0; i < ctx.reps; i++) {
-      if (temp === 'cold') {
-        if (i > 0) m = await peer.mount(shape, 'again');
-        dropCaches();
-      }
-      runs.push(await op(m, shape, ctx));
-    }
-  } catch (e) {
-    if (e instanceof Timeout) return { note: `> ${ctx.timeoutS} s` };
-    throw e;
-  }
-  return cellOf(runs);
+/** One run of op: cold (fresh mount + dropped caches) or warm (an untimed run of op first). */
+async function once(peer: Peer, shape: Shape, ctx: Ctx, temp: 'cold' | 'warm', op: Op): Promise<number> {
+  const m = await peer.mount(shape, 'again');
+  if (temp === 'warm') await op(m, shape, ctx);
+  else dropCaches();
+  return op(m, shape, ctx);
 }
 
 const findFiles: Op = async (m, shape, ctx) => {
@@ -85,59 +100,41 @@ const randRead: Op = async (m, shape, ctx) => {
 const secs = (id: string, label: string, target?: FigureSpec['target']): FigureSpec => ({ id, label, unit: 's', better: 'lower', ...(target ? { target } : {}) });
 const readCase = (name: string, shape: ShapeKind, spec: FigureSpec, temp: 'cold' | 'warm', op: Op): Case => ({
   name, shape, figures: [spec],
-  run: async (peer, s, ctx) => ({ [spec.id]: await repeat(peer, s, ctx, temp, op) }),
+  run: async (peer, s, ctx) => ({ [spec.id]: { value: await once(peer, s, ctx, temp, op) } }),
 });
 
 /** A walk that takes longer (archivemount re-reads the tar for every file) is cut; its peak so far is shown. */
 const PEAK_WALK_LIMIT_S = 300;
 
-/** Peak RSS of the serving processes after a full walk and read of the tree. */
+/** Peak RSS of the serving processes after a full walk and read of the tree (one run). */
 function peakRss(name: string, shape: ShapeKind, label: string, aboveNodeMiB: number): Case {
-  const id = `${name}`;
   return {
-    name, shape, daemonOnly: true,
-    figures: [{ id, label, unit: 'MiB', better: 'lower', target: aboveNodeAtMost(aboveNodeMiB) }],
+    name, shape, daemonOnly: true, single: true,
+    figures: [{ id: name, label, unit: 'MiB', better: 'lower', target: aboveNodeAtMost(aboveNodeMiB) }],
     async run(peer, s, ctx) {
       const m = await peer.mount(s, 'again');
-      if (m.servers.length === 0) return { [id]: { note: 'server pid not found' } };
+      if (m.servers.length === 0) return { [name]: { note: 'server pid not found' } };
       const r = await sh('find "$1" > /dev/null && cd "$1" && tar cf - . | cat > /dev/null', { args: [m.dir], timeoutS: PEAK_WALK_LIMIT_S });
       if (!r.timedOut) ok(r, 'walk and read');
       const kib = m.servers.map((p) => statusKiB(p, 'VmHWM') ?? 0).reduce((a, b) => a + b, 0);
-      const cell: Cell = { value: kib / 1024 };
-      const notes = r.timedOut ? [`walk stopped at ${PEAK_WALK_LIMIT_S} s`] : [];
-      if (peer.name === 'tarstack') {
-        cell.aboveNode = (kib - (await ctx.nodeBaselineKiB())) / 1024;
-        notes.unshift(`${cell.aboveNode.toFixed(0)} MiB above node`);
-      }
-      if (notes.length > 0) cell.note = notes.join(', ');
-      return { [id]: cell };
+      const sample: Sample = { value: kib / 1024 };
+      if (r.timedOut) sample.note = `walk stopped at ${PEAK_WALK_LIMIT_S} s`;
+      if (peer.name === 'tarstack') sample.aboveNode = (kib - (await ctx.nodeBaselineKiB())) / 1024;
+      return { [name]: sample };
     },
   };
 }
 
-/** A write case: per run a fresh writable mount, drop caches, the op, then `sync`; value = op + sync. */
-function writeCase(name: string, shape: ShapeKind, label: string, target: FigureSpec['target'], op: (m: Mounted, shape: Shape, ctx: Ctx) => Promise<number>): Case {
+/** A write case: a fresh writable mount, drop caches, the op, then `sync`; value = op + sync. */
+function writeCase(name: string, shape: ShapeKind, label: string, target: FigureSpec['target'], op: Op): Case {
   return {
     name, shape, writes: true, figures: [secs(name, label, target)],
     async run(peer, s, ctx) {
-      const runs: number[] = [];
-      const syncs: number[] = [];
-      try {
-        for (let i = 0; i < ctx.reps; i++) {
-          const m = await peer.mount(s, 'writable');
-          dropCaches();
-          const opSeconds = await op(m, s, ctx);
-          const sync = ok(await run('sync', [], { timeoutS: ctx.timeoutS }), 'sync');
-          runs.push(opSeconds + sync);
-          syncs.push(sync);
-        }
-      } catch (e) {
-        if (e instanceof Timeout) return { [name]: { note: `> ${ctx.timeoutS} s` } };
-        throw e;
-      } finally {
-        await peer.unmount();
-      }
-      return { [name]: cellOf(runs, `sync ${median(syncs).toPrecision(2)} s`) };
+      const m = await peer.mount(s, 'writable');
+      dropCaches();
+      const opSeconds = await op(m, s, ctx);
+      const sync = ok(await run('sync', [], { timeoutS: ctx.timeoutS }), 'sync');
+      return { [name]: { value: opSeconds + sync, sync } };
     },
   };
 }
@@ -155,14 +152,10 @@ export const CASES: Case[] = [
   {
     name: 'first-mount', shape: 'many',
     figures: [secs('first-mount', 'first mount incl. index, `many`, cold', secondsAtMost(1))],
-    async run(peer, s, ctx) {
-      const runs: number[] = [];
-      for (let i = 0; i < ctx.reps; i++) {
-        await peer.unmount();
-        dropCaches();
-        runs.push((await peer.mount(s, 'first')).seconds);
-      }
-      return { 'first-mount': cellOf(runs) };
+    async run(peer, s) {
+      await peer.unmount();
+      dropCaches();
+      return { 'first-mount': { value: (await peer.mount(s, 'first')).seconds } };
     },
   },
   {
@@ -171,20 +164,16 @@ export const CASES: Case[] = [
       secs('remount', 'remount with a cached index, `many`, cold: CLI wall time', secondsAtMost(0.25)),
       secs('remount-ready', 'remount: server process start → first answered stat (±5 ms)', secondsAtMost(0.1)),
     ],
-    async run(peer, s, ctx) {
-      await peer.mount(s, 'again'); // builds the cache if there is none yet
-      const wall: number[] = [];
-      const ready: number[] = [];
-      for (let i = 0; i < ctx.reps; i++) {
-        await peer.unmount();
-        dropCaches();
-        const m = await peer.mount(s, 'again', true);
-        wall.push(m.seconds);
-        if (m.readyNs !== undefined && m.daemonStartNs !== undefined) ready.push(Number(m.readyNs - m.daemonStartNs) / 1e9);
-      }
+    async run(peer, s) {
+      await peer.mount(s, 'again'); // builds the cache (untimed) if there is none yet
+      await peer.unmount();
+      dropCaches();
+      const m = await peer.mount(s, 'again', true);
+      // start times have 10 ms ticks: a server that forks after indexing can come out a few ms "early"
+      const ready = m.readyNs !== undefined && m.daemonStartNs !== undefined ? Math.max(0, Number(m.readyNs - m.daemonStartNs) / 1e9) : undefined;
       return {
-        remount: cellOf(wall),
-        'remount-ready': ready.length > 0 ? cellOf(ready) : { note: peer.fuse ? 'server pid not found' : 'no daemon' },
+        remount: { value: m.seconds },
+        'remount-ready': ready !== undefined ? { value: ready } : { note: peer.fuse ? 'server pid not found' : 'no daemon' },
       };
     },
   },

@@ -1,11 +1,11 @@
 // The bench entry point: node dist/bench/main.js [--quick] [--only NAME,...] [--data DIR] [--json]
-// [--peers ID,...] [--tarstack REPO] [--reps N] [--timeout S] [--time-wrong-trees]. Runs each case
-// on every peer in turn, checks each peer's tree first, and cleans up every mount and process.
+// and more (--help). Runs each case on every peer, interleaved run by run, after checking that the
+// peer serves the right tree; cleans up every mount and process, also on Ctrl-C or a crash.
 import { mkdirSync, readFileSync, statfsSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CASES, DEFAULT_CASES, type Ctx } from './cases.js';
+import { CASES, DEFAULT_CASES, summarize, Timeout, type Case, type Ctx, type Sample } from './cases.js';
 import { loadShape, RUN_SPACE_BYTES, type Shape, type ShapeKind } from './data.js';
 import { removeTree } from './mounts.js';
 import { makePeers, type Peer } from './peers.js';
@@ -23,8 +23,8 @@ const USAGE = `usage: node dist/bench/main.js [options]
   --reps N             runs per figure, median reported (default 3; 1 with --quick)
   --timeout S          limit of one timed operation, reported as "> S s" (default 45)
   --time-wrong-trees   time peers that serve a wrong tree anyway (shown, never in a ratio)
-  --quiet-wait S       before each case on each peer, wait up to S s (default 60) for the CPUs to be
-                       idle (< ${QUIET_BUSY * 100} % busy over 1 s): other work on the machine skews figures
+  --quiet-wait S       before each case on each peer, wait up to S s (default 15) for the CPUs to be
+                       idle (< ${QUIET_BUSY * 100} % busy over 0.5 s): other work on the machine skews figures
   --json               print JSON instead of markdown`;
 
 const started = nowNs();
@@ -38,7 +38,7 @@ async function main(): Promise<void> {
       quick: { type: 'boolean', default: false }, only: { type: 'string' }, peers: { type: 'string' },
       data: { type: 'string', default: '/var/tmp/tarstack-bench' }, tarstack: { type: 'string', default: '/work/main' },
       reps: { type: 'string' }, timeout: { type: 'string', default: '45' }, 'time-wrong-trees': { type: 'boolean', default: false },
-      'quiet-wait': { type: 'string', default: '60' },
+      'quiet-wait': { type: 'string', default: '15' },
       json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
     },
   });
@@ -78,50 +78,38 @@ async function main(): Promise<void> {
     nodeBaselineKiB: async () => (baseline ??= await bareNodeHwmKiB()),
   };
 
-  const trees = new Map<string, string | undefined>(); // peer|shape → what is wrong
-  let measured = 0;
-  let busyStarts = 0; // cases begun while something else kept the CPUs busy
+  const trees = new Map<string, string | undefined>(); // peer|shape → what is wrong, if anything
+  const wrongTreeOf = async (peer: Peer, shape: Shape): Promise<string | undefined> => {
+    const key = `${peer.id}|${shape.name}`;
+    if (!trees.has(key)) {
+      log(`${peer.name}: checking the ${shape.name} tree`);
+      const m = await peer.mount(shape, 'again');
+      trees.set(key, await wrongTree(m.dir, shape, 900));
+      await peer.unmount();
+      if (trees.get(key)) log(`${peer.name}: WRONG TREE for ${shape.name}: ${trees.get(key)}`);
+    }
+    return trees.get(key);
+  };
+  const busy = { runs: 0, busyStarts: 0 };
   const figures: FigureResult[] = [];
   for (const c of cases) {
     const shape = shapes.get(c.shape)!;
-    const cells: Record<string, Record<string, Cell>> = Object.fromEntries(c.figures.map((f) => [f.id, {}]));
-    const put = (peer: Peer, byFigure: Record<string, Cell>): void => {
-      for (const f of c.figures) if (byFigure[f.id]) cells[f.id]![peer.name] = byFigure[f.id]!;
-    };
-    const all = (cell: Cell): Record<string, Cell> => Object.fromEntries(c.figures.map((f) => [f.id, cell]));
-    for (const peer of peers) {
-      if (unavailable.has(peer)) continue;
-      if (c.writes && !peer.writable) continue;
-      if (c.daemonOnly && !peer.fuse) continue;
-      const key = `${peer.id}|${shape.name}`;
-      if (!trees.has(key)) {
-        log(`${peer.name}: checking the ${shape.name} tree`);
-        const m = await peer.mount(shape, 'again');
-        trees.set(key, await wrongTree(m.dir, shape, 900));
-        await peer.unmount();
-        if (trees.get(key)) log(`${peer.name}: WRONG TREE for ${shape.name}: ${trees.get(key)}`);
-      }
-      const wrong = trees.get(key);
-      if (wrong && !o['time-wrong-trees']) {
-        put(peer, all({ note: 'wrong tree' }));
-        continue;
-      }
-      if (!(await quiet(Number(o['quiet-wait'])))) busyStarts++;
-      measured++;
-      log(`${c.name} on ${peer.name}`);
-      try {
-        const got = await c.run(peer, shape, ctx);
-        if (wrong) for (const cell of Object.values(got)) Object.assign(cell, { excluded: true, note: ['wrong tree', cell.note].filter(Boolean).join(', ') });
-        put(peer, got);
-        log(`  ${Object.entries(got).map(([k, v]) => `${k}=${v.value?.toPrecision(4) ?? ''}${v.note ? ` (${v.note})` : ''}`).join(' ')}`);
-      } catch (e) {
-        log(`  ${c.name} on ${peer.name} failed: ${(e as Error).stack ?? e}`);
-        put(peer, all({ note: `error: ${(e as Error).message.split('\n')[0]!.slice(0, 80)}` }));
-      } finally {
-        await peer.unmount();
+    const eligible = peers.filter((p) => !unavailable.has(p) && !(c.writes && !p.writable) && !(c.daemonOnly && !p.fuse));
+    const wrong = new Map<Peer, string | undefined>();
+    for (const p of eligible) wrong.set(p, await wrongTreeOf(p, shape));
+    const timed = eligible.filter((p) => !wrong.get(p) || o['time-wrong-trees']);
+    const cells = await measure(c, shape, timed, ctx, Number(o['quiet-wait']), busy);
+    for (const p of eligible) {
+      const why = wrong.get(p);
+      for (const f of c.figures) {
+        const cell = cells.get(p)?.[f.id];
+        if (why && !cell) cells.set(p, { ...cells.get(p), [f.id]: { note: 'wrong tree' } });
+        else if (why && cell) Object.assign(cell, { excluded: true, note: ['wrong tree', cell.note].filter(Boolean).join(', ') });
       }
     }
-    for (const f of c.figures) figures.push({ ...f, cells: cells[f.id]! });
+    for (const f of c.figures) {
+      figures.push({ ...f, cells: Object.fromEntries(eligible.flatMap((p) => (cells.get(p)?.[f.id] ? [[p.name, cells.get(p)![f.id]!]] : []))) });
+    }
   }
 
   for (const p of peers) await p.unmount();
@@ -141,7 +129,7 @@ async function main(): Promise<void> {
     ...(baseline !== undefined ? { nodeBaselineMiB: baseline / 1024 } : {}),
     seconds: Number(nowNs() - started) / 1e9,
     load: [loadAtStart, loadavg()],
-    busyStarts: [busyStarts, measured],
+    busyStarts: [busy.busyStarts, busy.runs],
   };
   const results = join(o.data, 'results');
   mkdirSync(results, { recursive: true });
@@ -152,12 +140,44 @@ async function main(): Promise<void> {
   log(`results saved in ${results}/${stamp}.{md,json}`);
 }
 
+/**
+ * Runs case c on each peer, ctx.reps times, peers interleaved run by run (in a rotating order) so
+ * that load from elsewhere on the machine falls on all of them alike. A timeout or an error ends a
+ * peer's runs for this case and becomes its cell.
+ */
+async function measure(c: Case, shape: Shape, peers: Peer[], ctx: Ctx, quietWaitS: number,
+  busy: { runs: number; busyStarts: number }): Promise<Map<Peer, Record<string, Cell>>> {
+  const samples = new Map<Peer, Record<string, Sample[]>>(peers.map((p) => [p, {}]));
+  const ended = new Map<Peer, Record<string, Cell>>();
+  const reps = c.single ? 1 : ctx.reps;
+  for (let rep = 0; rep < reps; rep++) {
+    for (const peer of [...peers.slice(rep % peers.length), ...peers.slice(0, rep % peers.length)]) {
+      if (ended.has(peer)) continue;
+      if (!(await quiet(quietWaitS))) busy.busyStarts++;
+      busy.runs++;
+      const all = (cell: Cell): Record<string, Cell> => Object.fromEntries(c.figures.map((f) => [f.id, cell]));
+      try {
+        const got = await c.run(peer, shape, ctx);
+        log(`${c.name} on ${peer.name}, run ${rep + 1}/${reps}: ${Object.entries(got).map(([k, v]) => `${k}=${v.value?.toPrecision(4) ?? ''}${v.note ? ` (${v.note})` : ''}`).join(' ')}`);
+        for (const [id, sample] of Object.entries(got)) (samples.get(peer)![id] ??= []).push(sample);
+      } catch (e) {
+        const note = e instanceof Timeout ? `> ${ctx.timeoutS} s` : `error: ${(e as Error).message.split('\n')[0]!.slice(0, 80)}`;
+        log(`${c.name} on ${peer.name}, run ${rep + 1}/${reps}: ${e instanceof Timeout ? note : (e as Error).stack}`);
+        ended.set(peer, all({ note }));
+      } finally {
+        await peer.unmount();
+      }
+    }
+  }
+  return new Map(peers.map((p) => [p, ended.get(p) ?? Object.fromEntries(Object.entries(samples.get(p)!).map(([id, ss]) => [id, summarize(ss)]))]));
+}
+
 /** Waits up to maxS for the CPUs to go quiet; false if they did not. */
 async function quiet(maxS: number): Promise<boolean> {
-  let busy = await cpuBusy(1000);
+  let busy = await cpuBusy(500);
   if (busy < QUIET_BUSY) return true;
   log(`  the CPUs are ${(busy * 100).toFixed(0)} % busy with other work: waiting up to ${maxS} s`);
-  for (let waited = 1; waited < maxS && busy >= QUIET_BUSY; waited++) busy = await cpuBusy(1000);
+  for (let waited = 0; waited < maxS && busy >= QUIET_BUSY; waited++) busy = await cpuBusy(1000);
   if (busy >= QUIET_BUSY) log(`  still ${(busy * 100).toFixed(0)} % busy: measuring anyway`);
   return busy < QUIET_BUSY;
 }

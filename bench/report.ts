@@ -106,7 +106,7 @@ export function markdown(figures: FigureResult[], meta: Meta): string {
     `Peers: ${meta.peers.map((p) => `${p.name} ${p.version}${p.unavailable ? ` (not run: ${p.unavailable})` : ''}${p.unavailable || p.writable ? '' : ' (read-only)'}`).join('; ')}.`,
   ];
   if (meta.load) lines.push(`Load average (1 min) at start ${meta.load[0]}, at end ${meta.load[1]}${meta.load[0] > 0.5 ? ': the machine was busy before the run began, so figures may be skewed' : ''}.`);
-  if (meta.busyStarts?.[0]) lines.push(`**${meta.busyStarts[0]} of ${meta.busyStarts[1]} peer × case measurements began while other processes kept the CPUs ≥ 15 % busy**: treat those figures with care.`);
+  if (meta.busyStarts?.[0]) lines.push(`**${meta.busyStarts[0]} of ${meta.busyStarts[1]} runs began while other processes kept the CPUs ≥ 15 % busy**: treat those figures with care.`);
   if (meta.nodeBaselineMiB !== undefined) lines.push(`Bare \`node\` process peak RSS (VmHWM): ${meta.nodeBaselineMiB.toFixed(0)} MiB.`);
   for (const p of meta.peers) for (const n of p.notes) lines.push(`- ${p.name}: ${n}`);
   lines.push('', `| figure | ${peers.join(' | ')} | tarstack ÷ kernel | tarstack ÷ best FUSE | target | met |`);
