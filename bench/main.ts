@@ -23,7 +23,7 @@ const USAGE = `usage: node dist/bench/main.js [options]
   --reps N             runs per figure, median reported (default 3; 1 with --quick)
   --timeout S          limit of one timed operation, reported as "> S s" (default 45)
   --time-wrong-trees   time peers that serve a wrong tree anyway (shown, never in a ratio)
-  --quiet-wait S       before each case on each peer, wait up to S s (default 15) for the CPUs to be
+  --quiet-wait S       before each run, wait up to S s (default 15) for the CPUs to be
                        idle (< ${QUIET_BUSY * 100} % busy over 0.5 s): other work on the machine skews figures
   --json               print JSON instead of markdown`;
 
