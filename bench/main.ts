@@ -21,7 +21,7 @@ const USAGE = `usage: node dist/bench/main.js [options]
   --data DIR           data and scratch dir (default /var/tmp/tarstack-bench)
   --tarstack REPO      the tarstack checkout whose dist/src/cli/main.js is measured (default /work/main)
   --reps N             runs per figure, median reported (default 3; 1 with --quick)
-  --timeout S          limit of one timed operation, reported as "> S s" (default 45)
+  --timeout S          limit of one timed operation, reported as "> S s" (default 90)
   --time-wrong-trees   time peers that serve a wrong tree anyway (shown, never in a ratio)
   --quiet-wait S       before each run, wait up to S s (default 15) for the CPUs to be
                        idle (< ${QUIET_BUSY * 100} % busy over 0.5 s): other work on the machine skews figures
@@ -37,7 +37,7 @@ async function main(): Promise<void> {
     options: {
       quick: { type: 'boolean', default: false }, only: { type: 'string' }, peers: { type: 'string' },
       data: { type: 'string', default: '/var/tmp/tarstack-bench' }, tarstack: { type: 'string', default: '/work/main' },
-      reps: { type: 'string' }, timeout: { type: 'string', default: '45' }, 'time-wrong-trees': { type: 'boolean', default: false },
+      reps: { type: 'string' }, timeout: { type: 'string', default: '90' }, 'time-wrong-trees': { type: 'boolean', default: false },
       'quiet-wait': { type: 'string', default: '15' },
       json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
     },
@@ -99,16 +99,18 @@ async function main(): Promise<void> {
     for (const p of eligible) wrong.set(p, await wrongTreeOf(p, shape));
     const timed = eligible.filter((p) => !wrong.get(p) || o['time-wrong-trees']);
     const cells = await measure(c, shape, timed, ctx, Number(o['quiet-wait']), busy);
-    for (const p of eligible) {
-      const why = wrong.get(p);
-      for (const f of c.figures) {
-        const cell = cells.get(p)?.[f.id];
-        if (why && !cell) cells.set(p, { ...cells.get(p), [f.id]: { note: 'wrong tree' } });
-        else if (why && cell) Object.assign(cell, { excluded: true, note: ['wrong tree', cell.note].filter(Boolean).join(', ') });
-      }
-    }
     for (const f of c.figures) {
-      figures.push({ ...f, cells: Object.fromEntries(eligible.flatMap((p) => (cells.get(p)?.[f.id] ? [[p.name, cells.get(p)![f.id]!]] : []))) });
+      const row: Record<string, Cell> = {};
+      for (const p of eligible) {
+        const cell = cells.get(p)?.[f.id];
+        const why = wrong.get(p);
+        if (!why) {
+          if (cell) row[p.name] = cell;
+        } else {
+          row[p.name] = cell ? { ...cell, excluded: true, note: ['wrong tree', cell.note].filter(Boolean).join(', ') } : { note: 'wrong tree' };
+        }
+      }
+      figures.push({ ...f, cells: row });
     }
   }
 

@@ -81,11 +81,10 @@ function bestFuse(f: FigureResult, meta: Meta): { peer: string; ratio: number } 
   return ratio === undefined ? undefined : { peer: best.name, ratio };
 }
 
-function fmt(v: number, unit: Unit): string {
-  if (unit === 's') return `${v < 10 ? v.toPrecision(3) : v.toFixed(1)} s`;
-  if (unit === 'MiB') return `${v.toFixed(0)} MiB`;
-  return `${Math.round(v)} ${unit}`;
-}
+/** Three significant digits below 10 (and 0 as 0), whole numbers above. */
+const sig = (v: number): string => (v === 0 ? '0' : v < 10 ? v.toPrecision(3) : v < 100 ? v.toFixed(1) : v.toFixed(0));
+const fmt = (v: number, unit: Unit): string => `${sig(v)} ${unit}`;
+const ratio = (r: number): string => `${r >= 0.1 ? r.toFixed(2) : r.toPrecision(2)}×`;
 
 function cellText(c: Cell | undefined, unit: Unit): string {
   if (!c) return '—';
@@ -116,7 +115,7 @@ export function markdown(figures: FigureResult[], meta: Meta): string {
     const bf = bestFuse(f, meta);
     const met = f.target?.met(f.cells);
     lines.push(`| ${f.label} | ${peers.map((p) => cellText(f.cells[p], f.unit)).join(' | ')} | ` +
-      `${rk === undefined ? '—' : `${rk.toFixed(2)}×`} | ${bf ? `${bf.ratio.toFixed(2)}× ${bf.peer}` : '—'} | ` +
+      `${rk === undefined ? '—' : ratio(rk)} | ${bf ? `${ratio(bf.ratio)} ${bf.peer}` : '—'} | ` +
       `${f.target?.text ?? '—'} | ${met === undefined ? '' : met ? '✓' : '✗'} |`);
   }
   return lines.join('\n') + '\n';
