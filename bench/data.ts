@@ -14,7 +14,7 @@ interface BigSpec { kind: 'big'; bigBytes: number; mediumCount: number; mediumBy
 type Spec = SmallSpec | BigSpec;
 
 /** A range of a file and the sha256 of its bytes. */
-export interface Sample { path: string; offset: number; length: number; sha256: string }
+export interface SampleRange { path: string; offset: number; length: number; sha256: string }
 
 export interface Manifest {
   spec: Spec;
@@ -22,7 +22,7 @@ export interface Manifest {
   dirs: number; // below the root
   totalBytes: number;
   tarBytes: number;
-  samples: Sample[];
+  samples: SampleRange[];
   bigFile?: { path: string; bytes: number }; // the member the read cases use
   rmSubtree?: { path: string; files: number }; // the lower subtree `rm -rf` removes
   untar?: { tar: string; files: number }; // the source tree untarred into a mount
@@ -56,7 +56,7 @@ const SPECS: Record<string, Spec> = {
 };
 
 /** The data dir name for a shape; --quick shrinks every shape 10× (quick `million` is `many`). */
-export function shapeName(kind: ShapeKind, quick: boolean): string {
+function shapeName(kind: ShapeKind, quick: boolean): string {
   if (!quick) return kind;
   return kind === 'million' ? 'many' : `quick-${kind}`;
 }
@@ -81,7 +81,7 @@ export async function loadShape(dataDir: string, kind: ShapeKind, quick: boolean
     if (m.version === FORMAT_VERSION && JSON.stringify(m.spec) === JSON.stringify(spec)) manifest = m;
   }
   if (!manifest) {
-    await removeTree(dir);
+    removeTree(dir);
     mkdirSync(dir, { recursive: true });
     const fs = statfsSync(dir);
     const free = fs.bavail * fs.bsize;
@@ -167,7 +167,7 @@ async function makeBig(dir: string, spec: BigSpec, name: string): Promise<Manife
   const bytes = byteStream(`tarstack-bench big ${spec.bigBytes}`);
   const files: [string, number][] = [['big.bin', spec.bigBytes]];
   for (let i = 1; i <= spec.mediumCount; i++) files.push([`medium${i}.bin`, spec.mediumBytes]);
-  const samples: Sample[] = [];
+  const samples: SampleRange[] = [];
   for (const [rel, size] of files) {
     const fd = openSync(join(tree, rel), 'w');
     for (let done = 0; done < size; done += 8 * MiB) writeSync(fd, bytes(Math.min(8 * MiB, size - done)));
@@ -188,7 +188,7 @@ async function gnuTar(tree: string, entries: string[], out: string): Promise<voi
   renameSync(`${out}.tmp`, out);
 }
 
-function sample(tree: string, rel: string, offset: number, length: number): Sample {
+function sample(tree: string, rel: string, offset: number, length: number): SampleRange {
   const fd = openSync(join(tree, rel), 'r');
   try {
     const len = Math.min(length, statSync(join(tree, rel)).size - offset);

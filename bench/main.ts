@@ -51,7 +51,7 @@ async function main(): Promise<void> {
   installCleanupHandlers();
 
   const workDir = join(o.data, 'run');
-  await removeTree(workDir); // a killed earlier run may have left mounts and uppers
+  removeTree(workDir); // a killed earlier run may have left mounts and uppers
   mkdirSync(workDir, { recursive: true });
   const fs = statfsSync(o.data);
   if (fs.bavail * fs.bsize < RUN_SPACE_BYTES) {
@@ -115,7 +115,7 @@ async function main(): Promise<void> {
   }
 
   for (const p of peers) await p.unmount();
-  await removeTree(workDir);
+  removeTree(workDir);
   const meta: Meta = {
     date: new Date().toISOString(),
     kernel: (await run('uname', ['-r'])).stdout.trim(),

@@ -1,9 +1,9 @@
 // Mount bookkeeping: what /proc/self/mountinfo says is mounted (read without touching the mounted
 // filesystem, so a hung FUSE daemon cannot block it), and an unmount that always succeeds: plain
-// umount, else abort the FUSE connection and detach lazily.
+// umount, else abort the FUSE connection and detach lazily. Synchronous, so cleanup can use it.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { onCleanup, run, sleep } from './sys.js';
+import { onCleanup } from './sys.js';
 
 interface MountInfo {
   dir: string;
@@ -22,7 +22,7 @@ function mounts(): MountInfo[] {
   });
 }
 
-export function mountAt(dir: string): MountInfo | undefined {
+function mountAt(dir: string): MountInfo | undefined {
   return mounts().filter((m) => m.dir === dir).pop();
 }
 
@@ -45,39 +45,28 @@ function abortFuse(m: MountInfo): void {
   }
 }
 
-/** Unmounts dir (every stacked mount on it): umount, else abort FUSE + `umount -l`. Returns how it went. */
-export async function unmount(dir: string, timeoutS = 15): Promise<'clean' | 'forced' | 'not mounted'> {
+/** Unmounts dir (every mount stacked on it): umount, else abort the FUSE connection + `umount -l`. */
+export function unmount(dir: string): 'clean' | 'forced' | 'not mounted' {
   if (!isMounted(dir)) return 'not mounted';
   let forced = false;
   for (let m = mountAt(dir), tries = 0; m && tries < 5; m = mountAt(dir), tries++) {
-    const r = await run('umount', [dir], { timeoutS });
-    if (r.code === 0 && !r.timedOut) continue;
+    if (spawnSync('umount', [dir], { timeout: 15_000 }).status === 0) continue;
     forced = true;
     abortFuse(m);
-    await sleep(100);
-    await run('umount', ['-l', dir], { timeoutS });
-    if (mountAt(dir)?.dev === m.dev) throw new Error(`cannot unmount ${dir}`);
+    spawnSync('umount', ['-l', dir], { timeout: 15_000 });
   }
+  if (isMounted(dir)) throw new Error(`cannot unmount ${dir}`);
   return forced ? 'forced' : 'clean';
-}
-
-export function unmountSync(dir: string): void {
-  for (let m = mountAt(dir), tries = 0; m && tries < 5; m = mountAt(dir), tries++) {
-    const r = spawnSync('umount', [dir], { timeout: 10_000 });
-    if (r.status === 0) continue;
-    abortFuse(m);
-    spawnSync('umount', ['-l', dir], { timeout: 10_000 });
-  }
 }
 
 /** Keeps dir on the cleanup list until the returned function is called (after a successful unmount). */
 export function trackMount(dir: string): () => void {
-  return onCleanup(() => unmountSync(dir));
+  return onCleanup(() => unmount(dir));
 }
 
 /** rm -rf that refuses to descend into a mount: whatever is mounted below is unmounted first. */
-export async function removeTree(dir: string): Promise<void> {
-  for (const m of mountsUnder(dir)) await unmount(m);
+export function removeTree(dir: string): void {
+  for (const m of mountsUnder(dir)) unmount(m);
   if (mountsUnder(dir).length > 0) throw new Error(`still mounted under ${dir}`);
   rmSync(dir, { recursive: true, force: true });
 }

@@ -4,8 +4,8 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Shape } from './data.js';
-import { isMounted, removeTree, trackMount, unmount, unmountSync } from './mounts.js';
-import { endPid, endPidSync, fuseServers, killGroup, onCleanup, run, runOk, sleep, start, startMonoNs, waitGone, type RunResult } from './sys.js';
+import { isMounted, removeTree, trackMount, unmount } from './mounts.js';
+import { endPid, fuseServers, killGroup, onCleanup, run, runOk, sleep, start, startMonoNs, waitGone, type RunResult } from './sys.js';
 import { WORK_JS } from './verify.js';
 
 /** first: nothing cached (fresh index / fresh upper); again: reuse the cache; writable: a fresh writable instance. */
@@ -50,7 +50,7 @@ abstract class BasePeer implements Peer {
   protected abstract doMount(shape: Shape, mode: MountMode, mnt: string): Promise<number>;
   /** The peer's own unmount; the base class falls back to abort + lazy unmount if it fails. */
   protected async doUnmount(mnt: string): Promise<void> {
-    await unmount(mnt);
+    unmount(mnt);
   }
 
   protected base(shape: Shape): string {
@@ -69,14 +69,14 @@ abstract class BasePeer implements Peer {
       if (!isMounted(mnt)) throw new Error(`${this.name}: mount command succeeded but nothing is mounted on ${mnt}`);
     } catch (e) {
       poller?.cancel();
-      await unmount(mnt);
-      await Promise.all(fuseServers(mnt).map((p) => endPid(p))); // a daemon that started but never mounted
+      unmount(mnt);
+      fuseServers(mnt).forEach((p) => endPid(p)); // a daemon that started but never mounted
       untrack();
       throw e;
     }
     const servers = this.fuse ? await findServers(mnt) : [];
     // on Ctrl-C or a crash: unmount first, then end the servers that outlive it
-    const release = onCleanup(() => (unmountSync(mnt), servers.forEach((p) => endPidSync(p))));
+    const release = onCleanup(() => (unmount(mnt), servers.forEach((p) => endPid(p))));
     untrack();
     this.current = { dir: mnt, servers, release };
     if (this.fuse && servers.length === 0) this.note(`no process found serving ${mnt} (cmdline with the mountpoint + /dev/fuse open)`);
@@ -97,10 +97,10 @@ abstract class BasePeer implements Peer {
     } catch (e) {
       this.note(`unmount: ${(e as Error).message.split('\n')[0]}`);
     }
-    if (isMounted(cur.dir) && (await unmount(cur.dir)) === 'forced') this.note('a mount had to be aborted');
+    if (unmount(cur.dir) === 'forced') this.note('a mount had to be aborted');
     if (!(await waitGone(cur.servers, 10_000))) {
       this.note('a server outlived its unmount by 10 s and was killed');
-      await Promise.all(cur.servers.map((p) => endPid(p)));
+      cur.servers.forEach((p) => endPid(p));
     }
     cur.release();
   }
@@ -143,13 +143,13 @@ async function findServers(mnt: string): Promise<number[]> {
 const firstLine = (r: RunResult): string => (r.stdout + r.stderr).trim().split('\n')[0] ?? '';
 
 /** Upper and work dirs for overlay peers: 'ro' stays empty for the read cases, 'rw' is fresh per write case. */
-async function overlayDirs(base: string, mode: MountMode): Promise<{ upper: string; work: string }> {
+function overlayDirs(base: string, mode: MountMode): { upper: string; work: string } {
   const kind = mode === 'writable' ? 'rw' : 'ro';
   const upper = join(base, `upper-${kind}`);
   const work = join(base, `work-${kind}`);
   if (mode !== 'again') {
-    await removeTree(upper);
-    await removeTree(work);
+    removeTree(upper);
+    removeTree(work);
   }
   mkdirSync(upper, { recursive: true });
   mkdirSync(work, { recursive: true });
@@ -168,7 +168,7 @@ export class KernelOverlay extends BasePeer {
   }
 
   protected async doMount(shape: Shape, mode: MountMode, mnt: string): Promise<number> {
-    const { upper, work } = await overlayDirs(this.base(shape), mode);
+    const { upper, work } = overlayDirs(this.base(shape), mode);
     const opts = `lowerdir=${shape.tree},upperdir=${upper},workdir=${work}`;
     return (await runOk('mount', ['-t', 'overlay', 'overlay', '-o', opts, mnt], { timeoutS: 60 })).seconds;
   }
@@ -187,7 +187,7 @@ export class FuseOverlayfs extends BasePeer {
   }
 
   protected async doMount(shape: Shape, mode: MountMode, mnt: string): Promise<number> {
-    const { upper, work } = await overlayDirs(this.base(shape), mode);
+    const { upper, work } = overlayDirs(this.base(shape), mode);
     const opts = `lowerdir=${shape.tree},upperdir=${upper},workdir=${work}`;
     return (await runOk('fuse-overlayfs', ['-o', opts, mnt], { timeoutS: 60 })).seconds;
   }
@@ -247,7 +247,7 @@ export class Tarstack extends BasePeer {
 
   private async addImage(shape: Shape): Promise<number> {
     this.indexed.delete(shape.name);
-    await removeTree(join(this.base(shape), 'home'));
+    removeTree(join(this.base(shape), 'home'));
     const r = await this.cli(shape, ['image', 'add', shape.tar, '--name', shape.name]);
     this.indexed.add(shape.name);
     return r.seconds;

@@ -10,7 +10,6 @@ export interface RunResult {
   stderr: string;
   seconds: number;
   timedOut: boolean;
-  startNs: bigint; // monotonic (process.hrtime) time of spawn
 }
 
 export interface RunOptions {
@@ -64,7 +63,7 @@ export function start(cmd: string, args: string[], opts: RunOptions = {}): { pid
       if (timer) clearTimeout(timer);
       liveGroups.delete(pid); // not killed: a mount command's daemon may live on in this group
       resolve({
-        code, timedOut, startNs,
+        code, timedOut,
         stdout: Buffer.concat(out).toString(),
         stderr: Buffer.concat(err).toString(),
         seconds: Number(endNs - startNs) / 1e9,
@@ -107,8 +106,11 @@ export function onCleanup(action: () => void): () => void {
   return () => cleanups.delete(id);
 }
 
-/** Runs every pending cleanup action (newest first), then kills the process groups still alive. */
+/** Kills the process groups still alive, then runs every pending cleanup action (newest first). */
 export function cleanupNow(): void {
+  // the jobs first (a find or tar inside a mount would keep it busy), then unmounts and daemons
+  for (const pgid of liveGroups) killGroup(pgid, 'SIGKILL');
+  liveGroups.clear();
   for (const id of [...cleanups.keys()].reverse()) {
     const action = cleanups.get(id);
     cleanups.delete(id);
@@ -118,8 +120,6 @@ export function cleanupNow(): void {
       process.stderr.write(`bench: cleanup: ${(e as Error).message}\n`);
     }
   }
-  for (const pgid of liveGroups) killGroup(pgid, 'SIGKILL');
-  liveGroups.clear();
 }
 
 /** Ctrl-C, SIGTERM and crashes still unmount everything and end every process we started. */
@@ -246,15 +246,7 @@ export function startMonoNs(pid: number): bigint | undefined {
 }
 
 /** Ends a process we started (found by pid): SIGTERM, then SIGKILL after graceMs. */
-export async function endPid(pid: number, graceMs = 3000): Promise<void> {
-  for (let waited = 0; alive(pid) && waited < graceMs; waited += 50) {
-    if (waited === 0) safeKill(pid, 'SIGTERM');
-    await sleep(50);
-  }
-  if (alive(pid)) safeKill(pid, 'SIGKILL');
-}
-
-export function endPidSync(pid: number, graceMs = 3000): void {
+export function endPid(pid: number, graceMs = 3000): void {
   for (let waited = 0; alive(pid) && waited < graceMs; waited += 50) {
     if (waited === 0) safeKill(pid, 'SIGTERM');
     sleepSync(50);
