@@ -177,3 +177,49 @@ test.serial('writes through symlinks and names on the command line never reach o
   t.is(mountOf(mnt), undefined);
   t.deepEqual(s.processes(), []);
 });
+
+test.serial('stackpoints, throwaway and size-limited instances, and commit, as an ordinary user', async (t) => {
+  const { s, outside, tarPath } = await setup(t);
+  await s.ok(['image', 'add', tarPath, '--name', 'v1']);
+  await s.ok(['image', 'add', tarPath, '--name', 'v2']);
+  const sp = path.join(s.home, 'sp');
+  await s.ok(['stackpoint', 'create', 'sp', 'v1', '--path', sp]);
+  t.is((await s.ok(['stackpoint', 'mount', 'sp'])).stdout.trim().split('\n').pop(), sp);
+  t.true(options(sp).split(',').includes('nosuid'), 'the stackpoint mount is nosuid');
+  await s.ok(['stackpoint', 'cutover', 'sp', 'v2']);
+  t.is((await s.sh(`echo two > ${sp}/on-v2 && ls ${sp}/on-v2`)).code, 0);
+  await s.ok(['stackpoint', 'fallback', 'sp']);
+  await s.sh(`echo one > ${sp}/on-v1`);
+  await s.ok(['stackpoint', 'cutover', 'sp', 'v2']);
+  t.is((await s.sh(`cat ${sp}/on-v2; test -e ${sp}/on-v1 || echo "no on-v1"`)).stdout, 'two\nno on-v1\n', 'each side keeps its own change');
+  await s.ok(['stackpoint', 'umount', 'sp']);
+  t.is(mountOf(sp), undefined);
+
+  // A throwaway instance: its changes vanish at unmount.
+  const mnt = path.join(s.home, 'mnt');
+  await s.sh(`mkdir ${mnt}`);
+  await s.ok(['create', 'scratch', 'v1', '--tmp']);
+  await s.ok(['mount', 'scratch', mnt]);
+  t.is((await s.sh(`echo gone > ${mnt}/new && rm ${mnt}/etc/passwd && ls ${mnt}/etc | wc -l`)).stdout.trim(), '0');
+  await s.ok(['umount', mnt]);
+  await s.ok(['mount', 'scratch', mnt]);
+  t.is((await s.sh(`cat ${mnt}/etc/passwd; test -e ${mnt}/new || echo "no new"`)).stdout, 'root:x:0:0::/root:/bin/sh\nno new\n');
+  await s.ok(['umount', mnt]);
+
+  // A size-limited instance: ENOSPC past its limit, what fitted intact; then commit it as an image.
+  await s.ok(['create', 'small', 'v1', '--size', '1M']);
+  await s.ok(['mount', 'small', mnt]);
+  const full = await s.sh(`cd ${mnt} && head -c 700000 /dev/zero > a && (head -c 700000 /dev/zero > b) 2>&1; stat -c %s a`);
+  t.regex(full.stdout, /No space left on device/);
+  t.regex(full.stdout, /^700000$/m);
+  await s.ok(['umount', mnt]);
+  await s.ok(['commit', 'small', 'v3']);
+  await s.ok(['create', 'three', 'v3']);
+  await s.ok(['mount', 'three', mnt]);
+  t.is((await s.sh(`stat -c %s ${mnt}/a && cat ${mnt}/etc/passwd`)).stdout, '700000\nroot:x:0:0::/root:/bin/sh\n');
+  await s.ok(['umount', mnt]);
+
+  t.deepEqual(fs.readdirSync(outside), ['canary']);
+  t.is((await s.sh(`find ${s.home} ! -user ${USER} -print`)).stdout, '', "nothing root-owned in the user's home");
+  t.deepEqual(s.processes(), [], 'no daemon of the user left');
+});
