@@ -23,6 +23,9 @@ import { CHUNK, LazyMap } from './lazy.js';
 import type { KeptStat } from './kept.js';
 import type { Layer } from '../layer/layer.js';
 
+const EUID = process.geteuid?.() ?? 0;
+const EGID = process.getegid?.() ?? 0;
+
 /** Upper-only inode numbers start here, far above any lower one. */
 export const UPPER_BASE = 2 ** 40;
 /**
@@ -38,7 +41,8 @@ const O_ACCMODE = 3;
 const NAME_MAX = 255;
 
 /** What a name resolves to, before it becomes a node. */
-type Found = { upper: true; abs: string; st: fs.BigIntStats } | { upper: false; parts: Parts };
+/** `fresh`: an upper object this daemon has just made, so none of tarstack's metadata is on it yet. */
+type Found = { upper: true; abs: string; st: fs.BigIntStats; fresh?: boolean } | { upper: false; parts: Parts };
 
 export interface InstanceOptions {
   /** Read the instance without serving it (e.g. `diff` while it may be mounted elsewhere). */
@@ -85,8 +89,12 @@ export class InstanceFs implements WritableFileSystem {
   /** How a change that needs no data copies a lower file up. */
   private readonly lazyData: DataMode;
 
+  /** The daemon's umask is 0: objects it makes get exactly the mode asked for. */
+  private readonly umaskZero: boolean;
+
   constructor(layers: Layer[], upperDir: string, workDir: string, readonly opts: InstanceOptions = {}) {
     if (!opts.offline) process.umask(0); // modes come from the kernel already masked; the daemon must not mask again
+    this.umaskZero = !opts.offline;
     this.stack = new LowerStack(layers);
     this.format = opts.format ?? TARSTACK_FORMAT;
     // What the host refuses an ordinary user is kept in tarstack's metadata, which a standard upper may not hold.
@@ -147,7 +155,10 @@ export class InstanceFs implements WritableFileSystem {
     let ino: number;
     let type: number;
     let stIno: number | undefined;
-    if (f.upper) {
+    if (f.upper && f.fresh) {
+      type = Number(f.st.mode) & S_IFMT;
+      ino = this.upperIno(f.abs, f.st, type);
+    } else if (f.upper) {
       type = this.upperType(f.abs, f.st);
       ino = this.store.storedIno(f.abs, f.st) ?? this.upperIno(f.abs, f.st, type);
     } else {
@@ -178,7 +189,8 @@ export class InstanceFs implements WritableFileSystem {
       }
       node = new WNode(ino, type, dir, name, lower, true);
       const priv = this.format.privateMetadata;
-      if (type === S_IFREG && priv) {
+      if (f.fresh) node.kept = this.store.kept.active ? undefined : null;
+      else if (type === S_IFREG && priv) {
         const lazy = this.store.getX(f.abs, X_LAZY);
         if (lazy) {
           node.lazy = LazyMap.decode(lazy).clamp(Number(f.st.size));
@@ -242,12 +254,13 @@ export class InstanceFs implements WritableFileSystem {
     return (this.store.kept.stat(abs, st)?.mode ?? type) & S_IFMT;
   }
 
-  private entry(node: WNode): Entry {
+  /** `st`: the node's upper lstat, when the caller has just taken it. */
+  private entry(node: WNode, st?: fs.BigIntStats): Entry {
     node.nlookup++;
-    return { ino: node.ino, generation: 0, attr: this.attr(node) };
+    return { ino: node.ino, generation: 0, attr: this.attr(node, st) };
   }
 
-  private attr(node: WNode): Attr {
+  private attr(node: WNode, fresh?: fs.BigIntStats): Attr {
     const a = emptyAttr();
     if (!node.upper) {
       this.stack.fillAttr(node.lower!, a);
@@ -255,7 +268,7 @@ export class InstanceFs implements WritableFileSystem {
       return this.mapOwner(a);
     }
     const byFd = node.unlinked && node.anyFd >= 0;
-    const st = byFd ? fs.fstatSync(node.anyFd, { bigint: true }) : fs.lstatSync(b(this.copy.abs(node)), { bigint: true });
+    const st = fresh && !byFd ? fresh : byFd ? fs.fstatSync(node.anyFd, { bigint: true }) : fs.lstatSync(b(this.copy.abs(node)), { bigint: true });
     fillFromStats(a, st);
     if (node.kept === undefined) node.kept = this.store.kept.stat(byFd ? node.anyFd : this.copy.abs(node), st) ?? null;
     if (node.kept) ({ uid: a.uid, gid: a.gid, mode: a.mode, rdev: a.rdev } = node.kept);
@@ -663,7 +676,7 @@ export class InstanceFs implements WritableFileSystem {
    * place, over a whiteout if one is there. A directory placed where a lower directory was
    * deleted is opaque, so nothing below shows through.
    */
-  private createEntry(parent: number, name: string, caller: Caller, make: (tmp: string) => void, isDir: boolean, mode: number, rdev = 0): WNode {
+  private createEntry(parent: number, name: string, caller: Caller, make: (tmp: string) => void, isDir: boolean, mode: number, rdev = 0): { node: WNode; st: fs.BigIntStats } {
     const dir = this.dirNode(parent);
     if (this.find(dir, name)) throw fsError('EEXIST');
     const abs = this.childAbs(dir, name);
@@ -676,15 +689,29 @@ export class InstanceFs implements WritableFileSystem {
     const dirKept = this.store.kept.stat(dirAbs, dirSt);
     const [dirMode, dirGid] = dirKept ? [dirKept.mode, dirKept.gid] : [dirSt.mode, dirSt.gid];
     const gid = dirMode & 0o2000 ? dirGid : caller.gid; // BSD group semantics under setgid directories
-    this.store.own(tmp, { uid: caller.uid, gid, mode: mode | (isDir && dirMode & 0o2000 ? 0o2000 : 0), rdev });
+    // What the object already has: this process's uid, and its gid or a set-gid upper directory's;
+    // its mode is exact (umask 0) unless it is a device (mknod) or wants set-id bits.
+    const type = mode & S_IFMT;
+    const made = this.umaskZero && (type === S_IFREG || type === S_IFDIR || type === S_IFLNK) ? { uid: EUID, gid: dirSt.mode & 0o2000 ? dirSt.gid : EGID } : undefined;
+    this.store.own(tmp, { uid: caller.uid, gid, mode: mode | (isDir && dirMode & 0o2000 ? 0o2000 : 0), rdev }, made);
     if (isDir && this.lowerHas(dir, name)) this.store.markOpaque(tmp);
     this.placeOver(tmp, abs, isDir, dirAbs, name);
     const st = fs.lstatSync(b(abs), { bigint: true });
-    return this.nodeFor(dir, name, { upper: true, abs, st });
+    // A device the host refused stands in as an empty file (kept.ts): its type is read back as usual.
+    return { node: this.nodeFor(dir, name, { upper: true, abs, st, fresh: !this.store.kept.active }), st };
   }
 
   /** Rename a freshly built entry to `abs`, replacing a whiteout there if any. */
   private placeOver(tmp: string, abs: string, isDir: boolean, dirAbs: string, name: string): void {
+    if (!this.store.whFiles) {
+      // Nothing there is the common case: one rename that refuses to replace, and done.
+      try {
+        this.store.sys.rename2(tmp, abs, RENAME_NOREPLACE);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+    }
     const there = this.store.lstat(abs);
     if (there && isDir) {
       this.store.sys.rename2(tmp, abs, RENAME_EXCHANGE); // a directory cannot replace a whiteout by rename
@@ -696,21 +723,23 @@ export class InstanceFs implements WritableFileSystem {
   }
 
   mkdir(parent: number, name: string, mode: number, caller: Caller): Entry {
-    return this.entry(this.createEntry(parent, name, caller, (t) => fs.mkdirSync(b(t), { mode: mode & 0o7777 }), true, S_IFDIR | (mode & 0o7777)));
+    const c = this.createEntry(parent, name, caller, (t) => fs.mkdirSync(b(t), { mode: mode & 0o7777 }), true, S_IFDIR | (mode & 0o7777));
+    return this.entry(c.node, c.st);
   }
 
   mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller): Entry {
-    return this.entry(this.createEntry(parent, name, caller, (t) => this.store.makeNode(t, mode, majorOf(rdev), minorOf(rdev)), false, mode, rdev));
+    return this.entry(this.createEntry(parent, name, caller, (t) => this.store.makeNode(t, mode, majorOf(rdev), minorOf(rdev)), false, mode, rdev).node);
   }
 
   symlink(parent: number, name: string, target: string, caller: Caller): Entry {
-    return this.entry(this.createEntry(parent, name, caller, (t) => fs.symlinkSync(b(target), b(t)), false, S_IFLNK | 0o777));
+    const c = this.createEntry(parent, name, caller, (t) => fs.symlinkSync(b(target), b(t)), false, S_IFLNK | 0o777);
+    return this.entry(c.node, c.st);
   }
 
   create(parent: number, name: string, mode: number, flags: number, caller: Caller): CreateReply {
     let fd = -1;
-    const node = this.createEntry(parent, name, caller, (t) => (fd = fs.openSync(b(t), O_CREAT | O_EXCL | O_RDWR | (flags & O_APPEND), mode & 0o7777)), false, S_IFREG | (mode & 0o7777));
-    return { entry: this.entry(node), open: this.newHandle(node, fd, flags) };
+    const c = this.createEntry(parent, name, caller, (t) => (fd = fs.openSync(b(t), O_CREAT | O_EXCL | O_RDWR | (flags & O_APPEND), mode & 0o7777)), false, S_IFREG | (mode & 0o7777));
+    return { entry: this.entry(c.node, c.st), open: this.newHandle(c.node, fd, flags) };
   }
 
   link(ino: number, newParent: number, newName: string): Entry {

@@ -243,9 +243,11 @@ export class UpperStore {
    * Give a freshly built object its owner and mode: for real as root, else kept (kept.ts). A fresh
    * symlink, fifo or socket first sheds what an old object of the same upper inode number kept.
    */
-  own(path: string, want: KeptStat): void {
+  own(path: string, want: KeptStat, made?: { uid: number; gid: number }): void {
     this.kept.fresh(path);
     if (this.kept.active) return this.kept.setStat(path, want);
+    // Made by this process with exactly the wanted owner and mode (umask 0, no set-id bits): done.
+    if (made && made.uid === want.uid && made.gid === want.gid && (want.mode & 0o6000) === 0) return;
     fs.lchownSync(b(path), want.uid, want.gid);
     if ((want.mode & 0o170000) !== 0o120000) fs.chmodSync(b(path), want.mode & 0o7777); // after chown, which clears set-id bits
   }
