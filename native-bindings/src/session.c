@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define BATCH 256 // requests per wakeup before other loop work (timers, I/O) gets a turn
 
@@ -129,6 +130,12 @@ void tsn_session_end(tsn_session *s, int call_js) {
   uv_close((uv_handle_t *)&s->poll, on_poll_closed);
 }
 
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static void on_poll(uv_poll_t *h, int status, int events) {
   (void)events;
   tsn_session *s = h->data;
@@ -147,9 +154,20 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   int end = status < 0;
   if (end) s->end_errno = status == UV_EBADF ? 0 : -status;
   s->in_poll = 1;
+  int64_t spin_until = -1;
   for (int i = 0; !end && i < BATCH; i++) {
     int res = fuse_session_receive_buf(s->se, &s->buf);
-    if (res == -EAGAIN) break;
+    if (res == -EAGAIN) {
+      // A program making one call after another sends its next request a few microseconds after
+      // our answer; reading again for a moment spares the wakeup of this thread (~25 us on a VM).
+      if (i == 0 || s->cfg.spin_us == 0) break;
+      int64_t now = now_ns();
+      if (spin_until < 0) spin_until = now + (int64_t)s->cfg.spin_us * 1000;
+      if (now >= spin_until) break;
+      i--;
+      continue;
+    }
+    spin_until = -1;
     if (res == -EINTR) continue;
     if (res <= 0) { // 0: unmounted or aborted (the read saw ENODEV); < 0: a broken device
       s->end_errno = -res;
@@ -268,6 +286,8 @@ napi_value tsn_js_mount(napi_env env, napi_callback_info info) {
   s->cfg.max_readahead = (unsigned)cfg_num(env, argv[3], "maxReadahead", 0);
   s->cfg.max_background = (unsigned)cfg_num(env, argv[3], "maxBackground", 0);
   s->cfg.auto_inval = (int)cfg_num(env, argv[3], "autoInvalData", 1);
+  s->cfg.spin_us = (int)cfg_num(env, argv[3], "spinMicros", 0);
+  if (s->cfg.spin_us < 0 || s->cfg.spin_us > 1000) s->cfg.spin_us = 0;
   if (s->cfg.read_threads < 1 || s->cfg.read_threads > 64) s->cfg.read_threads = 4;
   if (get_handlers(env, argv[2], s) != 0 ||
       napi_create_object(env, &resource) != napi_ok ||

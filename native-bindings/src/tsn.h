@@ -95,6 +95,7 @@ typedef struct tsn_config {
   unsigned max_readahead;
   unsigned max_background;
   int auto_inval; // FUSE_CAP_AUTO_INVAL_DATA: check attributes on every cached read
+  int spin_us; // after the last queued request, keep reading /dev/fuse this long before sleeping
 } tsn_config;
 
 typedef struct tsn_session {

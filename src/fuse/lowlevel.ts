@@ -67,6 +67,8 @@ export interface SessionConfig {
   maxBackground?: number;
   /** FUSE_CAP_AUTO_INVAL_DATA (libfuse's default 1): drop cached pages when mtime/size change. */
   autoInvalData?: 0 | 1;
+  /** After the last queued request, keep reading /dev/fuse this many microseconds before sleeping (0-1000). */
+  spinMicros?: number;
 }
 
 export interface SessionInfo {
