@@ -2,11 +2,10 @@
 // tarstack-overlay: a drop-in mount program with fuse-overlayfs's calling convention (podman's
 // mount_program, mount -t fuse.tarstack-overlay, fstab). Returns once the mount serves; the daemon it
 // leaves behind exits when the mount point is unmounted (umount, fusermount -u) or on SIGTERM.
-import { closeSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startDetached } from '../daemon/spawn.js';
-import { READY_FD, type Readiness } from '../daemon/protocol.js';
+import { readinessLine, surviveStrayErrors, type Readiness } from '../daemon/protocol.js';
 import { UserError } from '../util/errors.js';
 import { parseArgs, supportedText, UsageError, type MountRequest } from './options.js';
 import { checkPaths, openMount } from './serve.js';
@@ -57,19 +56,8 @@ async function serve(req: MountRequest, ready: (r: Readiness) => void): Promise<
 
 /** The detached daemon: readiness (or the one-line reason it failed) goes to fd 3. */
 async function daemon(req: MountRequest): Promise<never> {
-  let told = false;
-  const tell = (r: Readiness): void => {
-    if (told) return;
-    told = true;
-    try {
-      writeSync(READY_FD, JSON.stringify(r) + '\n');
-      closeSync(READY_FD);
-    } catch {
-      /* nobody waits */
-    }
-  };
-  process.on('uncaughtException', (err) => console.error(`tarstack-overlay daemon: uncaught: ${err.stack ?? String(err)}`));
-  process.on('unhandledRejection', (err) => console.error(`tarstack-overlay daemon: unhandled rejection: ${String(err)}`));
+  const tell = readinessLine();
+  surviveStrayErrors('tarstack-overlay daemon');
   console.error(`tarstack-overlay ${process.pid}: serving ${req.mountpoint} (${new Date().toISOString()})`);
   try {
     await serve(req, tell);
