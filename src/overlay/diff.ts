@@ -6,6 +6,7 @@
 import type { Attr, FileSystem } from '../fuse/ops.js';
 import { ROOT_INO } from '../fuse/ops.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './lower-stack.js';
+import { resolvePath } from '../image/fs-read.js';
 
 export type ChangeKind = 'added' | 'modified' | 'deleted';
 
@@ -32,27 +33,14 @@ export async function diffTrees(image: FileSystem, inst: DiffSource): Promise<Ch
   for (const path of inst.indexedLowerPaths()) {
     const p = path.join('/');
     if (seen.has(p)) continue;
-    const ie = await resolve(inst, path);
-    const ge = await resolve(image, path);
+    const ie = await resolvePath(inst, path);
+    const ge = await resolvePath(image, path);
     if (ie && ge && ie.ino === ge.ino && (await differs(image, inst, ge.ino, ge.attr, ie.ino, ie.attr))) {
       out.push({ path: p, change: 'modified', type: typeName(ie.attr.mode) });
       seen.add(p);
     }
   }
   return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-}
-
-/** Look a path up from the root; undefined when any component is missing. */
-async function resolve(fs: FileSystem, path: string[]): Promise<{ ino: number; attr: Attr } | undefined> {
-  let cur = { ino: ROOT_INO, attr: await fs.getattr(ROOT_INO) };
-  for (const name of path) {
-    try {
-      cur = await fs.lookup(cur.ino, name);
-    } catch {
-      return undefined;
-    }
-  }
-  return cur;
 }
 
 async function names(fs: FileSystem, ino: number): Promise<Map<string, number>> {
