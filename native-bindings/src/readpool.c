@@ -37,7 +37,12 @@ struct tsn_pool {
   job *head, *tail;
   int stopping, splice, nthreads;
   pthread_t *threads;
+  _Atomic int busy; // jobs queued or being served
 };
+
+int tsn_pool_busy(tsn_pool *p) {
+  return p != NULL && p->busy > 0;
+}
 
 // Holes are answered from here: zero pages in .bss cost no memory.
 #define ZEROS_LEN (1u << 20)
@@ -135,6 +140,7 @@ static void *worker(void *arg) {
     pthread_mutex_unlock(&p->mu);
     serve(p, j, &buf, &cap);
     free(j);
+    p->busy--;
     pthread_mutex_lock(&p->mu);
   }
   pthread_mutex_unlock(&p->mu);
@@ -184,6 +190,7 @@ void tsn_pool_free(tsn_pool *p) {
 
 static void enqueue(tsn_pool *p, job *j) {
   j->next = NULL;
+  p->busy++;
   pthread_mutex_lock(&p->mu);
   if (p->tail) {
     p->tail->next = j;
@@ -191,8 +198,8 @@ static void enqueue(tsn_pool *p, job *j) {
     p->head = j;
   }
   p->tail = j;
-  pthread_cond_signal(&p->cv);
   pthread_mutex_unlock(&p->mu);
+  pthread_cond_signal(&p->cv); // after unlocking: the woken worker need not block on the mutex at once
 }
 
 // mincore on a throwaway mapping: the fallback before Linux 6.5. Mapping never reads the file.

@@ -162,6 +162,7 @@ void tsn_fill_stat(const double *a, struct stat *st);
 // readpool.c
 tsn_pool *tsn_pool_new(tsn_session *s, int threads);
 void tsn_pool_free(tsn_pool *p); // joins; every queued job is answered first
+int tsn_pool_busy(tsn_pool *p);  // a read is queued or being served
 napi_value tsn_js_reply_ranges(napi_env, napi_callback_info);
 
 // notify.c
