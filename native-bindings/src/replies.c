@@ -28,7 +28,7 @@ void tsn_fill_stat(const double *a, struct stat *st) {
 
 static void fill_entry(const double *a, struct fuse_entry_param *e) {
   memset(e, 0, sizeof *e);
-  e->ino = (fuse_ino_t)a[0];
+  e->ino = (fuse_ino_t)a[TSN_NODEID];
   e->generation = (uint64_t)a[TSN_GENERATION];
   e->attr_timeout = a[TSN_ATTR_TIMEOUT];
   e->entry_timeout = a[TSN_ENTRY_TIMEOUT];

@@ -20,7 +20,8 @@
 
 // The Float64Array shared with JS, so attributes cross without allocating. Layout (doubles):
 //   OUT  0..13 attr (ino mode nlink uid gid rdev size blocks atime atimens mtime mtimens ctime
-//               ctimens), 14 generation, 15 attr timeout, 16 entry timeout (seconds);
+//               ctimens), 14 generation, 15 attr timeout, 16 entry timeout (seconds), 17 the
+//               entry's node id (its attr's st_ino, slot 0, may differ: a name of a split link set);
 //        statfs replies reuse 0..8 (bsize frsize blocks bfree bavail files ffree favail namemax).
 //   IN  20..29 setattr values (mode uid gid size atime atimens mtime mtimens ctime ctimens).
 //   CTX 32..35 caller of the current request (uid gid pid umask), written before each handler.
@@ -29,6 +30,7 @@ enum {
   TSN_GENERATION = 14,
   TSN_ATTR_TIMEOUT = 15,
   TSN_ENTRY_TIMEOUT = 16,
+  TSN_NODEID = 17,
   TSN_IN = 20,
   TSN_CTX = 32,
   TSN_SCRATCH_LEN = 40,

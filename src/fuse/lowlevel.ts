@@ -127,6 +127,8 @@ export const OUT = 0; // attr: ino mode nlink uid gid rdev size blocks atime ati
 export const GENERATION = 14;
 export const ATTR_TIMEOUT = 15;
 export const ENTRY_TIMEOUT = 16;
+/** The node id an entry reply gives the kernel; the attr's st_ino (OUT + 0) may differ. */
+export const NODEID = 17;
 export const IN = 20; // setattr: mode uid gid size atime atimens mtime mtimens ctime ctimens
 export const CTX = 32; // caller: uid gid pid umask
 

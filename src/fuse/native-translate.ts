@@ -144,7 +144,7 @@ export class Translator {
     }
     const errno = errnoOf(err);
     if (op === 'lookup' && errno === ENOENT && this.cache.negative > 0) {
-      this.x[0] = 0; // a negative entry: the kernel remembers the name is absent
+      this.x[ll.NODEID] = 0; // a negative entry: the kernel remembers the name is absent
       this.x[ll.ATTR_TIMEOUT] = 0;
       this.x[ll.ENTRY_TIMEOUT] = this.cache.negative;
       if (this.n.replyEntry(req)) return;
@@ -184,7 +184,7 @@ export class Translator {
 
   private readonly answerEntry = (req: ll.Req, e: Entry): void => {
     this.putAttr(e.attr);
-    this.x[0] = e.ino;
+    this.x[ll.NODEID] = e.ino;
     this.x[ll.GENERATION] = e.generation;
     this.n.replyEntry(req);
   };
@@ -221,7 +221,7 @@ export class Translator {
   };
   private readonly answerCreate = (req: ll.Req, c: CreateReply): void => {
     this.putAttr(c.entry.attr);
-    this.x[0] = c.entry.ino;
+    this.x[ll.NODEID] = c.entry.ino;
     this.x[ll.GENERATION] = c.entry.generation;
     const flags = (c.open.keepCache || this.cache.keepCache ? ll.OPEN_KEEP_CACHE : 0) | (c.open.directIo ? ll.OPEN_DIRECT_IO : 0);
     this.n.replyCreate(req, c.open.fh, flags);

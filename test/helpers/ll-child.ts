@@ -52,7 +52,7 @@ function put(i: Ino): void {
   x[0] = i.ino, x[1] = i.mode, x[2] = i.nlink, x[3] = i.uid, x[4] = i.gid, x[5] = i.rdev;
   x[6] = i.data.length, x[7] = Math.ceil(i.data.length / 512);
   for (let k = 0; k < 6; k++) x[8 + k] = i.t[k]!;
-  x[ll.GENERATION] = 0, x[ll.ATTR_TIMEOUT] = 0, x[ll.ENTRY_TIMEOUT] = 0;
+  x[ll.GENERATION] = 0, x[ll.ATTR_TIMEOUT] = 0, x[ll.ENTRY_TIMEOUT] = 0, x[ll.NODEID] = i.ino;
 }
 function entry(req: number, i: Ino): void {
   put(i);
