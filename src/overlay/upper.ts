@@ -73,8 +73,15 @@ export class UpperStore {
   /** Owners, modes, devices and xattrs the host refuses, kept by tarstack. */
   readonly kept: Kept;
 
-  /** Inode numbers copied-up entries keep, by upper st_ino, when no private xattr may hold them (this mount only). */
-  private readonly inoByUpper = new Map<bigint, number>();
+  /**
+   * Inode numbers copied-up entries keep when no private xattr may hold them (this mount only), by
+   * upper st_ino and birth time: the upper filesystem reuses a deleted object's number, never its
+   * birth time (where it keeps none, 0, the number alone decides).
+   */
+  private readonly inoByUpper = new Map<string, number>();
+  private static upperKey(st: fs.BigIntStats): string {
+    return `${st.ino}:${st.birthtimeNs}`;
+  }
 
   /** `readOnly`: only look (another process may be serving this upper). `keepRefused`: see kept.ts. */
   constructor(upperDir: string, workDir: string, readOnly = false, readonly format: UpperFormat = TARSTACK_FORMAT, keepRefused = false) {
@@ -223,7 +230,7 @@ export class UpperStore {
    * ordinary user's copies of those get a new number).
    */
   storedIno(absPath: string, st: fs.BigIntStats): number | undefined {
-    if (!this.format.privateMetadata) return this.inoByUpper.get(st.ino);
+    if (!this.format.privateMetadata) return this.inoByUpper.get(UpperStore.upperKey(st));
     const type = Number(st.mode) & 0o170000;
     const v = userXattrOk(type) ? this.getX(absPath, X_INO) : this.canTrust ? this.getX(absPath, X_INO_LINK) : null;
     return v ? Number(v.toString('latin1')) : userXattrOk(type) ? undefined : this.kept.ino(st.ino);
@@ -231,7 +238,7 @@ export class UpperStore {
 
   setIno(target: string | number, ino: number, type: number): void {
     if (!this.format.privateMetadata) {
-      this.inoByUpper.set((typeof target === 'number' ? fs.fstatSync(target, { bigint: true }) : fs.lstatSync(b(target), { bigint: true })).ino, ino);
+      this.inoByUpper.set(UpperStore.upperKey(typeof target === 'number' ? fs.fstatSync(target, { bigint: true }) : fs.lstatSync(b(target), { bigint: true })), ino);
       return;
     }
     if (userXattrOk(type)) this.setX(target, X_INO, String(ino));

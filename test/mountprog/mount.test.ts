@@ -117,6 +117,43 @@ test('dir and tar lowers merge with whiteouts and opaque dirs; the upper written
   t.true(await waitGone(daemons2), 'fusermount -u ends it too');
 });
 
+test('names of a lower hard-link set: lookup and readdir agree on st_ino; a copied-up name gets its own; a reused upper inode never inherits one', async (t) => {
+  if (skip) return t.pass(skip);
+  const root = mountProgRoot(t, 'mountprog-links');
+  const [low, upper, work, mnt] = mkdirs(root, 'low', 'upper', 'work', 'mnt');
+  fs.writeFileSync(path.join(low, 'a'), 'set\n');
+  fs.linkSync(path.join(low, 'a'), path.join(low, 'a2'));
+  fs.writeFileSync(path.join(low, 'p'), 'plain\n');
+  const r = await runMountProg(['-o', `lowerdir=${low},upperdir=${upper},workdir=${work}`, mnt]);
+  t.is(r.code, 0, r.stderr);
+  const daemons = overlayDaemons(mnt);
+  const ino = (n: string) => fs.statSync(path.join(mnt, n)).ino;
+  const listed = () => new Map(fs.readdirSync(mnt, { withFileTypes: true }).map((d) => [d.name, fs.statSync(path.join(mnt, d.name)).ino]));
+  const set = ino('a');
+  t.is(ino('a2'), set, 'both names show the set\'s number while lower');
+  // ls -i: readdir's d_ino is what tools compare against stat's
+  const lsI = execOk(['ls', '-i', mnt]).stdout.toString().trim().split('\n').map((l) => l.trim().split(/\s+/));
+  t.deepEqual(lsI.map(([i, n]) => [n, Number(i)]), [['a', set], ['a2', set], ['p', ino('p')]]);
+  fs.chmodSync(path.join(mnt, 'a'), 0o600); // copies this one name up (kernel overlayfs with index=off splits the set)
+  const own = ino('a');
+  t.not(own, set);
+  t.is(ino('a2'), set, 'the other name keeps the set\'s number');
+  const plain = ino('p');
+  fs.chmodSync(path.join(mnt, 'p'), 0o600); // copied up, keeping its number (remembered by upper inode)
+  t.is(ino('p'), plain);
+  fs.unlinkSync(path.join(mnt, 'a')); // their upper inodes are freed; ext4 hands the numbers to the next new files
+  fs.unlinkSync(path.join(mnt, 'p'));
+  const made = ['n1', 'n2', 'n3', 'n4'].map((n) => (fs.writeFileSync(path.join(mnt, n), n), n));
+  const before = listed();
+  fs.writeFileSync('/proc/sys/vm/drop_caches', '2'); // the kernel forgets the names: lookups come back to the daemon
+  const after = listed();
+  t.deepEqual(after, before, 'numbers are stable across the kernel forgetting them');
+  t.is(new Set(made.map((n) => after.get(n))).size, made.length, 'new files have numbers of their own');
+  t.false(made.some((n) => after.get(n) === set || after.get(n) === plain), 'no new file takes a deleted copy\'s number');
+  execOk(['umount', mnt]);
+  t.true(await waitGone(daemons));
+});
+
 test('bad options and paths: a clear error naming the option and what is supported; nothing mounted, no daemon', async (t) => {
   if (skip) return t.pass(skip);
   const root = mountProgRoot(t, 'mountprog-bad');
