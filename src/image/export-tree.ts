@@ -22,15 +22,8 @@ export async function exportTree(fs: FileSystem, out: string): Promise<{ entries
       }
     }
   };
-  try {
+  return writer.writeAll(result, async () => {
     await writeEntry(fs, writer, { path: [], ino: ROOT_INO, attr: await fs.getattr(ROOT_INO) }, firstName, result);
     await walk(ROOT_INO, []);
-    await writer.close();
-  } catch (err) {
-    writer.abort();
-    throw err;
-  }
-  result.entries = writer.entries;
-  result.bytes = writer.bytes;
-  return result;
+  });
 }

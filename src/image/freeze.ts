@@ -165,21 +165,14 @@ async function write(inst: FileSystem, plan: Map<string, Planned>, whiteouts: st
   const writer = new LayerWriter(out);
   const firstName = new Map<number, string>();
   const result: FreezeResult = { entries: 0, whiteouts: whiteouts.length, bytes: 0, skipped: [] };
-  try {
+  return writer.writeAll(result, async () => {
     for (const it of items) {
       const dir = it.path.slice(0, -1).join('/');
       if (it.marker === 'opaque') await writer.opaque(dir, now);
       else if (it.marker === 'whiteout') await writer.whiteout(dir, it.path[it.path.length - 1].slice(1), now);
       else await writeEntry(inst, writer, it.p, firstName, result);
     }
-    await writer.close();
-  } catch (err) {
-    writer.abort();
-    throw err;
-  }
-  result.entries = writer.entries;
-  result.bytes = writer.bytes;
-  return result;
+  });
 }
 
 /** One entry of the instance; the later names of a hard-link set link to the first. */

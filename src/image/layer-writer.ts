@@ -164,6 +164,20 @@ export class LayerWriter {
     this.pack.destroy();
     rmSync(this.tmp, { force: true });
   }
+
+  /** Write with `body`, then close (or abort on failure); `result` gets the entry and byte counts. */
+  async writeAll<R extends { entries: number; bytes: number }>(result: R, body: () => Promise<void>): Promise<R> {
+    try {
+      await body();
+      await this.close();
+    } catch (err) {
+      this.abort();
+      throw err;
+    }
+    result.entries = this.entries;
+    result.bytes = this.bytes;
+    return result;
+  }
 }
 
 /** The name for the ustar field: itself when plain ASCII of at most 100 bytes, else a stand-in and a PAX record. */
