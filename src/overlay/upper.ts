@@ -183,9 +183,13 @@ export class UpperStore {
     }
   }
 
-  /** Put a whiteout at `absPath`, where nothing is. */
+  /**
+   * Put a whiteout at `absPath`, where nothing is: made in place, since mknod (and an O_EXCL create)
+   * make a name whole at once, without a temp name and a rename.
+   */
   whiteoutAt(absPath: string): void {
-    fs.renameSync(b(this.makeWhiteoutTmp()), b(this.format.whiteouts === 'files' ? this.whFileFor(absPath) : absPath));
+    if (this.format.whiteouts === 'files') fs.closeSync(fs.openSync(b(this.whFileFor(absPath)), 'wx', 0o600));
+    else this.sys.mknod(absPath, S_IFCHR | 0o000, 0, 0);
   }
 
   removeTree(absPath: string): void {
