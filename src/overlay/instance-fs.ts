@@ -25,6 +25,9 @@ import type { Layer } from '../layer/layer.js';
 
 const EUID = process.geteuid?.() ?? 0;
 const EGID = process.getegid?.() ?? 0;
+/** Who mounted: what mapped owners show (read once, not per attr). */
+const UID = process.getuid?.() ?? 0;
+const GID = process.getgid?.() ?? 0;
 
 /** Upper-only inode numbers start here, far above any lower one. */
 export const UPPER_BASE = 2 ** 40;
@@ -243,10 +246,6 @@ export class InstanceFs implements WritableFileSystem {
     return fresh;
   }
 
-  private drop(n: WNode): void {
-    this.nodes.delete(n.ino);
-  }
-
   /** The type an upper object shows: its own, or the device an empty file stands in for (kept.ts). */
   private upperType(abs: string, st: fs.BigIntStats): number {
     const type = Number(st.mode) & S_IFMT;
@@ -279,8 +278,8 @@ export class InstanceFs implements WritableFileSystem {
 
   private mapOwner(a: Attr): Attr {
     if (this.opts.owners === 'mapped') {
-      a.uid = process.getuid?.() ?? a.uid;
-      a.gid = process.getgid?.() ?? a.gid;
+      a.uid = UID;
+      a.gid = GID;
     }
     return a;
   }
@@ -314,7 +313,7 @@ export class InstanceFs implements WritableFileSystem {
     const n = this.nodes.get(ino);
     if (!n || n === this.root) return;
     n.nlookup -= nlookup;
-    if (n.nlookup <= 0 && n.opens === 0) this.drop(n);
+    if (n.nlookup <= 0 && n.opens === 0) this.nodes.delete(ino);
   }
 
   getattr(ino: number): Attr {
@@ -449,7 +448,7 @@ export class InstanceFs implements WritableFileSystem {
     const node = h.node;
     node.opens--;
     if (node.anyFd === h.fd) node.anyFd = -1;
-    if (node.opens === 0 && node.nlookup <= 0 && node !== this.root) this.drop(node);
+    if (node.opens === 0 && node.nlookup <= 0 && node !== this.root) this.nodes.delete(node.ino);
   }
 
   statfs(): Statfs {

@@ -21,9 +21,8 @@ export const X_INO = 'user.tarstack.ino';
 export const X_LAZY = 'user.tarstack.lazy';
 export const X_NLINK = 'user.tarstack.nlink';
 const X_INO_LINK = 'trusted.tarstack.ino';
-/** Attribute names the user never sees or sets: they describe the overlay, not the file. */
-export const isInternalXattr = (name: string): boolean => // user.tarstack.* includes kept.ts's names
- 
+/** Attribute names the user never sees or sets: they describe the overlay, not the file (user.tarstack.* includes kept.ts's). */
+export const isInternalXattr = (name: string): boolean =>
   name.startsWith('user.overlay.') || name.startsWith('user.tarstack.') || name.startsWith('trusted.overlay.') || name.startsWith('trusted.tarstack.');
 
 const WH_PREFIX = '.wh.';
@@ -150,13 +149,6 @@ export class UpperStore {
   /** The upper may hold `.wh.NAME` whiteout files (fuse-overlayfs writes them where mknod is refused). */
   whFiles = false;
 
-  /** Make a whiteout at a fresh temp path (to be renamed into place). */
-  makeWhiteoutTmp(): string {
-    const t = this.tmp();
-    if (this.format.whiteouts === 'files') fs.closeSync(fs.openSync(b(t), 'wx', 0o600));
-    else this.sys.mknod(t, S_IFCHR | 0o000, 0, 0);
-    return t;
-  }
 
   /** `.wh.NAME` beside `absPath` (.../NAME): where a whiteout file for it lives. */
   private whFileFor(absPath: string): string {
@@ -174,7 +166,8 @@ export class UpperStore {
       this.removeTree(aside);
       return;
     }
-    const wh = this.makeWhiteoutTmp();
+    const wh = this.tmp();
+    this.sys.mknod(wh, S_IFCHR | 0o000, 0, 0);
     if (isDir) {
       this.sys.rename2(wh, absPath, RENAME_EXCHANGE);
       this.removeTree(wh); // the old directory, now at the temp name
