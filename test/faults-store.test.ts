@@ -6,7 +6,7 @@ import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { InstanceSession, instanceSkipReason, stderrLines } from './helpers/instances.js';
-import { forceUnmount, makeTestRoot, strayMounts } from './helpers/mount.js';
+import { makeTestRoot, removeTestRoot } from './helpers/mount.js';
 import { exec, execOk } from './helpers/exec.js';
 
 const skipReason = await instanceSkipReason();
@@ -14,13 +14,7 @@ if (skipReason) test.skip(`store fault suite skipped: ${skipReason}`, () => unde
 const serial = (title: string, fn: (t: ExecutionContext) => Promise<void>) => skipReason || test.serial(title, fn);
 
 const root = skipReason ? '' : makeTestRoot('faults-store');
-test.after.always(() => {
-  if (!root) return;
-  const left = strayMounts(root);
-  for (const m of left.reverse()) forceUnmount(m.mountPoint);
-  fs.rmSync(root, { recursive: true, force: true });
-  if (left.length) throw new Error(`left mounted: ${left.map((m) => m.mountPoint).join(', ')}`);
-});
+test.after.always(() => removeTestRoot(root));
 
 const LOWER = Buffer.alloc(3 << 20, 'lower-bytes.');
 let seq = 0;

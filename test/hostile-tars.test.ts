@@ -8,9 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { absurdSize, bigPax, deepTar, loopTar, ODD_NAMES, oddNamesTar, paxClaiming, writeWideTar } from './helpers/hostile-tars.js';
 import { InstanceSession, instanceSkipReason, stderrLines } from './helpers/instances.js';
-import { forceUnmount, makeTestRoot, strayMounts } from './helpers/mount.js';
+import { makeTestRoot, removeTestRoot } from './helpers/mount.js';
 import { exec, execOk } from './helpers/exec.js';
-import { removeTree } from '../src/util/remove-tree.js';
 
 const skipReason = await instanceSkipReason();
 if (skipReason) test.skip(`hostile tar suite skipped: ${skipReason}`, () => undefined);
@@ -19,13 +18,7 @@ const serial = (title: string, fn: (t: ExecutionContext) => Promise<void>) => sk
 const WIDE = Number(process.env.TARSTACK_WIDE_MEMBERS ?? 500_000);
 
 const root = skipReason ? '' : makeTestRoot('hostile');
-test.after.always(() => {
-  if (!root) return;
-  const left = strayMounts(root);
-  for (const m of left.reverse()) forceUnmount(m.mountPoint);
-  removeTree(root);
-  if (left.length) throw new Error(`left mounted: ${left.map((m) => m.mountPoint).join(', ')}`);
-});
+test.after.always(() => removeTestRoot(root));
 
 let seq = 0;
 function session(t: ExecutionContext): InstanceSession {

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { exec, execOk } from './helpers/exec.js';
 import { InstanceSession, instanceSkipReason } from './helpers/instances.js';
-import { forceUnmount, makeTestRoot, strayMounts } from './helpers/mount.js';
+import { forceUnmount, makeTestRoot, removeTestRoot, strayMounts } from './helpers/mount.js';
 import { buildProgramImage, type ProgramImage } from './helpers/program-image.js';
 import { fsxScenario, gitScenario, sqliteScenario, tarScenario, type Mounted } from './helpers/programs.js';
 
@@ -40,10 +40,7 @@ test.before(async () => {
 test.after.always(async () => {
   if (!root) return;
   if (session) await session.cleanup(); // unmounts everything under its root, ends its daemons
-  const left = strayMounts(root);
-  for (const m of left.reverse()) forceUnmount(m.mountPoint);
-  fs.rmSync(root, { recursive: true, force: true });
-  if (left.length) throw new Error(`left mounted: ${left.map((m) => m.mountPoint).join(', ')}`);
+  removeTestRoot(root);
 });
 
 /** A fresh instance of the program image, mounted; unmounted and removed when the test ends. */

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InstanceSession, instanceSkipReason } from './helpers/instances.js';
-import { forceUnmount, makeTestRoot, strayMounts } from './helpers/mount.js';
+import { makeTestRoot, removeTestRoot } from './helpers/mount.js';
 import { execOk } from './helpers/exec.js';
 
 const skipReason = (await instanceSkipReason()) ?? (spawnSync('fio', ['--version']).status === 0 ? undefined : 'needs fio (apt-get install fio)');
@@ -21,13 +21,7 @@ const FIO_MB = Number(process.env.TARSTACK_FIO_MB ?? 24);
 const WORKERS = 8;
 
 const root = skipReason ? '' : makeTestRoot('load');
-test.after.always(() => {
-  if (!root) return;
-  const left = strayMounts(root);
-  for (const m of left.reverse()) forceUnmount(m.mountPoint);
-  fs.rmSync(root, { recursive: true, force: true });
-  if (left.length) throw new Error(`left mounted: ${left.map((m) => m.mountPoint).join(', ')}`);
-});
+test.after.always(() => removeTestRoot(root));
 
 let seq = 0;
 async function instance(t: ExecutionContext): Promise<{ s: InstanceSession; mnt: string; rss: () => number }> {

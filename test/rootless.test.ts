@@ -5,7 +5,7 @@
 import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { makeTestRoot, mounts } from './helpers/mount.js';
+import { makeTestRoot, mounts, removeTestRoot } from './helpers/mount.js';
 import { ordinaryUser, UserSession, USER, type UserIds } from './helpers/ordinary-user.js';
 import { pack } from './helpers/pack.js';
 
@@ -15,7 +15,7 @@ if (skip) test.skip(`ordinary-user suite skipped: ${skip}`, () => undefined);
 const user = ids as UserIds;
 const root = skip ? '' : makeTestRoot('rootless');
 if (root) fs.chmodSync(root, 0o711); // the user reaches its session dirs below, nothing else
-test.after.always(() => root && fs.rmSync(root, { recursive: true, force: true }));
+test.after.always(() => removeTestRoot(root));
 
 const CAP = Buffer.from('0100000200200000000000000000000000000000', 'hex'); // cap_net_bind_service=ep
 let seq = 0;

@@ -225,6 +225,6 @@ export function removeTestRoot(root: string): void {
   if (!root) return;
   const left = strayMounts(root);
   for (const m of [...left].reverse()) forceUnmount(m.mountPoint);
-  fs.rmSync(root, { recursive: true, force: true });
+  removeTree(root); // any depth (a hostile tar's 10,000-deep chain)
   if (left.length) throw new Error(`tests left mounts: ${left.map((m) => m.mountPoint).join(', ')}`);
 }

@@ -7,7 +7,7 @@ import tarStream from 'tar-stream';
 import { InstanceSession, instanceSkipReason } from './instances.js';
 import { buildModelImage, type ModelImage } from './model-image.js';
 import { applyOp, closeAll, type Op } from './model-ops.js';
-import { forceUnmount, makeTestRoot, strayMounts, tarstackCli, type CliResult } from './mount.js';
+import { type CliResult, forceUnmount, makeTestRoot, removeTestRoot, strayMounts, tarstackCli } from './mount.js';
 
 export { instanceSkipReason };
 
@@ -85,12 +85,6 @@ export function suiteRoot(label: string, test: { before(fn: () => void): void; a
   test.before(() => {
     if (!skip) ctx.image = buildModelImage(path.join(root, 'image'));
   });
-  test.after.always(() => {
-    if (!root) return;
-    const left = strayMounts(root);
-    for (const m of left.reverse()) forceUnmount(m.mountPoint);
-    fs.rmSync(root, { recursive: true, force: true });
-    if (left.length) throw new Error(`left mounted: ${left.map((m) => m.mountPoint).join(', ')}`);
-  });
+  test.after.always(() => removeTestRoot(root));
   return ctx;
 }
