@@ -4,9 +4,9 @@
 // stack mixes plain, zstd and gzip layers; damage is one line at `image add` and EIO once mounted.
 import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { seededBytes } from './helpers/bytes.js';
 import { buildLayerStack } from './helpers/fixtures-stream.js';
 import { compress, flipByte, SHAPES } from './helpers/compressed.js';
 import { cliAvailable, CLI_MAIN, makeTestRoot, TarstackSession, withMount, type CliResult, removeTestRoot } from './helpers/mount.js';
@@ -30,8 +30,8 @@ if (!skipReason) {
   fs.mkdirSync(path.join(src, 'data'), { recursive: true });
   fs.mkdirSync(path.join(src, 'many'));
   const text = Buffer.from('all work and no play makes a tar served in place\n'.repeat(100_000));
-  fs.writeFileSync(path.join(src, BIG), Buffer.concat([randomBytes(5 << 20), text, randomBytes(4 << 20)]));
-  for (let i = 0; i < 300; i++) fs.writeFileSync(path.join(src, 'many', `f${i}`), randomBytes(i * 37).toString('base64'));
+  fs.writeFileSync(path.join(src, BIG), Buffer.concat([seededBytes(5 << 20, 1), text, seededBytes(4 << 20, 2)]));
+  for (let i = 0; i < 300; i++) fs.writeFileSync(path.join(src, 'many', `f${i}`), seededBytes(i * 37, 1000 + i).toString('base64'));
   fs.symlinkSync('../data/big.bin', path.join(src, 'many', 'link'));
   fs.linkSync(path.join(src, 'many', 'f7'), path.join(src, 'many', 'hard'));
   execFileSync('setfattr', ['-n', 'user.kind', '-v', 'compressed', path.join(src, 'many', 'f1')]);
@@ -92,7 +92,7 @@ e2e('a single-frame .tar.zst says it needs --recompress; the seekable copy serve
   // > 32 MiB in one frame: more than a random read should have to decode.
   const src = path.join(s.root, 'src');
   fs.mkdirSync(src);
-  fs.writeFileSync(path.join(src, 'a'), randomBytes(20 << 20));
+  fs.writeFileSync(path.join(src, 'a'), seededBytes(20 << 20, 3));
   fs.writeFileSync(path.join(src, 'b'), Buffer.alloc(20 << 20, 'b'));
   const big = path.join(s.root, 'big.tar');
   execFileSync('tar', ['-cf', big, '-C', src, '.']);

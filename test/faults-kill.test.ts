@@ -10,8 +10,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BLOCK, blockOf, LOWER_FILE, NEW_FILES } from './helpers/fault-writer.js';
 import { InstanceSession, instanceSkipReason } from './helpers/instances.js';
-import { forceUnmount, makeTestRoot, strayMounts, tarstackCli } from './helpers/mount.js';
+import { makeTestRoot, removeTestRoot, strayMounts, tarstackCli } from './helpers/mount.js';
 import { execOk } from './helpers/exec.js';
+import { seededBytes } from './helpers/bytes.js';
 
 const skipReason = (await instanceSkipReason()) ?? (spawnSync('strace', ['-V']).status === 0 ? undefined : 'needs strace (apt-get install strace)');
 if (skipReason) test.skip(`fault suite skipped: ${skipReason}`, () => undefined);
@@ -19,26 +20,10 @@ const serial = (title: string, fn: (t: ExecutionContext) => Promise<void>) => sk
 const WRITER = fileURLToPath(new URL('./helpers/fault-writer.js', import.meta.url));
 
 const root = skipReason ? '' : makeTestRoot('faults-kill');
-test.after.always(() => {
-  if (!root) return;
-  const left = strayMounts(root);
-  for (const m of left.reverse()) forceUnmount(m.mountPoint);
-  fs.rmSync(root, { recursive: true, force: true });
-  if (left.length) throw new Error(`left mounted: ${left.map((m) => m.mountPoint).join(', ')}`);
-});
+test.after.always(() => removeTestRoot(root));
 
-/** Deterministic non-repeating bytes for the image's files. */
-function bytes(len: number, seed: number): Buffer {
-  const b = Buffer.allocUnsafe(len);
-  let x = seed >>> 0;
-  for (let i = 0; i < len; i++) {
-    x = (x * 1664525 + 1013904223) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
-const SMALL = bytes(1 << 20, 1); // copied up whole (EAGER_MAX)
-const BIG = bytes(3 << 20, 2); // copied up lazily, by 1 MiB chunks
+const SMALL = seededBytes(1 << 20, 1); // copied up whole (EAGER_MAX)
+const BIG = seededBytes(3 << 20, 2); // copied up lazily, by 1 MiB chunks
 
 let seq = 0;
 async function session(t: ExecutionContext): Promise<{ s: InstanceSession; work: string; upper: string }> {
