@@ -4,7 +4,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fsError } from '../src/util/errors.js';
-import type { Attr, DirEntry, Entry, FileSystem, OpenReply, ReadReply, Statfs } from '../src/fuse/ops.js';
+import type { Attr, DirEntry, Entry, FileSystem, OpenReply, ReadReply, Statfs } from '../src/vfs/api.js';
 
 export const TOPS = 50;
 export const LEAVES_PER_TOP = 100;

@@ -54,7 +54,7 @@ serial('fio with verify: sequential, random and O_DIRECT writers, zero verify er
     ['--name=direct', '--rw=randwrite', '--bs=64k', '--direct=1'],
     ['--name=mixed', '--rw=randwrite', '--bsrange=512-256k', '--verify=md5'],
   ];
-  const r = spawnSync('fio', [...common, ...jobs.flat()], { encoding: 'utf8', timeout: 300_000, maxBuffer: 64 << 20 });
+  const r = spawnSync('fio', [...common, ...jobs.flat()], { cwd: s.root, encoding: 'utf8', timeout: 300_000, maxBuffer: 64 << 20 });
   t.is(r.status, 0, r.stderr);
   const report = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { jobs: FioJob[] };
   t.is(report.jobs.length, 6);

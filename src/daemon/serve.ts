@@ -9,7 +9,7 @@ import { Mounts } from '../store/mounts.js';
 import { StorePaths } from '../store/paths.js';
 import { openStack } from '../store/open-image.js';
 import { tryLockInstance, unlockInstance } from '../store/instance-lock.js';
-import type { FileSystem } from '../fuse/ops.js';
+import type { FileSystem } from '../vfs/api.js';
 import type { Backend, Mounted } from '../fuse/backend.js';
 import { UserError } from '../util/errors.js';
 import type { BackendName, DaemonArgs } from './protocol.js';

@@ -26,4 +26,4 @@ export interface Mounted {
   stats(): { requests: number };
 }
 
-export type Backend = (fs: import('./ops.js').FileSystem, opts: MountOptions) => Promise<Mounted>;
+export type Backend = (fs: import('../vfs/api.js').FileSystem, opts: MountOptions) => Promise<Mounted>;

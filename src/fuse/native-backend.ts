@@ -6,7 +6,7 @@ import type { Mounted, MountOptions } from './backend.js';
 import * as ll from './lowlevel.js';
 import { cachePolicy, Translator } from './native-translate.js';
 import { setReadAhead } from './readahead.js';
-import type { FileSystem } from './ops.js';
+import type { FileSystem } from '../vfs/api.js';
 
 export interface NativeMountOptions extends MountOptions {
   /** Tuning for benchmarks; the defaults are the measured best. */

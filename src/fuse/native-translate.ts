@@ -4,8 +4,8 @@
 import { constants } from 'node:os';
 import { errnoOf, FsError } from '../util/errors.js';
 import * as ll from './lowlevel.js';
-import type { Attr, Caller, CreateReply, DirEntry, Entry, FileSystem, OpenReply, ReadReply, SetAttr, Statfs, WritableFileSystem } from './ops.js';
-import { isWritable } from './ops.js';
+import type { Attr, Caller, CreateReply, DirEntry, Entry, FileSystem, OpenReply, ReadReply, SetAttr, Statfs, WritableFileSystem } from '../vfs/api.js';
+import { isWritable } from '../vfs/api.js';
 
 type Maybe<T> = T | Promise<T>;
 

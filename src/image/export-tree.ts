@@ -1,8 +1,8 @@
 // One tar of a whole tree as a FileSystem shows it (an image's merged layers): every entry in tar
 // order (a directory before its entries, names by their bytes), hard-linked names written once and
 // linked after, no whiteouts. Streams as it walks, so memory grows with depth and link sets only.
-import type { FileSystem } from '../fuse/ops.js';
-import { ROOT_INO } from '../fuse/ops.js';
+import type { FileSystem } from '../vfs/api.js';
+import { ROOT_INO } from '../vfs/api.js';
 import { childNames, isDir } from './fs-read.js';
 import { LayerWriter } from './layer-writer.js';
 import { writeEntry } from './freeze.js';

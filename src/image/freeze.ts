@@ -5,11 +5,12 @@
 // its path (recreated, or renamed there: a different inode) is written whole after `.wh..wh..opq`,
 // with no whiteouts inside; every name of a hard-link set that changed is written, the first as the
 // file and the rest as links, so the set stays one inode; changed entries carry their parents.
-import type { Attr, FileSystem } from '../fuse/ops.js';
-import { ROOT_INO } from '../fuse/ops.js';
+import type { Attr, FileSystem } from '../vfs/api.js';
+import { ROOT_INO } from '../vfs/api.js';
 import type { DiffSource } from '../overlay/diff.js';
-import { childNames, fileChunks, isDir, resolvePath, sameContent, xattrsOf, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from './fs-read.js';
+import { childNames, fileChunks, isDir, resolvePath, sameContent, xattrsOf } from './fs-read.js';
 import { LayerWriter, type LayerEntry } from './layer-writer.js';
+import { S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../vfs/mode.js';
 
 export interface FreezeSource extends DiffSource {
   /** Every lower path naming one of these inode numbers (the names of lower hard-link sets). */

@@ -2,14 +2,10 @@
 // names in byte order, a path resolved from the root, xattrs, and file bytes in chunks (so a lazily
 // copied-up file comes out whole, read the way a mount would read it).
 import { constants, readSync } from 'node:fs';
-import type { Attr, FileSystem } from '../fuse/ops.js';
-import { ROOT_INO } from '../fuse/ops.js';
+import type { Attr, FileSystem } from '../vfs/api.js';
+import { ROOT_INO } from '../vfs/api.js';
+import { S_IFDIR, S_IFMT } from '../vfs/mode.js';
 
-export const S_IFMT = 0o170000;
-export const S_IFDIR = 0o040000;
-export const S_IFREG = 0o100000;
-export const S_IFLNK = 0o120000;
-export const S_IFSOCK = 0o140000;
 
 const CHUNK = 1 << 20;
 

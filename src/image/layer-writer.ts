@@ -7,12 +7,12 @@ import { closeSync, createWriteStream, fsyncSync, openSync, renameSync, rmSync }
 import { once } from 'node:events';
 import { isUtf8 } from 'node:buffer';
 import tarStream from 'tar-stream';
-import type { Attr } from '../fuse/ops.js';
+import type { Attr } from '../vfs/api.js';
 import { majorOf, minorOf } from '../util/attr.js';
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './fs-read.js';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from '../vfs/mode.js';
 
 const TYPES: Record<number, tarStream.Header['type']> = {
-  0o100000: 'file', 0o040000: 'directory', 0o120000: 'symlink', 0o020000: 'character-device', 0o060000: 'block-device', 0o010000: 'fifo',
+  [S_IFREG]: 'file', [S_IFDIR]: 'directory', [S_IFLNK]: 'symlink', [S_IFCHR]: 'character-device', [S_IFBLK]: 'block-device', [S_IFIFO]: 'fifo',
 };
 const USTAR_ID_MAX = 0o777777; // tar-stream writes ids in 6 octal digits
 const USTAR_SIZE_MAX = 0o77777777777;

@@ -7,7 +7,7 @@ import { createReadStream, openSync, readSync, closeSync, statSync } from 'node:
 import { createGunzip } from 'node:zlib';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
-import type { Attr } from '../fuse/ops.js';
+import type { Attr } from '../vfs/api.js';
 import { LayerWriter } from './layer-writer.js';
 
 export const MT = {

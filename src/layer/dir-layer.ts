@@ -3,20 +3,19 @@
 // lstat'ed on first need. Whiteouts decode here: char device 0/0 and `.wh.NAME` hide NAME; opaque is
 // trusted.overlay.opaque or user.overlay.opaque = "y", or a `.wh..wh..opq` entry (overlayfs(5), OCI).
 import * as fs from 'node:fs';
-import type { Attr, FdRange } from '../fuse/ops.js';
+import type { Attr, FdRange } from '../vfs/api.js';
 import { ABSENT, type Layer } from './layer.js';
 import { loadSys, type Sys } from '../native/sys.js';
 import { splitNs } from '../util/attr.js';
 import { fsError } from '../util/errors.js';
 import { readFully } from '../tar/reader.js';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../vfs/mode.js';
+import { b } from '../util/latin1.js';
 
 /** Inode keys: st_ino below 2^32 (same device as the root) as is; others numbered from 2^32 on. */
 const DIRECT_SPAN = 2 ** 32;
 export const DIR_LAYER_SPAN = 2 ** 33;
 
-const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
-const S_IFCHR = 0o020000;
 const WH = '.wh.';
 const OPQ = '.wh..wh..opq';
 
@@ -31,7 +30,6 @@ const enum F {
 const STRIDE = 14;
 const enum A { Mode, Nlink, Uid, Gid, Rdev, Size, Blocks, ASec, ANsec, MSec, MNsec, CSec, CNsec, Key }
 
-const b = (s: string): Buffer => Buffer.from(s, 'latin1');
 /** xattrs that encode the overlay (whiteouts, opaque, redirects) are layer format, not file data. */
 const isOverlayXattr = (n: string): boolean => n.startsWith('trusted.overlay.') || n.startsWith('user.overlay.');
 
@@ -323,11 +321,11 @@ export class DirLayer implements Layer {
 
 function direntType(e: fs.Dirent<Buffer>): number {
   if (e.isDirectory()) return S_IFDIR;
-  if (e.isFile()) return 0o100000;
-  if (e.isSymbolicLink()) return 0o120000;
+  if (e.isFile()) return S_IFREG;
+  if (e.isSymbolicLink()) return S_IFLNK;
   if (e.isCharacterDevice()) return S_IFCHR;
-  if (e.isBlockDevice()) return 0o060000;
-  if (e.isFIFO()) return 0o010000;
-  if (e.isSocket()) return 0o140000;
+  if (e.isBlockDevice()) return S_IFBLK;
+  if (e.isFIFO()) return S_IFIFO;
+  if (e.isSocket()) return S_IFSOCK;
   return S_IFMT; // unknown: never a directory
 }

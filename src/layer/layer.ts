@@ -1,7 +1,7 @@
 // The read interface every lower layer implements (TarLayer, DirLayer). Nodes
 // are numbers local to the layer, 0 being its root. "Absent" is a value (ABSENT), never a throw;
 // whiteouts are decoded at the layer boundary so the overlay never sees `.wh.` names.
-import type { Attr, ReadReply } from '../fuse/ops.js';
+import type { Attr, ReadReply } from '../vfs/api.js';
 
 export const ABSENT = -1;
 

@@ -4,13 +4,14 @@
 // unlinked or renamed while mounted is still served.
 import { closeSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
-import type { Attr, FdRange, ReadReply } from '../fuse/ops.js';
+import type { Attr, FdRange, ReadReply } from '../vfs/api.js';
 import { ABSENT, type Layer } from './layer.js';
-import { NodeFlag, NONE, S_IFCHR, S_IFBLK, S_IFDIR, S_IFLNK, S_IFMT, type IndexData } from '../tar/index-data.js';
+import { NodeFlag, NONE, type IndexData } from '../tar/index-data.js';
 import { readFully } from '../tar/reader.js';
 import { SeekableArchive } from '../tar/seekable.js';
 import { makedev } from '../util/attr.js';
 import { fsError } from '../util/errors.js';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT } from '../vfs/mode.js';
 
 const DIR_SIZE = 4096;
 

@@ -7,12 +7,13 @@ import type { Layer } from '../layer/layer.js';
 import { DirLayer } from '../layer/dir-layer.js';
 import { TarLayer } from '../layer/tar-layer.js';
 import { identityOf, indexTarFile } from '../tar/indexer.js';
-import type { FileSystem } from '../fuse/ops.js';
+import type { FileSystem } from '../vfs/api.js';
 import { loadSys } from '../native/sys.js';
 import { tryLockInstance, unlockInstance } from '../store/instance-lock.js';
 import type { UpperFormat } from '../overlay/upper.js';
 import { squashOwners } from './squash.js';
 import { UsageError, type MountRequest } from './options.js';
+import { S_IFCHR } from '../vfs/mode.js';
 
 /** Check what the kernel would check before it mounts, so errors come before any daemon starts. */
 export function checkPaths(req: MountRequest): void {
@@ -55,7 +56,7 @@ function openLower(path: string): Layer {
 function whiteoutKind(work: string): UpperFormat['whiteouts'] {
   const probe = join(work, `.tarstack-mknod-probe-${process.pid}`);
   try {
-    loadSys().mknod(Buffer.from(probe, 'utf8').toString('latin1'), 0o020000, 0, 0);
+    loadSys().mknod(Buffer.from(probe, 'utf8').toString('latin1'), S_IFCHR, 0, 0);
     fs.rmSync(probe, { force: true });
     return 'chardev';
   } catch {

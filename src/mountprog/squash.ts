@@ -1,6 +1,6 @@
 // squash_to_uid / squash_to_gid / squash_to_root (fuse-overlayfs's options): every entry is shown as
 // owned by the given ids; what is stored is unchanged. A wrapper, so the overlay itself knows nothing.
-import type { Attr, FileSystem } from '../fuse/ops.js';
+import type { Attr, FileSystem } from '../vfs/api.js';
 
 type Squash = { uid?: number; gid?: number };
 

@@ -6,12 +6,14 @@
 // Ordering against crashes: copied bytes are fdatasync'ed before the rename that makes them
 // visible, and before a lazy chunk is marked present (as kernel overlayfs syncs its copy-ups).
 import * as fs from 'node:fs';
-import type { Attr } from '../fuse/ops.js';
+import type { Attr } from '../vfs/api.js';
 import { emptyAttr, majorOf, minorOf, splitNs } from '../util/attr.js';
 import { CHUNK, LazyMap } from './lazy.js';
-import { S_IFLNK, S_IFMT, S_IFREG, type LowerStack } from './lower-stack.js';
+import { type LowerStack } from './lower-stack.js';
 import type { WNode } from './node.js';
-import { b, UpperStore, X_LAZY, X_NLINK, isInternalXattr } from './upper.js';
+import { UpperStore, X_LAZY, X_NLINK, isInternalXattr } from './upper.js';
+import { b } from '../util/latin1.js';
+import { S_IFLNK, S_IFMT, S_IFREG } from '../vfs/mode.js';
 
 /** Files up to this size are copied whole at once; bigger ones lazily. */
 export const EAGER_MAX = CHUNK;

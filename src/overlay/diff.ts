@@ -3,10 +3,10 @@
 // upper copy, since nothing below an untouched directory can differ. Added and deleted directories
 // list their whole subtree; a renamed directory shows as deleted at the old path, added at the new;
 // a directory whose entries changed is modified (its mtime moved).
-import type { Attr, FileSystem } from '../fuse/ops.js';
-import { ROOT_INO } from '../fuse/ops.js';
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './lower-stack.js';
+import type { Attr, FileSystem } from '../vfs/api.js';
+import { ROOT_INO } from '../vfs/api.js';
 import { resolvePath } from '../image/fs-read.js';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../vfs/mode.js';
 
 export type ChangeKind = 'added' | 'modified' | 'deleted';
 
@@ -23,7 +23,7 @@ export interface DiffSource extends FileSystem {
   indexedLowerPaths(): string[][];
 }
 
-const TYPES: Record<number, Change['type']> = { 0o100000: 'file', 0o040000: 'dir', 0o120000: 'symlink', 0o020000: 'char', 0o060000: 'block', 0o010000: 'fifo', 0o140000: 'socket' };
+const TYPES: Record<number, Change['type']> = { [S_IFREG]: 'file', [S_IFDIR]: 'dir', [S_IFLNK]: 'symlink', [S_IFCHR]: 'char', [S_IFBLK]: 'block', [S_IFIFO]: 'fifo', [S_IFSOCK]: 'socket' };
 const typeName = (mode: number): Change['type'] => TYPES[mode & S_IFMT] ?? 'file';
 
 export async function diffTrees(image: FileSystem, inst: DiffSource): Promise<Change[]> {

@@ -8,20 +8,22 @@
 // then a fresh one, stored like a copied-up entry's, so the kernel never sees one number name two
 // objects and the new one keeps its number across remounts.
 import * as fs from 'node:fs';
-import type { Attr, Caller, CreateReply, DirEntry, Entry, OpenReply, ReadReply, SetAttr, Statfs, WritableFileSystem } from '../fuse/ops.js';
-import { ROOT_INO } from '../fuse/ops.js';
+import type { Attr, Caller, CreateReply, DirEntry, Entry, OpenReply, ReadReply, SetAttr, Statfs, WritableFileSystem } from '../vfs/api.js';
+import { ROOT_INO } from '../vfs/api.js';
 import { fsError } from '../util/errors.js';
 import { emptyAttr, majorOf, minorOf, splitNs } from '../util/attr.js';
 import { RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, UTIME_NOW, UTIME_OMIT } from '../native/sys.js';
 import { CopyUp, type DataMode } from './copyup.js';
 import { fileData, SpaceLimit } from './space.js';
-import { LowerStack, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type Parts } from './lower-stack.js';
+import { LowerStack, type Parts } from './lower-stack.js';
 import { MergedListing, type UpperEntry } from './merged-listing.js';
 import { WNode } from './node.js';
-import { b, TARSTACK_FORMAT, UpperStore, X_LAZY, isInternalXattr, type UpperFormat } from './upper.js';
+import { b } from '../util/latin1.js';
+import { TARSTACK_FORMAT, UpperStore, X_LAZY, isInternalXattr, type UpperFormat } from './upper.js';
 import { CHUNK, LazyMap } from './lazy.js';
 import type { KeptStat } from './kept.js';
 import type { Layer } from '../layer/layer.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../vfs/mode.js';
 
 const EUID = process.geteuid?.() ?? 0;
 const EGID = process.getegid?.() ?? 0;

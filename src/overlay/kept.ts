@@ -5,15 +5,11 @@
 // work/meta/<upper inode>, one JSON file per object, replaced atomically (temp, fsync, rename).
 import * as fs from 'node:fs';
 import type { Sys } from '../native/sys.js';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../vfs/mode.js';
+import { b } from '../util/latin1.js';
 
 export const X_STAT = 'user.tarstack.stat';
 export const X_KEPT = 'user.tarstack.x.';
-const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
-const S_IFREG = 0o100000;
-const S_IFLNK = 0o120000;
-const S_IFCHR = 0o020000;
-const S_IFBLK = 0o060000;
 
 /** Owner, mode (with type bits) and device number as the tar, chown or chmod said. */
 export interface KeptStat {
@@ -31,7 +27,6 @@ interface SideEntry {
 
 type Target = string | number; // byte-string path (latin1) or descriptor
 
-const b = (s: string): Buffer => Buffer.from(s, 'latin1');
 const carriesUserX = (type: number): boolean => type === S_IFREG || type === S_IFDIR;
 
 export class Kept {

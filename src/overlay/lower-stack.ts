@@ -3,15 +3,12 @@
 // search, directories merge until one is opaque. Inode numbers come from (layer, node): unique in
 // the mount, stable across remounts, shared by a tar's hard-linked names.
 import { ABSENT, type Layer } from '../layer/layer.js';
-import type { Attr } from '../fuse/ops.js';
+import type { Attr } from '../vfs/api.js';
+import { S_IFDIR, S_IFMT } from '../vfs/mode.js';
 
 /** A directory's parts, or a single non-directory: pairs (layer index, node), topmost first. */
 export type Parts = number[];
 
-export const S_IFMT = 0o170000;
-export const S_IFDIR = 0o040000;
-export const S_IFLNK = 0o120000;
-export const S_IFREG = 0o100000;
 
 export class LowerStack {
   /** ino = base[k] + node for layer k; the bottom layer starts at 1, so its root is inode 1. */

@@ -3,13 +3,14 @@
 // holds and a path-based backend needs no table at all.
 import { LRUCache } from 'lru-cache';
 import { constants } from 'node:fs';
-import type { Attr, DirEntry, Entry, FileSystem, OpenReply, ReadReply, Statfs } from '../fuse/ops.js';
-import { ROOT_INO } from '../fuse/ops.js';
+import type { Attr, DirEntry, Entry, FileSystem, OpenReply, ReadReply, Statfs } from '../vfs/api.js';
+import { ROOT_INO } from '../vfs/api.js';
 import { ABSENT, type Layer } from '../layer/layer.js';
 import { fsError } from '../util/errors.js';
 import { emptyAttr } from '../util/attr.js';
 import { DirCursor } from './dir-cursor.js';
-import { LowerStack, S_IFDIR, S_IFLNK, S_IFMT, type Parts } from './lower-stack.js';
+import { LowerStack, type Parts } from './lower-stack.js';
+import { S_IFDIR, S_IFLNK, S_IFMT } from '../vfs/mode.js';
 
 export class Overlay implements FileSystem {
   readonly immutable = true;

@@ -12,6 +12,8 @@ import { loadSys, RENAME_EXCHANGE, type Sys } from '../native/sys.js';
 import { Kept, type KeptStat } from './kept.js';
 import { removeTree } from '../util/remove-tree.js';
 import { fsError } from '../util/errors.js';
+import { S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../vfs/mode.js';
+import { b } from '../util/latin1.js';
 
 export const X_OPAQUE = 'user.overlay.opaque';
 export const X_REDIRECT = 'user.overlay.redirect';
@@ -27,9 +29,7 @@ export const isInternalXattr = (name: string): boolean =>
 
 const WH_PREFIX = '.wh.';
 const PATH_MAX = 4096;
-const S_IFCHR = 0o020000;
 
-export const b = (s: string): Buffer => Buffer.from(s, 'latin1');
 
 /** What an upper written for other readers (kernel overlayfs, containers/storage) looks like. */
 export interface UpperFormat {
@@ -61,7 +61,7 @@ export function prepareUpperRoot(upper: string, a: KeptStat & { atimeSec: number
 }
 
 /** user.* extended attributes exist for regular files and directories only (xattr(7)). */
-export const userXattrOk = (type: number): boolean => type === 0o100000 || type === 0o040000;
+export const userXattrOk = (type: number): boolean => type === S_IFREG || type === S_IFDIR;
 
 export class UpperStore {
   readonly sys: Sys;
@@ -135,7 +135,7 @@ export class UpperStore {
   }
 
   static isWhiteout(st: fs.BigIntStats): boolean {
-    return (Number(st.mode) & 0o170000) === S_IFCHR && st.rdev === 0n;
+    return (Number(st.mode) & S_IFMT) === S_IFCHR && st.rdev === 0n;
   }
 
   /**
@@ -228,7 +228,7 @@ export class UpperStore {
    */
   storedIno(absPath: string, st: fs.BigIntStats): number | undefined {
     if (!this.format.privateMetadata) return this.inoByUpper.get(UpperStore.upperKey(st));
-    const type = Number(st.mode) & 0o170000;
+    const type = Number(st.mode) & S_IFMT;
     const v = userXattrOk(type) ? this.getX(absPath, X_INO) : this.canTrust ? this.getX(absPath, X_INO_LINK) : null;
     return v ? Number(v.toString('latin1')) : userXattrOk(type) ? undefined : this.kept.ino(st.ino);
   }
@@ -253,7 +253,7 @@ export class UpperStore {
     // Made by this process with exactly the wanted owner and mode (umask 0, no set-id bits): done.
     if (made && made.uid === want.uid && made.gid === want.gid && (want.mode & 0o6000) === 0) return;
     fs.lchownSync(b(path), want.uid, want.gid);
-    if ((want.mode & 0o170000) !== 0o120000) fs.chmodSync(b(path), want.mode & 0o7777); // after chown, which clears set-id bits
+    if ((want.mode & S_IFMT) !== S_IFLNK) fs.chmodSync(b(path), want.mode & 0o7777); // after chown, which clears set-id bits
   }
 
   /** Set an xattr where it can live: the real object, or tarstack's kept metadata when the host refuses it. */

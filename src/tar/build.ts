@@ -5,7 +5,8 @@
 import type { Member, ScanWarning } from './scan.js';
 import { printable } from './scan.js';
 import { normaliseLinkTarget, normaliseName, OPAQUE_MARKER, WHITEOUT_PREFIX } from './names.js';
-import { NodeFlag, type IndexData, type NodeExtra, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, NONE } from './index-data.js';
+import { NodeFlag, type IndexData, type NodeExtra, NONE } from './index-data.js';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from '../vfs/mode.js';
 
 const NAME_MAX = 255;
 
@@ -266,7 +267,7 @@ function flatten(order: BuildNode[]): Omit<IndexData, 'members' | 'source' | 'wa
   let stringTotal = 0;
   for (const node of order) {
     nameTotal += node.name.length;
-    if ((node.inode.mode & 0o170000) === S_IFLNK && !node.children) stringTotal += node.inode.target.length;
+    if ((node.inode.mode & S_IFMT) === S_IFLNK && !node.children) stringTotal += node.inode.target.length;
   }
   const names = Buffer.allocUnsafe(nameTotal);
   const strings = Buffer.allocUnsafe(stringTotal);
@@ -300,11 +301,11 @@ function flatten(order: BuildNode[]): Omit<IndexData, 'members' | 'source' | 'wa
       d.a[i] = node.children.size ? first : 0;
       d.b[i] = node.children.size;
       d.nlink[i] = 2 + subdirs;
-    } else if ((meta.mode & 0o170000) === S_IFLNK) {
+    } else if ((meta.mode & S_IFMT) === S_IFLNK) {
       d.a[i] = stringBytes;
       d.b[i] = meta.target.length;
       stringBytes += strings.write(meta.target, stringBytes, 'latin1');
-    } else if ((meta.mode & 0o170000) === S_IFCHR || (meta.mode & 0o170000) === S_IFBLK) {
+    } else if ((meta.mode & S_IFMT) === S_IFCHR || (meta.mode & S_IFMT) === S_IFBLK) {
       d.a[i] = meta.devmajor;
       d.b[i] = meta.devminor;
     }

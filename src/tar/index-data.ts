@@ -5,13 +5,6 @@ import type { SeekTable } from './seek-table.js';
 
 export const NONE = 0xffffffff;
 
-export const S_IFMT = 0o170000;
-export const S_IFDIR = 0o040000;
-export const S_IFREG = 0o100000;
-export const S_IFLNK = 0o120000;
-export const S_IFCHR = 0o020000;
-export const S_IFBLK = 0o060000;
-export const S_IFIFO = 0o010000;
 
 export const enum NodeFlag {
   Whiteout = 1, // an OCI `.wh.NAME`: hides NAME in lower layers

@@ -1,5 +1,5 @@
 // Attr helpers shared by layers and the overlay.
-import type { Attr } from '../fuse/ops.js';
+import type { Attr } from '../vfs/api.js';
 
 export function emptyAttr(): Attr {
   return { ino: 0, mode: 0, nlink: 0, uid: 0, gid: 0, rdev: 0, size: 0, blocks: 0, atimeSec: 0, atimeNsec: 0, mtimeSec: 0, mtimeNsec: 0, ctimeSec: 0, ctimeNsec: 0 };

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { indexTarFile, type IndexOptions } from '../../src/tar/indexer.js';
 import { tarLayer, type TarLayer } from '../../src/layer/tar-layer.js';
-import type { FileSystem } from '../../src/fuse/ops.js';
-import { ROOT_INO } from '../../src/fuse/ops.js';
+import type { FileSystem } from '../../src/vfs/api.js';
+import { ROOT_INO } from '../../src/vfs/api.js';
 import type { IndexData } from '../../src/tar/index-data.js';
 
 export function tempDir(): { dir: string; cleanup(): void } {

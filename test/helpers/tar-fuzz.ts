@@ -14,7 +14,7 @@ import { decodeHeader } from '../../src/tar/header.js';
 import { TarLayer } from '../../src/layer/tar-layer.js';
 import { Overlay } from '../../src/overlay/overlay.js';
 import { FsError } from '../../src/util/errors.js';
-import { ROOT_INO, type FileSystem } from '../../src/fuse/ops.js';
+import { ROOT_INO, type FileSystem } from '../../src/vfs/api.js';
 import { pack } from './pack.js';
 import { END, entry, gnuLong, pax } from './rawtar.js';
 

@@ -6,7 +6,7 @@ import { mountNative } from '../../src/fuse/native-backend.js';
 import type { SessionConfig } from '../../src/fuse/lowlevel.js';
 import { ToyFs } from './toy-fs.js';
 import { buildTree } from './toy-tree.js';
-import { ROOT_INO } from '../../src/fuse/ops.js';
+import { ROOT_INO } from '../../src/vfs/api.js';
 
 async function main(): Promise<void> {
   const [mountpoint, backing] = process.argv.slice(2);

@@ -4,8 +4,8 @@
 // kernel references (lookups minus forgets) so tests can check the balance.
 import { constants } from 'node:fs';
 import { fsError } from '../../src/util/errors.js';
-import type { Attr, DirEntry, Entry, FdRange, FileSystem, OpenReply, ReadReply, Statfs } from '../../src/fuse/ops.js';
-import { ROOT_INO } from '../../src/fuse/ops.js';
+import type { Attr, DirEntry, Entry, FdRange, FileSystem, OpenReply, ReadReply, Statfs } from '../../src/vfs/api.js';
+import { ROOT_INO } from '../../src/vfs/api.js';
 
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;

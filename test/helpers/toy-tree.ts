@@ -1,5 +1,5 @@
 // The tree the end-to-end tests mount: what the child builds and what the tests expect.
-import { ROOT_INO } from '../../src/fuse/ops.js';
+import { ROOT_INO } from '../../src/vfs/api.js';
 import type { ToyFs } from './toy-fs.js';
 
 export const BIG_POS = 4096;

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { LayerWriter, encodePax, paxTime } from '../../src/image/layer-writer.js';
 import { indexTarFile } from '../../src/tar/indexer.js';
 import { exec } from '../helpers/exec.js';
-import type { Attr } from '../../src/fuse/ops.js';
+import type { Attr } from '../../src/vfs/api.js';
 
 const attr = (mode: number, over: Partial<Attr> = {}): Attr => ({
   ino: 0, mode, nlink: 1, uid: 0, gid: 0, rdev: 0, size: 0, blocks: 0, atimeSec: 0, atimeNsec: 0, mtimeSec: 1_600_000_000, mtimeNsec: 123_456_789, ctimeSec: 0, ctimeNsec: 0, ...over,

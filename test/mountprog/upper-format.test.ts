@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DirLayer } from '../../src/layer/dir-layer.js';
 import { InstanceFs } from '../../src/overlay/instance-fs.js';
-import { ROOT_INO } from '../../src/fuse/ops.js';
+import { ROOT_INO } from '../../src/vfs/api.js';
 import { loadSys } from '../../src/native/sys.js';
 import type { UpperFormat } from '../../src/overlay/upper.js';
 import { tempDir } from '../helpers/layers.js';

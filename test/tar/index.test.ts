@@ -4,7 +4,7 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { FdRange } from '../../src/fuse/ops.js';
+import type { FdRange } from '../../src/vfs/api.js';
 import { Overlay } from '../../src/overlay/overlay.js';
 import { indexArchive, indexTarFile } from '../../src/tar/indexer.js';
 import { BufferReader } from '../../src/tar/reader.js';

@@ -4,8 +4,9 @@ import type { Context } from '../context.js';
 import type { InstanceRecord } from '../../store/instances.js';
 import { openStack } from '../../store/open-image.js';
 import { InstanceFs } from '../../overlay/instance-fs.js';
-import { ROOT_INO } from '../../fuse/ops.js';
+import { ROOT_INO } from '../../vfs/api.js';
 import { UserError } from '../../util/errors.js';
+import { S_IFDIR, S_IFMT } from '../../vfs/mode.js';
 
 /**
  * `create --dir PATH…` (Apptainer's --create-dir): directories made in the new instance's upper,
@@ -28,7 +29,7 @@ export async function createDirs(ctx: Context, r: InstanceRecord, paths: string[
         } catch {
           e = fs.mkdir(ino, name, 0o755, caller);
         }
-        if ((e.attr.mode & 0o170000) !== 0o040000) throw new UserError(`--dir ${p}: ${parts.slice(0, i + 1).join('/')} exists and is not a directory`);
+        if ((e.attr.mode & S_IFMT) !== S_IFDIR) throw new UserError(`--dir ${p}: ${parts.slice(0, i + 1).join('/')} exists and is not a directory`);
         if (i === parts.length - 1 && (e.attr.uid !== caller.uid || e.attr.gid !== caller.gid)) fs.setattr(e.ino, { uid: caller.uid, gid: caller.gid }, undefined, caller);
         ino = e.ino;
       }

@@ -9,7 +9,7 @@ import { tryLockInstance, unlockInstance } from '../../store/instance-lock.js';
 import { Overlay } from '../../overlay/overlay.js';
 import { InstanceFs } from '../../overlay/instance-fs.js';
 import { diffTrees, type Change } from '../../overlay/diff.js';
-import { ROOT_INO } from '../../fuse/ops.js';
+import { ROOT_INO } from '../../vfs/api.js';
 import { prepareUpperRoot } from '../../overlay/upper.js';
 import { UserError } from '../../util/errors.js';
 import { holdersOf } from '../../util/proc.js';
