@@ -8,6 +8,7 @@ import { imageCommand } from './image.js';
 import { instanceCommand, instanceVerbs } from './instance.js';
 import { stackpointCommand } from './stackpoint.js';
 import { stackCommands } from './stack.js';
+import { serveCommand } from './serve.js';
 
 const argv = hideBin(process.argv);
 const verbose = argv.includes('--verbose') || !!process.env.TARSTACK_DEBUG;
@@ -39,6 +40,7 @@ try {
     .command(instanceVerbs)
     .command(stackpointCommand)
     .command(stackCommands)
+    .command(serveCommand)
     .demandCommand(1, 'name a command (see --help)')
     .strict()
     .help()

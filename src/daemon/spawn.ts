@@ -1,19 +1,14 @@
-// Starting a mount daemon from the CLI: detached, its output in a log file, and this call returns
-// only when the daemon says the mount serves (or fails with the daemon's one-line reason).
+// Starting a daemon from the CLI (the store's mount server, tarstack-overlay's mount process):
+// detached, its output in a log file, and this call returns only when the daemon says it serves (or
+// fails with the daemon's one-line reason).
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { UserError } from '../util/errors.js';
-import type { DaemonArgs, Readiness } from './protocol.js';
+import type { Readiness } from './protocol.js';
 
-const DAEMON_MAIN = join(dirname(fileURLToPath(import.meta.url)), 'main.js');
 const READY_TIMEOUT_MS = 120_000;
-
-export function startDaemon(args: DaemonArgs): Promise<number> {
-  return startDetached(DAEMON_MAIN, [JSON.stringify(args)], args.log);
-}
 
 /**
  * Start `node main ...argv` detached, its output appended to `logPath`; resolve with its pid once it

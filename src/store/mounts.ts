@@ -1,13 +1,25 @@
 // Runtime records of live mounts (run/mounts/<id>.json): who serves which mount point. A record
-// from another boot, or of a daemon that is gone with its mount, is stale and is dropped on sight,
-// so after a reboot nothing counts as mounted and `mount` simply works again.
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+// from another boot, or of a process that is gone with its mount, is stale and is dropped on sight,
+// so after a reboot nothing counts as mounted and `mount` simply works again. The process serving
+// a mount (the store's server, or a `--foreground` mount's own process) is the only one writing its
+// record; the CLI removes records only of mounts whose server is gone. Records are runtime state:
+// replaced atomically (a reader never sees half of one) but not fsynced, since a reboot makes them
+// stale anyway and a server killed with -9 still leaves them complete.
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { field, META_VERSION, readMeta, writeMeta } from './meta.js';
+import { field, META_VERSION, readMeta } from './meta.js';
 import type { StorePaths } from './paths.js';
-import { bootId, pidAlive } from '../util/proc.js';
+import { bootId, pidAlive, pidStartTicks } from '../util/proc.js';
 import { mountAt } from '../util/mounts.js';
+
+/** How a mount was made, so `mount --all` can make it again after its server died. */
+export interface MountOptions {
+  backend: string;
+  allowOther: boolean;
+  owners?: 'stored' | 'mapped';
+  tmp?: boolean;
+}
 
 export interface MountRecord {
   version: number;
@@ -17,11 +29,17 @@ export interface MountRecord {
   target: string;
   name: string;
   mountpoint: string;
+  /** The serving process: the store's server, or a `--foreground` mount's own process. */
   pid: number;
+  /** When `pid` started (clock ticks after boot): a pid reused after a crash is not the server. */
+  pidStart?: number;
   bootId: string;
   backend: string;
   started: string;
   log: string;
+  /** Served by the store's mount server (one process for many mounts), not a process of its own. */
+  server?: boolean;
+  options?: MountOptions;
   /** Lazily unmounted: still serving the users inside, but no longer at its mount point. */
   detached?: boolean;
 }
@@ -36,26 +54,39 @@ export class Mounts {
   }
 
   save(r: Omit<MountRecord, 'version' | 'bootId'>): MountRecord {
-    mkdirSync(this.paths.mounts, { recursive: true });
+    mkdirSync(this.paths.mounts, { recursive: true, mode: 0o700 });
     const full: MountRecord = { version: META_VERSION, bootId: bootId(), ...r };
-    writeMeta(join(this.paths.mounts, `${r.id}.json`), full);
+    const path = this.path(r.id);
+    const tmp = `${path}.tmp-${process.pid}`;
+    writeFileSync(tmp, JSON.stringify(full, null, 2) + '\n', { mode: 0o644 });
+    renameSync(tmp, path);
     return full;
   }
 
   drop(id: string): void {
-    rmSync(join(this.paths.mounts, `${id}.json`), { force: true });
+    rmSync(this.path(id), { force: true });
   }
 
-  /** serving: daemon alive and mounted; dead: mounted but the daemon is gone (kill -9); gone: neither. */
+  private path(id: string): string {
+    return join(this.paths.mounts, `${id}.json`);
+  }
+
+  /** Whether the process serving `r` still runs (the same process: its start time matches too). */
+  serverAlive(r: MountRecord): boolean {
+    if (r.bootId !== bootId() || !pidAlive(r.pid)) return false;
+    return r.pidStart === undefined || pidStartTicks(r.pid) === r.pidStart;
+  }
+
+  /** serving: server alive and mounted; dead: mounted but the server is gone (kill -9); gone: neither. */
   state(r: MountRecord): MountState {
-    if (r.detached) return r.bootId === bootId() && pidAlive(r.pid) ? 'serving' : 'gone';
+    const alive = this.serverAlive(r);
+    if (r.detached) return alive ? 'serving' : 'gone';
     const mounted = r.bootId === bootId() && mountAt(r.mountpoint) !== undefined;
-    const alive = r.bootId === bootId() && pidAlive(r.pid);
     if (mounted) return alive ? 'serving' : 'dead';
     return alive ? 'serving' : 'gone';
   }
 
-  /** Live records; stale ones (another boot, or daemon and mount both gone) are removed. */
+  /** Live records; stale ones (another boot, or server and mount both gone) are removed. */
   list(): Array<MountRecord & { state: MountState }> {
     if (!existsSync(this.paths.mounts)) return [];
     const out: Array<MountRecord & { state: MountState }> = [];
@@ -76,12 +107,14 @@ export class Mounts {
     return this.list().find((r) => r.mountpoint === mountpoint && !r.detached);
   }
 
-  /** After a lazy unmount: the record stays (its daemon serves on) but no longer owns the mount point. */
+  /**
+   * After a lazy unmount of a `--foreground` mount: the record stays (its process serves on) but no
+   * longer owns the mount point. (The server marks its own mounts.)
+   */
   markDetached(id: string): void {
-    const path = join(this.paths.mounts, `${id}.json`);
-    if (!existsSync(path)) return; // the daemon already left
+    const path = this.path(id);
+    if (!existsSync(path)) return; // the process already left
     const r = readMeta<MountRecord>(path, 'mount record', () => undefined);
-    const detached: MountRecord = { ...r, detached: true };
-    writeMeta(path, detached);
+    this.save({ ...r, detached: true });
   }
 }

@@ -23,6 +23,19 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
+/**
+ * When a process started (clock ticks after boot, field 22 of /proc/PID/stat), or undefined when it is
+ * gone: with the pid it names one process for good, so a pid reused after a crash is told apart.
+ */
+export function pidStartTicks(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  } catch {
+    return undefined;
+  }
+}
+
 export interface Holder {
   pid: number;
   command: string;

@@ -1,14 +1,15 @@
-// Mounting and unmounting: `image mount`, `umount`, `status`. A mount point is checked before a
-// daemon starts; a busy mount is never pulled from under its users (they are named, or --lazy
-// detaches); a mount whose daemon was killed is reported dead and cleared by `umount`.
+// Mounting and unmounting: `image mount`, `umount`, `status`. A mount point is checked before the
+// store's server is asked to mount (one request; the server is started on first use); a busy mount
+// is never pulled from under its users (they are named, or --lazy detaches); a mount whose server
+// was killed is reported dead, cleared by `umount`, and brought back by `mount --all`.
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { Context } from '../context.js';
 import { printJson, printTable } from '../output.js';
-import { startDaemon } from '../../daemon/spawn.js';
 import type { BackendName, DaemonArgs } from '../../daemon/protocol.js';
+import { askServer } from '../../server/client.js';
 import { mountAt, type MountInfo } from '../../util/mounts.js';
 import { holdersOf, pidAlive } from '../../util/proc.js';
 import { UserError } from '../../util/errors.js';
@@ -33,19 +34,52 @@ export async function imageMount(ctx: Context, a: { image: string; dir: string }
 }
 
 export async function instanceMount(ctx: Context, a: { instance?: string; dir?: string; all?: boolean } & MountFlags): Promise<void> {
-  if (a.all) {
-    const mounted = new Set(ctx.mounts.list().map((m) => m.target));
-    for (const r of ctx.instances.list()) {
-      if (!mounted.has(r.id)) await mountTarget(ctx, 'instance', r.id, checkMountpoint(ctx, ctx.instances.defaultMountpoint(r), false), a);
-    }
-    return;
-  }
+  if (a.all) return mountAll(ctx, a);
   if (!a.instance) throw new UserError('mount needs an instance name (or --all)');
   const r = ctx.instances.get(a.instance);
   const live = ctx.mounts.list().find((m) => m.kind === 'instance' && m.target === r.id);
-  if (live) throw new UserError(`instance "${r.name}" is already mounted at ${live.mountpoint}${live.state === 'dead' ? ' (its daemon died: run `tarstack umount` first)' : ''}`);
+  if (live) throw new UserError(`instance "${r.name}" is already mounted at ${live.mountpoint}${live.state === 'dead' ? ' (its server died: run `tarstack umount` first, or `tarstack mount --all`)' : ''}`);
   if (backendOf(a) === 'fuse-native') throw new UserError('the fuse-native backend serves read-only images only: it passes atime where mtime belongs, so writes would corrupt times');
   await mountTarget(ctx, 'instance', r.id, checkMountpoint(ctx, a.dir ?? ctx.instances.defaultMountpoint(r), !!a.nonempty), a);
+}
+
+/**
+ * `mount --all`: every dead mount (its server was killed) made again where and as it was, then every
+ * instance not mounted at its default mount point. One failure does not stop the others.
+ */
+async function mountAll(ctx: Context, a: MountFlags): Promise<void> {
+  const failed: string[] = [];
+  for (const rec of ctx.mounts.list().filter((m) => m.state === 'dead')) {
+    try {
+      await clearDead(rec);
+      ctx.mounts.drop(rec.id);
+      const o = rec.options;
+      const flags: MountFlags = { backend: (o?.backend ?? rec.backend) as BackendName, allowOther: o?.allowOther, owners: o?.owners, tmp: o?.tmp };
+      await mountTarget(ctx, rec.kind, rec.target, checkMountpoint(ctx, rec.mountpoint, true), flags);
+    } catch (err) {
+      failed.push(`${rec.mountpoint} (${rec.name}): ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  const mounted = new Set(ctx.mounts.list().map((m) => m.target));
+  for (const r of ctx.instances.list()) {
+    if (mounted.has(r.id)) continue;
+    try {
+      await mountTarget(ctx, 'instance', r.id, checkMountpoint(ctx, ctx.instances.defaultMountpoint(r), false), a);
+    } catch (err) {
+      failed.push(`${r.name}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  if (failed.length) throw new UserError(`could not mount ${failed.join('; ')}`);
+}
+
+/** A dead mount point is unmounted; its users (who get ENOTCONN there) cannot keep it, so it is detached if busy. */
+async function clearDead(rec: MountRecord): Promise<void> {
+  if (!mountAt(rec.mountpoint)) return;
+  try {
+    await run('fusermount', ['-u', rec.mountpoint]);
+  } catch {
+    await run('fusermount', ['-u', '-z', rec.mountpoint]);
+  }
 }
 
 /** --backend, else $TARSTACK_BACKEND, else tarstack's own libfuse3 binding. */
@@ -75,7 +109,12 @@ export async function mountTarget(ctx: Context, kind: DaemonArgs['kind'], target
     await serve(args, () => process.stdout.write(mountpoint + '\n'));
     process.exit(0); // a FUSE binding may keep handles alive after its session ended
   }
-  await startDaemon(args);
+  await askServer(ctx.paths, { op: 'mount', args }, {
+    start: true,
+    beforeRetry: () => {
+      if (mountAt(mountpoint)) throw new UserError(`the tarstack server ended while mounting at ${mountpoint}: see \`tarstack status\``);
+    },
+  });
   process.stdout.write(mountpoint + '\n');
 }
 
@@ -152,16 +191,32 @@ export async function unmountOne(ctx: Context, mountpoint: string, a: { lazy?: b
     }
   }
   if (rec && m && a.lazy && !a.force) {
-    // Detached: the daemon serves the users still inside and exits when the kernel ends the session.
-    ctx.mounts.markDetached(rec.id); // a new mount may take the mount point meanwhile
+    // Detached: its server serves the users still inside until the kernel ends the session; a new
+    // mount may take the mount point meanwhile.
+    if (!rec.server) ctx.mounts.markDetached(rec.id);
+    else if (ctx.mounts.serverAlive(rec)) await askServer(ctx.paths, { op: 'detach', id: rec.id }, { start: false });
     process.stdout.write(`detached ${mountpoint} (released when its last user leaves)\n`);
     return;
   }
   if (rec) {
-    await waitForExit(rec);
+    await letGo(ctx, rec);
     ctx.mounts.drop(rec.id);
   }
   process.stdout.write(`unmounted ${mountpoint}\n`);
+}
+
+/**
+ * The mount is gone: wait until whoever served it has let go (lock, --tmp upper, record), so the
+ * instance can be used again as soon as `umount` returns. The server is asked; a `--foreground`
+ * mount's own process is told by SIGTERM (it would notice by itself, but later) and waited for.
+ */
+async function letGo(ctx: Context, rec: MountRecord): Promise<void> {
+  if (!ctx.mounts.serverAlive(rec)) return;
+  if (rec.server) {
+    await askServer(ctx.paths, { op: 'release', id: rec.id }, { start: false, timeoutMs: 30_000 });
+    return;
+  }
+  await waitForExit(rec);
 }
 
 /** Abort a hung FUSE connection (fusectl), so the unmount cannot block on the daemon. */
@@ -176,7 +231,7 @@ function abortConnection(m: MountInfo): void {
   }
 }
 
-/** The mount is gone: tell the daemon (it would notice by itself, but later), then make sure it ends. */
+/** A `--foreground` mount's process: SIGTERM, then make sure it ends. */
 async function waitForExit(rec: MountRecord): Promise<void> {
   const until = async (ms: number): Promise<boolean> => {
     const deadline = Date.now() + ms;
@@ -205,6 +260,6 @@ export function status(ctx: Context, a: { instance?: string } = {}): void {
   }
   printTable(
     ['MOUNTPOINT', 'KIND', 'NAME', 'PID', 'STATE'],
-    all.map((m) => [m.mountpoint, m.kind, m.name, String(m.pid), m.detached ? 'detached (until its last user leaves)' : m.state === 'dead' ? 'dead (daemon gone: run `tarstack umount`)' : m.state]),
+    all.map((m) => [m.mountpoint, m.kind, m.name, String(m.pid), m.detached ? 'detached (until its last user leaves)' : m.state === 'dead' ? 'dead (server gone: `tarstack umount` clears it, `tarstack mount --all` mounts it again)' : m.state]),
   );
 }

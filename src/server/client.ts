@@ -1,0 +1,110 @@
+// The CLI's side of the mount server: find it (server.json names its socket; without one, the
+// default socket, where systemd may listen for it), start it when asked and nobody serves, send one
+// request and read one reply. Every failure is one line: a dead server's stale socket is replaced,
+// an unreachable or silent one is named with its pid and log.
+import { connect } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startDetached } from '../daemon/spawn.js';
+import type { StorePaths } from '../store/paths.js';
+import { withLock } from '../store/lock.js';
+import { UserError } from '../util/errors.js';
+import { pidAlive } from '../util/proc.js';
+import { reachablePath, secureRunDir, ServerFiles } from './files.js';
+import { PROTOCOL_VERSION, type Reply, type Request, type ServerInfo } from './protocol.js';
+
+const SERVER_MAIN = join(dirname(fileURLToPath(import.meta.url)), 'main.js');
+/** A mount may copy a --tmp upper or wait for the kernel's INIT: generous, but never forever. */
+const REPLY_TIMEOUT_MS = 120_000;
+
+/** Nobody listens (no socket, or a dead server's), or the server went away before it answered. */
+type Outcome = { reply: Reply } | { absent: true } | { gone: true };
+
+function send(socket: string, req: Request, timeoutMs: number, who: string): Promise<Outcome> {
+  const at = reachablePath(socket);
+  return new Promise<Outcome>((resolve, reject) => {
+    let text = '';
+    let answered = false;
+    const c = connect(at.path);
+    const timer = setTimeout(() => {
+      c.destroy();
+      reject(new UserError(`${who} did not answer within ${timeoutMs / 1000} s`));
+    }, timeoutMs);
+    const finish = (o: Outcome | Error): void => {
+      clearTimeout(timer);
+      at.close();
+      c.destroy();
+      if (o instanceof Error) reject(o);
+      else resolve(o);
+    };
+    c.setEncoding('utf8');
+    c.on('connect', () => c.end(JSON.stringify({ v: PROTOCOL_VERSION, ...req }) + '\n'));
+    c.on('data', (d: string) => {
+      text += d;
+      const nl = text.indexOf('\n');
+      if (nl < 0 || answered) return;
+      answered = true;
+      try {
+        finish({ reply: JSON.parse(text.slice(0, nl)) as Reply });
+      } catch {
+        finish(new UserError(`${who} answered nonsense: ${JSON.stringify(text.slice(0, 80))}`));
+      }
+    });
+    c.on('error', (err: NodeJS.ErrnoException) => {
+      if (answered) return;
+      if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') return finish({ absent: true });
+      if (err.code === 'ECONNRESET' || err.code === 'EPIPE') return finish({ gone: true });
+      if (err.code === 'EACCES') return finish(new UserError(`cannot reach ${who}: permission denied on ${socket} (the store belongs to another user)`));
+      finish(new UserError(`cannot reach ${who} at ${socket}: ${err.code ?? err.message}`));
+    });
+    c.on('close', () => {
+      if (!answered) finish({ gone: true });
+    });
+  });
+}
+
+function describe(files: ServerFiles, info: ServerInfo | undefined): string {
+  return info ? `the tarstack server (pid ${info.pid}, log ${info.log})` : `the tarstack server of store ${files.paths.root}`;
+}
+
+export interface AskOptions {
+  /** Start a server when none serves the store (else: undefined is the answer). */
+  start: boolean;
+  timeoutMs?: number;
+  /** Before a request is sent again because its server went away mid-way: throw to give up instead. */
+  beforeRetry?(): void;
+}
+
+/**
+ * Send `req` to the store's server and return its reply (an error reply becomes a UserError). With
+ * `start`, a server is started when none serves; without, undefined means none does.
+ */
+export async function askServer(paths: StorePaths, req: Request, opts: AskOptions): Promise<Extract<Reply, { ok: true }> | undefined> {
+  const files = new ServerFiles(paths);
+  for (let attempt = 0; ; attempt++) {
+    const info = files.readInfo();
+    const who = describe(files, info);
+    const out = await send(info?.socket ?? files.socket, req, opts.timeoutMs ?? REPLY_TIMEOUT_MS, who);
+    if ('reply' in out) {
+      if (out.reply.ok) return out.reply;
+      if (!out.reply.retry) throw new UserError(out.reply.error);
+    } else if ('gone' in out && info && pidAlive(info.pid) && files.readInfo()?.pid === info.pid) {
+      throw new UserError(`${who} closed the connection without answering (see its log)`);
+    }
+    // Nobody serves, or the server was ending (it said so, or died mid-way): a new one is asked.
+    if (!opts.start) return undefined;
+    if (attempt >= 2) throw new UserError(`${who} could not be reached after starting it`);
+    if (!('absent' in out)) opts.beforeRetry?.();
+    await startServer(files);
+  }
+}
+
+/** Start a detached server unless one just started; CLIs starting at once take turns. */
+async function startServer(files: ServerFiles): Promise<void> {
+  secureRunDir(files.paths);
+  await withLock(files.startLock, async () => {
+    const info = files.readInfo();
+    if (info && pidAlive(info.pid)) return; // started by another CLI meanwhile
+    await startDetached(SERVER_MAIN, ['--store', files.paths.root], files.log, '/');
+  });
+}

@@ -1,0 +1,80 @@
+// Where a store's server lives, all in the store's run dir, which only the store's owner may enter
+// (Node cannot read SO_PEERCRED, so the directory is what keeps other users off the socket):
+// server.sock, server.json (who serves, and at which socket), server.lock (held by the live server:
+// one per store), server-start.lock (CLIs starting a server take turns), logs/server.log.
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, constants } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import type { StorePaths } from '../store/paths.js';
+import { UserError } from '../util/errors.js';
+import type { ServerInfo } from './protocol.js';
+
+/** Longest socket path connect(2) and bind(2) take (sun_path is 108 bytes with its NUL). */
+const SUN_PATH_MAX = 107;
+
+export class ServerFiles {
+  constructor(readonly paths: StorePaths) {}
+
+  get socket(): string {
+    return join(this.paths.run, 'server.sock');
+  }
+  get infoFile(): string {
+    return join(this.paths.run, 'server.json');
+  }
+  get lock(): string {
+    return join(this.paths.run, 'server.lock');
+  }
+  get startLock(): string {
+    return join(this.paths.run, 'server-start.lock');
+  }
+  get log(): string {
+    return join(this.paths.logs, 'server.log');
+  }
+
+  /** Who serves the store, as it said when it started listening; undefined when nobody said so. */
+  readInfo(): ServerInfo | undefined {
+    let text: string;
+    try {
+      text = readFileSync(this.infoFile, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+      if (code === 'EACCES') throw new UserError(`cannot reach the tarstack server of store ${this.paths.root}: permission denied (the store belongs to another user)`);
+      throw new UserError(`cannot read ${this.infoFile}: ${code ?? String(err)}`);
+    }
+    try {
+      const info = JSON.parse(text) as ServerInfo;
+      return typeof info.pid === 'number' && typeof info.socket === 'string' ? info : undefined;
+    } catch {
+      return undefined; // damaged: as good as absent (a new server rewrites it)
+    }
+  }
+
+  writeInfo(info: ServerInfo): void {
+    const tmp = `${this.infoFile}.tmp-${process.pid}`;
+    writeFileSync(tmp, JSON.stringify(info) + '\n', { mode: 0o600 });
+    renameSync(tmp, this.infoFile);
+  }
+
+  dropInfo(): void {
+    rmSync(this.infoFile, { force: true });
+  }
+}
+
+/** The run dir exists, belongs to us and only we may enter it. */
+export function secureRunDir(paths: StorePaths): void {
+  mkdirSync(paths.logs, { recursive: true, mode: 0o700 });
+  const st = statSync(paths.run);
+  const uid = process.getuid?.() ?? 0;
+  if (st.uid !== uid) throw new UserError(`the store's run directory ${paths.run} belongs to uid ${st.uid}, not to you (uid ${uid}): use your own store`);
+  if ((st.mode & 0o077) !== 0) chmodSync(paths.run, 0o700);
+}
+
+/**
+ * A path connect(2) and bind(2) accept for `socket`: itself, or when too long for sun_path, the
+ * same file reached through /proc/self/fd of its open directory (kept open until `close`).
+ */
+export function reachablePath(socket: string): { path: string; close(): void } {
+  if (Buffer.byteLength(socket) <= SUN_PATH_MAX) return { path: socket, close: () => undefined };
+  const fd = openSync(dirname(socket), constants.O_RDONLY | constants.O_DIRECTORY);
+  return { path: `/proc/self/fd/${fd}/${basename(socket)}`, close: () => closeSync(fd) };
+}
