@@ -2,6 +2,7 @@
 // default socket, where systemd may listen for it), start it when asked and nobody serves, send one
 // request and read one reply. Every failure is one line: a dead server's stale socket is replaced,
 // an unreachable or silent one is named with its pid and log.
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,30 +21,45 @@ const REPLY_TIMEOUT_MS = 120_000;
 /** Nobody listens (no socket, or a dead server's), or the server went away before it answered. */
 type Outcome = { reply: Reply } | { absent: true } | { gone: true };
 
-function send(socket: string, req: Request, timeoutMs: number, who: string): Promise<Outcome> {
+/** A process stopped by a signal (state T or t in /proc/PID/stat). */
+function stopped(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return /^[Tt]$/.test(stat.charAt(stat.lastIndexOf(')') + 2));
+  } catch {
+    return false;
+  }
+}
+
+function send(socket: string, req: Request, timeoutMs: number, who: string, pid: number | undefined): Promise<Outcome> {
   const at = reachablePath(socket);
   return new Promise<Outcome>((resolve, reject) => {
     let text = '';
     let answered = false;
     const c = connect(at.path);
-    const timer = setTimeout(() => {
-      c.destroy();
-      reject(new UserError(`${who} did not answer within ${timeoutMs / 1000} s`));
-    }, timeoutMs);
+    const timer = setTimeout(() => finish(new UserError(`${who} did not answer within ${timeoutMs / 1000} s`)), timeoutMs);
+    // A stopped server would make us wait out the whole timeout: say so at once.
+    const watch = setInterval(() => {
+      if (pid !== undefined && stopped(pid)) finish(new UserError(`${who} is stopped (by a signal): \`kill -CONT ${pid}\` resumes it`));
+    }, 500);
     const finish = (o: Outcome | Error): void => {
+      if (answered) return;
+      answered = true;
       clearTimeout(timer);
+      clearInterval(watch);
       at.close();
       c.destroy();
       if (o instanceof Error) reject(o);
       else resolve(o);
     };
     c.setEncoding('utf8');
-    c.on('connect', () => c.end(JSON.stringify({ v: PROTOCOL_VERSION, ...req }) + '\n'));
+    // The write side stays open until the answer: the server takes an end-of-file before it started
+    // on a request for the client having given up, and drops the request.
+    c.on('connect', () => c.write(JSON.stringify({ v: PROTOCOL_VERSION, ...req }) + '\n'));
     c.on('data', (d: string) => {
       text += d;
       const nl = text.indexOf('\n');
       if (nl < 0 || answered) return;
-      answered = true;
       try {
         finish({ reply: JSON.parse(text.slice(0, nl)) as Reply });
       } catch {
@@ -51,15 +67,12 @@ function send(socket: string, req: Request, timeoutMs: number, who: string): Pro
       }
     });
     c.on('error', (err: NodeJS.ErrnoException) => {
-      if (answered) return;
       if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') return finish({ absent: true });
       if (err.code === 'ECONNRESET' || err.code === 'EPIPE') return finish({ gone: true });
       if (err.code === 'EACCES') return finish(new UserError(`cannot reach ${who}: permission denied on ${socket} (the store belongs to another user)`));
       finish(new UserError(`cannot reach ${who} at ${socket}: ${err.code ?? err.message}`));
     });
-    c.on('close', () => {
-      if (!answered) finish({ gone: true });
-    });
+    c.on('close', () => finish({ gone: true }));
   });
 }
 
@@ -84,7 +97,7 @@ export async function askServer(paths: StorePaths, req: Request, opts: AskOption
   for (let attempt = 0; ; attempt++) {
     const info = files.readInfo();
     const who = describe(files, info);
-    const out = await send(info?.socket ?? files.socket, req, opts.timeoutMs ?? REPLY_TIMEOUT_MS, who);
+    const out = await send(info?.socket ?? files.socket, req, opts.timeoutMs ?? REPLY_TIMEOUT_MS, who, info?.pid);
     if ('reply' in out) {
       if (out.reply.ok) return out.reply;
       if (!out.reply.retry) throw new UserError(out.reply.error);

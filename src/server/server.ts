@@ -52,7 +52,7 @@ export class MountServer {
 
   /** Listen, say so in server.json; resolves once requests are accepted. */
   async listen(): Promise<void> {
-    const server = createServer({ allowHalfOpen: true }, (c) => this.accept(c));
+    const server = createServer((c) => this.accept(c));
     this.listener = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -74,6 +74,7 @@ export class MountServer {
   private accept(c: Socket): void {
     this.connections.add(c);
     let text = '';
+    let gone = false;
     c.setEncoding('utf8');
     const answer = (r: Reply): void => {
       if (!c.destroyed) c.end(JSON.stringify(r) + '\n');
@@ -91,13 +92,20 @@ export class MountServer {
         return answer({ ok: false, error: 'the request is not JSON' });
       }
       if (req.v !== PROTOCOL_VERSION) return answer({ ok: false, error: `the tarstack server (pid ${process.pid}) speaks protocol ${PROTOCOL_VERSION}, this tarstack ${String(req.v)}: it is from another version; \`tarstack serve --stop\` ends it once its mounts are unmounted` });
-      this.handle(req).then(answer, (err: unknown) => {
-        console.error(`tarstack server: ${req.op}: ${(err as Error)?.stack ?? String(err)}`);
-        answer({ ok: false, error: err instanceof UserError ? err.message : `the server failed: ${(err as Error)?.message ?? String(err)}` });
+      // A client that gave up before we got to its request (end-of-file already queued behind it:
+      // we were stopped, or busy) is not answered, and its request not carried out.
+      setImmediate(() => {
+        if (gone) return console.error(`tarstack server: ${req.op} request dropped: its client left before it was served`);
+        this.handle(req).then(answer, (err: unknown) => {
+          console.error(`tarstack server: ${req.op}: ${(err as Error)?.stack ?? String(err)}`);
+          answer({ ok: false, error: err instanceof UserError ? err.message : `the server failed: ${(err as Error)?.message ?? String(err)}` });
+        });
       });
     });
-    c.on('error', () => undefined); // a client that went away gets no answer; nothing else changes
+    c.on('end', () => (gone = true));
+    c.on('error', () => (gone = true)); // a client that went away gets no answer; nothing else changes
     c.on('close', () => {
+      gone = true;
       this.connections.delete(c);
       this.armIdle();
     });

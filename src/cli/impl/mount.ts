@@ -213,7 +213,11 @@ export async function unmountOne(ctx: Context, mountpoint: string, a: { lazy?: b
 async function letGo(ctx: Context, rec: MountRecord): Promise<void> {
   if (!ctx.mounts.serverAlive(rec)) return;
   if (rec.server) {
-    await askServer(ctx.paths, { op: 'release', id: rec.id }, { start: false, timeoutMs: 30_000 });
+    try {
+      await askServer(ctx.paths, { op: 'release', id: rec.id }, { start: false, timeoutMs: 30_000 });
+    } catch (err) {
+      throw new UserError(`${rec.mountpoint} is unmounted, but its server did not let go of it: ${(err as Error).message}`);
+    }
     return;
   }
   await waitForExit(rec);
