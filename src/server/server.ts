@@ -19,6 +19,8 @@ import { SharedLayers } from './shared-layers.js';
 const MAX_REQUEST = 1 << 20;
 /** After saying it leaves, the server still accepts for this long, answering "ask a new server". */
 const LEAVING_MS = 50;
+/** A connection that has not sent its request line by then is closed (it would keep the server from idling out). */
+const REQUEST_WAIT_MS = 30_000;
 
 export interface ServerOptions {
   /** Leave this long after the last mount is gone; null: stay until stopped. */
@@ -76,6 +78,7 @@ export class MountServer {
     let text = '';
     let gone = false;
     c.setEncoding('utf8');
+    c.setTimeout(REQUEST_WAIT_MS, () => c.destroy());
     const answer = (r: Reply): void => {
       if (!c.destroyed) c.end(JSON.stringify(r) + '\n');
     };
@@ -85,6 +88,7 @@ export class MountServer {
       if (text.length > MAX_REQUEST) return answer({ ok: false, error: 'request too long' });
       const nl = text.indexOf('\n');
       if (nl < 0) return;
+      c.setTimeout(0);
       let req: Request & { v?: number };
       try {
         req = JSON.parse(text.slice(0, nl)) as Request & { v?: number };
