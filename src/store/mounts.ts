@@ -12,6 +12,7 @@ import { field, META_VERSION, readMeta } from './meta.js';
 import type { StorePaths } from './paths.js';
 import { bootId, pidAlive, pidStartTicks } from '../util/proc.js';
 import { mountAt } from '../util/mounts.js';
+import { UserError } from '../util/errors.js';
 
 /** How a mount was made, so `mount --all` can make it again after its server died. */
 export interface MountOptions {
@@ -88,9 +89,17 @@ export class Mounts {
 
   /** Live records; stale ones (another boot, or server and mount both gone) are removed. */
   list(): Array<MountRecord & { state: MountState }> {
-    if (!existsSync(this.paths.mounts)) return [];
+    let names: string[];
+    try {
+      names = readdirSync(this.paths.mounts);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return [];
+      // Never "nothing mounted" for a store we may not look into (another user's).
+      throw new UserError(`cannot read the mount records of store ${this.paths.root}: ${code === 'EACCES' ? 'permission denied (the store belongs to another user)' : code}`);
+    }
     const out: Array<MountRecord & { state: MountState }> = [];
-    for (const f of readdirSync(this.paths.mounts)) {
+    for (const f of names) {
       if (!f.endsWith('.json')) continue;
       const r = readMeta<MountRecord>(join(this.paths.mounts, f), 'mount record', (o) => {
         field.str(o, 'mountpoint');
