@@ -3,6 +3,7 @@
 // throwaway copy of its upper for --tmp), mount it, record the mount; when the session ends
 // (whoever unmounted it), release everything and drop the record. The serving process never
 // touches its own mount point: it learns about the mount from the kernel's session end only.
+import { execFile } from 'node:child_process';
 import { Images, type ImageRecord } from '../store/images.js';
 import { Instances } from '../store/instances.js';
 import { Mounts, type MountRecord } from '../store/mounts.js';
@@ -93,9 +94,11 @@ export interface LiveMount {
   readonly record: MountRecord;
   /** Settles once the session has ended and everything is released (record dropped, lock, --tmp upper). */
   readonly ended: Promise<void>;
-  /** Unmount (fusermount3 -u); a busy mount rejects, unless `lazy` detaches it. */
+  /** Unmount (fusermount3 -u); a busy mount rejects, unless `lazy` detaches it. Settles once the session ended. */
   close(opts?: { lazy?: boolean }): Promise<void>;
-  /** Lazily unmounted: the record says so, and the mount point may be mounted again. */
+  /** Unmount lazily and mark the record detached; resolves at once, while the session serves its users on. */
+  detach(): Promise<void>;
+  /** Lazily unmounted (by the CLI): the record says so, and the mount point may be mounted again. */
   markDetached(): void;
 }
 
@@ -139,6 +142,11 @@ export async function openMount(args: DaemonArgs, host: MountHost = OWN_PROCESS)
   }
   let detached = false;
   let over = false;
+  const markDetached = (): void => {
+    if (detached || over) return;
+    detached = true;
+    record = mounts.save({ ...record, detached: true });
+  };
   const ended = mounted.unmounted.then(async () => {
     over = true;
     mounts.drop(args.mountId);
@@ -150,11 +158,16 @@ export async function openMount(args: DaemonArgs, host: MountHost = OWN_PROCESS)
     },
     ended,
     close: (o) => mounted.close(o),
-    markDetached() {
-      if (detached || over) return;
-      detached = true;
-      record = mounts.save({ ...record, detached: true });
+    async detach() {
+      // The backend's own lazy close settles only when the session ends (its last user left).
+      if (over) return;
+      const failed = await new Promise<string | undefined>((resolve) =>
+        execFile('fusermount3', ['-u', '-z', '--', args.mountpoint], (err, _out, stderr) => resolve(err ? stderr.trim() || err.message : undefined)),
+      );
+      if (failed !== undefined && !over) throw new Error(`fusermount3 -u -z ${args.mountpoint}: ${failed}`);
+      markDetached();
     },
+    markDetached,
   };
 }
 

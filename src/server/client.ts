@@ -32,7 +32,14 @@ function stopped(pid: number): boolean {
 }
 
 function send(socket: string, req: Request, timeoutMs: number, who: string, pid: number | undefined): Promise<Outcome> {
-  const at = reachablePath(socket);
+  let at: ReturnType<typeof reachablePath>;
+  try {
+    at = reachablePath(socket);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return Promise.resolve({ absent: true }); // no run directory yet: no server ever
+    return Promise.reject(new UserError(`cannot reach ${who} at ${socket}: ${code === 'EACCES' ? 'permission denied (the store belongs to another user)' : code}`));
+  }
   return new Promise<Outcome>((resolve, reject) => {
     let text = '';
     let answered = false;

@@ -19,6 +19,8 @@ import { SharedLayers } from './shared-layers.js';
 const MAX_REQUEST = 1 << 20;
 /** After saying it leaves, the server still accepts for this long, answering "ask a new server". */
 const LEAVING_MS = 50;
+/** A new server waits at least this long for its first request (the CLI that started it is connecting). */
+const FIRST_REQUEST_MS = 10_000;
 /** A connection that has not sent its request line by then is closed (it would keep the server from idling out). */
 const REQUEST_WAIT_MS = 30_000;
 
@@ -41,6 +43,7 @@ export class MountServer {
   private idle: NodeJS.Timeout | undefined;
   private leaving = false;
   private stopping = false;
+  private asked = false;
   private markDone!: () => void;
   /** Settles when the server has nothing left to serve and may exit. */
   readonly done = new Promise<void>((resolve) => (this.markDone = resolve));
@@ -74,6 +77,7 @@ export class MountServer {
   }
 
   private accept(c: Socket): void {
+    this.asked = true;
     this.connections.add(c);
     let text = '';
     let gone = false;
@@ -206,9 +210,12 @@ export class MountServer {
     clearTimeout(this.idle);
     if (this.opts.graceMs === null || this.leaving || this.stopping) return;
     if (this.live.size > 0 || this.pending > 0 || this.connections.size > 0) return;
-    this.idle = setTimeout(() => {
-      if (this.live.size === 0 && this.pending === 0 && this.connections.size === 0) this.leave();
-    }, this.opts.graceMs);
+    this.idle = setTimeout(
+      () => {
+        if (this.live.size === 0 && this.pending === 0 && this.connections.size === 0) this.leave();
+      },
+      this.asked ? this.opts.graceMs : Math.max(this.opts.graceMs, FIRST_REQUEST_MS),
+    );
     this.idle.unref();
   }
 
@@ -225,8 +232,7 @@ export class MountServer {
           await m.close();
         } catch {
           try {
-            await m.close({ lazy: true });
-            m.markDetached();
+            await m.detach();
           } catch (err) {
             console.error(`tarstack server: cannot unmount ${m.record.mountpoint}: ${String(err)}`);
           }
