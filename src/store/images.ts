@@ -81,9 +81,16 @@ export class Images {
   }
 
   byId(id: string): ImageRecord {
-    const r = this.list().find((x) => x.id === id);
+    const r = this.read(id);
     if (!r) throw new UserError(`the store refers to image id ${id}, which is missing from ${this.paths.images}`);
     return r;
+  }
+
+  /** One record read, or undefined when there is none (the server looks images up by id on every mount: never the whole list). */
+  private read(id: string): ImageRecord | undefined {
+    const file = join(this.paths.image(id), IMAGE_META);
+    if (!/^[0-9a-f]{1,64}$/.test(id) || !existsSync(file)) return undefined;
+    return readMeta<ImageRecord>(file, 'image', checkImage);
   }
 
   /** An image that may be instantiated or stacked on: it exists and is not being edited. */
@@ -95,12 +102,16 @@ export class Images {
 
   /** The image and its ancestors, top first. */
   stack(top: ImageRecord): ImageRecord[] {
-    const all = new Map(this.list().map((r) => [r.id, r]));
+    const parentOf = (r: ImageRecord): ImageRecord | undefined => {
+      if (!r.parent) return undefined;
+      const parent = this.read(r.parent);
+      if (!parent) throw new UserError(`image "${r.name}" has a missing parent (id ${r.parent})`);
+      return parent;
+    };
     const out: ImageRecord[] = [];
-    for (let r: ImageRecord | undefined = top; r; r = r.parent ? all.get(r.parent) : undefined) {
+    for (let r: ImageRecord | undefined = top; r; r = parentOf(r)) {
       if (out.some((x) => x.id === r!.id)) throw new UserError(`image "${top.name}" has a cycle in its parents`);
       out.push(r);
-      if (r.parent && !all.has(r.parent)) throw new UserError(`image "${r.name}" has a missing parent (id ${r.parent})`);
     }
     return out;
   }

@@ -23,6 +23,12 @@ export interface InstanceRecord {
 
 const META = 'instance.json';
 
+function checkInstance(o: Record<string, unknown>): void {
+  field.str(o, 'id');
+  field.str(o, 'name');
+  field.str(o, 'image');
+}
+
 export class Instances {
   constructor(private readonly paths: StorePaths) {}
 
@@ -56,13 +62,7 @@ export class Instances {
     const out: InstanceRecord[] = [];
     for (const id of readdirSync(this.dir)) {
       if (id.startsWith('.')) continue;
-      out.push(
-        readMeta<InstanceRecord>(join(this.home(id), META), 'instance', (o) => {
-          field.str(o, 'id');
-          field.str(o, 'name');
-          field.str(o, 'image');
-        }),
-      );
+      out.push(readMeta<InstanceRecord>(join(this.home(id), META), 'instance', checkInstance));
     }
     return out.sort((a, b) => a.name.localeCompare(b.name));
   }
@@ -77,10 +77,11 @@ export class Instances {
     return r;
   }
 
+  /** One record read (the server looks instances up by id on every mount: never the whole list). */
   byId(id: string): InstanceRecord {
-    const r = this.list().find((x) => x.id === id);
-    if (!r) throw new UserError(`the store refers to instance id ${id}, which is missing`);
-    return r;
+    const file = join(this.home(id), META);
+    if (!/^[0-9a-f]{1,64}$/.test(id) || !existsSync(file)) throw new UserError(`the store refers to instance id ${id}, which is missing`);
+    return readMeta<InstanceRecord>(file, 'instance', checkInstance);
   }
 
   /** Make the directories and record (call under the store lock); `prepareUpper` fills upper/. */
