@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import type { Attr } from '../vfs/api.js';
 import { emptyAttr, majorOf, minorOf, splitNs } from '../util/attr.js';
 import { CHUNK, LazyMap } from './lazy.js';
-import { type LowerStack } from './lower-stack.js';
+import type { LowerStack, Parts } from './lower-stack.js';
 import type { WNode } from './node.js';
 import { UpperStore, X_LAZY, X_NLINK, isInternalXattr } from './upper.js';
 import { b } from '../util/latin1.js';
@@ -120,18 +120,17 @@ export class CopyUp {
   }
 
   private build(node: WNode, a: Attr, tmp: string, data: DataMode): void {
-    const [k, lowerNode] = node.lower!;
+    const lower = node.lower!;
     let lazy: LazyMap | null = null;
     const type = a.mode & S_IFMT;
     if (type === S_IFREG) {
       const fd = fs.openSync(b(tmp), fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_RDWR, 0o600);
       try {
-        // A lazy copy finds its lower again at the next mount by inode number, which a layer that
-        // numbers nodes as it meets them (nodeOfInode: a directory layer) cannot promise.
-        const mustBeWhole = this.wholeFiles || this.stack.layers[k].nodeOfInode !== undefined;
+        // A lazy copy finds its lower again at the next mount by inode number.
+        const mustBeWhole = this.wholeFiles || !this.stack.locatableByIno(lower);
         const whole = data === 'full' || (data === 'lazy' && a.size <= EAGER_MAX) || (data !== 'none' && mustBeWhole);
         if (whole) {
-          this.copyBytes(k, lowerNode, fd, 0, a.size);
+          this.copyBytes(lower, fd, 0, a.size);
           if (a.size > 0) fs.fdatasyncSync(fd); // the bytes are on disk before the rename shows them
         } else {
           fs.ftruncateSync(fd, data === 'none' ? 0 : a.size);
@@ -145,7 +144,7 @@ export class CopyUp {
         fs.closeSync(fd);
       }
     } else if (type === S_IFLNK) {
-      fs.symlinkSync(b(this.stack.layers[k].readlink(lowerNode)), b(tmp));
+      fs.symlinkSync(b(this.stack.readlink(lower)), b(tmp));
       this.finish(tmp, node, a, -1);
     } else {
       this.store.makeNode(tmp, a.mode, majorOf(a.rdev), minorOf(a.rdev));
@@ -171,23 +170,21 @@ export class CopyUp {
     const target = fd >= 0 ? fd : tmp;
     const type = a.mode & S_IFMT;
     this.store.own(tmp, { uid: a.uid, gid: a.gid, mode: a.mode, rdev: a.rdev });
-    const [k, n] = node.lower!;
-    const L = this.stack.layers[k];
-    for (const name of L.xattrNames(n)) {
+    for (const name of this.stack.xattrNames(node.lower!)) {
       if (isInternalXattr(name)) continue;
-      this.store.setXattr(target, name, L.getxattr(n, name)!, 0); // what the host refuses is kept (kept.ts)
+      this.store.setXattr(target, name, this.stack.getxattr(node.lower!, name)!, 0); // what the host refuses is kept (kept.ts)
     }
     this.store.setIno(target, node.ino, this.store.kept.refusedDevice(a.mode, a.rdev) ? S_IFREG : type); // a stand-in is a file
     this.store.sys.utimens(target, a.atimeSec, a.atimeNsec, a.mtimeSec, a.mtimeNsec);
   }
 
   /** Copy lower bytes [pos, pos+len) of a file into `fd` at the same offsets. */
-  copyBytes(k: number, lowerNode: number, fd: number, pos: number, len: number): void {
+  copyBytes(lower: Parts, fd: number, pos: number, len: number): void {
     const buf = Buffer.allocUnsafe(Math.min(len, CHUNK) || 1);
     for (let at = pos; at < pos + len; ) {
       if (at === PAUSE_AT) pauseForever(at);
       const n = Math.min(buf.length, pos + len - at, at < PAUSE_AT ? PAUSE_AT - at : Infinity);
-      const off = this.stack.layers[k].readInto(lowerNode, at, buf, 0, n);
+      const off = this.stack.readInto(lower, at, buf, 0, n);
       let w = 0;
       while (w < off) w += fs.writeSync(fd, buf, w, off - w, at + w);
       at += off;
@@ -199,10 +196,9 @@ export class CopyUp {
   fill(node: WNode, fd: number, chunks: number[]): void {
     const lazy = node.lazy!;
     if (chunks.length === 0) return;
-    const [k, lowerNode] = node.lower!;
     for (const c of chunks) {
       const pos = c * CHUNK;
-      this.copyBytes(k, lowerNode, fd, pos, Math.min(CHUNK, lazy.limit - pos));
+      this.copyBytes(node.lower!, fd, pos, Math.min(CHUNK, lazy.limit - pos));
     }
     this.markPresent(node, fd, chunks);
   }

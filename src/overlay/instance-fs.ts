@@ -221,7 +221,7 @@ export class InstanceFs implements WritableFileSystem {
 
   private lowerNlink(parts: Parts): number {
     const a = emptyAttr();
-    this.stack.layers[parts[0]].fillAttr(parts[1], a);
+    this.stack.fillAttr(parts, a);
     return a.nlink;
   }
 
@@ -325,7 +325,7 @@ export class InstanceFs implements WritableFileSystem {
   readlink(ino: number): string {
     const n = this.node(ino);
     if (n.type !== S_IFLNK) throw fsError('EINVAL');
-    if (!n.upper) return this.stack.layers[n.lower![0]].readlink(n.lower![1]);
+    if (!n.upper) return this.stack.readlink(n.lower!);
     return (fs.readlinkSync(b(this.copy.abs(n)), { encoding: 'buffer' }) as Buffer).toString('latin1');
   }
 
@@ -397,9 +397,9 @@ export class InstanceFs implements WritableFileSystem {
   private newHandle(node: WNode, fd: number, flags: number): OpenReply {
     const fh = this.nextFh++;
     let held: [number, number] | undefined;
-    if (!node.upper && node.lower && this.stack.layers[node.lower[0]].openFile) {
+    if (!node.upper && node.lower && this.stack.readsByHandle(node.lower)) {
       held = [node.lower[0], node.lower[1]];
-      this.stack.layers[held[0]].openFile!(held[1]);
+      this.stack.openFile(held);
     }
     this.handles.set(fh, { node, fd, flags, held });
     node.opens++;
@@ -416,7 +416,7 @@ export class InstanceFs implements WritableFileSystem {
   read(_ino: number, fh: number, pos: number, len: number): ReadReply | Promise<ReadReply> {
     const h = this.handle(fh);
     const node = h.node;
-    if (!node.upper) return this.stack.layers[node.lower![0]].read(node.lower![1], pos, len);
+    if (!node.upper) return this.stack.read(node.lower!, pos, len);
     if (h.fd < 0) h.fd = this.openUpper(node, O_RDONLY); // copied up since it was opened
     const size = Number(fs.fstatSync(h.fd).size);
     const end = Math.min(size, pos + len);
@@ -426,7 +426,7 @@ export class InstanceFs implements WritableFileSystem {
     for (const r of runs) {
       const at = r.pos - pos;
       if (r.lower) {
-        const n = this.stack.layers[node.lower![0]].readInto(node.lower![1], r.pos, out, at, r.len);
+        const n = this.stack.readInto(node.lower!, r.pos, out, at, r.len);
         if (n < r.len) out.fill(0, at + n, at + r.len);
       } else {
         let done = 0;
@@ -446,7 +446,7 @@ export class InstanceFs implements WritableFileSystem {
     if (!h) return;
     this.handles.delete(fh);
     if (h.fd >= 0) fs.closeSync(h.fd);
-    if (h.held) this.stack.layers[h.held[0]].closeFile?.(h.held[1]);
+    if (h.held) this.stack.closeFile(h.held);
     const node = h.node;
     node.opens--;
     if (node.anyFd === h.fd) node.anyFd = -1;
@@ -473,7 +473,7 @@ export class InstanceFs implements WritableFileSystem {
       const kept = this.store.kept.getX(abs, this.realKind(n, abs), name);
       v = kept !== undefined ? kept : this.store.getX(abs, name);
     } else {
-      v = this.stack.layers[n.lower![0]].getxattr(n.lower![1], name) ?? null;
+      v = this.stack.getxattr(n.lower!, name) ?? null;
     }
     if (v === null) throw fsError('ENODATA');
     return v;
@@ -481,7 +481,7 @@ export class InstanceFs implements WritableFileSystem {
 
   listxattr(ino: number): string[] {
     const n = this.node(ino);
-    if (!n.upper) return this.stack.layers[n.lower![0]].xattrNames(n.lower![1]).filter((x) => !isInternalXattr(x));
+    if (!n.upper) return this.stack.xattrNames(n.lower!).filter((x) => !isInternalXattr(x));
     const abs = this.copy.abs(n);
     const real = this.store.sys.listxattr(abs);
     const kept = this.store.kept.listX(this.realKind(n, abs), real);
@@ -653,10 +653,7 @@ export class InstanceFs implements WritableFileSystem {
   removexattr(ino: number, name: string): void {
     if (isInternalXattr(name)) throw fsError('ENODATA');
     const node = this.node(ino);
-    if (!node.upper) {
-      const [k, n] = node.lower!;
-      if (this.stack.layers[k].getxattr(n, name) === undefined) throw fsError('ENODATA');
-    }
+    if (!node.upper && this.stack.getxattr(node.lower!, name) === undefined) throw fsError('ENODATA');
     const abs = this.copy.abs(this.materialize(node));
     if (!this.store.kept.removeX(abs, name)) this.store.sys.removexattr(abs, name);
   }
