@@ -13,8 +13,8 @@ import { ROOT_INO } from '../vfs/api.js';
 import { fsError } from '../util/errors.js';
 import { emptyAttr, majorOf, minorOf, splitNs } from '../util/attr.js';
 import { RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, UTIME_NOW, UTIME_OMIT } from '../native/sys.js';
-import { CopyUp, type DataMode } from './copyup.js';
-import { fileData, SpaceLimit } from './space.js';
+import { CopyUp } from './copyup.js';
+import { dataSpace, type DataSpace } from './space.js';
 import { LowerStack, type Parts } from './lower-stack.js';
 import { MergedListing, type UpperEntry } from './merged-listing.js';
 import { WNode } from './node.js';
@@ -89,10 +89,8 @@ export class InstanceFs implements WritableFileSystem {
   private nextFh = 1;
   private readonly root: WNode;
   private readonly format: UpperFormat;
-  /** The size limit and its running count, when the instance has one. */
-  private readonly space: SpaceLimit | null;
-  /** How a change that needs no data copies a lower file up. */
-  private readonly lazyData: DataMode;
+  /** The size limit and its running count (a no-limit object when the instance has none). */
+  private readonly space: DataSpace;
 
   /** The daemon's umask is 0: objects it makes get exactly the mode asked for. */
   private readonly umaskZero: boolean;
@@ -106,8 +104,7 @@ export class InstanceFs implements WritableFileSystem {
     this.store = new UpperStore(upperDir, workDir, opts.offline, this.format, opts.keepRefused ?? (this.format.privateMetadata && process.getuid?.() !== 0));
     this.store.whFiles ||= !!opts.whiteoutFiles;
     this.copy = new CopyUp(this.store, this.stack, !!opts.wholeFiles);
-    this.space = opts.sizeLimit ? new SpaceLimit(opts.sizeLimit, [upperDir, `${workDir}/index`]) : null;
-    this.lazyData = this.space ? 'meta' : 'lazy';
+    this.space = dataSpace(opts.sizeLimit, this.store, [upperDir, `${workDir}/index`]);
     const rootAbs = this.store.abs('');
     this.root = new WNode(ROOT_INO, S_IFDIR, null, '', this.store.isOpaque(rootAbs) ? null : this.stack.rootParts, true);
     this.root.nlookup = 1;
@@ -379,7 +376,7 @@ export class InstanceFs implements WritableFileSystem {
     const node = this.node(ino);
     if (node.type === S_IFDIR) throw fsError('EISDIR');
     const writing = (flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0;
-    if (writing && !node.upper) this.copy.file(node, flags & O_TRUNC ? 'none' : this.lazyData);
+    if (writing && !node.upper) this.copy.file(node, flags & O_TRUNC ? 'none' : this.space.copyOnChange);
     let fd = -1;
     if (node.upper) fd = this.openUpper(node, flags);
     return this.newHandle(node, fd, flags);
@@ -455,13 +452,8 @@ export class InstanceFs implements WritableFileSystem {
 
   statfs(): Statfs {
     const s = fs.statfsSync(b(this.store.abs('')));
-    if (this.space) {
-      // A limited instance shows its limit as the size and what is left of it as free.
-      const l = this.space.statfs(s.bsize);
-      const free = Math.min(l.bfree, s.bavail);
-      return { bsize: s.bsize, frsize: s.bsize, blocks: l.blocks, bfree: free, bavail: free, files: s.files, ffree: s.ffree, favail: s.ffree, namemax: NAME_MAX };
-    }
-    return { bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, favail: s.ffree, namemax: NAME_MAX };
+    const { blocks, bfree, bavail } = this.space.shown(s); // a limited instance: its limit and what is left of it
+    return { bsize: s.bsize, frsize: s.bsize, blocks, bfree, bavail, files: s.files, ffree: s.ffree, favail: s.ffree, namemax: NAME_MAX };
   }
 
   getxattr(ino: number, name: string): Buffer {
@@ -501,7 +493,7 @@ export class InstanceFs implements WritableFileSystem {
     if (h.fd < 0) throw fsError('EBADF');
     const node = h.node;
     const append = (h.flags & O_APPEND) !== 0;
-    const before = this.space ? this.reserveWrite(node, h.fd, append, pos, data.length) : 0;
+    const before = this.space.reserveWrite(h.fd, node.lazy, append, pos, data.length);
     // Chunks the write covers only in part get their lower bytes first; the ones it covers whole
     // are marked present only once its bytes are in (a crash in between shows the old chunk).
     const covered = node.lazy && !append ? this.prepareLazyWrite(node, h.fd, pos, pos + data.length) : [];
@@ -511,28 +503,11 @@ export class InstanceFs implements WritableFileSystem {
     } catch (err) {
       if (done === 0 || covered.length) throw err; // ENOSPC half-way: report what was written, unless a chunk is half new
     } finally {
-      if (this.space) this.space.charge(SpaceLimit.allocated(h.fd) - before);
+      this.space.settle(h.fd, before);
     }
     if (covered.length && node.lazy) this.copy.markPresent(node, h.fd, covered);
     return done;
   }
-  /** A size-limited write: ENOSPC before anything is written unless its worst case fits; the bytes allocated before it. */
-  private reserveWrite(node: WNode, fd: number, append: boolean, pos: number, len: number): number {
-    const st = fs.fstatSync(fd);
-    const at = append ? st.size : pos;
-    const allocated = st.blocks * 512;
-    const lazyChunks = node.lazy && !append ? node.lazy.missing(at, at + len).length : 0;
-    this.space!.reserve(SpaceLimit.writeCost(st.size, allocated, at, at + len) + lazyChunks * CHUNK);
-    return allocated;
-  }
-
-  /** Space an upper file held goes back to the limit when its last name goes (and nothing has it open). */
-  private releaseSpace(abs: string, node: WNode | undefined): void {
-    if (!this.space || (node && node.opens > 0)) return;
-    const st = this.store.lstat(abs);
-    if (st && st.isFile() && st.nlink === 1n) this.space.charge(-fileData(b(abs), st));
-  }
-
   /** Fill the chunks [pos, end) touches in part; returns the ones it covers whole, still to be marked. */
   private prepareLazyWrite(node: WNode, fd: number, pos: number, end: number): number[] {
     const lazy = node.lazy!;
@@ -566,11 +541,11 @@ export class InstanceFs implements WritableFileSystem {
   fallocate(_ino: number, fh: number, mode: number, pos: number, len: number): void {
     const h = this.handle(fh);
     if (h.fd < 0) throw fsError('EBADF');
-    const before = this.space ? SpaceLimit.allocated(h.fd) : 0;
-    if (this.space) this.space.reserve(len + (h.node.lazy ? h.node.lazy.missing(pos, pos + len).length * CHUNK : 0));
+    const before = this.space.allocated(h.fd);
+    this.space.reserve(len + (h.node.lazy ? h.node.lazy.missing(pos, pos + len).length * CHUNK : 0));
     if (h.node.lazy) this.copy.fill(h.node, h.fd, h.node.lazy.missing(pos, pos + len));
     this.store.sys.fallocate(h.fd, mode, pos, len);
-    if (this.space) this.space.charge(SpaceLimit.allocated(h.fd) - before);
+    this.space.settle(h.fd, before);
   }
 
   // ---- WritableFileSystem: metadata ---------------------------------------------------------
@@ -579,7 +554,7 @@ export class InstanceFs implements WritableFileSystem {
     const node = this.node(ino);
     if (!node.upper) {
       if (node.type === S_IFDIR) this.copy.dir(node);
-      else this.copy.file(node, set.size === 0 ? 'none' : this.lazyData);
+      else this.copy.file(node, set.size === 0 ? 'none' : this.space.copyOnChange);
     }
     const h = fh !== undefined ? this.handles.get(fh) : undefined;
     const fd = h && h.fd >= 0 ? h.fd : node.unlinked ? node.anyFd : -1;
@@ -623,14 +598,14 @@ export class InstanceFs implements WritableFileSystem {
   private truncate(node: WNode, fd: number, abs: string, size: number): void {
     if (node.type === S_IFDIR) throw fsError('EISDIR');
     const own = fd < 0 ? fs.openSync(b(abs), 'r+') : fd;
-    const before = this.space ? SpaceLimit.allocated(own) : 0;
+    const before = this.space.allocated(own);
     try {
       // Bytes past the new size never come from the lower again; the chunk it cuts keeps its head.
       // The file shrinks before the map's limit does: a crash in between leaves a file shorter than
       // its limit, which loading clamps (LazyMap.clamp).
       const shrinkLazy = node.lazy !== null && size < node.lazy.limit;
       if (shrinkLazy && size % CHUNK !== 0) {
-        if (this.space) this.space.reserve(CHUNK); // the cut chunk keeps its head
+        this.space.reserve(CHUNK); // the cut chunk keeps its head
         this.copy.fill(node, own, node.lazy!.missing(size, size + 1));
       }
       fs.ftruncateSync(own, size);
@@ -638,7 +613,7 @@ export class InstanceFs implements WritableFileSystem {
         node.lazy.limit = size;
         this.copy.saveLazy(node, own);
       }
-      if (this.space) this.space.charge(SpaceLimit.allocated(own) - before);
+      this.space.settle(own, before);
     } finally {
       if (own !== fd) fs.closeSync(own);
     }
@@ -662,7 +637,7 @@ export class InstanceFs implements WritableFileSystem {
   private materialize(node: WNode): WNode {
     if (!node.upper) {
       if (node.type === S_IFDIR) this.copy.dir(node);
-      else this.copy.file(node, this.lazyData);
+      else this.copy.file(node, this.space.copyOnChange);
     }
     return node;
   }
@@ -774,7 +749,7 @@ export class InstanceFs implements WritableFileSystem {
     const node = this.nodeFor(dir, name, f);
     if (node.type === S_IFDIR) throw fsError('EISDIR');
     const lowerLinks = !node.upper && node.type === S_IFREG && this.format.privateMetadata ? this.copy.lowerAttr(node).nlink : 1;
-    if (lowerLinks > 1) this.copy.file(node, this.lazyData); // the set's link count must live somewhere
+    if (lowerLinks > 1) this.copy.file(node, this.space.copyOnChange); // the set's link count must live somewhere
     this.removeName(dir, name, node, f.upper ? f.abs : undefined);
   }
 
@@ -783,7 +758,7 @@ export class InstanceFs implements WritableFileSystem {
     this.copy.dir(dir);
     const abs = upperAbs ?? this.childAbs(dir, name);
     const present = upperAbs !== undefined || this.store.lstat(abs) !== undefined;
-    if (present) this.releaseSpace(abs, node);
+    if (present && node.opens === 0) this.space.release(abs);
     if (this.lowerHas(dir, name)) {
       if (present) this.store.whiteoutOver(abs, false);
       else this.store.whiteoutAt(abs);
@@ -852,7 +827,7 @@ export class InstanceFs implements WritableFileSystem {
     if (src.type === S_IFDIR) this.settleDir(src, srcAbs, to, newName);
     const leaveWhiteout = this.lowerHas(dir, name);
     const there = this.store.lstat(dstAbs);
-    if (there && src.type !== S_IFDIR) this.releaseSpace(dstAbs, dst);
+    if (there && src.type !== S_IFDIR && !(dst && dst.opens > 0)) this.space.release(dstAbs);
     if (there && src.type === S_IFDIR) {
       // Over a whiteout or an emptied directory: swap, then deal with what landed at the old name.
       this.store.sys.rename2(srcAbs, dstAbs, RENAME_EXCHANGE);
