@@ -118,6 +118,8 @@ export class UpperStore {
     removeTree(b(absPath));
   }
 
+  // ---- metadata: the xattrs overlayfs and tarstack write, and the user's xattrs -------------
+
   getX(absPath: string, name: string): Buffer | null {
     return this.sys.getxattr(absPath, name);
   }
@@ -125,6 +127,8 @@ export class UpperStore {
   setX(target: string | number, name: string, value: string | Buffer): void {
     this.sys.setxattr(target, name, typeof value === 'string' ? b(value) : value, 0);
   }
+
+  private readonly canTrust = process.getuid?.() === 0;
 
   /**
    * A standard upper may come from kernel overlayfs, fuse-overlayfs or tarstack, so both namespaces
@@ -172,19 +176,6 @@ export class UpperStore {
     else this.kept.setIno(target, ino);
   }
 
-  /**
-   * Give a freshly built object its owner and mode: for real as root, else kept (kept.ts). A fresh
-   * symlink, fifo or socket first sheds what an old object of the same upper inode number kept.
-   */
-  own(path: string, want: KeptStat, made?: { uid: number; gid: number }): void {
-    this.kept.fresh(path);
-    if (this.kept.active) return this.kept.setStat(path, want);
-    // Made by this process with exactly the wanted owner and mode (umask 0, no set-id bits): done.
-    if (made && made.uid === want.uid && made.gid === want.gid && (want.mode & 0o6000) === 0) return;
-    fs.lchownSync(b(path), want.uid, want.gid);
-    if ((want.mode & S_IFMT) !== S_IFLNK) fs.chmodSync(b(path), want.mode & 0o7777); // after chown, which clears set-id bits
-  }
-
   /** An xattr's value, real or kept (kept.ts); null when unset. `type`: the object's, which spares files and directories an lstat. */
   getXattr(absPath: string, type: number, name: string): Buffer | null {
     const kept = this.kept.getX(absPath, this.kindOf(absPath, type), name);
@@ -213,14 +204,6 @@ export class UpperStore {
     if (!this.kept.setX(target, name, value, flags)) this.sys.setxattr(target, name, value, flags);
   }
 
-  /** mknod, or where the host refuses the device to an ordinary user, an empty file standing in for it. */
-  makeNode(path: string, mode: number, major: number, minor: number): void {
-    if (this.kept.refusedDevice(mode, major || minor)) fs.closeSync(fs.openSync(b(path), 'wx', 0o600));
-    else this.sys.mknod(path, mode, major, minor);
-  }
-
-  private readonly canTrust = process.getuid?.() === 0;
-
   // ---- names: what the upper shows, and changes to its entries -------------------------------
 
   /**
@@ -235,6 +218,30 @@ export class UpperStore {
     const st = this.lstat(abs);
     if (st) return isWhiteout(st) ? HIDDEN : { upper: true, abs, st };
     return this.whiteouts.hasFile(abs) ? HIDDEN : undefined;
+  }
+
+  /** Names in an upper directory with their lstat, whiteouts marked; `.wh.` names mean whiteouts. */
+  list(dirAbs: string): Array<{ name: string; st: fs.BigIntStats | undefined; whiteout: boolean }> {
+    let names: Buffer[];
+    try {
+      names = fs.readdirSync(b(dirAbs), { encoding: 'buffer' });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const out: Array<{ name: string; st: fs.BigIntStats | undefined; whiteout: boolean }> = [];
+    for (const raw of names) {
+      const name = raw.toString('latin1');
+      const hidden = Whiteouts.decode(name);
+      if (hidden !== undefined) {
+        if (hidden !== null) out.push({ name: hidden, st: undefined, whiteout: true });
+        continue;
+      }
+      const st = this.lstat(`${dirAbs}/${name}`);
+      if (!st) continue; // removed meanwhile
+      out.push({ name, st, whiteout: isWhiteout(st) });
+    }
+    return out;
   }
 
   /** Put a freshly built entry `tmp` at `abs`, replacing a whiteout there if any. */
@@ -361,6 +368,25 @@ export class UpperStore {
     return fs.openSync(b(path), flags, mode & 0o7777);
   }
 
+  /** mknod, or where the host refuses the device to an ordinary user, an empty file standing in for it. */
+  makeNode(path: string, mode: number, major: number, minor: number): void {
+    if (this.kept.refusedDevice(mode, major || minor)) fs.closeSync(fs.openSync(b(path), 'wx', 0o600));
+    else this.sys.mknod(path, mode, major, minor);
+  }
+
+  /**
+   * Give a freshly built object its owner and mode: for real as root, else kept (kept.ts). A fresh
+   * symlink, fifo or socket first sheds what an old object of the same upper inode number kept.
+   */
+  own(path: string, want: KeptStat, made?: { uid: number; gid: number }): void {
+    this.kept.fresh(path);
+    if (this.kept.active) return this.kept.setStat(path, want);
+    // Made by this process with exactly the wanted owner and mode (umask 0, no set-id bits): done.
+    if (made && made.uid === want.uid && made.gid === want.gid && (want.mode & 0o6000) === 0) return;
+    fs.lchownSync(b(path), want.uid, want.gid);
+    if ((want.mode & S_IFMT) !== S_IFLNK) fs.chmodSync(b(path), want.mode & 0o7777); // after chown, which clears set-id bits
+  }
+
   /**
    * Give a new entry built at `tmp` for directory `dirAbs` its owner and mode: the maker's uid, and
    * its gid or a set-gid directory's (BSD group semantics); a directory made in a set-gid directory
@@ -411,29 +437,5 @@ export class UpperStore {
     const type = Number(st.mode) & S_IFMT;
     if (type !== S_IFREG || st.size !== 0n) return type;
     return (this.kept.stat(absPath, st)?.mode ?? type) & S_IFMT;
-  }
-
-  /** Names in an upper directory with their lstat, whiteouts marked; `.wh.` names mean whiteouts. */
-  list(dirAbs: string): Array<{ name: string; st: fs.BigIntStats | undefined; whiteout: boolean }> {
-    let names: Buffer[];
-    try {
-      names = fs.readdirSync(b(dirAbs), { encoding: 'buffer' });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw err;
-    }
-    const out: Array<{ name: string; st: fs.BigIntStats | undefined; whiteout: boolean }> = [];
-    for (const raw of names) {
-      const name = raw.toString('latin1');
-      const hidden = Whiteouts.decode(name);
-      if (hidden !== undefined) {
-        if (hidden !== null) out.push({ name: hidden, st: undefined, whiteout: true });
-        continue;
-      }
-      const st = this.lstat(`${dirAbs}/${name}`);
-      if (!st) continue; // removed meanwhile
-      out.push({ name, st, whiteout: isWhiteout(st) });
-    }
-    return out;
   }
 }
