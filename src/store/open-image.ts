@@ -6,9 +6,9 @@ import type { Layer } from '../layer/layer.js';
 import { DirLayer } from '../layer/dir-layer.js';
 import { readIndex, IndexFormatError } from '../tar/index-file.js';
 import type { IndexData } from '../tar/index-data.js';
-import { UserError } from '../util/errors.js';
+import { FsError, UserError } from '../util/errors.js';
 import type { ImageRecord, Images } from './images.js';
-import { openTarLayer, SAMPLE, TarCheckError, type OpenTarOptions } from './open-tar.js';
+import { closeCheckedTar, openCheckedTar, openTarLayer, SAMPLE, tarChunks, TarCheckError, type OpenTarOptions } from './open-tar.js';
 
 export function openStack(images: Images, stack: ImageRecord[]): Layer[] {
   const layers: Layer[] = [];
@@ -24,6 +24,19 @@ export function openStack(images: Images, stack: ImageRecord[]): Layer[] {
 export function openLayer(images: Images, r: ImageRecord, check: 'sample' | 'all'): Layer {
   if (r.layer.kind === 'dir') return openDirLayer(r);
   return forImage(r, () => openTarLayer(r.layer.tar, tarOptions(images, r, check)));
+}
+
+/** An image's tar as tar readers see it (decoded when compressed), checked as for serving, in chunks. */
+export async function* imageTarChunks(images: Images, r: ImageRecord): AsyncGenerator<Buffer> {
+  const t = forImage(r, () => openCheckedTar(r.layer.tar, tarOptions(images, r, 'sample')));
+  try {
+    yield* tarChunks(t);
+  } catch (err) {
+    if (err instanceof FsError) throw worded(r, new TarCheckError('stale', err.message.replace(`${r.layer.tar}: `, '')));
+    throw err instanceof TarCheckError ? worded(r, err) : err;
+  } finally {
+    closeCheckedTar(t);
+  }
 }
 
 function tarOptions(images: Images, r: ImageRecord, check: 'sample' | 'all'): OpenTarOptions {

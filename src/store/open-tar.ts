@@ -6,7 +6,7 @@
 // 'all' (`image verify`) checks every member, and for a compressed tar every decoded piece.
 import { closeSync, openSync } from 'node:fs';
 import { identityOf } from '../tar/indexer.js';
-import { FdReader, type ArchiveReader } from '../tar/reader.js';
+import { FdReader, readFully, type ArchiveReader } from '../tar/reader.js';
 import { memberChecksum } from '../tar/scan.js';
 import { sampleMismatch } from '../tar/seek-table.js';
 import { DecodedReader, SeekableArchive } from '../tar/seekable.js';
@@ -16,6 +16,7 @@ import { FsError } from '../util/errors.js';
 
 /** Members (and seek points) checked at open: enough to catch a rewritten tar, cheap at mount. */
 export const SAMPLE = 32;
+const CHUNK = 1 << 20;
 
 /**
  * Why a tar cannot be served: it cannot be opened ('open', detail: the errno name), it is not the
@@ -86,6 +87,27 @@ export function openCheckedTar(path: string, opts: OpenTarOptions): CheckedTar {
 export function openTarLayer(path: string, opts: OpenTarOptions): TarLayer {
   const t = openCheckedTar(path, opts);
   return tarLayer(t.path, t.data, t.fd, t.archive);
+}
+
+/** The tar's bytes as a tar reader sees them (decoded when compressed), in chunks of up to 1 MiB. */
+export async function* tarChunks(t: CheckedTar): AsyncGenerator<Buffer> {
+  const size = t.archive ? t.archive.size : t.data.source.size;
+  for (let pos = 0; pos < size; pos += CHUNK) {
+    const len = Math.min(CHUNK, size - pos);
+    let chunk: Buffer;
+    if (t.archive) chunk = await t.archive.read(pos, len);
+    else {
+      chunk = Buffer.allocUnsafe(len);
+      chunk = chunk.subarray(0, readFully(t.fd, chunk, len, pos));
+    }
+    if (chunk.length !== len) throw new TarCheckError('stale', `it ends at byte ${pos + chunk.length}`);
+    yield chunk;
+  }
+}
+
+export function closeCheckedTar(t: CheckedTar): void {
+  t.archive?.close();
+  closeSync(t.fd);
 }
 
 function checkIdentity(fd: number, was: TarIdentity): void {
