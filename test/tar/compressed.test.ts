@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync, truncateSync, statSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import { Overlay } from '../../src/overlay/overlay.js';
 import { InstanceFs } from '../../src/overlay/instance-fs.js';
 import { indexTarFile } from '../../src/tar/indexer.js';
@@ -165,6 +166,29 @@ for (const shape of ['gzip', 'zstd-multi', 'xz-blocks'] as const) {
     });
   }
 }
+
+test('gzip: damage that decodes into a bad tar header is named as damaged gzip data, not as a bad tar', (t) => {
+  // Stored (level 0) deflate blocks carry the tar as it is: a flipped byte inside a member's header
+  // leaves the deflate stream valid, so the scanner meets a bad header before the gzip trailer's
+  // crc32 is read. Which of the two the user hears must not depend on where the damage landed.
+  const dir = join(tmp.dir, 'bad-gzip-header');
+  mkdirSync(dir);
+  const tar = readFileSync(plainTar);
+  const gz = gzipSync(tar, { level: 0 });
+  const headers: number[] = [];
+  for (let h = 0; tar.toString('latin1', h + 257, h + 262) === 'ustar'; ) {
+    headers.push(h);
+    h += 512 + Math.ceil(parseInt(tar.toString('latin1', h + 124, h + 136), 8) / 512) * 512;
+  }
+  const at = headers[headers.length >> 1]; // a header in the middle of the archive
+  const inGz = gz.indexOf(tar.subarray(at, at + 512));
+  t.true(inGz > 0, 'the header is stored as it is');
+  gz[inGz + 100] ^= 0x01; // its mode field: the header's checksum no longer matches
+  const path = join(dir, 'x.tar.gz');
+  writeFileSync(path, gz);
+  const err = t.throws(() => indexTarFile(path, { seek: SEEK }), { instanceOf: TarFormatError });
+  t.regex(err!.message, /^gzip: .*incorrect data check/);
+});
 
 for (const shape of ['gzip', 'zstd', 'zstd-multi', 'xz-blocks'] as const) {
   test(`${shape}: an archive changed after indexing gives EIO, never wrong bytes`, async (t) => {
