@@ -67,10 +67,11 @@ async function open(args: DaemonArgs, paths: StorePaths, host: MountHost): Promi
     // An ordinary user sees the instance as after `tar -x` run as them (mapped owners, which the kernel
     // checks); --owners=stored shows the tar's owners and, like fakeroot, lets chown record any.
     const owners = args.owners ?? (process.getuid?.() === 0 ? 'stored' : 'mapped');
-    const fs = new InstanceFs(host.layers(images, images.stack(image)), tmp?.upper ?? instances.upper(inst), tmp?.work ?? instances.work(inst), { sizeLimit: inst.sizeLimit, owners });
+    const inner = new InstanceFs(host.layers(images, images.stack(image)), tmp?.upper ?? instances.upper(inst), tmp?.work ?? instances.work(inst), { sizeLimit: inst.sizeLimit, owners, fillsOffLoop: true });
+    const { servedInstance } = await import('./served-instance.js');
     const held = tmp;
     return {
-      fs,
+      fs: servedInstance(inner),
       name: inst.name,
       readOnly: false,
       checkPermissions: owners === 'mapped',

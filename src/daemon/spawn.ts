@@ -14,11 +14,11 @@ const READY_TIMEOUT_MS = 120_000;
  * Start `node main ...argv` detached, its output appended to `logPath`; resolve with its pid once it
  * reports ready on fd 3. `cwd`: where it runs (a daemon started from a directory would keep it busy).
  */
-export async function startDetached(main: string, argv: string[], logPath: string, cwd?: string): Promise<number> {
+export async function startDetached(main: string, argv: string[], logPath: string, cwd?: string, env?: NodeJS.ProcessEnv): Promise<number> {
   const args = { log: logPath };
   mkdirSync(dirname(args.log), { recursive: true });
   const log = openSync(args.log, 'a');
-  const child = spawn(process.execPath, [main, ...argv], { detached: true, stdio: ['ignore', log, log, 'pipe'], ...(cwd ? { cwd } : {}) });
+  const child = spawn(process.execPath, [main, ...argv], { detached: true, stdio: ['ignore', log, log, 'pipe'], ...(cwd ? { cwd } : {}), ...(env ? { env } : {}) });
   closeSync(log);
   const pipe = child.stdio[3] as Readable;
   let text = '';

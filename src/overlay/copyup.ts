@@ -15,6 +15,7 @@ import type { LinkSets } from './link-sets.js';
 import type { UpperStore } from './upper.js';
 import { X_LAZY, isInternalXattr } from './upper-format.js';
 import { S_IFLNK, S_IFMT, S_IFREG } from '../vfs/mode.js';
+import { fsError } from '../util/errors.js';
 
 /** Files up to this size are copied whole at once; bigger ones lazily. */
 export const EAGER_MAX = CHUNK;
@@ -190,12 +191,57 @@ export class CopyUp {
   }
 
   /**
+   * fill(), with the bytes read, written and synced off Node's thread, so the other mounts of the
+   * process are answered meanwhile. The caller keeps every other change of the node's data out until
+   * it settles (file-data.ts). A layer that reads through descriptors holds this file's open for the
+   * copy. The test hook's pause point is met by fill() instead.
+   */
+  async fillOffLoop(node: Inode, fd: number, chunks: number[]): Promise<void> {
+    const lazy = node.lazy!;
+    if (chunks.length === 0) return;
+    const lower = node.lower!;
+    const ranges = chunks.map((c) => [c * CHUNK, Math.min(CHUNK, lazy.limit - c * CHUNK)] as const);
+    if (PAUSE_AT >= 0 && ranges.some(([pos, len]) => PAUSE_AT >= pos && PAUSE_AT < pos + len)) return this.fill(node, fd, chunks);
+    const held = this.stack.readsByHandle(lower);
+    if (held) this.stack.openFile(lower);
+    try {
+      for (const [pos, len] of ranges) await this.copyBytesOffLoop(lower, fd, pos, len);
+    } finally {
+      if (held) this.stack.closeFile(lower);
+    }
+    await fdatasync(fd);
+    this.mark(node, fd, chunks);
+  }
+
+  /** markPresent() with the sync off Node's thread. */
+  async markPresentOffLoop(node: Inode, fd: number, chunks: number[]): Promise<void> {
+    await fdatasync(fd);
+    this.mark(node, fd, chunks);
+  }
+
+  /** copyBytes() through the layer's read (ranges of its files, or decoded bytes) and libuv's threads. */
+  private async copyBytesOffLoop(lower: Parts, fd: number, pos: number, len: number): Promise<void> {
+    const reply = await this.stack.read(lower, pos, len);
+    if (Buffer.isBuffer(reply)) return writeAll(fd, reply, pos);
+    let at = pos;
+    for (const r of reply) {
+      await writeAll(fd, r.fd < 0 ? Buffer.alloc(r.len) : await readAll(r.fd, r.len, r.pos), at);
+      at += r.len;
+    }
+  }
+
+  /**
    * Record chunks whose bytes are now in the upper file: synced first, so a crash never leaves a
    * chunk marked present over bytes that never reached the disk; on failure (ENOSPC) nothing is marked.
    */
   markPresent(node: Inode, fd: number, chunks: number[]): void {
-    const lazy = node.lazy!;
     fs.fdatasyncSync(fd);
+    this.mark(node, fd, chunks);
+  }
+
+  /** The chunks' bytes are synced: record them as present. */
+  private mark(node: Inode, fd: number, chunks: number[]): void {
+    const lazy = node.lazy!;
     const before = lazy.encode();
     for (const c of chunks) lazy.mark(c);
     try {
@@ -215,5 +261,24 @@ export class CopyUp {
     } else {
       this.store.setX(fd, X_LAZY, lazy.encode());
     }
+  }
+}
+
+const fdatasync = (fd: number): Promise<void> => new Promise((res, rej) => fs.fdatasync(fd, (err) => (err ? rej(err) : res())));
+
+/** `len` bytes of `fd` at `pos`, read on libuv's threads; a file shorter than that is EIO (it changed). */
+async function readAll(fd: number, len: number, pos: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(len);
+  for (let done = 0; done < len; ) {
+    const n = await new Promise<number>((res, rej) => fs.read(fd, buf, done, len - done, pos + done, (err, got) => (err ? rej(err) : res(got))));
+    if (n === 0) throw fsError('EIO', 'a lower file is shorter than its index says');
+    done += n;
+  }
+  return buf;
+}
+
+async function writeAll(fd: number, buf: Buffer, pos: number): Promise<void> {
+  for (let done = 0; done < buf.length; ) {
+    done += await new Promise<number>((res, rej) => fs.write(fd, buf, done, buf.length - done, pos + done, (err, n) => (err ? rej(err) : res(n))));
   }
 }

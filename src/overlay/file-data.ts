@@ -1,9 +1,12 @@
 // The bytes of a writable instance's files: read from the lower until copy-up, then from the upper
 // file, whose chunks a lazy copy-up has not filled yet still come from the lower (lazy.ts). Writes,
 // truncates and fallocate fill the chunks they touch in part first, and count against the size
-// limit (space.ts) before they change anything.
+// limit (space.ts) before they change anything. A write's fill (1 MiB copied and synced per chunk)
+// runs off Node's thread, so the other mounts one process serves are answered meanwhile; until it
+// settles, every later change of that file's data waits its turn (pending/track), and at most
+// FILLS_AT_ONCE fills of an instance run at once (a hung lower holds that many of libuv's threads).
 import * as fs from 'node:fs';
-import type { ReadReply } from '../vfs/api.js';
+import type { FdRange, ReadReply } from '../vfs/api.js';
 import { fsError } from '../util/errors.js';
 import { CHUNK } from './lazy.js';
 import type { CopyUp } from './copyup.js';
@@ -16,15 +19,53 @@ import type { UpperStore } from './upper.js';
 import { S_IFDIR } from '../vfs/mode.js';
 
 const { O_RDONLY, O_RDWR, O_TRUNC, O_CREAT, O_EXCL, O_NOCTTY, O_DIRECT, O_APPEND } = fs.constants;
+const FILLS_AT_ONCE = 2;
 
 export class FileData {
+  /** The last data change of each inode still in flight off Node's thread; later ones chain behind it. */
+  private readonly inFlight = new Map<Inode, Promise<unknown>>();
+  private fills = 0;
+  private readonly fillQueue: Array<() => void> = [];
+  /**
+   * Fills run off the loop when asked (InstanceOptions.fillsOffLoop), unless the instance has a size
+   * limit: it checks free space before a change and counts it after, which changes of other files
+   * in flight meanwhile would overshoot.
+   */
+  private readonly offLoop: boolean;
+
   constructor(
     private readonly store: UpperStore,
     private readonly stack: LowerStack,
     private readonly links: LinkSets,
     private readonly copy: CopyUp,
     private readonly space: DataSpace,
-  ) {}
+    fillsOffLoop: boolean,
+  ) {
+    this.offLoop = fillsOffLoop && space.copyOnChange === 'lazy';
+  }
+
+  /** Settles once the data change of `node` in flight (if any) has; undefined when none is. */
+  pending(node: Inode): Promise<void> | undefined {
+    const p = this.inFlight.get(node);
+    return p?.then(
+      () => undefined,
+      () => undefined,
+    );
+  }
+
+  /** `p` changes `node`'s data: the next change of it waits for `p`. */
+  track<T>(node: Inode, p: Promise<T>): Promise<T> {
+    this.inFlight.set(node, p);
+    const done = (): void => void (this.inFlight.get(node) === p && this.inFlight.delete(node));
+    p.then(done, done);
+    return p;
+  }
+
+  /** Settles once every change in flight has (the instance goes away); undefined when none is. */
+  settled(): Promise<void> | undefined {
+    if (this.inFlight.size === 0) return undefined;
+    return Promise.allSettled([...this.inFlight.values()]).then(() => this.settled());
+  }
 
   /** Open an inode's upper file (O_TRUNC of a lazy copy: nothing more comes from the lower). */
   openUpper(node: Inode, flags: number): number {
@@ -43,8 +84,9 @@ export class FileData {
     const size = Number(fs.fstatSync(h.fd).size);
     const end = Math.min(size, pos + len);
     if (end <= pos) return Buffer.alloc(0);
-    const out = Buffer.allocUnsafe(end - pos);
     const runs = node.lazy ? node.lazy.runs(pos, end) : [{ lower: false, pos, len: end - pos }];
+    if (this.offLoop) return this.readRanges(h.fd, node, runs);
+    const out = Buffer.allocUnsafe(end - pos);
     for (const r of runs) {
       const at = r.pos - pos;
       if (r.lower) {
@@ -63,11 +105,42 @@ export class FileData {
     return out;
   }
 
-  write(h: FileHandle, data: Buffer, pos: number): number {
+  /**
+   * read() of an upper file without touching its bytes on Node's thread: ranges of the upper file
+   * and of the lower one (which the backend reads on its own threads), or, when a lower layer
+   * answers in decoded bytes, the runs read on libuv's threads and joined.
+   */
+  private readRanges(fd: number, node: Inode, runs: Array<{ lower: boolean; pos: number; len: number }>): ReadReply | Promise<ReadReply> {
+    const parts = runs.map((r) => (r.lower ? this.stack.read(node.lower!, r.pos, r.len) : [{ fd, pos: r.pos, len: r.len }]));
+    if (parts.every((p) => Array.isArray(p))) {
+      const out: FdRange[] = [];
+      parts.forEach((p, i) => {
+        const got = (p as FdRange[]).reduce((n, x) => n + x.len, 0);
+        out.push(...(p as FdRange[]));
+        if (got < runs[i]!.len) out.push({ fd: -1, pos: 0, len: runs[i]!.len - got }); // the lower ends early: zeros, as read() gives
+      });
+      return out;
+    }
+    return Promise.all(parts.map(async (p, i) => {
+      const got = await p;
+      const buf = Buffer.isBuffer(got) ? got : Buffer.concat(await Promise.all(got.map((x) => (x.fd < 0 ? Buffer.alloc(x.len) : readRange(x)))));
+      return buf.length < runs[i]!.len ? Buffer.concat([buf, Buffer.alloc(runs[i]!.len - buf.length)]) : buf;
+    })).then((bufs) => Buffer.concat(bufs));
+  }
+
+  write(h: FileHandle, data: Buffer, pos: number): number | Promise<number> {
+    const waiting = this.pending(h.inode);
+    if (waiting) return this.track(h.inode, waiting.then(() => this.writeNow(h, data, pos)));
+    const r = this.writeNow(h, data, pos);
+    return typeof r === 'number' ? r : this.track(h.inode, r);
+  }
+
+  private writeNow(h: FileHandle, data: Buffer, pos: number): number | Promise<number> {
     if (h.fd < 0) throw fsError('EBADF');
     const node = h.inode;
     const append = (h.flags & O_APPEND) !== 0;
     const before = this.space.reserveWrite(h.fd, node.lazy, append, pos, data.length);
+    if (this.offLoop && node.lazy && !append && node.lazy.missing(pos, pos + data.length).length) return this.writeFilling(h, data, pos, before);
     // Chunks the write covers only in part get their lower bytes first; the ones it covers whole
     // are marked present only once its bytes are in (a crash in between shows the old chunk).
     const covered = node.lazy && !append ? this.prepareLazyWrite(node, h.fd, pos, pos + data.length) : [];
@@ -81,6 +154,39 @@ export class FileData {
     }
     if (covered.length && node.lazy) this.copy.markPresent(node, h.fd, covered);
     return done;
+  }
+
+  /** write() whose chunks need their lower bytes first: the same steps, the copying and syncing off the loop. */
+  private async writeFilling(h: FileHandle, data: Buffer, pos: number, before: number): Promise<number> {
+    const node = h.inode;
+    const lazy = node.lazy!;
+    const end = pos + data.length;
+    const touched = lazy.missing(pos, end);
+    const whole = (c: number): boolean => pos <= c * CHUNK && end >= Math.min((c + 1) * CHUNK, lazy.limit);
+    await this.oneOfFills(() => this.copy.fillOffLoop(node, h.fd, touched.filter((c) => !whole(c))));
+    const covered = touched.filter(whole);
+    let done = 0;
+    try {
+      while (done < data.length) done += fs.writeSync(h.fd, data, done, data.length - done, pos + done);
+    } catch (err) {
+      if (done === 0 || covered.length) throw err; // as in write()
+    } finally {
+      this.space.settle(h.fd, before);
+    }
+    if (covered.length && node.lazy) await this.copy.markPresentOffLoop(node, h.fd, covered);
+    return done;
+  }
+
+  /** Run `fill` once fewer than FILLS_AT_ONCE of this instance's fills are running. */
+  private async oneOfFills(fill: () => Promise<void>): Promise<void> {
+    if (this.fills >= FILLS_AT_ONCE) await new Promise<void>((res) => this.fillQueue.push(res));
+    this.fills++;
+    try {
+      await fill();
+    } finally {
+      this.fills--;
+      this.fillQueue.shift()?.();
+    }
   }
 
   /** Fill the chunks [pos, end) touches in part; returns the ones it covers whole, still to be marked. */
@@ -133,4 +239,10 @@ export class FileData {
     this.store.sys.fallocate(h.fd, mode, pos, len);
     this.space.settle(h.fd, before);
   }
+}
+
+/** The bytes of one range, read on libuv's threads (short at the file's end). */
+function readRange(r: FdRange): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(r.len);
+  return new Promise((res, rej) => fs.read(r.fd, buf, 0, r.len, r.pos, (err, n) => (err ? rej(err) : res(buf.subarray(0, n)))));
 }

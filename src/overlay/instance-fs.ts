@@ -49,6 +49,11 @@ export interface InstanceOptions {
    * by the mounting user, as after `tar -x` run by that user. Default 'stored'.
    */
   owners?: 'stored' | 'mapped';
+  /**
+   * A write's lazy fills copy and sync off Node's thread (a server serving other mounts meanwhile);
+   * write() may then return a promise, and other changes of that file must wait (dataPending).
+   */
+  fillsOffLoop?: boolean;
 }
 
 export class InstanceFs implements WritableFileSystem {
@@ -78,7 +83,7 @@ export class InstanceFs implements WritableFileSystem {
     this.links = new LinkSets(this.store);
     this.copy = new CopyUp(this.store, this.stack, this.links, !!opts.wholeFiles);
     this.space = dataSpace(opts.sizeLimit, this.store, [upperDir, `${workDir}/index`]);
-    this.data = new FileData(this.store, this.stack, this.links, this.copy, this.space);
+    this.data = new FileData(this.store, this.stack, this.links, this.copy, this.space, !!opts.fillsOffLoop);
     this.inodes = new InodeTable(this.stack, this.store, this.links, !!opts.offline);
     this.dirs = new Directories(this.stack, this.store, this.inodes);
     this.attrs = new InodeAttr(this.stack, this.store, this.links, this.inodes, opts.owners === 'mapped');
@@ -218,8 +223,21 @@ export class InstanceFs implements WritableFileSystem {
 
   // ---- WritableFileSystem: data -------------------------------------------------------------
 
-  write(_ino: number, fh: number, data: Buffer, pos: number): number {
+  write(_ino: number, fh: number, data: Buffer, pos: number): number | Promise<number> {
     return this.data.write(this.handles.file(fh), data, pos);
+  }
+
+  /**
+   * With fillsOffLoop: the change of `ino`'s data in flight (a write filling lazy chunks), if any;
+   * a truncate, a truncating open or fallocate of it must wait for it (src/daemon/served-instance.ts).
+   */
+  dataPending(ino: number): Promise<void> | undefined {
+    return this.data.pending(this.inodes.get(ino));
+  }
+
+  /** `p` changes `ino`'s data: later changes (writes included) wait for it. */
+  dataChange<T>(ino: number, p: Promise<T>): Promise<T> {
+    return this.data.track(this.inodes.get(ino), p);
   }
 
   fsync(_ino: number, fh: number, datasync: boolean): Promise<void> | void {
@@ -429,7 +447,10 @@ export class InstanceFs implements WritableFileSystem {
     bNode.link.set(dir, name);
   }
 
-  destroy(): void {
+  /** Fills still in flight end first: they use this instance's descriptors (and, shared, its layers). */
+  destroy(): void | Promise<void> {
+    const pending = this.data.settled();
+    if (pending) return pending.then(() => this.destroy());
     this.handles.closeAll();
     this.stack.close();
   }

@@ -15,6 +15,11 @@ import { reachablePath, secureRunDir, ServerFiles } from './files.js';
 import { PROTOCOL_VERSION, type Reply, type Request, type ServerInfo } from './protocol.js';
 
 const SERVER_MAIN = join(dirname(fileURLToPath(import.meta.url)), 'main.js');
+/**
+ * libuv's threads in the server (the default is 4): every mount's copy-up fills, fsyncs and decoding
+ * run there, and a mount over a hung filesystem holds some (at most 2 fills each) until it answers.
+ */
+const THREADPOOL = 16;
 /** A mount may copy a --tmp upper or wait for the kernel's INIT: generous, but never forever. */
 const REPLY_TIMEOUT_MS = 120_000;
 
@@ -125,6 +130,6 @@ async function startServer(files: ServerFiles): Promise<void> {
   await withLock(files.startLock, async () => {
     const info = files.readInfo();
     if (info && pidAlive(info.pid)) return; // started by another CLI meanwhile
-    await startDetached(SERVER_MAIN, ['--store', files.paths.root], files.log, '/');
+    await startDetached(SERVER_MAIN, ['--store', files.paths.root], files.log, '/', { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? String(THREADPOOL) });
   });
 }

@@ -9,6 +9,7 @@ import { statSync } from 'node:fs';
 import type { Layer } from '../layer/layer.js';
 import type { ImageRecord, Images } from '../store/images.js';
 import { openLayer } from '../store/open-image.js';
+import { forwarding } from '../util/forward.js';
 
 interface Shared {
   layer: Layer;
@@ -69,21 +70,7 @@ function unchanged(r: ImageRecord): boolean {
   return Number(st.size) === was.size && st.mtimeNs.toString() === was.mtimeNs && Number(st.ino) === was.ino;
 }
 
-/**
- * A layer whose close() is `release`: every other member (methods bound to the layer, fields read
- * through) is the layer's own, so whatever a Layer offers, optional members included, a lease
- * offers the same.
- */
+/** A layer whose close() is `release`: in every other respect the layer itself. */
 export function leaseOf(layer: Layer, release: () => void): Layer {
-  const lease: Record<string, unknown> = {};
-  for (let o: object | null = layer; o && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null) {
-    for (const key of Object.getOwnPropertyNames(o)) {
-      if (key === 'constructor' || key === 'close' || key in lease) continue;
-      const d = Object.getOwnPropertyDescriptor(o, key)!;
-      if (typeof d.value === 'function') lease[key] = (d.value as (...a: unknown[]) => unknown).bind(layer);
-      else Object.defineProperty(lease, key, { get: () => (layer as unknown as Record<string, unknown>)[key], enumerable: true });
-    }
-  }
-  lease.close = release;
-  return lease as unknown as Layer;
+  return forwarding(layer, { close: release });
 }
