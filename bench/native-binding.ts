@@ -115,7 +115,7 @@ function fusePeer(name: string, backend: 'native' | 'fuse-native', session: stri
     const c = children.get(k);
     if (!c) return;
     children.delete(k);
-    const done = c.next('unmounted', 60_000).catch(() => undefined);
+    const done = c.next('unmounted').catch(() => undefined);
     c.child.send({ type: 'unmount' });
     await done;
     await c.cleanup();

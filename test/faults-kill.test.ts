@@ -10,7 +10,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BLOCK, blockOf, LOWER_FILE, NEW_FILES } from './helpers/fault-writer.js';
 import { InstanceSession, instanceSkipReason } from './helpers/instances.js';
-import { makeTestRoot, removeTestRoot, strayMounts, tarstackCli } from './helpers/mount.js';
+import { tarstackCli } from './helpers/mount.js';
+import { makeTestRoot, removeTestRoot, strayMounts } from './helpers/mounted.js';
 import { execOk } from './helpers/exec.js';
 import { seededBytes } from './helpers/bytes.js';
 

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { assertOneLineError, InstanceSession, instanceSkipReason } from './helpers/instances.js';
 import { buildModelImage, type ModelImage } from './helpers/model-image.js';
-import { makeTestRoot, strayMounts, removeTestRoot } from './helpers/mount.js';
+import { makeTestRoot, removeTestRoot, strayMounts } from './helpers/mounted.js';
 import { compareTrees, snapshotTree } from './helpers/tree.js';
 
 const skipReason = await instanceSkipReason();

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InstanceSession, instanceSkipReason } from './helpers/instances.js';
-import { makeTestRoot, removeTestRoot } from './helpers/mount.js';
+import { makeTestRoot, removeTestRoot } from './helpers/mounted.js';
 import { execOk } from './helpers/exec.js';
 
 const skipReason = (await instanceSkipReason()) ?? (spawnSync('fio', ['--version']).status === 0 ? undefined : 'needs fio (apt-get install fio)');

@@ -9,9 +9,9 @@ import path from 'node:path';
 import { execOk } from './helpers/exec.js';
 import { buildFixtures, type Fixture } from './helpers/fixtures.js';
 import { buildLayerStack } from './helpers/fixtures-stream.js';
-import { forceUnmount, makeTestRoot, storeProcesses, strayMounts } from './helpers/mount.js';
+import { forceUnmount, makeTestRoot, mount, storeProcesses, strayMounts } from './helpers/mounted.js';
 import { paxRecords } from './helpers/rawtar.js';
-import { extractReference, mergeLayersReference } from './helpers/reference.js';
+import { extractReference } from './helpers/reference.js';
 import { compareTrees, snapshotTree, type TreeRecord } from './helpers/tree.js';
 
 const test = anyTest as TestFn<{ root: string; fixtures: Map<string, Fixture> }>;
@@ -28,7 +28,7 @@ test.before(async (t) => {
 
 test.after.always((t) => {
   if (!t.context.root) return;
-  for (const m of strayMounts(t.context.root)) forceUnmount(m.mountPoint);
+  for (const m of strayMounts(t.context.root)) forceUnmount(m.mountpoint);
   fs.rmSync(t.context.root, { recursive: true, force: true });
 });
 
@@ -147,9 +147,9 @@ it('kernel overlayfs merges the three OCI layers as the spec says', async (t) =>
   fs.mkdirSync(dir);
   const tars = await buildLayerStack(dir);
   const extracted = tars.map((tar) => extractReference(tar, tar.replace(/\.tar$/, '.d')).dir);
-  const merged = mergeLayersReference([...extracted].reverse(), path.join(dir, 'merged'));
+  const merged = await mount(t, path.join(dir, 'merged'), { kind: 'kernel', lowers: [...extracted].reverse(), upper: null, convertOci: true });
   try {
-    const recs = byPath(snapshotTree(merged.dir).records);
+    const recs = byPath(snapshotTree(merged.root).records);
     t.deepEqual([...recs.keys()], ['', 'etc', 'etc/b', 'etc/sub', 'gone', 'gone/fresh', 'hl2', 'hl3', 'hl4', 'keep', 'keep/k1', 'keep/k2',
       'newdir', 'newdir/again', 'opq', 'opq/new2', 'usr', 'usr/tool']);
     t.deepEqual([recs.get('etc/b')!.sha256, recs.get('etc/b')!.mode], [sha('top b\n'), 0o600]);
@@ -158,7 +158,7 @@ it('kernel overlayfs merges the three OCI layers as the spec says', async (t) =>
     t.deepEqual([recs.get('gone')!.mode, recs.get('etc')!.mode], [0o700, 0o755], 'the topmost layer\'s directory metadata');
     t.is(recs.get('etc')!.mtimeNs, String(Date.parse('2001-02-03T04:05:06Z') * 1e6), 'removing the markers kept the dir mtime');
   } finally {
-    merged.unmount();
+    await merged.unmount();
   }
   t.deepEqual(strayMounts(dir), []);
 });

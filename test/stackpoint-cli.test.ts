@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { assertOneLineError, lastLine } from './helpers/instances.js';
-import { forceUnmount, storeProcesses, strayMounts } from './helpers/mount.js';
+import { forceUnmount, storeProcesses, strayMounts } from './helpers/mounted.js';
 import { instanceSkipReason, StackSession, suiteRoot } from './helpers/stacks.js';
 import { compareTrees, snapshotTree } from './helpers/tree.js';
 
@@ -143,7 +143,7 @@ serial('reboot: every daemon killed and runtime state cleared, `stackpoint mount
   const before = snapshotTree(dir);
   const instance = (await status(s)).current.name;
   for (const pid of storeProcesses(s.home)) process.kill(pid, 'SIGKILL'); // this store's daemons, started by this test
-  for (const m of strayMounts(s.root).reverse()) forceUnmount(m.mountPoint); // what a reboot does to mounts
+  for (const m of strayMounts(s.root).reverse()) forceUnmount(m.mountpoint); // what a reboot does to mounts
   fs.rmSync(path.join(s.home, 'run'), { recursive: true, force: true });
   t.is((await status(s)).mounted, null, 'nothing mounted after the reboot');
   t.is(lastLine(await s.ok(['stackpoint', 'mount', 'sp'])), dir);

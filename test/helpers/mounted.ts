@@ -37,9 +37,10 @@ export type MountConfig =
   | { kind: 'instance'; lowers: string[]; user?: Ids; create?: string[]; options?: string[] }
   /** The same images, `image mount` of the top one (read-only). */
   | { kind: 'image'; lowers: string[]; user?: Ids; options?: string[] }
-  /** `tarstack-overlay -o lowerdir=…,upperdir=…,workdir=…[,options] MNT`. upper: null mounts
-   *  read-only (no upper); undefined makes fresh upper/work dirs. */
-  | { kind: 'overlay-program'; lowers: string[]; upper?: string | null; work?: string; options?: string[] }
+  /** `tarstack-overlay -o lowerdir=…,upperdir=…,workdir=…[,options] MNT`, or another program taking
+   *  the same arguments (program: '/usr/bin/fuse-overlayfs'). upper: null mounts read-only (no
+   *  upper); undefined makes fresh upper/work dirs. */
+  | { kind: 'overlay-program'; lowers: string[]; upper?: string | null; work?: string; options?: string[]; program?: string }
   /** `mount -t overlay` with options (default redirect_dir=on,index=off,metacopy=off, or
    *  ro,redirect_dir=on without an upper). */
   | { kind: 'kernel'; lowers: string[]; upper?: string | null; work?: string; options?: string[]; convertOci?: boolean };
@@ -69,7 +70,8 @@ export interface Mounted {
   /** Pids of the processes serving the mount (none for the kernel). */
   daemons(): number[];
   /** Unmounts the configuration's own way (tarstack umount, umount(8)) and waits for its daemons to
-   *  end; if that fails, forces the mount off and throws. Nothing is left either way. */
+   *  end; if that fails, forces the mount off and throws. Nothing is left either way. Does nothing
+   *  when nothing is mounted (the test unmounted it itself, or an earlier call did). */
   unmount(): Promise<void>;
   /** unmount(), then the same mount again: same instance, image or upper, same root. */
   remount(): Promise<void>;
@@ -123,8 +125,8 @@ function made(kind: MountConfig['kind'], root: string, parts: {
     if (left.length) throw new Error(`left mounted: ${left.map((l) => l.mountpoint).join(', ')}`);
   };
   const down = async () => {
-    if (!isMounted(root)) throw new Error(`${root} is not mounted`);
     const daemons = parts.daemons();
+    if (!isMounted(root)) return void (await waitGone(daemons));
     const r = await parts.umountCmd();
     const stuck = isMounted(root);
     if (stuck || (r && r.code !== 0)) {
@@ -251,10 +253,11 @@ async function viaMountProgram(dir: string, c: Extract<MountConfig, { kind: 'ove
   fs.mkdirSync(root);
   const { upper, work } = upperAndWork(dir, c.upper, c.work);
   const opts = [`lowerdir=${lowerdirOption(c.lowers)}`, ...(upper ? [`upperdir=${upper}`, `workdir=${work}`] : []), ...(c.options ?? [])];
+  const args = ['-o', opts.join(','), root];
   return made('overlay-program', root, {
     upper,
-    daemons: () => overlayDaemons(root),
-    mountCmd: () => runMountProg(['-o', opts.join(','), root]),
+    daemons: () => (c.program ? fuseServers(root) : overlayDaemons(root)),
+    mountCmd: () => (c.program ? runChild([c.program, ...args]) : runMountProg(args)),
     umountCmd: () => runChild(['umount', root]),
   });
 }
@@ -280,6 +283,22 @@ export function overlayDaemons(root: string): number[] {
     }
   }
   return pids;
+}
+
+/** The processes serving a FUSE mount: /dev/fuse open and the mount point in their command line. */
+export function fuseServers(mountpoint: string): number[] {
+  const pids: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      if (!fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(mountpoint)) continue;
+      if (fs.readdirSync(`/proc/${pid}/fd`).some((fd) => { try { return fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === '/dev/fuse'; } catch { return false; } })) pids.push(pid);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids.filter(pidAlive);
 }
 
 function upperAndWork(dir: string, upper: string | null | undefined, work: string | undefined): { upper?: string; work?: string } {

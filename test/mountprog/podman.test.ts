@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { exec, execOk } from '../helpers/exec.js';
-import { MOUNTPROG_MAIN, mountProgRoot } from '../helpers/mountprog.js';
+import { MOUNTPROG_MAIN } from '../helpers/mounted.js';
+import { mountProgRoot } from '../helpers/mountprog.js';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 const FLOW = path.join(REPO, 'test/mountprog/podman-flow.sh');
