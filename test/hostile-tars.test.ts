@@ -137,7 +137,7 @@ serial('symlink loops stay loops: ELOOP, nothing hangs, copy-up and tar -c work'
   const cat = exec(['cat', path.join(mnt, 'a')]);
   t.regex(cat.stderr, /Too many levels of symbolic links/);
   t.is(fs.readFileSync(path.join(mnt, 'dir', 'up', 'up', 'up', 'file'), 'utf8'), 'in dir\n');
-  const find = exec(['find', '-L', mnt], { timeout: 30_000 });
+  const find = exec(['find', '-L', mnt]); // a loop it never left would end the test at ava's timeout
   t.not(find.code, 128 + 9, 'find -L terminates');
   execOk(['touch', '-h', path.join(mnt, 'a'), path.join(mnt, 'self')]);
   t.is(fs.readlinkSync(path.join(mnt, 'a')), 'b');

@@ -13,6 +13,7 @@ import { forceUnmount, makeTestRoot, mount, storeProcesses, strayMounts } from '
 import { paxRecords } from './helpers/rawtar.js';
 import { extractReference } from './helpers/reference.js';
 import { compareTrees, snapshotTree, type TreeRecord } from './helpers/tree.js';
+import { waitFor } from './helpers/children.js';
 
 const test = anyTest as TestFn<{ root: string; fixtures: Map<string, Fixture> }>;
 const needsRoot = process.getuid?.() !== 0 ? 'needs root (mount, mknod, chown, trusted.* xattrs)' : undefined;
@@ -168,7 +169,7 @@ it('forceUnmount clears a FUSE mount whose daemon is stopped; storeProcesses fin
   for (const d of ['lower', 'upper', 'work', 'mnt']) fs.mkdirSync(path.join(dir, d), { recursive: true });
   const daemon = spawn('fuse-overlayfs', ['-f', '-o', `lowerdir=${dir}/lower,upperdir=${dir}/upper,workdir=${dir}/work`, `${dir}/mnt`], { stdio: 'ignore' });
   try {
-    for (let i = 0; i < 50 && !strayMounts(`${dir}/mnt`).length; i++) await new Promise((r) => setTimeout(r, 100));
+    await waitFor(() => strayMounts(`${dir}/mnt`).length > 0 || daemon.exitCode !== null); // mounted, or gave up
     t.is(strayMounts(`${dir}/mnt`).length, 1, 'fuse-overlayfs mounted');
     daemon.kill('SIGSTOP'); // a hung daemon: a plain umount or stat could block on it
     forceUnmount(`${dir}/mnt`);
@@ -177,9 +178,9 @@ it('forceUnmount clears a FUSE mount whose daemon is stopped; storeProcesses fin
     daemon.kill('SIGKILL');
   }
   const home = path.join(dir, 'store');
-  const sleeper = spawn('sleep', ['30'], { env: { ...process.env, TARSTACK_HOME: home }, stdio: 'ignore' });
+  const sleeper = spawn('sleep', ['600'], { env: { ...process.env, TARSTACK_HOME: home }, stdio: 'ignore' });
   try {
-    for (let i = 0; i < 20 && !storeProcesses(home).length; i++) await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => storeProcesses(home).length > 0); // its environment is sleep's once it has exec'd
     t.deepEqual(storeProcesses(home), [sleeper.pid]);
     t.deepEqual(storeProcesses(`${home}-other`), []);
   } finally {
