@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { fuseServers } from '../../src/util/fuse-servers.js';
 import { pidAlive } from '../../src/util/proc.js';
 import { isMounted, mountAt, mountsBelow, type MountInfo } from '../../src/util/mounts.js';
 import { removeTree } from '../../src/util/remove-tree.js';
@@ -283,22 +284,6 @@ export function overlayDaemons(root: string): number[] {
     }
   }
   return pids;
-}
-
-/** The processes serving a FUSE mount: /dev/fuse open and the mount point in their command line. */
-export function fuseServers(mountpoint: string): number[] {
-  const pids: number[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid) || pid === process.pid) continue;
-    try {
-      if (!fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(mountpoint)) continue;
-      if (fs.readdirSync(`/proc/${pid}/fd`).some((fd) => { try { return fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === '/dev/fuse'; } catch { return false; } })) pids.push(pid);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids.filter(pidAlive);
 }
 
 function upperAndWork(dir: string, upper: string | null | undefined, work: string | undefined): { upper?: string; work?: string } {
