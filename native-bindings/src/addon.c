@@ -20,6 +20,46 @@ static int export_fn(napi_env env, napi_value exports, const char *name, napi_ca
   return napi_set_named_property(env, exports, name, fn) == napi_ok ? 0 : -1;
 }
 
+// One object of name -> number pairs, e.g. { ATTR_INO: 0, ... }.
+static napi_value number_table(napi_env env, const char *const *names, const double *values,
+                               size_t n) {
+  napi_value obj, v;
+  if (napi_create_object(env, &obj) != napi_ok) return NULL;
+  for (size_t i = 0; i < n; i++) {
+    if (napi_create_double(env, values[i], &v) != napi_ok ||
+        napi_set_named_property(env, obj, names[i], v) != napi_ok) {
+      return NULL;
+    }
+  }
+  return obj;
+}
+
+// layout: { slots, openFlags, setattrBits }, the lists of tsn.h, for lowlevel.ts to check its own
+// copy against before it uses the scratch array.
+static int export_layout(napi_env env, napi_value exports) {
+#define NAME(name, value) #name,
+#define VALUE(name, value) (double)(value),
+  static const char *const slot_names[] = { TSN_SLOTS(NAME) };
+  static const double slot_values[] = { TSN_SLOTS(VALUE) };
+  static const char *const open_names[] = { TSN_OPEN_FLAGS(NAME) };
+  static const double open_values[] = { TSN_OPEN_FLAGS(VALUE) };
+  static const char *const setattr_names[] = { TSN_SETATTR_BITS(NAME) };
+  static const double setattr_values[] = { TSN_SETATTR_BITS(VALUE) };
+#undef NAME
+#undef VALUE
+#define TABLE(n, v) number_table(env, n, v, sizeof v / sizeof v[0])
+  napi_value layout, slots = TABLE(slot_names, slot_values), open = TABLE(open_names, open_values),
+                     setattr = TABLE(setattr_names, setattr_values);
+#undef TABLE
+  return slots && open && setattr && napi_create_object(env, &layout) == napi_ok &&
+                 napi_set_named_property(env, layout, "slots", slots) == napi_ok &&
+                 napi_set_named_property(env, layout, "openFlags", open) == napi_ok &&
+                 napi_set_named_property(env, layout, "setattrBits", setattr) == napi_ok &&
+                 napi_set_named_property(env, exports, "layout", layout) == napi_ok
+             ? 0
+             : -1;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   static const struct {
     const char *name;
@@ -69,6 +109,7 @@ static napi_value init(napi_env env, napi_value exports) {
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     if (export_fn(env, exports, fns[i].name, fns[i].cb) != 0) return NULL;
   }
+  if (export_layout(env, exports) != 0) return NULL;
   if (tsn_sys_init(env, exports) != 0) return NULL;
   if (tsn_codec_init(env, exports) != 0) return NULL;
   napi_value v;

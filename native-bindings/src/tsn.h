@@ -18,23 +18,45 @@
 #include <stdint.h>
 #include <uv.h>
 
-// The Float64Array shared with JS, so attributes cross without allocating. Layout (doubles):
-//   OUT  0..13 attr (ino mode nlink uid gid rdev size blocks atime atimens mtime mtimens ctime
-//               ctimens), 14 generation, 15 attr timeout, 16 entry timeout (seconds), 17 the
-//               entry's node id (its attr's st_ino, slot 0, may differ: a name of a split link set);
-//        statfs replies reuse 0..8 (bsize frsize blocks bfree bavail files ffree favail namemax).
-//   IN  20..29 setattr values (mode uid gid size atime atimens mtime mtimens ctime ctimens).
-//   CTX 32..35 caller of the current request (uid gid pid umask), written before each handler.
-enum {
-  TSN_OUT = 0,
-  TSN_GENERATION = 14,
-  TSN_ATTR_TIMEOUT = 15,
-  TSN_ENTRY_TIMEOUT = 16,
-  TSN_NODEID = 17,
-  TSN_IN = 20,
-  TSN_CTX = 32,
-  TSN_SCRATCH_LEN = 40,
-};
+// The Float64Array shared with JS, so attributes cross without allocating, and the other numbers
+// both sides must agree on. Each is named once, here; the addon exports the lists (`layout`) and
+// src/fuse/lowlevel.ts refuses to start unless its own names and numbers are the same.
+//   OUT  0..13 attr, 14..17 what an entry adds; statfs replies reuse 0..8.
+//   IN  20..29 setattr values. CTX 32..35 caller of the current request, written before each
+//   handler (stale once it returns).
+#define TSN_SLOTS(X)                                                                              \
+  X(ATTR_INO, 0) X(ATTR_MODE, 1) X(ATTR_NLINK, 2) X(ATTR_UID, 3) X(ATTR_GID, 4) X(ATTR_RDEV, 5)    \
+  X(ATTR_SIZE, 6) X(ATTR_BLOCKS, 7) X(ATTR_ATIME, 8) X(ATTR_ATIME_NSEC, 9) X(ATTR_MTIME, 10)       \
+  X(ATTR_MTIME_NSEC, 11) X(ATTR_CTIME, 12) X(ATTR_CTIME_NSEC, 13)                                  \
+  X(GENERATION, 14) X(ATTR_TIMEOUT, 15) X(ENTRY_TIMEOUT, 16)                                       \
+  X(NODEID, 17) /* the entry's node id; its attr's st_ino (ATTR_INO) may differ */                \
+  X(STATFS_BSIZE, 0) X(STATFS_FRSIZE, 1) X(STATFS_BLOCKS, 2) X(STATFS_BFREE, 3)                    \
+  X(STATFS_BAVAIL, 4) X(STATFS_FILES, 5) X(STATFS_FFREE, 6) X(STATFS_FAVAIL, 7)                    \
+  X(STATFS_NAMEMAX, 8)                                                                             \
+  X(SET_MODE, 20) X(SET_UID, 21) X(SET_GID, 22) X(SET_SIZE, 23) X(SET_ATIME, 24)                   \
+  X(SET_ATIME_NSEC, 25) X(SET_MTIME, 26) X(SET_MTIME_NSEC, 27) X(SET_CTIME, 28)                    \
+  X(SET_CTIME_NSEC, 29)                                                                            \
+  X(CALLER_UID, 32) X(CALLER_GID, 33) X(CALLER_PID, 34) X(CALLER_UMASK, 35)                        \
+  X(SCRATCH_LEN, 40)
+// replyOpen/replyCreate flag bits.
+#define TSN_OPEN_FLAGS(X) X(KEEP_CACHE, 1) X(DIRECT_IO, 2) X(CACHE_READDIR, 4) X(NONSEEKABLE, 8)
+// setattr's `toSet` bits are libfuse's own, passed through as they come.
+#define TSN_SETATTR_BITS(X)                                                                       \
+  X(MODE, FUSE_SET_ATTR_MODE) X(UID, FUSE_SET_ATTR_UID) X(GID, FUSE_SET_ATTR_GID)                  \
+  X(SIZE, FUSE_SET_ATTR_SIZE) X(ATIME, FUSE_SET_ATTR_ATIME) X(MTIME, FUSE_SET_ATTR_MTIME)          \
+  X(ATIME_NOW, FUSE_SET_ATTR_ATIME_NOW) X(MTIME_NOW, FUSE_SET_ATTR_MTIME_NOW)                      \
+  X(CTIME, FUSE_SET_ATTR_CTIME)
+
+#define TSN_ENUM_SLOT(name, value) TSN_##name = value,
+#define TSN_ENUM_OPEN(name, value) TSN_OPEN_##name = value,
+enum { TSN_SLOTS(TSN_ENUM_SLOT) };
+enum { TSN_OPEN_FLAGS(TSN_ENUM_OPEN) };
+#undef TSN_ENUM_SLOT
+#undef TSN_ENUM_OPEN
+_Static_assert(TSN_ATTR_CTIME_NSEC < TSN_GENERATION && TSN_STATFS_NAMEMAX < TSN_GENERATION &&
+                   TSN_NODEID < TSN_SET_MODE && TSN_SET_CTIME_NSEC < TSN_CALLER_UID &&
+                   TSN_CALLER_UMASK < TSN_SCRATCH_LEN,
+               "scratch regions overlap");
 
 // JS handlers a session may have; a missing one leaves the op unset so libfuse answers ENOSYS.
 enum tsn_op {
