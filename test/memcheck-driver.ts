@@ -110,8 +110,8 @@ async function main(): Promise<void> {
     if (quick) return;
     await lowlevelPass(base);
     console.log(`memcheck: write ops and teardown with an unanswered request: clean (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
-    await toyPass(base, { splice: 1, readdirplus: 0, nowait: 0 });
-    console.log(`memcheck: toy tree, splice + plain readdir: clean (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+    await toyPass(base, { readdirplus: 0, nowait: 0 });
+    console.log(`memcheck: toy tree, every read through the pool + plain readdir: clean (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
     codecPass();
     console.log(`memcheck: gzip/zstd/xz codecs: clean (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
   } finally {

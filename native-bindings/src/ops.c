@@ -299,7 +299,6 @@ static void op_init(void *userdata, struct fuse_conn_info *conn) {
   if (s->cfg.auto_inval) want |= FUSE_CAP_AUTO_INVAL_DATA;
   if (s->cfg.readdirplus >= 1) want |= FUSE_CAP_READDIRPLUS;
   if (s->cfg.readdirplus == 2) want |= FUSE_CAP_READDIRPLUS_AUTO;
-  if (s->cfg.splice) want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
   want |= FUSE_CAP_CACHE_SYMLINKS | FUSE_CAP_ASYNC_READ | FUSE_CAP_PARALLEL_DIROPS;
   conn->want = want & conn->capable;
   if (s->cfg.max_readahead > 0 && s->cfg.max_readahead < conn->max_readahead) {

@@ -1,6 +1,6 @@
 // Reads answered from file ranges without stalling Node's loop. replyRanges serves data that is
 // already in the page cache from Node's thread (no thread hop); anything else goes to a small
-// pthread pool that preads (or splices) and answers the kernel directly.
+// pthread pool that preads and answers the kernel directly.
 #include "tsn.h"
 
 #include <errno.h>
@@ -35,7 +35,7 @@ struct tsn_pool {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   job *head, *tail;
-  int stopping, splice, nthreads;
+  int stopping, nthreads;
   pthread_t *threads;
   _Atomic int busy; // jobs queued or being served
 };
@@ -43,10 +43,6 @@ struct tsn_pool {
 int tsn_pool_busy(tsn_pool *p) {
   return p != NULL && p->busy > 0;
 }
-
-// Holes are answered from here: zero pages in .bss cost no memory.
-#define ZEROS_LEN (1u << 20)
-static const char zeros[ZEROS_LEN];
 
 // Reads every range completely into buf; -errno on failure. A range that ends early (the backing
 // file is shorter than the index says: a truncated tar) is EIO, never silently short data.
@@ -70,44 +66,7 @@ static int fill(const tsn_range *r, size_t n, char *buf, int nowait) {
   return 0;
 }
 
-// Splice moves page references from the file through a pipe to /dev/fuse: one copy fewer.
-static void serve_splice(job *j) {
-  size_t nbufs = 0;
-  for (size_t i = 0; i < j->n; i++) {
-    nbufs += j->r[i].fd < 0 ? (j->r[i].len + ZEROS_LEN - 1) / ZEROS_LEN : 1;
-  }
-  struct fuse_bufvec *bv = calloc(1, sizeof *bv + (nbufs ? nbufs : 1) * sizeof(struct fuse_buf));
-  if (bv == NULL) {
-    fuse_reply_err(j->req, ENOMEM);
-    return;
-  }
-  size_t k = 0;
-  for (size_t i = 0; i < j->n; i++) {
-    if (j->r[i].fd >= 0) {
-      bv->buf[k++] = (struct fuse_buf){ .size = j->r[i].len, .fd = j->r[i].fd, .pos = j->r[i].pos,
-                                        .flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK |
-                                                 FUSE_BUF_FD_RETRY };
-      continue;
-    }
-    for (size_t left = j->r[i].len; left > 0;) {
-      size_t len = left < ZEROS_LEN ? left : ZEROS_LEN;
-      bv->buf[k++] = (struct fuse_buf){ .size = len, .mem = (void *)zeros };
-      left -= len;
-    }
-  }
-  bv->count = k;
-  int res = fuse_reply_data(j->req, bv, FUSE_BUF_SPLICE_MOVE);
-  if (res < 0 && res != -ENOENT && res != -ENODEV) {
-    fprintf(stderr, "tarstack_native: splice reply: %s\n", strerror(-res));
-  }
-  free(bv);
-}
-
-static void serve(tsn_pool *p, job *j, char **buf, size_t *cap) {
-  if (p->splice) {
-    serve_splice(j);
-    return;
-  }
+static void serve(job *j, char **buf, size_t *cap) {
   if (*cap < j->total) {
     free(*buf);
     *cap = 0;
@@ -138,7 +97,7 @@ static void *worker(void *arg) {
     p->head = j->next;
     if (p->head == NULL) p->tail = NULL;
     pthread_mutex_unlock(&p->mu);
-    serve(p, j, &buf, &cap);
+    serve(j, &buf, &cap);
     free(j);
     p->busy--;
     pthread_mutex_lock(&p->mu);
@@ -148,7 +107,7 @@ static void *worker(void *arg) {
   return NULL;
 }
 
-tsn_pool *tsn_pool_new(tsn_session *s, int threads) {
+tsn_pool *tsn_pool_new(int threads) {
   tsn_pool *p = calloc(1, sizeof *p);
   if (p == NULL) return NULL;
   p->threads = calloc((size_t)threads, sizeof *p->threads);
@@ -163,7 +122,6 @@ tsn_pool *tsn_pool_new(tsn_session *s, int threads) {
     free(p);
     return NULL;
   }
-  p->splice = s->cfg.splice;
   for (int i = 0; i < threads; i++) {
     if (pthread_create(&p->threads[i], NULL, worker, p) != 0) break;
     p->nthreads++;
@@ -246,15 +204,11 @@ static int all_cached(const tsn_range *r, size_t n) {
 
 // Node-thread attempt: answers from the page cache, or returns -EAGAIN if anything is cold. The
 // read still uses RWF_NOWAIT, so pages evicted since the check cost a hop, never a wait.
-static int serve_nowait(tsn_env *te, job *j, int splice) {
+static int serve_nowait(tsn_env *te, job *j) {
   const tsn_range *r = j->r;
   size_t n = j->n, total = j->total;
   fuse_req_t req = j->req;
   if (!all_cached(r, n)) return -EAGAIN;
-  if (splice) { // cached pages: splice does not wait either
-    serve_splice(j);
-    return 0;
-  }
   if (te->fastbuf_cap < total) {
     free(te->fastbuf);
     te->fastbuf_cap = 0;
@@ -310,7 +264,7 @@ napi_value tsn_js_reply_ranges(napi_env env, napi_callback_info info) {
   j->req = tsn_req_take(te, id);
   j->n = n;
   j->total = total;
-  if (s->pool == NULL || (s->cfg.nowait && serve_nowait(te, j, s->cfg.splice) == 0)) {
+  if (s->pool == NULL || (s->cfg.nowait && serve_nowait(te, j) == 0)) {
     if (s->pool == NULL) fuse_reply_err(j->req, EIO);
     free(j);
   } else {

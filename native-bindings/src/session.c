@@ -281,7 +281,6 @@ napi_value tsn_js_mount(napi_env env, napi_callback_info info) {
   }
   s->te = te;
   s->cfg.readdirplus = (int)cfg_num(env, argv[3], "readdirplus", 1);
-  s->cfg.splice = (int)cfg_num(env, argv[3], "splice", 0);
   s->cfg.nowait = (int)cfg_num(env, argv[3], "nowait", 1);
   s->cfg.read_threads = (int)cfg_num(env, argv[3], "readThreads", 4);
   s->cfg.max_readahead = (unsigned)cfg_num(env, argv[3], "maxReadahead", 0);
@@ -323,7 +322,7 @@ napi_value tsn_js_mount(napi_env env, napi_callback_info info) {
   int fd = fuse_session_fd(s->se);
   int fl = fcntl(fd, F_GETFL);
   if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return fail(env, s, "fcntl O_NONBLOCK");
-  if ((s->pool = tsn_pool_new(s, s->cfg.read_threads)) == NULL) {
+  if ((s->pool = tsn_pool_new(s->cfg.read_threads)) == NULL) {
     return fail(env, s, "cannot start read threads");
   }
   if (uv_poll_init(loop, &s->poll, fd) != 0) {

@@ -9,7 +9,7 @@
 #define NAPI_VERSION 8
 #endif
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE // preadv2, RWF_NOWAIT, splice
+#define _GNU_SOURCE // preadv2, RWF_NOWAIT
 #endif
 
 #include <fuse_lowlevel.h>
@@ -113,7 +113,6 @@ enum tsn_state { TSN_LIVE, TSN_ENDED };
 
 typedef struct tsn_config {
   int readdirplus;  // 0 no, 1 yes (always plus), 2 auto (kernel picks)
-  int splice;       // reply file ranges with splice instead of pread + write
   int nowait;       // try RWF_NOWAIT on Node's thread before handing a read to the pool
   int read_threads;
   unsigned max_readahead;
@@ -184,7 +183,7 @@ napi_value tsn_js_reply_dir(napi_env, napi_callback_info);
 void tsn_fill_stat(const double *a, struct stat *st);
 
 // readpool.c
-tsn_pool *tsn_pool_new(tsn_session *s, int threads);
+tsn_pool *tsn_pool_new(int threads);
 void tsn_pool_free(tsn_pool *p); // joins; every queued job is answered first
 int tsn_pool_busy(tsn_pool *p);  // a read is queued or being served
 napi_value tsn_js_reply_ranges(napi_env, napi_callback_info);

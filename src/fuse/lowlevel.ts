@@ -57,9 +57,6 @@ export interface Handlers {
 export interface SessionConfig {
   /** 0 plain readdir, 1 always readdirplus, 2 let the kernel choose (readdirplus_auto). */
   readdirplus?: 0 | 1 | 2;
-  /** 1: answer file ranges with splice (file -> pipe -> /dev/fuse) instead of pread + write.
-   *  Slower here: a 1 MiB reply needs a pipe above pipe-max-size, and libfuse then falls back. */
-  splice?: 0 | 1;
   /** 1 (default): ranges already in the page cache (cachestat) are answered from Node's thread. */
   nowait?: 0 | 1;
   readThreads?: number;
