@@ -5,13 +5,20 @@
 
 #include <stdlib.h>
 
+static _Atomic int live_envs; // environments (main thread, workers) with the addon loaded
+
 static void env_finalize(napi_env env, void *data, void *hint) {
   (void)env, (void)hint;
   tsn_env *te = data;
   while (te->sessions) tsn_session_end(te->sessions, 0);
+  tsn_mailbox_close(te);
   tsn_reqs_free(te);
   free(te->fastbuf);
   free(te);
+  if (--live_envs == 0) { // the last user: let idle pool threads go (never waits for a running job)
+    tsn_pool_quiesce(&tsn_read_pool);
+    tsn_pool_quiesce(&tsn_note_pool);
+  }
 }
 
 static int export_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
@@ -68,6 +75,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "mount", tsn_js_mount },
     { "unmount", tsn_js_unmount },
     { "sessionInfo", tsn_js_session_info },
+    { "poolStats", tsn_js_pool_stats },
     { "replyErr", tsn_js_reply_err },
     { "replyNone", tsn_js_reply_none },
     { "replyEntry", tsn_js_reply_entry },
@@ -96,6 +104,7 @@ static napi_value init(napi_env env, napi_value exports) {
     free(te);
     return NULL;
   }
+  live_envs++;
   napi_value ab, scratch;
   void *mem = NULL;
   if (napi_create_arraybuffer(env, TSN_SCRATCH_LEN * sizeof(double), &mem, &ab) != napi_ok ||

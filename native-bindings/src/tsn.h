@@ -1,6 +1,6 @@
 // Shared declarations of tarstack's libfuse3 low-level binding: per-env state, sessions, the
-// request-handle table, the read pool and the notifier. Everything runs on Node's thread except
-// the read pool and notifier threads, which only ever touch what they were handed.
+// request-handle table, the worker pools (reads, notifications). Everything runs on Node's thread
+// except the pools' workers, which only ever touch what they were handed.
 #ifndef TSN_H
 #define TSN_H
 
@@ -9,12 +9,13 @@
 #define NAPI_VERSION 8
 #endif
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE // preadv2, RWF_NOWAIT
+#define _GNU_SOURCE // preadv2, RWF_NOWAIT, splice
 #endif
 
 #include <fuse_lowlevel.h>
 #include <node_api.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -96,8 +97,9 @@ typedef struct tsn_env {
   tsn_slot *slots;
   uint32_t nslots, cap, free_head;
   struct tsn_session *sessions; // live sessions, for env cleanup
-  char *fastbuf;                // Node-thread buffer for reads served from the page cache
+  char *fastbuf; // Node-thread buffer for reads served from the page cache
   size_t fastbuf_cap;
+  struct tsn_mailbox *mailbox; // notifications finished on workers, settled on Node's thread
 } tsn_env;
 
 typedef struct tsn_range {
@@ -106,15 +108,53 @@ typedef struct tsn_range {
   size_t len;
 } tsn_range;
 
-typedef struct tsn_pool tsn_pool;
-typedef struct tsn_notifier tsn_notifier;
+// pool.c: worker pools shared by every session of the process, fair between sessions.
+typedef struct tsn_worker { // a worker thread's own state, handed to each job it runs
+  void *buf;
+  size_t cap;
+} tsn_worker;
+
+typedef struct tsn_job {
+  struct tsn_job *next;
+  void (*run)(struct tsn_job *, tsn_worker *); // on a worker; answers, then frees the job
+} tsn_job;
+
+// A session's queue in one pool, with its own limit on jobs in flight. Closing it (session end)
+// hands back the jobs never started; `drained` runs on a worker once the last started one is done.
+typedef struct tsn_lane {
+  tsn_job *head, *tail;
+  unsigned queued, inflight, limit;
+  int in_ring, closed;
+  struct tsn_lane *ring_next;
+  void (*drained)(struct tsn_lane *);
+} tsn_lane;
+
+typedef struct tsn_pool {
+  pthread_mutex_t mu;
+  pthread_cond_t work, exited;
+  tsn_lane *ring_head, *ring_tail; // lanes with a job they may start now, in turn
+  unsigned threads, idle, wakeups, running, keep, max;
+  int stopping;
+  _Atomic unsigned busy; // jobs queued or running
+} tsn_pool;
+
+extern tsn_pool tsn_read_pool, tsn_note_pool;
+void tsn_lane_init(tsn_lane *l, unsigned limit, void (*drained)(tsn_lane *));
+int tsn_pool_submit(tsn_pool *p, tsn_lane *l, tsn_job *j); // -1: the lane is closed
+tsn_job *tsn_lane_close(tsn_pool *p, tsn_lane *l, int *busy); // jobs never started; *busy: some run
+int tsn_pool_busy(tsn_pool *p);
+void tsn_pool_stats(tsn_pool *p, double out[4]); // threads idle running queued
+void tsn_pool_quiesce(tsn_pool *p); // no job anywhere: end every thread (at the last env's end)
+void *tsn_worker_buf(tsn_worker *w, size_t size);
+
+#define TSN_CONTAINER(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 enum tsn_state { TSN_LIVE, TSN_ENDED };
 
 typedef struct tsn_config {
   int readdirplus;  // 0 no, 1 yes (always plus), 2 auto (kernel picks)
   int nowait;       // try RWF_NOWAIT on Node's thread before handing a read to the pool
-  int read_threads;
+  int read_threads; // reads of this session in flight in the read pool at most
   unsigned max_readahead;
   unsigned max_background;
   int auto_inval; // FUSE_CAP_AUTO_INVAL_DATA: check attributes on every cached read
@@ -125,7 +165,9 @@ typedef struct tsn_session {
   tsn_env *te;
   struct fuse_session *se;
   uv_poll_t poll;
-  int closing_handles; // uv handles still to be closed before the struct may be freed
+  // Once ended: the poll handle until closed, and each lane until its started jobs are done.
+  // The last to let go destroys the fuse_session (closing /dev/fuse) and frees the struct.
+  _Atomic int refs;
   struct fuse_buf buf;
   napi_ref handlers[TSN_OP_COUNT];
   napi_async_context actx;
@@ -137,8 +179,7 @@ typedef struct tsn_session {
   int end_errno; // why the session ended: 0 after a clean unmount
   double requests;
   double conn_info[8]; // max_read max_write max_readahead capable want max_background time_gran proto_minor
-  tsn_pool *pool;
-  tsn_notifier *notifier;
+  tsn_lane reads, notes; // its queues in tsn_read_pool and tsn_note_pool
   struct tsn_session *next;
 } tsn_session;
 
@@ -183,15 +224,13 @@ napi_value tsn_js_reply_dir(napi_env, napi_callback_info);
 void tsn_fill_stat(const double *a, struct stat *st);
 
 // readpool.c
-tsn_pool *tsn_pool_new(int threads);
-void tsn_pool_free(tsn_pool *p); // joins; every queued job is answered first
-int tsn_pool_busy(tsn_pool *p);  // a read is queued or being served
+void tsn_reads_cancel(tsn_job *unrun); // answers EIO to reads a closed lane never started
 napi_value tsn_js_reply_ranges(napi_env, napi_callback_info);
+napi_value tsn_js_pool_stats(napi_env, napi_callback_info);
 
 // notify.c
-tsn_notifier *tsn_notifier_new(tsn_session *s);
-void tsn_notifier_stop(tsn_notifier *n, int call_js); // joins the thread, settles promises
-void tsn_notifier_close(tsn_notifier *n, void (*closed)(tsn_session *)); // closes its uv handle
+void tsn_notes_cancel(tsn_env *te, tsn_job *unrun, int call_js); // resolve to -ENOTCONN
+void tsn_mailbox_close(tsn_env *te); // env teardown: late notes are dropped, not settled
 napi_value tsn_js_notify_inval_inode(napi_env, napi_callback_info);
 napi_value tsn_js_notify_inval_entry(napi_env, napi_callback_info);
 napi_value tsn_js_notify_delete(napi_env, napi_callback_info);

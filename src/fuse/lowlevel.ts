@@ -59,6 +59,8 @@ export interface SessionConfig {
   readdirplus?: 0 | 1 | 2;
   /** 1 (default): ranges already in the page cache (cachestat) are answered from Node's thread. */
   nowait?: 0 | 1;
+  /** Reads of this session in flight in the process's read pool at most (default 4): what one
+   *  mount's slow or stuck reads can hold; the pool starts threads for other mounts meanwhile. */
   readThreads?: number;
   maxReadahead?: number;
   maxBackground?: number;
@@ -81,6 +83,13 @@ export interface SessionInfo {
   protoMinor?: number;
 }
 
+export interface PoolStats {
+  threads: number;
+  idle: number;
+  running: number;
+  queued: number;
+}
+
 declare const sessionBrand: unique symbol;
 export type Session = { readonly [sessionBrand]: true };
 
@@ -91,6 +100,8 @@ export interface Native {
   mount(mountpoint: string, args: string[], handlers: Handlers, config: SessionConfig): Session;
   unmount(s: Session): boolean;
   sessionInfo(s: Session): SessionInfo;
+  /** The process's worker pools, shared by every session: reads (cold file ranges) and notes. */
+  poolStats(): { reads: PoolStats; notes: PoolStats };
   /** errno 0 is the success reply of unlink, rmdir, rename, link, release, flush, fsync, setxattr... */
   replyErr(req: Req, errno: number): boolean;
   replyNone(req: Req): boolean;
