@@ -2,7 +2,8 @@
 // a child serves N mounts of a trivial in-memory FileSystem through the native binding, this
 // process reads every mount (a small file from memory, a file served from an fd range through the
 // read pool), and the child reports its RSS and thread count after 1 and after N sessions.
-//   node dist/bench/sessions.js [--sessions N] [--dir DIR] [--json]
+//   node dist/bench/sessions.js [--sessions N] [--write] [--dir DIR] [--json]
+// --write mounts them writable and also writes 4 MiB to each (1 MiB WRITE requests).
 // Needs /dev/fuse (root, or fusermount3). Kept apart from bench/main.ts on purpose: it measures the
 // binding, not tarstack against its peers. Leaves no mount or process behind, also on failure.
 import { fork, spawnSync, type ChildProcess } from 'node:child_process';
@@ -11,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { mountNative, type NativeMounted } from '../src/fuse/native-backend.js';
-import type { Attr, DirEntry, Entry, FileSystem, OpenReply, ReadReply, Statfs } from '../src/vfs/api.js';
+import type { Attr, CreateReply, DirEntry, Entry, FileSystem, OpenReply, ReadReply, Statfs, WritableFileSystem } from '../src/vfs/api.js';
 import { ROOT_INO } from '../src/vfs/api.js';
 import { fsError } from '../src/util/errors.js';
 import { listMounts } from '../src/util/mounts.js';
@@ -78,6 +79,40 @@ class TinyFs implements FileSystem {
   destroy(): void {}
 }
 
+/** TinyFs plus `sink`, a file that takes writes and forgets them: the big WRITE requests a
+ *  writable mount receives (up to 1 MiB each) are what fills a receive buffer. */
+class SinkFs extends TinyFs implements WritableFileSystem {
+  override lookup(parent: number, name: string): Entry {
+    if (parent === ROOT_INO && name === 'sink') return { ino: 4, generation: 0, attr: this.sinkAttr() };
+    return super.lookup(parent, name);
+  }
+  override getattr(ino: number): Attr {
+    return ino === 4 ? this.sinkAttr() : super.getattr(ino);
+  }
+  private sinkAttr(): Attr {
+    return { ...super.getattr(2), ino: 4, size: 0, blocks: 0 };
+  }
+  write(_ino: number, _fh: number, data: Buffer): number {
+    return data.length;
+  }
+  setattr(ino: number): Attr {
+    return this.getattr(ino);
+  }
+  fsync(): void {}
+  fsyncdir(): void {}
+  mknod(): Entry { throw fsError('EROFS'); }
+  mkdir(): Entry { throw fsError('EROFS'); }
+  symlink(): Entry { throw fsError('EROFS'); }
+  link(): Entry { throw fsError('EROFS'); }
+  unlink(): void { throw fsError('EROFS'); }
+  rmdir(): void { throw fsError('EROFS'); }
+  rename(): void { throw fsError('EROFS'); }
+  create(): CreateReply { throw fsError('EROFS'); }
+  setxattr(): void { throw fsError('EROFS'); }
+  removexattr(): void { throw fsError('EROFS'); }
+  fallocate(): void { throw fsError('EOPNOTSUPP'); }
+}
+
 interface Usage {
   rssKiB: number;
   /** RSS less file-backed pages (code, the addon): what the process allocated. */
@@ -92,6 +127,7 @@ async function serve(): Promise<void> {
   const backingFd = fs.openSync(process.argv[3]!, 'r');
   // nowait 0: every fd-range read goes through the read pool, so its threads and buffers are counted.
   const session = JSON.parse(process.env.SESSIONS_CONFIG ?? '{"nowait":0}') as object;
+  const writable = process.env.SESSIONS_WRITE === '1';
   const mounts: NativeMounted[] = [];
   const usage = (): Usage => {
     (globalThis as { gc?: () => void }).gc?.();
@@ -102,7 +138,7 @@ async function serve(): Promise<void> {
   process.on('message', (m: { type: string; mountpoints?: string[] }) => {
     if (m.type === 'mount') {
       const t0 = process.hrtime.bigint();
-      void Promise.all(m.mountpoints!.map((mountpoint) => mountNative(new TinyFs(backingFd), { mountpoint, fsname: 'bench-sessions', readOnly: true, session })))
+      void Promise.all(m.mountpoints!.map((mountpoint) => mountNative(writable ? new SinkFs(backingFd) : new TinyFs(backingFd), { mountpoint, fsname: 'bench-sessions', readOnly: !writable, session })))
         .then((ms) => {
           mounts.push(...ms);
           const ms_each = Number(process.hrtime.bigint() - t0) / 1e6 / ms.length;
@@ -144,9 +180,11 @@ class Child {
   }
 }
 
-/** Reads every file of each mount: entries, attributes, a small read, a 1 MiB read through the pool. */
-function exercise(mountpoints: string[]): void {
+/** Reads every file of each mount: entries, attributes, a small read, a 1 MiB read through the
+ *  pool; with --write also 4 MiB written to `sink` in 1 MiB writes. */
+function exercise(mountpoints: string[], write: boolean): void {
   for (const mp of mountpoints) {
+    if (write) fs.writeFileSync(join(mp, 'sink'), Buffer.alloc(4 << 20, 1));
     if (fs.readdirSync(mp).length !== 2) throw new Error(`${mp}: wrong listing`);
     if (!fs.readFileSync(join(mp, 'small')).equals(SMALL)) throw new Error(`${mp}: wrong small file`);
     if (fs.readFileSync(join(mp, 'ranged')).length !== RANGED_SIZE) throw new Error(`${mp}: wrong ranged file`);
@@ -166,7 +204,7 @@ function cleanup(dir: string): void {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { sessions: { type: 'string', default: '100' }, dir: { type: 'string' }, json: { type: 'boolean', default: false } } });
+  const { values } = parseArgs({ options: { sessions: { type: 'string', default: '100' }, dir: { type: 'string' }, json: { type: 'boolean', default: false }, write: { type: 'boolean', default: false } } });
   const n = Number(values.sessions);
   if (!(n >= 2)) throw new Error('--sessions must be at least 2');
   const dir = fs.mkdtempSync(join(values.dir ?? tmpdir(), 'tarstack-sessions-'));
@@ -174,7 +212,11 @@ async function main(): Promise<void> {
   fs.writeFileSync(backing, Buffer.alloc(RANGED_SIZE, 0x5a));
   const mps = Array.from({ length: n }, (_, i) => join(dir, `m${i}`));
   for (const mp of mps) fs.mkdirSync(mp);
-  const proc = fork(new URL(import.meta.url).pathname, ['--serve', backing], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const proc = fork(new URL(import.meta.url).pathname, ['--serve', backing], {
+    execArgv: ['--expose-gc'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, SESSIONS_WRITE: values.write ? '1' : '0' },
+  });
   const child = new Child(proc);
   const onExit = (): void => {
     if (proc.exitCode === null) proc.kill('SIGKILL');
@@ -184,11 +226,11 @@ async function main(): Promise<void> {
   try {
     const bare = await child.next('ready');
     const first = await child.ask({ type: 'mount', mountpoints: mps.slice(0, 1) }, 'mounted');
-    exercise(mps.slice(0, 1));
+    exercise(mps.slice(0, 1), values.write!);
     const one = await child.ask({ type: 'usage' }, 'usage');
     const rest = await child.ask({ type: 'mount', mountpoints: mps.slice(1) }, 'mounted');
-    exercise(mps);
-    exercise(mps); // twice: whatever a session keeps after use is in the figure
+    exercise(mps, values.write!);
+    exercise(mps, values.write!); // twice: whatever a session keeps after use is in the figure
     const all = await child.ask({ type: 'usage' }, 'usage');
     const t0 = process.hrtime.bigint();
     const after = await child.ask({ type: 'unmount' }, 'unmounted');

@@ -1,6 +1,6 @@
 // Module entry of tarstack_native.node: per-environment state (request table, shared scratch
-// array), the exported functions, and teardown that ends every session if the environment goes
-// away while mounted (no JS is called then).
+// array, the receive buffer all its sessions share), the exported functions, and teardown that
+// ends every session if the environment goes away while mounted (no JS is called then).
 #include "tsn.h"
 
 #include <stdlib.h>
@@ -13,6 +13,7 @@ static void env_finalize(napi_env env, void *data, void *hint) {
   while (te->sessions) tsn_session_end(te->sessions, 0);
   tsn_mailbox_close(te);
   tsn_reqs_free(te);
+  free(te->recv.mem);
   free(te->fastbuf);
   free(te);
   if (--live_envs == 0) { // the last user: let idle pool threads go (never waits for a running job)

@@ -136,11 +136,10 @@ void tsn_session_end(tsn_session *s, int call_js) {
   live_remove(s->se);
   fuse_session_exit(s->se); // late answers from workers then fail quietly (EBADF)
   if (s->mounted) fuse_session_unmount(s->se);
-  free(s->buf.mem);
-  s->buf.mem = NULL;
   for (tsn_session **p = &s->te->sessions; *p; p = &(*p)->next) {
     if (*p == s) {
       *p = s->next;
+      s->te->nsessions--;
       break;
     }
   }
@@ -177,12 +176,15 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   s->in_poll = 1;
   int64_t spin_until = -1;
   for (int i = 0; !end && i < BATCH; i++) {
-    int res = fuse_session_receive_buf(s->se, &s->buf);
+    int res = fuse_session_receive_buf(s->se, &s->te->recv);
     if (res == -EAGAIN) {
       // A program making one call after another sends its next request a few microseconds after
       // our answer; reading again for a moment spares the wakeup of this thread (~25 us on a VM).
-      // Not while the read pool works: its thread needs the CPU more (2 vCPUs here).
-      if (i == 0 || s->cfg.spin_us == 0 || tsn_pool_busy(&tsn_read_pool)) break;
+      // Not while the read pool works: its thread needs the CPU more (2 vCPUs here). Not when
+      // the env serves other sessions either: their requests would wait for this one's spin.
+      if (i == 0 || s->cfg.spin_us == 0 || s->te->nsessions > 1 || tsn_pool_busy(&tsn_read_pool)) {
+        break;
+      }
       int64_t now = now_ns();
       if (spin_until < 0) spin_until = now + (int64_t)s->cfg.spin_us * 1000;
       if (now >= spin_until) break;
@@ -197,7 +199,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
       break;
     }
     s->requests++;
-    fuse_session_process_buf(s->se, &s->buf);
+    fuse_session_process_buf(s->se, &s->te->recv);
     if (fuse_session_exited(s->se) || s->end_requested) end = 1;
   }
   s->in_poll = 0;
@@ -356,6 +358,7 @@ napi_value tsn_js_mount(napi_env env, napi_callback_info info) {
     s->handle = NULL;
     s->next = te->sessions;
     te->sessions = s;
+    te->nsessions++;
     tsn_session_end(s, 1);
     napi_throw_error(env, NULL, "tarstack_native: cannot start polling /dev/fuse");
     return NULL;
@@ -364,6 +367,7 @@ napi_value tsn_js_mount(napi_env env, napi_callback_info info) {
   s->handle = h;
   s->next = te->sessions;
   te->sessions = s;
+  te->nsessions++;
   return handle;
 }
 

@@ -97,6 +97,10 @@ typedef struct tsn_env {
   tsn_slot *slots;
   uint32_t nslots, cap, free_head;
   struct tsn_session *sessions; // live sessions, for env cleanup
+  unsigned nsessions;
+  // Every session of the env reads its requests into this one buffer: requests are read and
+  // processed one at a time on Node's thread, and nothing keeps a pointer into it afterwards.
+  struct fuse_buf recv;
   char *fastbuf; // Node-thread buffer for reads served from the page cache
   size_t fastbuf_cap;
   struct tsn_mailbox *mailbox; // notifications finished on workers, settled on Node's thread
@@ -168,7 +172,6 @@ typedef struct tsn_session {
   // Once ended: the poll handle until closed, and each lane until its started jobs are done.
   // The last to let go destroys the fuse_session (closing /dev/fuse) and frees the struct.
   _Atomic int refs;
-  struct fuse_buf buf;
   napi_ref handlers[TSN_OP_COUNT];
   napi_async_context actx;
   napi_ref resource;
