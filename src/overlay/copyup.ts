@@ -2,17 +2,18 @@
 // first; each copy is built under a temp name in the work dir (data, owner, mode, xattrs, times and
 // the inode number it keeps) and renamed into place, so a crash never shows a half copy. A big file
 // is copied lazily: a sparse file of full size with a chunk map, filled chunk by chunk on demand.
-// A lower hard-link set is copied once into the index and its names linked to it.
+// A lower hard-link set is copied once into the index and its names linked to it (link-sets.ts).
 // Ordering against crashes: copied bytes are fdatasync'ed before the rename that makes them
 // visible, and before a lazy chunk is marked present (as kernel overlayfs syncs its copy-ups).
 import * as fs from 'node:fs';
 import type { Attr } from '../vfs/api.js';
-import { emptyAttr, majorOf, minorOf, splitNs } from '../util/attr.js';
+import { emptyAttr, majorOf, minorOf } from '../util/attr.js';
 import { CHUNK, LazyMap } from './lazy.js';
-import { type LowerStack } from './lower-stack.js';
-import type { WNode } from './node.js';
-import { UpperStore, X_LAZY, X_NLINK, isInternalXattr } from './upper.js';
-import { b } from '../util/latin1.js';
+import type { LowerStack, Parts } from './lower-stack.js';
+import type { Inode } from './inode.js';
+import type { LinkSets } from './link-sets.js';
+import type { UpperStore } from './upper.js';
+import { X_LAZY, isInternalXattr } from './upper-format.js';
 import { S_IFLNK, S_IFMT, S_IFREG } from '../vfs/mode.js';
 
 /** Files up to this size are copied whole at once; bigger ones lazily. */
@@ -36,65 +37,53 @@ export class CopyUp {
   constructor(
     private readonly store: UpperStore,
     private readonly stack: LowerStack,
+    private readonly links: LinkSets,
     /** Never copy lazily: the upper is read directly by other tools (kernel overlayfs, podman). */
     private readonly wholeFiles = false,
   ) {}
 
-  /** Absolute upper path of a node's object: the index for hard-link sets, else its name. */
-  abs(node: WNode): string {
-    return node.indexed ? this.store.indexPath(node.ino) : this.store.abs(node.relPath());
-  }
-
-  lowerAttr(node: WNode): Attr {
+  lowerAttr(node: Inode): Attr {
     const a = emptyAttr();
     this.stack.fillAttr(node.lower!, a);
     return a;
   }
 
   /** Make sure a directory (and its ancestors) exists in the upper layer. */
-  dir(node: WNode): void {
+  dir(node: Inode): void {
     // Top down, without recursion: a tar may nest directories 10,000 deep.
     if (!node.upper) this.store.checkFits(this.store.abs(node.relPath()));
-    const missing: WNode[] = [];
-    for (let n: WNode | null = node; n && !n.upper; n = n.parent) {
-      if (!n.parent) throw new Error('the root always has an upper directory');
+    const missing: Inode[] = [];
+    for (let n: Inode | null = node; n && !n.upper; n = n.link.dir) {
+      if (!n.link.dir) throw new Error('the root always has an upper directory');
       missing.push(n);
     }
     for (let i = missing.length - 1; i >= 0; i--) this.oneDir(missing[i]!);
   }
 
-  private oneDir(node: WNode): void {
+  private oneDir(node: Inode): void {
     const a = this.lowerAttr(node);
     const tmp = this.store.tmp();
-    fs.mkdirSync(b(tmp), { mode: a.mode & 0o7777 });
+    this.store.makeDir(tmp, a.mode);
     this.finish(tmp, node, a, -1);
-    this.intoParent(node, () => fs.renameSync(b(tmp), b(this.store.abs(node.relPath()))));
+    this.intoParent(node, tmp);
     node.upper = true;
     node.kept = undefined;
   }
 
-  /** Link an indexed node into the upper under (dir, name), one of its lower names. */
-  linkName(node: WNode, dir: WNode, name: string): void {
-    const dirRel = dir.relPath();
-    const abs = this.store.abs(dirRel ? `${dirRel}/${name}` : name);
-    this.intoDir(dirRel, () => fs.linkSync(b(this.store.indexPath(node.ino)), b(abs)));
+  /** Rename a built copy to its name, keeping the parent's times (a copy-up does not change the directory). */
+  private intoParent(node: Inode, tmp: string): void {
+    this.store.keepingTimes(this.store.abs(node.link.dir!.relPath()), () => this.store.rename(tmp, this.store.abs(node.relPath())));
   }
 
   /**
-   * Put a copy into its parent directory without changing the parent's times: a copy-up is not a
-   * change of the directory (kernel overlayfs restores them too).
+   * An upper entry for this very name of an inode. A copied-up hard-link set is linked into the
+   * upper under one of its names only; the others stay lower names until an operation needs them.
    */
-  private intoParent(node: WNode, place: () => void): void {
-    this.intoDir(node.parent!.relPath(), place);
-  }
-
-  private intoDir(dirRel: string, place: () => void): void {
-    const parentAbs = this.store.abs(dirRel);
-    const st = fs.lstatSync(b(parentAbs), { bigint: true });
-    place();
-    const [as, an] = splitNs(st.atimeNs);
-    const [ms, mn] = splitNs(st.mtimeNs);
-    this.store.sys.utimens(parentAbs, as, an, ms, mn);
+  name(dir: Inode, name: string, node: Inode): void {
+    if (!node.indexed) return;
+    if (this.store.lstat(this.store.abs(dir.childPath(name)))) return;
+    this.dir(dir);
+    this.links.linkName(node, dir, name);
   }
 
   /**
@@ -103,35 +92,34 @@ export class CopyUp {
    * change needs no data space), 'full' copies all bytes now, 'none' copies no bytes (the caller
    * truncates to zero).
    */
-  file(node: WNode, data: DataMode): void {
+  file(node: Inode, data: DataMode): void {
     if (node.upper) return;
     this.store.checkFits(this.store.abs(node.relPath()));
-    this.dir(node.parent!);
+    this.dir(node.link.dir!);
     const a = this.lowerAttr(node);
     const tmp = this.store.tmp();
     try {
       this.build(node, a, tmp, data);
     } catch (err) {
-      fs.rmSync(b(tmp), { force: true }); // e.g. ENOSPC half-way: the temp copy must not eat the space it needs
+      this.store.removeIfThere(tmp); // e.g. ENOSPC half-way: the temp copy must not eat the space it needs
       throw err;
     }
     node.upper = true;
     node.kept = undefined;
   }
 
-  private build(node: WNode, a: Attr, tmp: string, data: DataMode): void {
-    const [k, lowerNode] = node.lower!;
+  private build(node: Inode, a: Attr, tmp: string, data: DataMode): void {
+    const lower = node.lower!;
     let lazy: LazyMap | null = null;
     const type = a.mode & S_IFMT;
     if (type === S_IFREG) {
-      const fd = fs.openSync(b(tmp), fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_RDWR, 0o600);
+      const fd = this.store.makeFile(tmp, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_RDWR, 0o600);
       try {
-        // A lazy copy finds its lower again at the next mount by inode number, which a layer that
-        // numbers nodes as it meets them (nodeOfInode: a directory layer) cannot promise.
-        const mustBeWhole = this.wholeFiles || this.stack.layers[k].nodeOfInode !== undefined;
+        // A lazy copy finds its lower again at the next mount by inode number.
+        const mustBeWhole = this.wholeFiles || !this.stack.locatableByIno(lower);
         const whole = data === 'full' || (data === 'lazy' && a.size <= EAGER_MAX) || (data !== 'none' && mustBeWhole);
         if (whole) {
-          this.copyBytes(k, lowerNode, fd, 0, a.size);
+          this.copyBytes(lower, fd, 0, a.size);
           if (a.size > 0) fs.fdatasyncSync(fd); // the bytes are on disk before the rename shows them
         } else {
           fs.ftruncateSync(fd, data === 'none' ? 0 : a.size);
@@ -145,49 +133,44 @@ export class CopyUp {
         fs.closeSync(fd);
       }
     } else if (type === S_IFLNK) {
-      fs.symlinkSync(b(this.stack.layers[k].readlink(lowerNode)), b(tmp));
+      this.store.makeSymlink(tmp, this.stack.readlink(lower));
       this.finish(tmp, node, a, -1);
     } else {
       this.store.makeNode(tmp, a.mode, majorOf(a.rdev), minorOf(a.rdev));
       this.finish(tmp, node, a, -1);
     }
-    if (a.nlink > 1 && type === S_IFREG && this.store.format.privateMetadata) {
+    if (a.nlink > 1 && type === S_IFREG && this.links.indexing) {
       // A hard-link set: its one upper inode lives in the index; this name links to it. (Linked
       // symlinks, fifos and devices, which cannot carry the link count in a user xattr, are copied
       // per name; so is every name when no private metadata may be written, as kernel overlayfs
       // does with index=off.)
-      this.store.setX(tmp, X_NLINK, String(a.nlink));
-      fs.renameSync(b(tmp), b(this.store.indexPath(node.ino)));
-      node.indexed = true;
-      this.linkName(node, node.parent!, node.name);
+      this.links.adopt(node, tmp, a.nlink);
     } else {
-      this.intoParent(node, () => fs.renameSync(b(tmp), b(this.store.abs(node.relPath()))));
+      this.intoParent(node, tmp);
     }
     node.lazy = lazy;
   }
 
   /** Owner, mode, xattrs, the kept inode number, then times (last: every other step changes them). */
-  private finish(tmp: string, node: WNode, a: Attr, fd: number): void {
+  private finish(tmp: string, node: Inode, a: Attr, fd: number): void {
     const target = fd >= 0 ? fd : tmp;
     const type = a.mode & S_IFMT;
     this.store.own(tmp, { uid: a.uid, gid: a.gid, mode: a.mode, rdev: a.rdev });
-    const [k, n] = node.lower!;
-    const L = this.stack.layers[k];
-    for (const name of L.xattrNames(n)) {
+    for (const name of this.stack.xattrNames(node.lower!)) {
       if (isInternalXattr(name)) continue;
-      this.store.setXattr(target, name, L.getxattr(n, name)!, 0); // what the host refuses is kept (kept.ts)
+      this.store.setXattr(target, name, this.stack.getxattr(node.lower!, name)!, 0); // what the host refuses is kept (kept.ts)
     }
     this.store.setIno(target, node.ino, this.store.kept.refusedDevice(a.mode, a.rdev) ? S_IFREG : type); // a stand-in is a file
     this.store.sys.utimens(target, a.atimeSec, a.atimeNsec, a.mtimeSec, a.mtimeNsec);
   }
 
   /** Copy lower bytes [pos, pos+len) of a file into `fd` at the same offsets. */
-  copyBytes(k: number, lowerNode: number, fd: number, pos: number, len: number): void {
+  copyBytes(lower: Parts, fd: number, pos: number, len: number): void {
     const buf = Buffer.allocUnsafe(Math.min(len, CHUNK) || 1);
     for (let at = pos; at < pos + len; ) {
       if (at === PAUSE_AT) pauseForever(at);
       const n = Math.min(buf.length, pos + len - at, at < PAUSE_AT ? PAUSE_AT - at : Infinity);
-      const off = this.stack.layers[k].readInto(lowerNode, at, buf, 0, n);
+      const off = this.stack.readInto(lower, at, buf, 0, n);
       let w = 0;
       while (w < off) w += fs.writeSync(fd, buf, w, off - w, at + w);
       at += off;
@@ -196,13 +179,12 @@ export class CopyUp {
   }
 
   /** Fill the given chunks of a lazily copied file from the lower, then record them as present. */
-  fill(node: WNode, fd: number, chunks: number[]): void {
+  fill(node: Inode, fd: number, chunks: number[]): void {
     const lazy = node.lazy!;
     if (chunks.length === 0) return;
-    const [k, lowerNode] = node.lower!;
     for (const c of chunks) {
       const pos = c * CHUNK;
-      this.copyBytes(k, lowerNode, fd, pos, Math.min(CHUNK, lazy.limit - pos));
+      this.copyBytes(node.lower!, fd, pos, Math.min(CHUNK, lazy.limit - pos));
     }
     this.markPresent(node, fd, chunks);
   }
@@ -211,7 +193,7 @@ export class CopyUp {
    * Record chunks whose bytes are now in the upper file: synced first, so a crash never leaves a
    * chunk marked present over bytes that never reached the disk; on failure (ENOSPC) nothing is marked.
    */
-  markPresent(node: WNode, fd: number, chunks: number[]): void {
+  markPresent(node: Inode, fd: number, chunks: number[]): void {
     const lazy = node.lazy!;
     fs.fdatasyncSync(fd);
     const before = lazy.encode();
@@ -225,7 +207,7 @@ export class CopyUp {
   }
 
   /** Persist the chunk map (or drop it once nothing comes from the lower). */
-  saveLazy(node: WNode, fd: number): void {
+  saveLazy(node: Inode, fd: number): void {
     const lazy = node.lazy!;
     if (lazy.complete()) {
       this.store.sys.removexattr(fd, X_LAZY);
@@ -233,26 +215,5 @@ export class CopyUp {
     } else {
       this.store.setX(fd, X_LAZY, lazy.encode());
     }
-  }
-
-  /** Move an upper non-directory into the index so more names can link to it. */
-  index(node: WNode): void {
-    if (node.indexed) return;
-    const abs = this.store.abs(node.relPath());
-    const st = fs.lstatSync(b(abs));
-    this.store.setX(abs, X_NLINK, String(st.nlink));
-    fs.linkSync(b(abs), b(this.store.indexPath(node.ino)));
-    node.indexed = true;
-  }
-
-  /** Link count of an indexed node (its names, upper and still-lower ones). */
-  nlink(node: WNode): number {
-    return Number(this.store.getX(this.store.indexPath(node.ino), X_NLINK)?.toString('latin1') ?? '1');
-  }
-
-  setNlink(node: WNode, n: number): void {
-    const idx = this.store.indexPath(node.ino);
-    if (n <= 0) fs.rmSync(b(idx), { force: true });
-    else this.store.setX(idx, X_NLINK, String(n));
   }
 }

@@ -99,6 +99,23 @@ export class Kept {
     else this.sys.setxattr(t, X_STAT, b(`${want.uid} ${want.gid} ${want.mode} ${want.rdev}`), 0);
   }
 
+  /**
+   * chown and chmod where the host refuses them: kept, with the kernel's rule that chown clears the
+   * set-id bits of a non-directory (set-gid only when group-executable).
+   */
+  chownChmod(t: Target, type: number, set: { uid?: number; gid?: number; mode?: number }): void {
+    const st = Kept.lst(t);
+    const cur: KeptStat = this.stat(t, st) ?? { uid: st.uid, gid: st.gid, mode: st.mode, rdev: st.rdev };
+    const want = { ...cur };
+    if (set.uid !== undefined || set.gid !== undefined) {
+      want.uid = set.uid ?? cur.uid;
+      want.gid = set.gid ?? cur.gid;
+      if (type !== S_IFDIR) want.mode &= want.mode & 0o010 ? ~0o6000 : ~0o4000;
+    }
+    if (set.mode !== undefined && type !== S_IFLNK) want.mode = (cur.mode & S_IFMT) | (set.mode & 0o7777);
+    this.setStat(t, want);
+  }
+
   /** Where xattr `name` of an object of this type lives: 'real', or kept ('x' xattr or side table). */
   private route(type: number, name: string): 'real' | 'x' | 'side' {
     const user = name.startsWith('user.');

@@ -3,7 +3,7 @@
 // search, directories merge until one is opaque. Inode numbers come from (layer, node): unique in
 // the mount, stable across remounts, shared by a tar's hard-linked names.
 import { ABSENT, type Layer } from '../layer/layer.js';
-import type { Attr } from '../vfs/api.js';
+import type { Attr, ReadReply } from '../vfs/api.js';
 import { S_IFDIR, S_IFMT } from '../vfs/mode.js';
 
 /** A directory's parts, or a single non-directory: pairs (layer index, node), topmost first. */
@@ -113,6 +113,50 @@ export class LowerStack {
       walk(0);
     });
     return out;
+  }
+
+  // ---- one lower entry, addressed by its parts (the topmost [layer, node] pair is the entry) ----
+
+  readlink(parts: Parts): string {
+    return this.layers[parts[0]].readlink(parts[1]);
+  }
+
+  read(parts: Parts, pos: number, len: number): ReadReply | Promise<ReadReply> {
+    return this.layers[parts[0]].read(parts[1], pos, len);
+  }
+
+  readInto(parts: Parts, pos: number, buf: Buffer, off: number, len: number): number {
+    return this.layers[parts[0]].readInto(parts[1], pos, buf, off, len);
+  }
+
+  xattrNames(parts: Parts): string[] {
+    return this.layers[parts[0]].xattrNames(parts[1]);
+  }
+
+  getxattr(parts: Parts, name: string): Buffer | undefined {
+    return this.layers[parts[0]].getxattr(parts[1], name);
+  }
+
+  /** Does the entry's layer read through a descriptor per open file (so a handle must hold it open)? */
+  readsByHandle(parts: Parts): boolean {
+    return this.layers[parts[0]].openFile !== undefined;
+  }
+
+  /** An open handle starts reading the entry (layers that read by handle; others ignore it). */
+  openFile(parts: Parts): void {
+    this.layers[parts[0]].openFile?.(parts[1]);
+  }
+
+  closeFile(parts: Parts): void {
+    this.layers[parts[0]].closeFile?.(parts[1]);
+  }
+
+  /**
+   * Is the entry found again by its inode number at the next mount? Not in a layer that numbers
+   * nodes as it meets them (nodeOfInode: a directory layer).
+   */
+  locatableByIno(parts: Parts): boolean {
+    return this.layers[parts[0]].nodeOfInode === undefined;
   }
 
   isDir(parts: Parts): boolean {

@@ -35,7 +35,7 @@ export class Overlay implements FileSystem {
     const at = this.stack.locate(ino);
     if (!at) throw fsError('ESTALE');
     let parts: Parts = at;
-    if (this.stack.layers.length > 1 && this.stack.layers[at[0]].isDir(at[1])) {
+    if (this.stack.layers.length > 1 && this.stack.isDir(at)) {
       parts = this.stack.partsOfPath(this.stack.pathOf(at[0], at[1]));
       if (!this.stack.isDir(parts)) throw fsError('ESTALE');
     }
@@ -74,9 +74,9 @@ export class Overlay implements FileSystem {
   }
 
   readlink(ino: number): string {
-    const [k, node] = this.partsOf(ino);
-    if ((this.stack.layers[k].modeOf(node) & S_IFMT) !== S_IFLNK) throw fsError('EINVAL');
-    return this.stack.layers[k].readlink(node);
+    const parts = this.partsOf(ino);
+    if ((this.stack.modeOf(parts) & S_IFMT) !== S_IFLNK) throw fsError('EINVAL');
+    return this.stack.readlink(parts);
   }
 
   opendir(ino: number): number {
@@ -114,25 +114,23 @@ export class Overlay implements FileSystem {
     const parts = this.partsOf(ino);
     if (this.stack.isDir(parts)) throw fsError('EISDIR');
     if ((flags & 3) !== constants.O_RDONLY || flags & constants.O_TRUNC) throw fsError('EROFS');
-    const L = this.stack.layers[parts[0]];
-    if (!L.openFile) return { fh: 0, keepCache: true, directIo: false };
+    if (!this.stack.readsByHandle(parts)) return { fh: 0, keepCache: true, directIo: false };
     // A layer reading through per-file descriptors keeps one open while a handle is.
-    L.openFile(parts[1]);
+    this.stack.openFile(parts);
     const fh = this.nextFh++;
     this.fileHandles.set(fh, [parts[0], parts[1]]);
     return { fh, keepCache: true, directIo: false };
   }
 
   read(ino: number, _fh: number, pos: number, len: number): ReadReply | Promise<ReadReply> {
-    const [k, node] = this.partsOf(ino);
-    return this.stack.layers[k].read(node, pos, len);
+    return this.stack.read(this.partsOf(ino), pos, len);
   }
 
   release(_ino: number, fh: number): void {
     const held = this.fileHandles.get(fh);
     if (!held) return;
     this.fileHandles.delete(fh);
-    this.stack.layers[held[0]].closeFile?.(held[1]);
+    this.stack.closeFile(held);
   }
 
   statfs(): Statfs {
@@ -141,15 +139,13 @@ export class Overlay implements FileSystem {
   }
 
   getxattr(ino: number, name: string): Buffer {
-    const [k, node] = this.partsOf(ino);
-    const v = this.stack.layers[k].getxattr(node, name);
+    const v = this.stack.getxattr(this.partsOf(ino), name);
     if (v === undefined) throw fsError('ENODATA');
     return v;
   }
 
   listxattr(ino: number): string[] {
-    const [k, node] = this.partsOf(ino);
-    return this.stack.layers[k].xattrNames(node);
+    return this.stack.xattrNames(this.partsOf(ino));
   }
 
   destroy(): void {

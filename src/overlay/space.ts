@@ -2,12 +2,14 @@
 // its regular files have allocated for data (st_blocks; a hard-linked file once), so directories,
 // symlinks, whiteouts, owners, modes and xattrs need no data space. Counted in full at mount, then kept up to
 // date by each change; a write that would pass the limit fails with ENOSPC before touching the file
-// (after one recount, so an undercounted free never refuses wrongly).
+// (after one recount, so an undercounted free never refuses wrongly). Without a limit, nothing is counted.
 import * as fs from 'node:fs';
 import { fsError } from '../util/errors.js';
 import { loadSys } from '../native/sys.js';
 import { CHUNK, LazyMap } from './lazy.js';
-import { X_LAZY } from './upper.js';
+import { X_LAZY, type UpperStore } from './upper.js';
+import type { DataMode } from './copyup.js';
+import { b } from '../util/latin1.js';
 
 const BLOCK = 4096;
 
@@ -59,11 +61,61 @@ export function parseSize(text: string): number | undefined {
   return Number.isSafeInteger(v) && v > 0 ? v : undefined;
 }
 
-export class SpaceLimit {
+/**
+ * The data space of an instance, always there: a limit (`create --size`), or none, whose every call
+ * costs nothing (no syscall). Each write, fallocate, truncate and last-name removal goes through it.
+ */
+export interface DataSpace {
+  /** How copy-up serves a change that needs no data: 'meta' (no bytes, so no space) under a limit, else 'lazy'. */
+  readonly copyOnChange: DataMode;
+  /** ENOSPC unless `need` more bytes fit. */
+  reserve(need: number): void;
+  /** Bytes an open file has allocated now: the `before` of `settle` (0 when nothing is counted). */
+  allocated(fd: number): number;
+  /** Count what a change to the open file allocated since `before`. */
+  settle(fd: number, before: number): void;
+  /**
+   * Before a write of `len` bytes at `pos` (or appended): ENOSPC before anything is written unless
+   * its worst case fits, the lazy chunks it must fill included. Returns `allocated(fd)`.
+   */
+  reserveWrite(fd: number, lazy: LazyMap | null, append: boolean, pos: number, len: number): number;
+  /** The last name of the upper file at `abs` goes (and nothing has it open): its data space comes back. */
+  release(abs: string): void;
+  /** The size and free space shown, from the upper filesystem's statfs. */
+  shown(upper: fs.StatsFs): { blocks: number; bfree: number; bavail: number };
+}
+
+/** A limit of `limit` bytes (none when undefined) over the upper and the index. */
+export function dataSpace(limit: number | undefined, store: UpperStore, dirs: string[]): DataSpace {
+  return limit ? new SpaceLimit(limit, dirs, store) : new NoLimit();
+}
+
+class NoLimit implements DataSpace {
+  readonly copyOnChange = 'lazy';
+  reserve(): void {}
+  allocated(): number {
+    return 0;
+  }
+  settle(): void {}
+  reserveWrite(): number {
+    return 0;
+  }
+  release(): void {}
+  shown(upper: fs.StatsFs): { blocks: number; bfree: number; bavail: number } {
+    return { blocks: upper.blocks, bfree: upper.bfree, bavail: upper.bavail };
+  }
+}
+
+class SpaceLimit implements DataSpace {
+  readonly copyOnChange = 'meta';
   used: number;
   private lastRecount = 0;
 
-  constructor(readonly limit: number, private readonly dirs: string[]) {
+  constructor(
+    readonly limit: number,
+    private readonly dirs: string[],
+    private readonly store: UpperStore,
+  ) {
     this.used = dataBytes(dirs);
   }
 
@@ -71,7 +123,7 @@ export class SpaceLimit {
     return Math.max(0, this.limit - this.used);
   }
 
-  /** Refuse (ENOSPC) unless `need` more bytes fit; recounts once a second at most before refusing. */
+  /** Recounts once a second at most before refusing, so an undercounted free never refuses wrongly. */
   reserve(need: number): void {
     if (need <= this.free) return;
     const now = Date.now();
@@ -83,24 +135,43 @@ export class SpaceLimit {
     throw fsError('ENOSPC');
   }
 
-  /** Allocated bytes of an open file, for measuring what a change cost. */
-  static allocated(fd: number): number {
+  allocated(fd: number): number {
     return Number(fs.fstatSync(fd).blocks) * 512;
   }
 
-  charge(delta: number): void {
+  settle(fd: number, before: number): void {
+    this.charge(this.allocated(fd) - before);
+  }
+
+  reserveWrite(fd: number, lazy: LazyMap | null, append: boolean, pos: number, len: number): number {
+    const st = fs.fstatSync(fd);
+    const at = append ? st.size : pos;
+    const allocated = st.blocks * 512;
+    const lazyChunks = lazy && !append ? lazy.missing(at, at + len).length : 0;
+    this.reserve(writeCost(st.size, allocated, at, at + len) + lazyChunks * CHUNK);
+    return allocated;
+  }
+
+  release(abs: string): void {
+    const st = this.store.lstat(abs);
+    if (st && st.isFile() && st.nlink === 1n) this.charge(-fileData(b(abs), st));
+  }
+
+  private charge(delta: number): void {
     this.used = Math.max(0, this.used + delta);
   }
 
-  /** Worst case a write of [pos, end) allocates in a file of this size and allocation, in whole blocks. */
-  static writeCost(size: number, allocated: number, pos: number, end: number): number {
-    if (end <= pos) return 0;
-    const blocks = (from: number, to: number): number => (to > from ? (Math.ceil(to / BLOCK) - Math.floor(from / BLOCK)) * BLOCK : 0);
-    const holes = allocated < Math.floor(size / BLOCK) * BLOCK; // a sparse file: what it has may be unallocated
-    return holes ? blocks(pos, end) : blocks(Math.max(pos, size), end);
+  /** The limit as the size, what is left of it (or of the upper filesystem, if less) as free. */
+  shown(upper: fs.StatsFs): { blocks: number; bfree: number; bavail: number } {
+    const free = Math.min(Math.floor(this.free / upper.bsize), upper.bavail);
+    return { blocks: Math.ceil(this.limit / upper.bsize), bfree: free, bavail: free };
   }
+}
 
-  statfs(bsize: number): { blocks: number; bfree: number } {
-    return { blocks: Math.ceil(this.limit / bsize), bfree: Math.floor(this.free / bsize) };
-  }
+/** Worst case a write of [pos, end) allocates in a file of this size and allocation, in whole blocks. */
+function writeCost(size: number, allocated: number, pos: number, end: number): number {
+  if (end <= pos) return 0;
+  const blocks = (from: number, to: number): number => (to > from ? (Math.ceil(to / BLOCK) - Math.floor(from / BLOCK)) * BLOCK : 0);
+  const holes = allocated < Math.floor(size / BLOCK) * BLOCK; // a sparse file: what it has may be unallocated
+  return holes ? blocks(pos, end) : blocks(Math.max(pos, size), end);
 }

@@ -1,67 +1,37 @@
-// The upper and work directories of an instance, and the on-disk conventions tarstack writes, which
-// are kernel overlayfs's (userxattr flavour by default) so an upper stays readable by standard tools:
-//   whiteout      a character device 0/0 named NAME (or a `.wh.NAME` file; both are read)
-//   opaque dir    xattr user.overlay.opaque = "y" (or trusted.overlay.opaque in a standard upper)
-//   renamed dir   xattr user.overlay.redirect = "/lower/path" of its lower origin (or trusted.…)
-// plus tarstack's own, unless the format forbids private metadata: user.tarstack.ino (the inode number
-// a copied-up entry keeps), user.tarstack.lazy (a lazily copied file's chunk map) and
-// user.tarstack.nlink (link count of an indexed hard link); what the host refuses an ordinary user
-// is kept as kept.ts describes. Paths here are byte strings relative to the upper root ('' is the root).
+// The upper and work directories of an instance, written as upper-format.ts describes. Every upper
+// operation of an instance goes through UpperStore, and whiteouts (both encodings) are decoded here
+// only: above it, a name is an object, hidden, or absent. Paths here are byte strings: absolute, or
+// relative to the upper root ('' is the root).
 import * as fs from 'node:fs';
-import { loadSys, RENAME_EXCHANGE, type Sys } from '../native/sys.js';
+import { loadSys, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, type Sys } from '../native/sys.js';
 import { Kept, type KeptStat } from './kept.js';
 import { removeTree } from '../util/remove-tree.js';
 import { fsError } from '../util/errors.js';
-import { S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../vfs/mode.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../vfs/mode.js';
 import { b } from '../util/latin1.js';
+import { splitNs } from '../util/attr.js';
+import { Whiteouts, isWhiteout } from './whiteouts.js';
+import { T_OPAQUE, T_REDIRECT, TARSTACK_FORMAT, X_INO, isInternalXattr, X_INO_LINK, X_OPAQUE, X_REDIRECT, userXattrOk, type UpperFormat } from './upper-format.js';
 
-export const X_OPAQUE = 'user.overlay.opaque';
-export const X_REDIRECT = 'user.overlay.redirect';
-const T_OPAQUE = 'trusted.overlay.opaque';
-const T_REDIRECT = 'trusted.overlay.redirect';
-export const X_INO = 'user.tarstack.ino';
-export const X_LAZY = 'user.tarstack.lazy';
-export const X_NLINK = 'user.tarstack.nlink';
-const X_INO_LINK = 'trusted.tarstack.ino';
-/** Attribute names the user never sees or sets: they describe the overlay, not the file (user.tarstack.* includes kept.ts's). */
-export const isInternalXattr = (name: string): boolean =>
-  name.startsWith('user.overlay.') || name.startsWith('user.tarstack.') || name.startsWith('trusted.overlay.') || name.startsWith('trusted.tarstack.');
+export { TARSTACK_FORMAT, X_LAZY, X_NLINK, isInternalXattr, prepareUpperRoot, type UpperFormat } from './upper-format.js';
 
-const WH_PREFIX = '.wh.';
+/** Linux's limit on an absolute path (see checkFits). */
 const PATH_MAX = 4096;
 
-
-/** What an upper written for other readers (kernel overlayfs, containers/storage) looks like. */
-export interface UpperFormat {
-  /** Namespace of the opaque and redirect xattrs written: kernel overlayfs reads trusted.* by default, user.* with `userxattr`. */
-  xattrs: 'user' | 'trusted';
-  /** Whiteouts written: character devices 0/0, or `.wh.NAME` files where mknod is refused. */
-  whiteouts: 'chardev' | 'files';
-  /** tarstack's own xattrs (user.tarstack.*) and the work/index hard-link index may be written. */
-  privateMetadata: boolean;
+/** What the upper holds at a name: `upper: true` tells it from a lower find. `fresh`: just made by this daemon, none of tarstack's metadata on it yet. */
+export interface UpperFound {
+  upper: true;
+  abs: string;
+  st: fs.BigIntStats;
+  fresh?: boolean;
 }
 
-export const TARSTACK_FORMAT: UpperFormat = { xattrs: 'user', whiteouts: 'chardev', privateMetadata: true };
+/** A name the upper hides: a whiteout, or a name its format reserves (`.wh.NAME` files). */
+export const HIDDEN: unique symbol = Symbol('hidden');
 
-/**
- * Give a fresh upper root the image root's owner, mode, xattrs and times (and its inode number, 1).
- * What the host refuses an ordinary user is kept (kept.ts); the mode goes last, as it may take away
- * our own write permission.
- */
-export function prepareUpperRoot(upper: string, a: KeptStat & { atimeSec: number; atimeNsec: number; mtimeSec: number; mtimeNsec: number }, xattrs: Array<[string, Buffer]>): void {
-  const sys = loadSys();
-  const kept = new Kept(sys, null, () => '', process.getuid?.() !== 0);
-  fs.mkdirSync(upper, { mode: 0o700 });
-  if (!kept.active) fs.chownSync(upper, a.uid, a.gid);
-  for (const [name, value] of xattrs) if (!kept.setX(upper, name, value, 0)) sys.setxattr(upper, name, value, 0);
-  sys.setxattr(upper, X_INO, b('1'), 0);
-  if (kept.active) kept.setStat(upper, a);
-  sys.utimens(upper, a.atimeSec, a.atimeNsec, a.mtimeSec, a.mtimeNsec);
-  if (!kept.active) fs.chmodSync(upper, a.mode & 0o7777);
-}
+const EUID = process.geteuid?.() ?? 0;
+const EGID = process.getegid?.() ?? 0;
 
-/** user.* extended attributes exist for regular files and directories only (xattr(7)). */
-export const userXattrOk = (type: number): boolean => type === S_IFREG || type === S_IFDIR;
 
 export class UpperStore {
   readonly sys: Sys;
@@ -82,12 +52,18 @@ export class UpperStore {
     return `${st.ino}:${st.birthtimeNs}`;
   }
 
-  /** `readOnly`: only look (another process may be serving this upper). `keepRefused`: see kept.ts. */
-  constructor(upperDir: string, workDir: string, readOnly = false, readonly format: UpperFormat = TARSTACK_FORMAT, keepRefused = false) {
+  /**
+   * `readOnly`: only look (another process may be serving this upper). `keepRefused`: see kept.ts.
+   * `whiteoutFiles`: the upper may hold `.wh.NAME` whiteout files (an upper another tool wrote).
+   */
+  constructor(upperDir: string, workDir: string, opts: { readOnly?: boolean; format?: UpperFormat; keepRefused?: boolean; whiteoutFiles?: boolean } = {}) {
+    const { readOnly = false, format = TARSTACK_FORMAT, keepRefused = false } = opts;
+    this.format = format;
     this.sys = loadSys();
     this.upper = Buffer.from(upperDir, 'utf8').toString('latin1');
     this.work = Buffer.from(workDir, 'utf8').toString('latin1');
-    if (format.whiteouts === 'files') this.whFiles = true;
+    // fuse-overlayfs writes `.wh.` files where mknod is refused: read them when told, or when writing them.
+    this.whiteouts = new Whiteouts(this.sys, format.whiteouts, format.whiteouts === 'files' || !!opts.whiteoutFiles, () => this.tmp());
     this.kept = new Kept(this.sys, this.work, () => this.tmp(), keepRefused);
     if (readOnly) return;
     for (const d of format.privateMetadata ? ['tmp', 'index'] : ['tmp']) fs.mkdirSync(b(`${this.work}/${d}`), { recursive: true, mode: 0o700 });
@@ -134,60 +110,15 @@ export class UpperStore {
     return fs.lstatSync(b(absPath), { bigint: true, throwIfNoEntry: false });
   }
 
-  static isWhiteout(st: fs.BigIntStats): boolean {
-    return (Number(st.mode) & S_IFMT) === S_IFCHR && st.rdev === 0n;
-  }
-
-  /**
-   * Is `name` in upper directory `dirAbs` a whiteout of the `.wh.` kind? tarstack writes character
-   * device whiteouts, so only an upper written by another tool (`whFiles`) is worth the extra stat.
-   */
-  hasWhFile(dirAbs: string, name: string): boolean {
-    return this.whFiles && fs.existsSync(b(`${dirAbs}/${WH_PREFIX}${name}`));
-  }
-
-  /** The upper may hold `.wh.NAME` whiteout files (fuse-overlayfs writes them where mknod is refused). */
-  whFiles = false;
-
-
-  /** `.wh.NAME` beside `absPath` (.../NAME): where a whiteout file for it lives. */
-  private whFileFor(absPath: string): string {
-    const slash = absPath.lastIndexOf('/');
-    return `${absPath.slice(0, slash + 1)}${WH_PREFIX}${absPath.slice(slash + 1)}`;
-  }
-
-  /** Atomically replace whatever is at `absPath` by a whiteout; a directory goes to the work dir to be removed. */
-  whiteoutOver(absPath: string, isDir: boolean): void {
-    if (this.format.whiteouts === 'files') {
-      // The `.wh.` file first: until the entry goes, the entry wins, so a crash shows the old state.
-      this.whiteoutAt(absPath);
-      const aside = this.tmp();
-      fs.renameSync(b(absPath), b(aside));
-      this.removeTree(aside);
-      return;
-    }
-    const wh = this.tmp();
-    this.sys.mknod(wh, S_IFCHR | 0o000, 0, 0);
-    if (isDir) {
-      this.sys.rename2(wh, absPath, RENAME_EXCHANGE);
-      this.removeTree(wh); // the old directory, now at the temp name
-    } else {
-      fs.renameSync(b(wh), b(absPath));
-    }
-  }
-
-  /**
-   * Put a whiteout at `absPath`, where nothing is: made in place, since mknod (and an O_EXCL create)
-   * make a name whole at once, without a temp name and a rename.
-   */
-  whiteoutAt(absPath: string): void {
-    if (this.format.whiteouts === 'files') fs.closeSync(fs.openSync(b(this.whFileFor(absPath)), 'wx', 0o600));
-    else this.sys.mknod(absPath, S_IFCHR | 0o000, 0, 0);
-  }
+  readonly format: UpperFormat;
+  /** Whiteouts written and read (whiteouts.ts). */
+  private readonly whiteouts: Whiteouts;
 
   removeTree(absPath: string): void {
     removeTree(b(absPath));
   }
+
+  // ---- metadata: the xattrs overlayfs and tarstack write, and the user's xattrs -------------
 
   getX(absPath: string, name: string): Buffer | null {
     return this.sys.getxattr(absPath, name);
@@ -196,6 +127,8 @@ export class UpperStore {
   setX(target: string | number, name: string, value: string | Buffer): void {
     this.sys.setxattr(target, name, typeof value === 'string' ? b(value) : value, 0);
   }
+
+  private readonly canTrust = process.getuid?.() === 0;
 
   /**
    * A standard upper may come from kernel overlayfs, fuse-overlayfs or tarstack, so both namespaces
@@ -243,17 +176,27 @@ export class UpperStore {
     else this.kept.setIno(target, ino);
   }
 
-  /**
-   * Give a freshly built object its owner and mode: for real as root, else kept (kept.ts). A fresh
-   * symlink, fifo or socket first sheds what an old object of the same upper inode number kept.
-   */
-  own(path: string, want: KeptStat, made?: { uid: number; gid: number }): void {
-    this.kept.fresh(path);
-    if (this.kept.active) return this.kept.setStat(path, want);
-    // Made by this process with exactly the wanted owner and mode (umask 0, no set-id bits): done.
-    if (made && made.uid === want.uid && made.gid === want.gid && (want.mode & 0o6000) === 0) return;
-    fs.lchownSync(b(path), want.uid, want.gid);
-    if ((want.mode & S_IFMT) !== S_IFLNK) fs.chmodSync(b(path), want.mode & 0o7777); // after chown, which clears set-id bits
+  /** An xattr's value, real or kept (kept.ts); null when unset. `type`: the object's, which spares files and directories an lstat. */
+  getXattr(absPath: string, type: number, name: string): Buffer | null {
+    const kept = this.kept.getX(absPath, this.kindOf(absPath, type), name);
+    return kept !== undefined ? kept : this.getX(absPath, name);
+  }
+
+  /** The names of the xattrs a user sees, real and kept. */
+  listXattr(absPath: string, type: number): string[] {
+    const real = this.sys.listxattr(absPath);
+    const kept = this.kept.listX(this.kindOf(absPath, type), real);
+    return [...new Set([...real.filter((x) => !isInternalXattr(x)), ...kept])];
+  }
+
+  removeXattr(absPath: string, name: string): void {
+    if (!this.kept.removeX(absPath, name)) this.sys.removexattr(absPath, name);
+  }
+
+  /** Type and upper inode of an object (a file for a device stand-in); lstat only when it matters. */
+  private kindOf(absPath: string, type: number): { mode: number | bigint; ino: number | bigint } {
+    if (type === S_IFREG || type === S_IFDIR) return { mode: type, ino: 0 };
+    return this.stat(absPath);
   }
 
   /** Set an xattr where it can live: the real object, or tarstack's kept metadata when the host refuses it. */
@@ -261,13 +204,21 @@ export class UpperStore {
     if (!this.kept.setX(target, name, value, flags)) this.sys.setxattr(target, name, value, flags);
   }
 
-  /** mknod, or where the host refuses the device to an ordinary user, an empty file standing in for it. */
-  makeNode(path: string, mode: number, major: number, minor: number): void {
-    if (this.kept.refusedDevice(mode, major || minor)) fs.closeSync(fs.openSync(b(path), 'wx', 0o600));
-    else this.sys.mknod(path, mode, major, minor);
-  }
+  // ---- names: what the upper shows, and changes to its entries -------------------------------
 
-  private readonly canTrust = process.getuid?.() === 0;
+  /**
+   * What the upper shows at `name` in directory `dirRel` (null: the directory has no upper copy):
+   * the object, HIDDEN (a whiteout, or a `.wh.` name, which is format, never a name), or undefined:
+   * nothing, so the lower layers decide.
+   */
+  find(dirRel: string | null, name: string): UpperFound | typeof HIDDEN | undefined {
+    if (this.whiteouts.reserved(name)) return HIDDEN;
+    if (dirRel === null) return undefined;
+    const abs = this.abs(dirRel === '' ? name : `${dirRel}/${name}`);
+    const st = this.lstat(abs);
+    if (st) return isWhiteout(st) ? HIDDEN : { upper: true, abs, st };
+    return this.whiteouts.hasFile(abs) ? HIDDEN : undefined;
+  }
 
   /** Names in an upper directory with their lstat, whiteouts marked; `.wh.` names mean whiteouts. */
   list(dirAbs: string): Array<{ name: string; st: fs.BigIntStats | undefined; whiteout: boolean }> {
@@ -281,14 +232,210 @@ export class UpperStore {
     const out: Array<{ name: string; st: fs.BigIntStats | undefined; whiteout: boolean }> = [];
     for (const raw of names) {
       const name = raw.toString('latin1');
-      if (name.startsWith(WH_PREFIX)) {
-        if (name !== '.wh..wh..opq') out.push({ name: name.slice(WH_PREFIX.length), st: undefined, whiteout: true });
+      const hidden = Whiteouts.decode(name);
+      if (hidden !== undefined) {
+        if (hidden !== null) out.push({ name: hidden, st: undefined, whiteout: true });
         continue;
       }
       const st = this.lstat(`${dirAbs}/${name}`);
       if (!st) continue; // removed meanwhile
-      out.push({ name, st, whiteout: UpperStore.isWhiteout(st) });
+      out.push({ name, st, whiteout: isWhiteout(st) });
     }
     return out;
+  }
+
+  /** Put a freshly built entry `tmp` at `abs`, replacing a whiteout there if any. */
+  place(tmp: string, abs: string, isDir: boolean): void {
+    if (!this.whiteouts.readsFiles) {
+      // Nothing there is the common case: one rename that refuses to replace, and done.
+      try {
+        this.sys.rename2(tmp, abs, RENAME_NOREPLACE);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+    }
+    const there = this.lstat(abs);
+    if (there && isDir) {
+      this.sys.rename2(tmp, abs, RENAME_EXCHANGE); // a directory cannot replace a whiteout by rename
+      fs.rmSync(b(tmp), { force: true });
+    } else {
+      fs.renameSync(b(tmp), b(abs));
+    }
+    if (!there && this.whiteouts.hasFile(abs)) this.whiteouts.dropFile(abs);
+  }
+
+  /** A new name `abs` for the object at `target` (a hard link), placed like a new entry. */
+  placeLink(target: string, abs: string): void {
+    const tmp = this.tmp();
+    fs.linkSync(b(target), b(tmp));
+    this.place(tmp, abs, false);
+  }
+
+  /** A hard link `abs` to `target` where nothing is. */
+  hardLink(target: string, abs: string): void {
+    fs.linkSync(b(target), b(abs));
+  }
+
+  rename(from: string, to: string): void {
+    fs.renameSync(b(from), b(to));
+  }
+
+  /** Remove a non-directory if it is there. */
+  removeIfThere(absPath: string): void {
+    fs.rmSync(b(absPath), { force: true });
+  }
+
+  exists(absPath: string): boolean {
+    return fs.existsSync(b(absPath));
+  }
+
+  /**
+   * Rename `srcAbs` to `dstAbs`, where `there` (its lstat) may lie: a whiteout or an emptied
+   * directory when the source is a directory. `leaveWhiteout`: a lower name shows at the source, so
+   * a whiteout takes its place (atomically where the whiteout format allows).
+   */
+  move(srcAbs: string, dstAbs: string, there: fs.BigIntStats | undefined, isDir: boolean, leaveWhiteout: boolean): void {
+    if (there && isDir) {
+      // Over a whiteout or an emptied directory: swap, then deal with what landed at the old name.
+      this.sys.rename2(srcAbs, dstAbs, RENAME_EXCHANGE);
+      if (leaveWhiteout) {
+        if (!isWhiteout(there)) this.whiteouts.over(srcAbs, Number(there.mode & 0o170000n) === S_IFDIR);
+      } else {
+        this.removeTree(srcAbs);
+      }
+    } else if (leaveWhiteout && this.whiteouts.atomicOnRename) {
+      try {
+        this.sys.rename2(srcAbs, dstAbs, RENAME_WHITEOUT); // atomic: moved, and a whiteout left
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL' && (err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+        fs.renameSync(b(srcAbs), b(dstAbs));
+        this.whiteouts.at(srcAbs);
+      }
+    } else {
+      fs.renameSync(b(srcAbs), b(dstAbs));
+      if (leaveWhiteout) this.whiteouts.at(srcAbs);
+    }
+  }
+
+  /** Swap two entries (RENAME_EXCHANGE). */
+  exchange(aAbs: string, bAbs: string): void {
+    this.sys.rename2(aAbs, bAbs, RENAME_EXCHANGE);
+  }
+
+  /**
+   * Remove the entry at `absPath` (`present`: there is one; a directory holds only whiteouts), and
+   * where a lower name shows (`leaveWhiteout`) leave a whiteout. A directory is renamed into the
+   * work dir first, so its name goes at once.
+   */
+  remove(absPath: string, present: boolean, isDir: boolean, leaveWhiteout: boolean): void {
+    if (leaveWhiteout) {
+      if (present) this.whiteouts.over(absPath, isDir);
+      else this.whiteouts.at(absPath);
+    } else if (present && isDir) {
+      const tmp = this.tmp();
+      fs.renameSync(b(absPath), b(tmp));
+      this.removeTree(tmp);
+    } else if (present) {
+      fs.unlinkSync(b(absPath));
+    }
+  }
+
+  /**
+   * Put the entry `place` makes into directory `dirAbs` without changing the directory's times: a
+   * copy-up is not a change of the directory (kernel overlayfs restores them too).
+   */
+  keepingTimes(dirAbs: string, place: () => void): void {
+    const st = fs.lstatSync(b(dirAbs), { bigint: true });
+    place();
+    const [as, an] = splitNs(st.atimeNs);
+    const [ms, mn] = splitNs(st.mtimeNs);
+    this.sys.utimens(dirAbs, as, an, ms, mn);
+  }
+
+  // ---- objects: made in the work dir, then placed; opened, read and changed in place ------------
+
+  makeDir(path: string, mode: number): void {
+    fs.mkdirSync(b(path), { mode: mode & 0o7777 });
+  }
+
+  makeSymlink(path: string, target: string): void {
+    fs.symlinkSync(b(target), b(path));
+  }
+
+  /** A new regular file, open: its descriptor. */
+  makeFile(path: string, flags: number, mode: number): number {
+    return fs.openSync(b(path), flags, mode & 0o7777);
+  }
+
+  /** mknod, or where the host refuses the device to an ordinary user, an empty file standing in for it. */
+  makeNode(path: string, mode: number, major: number, minor: number): void {
+    if (this.kept.refusedDevice(mode, major || minor)) fs.closeSync(fs.openSync(b(path), 'wx', 0o600));
+    else this.sys.mknod(path, mode, major, minor);
+  }
+
+  /**
+   * Give a freshly built object its owner and mode: for real as root, else kept (kept.ts). A fresh
+   * symlink, fifo or socket first sheds what an old object of the same upper inode number kept.
+   */
+  own(path: string, want: KeptStat, made?: { uid: number; gid: number }): void {
+    this.kept.fresh(path);
+    if (this.kept.active) return this.kept.setStat(path, want);
+    // Made by this process with exactly the wanted owner and mode (umask 0, no set-id bits): done.
+    if (made && made.uid === want.uid && made.gid === want.gid && (want.mode & 0o6000) === 0) return;
+    fs.lchownSync(b(path), want.uid, want.gid);
+    if ((want.mode & S_IFMT) !== S_IFLNK) fs.chmodSync(b(path), want.mode & 0o7777); // after chown, which clears set-id bits
+  }
+
+  /**
+   * Give a new entry built at `tmp` for directory `dirAbs` its owner and mode: the maker's uid, and
+   * its gid or a set-gid directory's (BSD group semantics); a directory made in a set-gid directory
+   * is set-gid too. `exactMode`: this process made it with exactly the mode asked for (umask 0), so
+   * owner and mode already right are not set again.
+   */
+  ownNew(tmp: string, dirAbs: string, maker: { uid: number; gid: number }, mode: number, rdev: number, exactMode: boolean): void {
+    const dirSt = fs.lstatSync(b(dirAbs));
+    const dirKept = this.kept.stat(dirAbs, dirSt);
+    const [dirMode, dirGid] = dirKept ? [dirKept.mode, dirKept.gid] : [dirSt.mode, dirSt.gid];
+    const gid = dirMode & 0o2000 ? dirGid : maker.gid;
+    // What the object already has: this process's uid, and its gid or a set-gid upper directory's;
+    // its mode is exact (umask 0) unless it is a device (mknod) or wants set-id bits.
+    const type = mode & S_IFMT;
+    const made = exactMode && (type === S_IFREG || type === S_IFDIR || type === S_IFLNK) ? { uid: EUID, gid: dirSt.mode & 0o2000 ? dirSt.gid : EGID } : undefined;
+    this.own(tmp, { uid: maker.uid, gid, mode: mode | (type === S_IFDIR && dirMode & 0o2000 ? 0o2000 : 0), rdev }, made);
+  }
+
+  /** lstat (a path) or fstat (a descriptor) of an object that must exist. */
+  stat(target: string | number): fs.BigIntStats {
+    return typeof target === 'number' ? fs.fstatSync(target, { bigint: true }) : fs.lstatSync(b(target), { bigint: true });
+  }
+
+  open(absPath: string, flags: number): number {
+    return fs.openSync(b(absPath), flags);
+  }
+
+  readlink(absPath: string): string {
+    return (fs.readlinkSync(b(absPath), { encoding: 'buffer' }) as Buffer).toString('latin1');
+  }
+
+  chown(target: string | number, uid: number, gid: number): void {
+    if (typeof target === 'number') fs.fchownSync(target, uid, gid);
+    else fs.lchownSync(b(target), uid, gid);
+  }
+
+  chmod(target: string | number, mode: number): void {
+    if (typeof target === 'number') fs.fchmodSync(target, mode & 0o7777);
+    else fs.chmodSync(b(target), mode & 0o7777);
+  }
+
+  statfs(): fs.StatsFs {
+    return fs.statfsSync(b(this.upper));
+  }
+
+  /** The type an upper object shows: its own, or the device an empty file stands in for (kept.ts). */
+  shownType(absPath: string, st: fs.BigIntStats): number {
+    const type = Number(st.mode) & S_IFMT;
+    if (type !== S_IFREG || st.size !== 0n) return type;
+    return (this.kept.stat(absPath, st)?.mode ?? type) & S_IFMT;
   }
 }

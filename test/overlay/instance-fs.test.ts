@@ -107,6 +107,27 @@ test('hard links stay linked through copy-up', async (t) => {
   t.is(fs.lookup(1, 'h2').ino, h2.ino);
 });
 
+test('a hard-link set counts its names through link, rename over a name and unlink; an open file outlives its last name', async (t) => {
+  const { fs } = await setup(t);
+  const h1 = fs.lookup(1, 'h1');
+  fs.link(h1.ino, 1, 'h3');
+  t.is(fs.getattr(h1.ino).nlink, 3);
+  const f = fs.lookup(1, 'f');
+  fs.rename(1, 'f', 1, 'h2', 0); // replaces one name of the set
+  t.is(fs.getattr(h1.ino).nlink, 2);
+  t.is(fs.lookup(1, 'h2').ino, f.ino);
+  const h = fs.open(h1.ino, 2);
+  fs.unlink(1, 'h1');
+  t.is(fs.getattr(h1.ino).nlink, 1);
+  fs.unlink(1, 'h3');
+  t.is(fs.getattr(h1.ino).nlink, 0);
+  t.is(fs.write(h1.ino, h.fh, Buffer.from('STILL'), 0), 5);
+  t.is(String(fs.read(h1.ino, h.fh, 0, 5)), 'STILL');
+  fs.release(h1.ino, h.fh);
+  t.throws(() => fs.lookup(1, 'h1'), { code: 'ENOENT' });
+  t.throws(() => fs.lookup(1, 'h3'), { code: 'ENOENT' });
+});
+
 test('appending to a big lower file copies lazily and reads back whole', async (t) => {
   const { fs, upper, big } = await setup(t);
   const e = fs.lookup(1, 'big');

@@ -1,0 +1,136 @@
+// The bytes of a writable instance's files: read from the lower until copy-up, then from the upper
+// file, whose chunks a lazy copy-up has not filled yet still come from the lower (lazy.ts). Writes,
+// truncates and fallocate fill the chunks they touch in part first, and count against the size
+// limit (space.ts) before they change anything.
+import * as fs from 'node:fs';
+import type { ReadReply } from '../vfs/api.js';
+import { fsError } from '../util/errors.js';
+import { CHUNK } from './lazy.js';
+import type { CopyUp } from './copyup.js';
+import type { FileHandle } from './handles.js';
+import type { Inode } from './inode.js';
+import type { LinkSets } from './link-sets.js';
+import type { LowerStack } from './lower-stack.js';
+import type { DataSpace } from './space.js';
+import type { UpperStore } from './upper.js';
+import { S_IFDIR } from '../vfs/mode.js';
+
+const { O_RDONLY, O_RDWR, O_TRUNC, O_CREAT, O_EXCL, O_NOCTTY, O_DIRECT, O_APPEND } = fs.constants;
+
+export class FileData {
+  constructor(
+    private readonly store: UpperStore,
+    private readonly stack: LowerStack,
+    private readonly links: LinkSets,
+    private readonly copy: CopyUp,
+    private readonly space: DataSpace,
+  ) {}
+
+  /** Open an inode's upper file (O_TRUNC of a lazy copy: nothing more comes from the lower). */
+  openUpper(node: Inode, flags: number): number {
+    const fd = this.store.open(this.links.upperPath(node), flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT));
+    if (flags & O_TRUNC && node.lazy) {
+      node.lazy.limit = 0;
+      this.copy.saveLazy(node, fd);
+    }
+    return fd;
+  }
+
+  read(h: FileHandle, pos: number, len: number): ReadReply | Promise<ReadReply> {
+    const node = h.inode;
+    if (!node.upper) return this.stack.read(node.lower!, pos, len);
+    if (h.fd < 0) h.fd = this.openUpper(node, O_RDONLY); // copied up since it was opened
+    const size = Number(fs.fstatSync(h.fd).size);
+    const end = Math.min(size, pos + len);
+    if (end <= pos) return Buffer.alloc(0);
+    const out = Buffer.allocUnsafe(end - pos);
+    const runs = node.lazy ? node.lazy.runs(pos, end) : [{ lower: false, pos, len: end - pos }];
+    for (const r of runs) {
+      const at = r.pos - pos;
+      if (r.lower) {
+        const n = this.stack.readInto(node.lower!, r.pos, out, at, r.len);
+        if (n < r.len) out.fill(0, at + n, at + r.len);
+      } else {
+        let done = 0;
+        while (done < r.len) {
+          const n = fs.readSync(h.fd, out, at + done, r.len - done, r.pos + done);
+          if (n === 0) break;
+          done += n;
+        }
+        if (done < r.len) out.fill(0, at + done, at + r.len);
+      }
+    }
+    return out;
+  }
+
+  write(h: FileHandle, data: Buffer, pos: number): number {
+    if (h.fd < 0) throw fsError('EBADF');
+    const node = h.inode;
+    const append = (h.flags & O_APPEND) !== 0;
+    const before = this.space.reserveWrite(h.fd, node.lazy, append, pos, data.length);
+    // Chunks the write covers only in part get their lower bytes first; the ones it covers whole
+    // are marked present only once its bytes are in (a crash in between shows the old chunk).
+    const covered = node.lazy && !append ? this.prepareLazyWrite(node, h.fd, pos, pos + data.length) : [];
+    let done = 0;
+    try {
+      while (done < data.length) done += fs.writeSync(h.fd, data, done, data.length - done, pos + done);
+    } catch (err) {
+      if (done === 0 || covered.length) throw err; // ENOSPC half-way: report what was written, unless a chunk is half new
+    } finally {
+      this.space.settle(h.fd, before);
+    }
+    if (covered.length && node.lazy) this.copy.markPresent(node, h.fd, covered);
+    return done;
+  }
+
+  /** Fill the chunks [pos, end) touches in part; returns the ones it covers whole, still to be marked. */
+  private prepareLazyWrite(node: Inode, fd: number, pos: number, end: number): number[] {
+    const lazy = node.lazy!;
+    const touched = lazy.missing(pos, end);
+    if (touched.length === 0) return [];
+    const whole = (c: number): boolean => pos <= c * CHUNK && end >= Math.min((c + 1) * CHUNK, lazy.limit);
+    this.copy.fill(node, fd, touched.filter((c) => !whole(c)));
+    return touched.filter(whole);
+  }
+
+  /** Sync an open file's upper bytes (nothing when it was only read from the lower). */
+  fsync(h: FileHandle, datasync: boolean): Promise<void> | void {
+    if (h.fd < 0 && !h.inode.upper) return; // read from the lower only: nothing of it was written
+    if (h.fd < 0) h.fd = this.openUpper(h.inode, O_RDONLY); // copied up through another handle: sync that file
+    return new Promise((res, rej) => (datasync ? fs.fdatasync : fs.fsync)(h.fd, (err) => (err ? rej(err) : res())));
+  }
+
+  /** Cut or extend an upper file to `size`, through `fd` when the caller has one open (else -1). */
+  truncate(node: Inode, fd: number, size: number): void {
+    if (node.type === S_IFDIR) throw fsError('EISDIR');
+    const own = fd < 0 ? this.store.open(this.links.upperPath(node), O_RDWR) : fd;
+    const before = this.space.allocated(own);
+    try {
+      // Bytes past the new size never come from the lower again; the chunk it cuts keeps its head.
+      // The file shrinks before the map's limit does: a crash in between leaves a file shorter than
+      // its limit, which loading clamps (LazyMap.clamp).
+      const shrinkLazy = node.lazy !== null && size < node.lazy.limit;
+      if (shrinkLazy && size % CHUNK !== 0) {
+        this.space.reserve(CHUNK); // the cut chunk keeps its head
+        this.copy.fill(node, own, node.lazy!.missing(size, size + 1));
+      }
+      fs.ftruncateSync(own, size);
+      if (shrinkLazy && node.lazy) {
+        node.lazy.limit = size;
+        this.copy.saveLazy(node, own);
+      }
+      this.space.settle(own, before);
+    } finally {
+      if (own !== fd) fs.closeSync(own);
+    }
+  }
+
+  fallocate(h: FileHandle, mode: number, pos: number, len: number): void {
+    if (h.fd < 0) throw fsError('EBADF');
+    const before = this.space.allocated(h.fd);
+    this.space.reserve(len + (h.inode.lazy ? h.inode.lazy.missing(pos, pos + len).length * CHUNK : 0));
+    if (h.inode.lazy) this.copy.fill(h.inode, h.fd, h.inode.lazy.missing(pos, pos + len));
+    this.store.sys.fallocate(h.fd, mode, pos, len);
+    this.space.settle(h.fd, before);
+  }
+}
