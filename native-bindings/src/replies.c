@@ -98,7 +98,7 @@ static void fill_open(double fh, double flags, struct fuse_file_info *fi) {
   fi->nonseekable = (f & TSN_OPEN_NONSEEKABLE) != 0;
 }
 
-// replyCreate(id, fh, openFlags): the entry in scratch as for replyEntry, open flags as in replyOpen.
+// replyCreate(id, fh, openFlags): the entry in scratch as for replyEntry, flags as for replyOpen.
 napi_value tsn_js_reply_create(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   double fh, flags;

@@ -98,6 +98,8 @@ export interface Native {
   readonly scratch: Float64Array;
   readonly fuseVersion: number;
   mount(mountpoint: string, args: string[], handlers: Handlers, config: SessionConfig): Session;
+  /** Ends the session now (unmounting if still mounted); `end` is called. Never waits for its
+   *  reads running in the pool, nor touches another session. False if it had ended already. */
   unmount(s: Session): boolean;
   sessionInfo(s: Session): SessionInfo;
   /** The process's worker pools, shared by every session: reads (cold file ranges) and notes. */
