@@ -1,31 +1,18 @@
 #!/usr/bin/env node
 // tarstack's command line: wires the noun modules and funnels every error into one line,
-// `tarstack: <message>`, with a non-zero exit; a stack trace only with --verbose.
+// `tarstack: <message>`, with a non-zero exit; a stack trace only with --verbose (util/error-funnel.ts).
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { UserError } from '../util/errors.js';
+import { errorFunnel } from '../util/error-funnel.js';
 import { imageCommand } from './image.js';
 import { instanceCommand, instanceVerbs } from './instance.js';
 import { stackpointCommand } from './stackpoint.js';
 import { stackCommands } from './stack.js';
 
 const argv = hideBin(process.argv);
-const verbose = argv.includes('--verbose') || !!process.env.TARSTACK_DEBUG;
-
-function fail(message: string, code: number, stack?: string): never {
-  process.stderr.write(`tarstack: ${message}\n`);
-  if (verbose && stack) process.stderr.write(stack + '\n');
-  process.exit(code);
-}
+const { fail, report } = errorFunnel('tarstack', { verbose: argv.includes('--verbose') || !!process.env.TARSTACK_DEBUG, unexpected: 'internal' });
 
 process.on('unhandledRejection', (err) => report(err));
-
-function report(err: unknown): never {
-  if (err instanceof UserError) fail(err.message, err.exitCode, err.stack);
-  const e = err as NodeJS.ErrnoException;
-  if (e?.code && e.syscall) fail(`${e.syscall} ${e.path ?? ''}: ${e.code}`.replace(' :', ':'), 1, e.stack);
-  fail(`internal error: ${e?.message ?? String(err)} (run with --verbose for details)`, 70, e?.stack);
-}
 
 try {
   await yargs(argv)

@@ -22,7 +22,13 @@ export const REF_ANNOTATION = 'org.opencontainers.image.ref.name';
 
 export interface ExportLayer {
   name: string;
+  /** The layer's file as the store holds it: a tar, or a gzip tar (exported as it is). */
   tar: string;
+  /**
+   * A zstd or xz layer's decoded tar, which is exported instead (as a plain tar blob): OCI has no
+   * media type for xz, and `image import` takes gzip or plain layers only.
+   */
+  decoded?: () => AsyncIterable<Buffer>;
 }
 
 interface Blob {
@@ -32,6 +38,18 @@ interface Blob {
 }
 
 const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+/** sha256 and size of a decoded layer tar (its blob digest and diff_id alike). */
+async function decodedDigest(decoded: () => AsyncIterable<Buffer>): Promise<{ digest: string; diffId: string; gzip: boolean; size: number }> {
+  const h = createHash('sha256');
+  let size = 0;
+  for await (const c of decoded()) {
+    h.update(c);
+    size += c.length;
+  }
+  const digest = `sha256:${h.digest('hex')}`;
+  return { digest, diffId: digest, gzip: false, size };
+}
 
 /** sha256 of a file's bytes, and of its gunzipped bytes when it is gzip (the layer's diff_id). */
 async function digests(path: string): Promise<{ digest: string; diffId: string; gzip: boolean; size: number }> {
@@ -64,8 +82,8 @@ export async function writeOciArchive(out: string, top: string, layers: ExportLa
   const descriptors: Array<Record<string, unknown>> = [];
   const diffIds: string[] = [];
   for (const l of layers) {
-    const d = await digests(l.tar);
-    blobs.set(d.digest, { digest: d.digest, size: d.size, body: () => createReadStream(l.tar) as AsyncIterable<Buffer> });
+    const d = l.decoded ? await decodedDigest(l.decoded) : await digests(l.tar);
+    blobs.set(d.digest, { digest: d.digest, size: d.size, body: l.decoded ?? (() => createReadStream(l.tar) as AsyncIterable<Buffer>) });
     descriptors.push({ mediaType: d.gzip ? MT.layerGzip : MT.layer, digest: d.digest, size: d.size, annotations: { [NAME_ANNOTATION]: l.name } });
     diffIds.push(d.diffId);
   }

@@ -6,8 +6,8 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startDetached } from '../daemon/spawn.js';
 import { readinessLine, surviveStrayErrors, type Readiness } from '../daemon/protocol.js';
-import { UserError } from '../util/errors.js';
-import { parseArgs, supportedText, UsageError, type MountRequest } from './options.js';
+import { errorFunnel } from '../util/error-funnel.js';
+import { parseArgs, supportedText, type MountRequest } from './options.js';
 import { checkPaths, openMount } from './serve.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -17,10 +17,7 @@ const USAGE = `usage: tarstack-overlay -o lowerdir=A:B:C[,upperdir=U,workdir=W][
 Lowers (leftmost on top) are directories or tar files; without upperdir the mount is read-only.
 Flags: -f foreground, -d debug (foreground), -h help, -V version.`;
 
-function fail(message: string, code: number): never {
-  process.stderr.write(`tarstack-overlay: ${message}\n`);
-  process.exit(code);
-}
+const { report } = errorFunnel('tarstack-overlay', { verbose: !!process.env.TARSTACK_DEBUG, unexpected: 'message' });
 
 /** Serve until unmounted; `ready` is told once the mount answers requests. */
 async function serve(req: MountRequest, ready: (r: Readiness) => void): Promise<void> {
@@ -88,8 +85,4 @@ async function main(argv: string[]): Promise<void> {
   await startDetached(SELF, [SERVE_FLAG, JSON.stringify(req)], log, '/'); // paths are absolute; hold no cwd busy
 }
 
-main(process.argv.slice(2)).catch((err: unknown) => {
-  if (err instanceof UsageError || err instanceof UserError) fail(err.message, err instanceof UsageError ? 2 : 1);
-  const e = err as NodeJS.ErrnoException;
-  fail(e?.message ?? String(err), 1);
-});
+main(process.argv.slice(2)).catch(report);

@@ -2,7 +2,14 @@
 // `SOURCE MOUNTPOINT -o OPTS` as mount.fuse passes it. Every option is supported, accepted and ignored
 // (generic mount options, tuning knobs of fuse-overlayfs's own threads), or refused by name with why.
 
-export class UsageError extends Error {}
+import { UserError } from '../util/errors.js';
+
+/** A mistake in the command line or its paths: exit status 2, as mount programs use for usage errors. */
+export class UsageError extends UserError {
+  constructor(message: string) {
+    super(message, 2);
+  }
+}
 
 export interface MountRequest {
   /** Top first, as overlayfs lists them: directories or tar files. */

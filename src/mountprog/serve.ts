@@ -5,8 +5,8 @@ import * as fs from 'node:fs';
 import { join } from 'node:path';
 import type { Layer } from '../layer/layer.js';
 import { DirLayer } from '../layer/dir-layer.js';
-import { TarLayer } from '../layer/tar-layer.js';
-import { identityOf, indexTarFile } from '../tar/indexer.js';
+import { indexTarFile } from '../tar/indexer.js';
+import { openTarLayer, TarCheckError } from '../store/open-tar.js';
 import type { FileSystem } from '../vfs/api.js';
 import { loadSys } from '../native/sys.js';
 import { tryLockInstance, unlockInstance } from '../store/instance-lock.js';
@@ -38,17 +38,18 @@ export function checkPaths(req: MountRequest): void {
   }
 }
 
+/** A directory lower as it is; a tar lower indexed now and opened as the store opens an image's tar. */
 function openLower(path: string): Layer {
   if (fs.statSync(path).isDirectory()) return new DirLayer(path);
-  const fd = fs.openSync(path, 'r');
   try {
-    const { data } = indexTarFile(path);
-    const now = identityOf(fd);
-    if (now.size !== data.source.size || now.mtimeNs !== data.source.mtimeNs) throw new Error(`${path} changed while it was indexed`);
-    return new TarLayer(path, data, fd);
+    return openTarLayer(path, { index: () => indexTarFile(path).data, check: 'sample' });
   } catch (err) {
-    fs.closeSync(fd);
-    throw err;
+    if (!(err instanceof TarCheckError)) throw err;
+    switch (err.kind) {
+      case 'open': throw new UsageError(`lowerdir ${path}: cannot open it: ${err.detail}`);
+      case 'changed': throw new Error(`lowerdir ${path} changed while it was indexed (${err.detail})`);
+      case 'stale': throw new Error(`lowerdir ${path} changed while it was indexed (${err.detail})`);
+    }
   }
 }
 

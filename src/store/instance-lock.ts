@@ -1,13 +1,14 @@
-// The one-mount-per-instance rule: whoever uses an instance's upper (a mount daemon, reset, rm)
-// holds an exclusive flock on work/lock. The kernel drops it when the holder dies, even by kill -9.
+// Exclusive locks on a directory's `lock` file (flock), released by the kernel when the holder dies,
+// even by kill -9. An instance's is on its work dir: whoever uses its upper (a mount daemon, reset,
+// rm, freeze) holds it, so an instance is used by one at a time. A stackpoint's is on its home.
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadSys, LOCK_EX, LOCK_NB } from '../native/sys.js';
 
-/** The descriptor holding the lock, or undefined when someone else holds it. */
-export function tryLockInstance(workDir: string): number | undefined {
-  mkdirSync(workDir, { recursive: true });
-  const fd = openSync(join(workDir, 'lock'), 'a', 0o600);
+/** The descriptor holding DIR/lock, or undefined when someone else holds it. */
+export function tryLockDir(dir: string): number | undefined {
+  mkdirSync(dir, { recursive: true });
+  const fd = openSync(join(dir, 'lock'), 'a', 0o600);
   try {
     loadSys().flock(fd, LOCK_EX | LOCK_NB);
     return fd;
@@ -18,6 +19,11 @@ export function tryLockInstance(workDir: string): number | undefined {
   }
 }
 
-export function unlockInstance(fd: number): void {
+/** An instance's lock, on its work dir. */
+export const tryLockInstance = (workDir: string): number | undefined => tryLockDir(workDir);
+
+export function unlockDir(fd: number): void {
   closeSync(fd);
 }
+
+export const unlockInstance = unlockDir;

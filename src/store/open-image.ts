@@ -1,24 +1,14 @@
-// Opening an image's stack for serving: each layer's tar is opened and checked against the identity
-// recorded at indexing (size, mtime, inode) and a sample of member checksums, so a changed tar is
-// reported, never served. A compressed tar's sample is of its compressed bytes (decoding 32 members
-// at mount would cost up to 32 seek-point spacings); every byte it serves is checked on decoding.
-// `image verify` ('all') checks every member, and for a compressed tar every decoded piece. A
-// directory layer is checked to be the same directory (device and inode) and served in place.
-import { closeSync, openSync, statSync } from 'node:fs';
+// Opening an image's stack for serving: each tar layer through the one opening path (open-tar.ts:
+// identity, sampled member checksums, the decoder of a compressed tar), its failures worded for the
+// image; a directory layer is checked to be the same directory (device and inode) and served in place.
+import { statSync } from 'node:fs';
 import type { Layer } from '../layer/layer.js';
 import { DirLayer } from '../layer/dir-layer.js';
-import { identityOf } from '../tar/indexer.js';
 import { readIndex, IndexFormatError } from '../tar/index-file.js';
-import { FdReader, type ArchiveReader } from '../tar/reader.js';
-import { memberChecksum } from '../tar/scan.js';
-import { sampleMismatch } from '../tar/seek-table.js';
-import { DecodedReader, SeekableArchive } from '../tar/seekable.js';
-import type { IndexData, MemberTable } from '../tar/index-data.js';
-import { tarLayer } from '../layer/tar-layer.js';
+import type { IndexData } from '../tar/index-data.js';
 import { FsError, UserError } from '../util/errors.js';
 import type { ImageRecord, Images } from './images.js';
-
-const SAMPLE = 32;
+import { closeCheckedTar, openCheckedTar, openTarLayer, SAMPLE, tarChunks, TarCheckError, type OpenTarOptions } from './open-tar.js';
 
 export function openStack(images: Images, stack: ImageRecord[]): Layer[] {
   const layers: Layer[] = [];
@@ -33,48 +23,49 @@ export function openStack(images: Images, stack: ImageRecord[]): Layer[] {
 
 export function openLayer(images: Images, r: ImageRecord, check: 'sample' | 'all'): Layer {
   if (r.layer.kind === 'dir') return openDirLayer(r);
-  let fd: number;
+  return forImage(r, () => openTarLayer(r.layer.tar, tarOptions(images, r, check)));
+}
+
+/** An image's tar as tar readers see it (decoded when compressed), checked as for serving, in chunks. */
+export async function* imageTarChunks(images: Images, r: ImageRecord): AsyncGenerator<Buffer> {
+  const t = forImage(r, () => openCheckedTar(r.layer.tar, tarOptions(images, r, 'sample')));
   try {
-    fd = openSync(r.layer.tar, 'r');
+    yield* tarChunks(t);
   } catch (err) {
-    throw new UserError(`image "${r.name}": cannot open its tar ${r.layer.tar}: ${(err as NodeJS.ErrnoException).code}`);
+    if (err instanceof FsError) throw worded(r, new TarCheckError('stale', err.message.replace(`${r.layer.tar}: `, '')));
+    throw err instanceof TarCheckError ? worded(r, err) : err;
+  } finally {
+    closeCheckedTar(t);
   }
-  try {
-    const now = identityOf(fd);
-    const was = r.layer.identity;
-    const changed = now.size !== was.size ? `size ${was.size} → ${now.size}` : now.mtimeNs !== was.mtimeNs ? 'its modification time changed' : now.ino !== was.ino ? 'it was replaced (new inode)' : undefined;
-    if (changed) throw new UserError(`image "${r.name}": the tar ${r.layer.tar} changed since it was indexed (${changed}); add it again as a new image`);
-    let data: IndexData;
+}
+
+function tarOptions(images: Images, r: ImageRecord, check: 'sample' | 'all'): OpenTarOptions {
+  const index = (): IndexData => {
     try {
-      data = readIndex(images.indexPath(r), { members: check === 'all' ? 'all' : SAMPLE });
+      return readIndex(images.indexPath(r), { members: check === 'all' ? 'all' : SAMPLE });
     } catch (err) {
       if (err instanceof IndexFormatError || (err as NodeJS.ErrnoException).code) throw new UserError(`image "${r.name}": its index is unreadable: ${(err as Error).message}`);
       throw err;
     }
-    const stale = (what: string) => new UserError(`image "${r.name}": the tar ${r.layer.tar} no longer matches its index (${what}); add it again as a new image`);
-    if (!data.seek) {
-      const bad = checkMembers(new FdReader(fd), data.members);
-      if (bad !== undefined) throw stale(`member at byte ${bad} differs`);
-      return tarLayer(r.layer.tar, data, fd);
-    }
-    const archive = new SeekableArchive(fd, data.seek, r.layer.tar);
-    try {
-      const bad = sampleMismatch(fd, data.seek, SAMPLE);
-      if (bad !== undefined) throw stale(`compressed byte ${bad} differs`);
-      if (check === 'all') {
-        archive.verifyAll();
-        const member = checkMembers(new DecodedReader(archive), data.members);
-        if (member !== undefined) throw stale(`member at byte ${member} of the decoded tar differs`);
-      }
-    } catch (err) {
-      archive.close();
-      if (err instanceof FsError) throw stale(err.message.replace(`${r.layer.tar}: `, ''));
-      throw err;
-    }
-    return tarLayer(r.layer.tar, data, fd, archive);
+  };
+  return { index, identity: r.layer.identity, check };
+}
+
+/** A tar that cannot be served, worded for the image it belongs to. */
+function forImage<T>(r: ImageRecord, open: () => T): T {
+  try {
+    return open();
   } catch (err) {
-    closeSync(fd);
-    throw err;
+    throw err instanceof TarCheckError ? worded(r, err) : err;
+  }
+}
+
+function worded(r: ImageRecord, err: TarCheckError): UserError {
+  const tar = r.layer.tar;
+  switch (err.kind) {
+    case 'open': return new UserError(`image "${r.name}": cannot open its tar ${tar}: ${err.detail}`);
+    case 'changed': return new UserError(`image "${r.name}": the tar ${tar} changed since it was indexed (${err.detail}); add it again as a new image`);
+    case 'stale': return new UserError(`image "${r.name}": the tar ${tar} no longer matches its index (${err.detail}); add it again as a new image`);
   }
 }
 
@@ -89,12 +80,4 @@ function openDirLayer(r: ImageRecord): DirLayer {
     throw new UserError(`image "${r.name}": ${r.layer.tar} is no longer the directory that was added; add it again as a new image`);
   }
   return new DirLayer(r.layer.tar);
-}
-
-/** The header offset of the first member in `m` whose checksum differs from the tar's, if any. */
-export function checkMembers(reader: ArchiveReader, m: MemberTable): number | undefined {
-  for (let i = 0; i < m.count; i++) {
-    if (memberChecksum(reader, m.headerOff[i], m.dataOff[i], m.stored[i]) !== m.crc[i]) return m.headerOff[i];
-  }
-  return undefined;
 }

@@ -4,6 +4,9 @@
 
 export const BLOCK = 512;
 
+/** Upper bound on an extension header body (PAX records, GNU long names, a PAX 1.0 sparse map): bigger means hostile. */
+export const MAX_EXTENSION = 64 * 1024 * 1024;
+
 export const enum TypeFlag {
   File = 0x30, // '0'
   Hardlink = 0x31, // '1'

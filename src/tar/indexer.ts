@@ -3,7 +3,7 @@
 // A compressed tar (found by its magic bytes) is decoded once, front to back, building its seek table.
 import { closeSync, fstatSync, openSync } from 'node:fs';
 import { FdReader, type ArchiveReader } from './reader.js';
-import { scanTar, type ScanWarning } from './scan.js';
+import { scanTar, TarFormatError, type ScanWarning } from './scan.js';
 import { LayerBuilder } from './build.js';
 import { detectCompression } from './compression.js';
 import { ScanReader, type ScanOptions } from './scan-reader.js';
@@ -39,7 +39,13 @@ export function indexTarFile(path: string, opts: IndexOptions = {}): IndexResult
     }
     const reader = new ScanReader(fd, compression, source.size, { ...opts.seek, onProgress: opts.onProgress });
     try {
-      const data = indexArchive(reader, source, implied, { onProgress: undefined });
+      let data: IndexData;
+      try {
+        data = indexArchive(reader, source, implied, { onProgress: undefined });
+      } catch (err) {
+        if (err instanceof TarFormatError) throw damagedStream(reader) ?? err;
+        throw err;
+      }
       const { table, trailingGarbage } = reader.finish();
       data.seek = table;
       if (trailingGarbage) data.warnings.push({ code: 'TRAILING_GARBAGE', message: 'bytes after the last gzip member are not gzip data; ignored, as gzip -d does', offset: table.size });
@@ -49,6 +55,20 @@ export function indexTarFile(path: string, opts: IndexOptions = {}): IndexResult
     }
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * Damaged compressed data can decode into a bad tar header before the stream's own check (gzip's
+ * crc32 at the member's end) is reached: decode the rest, and name the compression error when
+ * there is one, so the message says what is wrong whichever byte was hit.
+ */
+function damagedStream(reader: ScanReader): TarFormatError | undefined {
+  try {
+    reader.finish();
+    return undefined;
+  } catch (err) {
+    return err instanceof TarFormatError ? err : undefined;
   }
 }
 

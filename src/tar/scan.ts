@@ -2,10 +2,13 @@
 // member with its PAX / GNU extension headers applied. Extension headers ('x', 'L', 'K') apply to
 // the next real member only; PAX global headers ('g') to every member after them.
 // Recoverable oddities become warnings with codes; damage that would serve wrong bytes is an error.
+// Sparse maps are decoded in sparse.ts, the header block itself in header.ts.
 import { crc32 } from 'node:zlib';
-import { BLOCK, decodeHeader, decodeSparseExtension, TypeFlag, cString, type RawHeader, type SparseSegment } from './header.js';
+import { BLOCK, decodeHeader, MAX_EXTENSION, TypeFlag, cString, type RawHeader, type SparseSegment } from './header.js';
 import { parsePax, parsePaxInt, parsePaxTime, decodeLibarchiveXattrName, type PaxRecords } from './pax.js';
 import type { ArchiveReader } from './reader.js';
+import { printable, TarFormatError } from './format-error.js';
+import { sparseLayout } from './sparse.js';
 
 export type MemberType = 'file' | 'hardlink' | 'symlink' | 'char' | 'block' | 'dir' | 'fifo';
 
@@ -41,16 +44,12 @@ export interface ScanWarning {
   offset: number;
 }
 
-export class TarFormatError extends Error {
-  constructor(message: string, readonly offset: number) {
-    super(message);
-  }
-}
+export { printable, TarFormatError };
 
-/** Upper bound on an extension header body (PAX records, GNU long names): bigger means hostile. */
-const MAX_EXTENSION = 64 * 1024 * 1024;
 const SAMPLE = 4096;
 const WHOLE_BODY = 16384;
+
+type Warn = (code: string, message: string, offset: number) => void;
 
 export interface ScanCallbacks {
   member(m: Member): void;
@@ -68,7 +67,7 @@ export function scanTar(reader: ArchiveReader, cb: ScanCallbacks): { end: number
   let longLink: string | undefined;
   let pax: PaxRecords | undefined;
   const globals = new Map<string, Buffer>();
-  const warn = (code: string, message: string, offset: number): void => cb.warning?.({ code, message, offset });
+  const warn: Warn = (code, message, offset) => cb.warning?.({ code, message, offset });
   let nextProgress = 0;
 
   if (!reader.has(1)) throw new TarFormatError('the file is empty, not a tar archive', 0);
@@ -137,7 +136,7 @@ export function scanTar(reader: ArchiveReader, cb: ScanCallbacks): { end: number
         throw new TarFormatError(`multi-volume archives are not supported (continuation member at byte ${pos})`, pos);
     }
 
-    const m = buildMember(h, pax, globals, longName, longLink, memberStart, bodyStart, reader, warn);
+    const m = buildMember({ header: h, pax, globals, longName, longLink, headerOffset: memberStart, bodyStart, reader, warn });
     const bodyEnd = m.dataOffset + m.storedSize;
     if (!reader.has(bodyEnd)) {
       throw new TarFormatError(`truncated archive: member "${printable(m.path)}" needs ${bodyEnd} bytes, the file has ${reader.size}`, memberStart);
@@ -152,18 +151,25 @@ export function scanTar(reader: ArchiveReader, cb: ScanCallbacks): { end: number
   return { end: pos, members };
 }
 
-function buildMember(
-  h: RawHeader,
-  pax: PaxRecords | undefined,
-  globals: Map<string, Buffer>,
-  longName: string | undefined,
-  longLink: string | undefined,
-  headerOffset: number,
-  bodyStart: number,
-  reader: ArchiveReader,
-  warn: (code: string, message: string, offset: number) => void,
-): Member {
-  if (!pax && globals.size === 0 && longName === undefined && longLink === undefined && !h.gnuSparse) {
+/** What the scanner knows when a real member's header is reached. */
+interface MemberHeaders {
+  header: RawHeader;
+  /** Its own PAX records ('x'), and the global ones ('g') in force. */
+  pax: PaxRecords | undefined;
+  globals: Map<string, Buffer>;
+  /** GNU long name ('L') and long link name ('K') headers before it. */
+  longName: string | undefined;
+  longLink: string | undefined;
+  /** Its first header block (extension headers included), and where its body starts. */
+  headerOffset: number;
+  bodyStart: number;
+  reader: ArchiveReader;
+  warn: Warn;
+}
+
+function buildMember(x: MemberHeaders): Member {
+  const { header: h, pax, globals, headerOffset, bodyStart, warn } = x;
+  if (!pax && globals.size === 0 && x.longName === undefined && x.longLink === undefined && !h.gnuSparse) {
     const plain = plainMember(h, headerOffset, bodyStart);
     if (plain) return plain;
   }
@@ -198,8 +204,8 @@ function buildMember(
     return v ?? fallback;
   };
 
-  const path = text('GNU.sparse.name') ?? text('path') ?? longName ?? h.name;
-  const linkname = text('linkpath') ?? longLink ?? h.linkname;
+  const path = text('GNU.sparse.name') ?? text('path') ?? x.longName ?? h.name;
+  const linkname = text('linkpath') ?? x.longLink ?? h.linkname;
   let storedSize = int('size', h.size);
   let type = memberType(h.typeflag);
   if (type === 'file' && h.format === 'v7' && path.endsWith('/')) type = 'dir'; // pre-POSIX directories
@@ -221,36 +227,10 @@ function buildMember(
   let dataOffset = bodyStart;
   let size = type === 'file' ? storedSize : 0;
   let sparse: SparseSegment[] | undefined;
-  if (h.gnuSparse) {
-    // Old GNU sparse: map in the header, continued in extension blocks before the data.
-    sparse = [...h.gnuSparse.segments];
-    let extended = h.gnuSparse.extended;
-    while (extended) {
-      const blk = reader.read(dataOffset, BLOCK);
-      if (blk.length < BLOCK) throw new TarFormatError(`truncated archive: sparse map of "${printable(path)}" is cut short`, headerOffset);
-      const ext = decodeSparseExtension(blk, 0);
-      sparse.push(...ext.segments);
-      extended = ext.extended;
-      dataOffset += BLOCK;
-    }
-    size = h.gnuSparse.realSize;
-    type = 'file';
-  } else if (text('GNU.sparse.major') === '1') {
-    // PAX sparse 1.0: the map is decimal text at the start of the body, padded to a block.
-    const parsed = readSparseMapV1(reader, bodyStart, storedSize, path, headerOffset);
-    sparse = parsed.segments;
-    dataOffset = bodyStart + parsed.mapBytes;
-    storedSize -= parsed.mapBytes;
-    size = int('GNU.sparse.realsize', int('GNU.sparse.size', storedSize));
-  } else if (rec.has('GNU.sparse.map') || sparseOffsets.length > 0) {
-    // PAX sparse 0.1 (one comma list) and 0.0 (repeated offset/numbytes records).
-    const nums = rec.has('GNU.sparse.map') ? text('GNU.sparse.map')!.split(',').map(Number) : sparseOffsets.flatMap((o, i) => [o, sparseSizes[i]]);
-    sparse = [];
-    for (let i = 0; i + 1 < nums.length; i += 2) sparse.push({ offset: nums[i], size: nums[i + 1] });
-    size = int('GNU.sparse.size', int('GNU.sparse.realsize', storedSize));
-  }
-  if (sparse) {
-    validateSparse(sparse, size, storedSize, path, headerOffset);
+  const layout = sparseLayout({ header: h, text, int, offsets: sparseOffsets, sizes: sparseSizes, bodyStart, storedSize, path, headerOffset, reader: x.reader });
+  if (layout) {
+    ({ segments: sparse, dataOffset, storedSize, size } = layout);
+    if (h.gnuSparse) type = 'file';
     if (path.includes('/GNUSparseFile.') && !rec.has('GNU.sparse.name')) {
       warn('SPARSE_NAME', `sparse member "${printable(path)}" has no GNU.sparse.name`, headerOffset);
     }
@@ -332,52 +312,6 @@ function memberType(flag: number): MemberType | undefined {
   }
 }
 
-function readSparseMapV1(reader: ArchiveReader, start: number, stored: number, path: string, at: number): { segments: SparseSegment[]; mapBytes: number } {
-  const fail = (why: string): never => {
-    throw new TarFormatError(`damaged sparse map of "${printable(path)}": ${why}`, at);
-  };
-  const nums: number[] = [];
-  let want = -1;
-  let pos = start;
-  let cur = '';
-  while (want < 0 || nums.length < 1 + want * 2) {
-    if (pos - start >= stored || pos - start > MAX_EXTENSION) fail('runs past the member');
-    const blk = reader.read(pos, BLOCK);
-    if (blk.length < BLOCK) fail('cut short');
-    for (let i = 0; i < BLOCK && (want < 0 || nums.length < 1 + want * 2); i++) {
-      const c = blk[i];
-      if (c === 0x0a) {
-        const v = parsePaxInt(cur);
-        if (v === undefined) fail(`"${cur}" is not a number`);
-        nums.push(v!);
-        if (nums.length === 1) want = v!;
-        cur = '';
-      } else if (c >= 0x30 && c <= 0x39 && cur.length < 20) {
-        cur += String.fromCharCode(c);
-      } else {
-        fail('unexpected byte');
-      }
-    }
-    pos += BLOCK;
-  }
-  const segments: SparseSegment[] = [];
-  for (let i = 1; i + 1 < nums.length; i += 2) segments.push({ offset: nums[i], size: nums[i + 1] });
-  return { segments, mapBytes: pos - start };
-}
-
-function validateSparse(segs: SparseSegment[], size: number, stored: number, path: string, at: number): void {
-  let total = 0;
-  let end = 0;
-  for (const s of segs) {
-    if (!Number.isSafeInteger(s.offset) || !Number.isSafeInteger(s.size) || s.offset < end || s.offset + s.size > size) {
-      throw new TarFormatError(`damaged sparse map of "${printable(path)}": segments overlap or exceed the file`, at);
-    }
-    end = s.offset + s.size;
-    total += s.size;
-  }
-  if (total > stored) throw new TarFormatError(`damaged sparse map of "${printable(path)}": maps ${total} bytes, stores ${stored}`, at);
-}
-
 /**
  * crc32 of the member's header blocks and its body: all of a body up to 16 KiB (read anyway with
  * the headers around it), else 4 KiB at each end, so indexing never reads a large body whole.
@@ -389,9 +323,4 @@ export function memberChecksum(reader: ArchiveReader, headerOffset: number, data
   const tail = Math.min(SAMPLE, stored - head);
   if (tail > 0) crc = crc32(reader.read(dataOffset + stored - tail, tail), crc);
   return crc;
-}
-
-/** A name fit for one line of a message: control bytes escaped. */
-export function printable(name: string): string {
-  return Buffer.from(name, 'latin1').toString('utf8').replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }

@@ -48,9 +48,30 @@ interface Seek {
 }
 const NO_SEEK: Seek = { kind: 0, inBit: 0, window: null };
 
+/** One decode call: pieces [from, to] after `seek`, kept (cached, returned) or only checked. */
+interface Job {
+  seek: Seek;
+  from: number;
+  to: number;
+  keep: boolean;
+}
+
+/**
+ * The jobs that take a decoder standing at piece `from` (after `seek`) through piece `last`: pieces
+ * before `keepFrom` (and all but the last JOB_PIECES) are passed through in jobs of JOB_PIECES,
+ * decoded and checked in the decoder's scratch; the rest are one kept job. keepFrom > last: none kept.
+ */
+function planJobs(seek: Seek, from: number, last: number, keepFrom: number): Job[] {
+  const keepAt = Math.min(last + 1, Math.max(from, keepFrom, last - JOB_PIECES + 1));
+  const jobs: Job[] = [];
+  for (; from < keepAt; from += JOB_PIECES, seek = NO_SEEK) jobs.push({ seek, from, to: Math.min(keepAt - 1, from + JOB_PIECES - 1), keep: false });
+  if (keepAt <= last) jobs.push({ seek, from: keepAt, to: last, keep: true });
+  return jobs;
+}
+
 export class SeekableArchive {
   readonly size: number;
-  readonly ix: SeekIndex;
+  private readonly index: SeekIndex;
   private readonly codec: Codec;
   private readonly serial = ++serials * 2 ** 32;
   private readonly cursors: Cursor[] = [];
@@ -62,7 +83,7 @@ export class SeekableArchive {
 
   constructor(private readonly fd: number, readonly table: SeekTable, private readonly label: string) {
     this.codec = loadCodec();
-    this.ix = new SeekIndex(table);
+    this.index = new SeekIndex(table);
     this.size = table.size;
   }
 
@@ -70,16 +91,16 @@ export class SeekableArchive {
   read(pos: number, len: number): Buffer | Promise<Buffer> {
     const end = Math.min(this.size, pos + len);
     if (end <= pos) return Buffer.alloc(0);
-    const g0 = this.ix.pieceAt(pos);
-    const g1 = this.ix.pieceAt(end - 1);
+    const first = this.index.pieceAt(pos);
+    const last = this.index.pieceAt(end - 1);
     const bufs: Buffer[] = [];
-    for (let g = g0; g <= g1; g++) {
-      const b = cache.get(this.serial + g);
-      if (!b) return this.readAsync(pos, end, g0, g1);
+    for (let piece = first; piece <= last; piece++) {
+      const b = cache.get(this.serial + piece);
+      if (!b) return this.readAsync(pos, end, first, last);
       bufs.push(b);
     }
-    this.prefetch(g1 + 1);
-    return this.assemble(bufs, g0, pos, end);
+    this.prefetch(last + 1);
+    return this.assemble(bufs, first, pos, end);
   }
 
   /** Synchronous read into `buf` (copy-up, checks): returns the bytes filled, short only at the end. */
@@ -87,11 +108,10 @@ export class SeekableArchive {
     const end = Math.min(this.size, pos + len);
     let at = pos;
     while (at < end) {
-      const g = this.ix.pieceAt(at);
-      const b = cache.get(this.serial + g) ?? this.pieceSync(g);
-      const start = this.ix.pieceStart(g);
-      const n = b.copy(buf, off + (at - pos), at - start, Math.min(b.length, end - start));
-      at += n;
+      const piece = this.index.pieceAt(at);
+      const b = cache.get(this.serial + piece) ?? this.pieceSync(piece);
+      const start = this.index.pieceStart(piece);
+      at += b.copy(buf, off + (at - pos), at - start, Math.min(b.length, end - start));
     }
     return end > pos ? end - pos : 0;
   }
@@ -99,14 +119,12 @@ export class SeekableArchive {
   /** Decode everything once, checking every piece (image verify). */
   verifyAll(onProgress?: (done: number, total: number) => void): void {
     const cur = this.sync();
-    for (let c = 0; c < this.table.count; c++) {
-      const first = this.ix.pieceFirst[c];
-      const last = this.ix.pieceFirst[c + 1] - 1;
-      let seek = cur.next === first ? NO_SEEK : this.seekOf(c);
-      for (let from = first; from <= last; from += JOB_PIECES) {
-        this.jobSync(cur, seek, from, Math.min(last, from + JOB_PIECES - 1), false);
-        seek = NO_SEEK;
-        onProgress?.(this.table.inBit[c] / 8, this.table.compressedSize);
+    for (let chunk = 0; chunk < this.table.count; chunk++) {
+      const first = this.index.pieceFirst[chunk];
+      const seek = cur.next === first ? NO_SEEK : this.seekOf(chunk);
+      for (const job of planJobs(seek, first, this.index.pieceFirst[chunk + 1] - 1, Infinity)) {
+        this.runJob(cur, job, 'sync');
+        onProgress?.(this.table.inBit[chunk] / 8, this.table.compressedSize);
       }
     }
   }
@@ -121,16 +139,17 @@ export class SeekableArchive {
     if (this.windowFd >= 0) closeSync(this.windowFd);
   }
 
-  private async readAsync(pos: number, end: number, g0: number, g1: number): Promise<Buffer> {
+  private async readAsync(pos: number, end: number, first: number, last: number): Promise<Buffer> {
     const wanted: Array<Promise<Buffer>> = [];
-    for (let g = g0; g <= g1; g++) wanted.push(this.piece(g));
+    for (let piece = first; piece <= last; piece++) wanted.push(this.piece(piece));
     const bufs = await Promise.all(wanted);
-    this.prefetch(g1 + 1);
-    return this.assemble(bufs, g0, pos, end);
+    this.prefetch(last + 1);
+    return this.assemble(bufs, first, pos, end);
   }
 
-  private assemble(bufs: Buffer[], g0: number, pos: number, end: number): Buffer {
-    const start = this.ix.pieceStart(g0);
+  /** Bytes [pos, end) out of the consecutive pieces `bufs`, the first of which is piece `first`. */
+  private assemble(bufs: Buffer[], first: number, pos: number, end: number): Buffer {
+    const start = this.index.pieceStart(first);
     if (bufs.length === 1) return bufs[0].subarray(pos - start, end - start);
     const out = Buffer.allocUnsafe(end - pos);
     let at = 0;
@@ -147,164 +166,157 @@ export class SeekableArchive {
    * Sequential reading: keep the AHEAD pieces after the one just read decoded or decoding, as one job
    * on a decoder already standing at the first missing one (so random reads start nothing).
    */
-  private prefetch(g: number): void {
+  private prefetch(next: number): void {
     if (this.closed) return;
-    for (let k = g; k < g + AHEAD && k < this.ix.pieces; k++) {
-      if (cache.has(this.serial + k) || this.inflight.has(k)) continue;
-      const cur = this.cursors.find((c) => !c.busy && c.next === k);
+    for (let piece = next; piece < next + AHEAD && piece < this.index.pieces; piece++) {
+      if (cache.has(this.serial + piece) || this.inflight.has(piece)) continue;
+      const cur = this.cursors.find((c) => !c.busy && c.next === piece);
       if (!cur) return;
-      const c = this.ix.chunkOfPiece(k);
-      const to = Math.min(k + AHEAD - 1, this.ix.pieceFirst[c + 1] - 1);
-      this.start(cur, to, -1, k).catch(() => undefined); // a real read of these pieces reports any failure
+      const chunk = this.index.chunkOfPiece(piece);
+      const last = Math.min(piece + AHEAD - 1, this.index.pieceFirst[chunk + 1] - 1);
+      this.start(cur, last, -1, piece).catch(() => undefined); // a real read of these pieces reports any failure
       return;
     }
   }
 
-  private piece(g: number): Promise<Buffer> {
-    const hit = cache.get(this.serial + g);
+  private piece(piece: number): Promise<Buffer> {
+    const hit = cache.get(this.serial + piece);
     if (hit) return Promise.resolve(hit);
-    return this.inflight.get(g) ?? this.produce(g);
+    return this.inflight.get(piece) ?? this.produce(piece);
   }
 
-  /** Pick a decoder for piece g: one standing in g's chunk at or before g, else a free one to seek. */
-  private async produce(g: number): Promise<Buffer> {
+  /** Pick a decoder for `piece`: one standing in its chunk at or before it, else a free one to seek. */
+  private async produce(piece: number): Promise<Buffer> {
     for (;;) {
       if (this.closed) throw fsError('EIO', `${this.label}: the layer is closed`);
-      const hit = cache.get(this.serial + g);
+      const hit = cache.get(this.serial + piece);
       if (hit) return hit;
-      const pending = this.inflight.get(g);
+      const pending = this.inflight.get(piece);
       if (pending) return pending;
-      const c = this.ix.chunkOfPiece(g);
-      const first = this.ix.pieceFirst[c];
+      const chunk = this.index.chunkOfPiece(piece);
+      const first = this.index.pieceFirst[chunk];
       let best: Cursor | undefined;
       for (const cur of this.cursors) {
         const at = cur.busy ? cur.until : cur.next;
-        if (at >= first && at <= g && (!best || at > (best.busy ? best.until : best.next))) best = cur;
+        if (at >= first && at <= piece && (!best || at > (best.busy ? best.until : best.next))) best = cur;
       }
       if (best?.busy) {
         await best.busy;
         continue;
       }
-      if (best) return this.start(best, g, -1);
+      if (best) return this.start(best, piece, -1);
       let free = this.cursors.filter((x) => !x.busy).sort((a, b) => a.used - b.used)[0];
       if (!free && this.cursors.length < MAX_CURSORS) {
         free = this.newCursor();
         this.cursors.push(free);
       }
-      if (free) return this.start(free, g, c);
+      if (free) return this.start(free, piece, chunk);
       await Promise.race(this.cursors.map((x) => x.busy));
     }
   }
 
   /**
-   * Run jobs on `cur` up to piece g (seeking to chunk `seekChunk` first unless -1). Pieces before
-   * `keepFrom` are decoded (and checked) in the cursor's scratch and dropped; the rest are cached.
+   * Run jobs on `cur` up to piece `last` (seeking to chunk `seekChunk` first unless -1). Pieces before
+   * `keepFrom` are passed through (decoded and checked, not kept); the rest are cached, each
+   * awaitable in `inflight` meanwhile. Resolves with piece `last`.
    */
-  private start(cur: Cursor, g: number, seekChunk: number, keepFrom = g): Promise<Buffer> {
-    let from = seekChunk >= 0 ? this.ix.pieceFirst[seekChunk] : cur.next;
-    const finalFrom = Math.max(from, keepFrom, g - JOB_PIECES + 1);
-    let seek = seekChunk >= 0 ? this.seekOf(seekChunk) : NO_SEEK;
+  private start(cur: Cursor, last: number, seekChunk: number, keepFrom = last): Promise<Buffer> {
+    const from = seekChunk >= 0 ? this.index.pieceFirst[seekChunk] : cur.next;
+    const jobs = planJobs(seekChunk >= 0 ? this.seekOf(seekChunk) : NO_SEEK, from, last, keepFrom);
+    const kept = jobs[jobs.length - 1];
     const work = (async () => {
-      while (from < finalFrom) {
-        const to = Math.min(finalFrom - 1, from + JOB_PIECES - 1);
-        await this.job(cur, seek, from, to, false);
-        seek = NO_SEEK;
-        from = to + 1;
-      }
-      return this.job(cur, seek, from, g, true);
+      for (const job of jobs.slice(0, -1)) await this.runJob(cur, job, 'async');
+      return this.runJob(cur, kept, 'async');
     })();
-    cur.until = g + 1;
+    cur.until = last + 1;
     cur.used = ++this.clock;
     cur.busy = work.then(
       () => undefined,
       () => undefined,
     ).finally(() => (cur.busy = null));
-    for (let k = finalFrom; k <= g; k++) {
-      const p = work.then((bufs) => bufs[k - finalFrom]);
+    for (let piece = kept.from; piece <= last; piece++) {
+      const p = work.then((bufs) => bufs[piece - kept.from]);
       p.catch(() => undefined); // handled by whoever awaits it; unrequested pieces must not crash the daemon
-      this.inflight.set(k, p);
-      void p.finally(() => this.inflight.get(k) === p && this.inflight.delete(k)).catch(() => undefined);
+      this.inflight.set(piece, p);
+      void p.finally(() => this.inflight.get(piece) === p && this.inflight.delete(piece)).catch(() => undefined);
     }
-    return this.inflight.get(g)!;
+    return this.inflight.get(last)!;
   }
 
-  private async job(cur: Cursor, seek: Seek, from: number, to: number, keep: boolean): Promise<Buffer[]> {
-    const { out, crcs } = this.jobBuffers(cur, from, to, keep);
-    let n: number;
-    try {
-      n = await this.codec.decode(cur.h, seek.kind, seek.inBit, seek.window, out, this.table.pieceSize, crcs);
-    } catch (err) {
+  /** Piece `piece` decoded on this thread (copy-up, checks), by the one synchronous decoder. */
+  private pieceSync(piece: number): Buffer {
+    if (this.closed) throw fsError('EIO', `${this.label}: the layer is closed`);
+    const cur = this.sync();
+    const chunk = this.index.chunkOfPiece(piece);
+    const first = this.index.pieceFirst[chunk];
+    const from = cur.next >= first && cur.next <= piece ? cur.next : first;
+    let pieces: Buffer[] = [];
+    for (const job of planJobs(from === cur.next ? NO_SEEK : this.seekOf(chunk), from, piece, piece)) pieces = this.runJob(cur, job, 'sync');
+    return pieces[pieces.length - 1];
+  }
+
+  /** One job on `cur`: on the libuv threadpool ('async', serving) or this thread ('sync'). */
+  private runJob(cur: Cursor, job: Job, on: 'sync'): Buffer[];
+  private runJob(cur: Cursor, job: Job, on: 'async'): Promise<Buffer[]>;
+  private runJob(cur: Cursor, job: Job, on: 'sync' | 'async'): Buffer[] | Promise<Buffer[]> {
+    const out = this.jobBuffer(cur, job);
+    const crcs = new Uint32Array(job.to - job.from + 1);
+    const { kind, inBit, window } = job.seek;
+    const failed = (err: unknown): never => {
       cur.next = -1;
-      throw this.failure(err, from);
+      throw this.failure(err, job.from);
+    };
+    if (on === 'async') {
+      let decoding: Promise<number>;
+      try {
+        decoding = this.codec.decode(cur.h, kind, inBit, window, out, this.table.pieceSize, crcs);
+      } catch (err) {
+        cur.next = -1;
+        return Promise.reject(this.failure(err, job.from));
+      }
+      return decoding.then((n) => this.finishJob(cur, job, out, n, crcs), failed);
     }
-    return this.finishJob(cur, from, to, out, n, crcs, keep);
-  }
-
-  private jobSync(cur: Cursor, seek: Seek, from: number, to: number, keep: boolean): Buffer[] {
-    const { out, crcs } = this.jobBuffers(cur, from, to, keep);
-    let n: number;
+    let n = 0;
     try {
-      n = this.codec.decodeSync(cur.h, seek.kind, seek.inBit, seek.window, out, this.table.pieceSize, crcs);
+      n = this.codec.decodeSync(cur.h, kind, inBit, window, out, this.table.pieceSize, crcs);
     } catch (err) {
-      cur.next = -1;
-      throw this.failure(err, from);
+      failed(err);
     }
-    return this.finishJob(cur, from, to, out, n, crcs, keep);
+    return this.finishJob(cur, job, out, n, crcs);
   }
 
-  private jobBuffers(cur: Cursor, from: number, to: number, keep: boolean): { out: Buffer; crcs: Uint32Array } {
-    const start = this.ix.pieceStart(from);
-    const len = this.ix.pieceStart(to) + this.ix.pieceLen(to) - start;
-    let out: Buffer;
-    if (keep) out = Buffer.allocUnsafe(len);
-    else {
-      cur.scratch ??= Buffer.allocUnsafe(JOB_PIECES * this.table.pieceSize);
-      out = cur.scratch.subarray(0, len);
-    }
-    return { out, crcs: new Uint32Array(to - from + 1) };
+  /** Where a job decodes: a new buffer for kept pieces, else the decoder's reused scratch. */
+  private jobBuffer(cur: Cursor, job: Job): Buffer {
+    const start = this.index.pieceStart(job.from);
+    const len = this.index.pieceStart(job.to) + this.index.pieceLen(job.to) - start;
+    if (job.keep) return Buffer.allocUnsafe(len);
+    cur.scratch ??= Buffer.allocUnsafe(JOB_PIECES * this.table.pieceSize);
+    return cur.scratch.subarray(0, len);
   }
 
   /** Check every piece against the table; only then may it be cached or served. */
-  private finishJob(cur: Cursor, from: number, to: number, out: Buffer, n: number, crcs: Uint32Array, keep: boolean): Buffer[] {
+  private finishJob(cur: Cursor, job: Job, out: Buffer, n: number, crcs: Uint32Array): Buffer[] {
     cur.next = -1;
-    const at = this.ix.pieceStart(from);
+    const at = this.index.pieceStart(job.from);
     if (n !== out.length) throw fsError('EIO', `${this.label}: the compressed data ends early (decoded byte ${at + n} of ${this.size}); the archive changed since it was indexed`);
-    for (let k = from; k <= to; k++) {
-      if (crcs[k - from] !== this.table.pieceCrc[k]) {
-        throw fsError('EIO', `${this.label}: decoded bytes at ${this.ix.pieceStart(k)} do not match the index; the archive changed since it was indexed`);
+    for (let piece = job.from; piece <= job.to; piece++) {
+      if (crcs[piece - job.from] !== this.table.pieceCrc[piece]) {
+        throw fsError('EIO', `${this.label}: decoded bytes at ${this.index.pieceStart(piece)} do not match the index; the archive changed since it was indexed`);
       }
     }
     const pieces: Buffer[] = [];
     let off = 0;
-    for (let k = from; keep && k <= to; k++) {
-      const len = this.ix.pieceLen(k);
+    for (let piece = job.from; job.keep && piece <= job.to; piece++) {
+      const len = this.index.pieceLen(piece);
       const b = out.subarray(off, off + len);
       off += len;
       pieces.push(b);
-      cache.set(this.serial + k, b);
+      cache.set(this.serial + piece, b);
     }
     // The decoder continues into the next chunk except for xz, whose points are separate blocks.
-    const next = to + 1;
-    cur.next = this.table.format === 'xz' && this.ix.chunkOfPiece(next) !== this.ix.chunkOfPiece(to) ? -1 : next;
+    const next = job.to + 1;
+    cur.next = this.table.format === 'xz' && this.index.chunkOfPiece(next) !== this.index.chunkOfPiece(job.to) ? -1 : next;
     return pieces;
-  }
-
-  private pieceSync(g: number): Buffer {
-    if (this.closed) throw fsError('EIO', `${this.label}: the layer is closed`);
-    const cur = this.sync();
-    const c = this.ix.chunkOfPiece(g);
-    const first = this.ix.pieceFirst[c];
-    let from = cur.next >= first && cur.next <= g ? cur.next : first;
-    let seek = from === cur.next ? NO_SEEK : this.seekOf(c);
-    const finalFrom = g;
-    while (from < finalFrom) {
-      const to = Math.min(finalFrom - 1, from + JOB_PIECES - 1);
-      this.jobSync(cur, seek, from, to, false);
-      seek = NO_SEEK;
-      from = to + 1;
-    }
-    const pieces = this.jobSync(cur, seek, from, g, true);
-    return pieces[pieces.length - 1];
   }
 
   private sync(): Cursor {
@@ -317,25 +329,25 @@ export class SeekableArchive {
     return { h, next: -1, busy: null, until: -1, used: 0 };
   }
 
-  private seekOf(c: number): Seek {
-    return { kind: this.table.kind[c], inBit: this.table.inBit[c], window: this.window(c) };
+  private seekOf(chunk: number): Seek {
+    return { kind: this.table.kind[chunk], inBit: this.table.inBit[chunk], window: this.window(chunk) };
   }
 
-  private window(c: number): Buffer | null {
-    const len = this.table.winLen[c];
+  private window(chunk: number): Buffer | null {
+    const len = this.table.winLen[chunk];
     if (len === 0) return null;
-    const off = this.table.winOff[c];
+    const off = this.table.winOff[chunk];
     const w = this.table.windows;
     if (Buffer.isBuffer(w)) return w.subarray(off, off + len);
     if (this.windowFd < 0) this.windowFd = openSync(w.path, 'r');
     const buf = Buffer.allocUnsafe(len);
-    if (readSync(this.windowFd, buf, 0, len, w.offset + off) !== len) throw fsError('EIO', `${this.label}: its index is truncated (seek window ${c})`);
+    if (readSync(this.windowFd, buf, 0, len, w.offset + off) !== len) throw fsError('EIO', `${this.label}: its index is truncated (seek window ${chunk})`);
     return buf;
   }
 
   private failure(err: unknown, piece: number): FsError {
     if (err instanceof FsError) return err;
-    const at = this.ix.pieceStart(piece);
+    const at = this.index.pieceStart(piece);
     if (isCodecError(err)) return fsError(err.code === 'ENOMEM' ? 'ENOMEM' : 'EIO', `${this.label}: decoding from byte ${at}: ${err.message}`);
     return fsError('EIO', `${this.label}: decoding from byte ${at}: ${String(err)}`);
   }

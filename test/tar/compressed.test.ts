@@ -1,12 +1,14 @@
 // Compressed tars without mounting: each shape (gzip one member or many, pigz, zstd one frame or
 // many, xz one block or many) indexes to the same tree as the plain tar, serves every byte of a
 // large member at random offsets (async and sync, concurrently), survives an index round trip,
-// and fails cleanly: damage at index time is one TarFormatError, a change after indexing an EIO.
+// and fails cleanly: damage at index time is one TarFormatError (a change after indexing is an
+// EIO: seekable.test.ts).
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync, truncateSync, statSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import { Overlay } from '../../src/overlay/overlay.js';
 import { InstanceFs } from '../../src/overlay/instance-fs.js';
 import { indexTarFile } from '../../src/tar/indexer.js';
@@ -14,7 +16,6 @@ import { readIndex, writeIndex } from '../../src/tar/index-file.js';
 import { TarFormatError } from '../../src/tar/scan.js';
 import { SeekIndex } from '../../src/tar/seek-table.js';
 import { tarLayer, type TarLayer } from '../../src/layer/tar-layer.js';
-import { FsError } from '../../src/util/errors.js';
 import { flatten, layerFromFile, tempDir } from '../helpers/layers.js';
 import { compress, flipByte, SHAPES } from '../helpers/compressed.js';
 import { pack } from '../helpers/pack.js';
@@ -166,36 +167,25 @@ for (const shape of ['gzip', 'zstd-multi', 'xz-blocks'] as const) {
   }
 }
 
-for (const shape of ['gzip', 'zstd', 'zstd-multi', 'xz-blocks'] as const) {
-  test(`${shape}: an archive changed after indexing gives EIO, never wrong bytes`, async (t) => {
-    const dir = join(tmp.dir, `changed-${shape}`);
-    mkdirSync(dir);
-    const v = compress(plainTar, dir, shape);
-    const { layer, data } = layerFromFile(v.path, { seek: SEEK });
-    try {
-      const node = nodeOf(layer, 'big.bin');
-      const start = data.dataOff[node];
-      const ix = new SeekIndex(data.seek!);
-      // Damage the compressed bytes behind the middle of big.bin (its chunk's compressed span).
-      const c = ix.chunkAt(start + big.length / 2);
-      const from = Math.floor(data.seek!.inBit[c] / 8);
-      const to = c + 1 < data.seek!.count ? Math.floor(data.seek!.inBit[c + 1] / 8) : statSync(v.path).size;
-      for (let k = 1; k <= 8; k++) flipByte(v.path, from + Math.floor(((to - from) * k) / 9));
-      let failures = 0;
-      for (let pos = 0; pos < big.length; pos += 65536) {
-        try {
-          const got = await readVia(layer, node, pos, 65536);
-          t.true(got.equals(big.subarray(pos, pos + 65536)), `bytes at ${pos} are right or an error`);
-        } catch (err) {
-          t.true(err instanceof FsError && err.code === 'EIO', String(err));
-          failures++;
-        }
-      }
-      t.true(failures > 0, 'the damaged chunk fails');
-      const buf = Buffer.alloc(big.length);
-      t.throws(() => layer.readInto(node, 0, buf, 0, big.length), { instanceOf: FsError });
-    } finally {
-      layer.close();
-    }
-  });
-}
+test('gzip: damage that decodes into a bad tar header is named as damaged gzip data, not as a bad tar', (t) => {
+  // Stored (level 0) deflate blocks carry the tar as it is: a flipped byte inside a member's header
+  // leaves the deflate stream valid, so the scanner meets a bad header before the gzip trailer's
+  // crc32 is read. Which of the two the user hears must not depend on where the damage landed.
+  const dir = join(tmp.dir, 'bad-gzip-header');
+  mkdirSync(dir);
+  const tar = readFileSync(plainTar);
+  const gz = gzipSync(tar, { level: 0 });
+  const headers: number[] = [];
+  for (let h = 0; tar.toString('latin1', h + 257, h + 262) === 'ustar'; ) {
+    headers.push(h);
+    h += 512 + Math.ceil(parseInt(tar.toString('latin1', h + 124, h + 136), 8) / 512) * 512;
+  }
+  const at = headers[headers.length >> 1]; // a header in the middle of the archive
+  const inGz = gz.indexOf(tar.subarray(at, at + 512));
+  t.true(inGz > 0, 'the header is stored as it is');
+  gz[inGz + 100] ^= 0x01; // its mode field: the header's checksum no longer matches
+  const path = join(dir, 'x.tar.gz');
+  writeFileSync(path, gz);
+  const err = t.throws(() => indexTarFile(path, { seek: SEEK }), { instanceOf: TarFormatError });
+  t.regex(err!.message, /^gzip: .*incorrect data check/);
+});

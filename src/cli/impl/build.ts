@@ -8,8 +8,9 @@ import { join, resolve } from 'node:path';
 import type { Context } from '../context.js';
 import { formatBytes, printJson } from '../output.js';
 import { checkMountpoint, mountTarget, unmountOne, type MountFlags } from './mount.js';
-import { upperPreparer } from './instance.js';
-import { freezeInstance, holdingInstance, stageLayer, writeRootLayer } from './layers.js';
+import { stageLayer } from '../../store/image-layers.js';
+import { holdInstance } from '../../store/holding.js';
+import { freezeInstance, upperPreparer, writeRootLayer } from '../../store/instance-views.js';
 import type { ImageRecord } from '../../store/images.js';
 import type { InstanceRecord } from '../../store/instances.js';
 import { checkName } from '../../store/paths.js';
@@ -89,7 +90,7 @@ export async function imageClose(ctx: Context, a: { image: string }): Promise<vo
   if (live) await unmountOne(ctx, live.mountpoint, {});
   let stats: FreezeResult | undefined;
   const { staged, layer } = inst
-    ? await holdingInstance(ctx, inst, 'close the image of', () => stageLayer(ctx, r.name, async (tar) => void (stats = await freezeInstance(ctx, inst, tar)), r.id))
+    ? await holdInstance(ctx, inst, 'close the image of', () => stageLayer(ctx, r.name, async (tar) => void (stats = await freezeInstance(ctx, inst, tar)), r.id))
     : await stageLayer(ctx, r.name, (tar) => writeRootLayer(ctx, r.parent ? ctx.images.byId(r.parent) : null, tar), r.id);
   await ctx.locked(() => {
     const now = ctx.images.list().find((x) => x.id === r.id);
@@ -118,7 +119,7 @@ export async function commit(ctx: Context, a: { instance: string; image: string 
   checkName('image', a.image);
   if (ctx.images.find(a.image)) throw new UserError(`an image named "${a.image}" already exists`);
   let stats: FreezeResult | undefined;
-  const { staged, layer } = await holdingInstance(ctx, inst, 'commit', () => stageLayer(ctx, a.image, async (tar) => void (stats = await freezeInstance(ctx, inst, tar))));
+  const { staged, layer } = await holdInstance(ctx, inst, 'commit', () => stageLayer(ctx, a.image, async (tar) => void (stats = await freezeInstance(ctx, inst, tar))));
   const r = await ctx.locked(() => {
     if (!ctx.images.list().some((x) => x.id === base.id)) throw new UserError(`image "${base.name}" was removed meanwhile`);
     return ctx.images.commit(staged, { name: a.image, parent: base.id, created: new Date().toISOString(), layer });

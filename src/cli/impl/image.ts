@@ -1,24 +1,12 @@
 // `tarstack image …`: add (index a tar in place, or reference a directory), list, info, rename, rm, verify.
-import { constants, copyFileSync, existsSync, statSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { statSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
 import type { Context } from '../context.js';
-import { formatBytes, printJson, printTable, progress, warn } from '../output.js';
-import { indexTarFile } from '../../tar/indexer.js';
-import { writeIndex } from '../../tar/index-file.js';
-import { TarFormatError } from '../../tar/scan.js';
-import { accessNote, SeekIndex } from '../../tar/seek-table.js';
-import { recompressToZstd } from '../../tar/recompress.js';
-import type { IndexData } from '../../tar/index-data.js';
-import { INDEX_FILE, type ImageRecord, type LayerCompression } from '../../store/images.js';
+import { formatBytes, printJson, printTable, warn } from '../output.js';
+import type { ImageRecord, LayerCompression } from '../../store/images.js';
+import { addDirImage, addTarImage } from '../../store/image-layers.js';
 import { openLayer } from '../../store/open-image.js';
-import { checkName } from '../../store/paths.js';
 import { UserError } from '../../util/errors.js';
-
-const ARCHIVE_EXT = /(\.tar(\.(gz|bz2|xz|zst|zstd|lz4))?|\.t(gz|bz2|xz|zst))$/i;
-
-export function defaultImageName(tar: string): string {
-  return basename(tar).replace(ARCHIVE_EXT, '');
-}
 
 export async function imageAdd(ctx: Context, a: { tar: string; name?: string; parent?: string; copy?: boolean; recompress?: boolean }): Promise<void> {
   const tar = resolve(a.tar);
@@ -28,109 +16,24 @@ export async function imageAdd(ctx: Context, a: { tar: string; name?: string; pa
   } catch (err) {
     throw new UserError(`${a.tar}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
   }
-  if (st.isDirectory()) return addDirImage(ctx, tar, a);
+  if (st.isDirectory()) {
+    if (a.copy) throw new UserError('--copy applies to tars; a directory layer is always referenced in place');
+    const record = await addDirImage(ctx, tar, a);
+    if (ctx.opts.json) printJson(describe(ctx, record));
+    else process.stdout.write(`added image ${record.name}: directory ${tar} (served in place)\n`);
+    return;
+  }
   if (!st.isFile()) throw new UserError(`${a.tar} is neither a tar file nor a directory`);
-  const name = checkName('image', a.name ?? defaultImageName(tar));
-  if (ctx.images.find(name)) throw new UserError(`an image named "${name}" already exists`);
-  const parent = a.parent ? ctx.images.closed(a.parent, 'be a parent') : null;
-
-  const staged = ctx.images.stage();
-  try {
-    let source = tar;
-    let stored: string | undefined; // the file in the store, when the image owns one
-    if (a.recompress) {
-      stored = 'layer.tar.zst';
-      source = join(staged.dir, stored);
-      const bar = progress(`recompressing ${basename(tar)}`);
-      try {
-        await recompressToZstd(tar, source, (done, total) => bar.update(done, total));
-      } catch (err) {
-        if (err instanceof TarFormatError) throw new UserError(`${a.tar}: ${err.message}`);
-        throw err;
-      } finally {
-        bar.done();
-      }
-    } else if (a.copy) {
-      stored = 'layer.tar';
-      source = join(staged.dir, stored);
-      copyFileSync(tar, source, constants.COPYFILE_FICLONE);
-    }
-    const bar = progress(`indexing ${basename(tar)}`);
-    let result;
-    try {
-      result = indexTarFile(source, { onProgress: (done, total) => bar.update(done, total) });
-    } catch (err) {
-      if (err instanceof TarFormatError) throw new UserError(`${a.tar}: ${err.message}`);
-      throw err;
-    } finally {
-      bar.done();
-    }
-    const data = result.data;
-    const compression = compressionOf(data, a.recompress ? tar : undefined);
-    writeIndex(join(staged.dir, INDEX_FILE), data);
-    const record = await ctx.locked(() => {
-      if (parent && !existsSync(ctx.paths.image(parent.id))) throw new UserError(`parent image "${parent.name}" was removed meanwhile`);
-      return ctx.images.commit(staged, {
-        name,
-        parent: parent?.id ?? null,
-        created: new Date().toISOString(),
-        layer: {
-          tar: stored ? join(ctx.paths.image(staged.id), stored) : tar,
-          copied: !!stored,
-          identity: data.source,
-          nodes: data.nodeCount,
-          members: data.members.count,
-          warnings: data.warnings.length,
-          ...(compression ? { compression } : {}),
-        },
-      });
-    });
-    for (const w of data.warnings.slice(0, 50)) warn(`${basename(tar)}: ${w.message}`);
-    if (data.warnings.length > 5) warn(`${basename(tar)}: ${data.warnings.length - 5} more (see \`tarstack image info ${name}\`)`);
-    if (ctx.opts.json) printJson(describe(ctx, record));
-    else if (compression) {
-      process.stdout.write(`added image ${name}: ${data.members.count} members, ${data.nodeCount - 1} entries (${formatBytes(data.source.size)} ${compression.format} tar, ${formatBytes(compression.decodedBytes)} decoded)\n`);
-      process.stdout.write(`${compression.randomAccess ? '' : 'note: '}${compression.note}\n`);
-    } else process.stdout.write(`added image ${name}: ${data.members.count} members, ${data.nodeCount - 1} entries (${formatBytes(data.source.size)} tar, ${formatBytes(result.bytesRead)} read to index)\n`);
-  } catch (err) {
-    ctx.images.discard(staged);
-    throw err;
-  }
-}
-
-function compressionOf(d: IndexData, recompressedFrom: string | undefined): LayerCompression | undefined {
-  if (!d.seek) return undefined;
-  const { randomAccess, note } = accessNote(d.seek, new SeekIndex(d.seek).maxChunk());
-  return { format: d.seek.format, decodedBytes: d.seek.size, seekPoints: d.seek.count, randomAccess, note, ...(recompressedFrom ? { recompressedFrom } : {}) };
-}
-
-/**
- * A directory as an image layer: referenced in place (never copied, never modified), with its
- * whiteouts (char 0/0, `.wh.`) and opaque markers read as overlayfs reads them. Nothing is scanned.
- */
-async function addDirImage(ctx: Context, dir: string, a: { tar: string; name?: string; parent?: string; copy?: boolean }): Promise<void> {
-  if (a.copy) throw new UserError('--copy applies to tars; a directory layer is always referenced in place');
-  const name = checkName('image', a.name ?? basename(dir));
-  if (ctx.images.find(name)) throw new UserError(`an image named "${name}" already exists`);
-  const parent = a.parent ? ctx.images.get(a.parent) : null;
-  const st = statSync(dir, { bigint: true });
-  const staged = ctx.images.stage();
-  try {
-    const record = await ctx.locked(() => {
-      if (parent && !existsSync(ctx.paths.image(parent.id))) throw new UserError(`parent image "${parent.name}" was removed meanwhile`);
-      return ctx.images.commit(staged, {
-        name,
-        parent: parent?.id ?? null,
-        created: new Date().toISOString(),
-        layer: { kind: 'dir', tar: dir, copied: false, identity: { size: 0, mtimeNs: st.mtimeNs.toString(), ino: Number(st.ino), dev: Number(st.dev) }, nodes: 0, members: 0, warnings: 0 },
-      });
-    });
-    if (ctx.opts.json) printJson(describe(ctx, record));
-    else process.stdout.write(`added image ${name}: directory ${dir} (served in place)\n`);
-  } catch (err) {
-    ctx.images.discard(staged);
-    throw err;
-  }
+  const { record, data, bytesRead } = await addTarImage(ctx, { ...a, tar, given: a.tar });
+  const name = record.name;
+  for (const w of data.warnings.slice(0, 50)) warn(`${basename(tar)}: ${w.message}`);
+  if (data.warnings.length > 5) warn(`${basename(tar)}: ${data.warnings.length - 5} more (see \`tarstack image info ${name}\`)`);
+  const compression = record.layer.compression;
+  if (ctx.opts.json) printJson(describe(ctx, record));
+  else if (compression) {
+    process.stdout.write(`added image ${name}: ${data.members.count} members, ${data.nodeCount - 1} entries (${formatBytes(data.source.size)} ${compression.format} tar, ${formatBytes(compression.decodedBytes)} decoded)\n`);
+    process.stdout.write(`${compression.randomAccess ? '' : 'note: '}${compression.note}\n`);
+  } else process.stdout.write(`added image ${name}: ${data.members.count} members, ${data.nodeCount - 1} entries (${formatBytes(data.source.size)} tar, ${formatBytes(bytesRead)} read to index)\n`);
 }
 
 function describe(ctx: Context, r: ImageRecord): Record<string, unknown> {

@@ -3,33 +3,14 @@
 // never races a mount.
 import type { Context } from '../context.js';
 import { formatBytes, printJson, printTable } from '../output.js';
-import { openStack } from '../../store/open-image.js';
 import type { InstanceRecord } from '../../store/instances.js';
-import { tryLockInstance, unlockInstance } from '../../store/instance-lock.js';
-import { Overlay } from '../../overlay/overlay.js';
-import { InstanceFs } from '../../overlay/instance-fs.js';
-import { diffTrees, type Change } from '../../overlay/diff.js';
-import { ROOT_INO } from '../../vfs/api.js';
-import { prepareUpperRoot } from '../../overlay/upper.js';
+import { holdInstance } from '../../store/holding.js';
+import { diffInstance, upperPreparer } from '../../store/instance-views.js';
+import type { Change } from '../../overlay/diff.js';
 import { UserError } from '../../util/errors.js';
-import { holdersOf } from '../../util/proc.js';
 import { duBytes } from '../../util/du.js';
 import { dataBytes, parseSize } from '../../overlay/space.js';
 import { createDirs } from './create-dirs.js';
-
-/** A fresh upper whose root carries the image root's owner, mode, times and xattrs. */
-export function upperPreparer(ctx: Context, imageId: string): (upper: string) => void {
-  return (upper) => {
-    const image = ctx.images.byId(imageId);
-    const fs = new Overlay(openStack(ctx.images, ctx.images.stack(image)));
-    try {
-      const a = fs.getattr(ROOT_INO);
-      prepareUpperRoot(upper, a, fs.listxattr(ROOT_INO).map((name) => [name, fs.getxattr(ROOT_INO, name)]));
-    } finally {
-      fs.destroy();
-    }
-  };
-}
 
 export async function instanceCreate(ctx: Context, a: { instance: string; image: string; tmp?: boolean; size?: string; dir?: string[] }): Promise<void> {
   const sizeLimit = a.size === undefined ? undefined : parseSize(a.size);
@@ -105,22 +86,11 @@ export function instanceInfo(ctx: Context, a: { instance: string }): void {
   );
 }
 
-/** Run `fn` holding the instance's lock: refused while it is mounted. */
-async function withInstance<T>(ctx: Context, name: string, what: string, fn: (r: InstanceRecord) => T): Promise<T> {
+/** Run `fn` under the store lock, holding the instance's lock: refused while it is mounted. */
+function withInstance<T>(ctx: Context, name: string, what: string, fn: (r: InstanceRecord) => T): Promise<T> {
   return ctx.locked(() => {
     const r = ctx.instances.get(name);
-    const fd = tryLockInstance(ctx.instances.work(r));
-    if (fd === undefined) {
-      const m = ctx.mounts.list().find((x) => x.kind === 'instance' && x.target === r.id);
-      const users = m ? holdersOf(m.mountpoint, [m.pid, process.pid]) : [];
-      const busy = users.length ? `, in use by ${users.map((h) => `pid ${h.pid} (${h.command})`).join(', ')}` : '';
-      throw new UserError(`cannot ${what} instance "${name}": it is mounted${m ? ` at ${m.mountpoint} (daemon pid ${m.pid})` : ''}${busy}; unmount it first`);
-    }
-    try {
-      return fn(r);
-    } finally {
-      unlockInstance(fd);
-    }
+    return holdInstance(ctx, r, what, () => fn(r));
   });
 }
 
@@ -144,18 +114,7 @@ export async function instanceRename(ctx: Context, a: { instance: string; newNam
 }
 
 export async function instanceDiff(ctx: Context, a: { instance: string; porcelain?: boolean }): Promise<void> {
-  const r = ctx.instances.get(a.instance);
-  const image = ctx.images.byId(r.image);
-  const stack = ctx.images.stack(image);
-  const before = new Overlay(openStack(ctx.images, stack));
-  const after = new InstanceFs(openStack(ctx.images, stack), ctx.instances.upper(r), ctx.instances.work(r), { offline: true });
-  let changes: Change[];
-  try {
-    changes = await diffTrees(before, after);
-  } finally {
-    before.destroy();
-    after.destroy();
-  }
+  const changes = await diffInstance(ctx, ctx.instances.get(a.instance));
   // Paths are bytes: porcelain and tree output write them as they are; JSON can only carry UTF-8.
   if (ctx.opts.json) return printJson(changes.map((c) => ({ ...c, path: Buffer.from(c.path, 'latin1').toString('utf8') })));
   const text = a.porcelain ? changes.map((c) => `${c.change[0].toUpperCase()} ${c.path}\n`).join('') : renderTree(changes);

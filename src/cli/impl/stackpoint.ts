@@ -9,27 +9,15 @@ import { resolve } from 'node:path';
 import type { Context } from '../context.js';
 import { printJson, printTable } from '../output.js';
 import { checkMountpoint, mountTarget, unmountOne, type MountFlags } from './mount.js';
-import { upperPreparer } from './instance.js';
+import { upperPreparer } from '../../store/instance-views.js';
 import type { StackpointRecord } from '../../store/stackpoints.js';
 import type { InstanceRecord } from '../../store/instances.js';
 import { checkName } from '../../store/paths.js';
 import { openStack } from '../../store/open-image.js';
-import { tryLockInstance, unlockInstance } from '../../store/instance-lock.js';
+import { holdStackpoint, tryHoldInstance } from '../../store/holding.js';
 import { UserError } from '../../util/errors.js';
 
 type Sw = { sp: string; lazy?: boolean } & MountFlags;
-
-/** Run `fn` holding the stackpoint's lock: one command at a time changes it. */
-async function holding<T>(ctx: Context, name: string, fn: (r: StackpointRecord) => Promise<T>): Promise<T> {
-  const r = ctx.stackpoints.get(name);
-  const fd = tryLockInstance(ctx.stackpoints.home(r));
-  if (fd === undefined) throw new UserError(`stackpoint "${name}" is being changed by another tarstack command; try again when it is done`);
-  try {
-    return await fn(ctx.stackpoints.get(name)); // as it is now that we hold it
-  } finally {
-    unlockInstance(fd);
-  }
-}
 
 /** The mount of the stackpoint's current instance at its path, if any. */
 function liveMount(ctx: Context, r: StackpointRecord) {
@@ -67,7 +55,7 @@ export async function spCreate(ctx: Context, a: { sp: string; image: string; pat
 }
 
 export async function spMount(ctx: Context, a: Sw): Promise<void> {
-  await holding(ctx, a.sp, async (r) => {
+  await holdStackpoint(ctx, a.sp, async (r) => {
     const at = ctx.stackpoints.mountpoint(r);
     const live = liveMount(ctx, r);
     if (live?.state === 'serving') {
@@ -83,7 +71,7 @@ export async function spMount(ctx: Context, a: Sw): Promise<void> {
 }
 
 export async function spUmount(ctx: Context, a: Sw): Promise<void> {
-  await holding(ctx, a.sp, async (r) => {
+  await holdStackpoint(ctx, a.sp, async (r) => {
     const live = liveMount(ctx, r);
     if (!live) throw new UserError(`stackpoint "${r.name}" is not mounted`);
     await unmountOne(ctx, live.mountpoint, { lazy: a.lazy });
@@ -91,7 +79,7 @@ export async function spUmount(ctx: Context, a: Sw): Promise<void> {
 }
 
 export async function spCutover(ctx: Context, a: Sw & { image: string }): Promise<void> {
-  await holding(ctx, a.sp, async (r) => {
+  await holdStackpoint(ctx, a.sp, async (r) => {
     const image = ctx.images.closed(a.image, 'be instantiated');
     ctx.images.stack(image);
     const current = ctx.instances.byId(r.current);
@@ -111,7 +99,7 @@ export async function spCutover(ctx: Context, a: Sw & { image: string }): Promis
 }
 
 export async function spFallback(ctx: Context, a: Sw): Promise<void> {
-  await holding(ctx, a.sp, async (r) => {
+  await holdStackpoint(ctx, a.sp, async (r) => {
     if (!r.previous) throw new UserError(`stackpoint "${r.name}" has no previous instance to fall back to`);
     const prev = ctx.instances.list().find((i) => i.id === r.previous);
     if (!prev) throw new UserError(`the previous instance of stackpoint "${r.name}" (id ${r.previous}) was removed`);
@@ -120,7 +108,7 @@ export async function spFallback(ctx: Context, a: Sw): Promise<void> {
 }
 
 export async function spSet(ctx: Context, a: Sw & { instance: string }): Promise<void> {
-  await holding(ctx, a.sp, async (r) => {
+  await holdStackpoint(ctx, a.sp, async (r) => {
     const inst = ctx.instances.get(a.instance);
     if (inst.id === r.current) throw new UserError(`stackpoint "${r.name}" is already on instance "${inst.name}"`);
     await switchTo(ctx, r, inst, a, 'set');
@@ -131,13 +119,13 @@ export async function spSet(ctx: Context, a: Sw & { instance: string }): Promise
 function preflight(ctx: Context, target: InstanceRecord): void {
   const image = ctx.images.byId(target.image);
   if (image.editing) throw new UserError(`instance "${target.name}" holds the edits of image "${image.name}", which is not closed`);
-  const fd = tryLockInstance(ctx.instances.work(target));
-  if (fd === undefined) {
+  const release = tryHoldInstance(ctx, target);
+  if (!release) {
     const m = ctx.mounts.list().find((x) => x.kind === 'instance' && x.target === target.id);
     if (m?.detached) throw new UserError(`instance "${target.name}" still serves the users of its detached mount (daemon pid ${m.pid}); try again once they have left`);
     throw new UserError(`instance "${target.name}" is mounted${m ? ` at ${m.mountpoint}` : ''}; unmount it first`);
   }
-  unlockInstance(fd);
+  release();
   for (const layer of openStack(ctx.images, ctx.images.stack(image))) layer.close();
 }
 
@@ -221,7 +209,7 @@ export function spStatus(ctx: Context, a: { sp: string }): void {
 }
 
 export async function spRm(ctx: Context, a: { sp: string; instances?: boolean }): Promise<void> {
-  await holding(ctx, a.sp, async (r) => {
+  await holdStackpoint(ctx, a.sp, async (r) => {
     if (liveMount(ctx, r)) throw new UserError(`stackpoint "${r.name}" is mounted at ${ctx.stackpoints.mountpoint(r)}; unmount it first`);
     const removed: string[] = [];
     await ctx.locked(() => {
@@ -230,13 +218,13 @@ export async function spRm(ctx: Context, a: { sp: string; instances?: boolean })
       for (const id of r.instances) {
         const inst = ctx.instances.list().find((i) => i.id === id);
         if (!inst || ctx.stackpoints.using(id).length) continue;
-        const fd = tryLockInstance(ctx.instances.work(inst));
-        if (fd === undefined) continue; // mounted by hand somewhere: kept
+        const release = tryHoldInstance(ctx, inst);
+        if (!release) continue; // mounted by hand somewhere: kept
         try {
           ctx.instances.remove(inst);
           removed.push(inst.name);
         } finally {
-          unlockInstance(fd);
+          release();
         }
       }
     });

@@ -11,13 +11,12 @@ import { basename, join, resolve } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import type { Context } from '../context.js';
 import { formatBytes, printJson } from '../output.js';
-import { defaultImageName } from './image.js';
-import { stageLayer, type Staged } from './layers.js';
+import { defaultImageName, stageLayer, type Staged } from '../../store/image-layers.js';
 import { exportTree } from '../../image/export-tree.js';
 import { writeOciArchive } from '../../image/oci-write.js';
 import { copyLayer, readImageArchive } from '../../image/oci-read.js';
 import type { ImageRecord } from '../../store/images.js';
-import { openStack } from '../../store/open-image.js';
+import { imageTarChunks, openStack } from '../../store/open-image.js';
 import { checkName } from '../../store/paths.js';
 import { Overlay } from '../../overlay/overlay.js';
 import { UserError } from '../../util/errors.js';
@@ -35,7 +34,8 @@ export async function imageExport(ctx: Context, a: { image: string; output?: str
     let what: string;
     if (a.layers) {
       for (const l of layers) l.close();
-      await writeOciArchive(out, r.name, [...stack].reverse().map((l) => ({ name: l.name, tar: l.layer.tar })));
+      const decoded = (l: ImageRecord) => (l.layer.compression && l.layer.compression.format !== 'gzip' ? { decoded: () => imageTarChunks(ctx.images, l) } : {});
+      await writeOciArchive(out, r.name, [...stack].reverse().map((l) => ({ name: l.name, tar: l.layer.tar, ...decoded(l) })));
       what = `${stack.length} layers`;
     } else {
       const fs = new Overlay(layers);
@@ -63,11 +63,11 @@ function nameOfRef(ref: string): string {
   return ref.replace(/^[^/]*\.[^/]*\//, '').replace(/[^A-Za-z0-9._+@-]/g, '_').replace(/^[^A-Za-z0-9]+/, '').slice(0, 128);
 }
 
-async function sha256File(path: string): Promise<string> {
+/** sha256 of an image's layer tar as decoded (an OCI diff_id); a directory layer has none. */
+async function diffIdOf(ctx: Context, r: ImageRecord): Promise<string | undefined> {
+  if (r.layer.kind === 'dir') return undefined;
   const h = createHash('sha256');
-  await pipeline(createReadStream(path), async function* (src: AsyncIterable<Buffer>) {
-    for await (const c of src) h.update(c);
-  });
+  for await (const c of imageTarChunks(ctx.images, r)) h.update(c);
   return `sha256:${h.digest('hex')}`;
 }
 
@@ -93,7 +93,7 @@ export async function imageImport(ctx: Context, a: { file: string; name?: string
     const have = ctx.images.find(names[fresh]);
     if (!have) break;
     const parent = fresh === 0 ? null : ids[fresh - 1];
-    const same = !have.editing && have.parent === parent && archive.layers[fresh].diffId !== undefined && (await sha256File(have.layer.tar)) === archive.layers[fresh].diffId;
+    const same = !have.editing && have.parent === parent && archive.layers[fresh].diffId !== undefined && (await diffIdOf(ctx, have)) === archive.layers[fresh].diffId;
     if (!same) throw new UserError(`an image named "${names[fresh]}" already exists with other content or another parent; import with --prefix or --name`);
     ids.push(have.id);
   }
