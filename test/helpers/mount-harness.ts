@@ -7,7 +7,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isMounted } from '../../src/util/mounts.js';
+import { isMounted, mountAt } from '../../src/util/mounts.js';
 import { removeTree } from '../../src/util/remove-tree.js';
 import { forceUnmount } from '../../src/util/unmount.js';
 
@@ -36,15 +36,18 @@ export class ChildMount {
     this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
   }
 
-  /** The next message of `type` (or one already received); fails if the child exits first. */
-  next(type: string): Promise<Message> {
+  /** The next message of `type` (or one already received); fails if the child exits first, or
+   *  after `ms` when a caller asks for a deadline (none by default: a busy machine is slow, not
+   *  wrong, and ava's timeout ends a wait that never ends). */
+  next(type: string, ms?: number): Promise<Message> {
     const had = this.seen.get(type);
     if (had) {
       this.seen.delete(type);
       return Promise.resolve(had);
     }
     return new Promise((resolve, reject) => {
-      this.waiting.set(type, resolve);
+      const t = ms === undefined ? undefined : setTimeout(() => reject(new Error(`no '${type}' from the child in ${ms} ms; stderr: ${this.stderr.join('')}`)), ms);
+      this.waiting.set(type, (m) => (clearTimeout(t), resolve(m)));
       this.exited.then((code) => reject(new Error(`child exited (${code}) before '${type}'; stderr: ${this.stderr.join('')}`)));
     });
   }
@@ -94,6 +97,12 @@ export async function startChild(script: string, mountpoint: string, args: strin
     await mount.cleanup();
     throw err;
   }
+}
+
+/** The fusectl connection number of a FUSE mount at `mountpoint`, or undefined if none. */
+export function fuseConnection(mountpoint: string): number | undefined {
+  const m = mountAt(mountpoint);
+  return m?.fstype.startsWith('fuse') ? Number(m.majorMinor.split(':')[1]) : undefined;
 }
 
 /** Removes a temp dir, forcing off anything still mounted inside it first (rm would walk into it). */
