@@ -18,6 +18,7 @@ export interface Options {
   variants: Map<string, string>; // binding suite: extra libfuse3 binding peers, name → SessionConfig JSON
   formats: string[]; // compressed suite: gzip, zstd, zstd-seekable
   mib: number; // compressed suite: MiB of each data set
+  sessions: number; // sessions suite: mounts served by one process
 }
 
 export interface Ctx {

@@ -13,12 +13,13 @@ import { peersSuite, summarize, Timeout, type Case, type Ctx, type Options, type
 import { compressedSuite } from './compressed.js';
 import { RUN_SPACE_BYTES, type Shape } from './data.js';
 import { mountProgramSuite } from './mount-program.js';
+import { sessionsSuite } from './sessions.js';
 import type { Peer, Source } from './peers.js';
 import { json, markdown, type Cell, type FigureResult, type Meta } from './report.js';
 import { cleanupNow, cpuBusy, installCleanupHandlers, killGroup, nowNs, run, sleep, start, statusKiB } from './sys.js';
 import { wrongTree } from './verify.js';
 
-const SUITES: Suite[] = [peersSuite, bindingSuite, compressedSuite, mountProgramSuite];
+const SUITES: Suite[] = [peersSuite, bindingSuite, sessionsSuite, compressedSuite, mountProgramSuite];
 const QUIET_BUSY = 0.15;
 
 const started = nowNs();
@@ -29,7 +30,7 @@ const log = (s: string): void => void process.stderr.write(`[${(Number(nowNs() -
 async function main(): Promise<void> {
   const argv = await yargs(hideBin(process.argv))
     .scriptName('npm run bench --')
-    .usage('$0 [cases..] [options]\n\nCases by name, or a whole suite by its name (peers, binding, compressed, mount-program), or all.\nDefault: the peers suite (tarstack against kernel overlayfs, fuse-overlayfs, archivemount).')
+    .usage('$0 [cases..] [options]\n\nCases by name, or a whole suite by its name (peers, binding, sessions, compressed, mount-program), or all.\nDefault: the peers suite (tarstack against kernel overlayfs, fuse-overlayfs, archivemount).')
     .command('$0 [cases..]', false, (y) => y.positional('cases', { type: 'string', array: true, describe: 'cases or suites to run' }))
     .option('runs', { alias: 'reps', type: 'number', describe: 'runs per figure, median reported (default 3; 1 with --quick)' })
     .option('quick', { type: 'boolean', default: false, describe: 'data 10x smaller, one run per figure (CI smoke run)' })
@@ -42,6 +43,7 @@ async function main(): Promise<void> {
     .option('variant', { type: 'string', array: true, default: [] as string[], describe: 'binding suite: another libfuse3 binding peer, NAME=\'{"splice":1}\' (SessionConfig JSON)' })
     .option('formats', { type: 'string', default: 'gzip', describe: 'compressed suite: gzip,zstd,zstd-seekable' })
     .option('mib', { type: 'number', default: 1024, describe: 'compressed suite: MiB of each data set' })
+    .option('sessions', { type: 'number', default: 100, describe: 'sessions suite: mounts served by one process (at least 2)' })
     .option('only', { type: 'string', describe: 'cases, comma-separated (the same as listing them)' })
     .option('list', { type: 'boolean', default: false, describe: 'list the suites and their cases, and exit' })
     .option('json', { type: 'boolean', default: false, describe: 'print JSON instead of markdown' })
@@ -53,8 +55,9 @@ async function main(): Promise<void> {
   const o: Options = {
     quick: argv.quick, data: argv.data, tarstack: argv.tarstack,
     variants: new Map(argv.variant.map((v) => v.split(/=(.*)/s) as [string, string])),
-    formats: argv.formats.split(','), mib: argv.mib,
+    formats: argv.formats.split(','), mib: argv.mib, sessions: argv.sessions,
   };
+  if (!(o.sessions >= 2)) throw new Error('--sessions must be at least 2');
   const all = SUITES.flatMap((s) => s.cases(o).map((c) => ({ suite: s, c })));
   if (argv.list) {
     for (const s of SUITES) console.log(`${s.section.id}: ${s.cases(o).map((c) => c.name).join(' ')}`);

@@ -2,7 +2,7 @@
 // row per figure, peers side by side, the subject's ratios and the target check) or JSON for
 // machines. A suite names its subject (tarstack, its FUSE binding, tarstack-overlay) and the peer
 // its first ratio is taken to (kernel overlayfs, or decompressing the archive once).
-export type Unit = 's' | 'ms' | 'MiB/s' | 'IOPS' | 'MiB' | '%';
+export type Unit = 's' | 'ms' | 'MiB/s' | 'IOPS' | 'MiB' | 'KiB' | '%' | 'threads';
 
 export interface Cell {
   value?: number; // the median, in the figure's unit
@@ -17,7 +17,7 @@ export interface Section {
   id: string;
   title: string;
   subject: string; // a peer name
-  reference: string; // a peer name
+  reference?: string; // a peer name; none where the figures are absolute (one peer)
 }
 
 export interface Target {
@@ -56,7 +56,8 @@ export interface Meta {
 }
 
 const num = (c: Cell | undefined): number | undefined => (c && !c.excluded ? c.value : undefined);
-const ratioOf = (cells: Record<string, Cell>, subject: string, peer: string): number | undefined => {
+const ratioOf = (cells: Record<string, Cell>, subject: string, peer: string | undefined): number | undefined => {
+  if (peer === undefined) return undefined;
   const t = num(cells[subject]);
   const p = num(cells[peer]);
   return t !== undefined && p !== undefined && p > 0 ? t / p : undefined;
@@ -114,7 +115,7 @@ function table(s: Section, figures: FigureResult[], meta: Meta): string[] {
   // the section's columns: peers with a cell in it, in the report's peer order
   const peers = meta.peers.map((p) => p.name).filter((n) => figures.some((f) => f.cells[n]));
   const short = (name: string) => (name === 'kernel overlayfs' ? 'kernel' : name);
-  const lines = [`| figure | ${peers.join(' | ')} | ${s.subject} ÷ ${short(s.reference)} | ${s.subject} ÷ best FUSE | target | met |`];
+  const lines = [`| figure | ${peers.join(' | ')} | ${s.reference ? `${s.subject} ÷ ${short(s.reference)}` : 'ratio'} | ${s.subject} ÷ best FUSE | target | met |`];
   lines.push(`|---|${peers.map(() => '---:').join('|')}|---:|---:|---|:-:|`);
   for (const f of figures) {
     const rk = ratioOf(f.cells, s.subject, s.reference);
