@@ -31,7 +31,7 @@ async function toyPass(base: string, session: object): Promise<void> {
   fs.mkdirSync(mnt, { recursive: true });
   const backing = join(base, 'backing');
   fs.writeFileSync(backing, randomBytes(BIG_POS + BIG_SIZE + 4096));
-  const m = await underValgrind('./helpers/toy-child.js', mnt, [backing], { TOY_SESSION: JSON.stringify(session), TOY_INIT_TIMEOUT_MS: '120000' });
+  const m = await underValgrind('./helpers/toy-child.js', mnt, [backing], { TOY_SESSION: JSON.stringify(session) });
   try {
     const walk = (d: Buffer): void => {
       for (const name of fs.readdirSync(d, { encoding: 'buffer' })) {
