@@ -7,7 +7,9 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { ChildMount, isMounted, makeTempDir, removeDir, startChild } from './helpers/mount-harness.js';
+import { waitFor } from './helpers/children.js';
 import * as ll from '../src/fuse/lowlevel.js';
+import { loadAddon } from '../src/native/addon.js';
 
 const CHILD = new URL('./helpers/ll-child.js', import.meta.url).pathname;
 let base = '';
@@ -35,6 +37,17 @@ function renameat2(from: string, to: string, flags: number): number {
   const py = 'import ctypes,sys; l=ctypes.CDLL(None,use_errno=True); r=l.renameat2(-100,sys.argv[1].encode(),-100,sys.argv[2].encode(),int(sys.argv[3])); sys.exit(0 if r==0 else ctypes.get_errno())';
   return spawnSync('python3', ['-c', py, from, to, String(flags)]).status ?? -1;
 }
+
+test('the addon and lowlevel.ts name the same scratch slots and flag bits, and a mismatch is refused', (t) => {
+  const layout = (loadAddon() as { layout: ll.Layout }).layout;
+  t.notThrows(() => ll.checkLayout(layout));
+  t.is(ll.loadNative().scratch.length, ll.Slot.SCRATCH_LEN);
+  const moved = { ...layout, slots: { ...layout.slots, ATTR_MODE: 7 } };
+  t.throws(() => ll.checkLayout(moved), { message: /slots\.ATTR_MODE: ours 1, the addon's 7/ });
+  const extra = { ...layout, openFlags: { ...layout.openFlags, NOFLUSH: 16 } };
+  t.throws(() => ll.checkLayout(extra), { message: /openFlags\.NOFLUSH: ours undefined/ });
+  t.throws(() => ll.checkLayout(undefined), { message: /rebuild/ });
+});
 
 test.serial('create, write, read back, mkdir, symlink, hard link', async (t) => {
   fs.writeFileSync(p('a.txt'), 'hello');
@@ -133,7 +146,7 @@ test.serial('a double reply is refused and a throwing handler answers EIO', asyn
 
 test.serial('ending with a request never answered: answered EIO, no crash, exit 0', async (t) => {
   const hanging = fs.promises.stat(p('hang'));
-  for (let i = 0; i < 50 && (await m!.ask('log')).pending === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  await waitFor(async () => (await m!.ask('log')).pending !== 0); // the stat has reached the handler
   const ended = m!.next('ended');
   m!.child.send({ type: 'unmount' });
   const err = await hanging.then(() => undefined, (e: NodeJS.ErrnoException) => e.code);

@@ -4,7 +4,8 @@
 import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { makeTestRoot, mounts, removeTestRoot } from './helpers/mount.js';
+import { makeTestRoot, removeTestRoot } from './helpers/mount.js';
+import { mountAt } from '../src/util/mounts.js';
 import { ordinaryUser, UserSession, type UserIds } from './helpers/ordinary-user.js';
 import { exec } from './helpers/exec.js';
 import { makeTar, waitFor } from './server-support.js';
@@ -72,7 +73,7 @@ test.serial("two users' servers never see each other's stores or sockets", async
     const r = await b.s.cli(['--store', a.s.store, ...args]);
     t.true(oneLine(r), `bob: tarstack --store <alice's> ${args.join(' ')}: ${JSON.stringify(r)}`);
   }
-  t.is(mounts().find((m) => m.mountPoint === a.mnt)?.fsType, 'fuse.tarstack', "alice's mount stays");
+  t.is(mountAt(a.mnt)?.fstype, 'fuse.tarstack', "alice's mount stays");
 
   // Each server serves its own mounts only.
   for (const [x, name] of [[a, 'alice'], [b, 'bob']] as const) {
