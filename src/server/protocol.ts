@@ -26,6 +26,9 @@ export interface ServerStatus {
   layers: number;
   leases: number;
   rssBytes: number;
+  /** V8's heap in use, and memory outside it held by JS objects (Buffers): what of the RSS is JS. */
+  heapUsedBytes: number;
+  externalBytes: number;
 }
 
 export type Reply =

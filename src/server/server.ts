@@ -201,7 +201,7 @@ export class MountServer {
       pid: process.pid,
       mounts: [...this.live.values()].map((m) => ({ id: m.record.id, mountpoint: m.record.mountpoint, detached: !!m.record.detached })),
       ...this.layers.stats(),
-      rssBytes: process.memoryUsage.rss(),
+      ...memory(),
     };
   }
 
@@ -256,4 +256,9 @@ export class MountServer {
       end();
     }, LEAVING_MS);
   }
+}
+
+function memory(): Pick<ServerStatus, 'rssBytes' | 'heapUsedBytes' | 'externalBytes'> {
+  const m = process.memoryUsage();
+  return { rssBytes: m.rss, heapUsedBytes: m.heapUsed, externalBytes: m.external };
 }

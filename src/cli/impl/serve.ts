@@ -18,7 +18,7 @@ export async function serve(ctx: Context, a: { foreground?: boolean; stop?: bool
   const r = await askServer(ctx.paths, { op: 'status' }, { start: true });
   const st = r!.status!;
   if (ctx.opts.json) return printJson(st);
-  process.stdout.write(`tarstack server ${st.pid}: ${st.mounts.length} mount(s), ${st.layers} shared layer(s) held ${st.leases} time(s), RSS ${(st.rssBytes / 1048576).toFixed(1)} MiB\n`);
+  process.stdout.write(`tarstack server ${st.pid}: ${st.mounts.length} mount(s), ${st.layers} shared layer(s) held ${st.leases} time(s), RSS ${(st.rssBytes / 1048576).toFixed(1)} MiB (JS heap ${(st.heapUsedBytes / 1048576).toFixed(1)} MiB)\n`);
 }
 
 async function stop(ctx: Context): Promise<void> {
