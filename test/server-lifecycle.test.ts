@@ -86,6 +86,25 @@ serial('serve --foreground: mounts go to it, it stays when idle, SIGTERM unmount
   t.deepEqual(await status(s), []);
 });
 
+serial('mount --foreground still serves its one mount in its own process, beside the server: umount ends it', async (t) => {
+  const s = await session(t, ['a', 'b']);
+  const b = await s.mountInstance('b'); // the server's
+  const mnt = path.join(s.root, 'mnt-a');
+  fs.mkdirSync(mnt);
+  const fg = startChild([process.execPath, CLI_MAIN, 'mount', 'a', mnt, '--foreground'], { TARSTACK_HOME: s.home });
+  t.teardown(() => void fg.proc.kill('SIGKILL'));
+  t.is(await fg.firstLine, mnt, 'it prints the mount path once serving');
+  const rows = await status(s);
+  t.deepEqual(rows.map((r) => [r.name, r.pid]).sort(), [['a', fg.proc.pid!], ['b', serverPid(s)!]].sort() as Array<[string, number]>, 'its own pid, not the server\'s');
+  fs.writeFileSync(path.join(mnt, 'fg'), 'served in the foreground\n');
+  await s.umountInstance('a', mnt);
+  t.is(await fg.exit, 0, 'umount ended the foreground process');
+  t.deepEqual((await status(s)).map((r) => r.name), ['b'], 'and the server\'s mount goes on');
+  t.is(fs.readFileSync(path.join(b, 'etc/motd'), 'utf8'), 'hello\n');
+  t.is(fs.readFileSync(path.join(await s.mountInstance('a'), 'fg'), 'utf8'), 'served in the foreground\n');
+  await s.ok(['umount', '--all']);
+});
+
 serial('systemd socket activation: the first mount starts the server on the handed socket; idle, it leaves', async (t) => {
   const s = await session(t, ['a']);
   const run = path.join(s.home, 'run');
