@@ -8,11 +8,7 @@ import type { Attr, Caller, OpenReply, SetAttr, WritableFileSystem } from '../vf
 import { forwarding } from '../util/forward.js';
 
 export function servedInstance(fs: InstanceFs): WritableFileSystem {
-  /** Run `change` of `ino`'s data now, or once the change in flight has settled. */
-  const inTurn = <T>(ino: number, change: () => T): T | Promise<T> => {
-    const waiting = fs.dataPending(ino);
-    return waiting ? fs.dataChange(ino, waiting.then(change)) : change();
-  };
+  const inTurn = <T>(ino: number, change: () => T): T | Promise<T> => fs.inTurn(ino, change);
   return forwarding<WritableFileSystem>(fs, {
     open: (ino: number, flags: number): OpenReply | Promise<OpenReply> => (flags & constants.O_TRUNC ? inTurn(ino, () => fs.open(ino, flags)) : fs.open(ino, flags)),
     setattr: (ino: number, set: SetAttr, fh: number | undefined, caller: Caller): Attr | Promise<Attr> =>

@@ -61,6 +61,12 @@ export class FileData {
     return p;
   }
 
+  /** Run `change` of `node`'s data now, or once the change in flight has settled. */
+  inTurn<T>(node: Inode, change: () => T): T | Promise<T> {
+    const waiting = this.pending(node);
+    return waiting ? this.track(node, waiting.then(change)) : change();
+  }
+
   /** Settles once every change in flight has (the instance goes away); undefined when none is. */
   settled(): Promise<void> | undefined {
     if (this.inFlight.size === 0) return undefined;

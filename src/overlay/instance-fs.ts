@@ -49,11 +49,7 @@ export interface InstanceOptions {
    * by the mounting user, as after `tar -x` run by that user. Default 'stored'.
    */
   owners?: 'stored' | 'mapped';
-  /**
-   * A write's lazy fills copy and sync off Node's thread (a server serving other mounts meanwhile);
-   * write() may then return a promise, and other changes of that file must wait (dataPending).
-   */
-  fillsOffLoop?: boolean;
+  fillsOffLoop?: boolean; // a write's lazy fills copy and sync off Node's thread (file-data.ts): write() may return a promise
 }
 
 export class InstanceFs implements WritableFileSystem {
@@ -227,17 +223,9 @@ export class InstanceFs implements WritableFileSystem {
     return this.data.write(this.handles.file(fh), data, pos);
   }
 
-  /**
-   * With fillsOffLoop: the change of `ino`'s data in flight (a write filling lazy chunks), if any;
-   * a truncate, a truncating open or fallocate of it must wait for it (src/daemon/served-instance.ts).
-   */
-  dataPending(ino: number): Promise<void> | undefined {
-    return this.data.pending(this.inodes.get(ino));
-  }
-
-  /** `p` changes `ino`'s data: later changes (writes included) wait for it. */
-  dataChange<T>(ino: number, p: Promise<T>): Promise<T> {
-    return this.data.track(this.inodes.get(ino), p);
+  /** A change of `ino`'s data, now or after the one in flight off the loop (src/daemon/served-instance.ts). */
+  inTurn<T>(ino: number, change: () => T): T | Promise<T> {
+    return this.data.inTurn(this.inodes.get(ino), change);
   }
 
   fsync(_ino: number, fh: number, datasync: boolean): Promise<void> | void {
@@ -447,9 +435,8 @@ export class InstanceFs implements WritableFileSystem {
     bNode.link.set(dir, name);
   }
 
-  /** Fills still in flight end first: they use this instance's descriptors (and, shared, its layers). */
   destroy(): void | Promise<void> {
-    const pending = this.data.settled();
+    const pending = this.data.settled(); // fills in flight use the descriptors and layers closed here
     if (pending) return pending.then(() => this.destroy());
     this.handles.closeAll();
     this.stack.close();
