@@ -9,6 +9,7 @@ import { isUtf8 } from 'node:buffer';
 import tarStream from 'tar-stream';
 import type { Attr } from '../vfs/api.js';
 import { majorOf, minorOf } from '../util/attr.js';
+import { namedWriteError, writingTo } from '../util/error-funnel.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from '../vfs/mode.js';
 
 const TYPES: Record<number, tarStream.Header['type']> = {
@@ -40,6 +41,8 @@ export class LayerWriter {
   private readonly tmp: string;
   entries = 0;
   bytes = 0;
+  /** Why the file could not be written (a full disk): what every later failure really is. */
+  private failure: unknown;
 
   /** PAX records for a header, pushed just before tar-stream encodes it (see the constructor). */
   private readonly rawPax = new WeakMap<tarStream.Header, Buffer>();
@@ -62,7 +65,11 @@ export class LayerWriter {
     };
     const out = createWriteStream(this.tmp, { mode: 0o644 });
     this.done = new Promise((resolve, reject) => {
-      out.on('close', resolve).on('error', reject);
+      out.on('close', resolve).on('error', (err) => {
+        this.failure = namedWriteError(err, this.tmp);
+        reject(this.failure);
+        this.pack.destroy(); // entries waiting for room fail instead of waiting forever
+      });
       this.pack.on('error', reject);
     });
     this.done.catch(() => undefined); // reported by close()
@@ -150,12 +157,14 @@ export class LayerWriter {
   async close(): Promise<void> {
     this.pack.finalize();
     await this.done;
-    const fd = openSync(this.tmp, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
+    writingTo(this.tmp, () => {
+      const fd = openSync(this.tmp, 'r');
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    });
     renameSync(this.tmp, this.file);
   }
 
@@ -172,7 +181,7 @@ export class LayerWriter {
       await this.close();
     } catch (err) {
       this.abort();
-      throw err;
+      throw this.failure ?? err;
     }
     result.entries = this.entries;
     result.bytes = this.bytes;

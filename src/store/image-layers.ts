@@ -12,6 +12,7 @@ import { recompressToZstd } from '../tar/recompress.js';
 import { TarFormatError } from '../tar/scan.js';
 import { accessNote, SeekIndex } from '../tar/seek-table.js';
 import { UserError } from '../util/errors.js';
+import { writingTo } from '../util/error-funnel.js';
 import { INDEX_FILE, type ImageRecord, type LayerCompression } from './images.js';
 import { checkName } from './paths.js';
 import type { Store } from './store.js';
@@ -38,6 +39,9 @@ export function indexTar(store: Store, file: string, what: string, label: string
     }
   });
 }
+
+/** Write an index where a full disk names the file. */
+const writeIndexFile = (path: string, data: IndexData): void => writingTo(path, () => writeIndex(path, data));
 
 /** The layer part of an image record for a tar indexed as `data`, stored at `tar`. */
 export function tarLayerRecord(data: IndexData, tar: string, copied: boolean, recompressedFrom?: string): ImageRecord['layer'] {
@@ -76,7 +80,7 @@ export async function addTarImage(store: Store, a: AddTar): Promise<{ record: Im
       stored = 'layer.tar.zst';
       source = join(staged.dir, stored);
       const dest = source;
-      await store.withProgress(`recompressing ${basename(a.tar)}`, (onProgress) => recompressToZstd(a.tar, dest, onProgress)).catch((err: unknown) => {
+      await store.withProgress(`recompressing ${basename(a.tar)}`, (onProgress) => writingTo(dest, () => recompressToZstd(a.tar, dest, onProgress))).catch((err: unknown) => {
         throw asUserError(a.given, err);
       });
     } else if (a.copy) {
@@ -85,7 +89,7 @@ export async function addTarImage(store: Store, a: AddTar): Promise<{ record: Im
       copyFileSync(a.tar, source, constants.COPYFILE_FICLONE);
     }
     const { data, bytesRead } = indexTar(store, source, a.given, basename(a.tar));
-    writeIndex(join(staged.dir, INDEX_FILE), data);
+    writeIndexFile(join(staged.dir, INDEX_FILE), data);
     const record = await store.locked(() => {
       if (parent && !existsSync(store.paths.image(parent.id))) throw new UserError(`parent image "${parent.name}" was removed meanwhile`);
       const tar = stored ? join(store.paths.image(staged.id), stored) : a.tar;
@@ -141,7 +145,7 @@ export async function stageLayer(store: Store, label: string, fill: (tar: string
   try {
     await fill(staged.tar);
     const { data } = indexTar(store, staged.tar, label, label);
-    writeIndex(join(staged.dir, INDEX_FILE), data);
+    writeIndexFile(join(staged.dir, INDEX_FILE), data);
     return { staged, layer: tarLayerRecord(data, join(store.paths.image(replacing ?? staged.id), LAYER_TAR), true) };
   } catch (err) {
     store.images.discard(staged);
