@@ -39,7 +39,9 @@ export class LayerWriter {
   private readonly pack = tarStream.pack();
   private readonly done: Promise<void>;
   private readonly tmp: string;
+  /** Entries written below the root (files, directories, links, …: what `image info` counts), and their file data. */
   entries = 0;
+  whiteouts = 0;
   bytes = 0;
   /** Why the file could not be written (a full disk): what every later failure really is. */
   private failure: unknown;
@@ -76,7 +78,14 @@ export class LayerWriter {
     this.pack.pipe(out);
   }
 
+  /** An entry of the tree ('' is the root, which is not counted). */
   async add(e: LayerEntry): Promise<void> {
+    this.bytes += await this.write(e);
+    if (e.path !== '') this.entries++;
+  }
+
+  /** Write one member; its file data's size. */
+  private async write(e: LayerEntry): Promise<number> {
     const type = e.attr.mode & S_IFMT;
     const isDirEntry = type === S_IFDIR;
     const name = e.path === '' ? './' : isDirEntry ? `${e.path}/` : e.path;
@@ -111,13 +120,13 @@ export class LayerWriter {
     if (pax.length) this.rawPax.set(header, encodePax(pax));
     const body = header.type === 'file' && header.size ? e.body : undefined;
     await this.entry(header, body);
-    this.entries++;
-    this.bytes += header.size ?? 0;
+    return header.size ?? 0;
   }
 
   /** An OCI whiteout: NAME in directory `dir` is deleted. */
-  whiteout(dir: string, name: string, mtimeSec: number): Promise<void> {
-    return this.marker(dir ? `${dir}/${WHITEOUT}${name}` : `${WHITEOUT}${name}`, mtimeSec);
+  async whiteout(dir: string, name: string, mtimeSec: number): Promise<void> {
+    await this.marker(dir ? `${dir}/${WHITEOUT}${name}` : `${WHITEOUT}${name}`, mtimeSec);
+    this.whiteouts++;
   }
 
   /** An OCI opaque marker: nothing below `dir` shows through. */
@@ -125,9 +134,9 @@ export class LayerWriter {
     return this.marker(dir ? `${dir}/${OPAQUE}` : OPAQUE, mtimeSec);
   }
 
-  private marker(path: string, mtimeSec: number): Promise<void> {
+  private async marker(path: string, mtimeSec: number): Promise<void> {
     const attr = { ino: 0, mode: S_IFREG | 0o644, nlink: 1, uid: 0, gid: 0, rdev: 0, size: 0, blocks: 0, atimeSec: mtimeSec, atimeNsec: 0, mtimeSec, mtimeNsec: 0, ctimeSec: mtimeSec, ctimeNsec: 0 };
-    return this.add({ path, attr, xattrs: [] });
+    await this.write({ path, attr, xattrs: [] });
   }
 
   private async entry(header: tarStream.Header, body?: () => AsyncIterable<Buffer>): Promise<void> {

@@ -7,7 +7,7 @@ import { constants, copyFileSync, existsSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { indexTarFile, type IndexResult } from '../tar/indexer.js';
 import { writeIndex } from '../tar/index-file.js';
-import type { IndexData } from '../tar/index-data.js';
+import { NodeFlag, type IndexData } from '../tar/index-data.js';
 import { recompressToZstd } from '../tar/recompress.js';
 import { TarFormatError } from '../tar/scan.js';
 import { accessNote, SeekIndex } from '../tar/seek-table.js';
@@ -46,7 +46,18 @@ const writeIndexFile = (path: string, data: IndexData): void => writingTo(path, 
 /** The layer part of an image record for a tar indexed as `data`, stored at `tar`. */
 export function tarLayerRecord(data: IndexData, tar: string, copied: boolean, recompressedFrom?: string): ImageRecord['layer'] {
   const compression = compressionOf(data, recompressedFrom);
-  return { tar, copied, identity: data.source, nodes: data.nodeCount, members: data.members.count, warnings: data.warnings.length, ...(compression ? { compression } : {}) };
+  return { tar, copied, identity: data.source, nodes: data.nodeCount, ...countNames(data), members: data.members.count, warnings: data.warnings.length, ...(compression ? { compression } : {}) };
+}
+
+/** The names below the root, whiteouts apart; nodes that are no name (hard-link data a later member replaced) are not counted. */
+function countNames(d: IndexData): { entries: number; whiteouts: number } {
+  let entries = 0;
+  let whiteouts = 0;
+  for (let id = 1; id < d.nodeCount; id++) {
+    if (d.flags[id] & NodeFlag.Whiteout) whiteouts++;
+    else if (!(d.flags[id] & NodeFlag.Detached)) entries++;
+  }
+  return { entries, whiteouts };
 }
 
 function compressionOf(d: IndexData, recompressedFrom: string | undefined): LayerCompression | undefined {

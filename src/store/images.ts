@@ -22,7 +22,11 @@ export interface ImageRecord {
     tar: string;
     copied: boolean;
     identity: TarIdentity;
+    /** Nodes of the layer's index: the root, every name, whiteouts, and hard-link data left without a name. */
     nodes: number;
+    /** Names below the root and whiteouts, as layerCounts says them (absent in records made before them). */
+    entries?: number;
+    whiteouts?: number;
     members: number;
     warnings: number;
     /** Compressed tars only: how reads find their place in it. */
@@ -40,6 +44,16 @@ export interface LayerCompression {
   note: string;
   /** Set when the store holds a seekable zstd copy made by `image add --recompress`. */
   recompressedFrom?: string;
+}
+
+/**
+ * What every command says about a layer's size in names: its entries (files, directories, links, …
+ * below the root; whiteouts apart) and its whiteouts, as counted in its index when it was made. A
+ * directory layer is not scanned, so it has neither (null); an older record has only its node count.
+ */
+export function layerCounts(layer: ImageRecord['layer']): { entries: number | null; whiteouts: number | null } {
+  if (layer.kind === 'dir') return { entries: null, whiteouts: null };
+  return { entries: layer.entries ?? layer.nodes - 1, whiteouts: layer.whiteouts ?? null };
 }
 
 export const IMAGE_META = 'image.json';
