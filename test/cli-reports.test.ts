@@ -88,3 +88,15 @@ it('a directory image lists no counts and no tar size, rather than -1 and 0 B', 
   t.like(await json<object>(s, ['image', 'info', 'tree']), { kind: 'dir', entries: null, whiteouts: null, members: null, tarBytes: null });
   t.regex((await s.ok(['image', 'info', 'tree'])).stdout, /^entries\s+not counted/m);
 });
+
+it('a name that is taken is refused with a free one suggested', async (t) => {
+  const s = await session(t);
+  execOk(['gzip', '-k', path.join(s.root, 'base.tar')]);
+  const r = await s.cli(['image', 'add', path.join(s.root, 'base.tar.gz')]);
+  t.is(r.code, 1);
+  t.is(r.stderr, 'tarstack: an image named "base" already exists: name this one with --name, e.g. `--name base-2`\n');
+  await s.ok(['image', 'add', path.join(s.root, 'base.tar.gz'), '--name', 'base-2']);
+  t.regex((await s.cli(['image', 'add', path.join(s.root, 'base.tar.gz')])).stderr, /e\.g\. `--name base-3`/, 'the suggestion is free');
+  t.regex((await s.cli(['image', 'new', 'base'])).stderr, /^tarstack: an image named "base" already exists: choose another name, e.g. "base-3"$/m);
+  t.regex((await s.cli(['image', 'rename', 'base-2', 'base'])).stderr, /already exists: choose another name, e.g. "base-3"/);
+});

@@ -81,7 +81,7 @@ export interface AddTar {
 /** A tar as a new image: indexed (never extracted), published under the store lock. */
 export async function addTarImage(store: Store, a: AddTar): Promise<{ record: ImageRecord; data: IndexData; bytesRead: number }> {
   const name = checkName('image', a.name ?? defaultImageName(a.tar));
-  if (store.images.find(name)) throw new UserError(`an image named "${name}" already exists`);
+  store.images.checkFree(name, '--name');
   const parent = a.parent ? store.images.closed(a.parent, 'be a parent') : null;
   const staged = store.images.stage();
   try {
@@ -119,7 +119,7 @@ export async function addTarImage(store: Store, a: AddTar): Promise<{ record: Im
  */
 export async function addDirImage(store: Store, dir: string, a: { name?: string; parent?: string }): Promise<ImageRecord> {
   const name = checkName('image', a.name ?? basename(dir));
-  if (store.images.find(name)) throw new UserError(`an image named "${name}" already exists`);
+  store.images.checkFree(name, '--name');
   const parent = a.parent ? store.images.get(a.parent) : null;
   const st = statSync(dir, { bigint: true });
   const staged = store.images.stage();

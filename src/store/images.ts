@@ -88,6 +88,17 @@ export class Images {
     return this.list().find((r) => r.name === name);
   }
 
+  /**
+   * Refuse a name that is taken, naming a free one: `option` is how the command takes another name
+   * (`--name`); without one the name was a positional, and the free name is simply suggested.
+   */
+  checkFree(name: string, option?: string): void {
+    if (!this.find(name)) return;
+    let free = '';
+    for (let n = 2; !free; n++) if (!this.find(`${name}-${n}`)) free = `${name}-${n}`;
+    throw new UserError(`an image named "${name}" already exists: ${option ? `name this one with ${option}, e.g. \`${option} ${free}\`` : `choose another name, e.g. "${free}"`}`);
+  }
+
   get(name: string): ImageRecord {
     const r = this.find(name);
     if (!r) throw new UserError(`no image named "${name}" (see \`tarstack image list\`)`);
@@ -134,7 +145,7 @@ export class Images {
   /** Publish a staged image (call under the store lock). */
   commit(staged: { id: string; dir: string }, record: Omit<ImageRecord, 'version' | 'id'>): ImageRecord {
     checkName('image', record.name);
-    if (this.find(record.name)) throw new UserError(`an image named "${record.name}" already exists`);
+    this.checkFree(record.name);
     const full: ImageRecord = { version: META_VERSION, id: staged.id, ...record };
     writeMeta(join(staged.dir, IMAGE_META), full);
     renameSync(staged.dir, this.paths.image(staged.id));
@@ -158,7 +169,7 @@ export class Images {
   rename(name: string, to: string): ImageRecord {
     checkName('image', to);
     const r = this.get(name);
-    if (this.find(to)) throw new UserError(`an image named "${to}" already exists`);
+    this.checkFree(to);
     r.name = to;
     writeMeta(join(this.paths.image(r.id), IMAGE_META), r);
     return r;

@@ -27,7 +27,7 @@ export function editInstance(ctx: Context, image: ImageRecord): InstanceRecord |
 
 export async function imageNew(ctx: Context, a: { image: string; parent?: string }): Promise<ImageRecord> {
   checkName('image', a.image);
-  if (ctx.images.find(a.image)) throw new UserError(`an image named "${a.image}" already exists`);
+  ctx.images.checkFree(a.image);
   const parent = a.parent ? ctx.images.closed(a.parent, 'be a parent') : null;
   if (parent) ctx.images.stack(parent); // a broken chain is refused before anything is made
   const { staged, layer } = await stageLayer(ctx, `the root of ${a.image}`, (tar) => writeRootLayer(ctx, parent, tar));
@@ -119,7 +119,7 @@ export async function commit(ctx: Context, a: { instance: string; image: string 
   const base = ctx.images.byId(inst.image);
   if (base.editing) throw new UserError(`instance "${inst.name}" holds the edits of image "${base.name}": close it with \`tarstack image close ${base.name}\``);
   checkName('image', a.image);
-  if (ctx.images.find(a.image)) throw new UserError(`an image named "${a.image}" already exists`);
+  ctx.images.checkFree(a.image);
   let stats: FreezeResult | undefined;
   const { staged, layer } = await holdInstance(ctx, inst, 'commit', () => stageLayer(ctx, a.image, async (tar) => void (stats = await freezeInstance(ctx, inst, tar))));
   const r = await ctx.locked(() => {
