@@ -100,3 +100,32 @@ it('a name that is taken is refused with a free one suggested', async (t) => {
   t.regex((await s.cli(['image', 'new', 'base'])).stderr, /^tarstack: an image named "base" already exists: choose another name, e.g. "base-3"$/m);
   t.regex((await s.cli(['image', 'rename', 'base-2', 'base'])).stderr, /already exists: choose another name, e.g. "base-3"/);
 });
+
+it('diff of a mounted --tmp instance shows the changes of that mount, and none once it is gone', async (t) => {
+  const s = await session(t);
+  await s.ok(['create', 'scratch', 'base', '--tmp']);
+  await s.ok(['create', 'kept', 'base']);
+  await s.withInstance('kept', (dir) => fs.writeFileSync(path.join(dir, 'kept-change'), 'stays\n'));
+  const porcelain = async (name: string) => (await s.ok(['diff', name, '--porcelain'])).stdout;
+  await s.withInstance('scratch', async (dir) => {
+    fs.writeFileSync(path.join(dir, 'hi'), 'hi\n');
+    fs.rmSync(path.join(dir, 'top'));
+    t.is(await porcelain('scratch'), 'A hi\nD top\n');
+    t.regex((await s.ok(['diff', 'scratch'])).stdout, /\[A\] hi\n.*\[D\] top\n\n0 directories, 2 files\n$/s);
+  });
+  t.is(await porcelain('scratch'), '', 'vanished at unmount');
+  const dir = await s.mountInstance('kept');
+  const tmp = await s.cli(['mount', 'kept', '--tmp']);
+  t.not(tmp.code, 0, 'one mount at a time');
+  await s.umountInstance(dir, dir);
+  const at = path.join(s.root, 'mnt-tmp');
+  fs.mkdirSync(at);
+  await s.ok(['mount', 'kept', at, '--tmp']);
+  try {
+    fs.writeFileSync(path.join(at, 'throwaway'), 'gone soon\n');
+    t.is(await porcelain('kept'), 'A kept-change\nA throwaway\n', 'a --tmp mount of a kept instance: its changes on top of the kept ones');
+  } finally {
+    await s.umountInstance(at, at);
+  }
+  t.is(await porcelain('kept'), 'A kept-change\n');
+});
