@@ -1,12 +1,12 @@
 // Drives the test children with the serving process under valgrind memcheck (run it through
 // scripts/native-memcheck). Each pass exercises one path of the binding with ordinary fs calls,
 // then unmounts; valgrind's exit code (99 on any error or definite leak) fails the pass.
-// `--quick` runs only the first pass, which is what CI can afford.
-import { execFileSync, spawnSync } from 'node:child_process';
+// `--quick` runs only the first pass, which is what CI can afford; `--only NAME,...` the ones named.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
-import { makeTempDir, removeDir, startChild, type ChildMount } from './helpers/mount-harness.js';
+import { forceUnmount, fuseConnection, isMounted, makeTempDir, removeDir, startChild, type ChildMount } from './helpers/mount-harness.js';
 import { BIG_POS, BIG_SIZE } from './helpers/toy-tree.js';
 
 const VALGRIND = ['--error-exitcode=99', '--leak-check=full', '--show-leak-kinds=definite', '--errors-for-leak-kinds=definite', '--smc-check=all-non-file', '--quiet'];
@@ -93,6 +93,64 @@ async function lowlevelPass(base: string): Promise<void> {
   }
 }
 
+/**
+ * One process serving several mounts (the mount server's shape): a session ends (fusectl abort)
+ * while its reads are stuck in the shared read pool on a hung disk, so its last holder is a pool
+ * worker; another is unmounted from outside; the rest answer throughout and the process exits
+ * while still mounted (the atexit unmount).
+ */
+async function sessionsPass(base: string): Promise<void> {
+  if (!isRoot) return; // the abort needs fusectl
+  const dir = join(base, 'sessions');
+  fs.mkdirSync(dir);
+  const backing = join(dir, 'backing');
+  fs.writeFileSync(backing, randomBytes(1 << 20));
+  const child = new URL('./helpers/toy-sessions.js', import.meta.url).pathname;
+  const disk = (await startChild(child, dir, [])).mount; // not under valgrind: the hung disk
+  const mps = ['disk', 'a', 'b', 'c'].map((n) => join(dir, n));
+  for (const mp of mps) fs.mkdirSync(mp);
+  const [hung, a, b, c] = mps as [string, string, string, string];
+  const m = await underValgrind('./helpers/toy-sessions.js', dir, [], {});
+  const dds: ReturnType<typeof spawn>[] = [];
+  const mount = async (who: ChildMount, mountpoints: string[], from: string): Promise<void> => {
+    const done = who.next('mounted', 120_000);
+    who.child.send({ type: 'mount', mountpoints, backing: from });
+    if ((await done).error) throw new Error(String((await done).error));
+  };
+  const stats = async (): Promise<{ pools: { reads: { running: number } } }> => (await m.ask('stats')) as never;
+  try {
+    await mount(disk, [hung], backing);
+    await mount(m, [a], join(hung, 'hang'));
+    await mount(m, [b, c], backing);
+    for (const mp of [b, c]) {
+      fs.readFileSync(join(mp, 'small'));
+      fs.readFileSync(join(mp, 'ranged'));
+    }
+    for (let k = 0; k < 6; k++) dds.push(spawn('dd', [`if=${join(a, 'ranged')}`, 'of=/dev/null', 'bs=4096', 'count=1', `skip=${k * 2048}`, 'status=none'], { stdio: 'ignore' }));
+    while ((await stats()).pools.reads.running < 4) await new Promise((r) => setTimeout(r, 100));
+    const aEnded = m.next('ended-0', 120_000);
+    fs.writeFileSync(`/sys/fs/fuse/connections/${fuseConnection(a)}/abort`, '1');
+    await aEnded;
+    forceUnmount(a);
+    fs.readFileSync(join(b, 'small'));
+    const cEnded = m.next('ended-2', 120_000);
+    execFileSync('fusermount3', ['-u', c]);
+    await cEnded;
+    forceUnmount(hung); // the disk answers again (EIO): a pool worker lets go of session a last
+    while ((await stats()).pools.reads.running > 0) await new Promise((r) => setTimeout(r, 100));
+    fs.readFileSync(join(b, 'ranged'));
+    m.child.send({ type: 'exit' }); // still serving b
+    const code = await m.exited;
+    if (code !== 0) throw new Error(`sessions pass: valgrind/child exit ${code}`);
+    if (isMounted(b)) throw new Error('sessions pass: the exit left a mount behind');
+  } finally {
+    for (const dd of dds) if (dd.exitCode === null) dd.kill('SIGKILL');
+    for (const mp of mps) forceUnmount(mp);
+    await m.cleanup();
+    await disk.cleanup();
+  }
+}
+
 /** The codecs (no mount): decodes, seeks, damage, closing while busy, zstd frames. */
 function codecPass(): void {
   const child = new URL('./helpers/codec-child.js', import.meta.url).pathname;
@@ -100,20 +158,26 @@ function codecPass(): void {
   if (r.status !== 0) throw new Error(`codec pass: valgrind/child exit ${r.status}: ${r.stderr}`);
 }
 
+/** The passes in order; `--quick` runs the first only, `--only NAME,...` the ones named. */
+const PASSES: [name: string, what: string, run: (base: string) => Promise<void> | void][] = [
+  ['toy', 'toy tree, default session', (base) => toyPass(base, {})],
+  ['lowlevel', 'write ops and teardown with an unanswered request', lowlevelPass],
+  ['pool', 'toy tree, every read through the pool + plain readdir', (base) => toyPass(base, { readdirplus: 0, nowait: 0 })],
+  ['sessions', 'many sessions in one process, one ending with reads stuck in the pool', sessionsPass],
+  ['codecs', 'gzip/zstd/xz codecs', () => codecPass()],
+];
+
 async function main(): Promise<void> {
-  const quick = process.argv.includes('--quick');
+  const at = process.argv.indexOf('--only');
+  const only = process.argv.includes('--quick') ? ['toy'] : at > 0 ? process.argv[at + 1]?.split(',') : undefined;
   const base = makeTempDir('tarstack-memcheck-');
   const t0 = Date.now();
   try {
-    await toyPass(base, {});
-    console.log(`memcheck: toy tree, default session: clean (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
-    if (quick) return;
-    await lowlevelPass(base);
-    console.log(`memcheck: write ops and teardown with an unanswered request: clean (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
-    await toyPass(base, { splice: 1, readdirplus: 0, nowait: 0 });
-    console.log(`memcheck: toy tree, splice + plain readdir: clean (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
-    codecPass();
-    console.log(`memcheck: gzip/zstd/xz codecs: clean (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+    for (const [name, what, run] of PASSES) {
+      if (only && !only.includes(name)) continue;
+      await run(base);
+      console.log(`memcheck: ${what}: clean (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+    }
   } finally {
     removeDir(base);
   }

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { ChildMount, isMounted, makeTempDir, removeDir, startChild } from './helpers/mount-harness.js';
 import * as ll from '../src/fuse/lowlevel.js';
+import { loadAddon } from '../src/native/addon.js';
 
 const CHILD = new URL('./helpers/ll-child.js', import.meta.url).pathname;
 let base = '';
@@ -35,6 +36,17 @@ function renameat2(from: string, to: string, flags: number): number {
   const py = 'import ctypes,sys; l=ctypes.CDLL(None,use_errno=True); r=l.renameat2(-100,sys.argv[1].encode(),-100,sys.argv[2].encode(),int(sys.argv[3])); sys.exit(0 if r==0 else ctypes.get_errno())';
   return spawnSync('python3', ['-c', py, from, to, String(flags)]).status ?? -1;
 }
+
+test('the addon and lowlevel.ts name the same scratch slots and flag bits, and a mismatch is refused', (t) => {
+  const layout = (loadAddon() as { layout: ll.Layout }).layout;
+  t.notThrows(() => ll.checkLayout(layout));
+  t.is(ll.loadNative().scratch.length, ll.Slot.SCRATCH_LEN);
+  const moved = { ...layout, slots: { ...layout.slots, ATTR_MODE: 7 } };
+  t.throws(() => ll.checkLayout(moved), { message: /slots\.ATTR_MODE: ours 1, the addon's 7/ });
+  const extra = { ...layout, openFlags: { ...layout.openFlags, NOFLUSH: 16 } };
+  t.throws(() => ll.checkLayout(extra), { message: /openFlags\.NOFLUSH: ours undefined/ });
+  t.throws(() => ll.checkLayout(undefined), { message: /rebuild/ });
+});
 
 test.serial('create, write, read back, mkdir, symlink, hard link', async (t) => {
   fs.writeFileSync(p('a.txt'), 'hello');

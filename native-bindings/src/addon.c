@@ -1,23 +1,71 @@
 // Module entry of tarstack_native.node: per-environment state (request table, shared scratch
-// array), the exported functions, and teardown that ends every session if the environment goes
-// away while mounted (no JS is called then).
+// array, the receive buffer all its sessions share), the exported functions, and teardown that
+// ends every session if the environment goes away while mounted (no JS is called then).
 #include "tsn.h"
 
 #include <stdlib.h>
+
+static _Atomic int live_envs; // environments (main thread, workers) with the addon loaded
 
 static void env_finalize(napi_env env, void *data, void *hint) {
   (void)env, (void)hint;
   tsn_env *te = data;
   while (te->sessions) tsn_session_end(te->sessions, 0);
+  tsn_mailbox_close(te);
   tsn_reqs_free(te);
+  free(te->recv.mem);
   free(te->fastbuf);
   free(te);
+  if (--live_envs == 0) { // the last user: let idle pool threads go (never waits for a running job)
+    tsn_pool_quiesce(&tsn_read_pool);
+    tsn_pool_quiesce(&tsn_note_pool);
+  }
 }
 
 static int export_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
   napi_value fn;
   if (napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn) != napi_ok) return -1;
   return napi_set_named_property(env, exports, name, fn) == napi_ok ? 0 : -1;
+}
+
+// One object of name -> number pairs, e.g. { ATTR_INO: 0, ... }.
+static napi_value number_table(napi_env env, const char *const *names, const double *values,
+                               size_t n) {
+  napi_value obj, v;
+  if (napi_create_object(env, &obj) != napi_ok) return NULL;
+  for (size_t i = 0; i < n; i++) {
+    if (napi_create_double(env, values[i], &v) != napi_ok ||
+        napi_set_named_property(env, obj, names[i], v) != napi_ok) {
+      return NULL;
+    }
+  }
+  return obj;
+}
+
+// layout: { slots, openFlags, setattrBits }, the lists of tsn.h, for lowlevel.ts to check its own
+// copy against before it uses the scratch array.
+static int export_layout(napi_env env, napi_value exports) {
+#define NAME(name, value) #name,
+#define VALUE(name, value) (double)(value),
+  static const char *const slot_names[] = { TSN_SLOTS(NAME) };
+  static const double slot_values[] = { TSN_SLOTS(VALUE) };
+  static const char *const open_names[] = { TSN_OPEN_FLAGS(NAME) };
+  static const double open_values[] = { TSN_OPEN_FLAGS(VALUE) };
+  static const char *const setattr_names[] = { TSN_SETATTR_BITS(NAME) };
+  static const double setattr_values[] = { TSN_SETATTR_BITS(VALUE) };
+#undef NAME
+#undef VALUE
+#define TABLE(n, v) number_table(env, n, v, sizeof v / sizeof v[0])
+  napi_value layout, slots = TABLE(slot_names, slot_values), open = TABLE(open_names, open_values),
+                     setattr = TABLE(setattr_names, setattr_values);
+#undef TABLE
+  return slots && open && setattr && napi_create_object(env, &layout) == napi_ok &&
+                 napi_set_named_property(env, layout, "slots", slots) == napi_ok &&
+                 napi_set_named_property(env, layout, "openFlags", open) == napi_ok &&
+                 napi_set_named_property(env, layout, "setattrBits", setattr) == napi_ok &&
+                 napi_set_named_property(env, exports, "layout", layout) == napi_ok
+             ? 0
+             : -1;
 }
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -28,6 +76,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "mount", tsn_js_mount },
     { "unmount", tsn_js_unmount },
     { "sessionInfo", tsn_js_session_info },
+    { "poolStats", tsn_js_pool_stats },
     { "replyErr", tsn_js_reply_err },
     { "replyNone", tsn_js_reply_none },
     { "replyEntry", tsn_js_reply_entry },
@@ -56,6 +105,7 @@ static napi_value init(napi_env env, napi_value exports) {
     free(te);
     return NULL;
   }
+  live_envs++;
   napi_value ab, scratch;
   void *mem = NULL;
   if (napi_create_arraybuffer(env, TSN_SCRATCH_LEN * sizeof(double), &mem, &ab) != napi_ok ||
@@ -69,6 +119,7 @@ static napi_value init(napi_env env, napi_value exports) {
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     if (export_fn(env, exports, fns[i].name, fns[i].cb) != 0) return NULL;
   }
+  if (export_layout(env, exports) != 0) return NULL;
   if (tsn_sys_init(env, exports) != 0) return NULL;
   if (tsn_codec_init(env, exports) != 0) return NULL;
   napi_value v;

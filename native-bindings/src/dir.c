@@ -56,7 +56,8 @@ napi_value tsn_js_dir_add(napi_env env, napi_callback_info info) {
   return tsn_bool(env, 1);
 }
 
-// dirAddPlus(id, name, next, nodeid) -> packed?  Attributes and timeouts are in scratch OUT.
+// dirAddPlus(id, name, next, nodeid) -> packed?  Attributes and timeouts are in scratch
+// (ATTR_*, GENERATION, ATTR_TIMEOUT, ENTRY_TIMEOUT).
 // nodeid 0 (what `.` and `..` get) lists the entry without giving the kernel a reference.
 napi_value tsn_js_dir_add_plus(napi_env env, napi_callback_info info) {
   napi_value argv[4];

@@ -92,8 +92,9 @@ static int begin(call *c, fuse_req_t req, uint32_t size) {
   }
   // The caller, for permission checks and the owner of new files; stale after the handler returns.
   const struct fuse_ctx *ctx = fuse_req_ctx(req);
-  double *x = c->s->te->scratch + TSN_CTX;
-  x[0] = ctx->uid, x[1] = ctx->gid, x[2] = ctx->pid, x[3] = ctx->umask;
+  double *x = c->s->te->scratch;
+  x[TSN_CALLER_UID] = ctx->uid, x[TSN_CALLER_GID] = ctx->gid;
+  x[TSN_CALLER_PID] = ctx->pid, x[TSN_CALLER_UMASK] = ctx->umask;
   num(c, c->id);
   return 0;
 }
@@ -149,11 +150,12 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *a, int to_set,
                        struct fuse_file_info *fi) {
   BEGIN(0)
-  double *in = c.s->te->scratch + TSN_IN;
-  in[0] = a->st_mode, in[1] = a->st_uid, in[2] = a->st_gid, in[3] = (double)a->st_size;
-  in[4] = (double)a->st_atim.tv_sec, in[5] = (double)a->st_atim.tv_nsec;
-  in[6] = (double)a->st_mtim.tv_sec, in[7] = (double)a->st_mtim.tv_nsec;
-  in[8] = (double)a->st_ctim.tv_sec, in[9] = (double)a->st_ctim.tv_nsec;
+  double *x = c.s->te->scratch;
+  x[TSN_SET_MODE] = a->st_mode, x[TSN_SET_UID] = a->st_uid, x[TSN_SET_GID] = a->st_gid;
+  x[TSN_SET_SIZE] = (double)a->st_size;
+  x[TSN_SET_ATIME] = (double)a->st_atim.tv_sec, x[TSN_SET_ATIME_NSEC] = (double)a->st_atim.tv_nsec;
+  x[TSN_SET_MTIME] = (double)a->st_mtim.tv_sec, x[TSN_SET_MTIME_NSEC] = (double)a->st_mtim.tv_nsec;
+  x[TSN_SET_CTIME] = (double)a->st_ctim.tv_sec, x[TSN_SET_CTIME_NSEC] = (double)a->st_ctim.tv_nsec;
   num(&c, ino), num(&c, to_set), num(&c, fh_of(fi)), finish(&c, TSN_OP_SETATTR);
 }
 
@@ -297,7 +299,6 @@ static void op_init(void *userdata, struct fuse_conn_info *conn) {
   if (s->cfg.auto_inval) want |= FUSE_CAP_AUTO_INVAL_DATA;
   if (s->cfg.readdirplus >= 1) want |= FUSE_CAP_READDIRPLUS;
   if (s->cfg.readdirplus == 2) want |= FUSE_CAP_READDIRPLUS_AUTO;
-  if (s->cfg.splice) want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
   want |= FUSE_CAP_CACHE_SYMLINKS | FUSE_CAP_ASYNC_READ | FUSE_CAP_PARALLEL_DIROPS;
   conn->want = want & conn->capable;
   if (s->cfg.max_readahead > 0 && s->cfg.max_readahead < conn->max_readahead) {

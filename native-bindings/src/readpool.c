@@ -1,6 +1,6 @@
 // Reads answered from file ranges without stalling Node's loop. replyRanges serves data that is
-// already in the page cache from Node's thread (no thread hop); anything else goes to a small
-// pthread pool that preads (or splices) and answers the kernel directly.
+// already in the page cache from Node's thread (no thread hop); anything else goes to the read
+// pool (pool.c), in the session's own lane, where a worker preads and answers the kernel directly.
 #include "tsn.h"
 
 #include <errno.h>
@@ -25,28 +25,11 @@ struct tsn_cachestat {
 static int no_cachestat; // the kernel (or valgrind) lacks it: ask mincore instead
 
 typedef struct job {
-  struct job *next;
+  tsn_job base;
   fuse_req_t req;
   size_t n, total;
   tsn_range r[];
 } job;
-
-struct tsn_pool {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  job *head, *tail;
-  int stopping, splice, nthreads;
-  pthread_t *threads;
-  _Atomic int busy; // jobs queued or being served
-};
-
-int tsn_pool_busy(tsn_pool *p) {
-  return p != NULL && p->busy > 0;
-}
-
-// Holes are answered from here: zero pages in .bss cost no memory.
-#define ZEROS_LEN (1u << 20)
-static const char zeros[ZEROS_LEN];
 
 // Reads every range completely into buf; -errno on failure. A range that ends early (the backing
 // file is shorter than the index says: a truncated tar) is EIO, never silently short data.
@@ -70,136 +53,26 @@ static int fill(const tsn_range *r, size_t n, char *buf, int nowait) {
   return 0;
 }
 
-// Splice moves page references from the file through a pipe to /dev/fuse: one copy fewer.
-static void serve_splice(job *j) {
-  size_t nbufs = 0;
-  for (size_t i = 0; i < j->n; i++) {
-    nbufs += j->r[i].fd < 0 ? (j->r[i].len + ZEROS_LEN - 1) / ZEROS_LEN : 1;
-  }
-  struct fuse_bufvec *bv = calloc(1, sizeof *bv + (nbufs ? nbufs : 1) * sizeof(struct fuse_buf));
-  if (bv == NULL) {
-    fuse_reply_err(j->req, ENOMEM);
-    return;
-  }
-  size_t k = 0;
-  for (size_t i = 0; i < j->n; i++) {
-    if (j->r[i].fd >= 0) {
-      bv->buf[k++] = (struct fuse_buf){ .size = j->r[i].len, .fd = j->r[i].fd, .pos = j->r[i].pos,
-                                        .flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK |
-                                                 FUSE_BUF_FD_RETRY };
-      continue;
-    }
-    for (size_t left = j->r[i].len; left > 0;) {
-      size_t len = left < ZEROS_LEN ? left : ZEROS_LEN;
-      bv->buf[k++] = (struct fuse_buf){ .size = len, .mem = (void *)zeros };
-      left -= len;
-    }
-  }
-  bv->count = k;
-  int res = fuse_reply_data(j->req, bv, FUSE_BUF_SPLICE_MOVE);
-  if (res < 0 && res != -ENOENT && res != -ENODEV) {
-    fprintf(stderr, "tarstack_native: splice reply: %s\n", strerror(-res));
-  }
-  free(bv);
-}
-
-static void serve(tsn_pool *p, job *j, char **buf, size_t *cap) {
-  if (p->splice) {
-    serve_splice(j);
-    return;
-  }
-  if (*cap < j->total) {
-    free(*buf);
-    *cap = 0;
-    if (posix_memalign((void **)buf, 4096, j->total ? j->total : 1) != 0) {
-      *buf = NULL;
-      fuse_reply_err(j->req, ENOMEM);
-      return;
-    }
-    *cap = j->total;
-  }
-  int res = fill(j->r, j->n, *buf, 0);
+// A read-pool job: pread into the worker's own buffer (kept between jobs) and answer.
+static void serve(tsn_job *base, tsn_worker *w) {
+  job *j = (job *)base;
+  char *buf = tsn_worker_buf(w, j->total);
+  int res = buf ? fill(j->r, j->n, buf, 0) : -ENOMEM;
   if (res < 0) {
     fuse_reply_err(j->req, -res);
   } else {
-    fuse_reply_buf(j->req, *buf, j->total);
+    fuse_reply_buf(j->req, buf, j->total);
   }
+  free(j);
 }
 
-static void *worker(void *arg) {
-  tsn_pool *p = arg;
-  char *buf = NULL;
-  size_t cap = 0;
-  pthread_mutex_lock(&p->mu);
-  for (;;) {
-    while (p->head == NULL && !p->stopping) pthread_cond_wait(&p->cv, &p->mu);
-    job *j = p->head;
-    if (j == NULL) break; // stopping, and nothing left to answer
-    p->head = j->next;
-    if (p->head == NULL) p->tail = NULL;
-    pthread_mutex_unlock(&p->mu);
-    serve(p, j, &buf, &cap);
+void tsn_reads_cancel(tsn_job *unrun) {
+  while (unrun) {
+    job *j = (job *)unrun;
+    unrun = unrun->next;
+    fuse_reply_err(j->req, EIO);
     free(j);
-    p->busy--;
-    pthread_mutex_lock(&p->mu);
   }
-  pthread_mutex_unlock(&p->mu);
-  free(buf);
-  return NULL;
-}
-
-tsn_pool *tsn_pool_new(tsn_session *s, int threads) {
-  tsn_pool *p = calloc(1, sizeof *p);
-  if (p == NULL) return NULL;
-  p->threads = calloc((size_t)threads, sizeof *p->threads);
-  if (p->threads == NULL || pthread_mutex_init(&p->mu, NULL) != 0) {
-    free(p->threads);
-    free(p);
-    return NULL;
-  }
-  if (pthread_cond_init(&p->cv, NULL) != 0) {
-    pthread_mutex_destroy(&p->mu);
-    free(p->threads);
-    free(p);
-    return NULL;
-  }
-  p->splice = s->cfg.splice;
-  for (int i = 0; i < threads; i++) {
-    if (pthread_create(&p->threads[i], NULL, worker, p) != 0) break;
-    p->nthreads++;
-  }
-  if (p->nthreads == 0) {
-    tsn_pool_free(p);
-    return NULL;
-  }
-  return p;
-}
-
-void tsn_pool_free(tsn_pool *p) {
-  if (p == NULL) return;
-  pthread_mutex_lock(&p->mu);
-  p->stopping = 1;
-  pthread_cond_broadcast(&p->cv);
-  pthread_mutex_unlock(&p->mu);
-  for (int i = 0; i < p->nthreads; i++) pthread_join(p->threads[i], NULL);
-  pthread_cond_destroy(&p->cv);
-  pthread_mutex_destroy(&p->mu);
-  free(p->threads);
-  free(p);
-}
-
-static void enqueue(tsn_pool *p, job *j) {
-  j->next = NULL;
-  p->busy++;
-  pthread_mutex_lock(&p->mu);
-  if (p->tail) {
-    p->tail->next = j;
-  } else {
-    p->head = j;
-  }
-  p->tail = j;
-  pthread_mutex_unlock(&p->mu);
-  pthread_cond_signal(&p->cv); // after unlocking: the woken worker need not block on the mutex at once
 }
 
 // mincore on a throwaway mapping: the fallback before Linux 6.5. Mapping never reads the file.
@@ -246,15 +119,11 @@ static int all_cached(const tsn_range *r, size_t n) {
 
 // Node-thread attempt: answers from the page cache, or returns -EAGAIN if anything is cold. The
 // read still uses RWF_NOWAIT, so pages evicted since the check cost a hop, never a wait.
-static int serve_nowait(tsn_env *te, job *j, int splice) {
+static int serve_nowait(tsn_env *te, job *j) {
   const tsn_range *r = j->r;
   size_t n = j->n, total = j->total;
   fuse_req_t req = j->req;
   if (!all_cached(r, n)) return -EAGAIN;
-  if (splice) { // cached pages: splice does not wait either
-    serve_splice(j);
-    return 0;
-  }
   if (te->fastbuf_cap < total) {
     free(te->fastbuf);
     te->fastbuf_cap = 0;
@@ -310,11 +179,34 @@ napi_value tsn_js_reply_ranges(napi_env env, napi_callback_info info) {
   j->req = tsn_req_take(te, id);
   j->n = n;
   j->total = total;
-  if (s->pool == NULL || (s->cfg.nowait && serve_nowait(te, j, s->cfg.splice) == 0)) {
-    if (s->pool == NULL) fuse_reply_err(j->req, EIO);
+  j->base.run = serve;
+  if (s->cfg.nowait && serve_nowait(te, j) == 0) {
     free(j);
-  } else {
-    enqueue(s->pool, j);
+  } else if (tsn_pool_submit(&tsn_read_pool, &s->reads, &j->base) != 0) {
+    fuse_reply_err(j->req, EIO); // the session is ending
+    free(j);
   }
   return tsn_bool(env, 1);
+}
+
+// poolStats() -> { reads, notes }: each { threads, idle, running, queued } of the process.
+napi_value tsn_js_pool_stats(napi_env env, napi_callback_info info) {
+  static const char *const keys[4] = { "threads", "idle", "running", "queued" };
+  tsn_pool *pools[2] = { &tsn_read_pool, &tsn_note_pool };
+  static const char *const names[2] = { "reads", "notes" };
+  napi_value out, o, v;
+  if (napi_create_object(env, &out) != napi_ok) return NULL;
+  for (int i = 0; i < 2; i++) {
+    double st[4];
+    tsn_pool_stats(pools[i], st);
+    if (napi_create_object(env, &o) != napi_ok) return NULL;
+    for (int k = 0; k < 4; k++) {
+      if (napi_create_double(env, st[k], &v) != napi_ok ||
+          napi_set_named_property(env, o, keys[k], v) != napi_ok) {
+        return NULL;
+      }
+    }
+    if (napi_set_named_property(env, out, names[i], o) != napi_ok) return NULL;
+  }
+  return out;
 }

@@ -10,20 +10,20 @@
 
 void tsn_fill_stat(const double *a, struct stat *st) {
   memset(st, 0, sizeof *st);
-  st->st_ino = (ino_t)a[0];
-  st->st_mode = (mode_t)a[1];
-  st->st_nlink = (nlink_t)a[2];
-  st->st_uid = (uid_t)a[3];
-  st->st_gid = (gid_t)a[4];
-  st->st_rdev = (dev_t)a[5];
-  st->st_size = (off_t)a[6];
-  st->st_blocks = (blkcnt_t)a[7];
-  st->st_atim.tv_sec = (time_t)a[8];
-  st->st_atim.tv_nsec = (long)a[9];
-  st->st_mtim.tv_sec = (time_t)a[10];
-  st->st_mtim.tv_nsec = (long)a[11];
-  st->st_ctim.tv_sec = (time_t)a[12];
-  st->st_ctim.tv_nsec = (long)a[13];
+  st->st_ino = (ino_t)a[TSN_ATTR_INO];
+  st->st_mode = (mode_t)a[TSN_ATTR_MODE];
+  st->st_nlink = (nlink_t)a[TSN_ATTR_NLINK];
+  st->st_uid = (uid_t)a[TSN_ATTR_UID];
+  st->st_gid = (gid_t)a[TSN_ATTR_GID];
+  st->st_rdev = (dev_t)a[TSN_ATTR_RDEV];
+  st->st_size = (off_t)a[TSN_ATTR_SIZE];
+  st->st_blocks = (blkcnt_t)a[TSN_ATTR_BLOCKS];
+  st->st_atim.tv_sec = (time_t)a[TSN_ATTR_ATIME];
+  st->st_atim.tv_nsec = (long)a[TSN_ATTR_ATIME_NSEC];
+  st->st_mtim.tv_sec = (time_t)a[TSN_ATTR_MTIME];
+  st->st_mtim.tv_nsec = (long)a[TSN_ATTR_MTIME_NSEC];
+  st->st_ctim.tv_sec = (time_t)a[TSN_ATTR_CTIME];
+  st->st_ctim.tv_nsec = (long)a[TSN_ATTR_CTIME_NSEC];
 }
 
 static void fill_entry(const double *a, struct fuse_entry_param *e) {
@@ -76,7 +76,8 @@ napi_value tsn_js_reply_none(napi_env env, napi_callback_info info) {
   return tsn_bool(env, 1);
 }
 
-// replyEntry(id): entry and attributes in scratch OUT; ino 0 makes a cacheable negative entry.
+// replyEntry(id): the entry in scratch (ATTR_*, GENERATION, timeouts, NODEID); NODEID 0 makes a
+// cacheable negative entry.
 napi_value tsn_js_reply_entry(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   tsn_env *te = NULL;
@@ -91,13 +92,13 @@ static void fill_open(double fh, double flags, struct fuse_file_info *fi) {
   unsigned f = (unsigned)flags;
   memset(fi, 0, sizeof *fi);
   fi->fh = (uint64_t)fh;
-  fi->keep_cache = (f & 1) != 0;
-  fi->direct_io = (f & 2) != 0;
-  fi->cache_readdir = (f & 4) != 0;
-  fi->nonseekable = (f & 8) != 0;
+  fi->keep_cache = (f & TSN_OPEN_KEEP_CACHE) != 0;
+  fi->direct_io = (f & TSN_OPEN_DIRECT_IO) != 0;
+  fi->cache_readdir = (f & TSN_OPEN_CACHE_READDIR) != 0;
+  fi->nonseekable = (f & TSN_OPEN_NONSEEKABLE) != 0;
 }
 
-// replyCreate(id, fh, openFlags): entry in scratch OUT, open flags as in replyOpen.
+// replyCreate(id, fh, openFlags): the entry in scratch as for replyEntry, flags as for replyOpen.
 napi_value tsn_js_reply_create(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   double fh, flags;
@@ -115,7 +116,7 @@ napi_value tsn_js_reply_create(napi_env env, napi_callback_info info) {
   ANSWERED(fuse_reply_create(req, &e, &fi));
 }
 
-// replyAttr(id): attributes and the attr timeout in scratch OUT.
+// replyAttr(id): attributes (ATTR_*) and ATTR_TIMEOUT in scratch.
 napi_value tsn_js_reply_attr(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   tsn_env *te = NULL;
@@ -138,7 +139,7 @@ napi_value tsn_js_reply_readlink(napi_env env, napi_callback_info info) {
   return tsn_bool(env, req != NULL);
 }
 
-// replyOpen(id, fh, flags): flags 1 keep_cache, 2 direct_io, 4 cache_readdir, 8 nonseekable.
+// replyOpen(id, fh, flags): TSN_OPEN_* bits (keep_cache, direct_io, cache_readdir, nonseekable).
 napi_value tsn_js_reply_open(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   double fh, flags;
@@ -183,7 +184,7 @@ napi_value tsn_js_reply_buf(napi_env env, napi_callback_info info) {
   ANSWERED(fuse_reply_buf(tsn_req_take(te, id), data, len));
 }
 
-// replyStatfs(id): bsize frsize blocks bfree bavail files ffree favail namemax in scratch OUT.
+// replyStatfs(id): the STATFS_* slots of scratch.
 napi_value tsn_js_reply_statfs(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   tsn_env *te = NULL;
@@ -192,15 +193,15 @@ napi_value tsn_js_reply_statfs(napi_env env, napi_callback_info info) {
   const double *a = te->scratch;
   struct statvfs sv;
   memset(&sv, 0, sizeof sv);
-  sv.f_bsize = (unsigned long)a[0];
-  sv.f_frsize = (unsigned long)a[1];
-  sv.f_blocks = (fsblkcnt_t)a[2];
-  sv.f_bfree = (fsblkcnt_t)a[3];
-  sv.f_bavail = (fsblkcnt_t)a[4];
-  sv.f_files = (fsfilcnt_t)a[5];
-  sv.f_ffree = (fsfilcnt_t)a[6];
-  sv.f_favail = (fsfilcnt_t)a[7];
-  sv.f_namemax = (unsigned long)a[8];
+  sv.f_bsize = (unsigned long)a[TSN_STATFS_BSIZE];
+  sv.f_frsize = (unsigned long)a[TSN_STATFS_FRSIZE];
+  sv.f_blocks = (fsblkcnt_t)a[TSN_STATFS_BLOCKS];
+  sv.f_bfree = (fsblkcnt_t)a[TSN_STATFS_BFREE];
+  sv.f_bavail = (fsblkcnt_t)a[TSN_STATFS_BAVAIL];
+  sv.f_files = (fsfilcnt_t)a[TSN_STATFS_FILES];
+  sv.f_ffree = (fsfilcnt_t)a[TSN_STATFS_FFREE];
+  sv.f_favail = (fsfilcnt_t)a[TSN_STATFS_FAVAIL];
+  sv.f_namemax = (unsigned long)a[TSN_STATFS_NAMEMAX];
   ANSWERED(fuse_reply_statfs(req, &sv));
 }
 

@@ -76,57 +76,77 @@ static void end_js(tsn_session *s) {
   }
 }
 
-static void free_session(tsn_session *s) {
+// The N-API side of a session (handler references, async context), released when it ends; left
+// alone when the environment itself is going away.
+static void release_js(tsn_session *s) {
   tsn_env *te = s->te;
-  if (s->env_gone) { // the environment (and te) may already be freed: leave its handles alone
-    free(s);
-    return;
-  }
   for (int i = 0; i < TSN_OP_COUNT; i++) {
     if (s->handlers[i]) napi_delete_reference(te->env, s->handlers[i]);
+    s->handlers[i] = NULL;
   }
   if (s->resource) napi_delete_reference(te->env, s->resource);
   if (s->actx) napi_async_destroy(te->env, s->actx);
+  s->resource = NULL;
+  s->actx = NULL;
+}
+
+// The last holder of an ended session lets go: the fuse_session goes, then the struct. Runs on
+// Node's thread, or on the worker that finished the session's last read or notification (neither
+// touches N-API). /dev/fuse was closed at the end already (fuse_session_unmount closes it).
+static void session_unref(tsn_session *s) {
+  if (--s->refs > 0) return;
+  if (s->se) fuse_session_destroy(s->se);
   free(s);
 }
 
-static void handle_closed(tsn_session *s) {
-  if (--s->closing_handles == 0) free_session(s);
+static void reads_drained(tsn_lane *l) {
+  session_unref(TSN_CONTAINER(l, tsn_session, reads));
 }
 
+static void notes_drained(tsn_lane *l) {
+  session_unref(TSN_CONTAINER(l, tsn_session, notes));
+}
+
+// The handle is closed a loop turn after the end: only now may the async context the last
+// request ran in go (a callback scope may have been open on it while the session ended).
 static void on_poll_closed(uv_handle_t *h) {
-  handle_closed(h->data);
+  tsn_session *s = h->data;
+  if (!s->env_gone) release_js(s);
+  session_unref(s);
 }
 
-// Ends the session once: no more requests are read, queued reads and notifications finish,
-// requests JS never answered get EIO, the mount goes (if someone else has not already unmounted
-// it) and libfuse frees everything. call_js = 0 when the JS environment itself is going away.
+// Ends the session once, without waiting for anything: no more requests are read, reads and
+// notifications it queued but never started are answered (EIO, -ENOTCONN), requests JS never
+// answered get EIO, and the mount goes (if someone else has not already unmounted it) with its
+// /dev/fuse descriptor, which fails whatever the kernel still waits for. Reads or notifications
+// already running on a worker (a stuck disk) keep the fuse_session struct until they are done,
+// their answers going nowhere; no other session waits for them. call_js = 0 when the JS
+// environment itself is going away.
 void tsn_session_end(tsn_session *s, int call_js) {
   if (s->state != TSN_LIVE) return;
   s->state = TSN_ENDED;
   s->env_gone = !call_js;
   uv_poll_stop(&s->poll);
-  tsn_pool_free(s->pool);
-  s->pool = NULL;
-  if (s->notifier) tsn_notifier_stop(s->notifier, call_js);
+  s->refs = 3; // the poll handle, the reads lane, the notes lane
+  int reads_busy = 0, notes_busy = 0;
+  tsn_reads_cancel(tsn_lane_close(&tsn_read_pool, &s->reads, &reads_busy));
+  tsn_notes_cancel(s->te, tsn_lane_close(&tsn_note_pool, &s->notes, &notes_busy), call_js);
   tsn_req_fail_session(s->te, s, EIO);
   // After an external unmount the fd reports POLLERR and this only closes it.
   live_remove(s->se);
+  fuse_session_exit(s->se); // late answers from workers then fail quietly (EBADF)
   if (s->mounted) fuse_session_unmount(s->se);
-  fuse_session_destroy(s->se);
-  s->se = NULL;
-  free(s->buf.mem);
-  s->buf.mem = NULL;
   for (tsn_session **p = &s->te->sessions; *p; p = &(*p)->next) {
     if (*p == s) {
       *p = s->next;
+      s->te->nsessions--;
       break;
     }
   }
   if (s->handle) s->handle->s = NULL;
   if (call_js) end_js(s);
-  s->closing_handles = 1 + (s->notifier != NULL);
-  if (s->notifier) tsn_notifier_close(s->notifier, handle_closed);
+  if (!reads_busy) session_unref(s);
+  if (!notes_busy) session_unref(s);
   uv_close((uv_handle_t *)&s->poll, on_poll_closed);
 }
 
@@ -156,12 +176,15 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   s->in_poll = 1;
   int64_t spin_until = -1;
   for (int i = 0; !end && i < BATCH; i++) {
-    int res = fuse_session_receive_buf(s->se, &s->buf);
+    int res = fuse_session_receive_buf(s->se, &s->te->recv);
     if (res == -EAGAIN) {
       // A program making one call after another sends its next request a few microseconds after
       // our answer; reading again for a moment spares the wakeup of this thread (~25 us on a VM).
-      // Not while the read pool works: its thread needs the CPU more (2 vCPUs here).
-      if (i == 0 || s->cfg.spin_us == 0 || tsn_pool_busy(s->pool)) break;
+      // Not while the read pool works: its thread needs the CPU more (2 vCPUs here). Not when
+      // the env serves other sessions either: their requests would wait for this one's spin.
+      if (i == 0 || s->cfg.spin_us == 0 || s->te->nsessions > 1 || tsn_pool_busy(&tsn_read_pool)) {
+        break;
+      }
       int64_t now = now_ns();
       if (spin_until < 0) spin_until = now + (int64_t)s->cfg.spin_us * 1000;
       if (now >= spin_until) break;
@@ -176,7 +199,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
       break;
     }
     s->requests++;
-    fuse_session_process_buf(s->se, &s->buf);
+    fuse_session_process_buf(s->se, &s->te->recv);
     if (fuse_session_exited(s->se) || s->end_requested) end = 1;
   }
   s->in_poll = 0;
@@ -254,13 +277,15 @@ static void free_args(char **argv, int n) {
   free(argv);
 }
 
+// Undoes a mount that never went live (no poll handle, no jobs).
 static napi_value fail(napi_env env, tsn_session *s, const char *msg) {
   if (s->se) {
     live_remove(s->se);
     if (s->mounted) fuse_session_unmount(s->se);
-    fuse_session_destroy(s->se);
   }
-  free_session(s);
+  release_js(s);
+  s->refs = 1;
+  session_unref(s);
   if (msg) napi_throw_error(env, NULL, msg);
   return NULL;
 }
@@ -281,7 +306,6 @@ napi_value tsn_js_mount(napi_env env, napi_callback_info info) {
   }
   s->te = te;
   s->cfg.readdirplus = (int)cfg_num(env, argv[3], "readdirplus", 1);
-  s->cfg.splice = (int)cfg_num(env, argv[3], "splice", 0);
   s->cfg.nowait = (int)cfg_num(env, argv[3], "nowait", 1);
   s->cfg.read_threads = (int)cfg_num(env, argv[3], "readThreads", 4);
   s->cfg.max_readahead = (unsigned)cfg_num(env, argv[3], "maxReadahead", 0);
@@ -290,6 +314,8 @@ napi_value tsn_js_mount(napi_env env, napi_callback_info info) {
   s->cfg.spin_us = (int)cfg_num(env, argv[3], "spinMicros", 0);
   if (s->cfg.spin_us < 0 || s->cfg.spin_us > 1000) s->cfg.spin_us = 0;
   if (s->cfg.read_threads < 1 || s->cfg.read_threads > 64) s->cfg.read_threads = 4;
+  tsn_lane_init(&s->reads, (unsigned)s->cfg.read_threads, reads_drained);
+  tsn_lane_init(&s->notes, 1, notes_drained); // in order, one at a time
   if (get_handlers(env, argv[2], s) != 0 ||
       napi_create_object(env, &resource) != napi_ok ||
       napi_create_string_utf8(env, "tarstack:fuse", NAPI_AUTO_LENGTH, &name) != napi_ok ||
@@ -323,13 +349,7 @@ napi_value tsn_js_mount(napi_env env, napi_callback_info info) {
   int fd = fuse_session_fd(s->se);
   int fl = fcntl(fd, F_GETFL);
   if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return fail(env, s, "fcntl O_NONBLOCK");
-  if ((s->pool = tsn_pool_new(s, s->cfg.read_threads)) == NULL) {
-    return fail(env, s, "cannot start read threads");
-  }
-  if (uv_poll_init(loop, &s->poll, fd) != 0) {
-    tsn_pool_free(s->pool);
-    return fail(env, s, "uv_poll_init failed");
-  }
+  if (uv_poll_init(loop, &s->poll, fd) != 0) return fail(env, s, "uv_poll_init failed");
   s->poll.data = s;
   tsn_handle *h = calloc(1, sizeof *h);
   if (h == NULL || uv_poll_start(&s->poll, UV_READABLE, on_poll) != 0 ||
@@ -338,6 +358,7 @@ napi_value tsn_js_mount(napi_env env, napi_callback_info info) {
     s->handle = NULL;
     s->next = te->sessions;
     te->sessions = s;
+    te->nsessions++;
     tsn_session_end(s, 1);
     napi_throw_error(env, NULL, "tarstack_native: cannot start polling /dev/fuse");
     return NULL;
@@ -346,6 +367,7 @@ napi_value tsn_js_mount(napi_env env, napi_callback_info info) {
   s->handle = h;
   s->next = te->sessions;
   te->sessions = s;
+  te->nsessions++;
   return handle;
 }
 

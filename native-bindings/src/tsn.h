@@ -1,6 +1,6 @@
 // Shared declarations of tarstack's libfuse3 low-level binding: per-env state, sessions, the
-// request-handle table, the read pool and the notifier. Everything runs on Node's thread except
-// the read pool and notifier threads, which only ever touch what they were handed.
+// request-handle table, the worker pools (reads, notifications). Everything runs on Node's thread
+// except the pools' workers, which only ever touch what they were handed.
 #ifndef TSN_H
 #define TSN_H
 
@@ -15,26 +15,49 @@
 #include <fuse_lowlevel.h>
 #include <node_api.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
-// The Float64Array shared with JS, so attributes cross without allocating. Layout (doubles):
-//   OUT  0..13 attr (ino mode nlink uid gid rdev size blocks atime atimens mtime mtimens ctime
-//               ctimens), 14 generation, 15 attr timeout, 16 entry timeout (seconds), 17 the
-//               entry's node id (its attr's st_ino, slot 0, may differ: a name of a split link set);
-//        statfs replies reuse 0..8 (bsize frsize blocks bfree bavail files ffree favail namemax).
-//   IN  20..29 setattr values (mode uid gid size atime atimens mtime mtimens ctime ctimens).
-//   CTX 32..35 caller of the current request (uid gid pid umask), written before each handler.
-enum {
-  TSN_OUT = 0,
-  TSN_GENERATION = 14,
-  TSN_ATTR_TIMEOUT = 15,
-  TSN_ENTRY_TIMEOUT = 16,
-  TSN_NODEID = 17,
-  TSN_IN = 20,
-  TSN_CTX = 32,
-  TSN_SCRATCH_LEN = 40,
-};
+// The Float64Array shared with JS, so attributes cross without allocating, and the other numbers
+// both sides must agree on. Each is named once, here; the addon exports the lists (`layout`) and
+// src/fuse/lowlevel.ts refuses to start unless its own names and numbers are the same.
+//   OUT  0..13 attr, 14..17 what an entry adds; statfs replies reuse 0..8.
+//   IN  20..29 setattr values. CTX 32..35 caller of the current request, written before each
+//   handler (stale once it returns).
+#define TSN_SLOTS(X)                                                                              \
+  X(ATTR_INO, 0) X(ATTR_MODE, 1) X(ATTR_NLINK, 2) X(ATTR_UID, 3) X(ATTR_GID, 4) X(ATTR_RDEV, 5)    \
+  X(ATTR_SIZE, 6) X(ATTR_BLOCKS, 7) X(ATTR_ATIME, 8) X(ATTR_ATIME_NSEC, 9) X(ATTR_MTIME, 10)       \
+  X(ATTR_MTIME_NSEC, 11) X(ATTR_CTIME, 12) X(ATTR_CTIME_NSEC, 13)                                  \
+  X(GENERATION, 14) X(ATTR_TIMEOUT, 15) X(ENTRY_TIMEOUT, 16)                                       \
+  X(NODEID, 17) /* the entry's node id; its attr's st_ino (ATTR_INO) may differ */                \
+  X(STATFS_BSIZE, 0) X(STATFS_FRSIZE, 1) X(STATFS_BLOCKS, 2) X(STATFS_BFREE, 3)                    \
+  X(STATFS_BAVAIL, 4) X(STATFS_FILES, 5) X(STATFS_FFREE, 6) X(STATFS_FAVAIL, 7)                    \
+  X(STATFS_NAMEMAX, 8)                                                                             \
+  X(SET_MODE, 20) X(SET_UID, 21) X(SET_GID, 22) X(SET_SIZE, 23) X(SET_ATIME, 24)                   \
+  X(SET_ATIME_NSEC, 25) X(SET_MTIME, 26) X(SET_MTIME_NSEC, 27) X(SET_CTIME, 28)                    \
+  X(SET_CTIME_NSEC, 29)                                                                            \
+  X(CALLER_UID, 32) X(CALLER_GID, 33) X(CALLER_PID, 34) X(CALLER_UMASK, 35)                        \
+  X(SCRATCH_LEN, 40)
+// replyOpen/replyCreate flag bits.
+#define TSN_OPEN_FLAGS(X) X(KEEP_CACHE, 1) X(DIRECT_IO, 2) X(CACHE_READDIR, 4) X(NONSEEKABLE, 8)
+// setattr's `toSet` bits are libfuse's own, passed through as they come.
+#define TSN_SETATTR_BITS(X)                                                                       \
+  X(MODE, FUSE_SET_ATTR_MODE) X(UID, FUSE_SET_ATTR_UID) X(GID, FUSE_SET_ATTR_GID)                  \
+  X(SIZE, FUSE_SET_ATTR_SIZE) X(ATIME, FUSE_SET_ATTR_ATIME) X(MTIME, FUSE_SET_ATTR_MTIME)          \
+  X(ATIME_NOW, FUSE_SET_ATTR_ATIME_NOW) X(MTIME_NOW, FUSE_SET_ATTR_MTIME_NOW)                      \
+  X(CTIME, FUSE_SET_ATTR_CTIME)
+
+#define TSN_ENUM_SLOT(name, value) TSN_##name = value,
+#define TSN_ENUM_OPEN(name, value) TSN_OPEN_##name = value,
+enum { TSN_SLOTS(TSN_ENUM_SLOT) };
+enum { TSN_OPEN_FLAGS(TSN_ENUM_OPEN) };
+#undef TSN_ENUM_SLOT
+#undef TSN_ENUM_OPEN
+_Static_assert(TSN_ATTR_CTIME_NSEC < TSN_GENERATION && TSN_STATFS_NAMEMAX < TSN_GENERATION &&
+                   TSN_NODEID < TSN_SET_MODE && TSN_SET_CTIME_NSEC < TSN_CALLER_UID &&
+                   TSN_CALLER_UMASK < TSN_SCRATCH_LEN,
+               "scratch regions overlap");
 
 // JS handlers a session may have; a missing one leaves the op unset so libfuse answers ENOSYS.
 enum tsn_op {
@@ -74,8 +97,13 @@ typedef struct tsn_env {
   tsn_slot *slots;
   uint32_t nslots, cap, free_head;
   struct tsn_session *sessions; // live sessions, for env cleanup
-  char *fastbuf;                // Node-thread buffer for reads served from the page cache
+  unsigned nsessions;
+  // Every session of the env reads its requests into this one buffer: requests are read and
+  // processed one at a time on Node's thread, and nothing keeps a pointer into it afterwards.
+  struct fuse_buf recv;
+  char *fastbuf; // Node-thread buffer for reads served from the page cache
   size_t fastbuf_cap;
+  struct tsn_mailbox *mailbox; // notifications finished on workers, settled on Node's thread
 } tsn_env;
 
 typedef struct tsn_range {
@@ -84,16 +112,53 @@ typedef struct tsn_range {
   size_t len;
 } tsn_range;
 
-typedef struct tsn_pool tsn_pool;
-typedef struct tsn_notifier tsn_notifier;
+// pool.c: worker pools shared by every session of the process, fair between sessions.
+typedef struct tsn_worker { // a worker thread's own state, handed to each job it runs
+  void *buf;
+  size_t cap;
+} tsn_worker;
+
+typedef struct tsn_job {
+  struct tsn_job *next;
+  void (*run)(struct tsn_job *, tsn_worker *); // on a worker; answers, then frees the job
+} tsn_job;
+
+// A session's queue in one pool, with its own limit on jobs in flight. Closing it (session end)
+// hands back the jobs never started; `drained` runs on a worker once the last started one is done.
+typedef struct tsn_lane {
+  tsn_job *head, *tail;
+  unsigned queued, inflight, limit;
+  int in_ring, closed;
+  struct tsn_lane *ring_next;
+  void (*drained)(struct tsn_lane *);
+} tsn_lane;
+
+typedef struct tsn_pool {
+  pthread_mutex_t mu;
+  pthread_cond_t work, exited;
+  tsn_lane *ring_head, *ring_tail; // lanes with a job they may start now, in turn
+  unsigned threads, idle, wakeups, running, keep, max;
+  int stopping;
+  _Atomic unsigned busy; // jobs queued or running
+} tsn_pool;
+
+extern tsn_pool tsn_read_pool, tsn_note_pool;
+void tsn_lane_init(tsn_lane *l, unsigned limit, void (*drained)(tsn_lane *));
+int tsn_pool_submit(tsn_pool *p, tsn_lane *l, tsn_job *j); // -1: the lane is closed
+tsn_job *tsn_lane_close(tsn_pool *p, tsn_lane *l, int *busy); // jobs never started; *busy: some run
+int tsn_pool_busy(tsn_pool *p);
+void tsn_pool_stats(tsn_pool *p, double out[4]); // threads idle running queued
+void tsn_pool_quiesce(tsn_pool *p); // no job anywhere: end every thread (at the last env's end)
+void *tsn_worker_buf(tsn_worker *w, size_t size);
+
+#define TSN_CONTAINER(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 enum tsn_state { TSN_LIVE, TSN_ENDED };
 
 typedef struct tsn_config {
   int readdirplus;  // 0 no, 1 yes (always plus), 2 auto (kernel picks)
-  int splice;       // reply file ranges with splice instead of pread + write
   int nowait;       // try RWF_NOWAIT on Node's thread before handing a read to the pool
-  int read_threads;
+  int read_threads; // reads of this session in flight in the read pool at most
   unsigned max_readahead;
   unsigned max_background;
   int auto_inval; // FUSE_CAP_AUTO_INVAL_DATA: check attributes on every cached read
@@ -104,8 +169,9 @@ typedef struct tsn_session {
   tsn_env *te;
   struct fuse_session *se;
   uv_poll_t poll;
-  int closing_handles; // uv handles still to be closed before the struct may be freed
-  struct fuse_buf buf;
+  // Once ended: the poll handle until closed, and each lane until its started jobs are done.
+  // The last to let go destroys the fuse_session (closing /dev/fuse) and frees the struct.
+  _Atomic int refs;
   napi_ref handlers[TSN_OP_COUNT];
   napi_async_context actx;
   napi_ref resource;
@@ -116,8 +182,7 @@ typedef struct tsn_session {
   int end_errno; // why the session ended: 0 after a clean unmount
   double requests;
   double conn_info[8]; // max_read max_write max_readahead capable want max_background time_gran proto_minor
-  tsn_pool *pool;
-  tsn_notifier *notifier;
+  tsn_lane reads, notes; // its queues in tsn_read_pool and tsn_note_pool
   struct tsn_session *next;
 } tsn_session;
 
@@ -162,15 +227,13 @@ napi_value tsn_js_reply_dir(napi_env, napi_callback_info);
 void tsn_fill_stat(const double *a, struct stat *st);
 
 // readpool.c
-tsn_pool *tsn_pool_new(tsn_session *s, int threads);
-void tsn_pool_free(tsn_pool *p); // joins; every queued job is answered first
-int tsn_pool_busy(tsn_pool *p);  // a read is queued or being served
+void tsn_reads_cancel(tsn_job *unrun); // answers EIO to reads a closed lane never started
 napi_value tsn_js_reply_ranges(napi_env, napi_callback_info);
+napi_value tsn_js_pool_stats(napi_env, napi_callback_info);
 
 // notify.c
-tsn_notifier *tsn_notifier_new(tsn_session *s);
-void tsn_notifier_stop(tsn_notifier *n, int call_js); // joins the thread, settles promises
-void tsn_notifier_close(tsn_notifier *n, void (*closed)(tsn_session *)); // closes its uv handle
+void tsn_notes_cancel(tsn_env *te, tsn_job *unrun, int call_js); // resolve to -ENOTCONN
+void tsn_mailbox_close(tsn_env *te); // env teardown: late notes are dropped, not settled
 napi_value tsn_js_notify_inval_inode(napi_env, napi_callback_info);
 napi_value tsn_js_notify_inval_entry(napi_env, napi_callback_info);
 napi_value tsn_js_notify_delete(napi_env, napi_callback_info);

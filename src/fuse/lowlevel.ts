@@ -18,7 +18,7 @@ export interface Handlers {
   forget?(ino: number, nlookup: number): void;
   /** fh is -1 unless the kernel named an open file. */
   getattr?(req: Req, ino: number, fh: number): void;
-  /** New values are in scratch[IN + SetattrIn.*]; `toSet` holds SETATTR_* bits. */
+  /** New values are in scratch's SET_* slots; `toSet` holds SETATTR_* bits. */
   setattr?(req: Req, ino: number, toSet: number, fh: number): void;
   readlink?(req: Req, ino: number): void;
   mknod?(req: Req, parent: number, name: string, mode: number, rdev: number): void;
@@ -57,11 +57,10 @@ export interface Handlers {
 export interface SessionConfig {
   /** 0 plain readdir, 1 always readdirplus, 2 let the kernel choose (readdirplus_auto). */
   readdirplus?: 0 | 1 | 2;
-  /** 1: answer file ranges with splice (file -> pipe -> /dev/fuse) instead of pread + write.
-   *  Slower here: a 1 MiB reply needs a pipe above pipe-max-size, and libfuse then falls back. */
-  splice?: 0 | 1;
   /** 1 (default): ranges already in the page cache (cachestat) are answered from Node's thread. */
   nowait?: 0 | 1;
+  /** Reads of this session in flight in the process's read pool at most (default 4): what one
+   *  mount's slow or stuck reads can hold; the pool starts threads for other mounts meanwhile. */
   readThreads?: number;
   maxReadahead?: number;
   maxBackground?: number;
@@ -84,20 +83,32 @@ export interface SessionInfo {
   protoMinor?: number;
 }
 
+export interface PoolStats {
+  threads: number;
+  idle: number;
+  running: number;
+  queued: number;
+}
+
 declare const sessionBrand: unique symbol;
 export type Session = { readonly [sessionBrand]: true };
 
 export interface Native {
-  /** Shared with C; layout below (OUT, IN, CTX). */
+  /** Shared with C; its slots are named in Slot. */
   readonly scratch: Float64Array;
   readonly fuseVersion: number;
   mount(mountpoint: string, args: string[], handlers: Handlers, config: SessionConfig): Session;
+  /** Ends the session now (unmounting if still mounted); `end` is called. Never waits for its
+   *  reads running in the pool, nor touches another session. False if it had ended already. */
   unmount(s: Session): boolean;
   sessionInfo(s: Session): SessionInfo;
+  /** The process's worker pools, shared by every session: reads (cold file ranges) and notes. */
+  poolStats(): { reads: PoolStats; notes: PoolStats };
   /** errno 0 is the success reply of unlink, rmdir, rename, link, release, flush, fsync, setxattr... */
   replyErr(req: Req, errno: number): boolean;
   replyNone(req: Req): boolean;
-  /** Entry from scratch OUT; ino 0 with an entry timeout caches a negative lookup. */
+  /** The entry in scratch (ATTR_*, GENERATION, timeouts, NODEID); NODEID 0 with an entry timeout
+   *  caches a negative lookup. */
   replyEntry(req: Req): boolean;
   replyCreate(req: Req, fh: number, openFlags: number): boolean;
   replyAttr(req: Req): boolean;
@@ -112,7 +123,7 @@ export interface Native {
   /** Triples fd,pos,len (fd -1 = zeros), answered off Node's loop when the data is cold. */
   replyRanges(req: Req, ranges: Float64Array, count: number): boolean;
   dirAdd(req: Req, name: string, ino: number, mode: number, next: number): boolean;
-  /** Attributes in scratch OUT; nodeid 0 (for . and ..) gives the kernel no reference. */
+  /** Attributes in scratch's ATTR_* slots; nodeid 0 (for . and ..) gives the kernel no reference. */
   dirAddPlus(req: Req, name: string, next: number, nodeid: number): boolean;
   replyDir(req: Req): boolean;
   /** Resolve to 0 or -errno. Never await one before answering a request on the same inode or
@@ -122,22 +133,35 @@ export interface Native {
   notifyDelete(s: Session, parent: number, name: string, child: number): Promise<number>;
 }
 
-// Scratch layout (doubles), mirrored in native-bindings/src/tsn.h.
-export const OUT = 0; // attr: ino mode nlink uid gid rdev size blocks atime atimens mtime mtimens ctime ctimens
-export const GENERATION = 14;
-export const ATTR_TIMEOUT = 15;
-export const ENTRY_TIMEOUT = 16;
-/** The node id an entry reply gives the kernel; the attr's st_ino (OUT + 0) may differ. */
-export const NODEID = 17;
-export const IN = 20; // setattr: mode uid gid size atime atimens mtime mtimens ctime ctimens
-export const CTX = 32; // caller: uid gid pid umask
+/**
+ * Slots of the scratch Float64Array shared with C. The names and numbers are tsn.h's TSN_SLOTS;
+ * loadNative() refuses an addon whose own list differs (checkLayout). Attributes (ATTR_*) and
+ * what an entry adds (GENERATION to NODEID) go out with replyEntry/replyCreate/replyAttr and
+ * dirAddPlus; statfs replies reuse slots 0..8; setattr's new values (SET_*) and the caller of the
+ * request being handled (CALLER_*) come in, valid until the handler returns.
+ */
+export const Slot = {
+  ATTR_INO: 0, ATTR_MODE: 1, ATTR_NLINK: 2, ATTR_UID: 3, ATTR_GID: 4, ATTR_RDEV: 5, ATTR_SIZE: 6,
+  ATTR_BLOCKS: 7, ATTR_ATIME: 8, ATTR_ATIME_NSEC: 9, ATTR_MTIME: 10, ATTR_MTIME_NSEC: 11,
+  ATTR_CTIME: 12, ATTR_CTIME_NSEC: 13,
+  GENERATION: 14, ATTR_TIMEOUT: 15, ENTRY_TIMEOUT: 16,
+  /** The node id an entry reply gives the kernel; the attr's st_ino (ATTR_INO) may differ. */
+  NODEID: 17,
+  STATFS_BSIZE: 0, STATFS_FRSIZE: 1, STATFS_BLOCKS: 2, STATFS_BFREE: 3, STATFS_BAVAIL: 4,
+  STATFS_FILES: 5, STATFS_FFREE: 6, STATFS_FAVAIL: 7, STATFS_NAMEMAX: 8,
+  SET_MODE: 20, SET_UID: 21, SET_GID: 22, SET_SIZE: 23, SET_ATIME: 24, SET_ATIME_NSEC: 25,
+  SET_MTIME: 26, SET_MTIME_NSEC: 27, SET_CTIME: 28, SET_CTIME_NSEC: 29,
+  CALLER_UID: 32, CALLER_GID: 33, CALLER_PID: 34, CALLER_UMASK: 35,
+  SCRATCH_LEN: 40,
+} as const;
 
+/** replyOpen/replyCreate flag bits (tsn.h's TSN_OPEN_FLAGS). */
 export const OPEN_KEEP_CACHE = 1;
 export const OPEN_DIRECT_IO = 2;
 export const OPEN_CACHE_READDIR = 4;
 export const OPEN_NONSEEKABLE = 8;
 
-// FUSE_SET_ATTR_* of fuse_lowlevel.h.
+// FUSE_SET_ATTR_* of fuse_lowlevel.h (tsn.h's TSN_SETATTR_BITS).
 export const SETATTR_MODE = 1 << 0;
 export const SETATTR_UID = 1 << 1;
 export const SETATTR_GID = 1 << 2;
@@ -148,7 +172,39 @@ export const SETATTR_ATIME_NOW = 1 << 7;
 export const SETATTR_MTIME_NOW = 1 << 8;
 export const SETATTR_CTIME = 1 << 10;
 
-/** The addon's FUSE half (src/native/addon.ts finds and loads it). */
+/** What the addon says about the numbers both sides use (tsn.h's lists). */
+export interface Layout {
+  slots: Record<string, number>;
+  openFlags: Record<string, number>;
+  setattrBits: Record<string, number>;
+}
+
+/** Throws unless the addon's lists name exactly the numbers this module uses. */
+export function checkLayout(native: Layout | undefined): void {
+  const ours: Layout = {
+    slots: Slot,
+    openFlags: { KEEP_CACHE: OPEN_KEEP_CACHE, DIRECT_IO: OPEN_DIRECT_IO, CACHE_READDIR: OPEN_CACHE_READDIR, NONSEEKABLE: OPEN_NONSEEKABLE },
+    setattrBits: {
+      MODE: SETATTR_MODE, UID: SETATTR_UID, GID: SETATTR_GID, SIZE: SETATTR_SIZE, ATIME: SETATTR_ATIME, MTIME: SETATTR_MTIME,
+      ATIME_NOW: SETATTR_ATIME_NOW, MTIME_NOW: SETATTR_MTIME_NOW, CTIME: SETATTR_CTIME,
+    },
+  };
+  const wrong: string[] = [];
+  for (const list of ['slots', 'openFlags', 'setattrBits'] as const) {
+    const theirs = native?.[list] ?? {};
+    for (const name of new Set([...Object.keys(ours[list]), ...Object.keys(theirs)])) {
+      if (ours[list][name] !== theirs[name]) wrong.push(`${list}.${name}: ours ${ours[list][name]}, the addon's ${theirs[name]}`);
+    }
+  }
+  if (wrong.length) throw new Error(`tarstack_native does not match src/fuse/lowlevel.ts (rebuild it with \`npm run build:native\`): ${wrong.join('; ')}`);
+}
+
+let checked: Native | undefined;
+
+/** The addon's FUSE half (src/native/addon.ts finds and loads it), once its layout is checked. */
 export function loadNative(): Native {
-  return loadAddon() as Native;
+  if (checked) return checked;
+  const native = loadAddon() as Native & { layout?: Layout };
+  checkLayout(native.layout);
+  return (checked = native);
 }

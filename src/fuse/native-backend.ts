@@ -36,7 +36,16 @@ const DEFAULT_READAHEAD_KB = 4096;
 // 100 cut a create loop from ~470 to ~280 us a file and cold 4 KiB random reads from 175 to 60 us
 // here; 200 and more were worse on this 2-vCPU machine.
 const SPIN = Number(process.env.TARSTACK_SPIN_US ?? 100);
-const DEFAULT_SESSION: ll.SessionConfig = { readdirplus: 1, splice: 0, nowait: 1, readThreads: 4, spinMicros: Number.isFinite(SPIN) ? SPIN : 0 };
+const DEFAULT_SESSION: ll.SessionConfig = { readdirplus: 1, nowait: 1, readThreads: 4, spinMicros: Number.isFinite(SPIN) ? SPIN : 0 };
+
+/**
+ * The process's worker pools (cold reads, notifications), shared by every mount it serves: their
+ * threads and jobs, for status output and tests. Each mount is one mountNative() call; mounts share
+ * these, the receive buffer and Node's thread, and one mount's end or stuck reads reach no other.
+ */
+export function nativePoolStats(): { reads: ll.PoolStats; notes: ll.PoolStats } {
+  return ll.loadNative().poolStats();
+}
 
 /** libfuse option values: `,` separates options and `\` escapes. */
 function escapeOpt(v: string): string {

@@ -4,10 +4,14 @@
 import { constants } from 'node:os';
 import { errnoOf, FsError } from '../util/errors.js';
 import * as ll from './lowlevel.js';
+import { Slot } from './lowlevel.js';
 import type { Attr, Caller, CreateReply, DirEntry, Entry, FileSystem, OpenReply, ReadReply, SetAttr, Statfs, WritableFileSystem } from '../vfs/api.js';
 import { isWritable } from '../vfs/api.js';
 
 type Maybe<T> = T | Promise<T>;
+/** The FileSystem methods a request calls, and what each gives back once settled. */
+type Method = Exclude<keyof WritableFileSystem, 'immutable' | 'needsOpen' | 'readdir' | 'forget' | 'destroy'>;
+type Result<K extends Method> = Awaited<ReturnType<WritableFileSystem[K]>>;
 
 const { ENOENT, ENOSYS } = constants.errno;
 const O_RDONLY = 0;
@@ -34,6 +38,7 @@ export function cachePolicy(immutable: boolean): CachePolicy {
 
 export class Translator {
   readonly handlers: ll.Handlers;
+  /** The scratch array shared with C; slots named in ll.Slot. */
   private readonly x: Float64Array;
   private ranges = new Float64Array(3 * 16);
   constructor(
@@ -57,72 +62,51 @@ export class Translator {
       getxattr: this.getxattr,
       listxattr: this.listxattr,
     };
-    if (isWritable(fs)) this.addWriteHandlers(h, fs);
+    if (isWritable(fs)) this.addWriteHandlers(h);
     this.handlers = h;
   }
 
   /** The write side: only a writable FileSystem gets it (a read-only mount is `ro` in the kernel). */
-  private addWriteHandlers(h: ll.Handlers, w: WritableFileSystem): void {
-    const entry = (op: string, ino: number, call: () => Maybe<Entry>) => (req: ll.Req): void => {
-      let r: Maybe<Entry>;
-      try { r = call(); } catch (e) { return this.fail(req, op, ino, e); }
-      this.settle(req, op, ino, r, this.answerEntry);
-    };
-    const ok = (op: string, ino: number, call: () => Maybe<void>) => (req: ll.Req): void => {
-      let r: Maybe<void>;
-      try { r = call(); } catch (e) { return this.fail(req, op, ino, e); }
-      this.settle(req, op, ino, r, this.answerOk);
-    };
-    h.mknod = (req, parent, name, mode, rdev) => entry('mknod', parent, () => w.mknod(parent, name, mode, rdev, this.caller()))(req);
-    h.mkdir = (req, parent, name, mode) => entry('mkdir', parent, () => w.mkdir(parent, name, mode, this.caller()))(req);
-    h.symlink = (req, target, parent, name) => entry('symlink', parent, () => w.symlink(parent, name, target, this.caller()))(req);
-    h.link = (req, ino, np, nn) => entry('link', ino, () => w.link(ino, np, nn))(req);
-    h.unlink = (req, parent, name) => ok('unlink', parent, () => w.unlink(parent, name))(req);
-    h.rmdir = (req, parent, name) => ok('rmdir', parent, () => w.rmdir(parent, name))(req);
-    h.rename = (req, p, n, np, nn, flags) => ok('rename', p, () => w.rename(p, n, np, nn, flags))(req);
+  private addWriteHandlers(h: ll.Handlers): void {
+    const entry = this.answerEntry;
+    const ok = this.answerOk;
+    h.mknod = (req, parent, name, mode, rdev) => this.call(req, 'mknod', parent, entry, parent, name, mode, rdev, this.caller());
+    h.mkdir = (req, parent, name, mode) => this.call(req, 'mkdir', parent, entry, parent, name, mode, this.caller());
+    h.symlink = (req, target, parent, name) => this.call(req, 'symlink', parent, entry, parent, name, target, this.caller());
+    h.link = (req, ino, np, nn) => this.call(req, 'link', ino, entry, ino, np, nn);
+    h.unlink = (req, parent, name) => this.call(req, 'unlink', parent, ok, parent, name);
+    h.rmdir = (req, parent, name) => this.call(req, 'rmdir', parent, ok, parent, name);
+    h.rename = (req, p, n, np, nn, flags) => this.call(req, 'rename', p, ok, p, n, np, nn, flags);
     // No flush handler: writes reach the upper before they are answered, so close() has nothing to
     // report, and the kernel's ENOSYS memory then spares every close(2) a round trip (two for bash).
-    h.fsync = (req, ino, fh, datasync) => ok('fsync', ino, () => w.fsync(ino, fh, datasync !== 0))(req);
-    h.fsyncdir = (req, ino, fh, datasync) => ok('fsyncdir', ino, () => w.fsyncdir(ino, fh, datasync !== 0))(req);
-    h.setxattr = (req, ino, name, value, flags) => ok('setxattr', ino, () => w.setxattr(ino, name, value, flags))(req);
-    h.removexattr = (req, ino, name) => ok('removexattr', ino, () => w.removexattr(ino, name))(req);
-    h.fallocate = (req, ino, fh, mode, pos, len) => ok('fallocate', ino, () => w.fallocate(ino, fh, mode, pos, len))(req);
-    h.setattr = (req, ino, toSet, fh) => {
-      let r: Maybe<Attr>;
-      try { r = w.setattr(ino, this.setAttrIn(toSet), fh === -1 ? undefined : fh, this.caller()); } catch (e) { return this.fail(req, 'setattr', ino, e); }
-      this.settle(req, 'setattr', ino, r, this.answerAttr);
-    };
-    h.write = (req, ino, fh, data, pos) => {
-      let r: Maybe<number>;
-      try { r = w.write(ino, fh, data, pos); } catch (e) { return this.fail(req, 'write', ino, e); }
-      this.settle(req, 'write', ino, r, this.answerWrite);
-    };
-    h.create = (req, parent, name, mode, flags) => {
-      let r: Maybe<CreateReply>;
-      try { r = w.create(parent, name, mode, flags, this.caller()); } catch (e) { return this.fail(req, 'create', parent, e); }
-      this.settle(req, 'create', parent, r, this.answerCreate);
-    };
+    h.fsync = (req, ino, fh, datasync) => this.call(req, 'fsync', ino, ok, ino, fh, datasync !== 0);
+    h.fsyncdir = (req, ino, fh, datasync) => this.call(req, 'fsyncdir', ino, ok, ino, fh, datasync !== 0);
+    h.setxattr = (req, ino, name, value, flags) => this.call(req, 'setxattr', ino, ok, ino, name, value, flags);
+    h.removexattr = (req, ino, name) => this.call(req, 'removexattr', ino, ok, ino, name);
+    h.fallocate = (req, ino, fh, mode, pos, len) => this.call(req, 'fallocate', ino, ok, ino, fh, mode, pos, len);
+    h.setattr = (req, ino, toSet, fh) => this.call(req, 'setattr', ino, this.answerAttr, ino, this.setAttrIn(toSet), fh === -1 ? undefined : fh, this.caller());
+    h.write = (req, ino, fh, data, pos) => this.call(req, 'write', ino, this.answerWrite, ino, fh, data, pos);
+    h.create = (req, parent, name, mode, flags) => this.call(req, 'create', parent, this.answerCreate, parent, name, mode, flags, this.caller());
   }
 
   /** The caller of the request being handled (read before anything else overwrites scratch). */
   private caller(): Caller {
     const x = this.x;
-    return { uid: x[ll.CTX], gid: x[ll.CTX + 1], pid: x[ll.CTX + 2] };
+    return { uid: x[Slot.CALLER_UID]!, gid: x[Slot.CALLER_GID]!, pid: x[Slot.CALLER_PID]! };
   }
 
-  /** SETATTR_* bits and scratch IN (mode uid gid size atime atimens mtime mtimens) as a SetAttr. */
+  /** SETATTR_* bits and scratch's SET_* slots as a SetAttr. */
   private setAttrIn(toSet: number): SetAttr {
     const x = this.x;
-    const i = ll.IN;
     const set: SetAttr = {};
-    if (toSet & ll.SETATTR_MODE) set.mode = x[i];
-    if (toSet & ll.SETATTR_UID) set.uid = x[i + 1];
-    if (toSet & ll.SETATTR_GID) set.gid = x[i + 2];
-    if (toSet & ll.SETATTR_SIZE) set.size = x[i + 3];
+    if (toSet & ll.SETATTR_MODE) set.mode = x[Slot.SET_MODE];
+    if (toSet & ll.SETATTR_UID) set.uid = x[Slot.SET_UID];
+    if (toSet & ll.SETATTR_GID) set.gid = x[Slot.SET_GID];
+    if (toSet & ll.SETATTR_SIZE) set.size = x[Slot.SET_SIZE];
     if (toSet & ll.SETATTR_ATIME_NOW) set.atime = 'now';
-    else if (toSet & ll.SETATTR_ATIME) set.atime = { sec: x[i + 4], nsec: x[i + 5] };
+    else if (toSet & ll.SETATTR_ATIME) set.atime = { sec: x[Slot.SET_ATIME]!, nsec: x[Slot.SET_ATIME_NSEC]! };
     if (toSet & ll.SETATTR_MTIME_NOW) set.mtime = 'now';
-    else if (toSet & ll.SETATTR_MTIME) set.mtime = { sec: x[i + 6], nsec: x[i + 7] };
+    else if (toSet & ll.SETATTR_MTIME) set.mtime = { sec: x[Slot.SET_MTIME]!, nsec: x[Slot.SET_MTIME_NSEC]! };
     return set;
   }
 
@@ -144,12 +128,28 @@ export class Translator {
     }
     const errno = errnoOf(err);
     if (op === 'lookup' && errno === ENOENT && this.cache.negative > 0) {
-      this.x[ll.NODEID] = 0; // a negative entry: the kernel remembers the name is absent
-      this.x[ll.ATTR_TIMEOUT] = 0;
-      this.x[ll.ENTRY_TIMEOUT] = this.cache.negative;
+      this.x[Slot.NODEID] = 0; // a negative entry: the kernel remembers the name is absent
+      this.x[Slot.ATTR_TIMEOUT] = 0;
+      this.x[Slot.ENTRY_TIMEOUT] = this.cache.negative;
       if (this.n.replyEntry(req)) return;
     }
     this.n.replyErr(req, errno);
+  }
+
+  /**
+   * The one way a request reaches the FileSystem: calls method `op` with `args` and answers
+   * through `done`, whether it returns, resolves, throws or rejects. (Arguments are positional,
+   * not a closure or an array, so a request allocates nothing here.)
+   */
+  private call<K extends Method>(req: ll.Req, op: K, ino: number, done: (req: ll.Req, v: Result<K>) => void, ...args: Parameters<WritableFileSystem[K]>): void;
+  private call(req: ll.Req, op: Method, ino: number, done: (req: ll.Req, v: unknown) => void, a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown): void {
+    let r: unknown;
+    try {
+      r = (this.fs as unknown as Record<Method, (...args: unknown[]) => unknown>)[op](a, b, c, d, e);
+    } catch (err) {
+      return this.fail(req, op, ino, err);
+    }
+    this.settle(req, op, ino, r, done);
   }
 
   private settle<T>(req: ll.Req, op: string, ino: number, r: Maybe<T>, done: (req: ll.Req, v: T) => void): void {
@@ -175,17 +175,20 @@ export class Translator {
 
   private putAttr(a: Attr): void {
     const x = this.x;
-    x[0] = a.ino, x[1] = a.mode, x[2] = a.nlink, x[3] = a.uid, x[4] = a.gid, x[5] = a.rdev;
-    x[6] = a.size, x[7] = a.blocks, x[8] = a.atimeSec, x[9] = a.atimeNsec;
-    x[10] = a.mtimeSec, x[11] = a.mtimeNsec, x[12] = a.ctimeSec, x[13] = a.ctimeNsec;
-    x[ll.ATTR_TIMEOUT] = this.cache.attr;
-    x[ll.ENTRY_TIMEOUT] = this.cache.entry;
+    x[Slot.ATTR_INO] = a.ino, x[Slot.ATTR_MODE] = a.mode, x[Slot.ATTR_NLINK] = a.nlink;
+    x[Slot.ATTR_UID] = a.uid, x[Slot.ATTR_GID] = a.gid, x[Slot.ATTR_RDEV] = a.rdev;
+    x[Slot.ATTR_SIZE] = a.size, x[Slot.ATTR_BLOCKS] = a.blocks;
+    x[Slot.ATTR_ATIME] = a.atimeSec, x[Slot.ATTR_ATIME_NSEC] = a.atimeNsec;
+    x[Slot.ATTR_MTIME] = a.mtimeSec, x[Slot.ATTR_MTIME_NSEC] = a.mtimeNsec;
+    x[Slot.ATTR_CTIME] = a.ctimeSec, x[Slot.ATTR_CTIME_NSEC] = a.ctimeNsec;
+    x[Slot.ATTR_TIMEOUT] = this.cache.attr;
+    x[Slot.ENTRY_TIMEOUT] = this.cache.entry;
   }
 
   private readonly answerEntry = (req: ll.Req, e: Entry): void => {
     this.putAttr(e.attr);
-    this.x[ll.NODEID] = e.ino;
-    this.x[ll.GENERATION] = e.generation;
+    this.x[Slot.NODEID] = e.ino;
+    this.x[Slot.GENERATION] = e.generation;
     this.n.replyEntry(req);
   };
   private readonly answerAttr = (req: ll.Req, a: Attr): void => {
@@ -221,8 +224,8 @@ export class Translator {
   };
   private readonly answerCreate = (req: ll.Req, c: CreateReply): void => {
     this.putAttr(c.entry.attr);
-    this.x[ll.NODEID] = c.entry.ino;
-    this.x[ll.GENERATION] = c.entry.generation;
+    this.x[Slot.NODEID] = c.entry.ino;
+    this.x[Slot.GENERATION] = c.entry.generation;
     const flags = (c.open.keepCache || this.cache.keepCache ? ll.OPEN_KEEP_CACHE : 0) | (c.open.directIo ? ll.OPEN_DIRECT_IO : 0);
     this.n.replyCreate(req, c.open.fh, flags);
   };
@@ -231,8 +234,9 @@ export class Translator {
   };
   private readonly answerStatfs = (req: ll.Req, s: Statfs): void => {
     const x = this.x;
-    x[0] = s.bsize, x[1] = s.frsize, x[2] = s.blocks, x[3] = s.bfree, x[4] = s.bavail;
-    x[5] = s.files, x[6] = s.ffree, x[7] = s.favail, x[8] = s.namemax;
+    x[Slot.STATFS_BSIZE] = s.bsize, x[Slot.STATFS_FRSIZE] = s.frsize, x[Slot.STATFS_BLOCKS] = s.blocks;
+    x[Slot.STATFS_BFREE] = s.bfree, x[Slot.STATFS_BAVAIL] = s.bavail, x[Slot.STATFS_FILES] = s.files;
+    x[Slot.STATFS_FFREE] = s.ffree, x[Slot.STATFS_FAVAIL] = s.favail, x[Slot.STATFS_NAMEMAX] = s.namemax;
     this.n.replyStatfs(req);
   };
   private readonly answerXattr = (req: ll.Req, v: Buffer): void => {
@@ -244,52 +248,31 @@ export class Translator {
 
   // ---- requests: one line of translation each ---------------------------------------------
 
-  readonly lookup = (req: ll.Req, parent: number, name: string): void => {
-    let r: Maybe<Entry>;
-    try { r = this.fs.lookup(parent, name); } catch (e) { return this.fail(req, 'lookup', parent, e); }
-    this.settle(req, 'lookup', parent, r, this.answerEntry);
-  };
+  readonly lookup = (req: ll.Req, parent: number, name: string): void => this.call(req, 'lookup', parent, this.answerEntry, parent, name);
 
   readonly forget = (ino: number, nlookup: number): void => {
     try { this.fs.forget(ino, nlookup); } catch (e) { console.error(`tarstack: forget (ino ${ino}) failed:`, e); }
   };
 
-  readonly getattr = (req: ll.Req, ino: number): void => {
-    let r: Maybe<Attr>;
-    try { r = this.fs.getattr(ino); } catch (e) { return this.fail(req, 'getattr', ino, e); }
-    this.settle(req, 'getattr', ino, r, this.answerAttr);
-  };
+  readonly getattr = (req: ll.Req, ino: number): void => this.call(req, 'getattr', ino, this.answerAttr, ino);
 
-  readonly readlink = (req: ll.Req, ino: number): void => {
-    let r: Maybe<string>;
-    try { r = this.fs.readlink(ino); } catch (e) { return this.fail(req, 'readlink', ino, e); }
-    this.settle(req, 'readlink', ino, r, this.answerReadlink);
-  };
+  readonly readlink = (req: ll.Req, ino: number): void => this.call(req, 'readlink', ino, this.answerReadlink, ino);
 
   readonly opendir = (req: ll.Req, ino: number): void => {
     if (this.openless) return void this.n.replyErr(req, ENOSYS);
-    let r: Maybe<number>;
-    try { r = this.fs.opendir(ino); } catch (e) { return this.fail(req, 'opendir', ino, e); }
-    this.settle(req, 'opendir', ino, r, this.answerOpendir);
+    this.call(req, 'opendir', ino, this.answerOpendir, ino);
   };
 
-  readonly releasedir = (req: ll.Req, ino: number, fh: number): void => {
-    try { this.fs.releasedir(ino, fh); } catch (e) { return this.fail(req, 'releasedir', ino, e); }
-    this.n.replyErr(req, 0);
-  };
+  readonly releasedir = (req: ll.Req, ino: number, fh: number): void => this.call(req, 'releasedir', ino, this.answerOk, ino, fh);
 
   readonly open = (req: ll.Req, ino: number, flags: number): void => {
     if (this.openless) return void this.n.replyErr(req, ENOSYS);
-    let r: Maybe<OpenReply>;
-    try { r = this.fs.open(ino, flags); } catch (e) { return this.fail(req, 'open', ino, e); }
-    this.settle(req, 'open', ino, r, this.answerOpen);
+    this.call(req, 'open', ino, this.answerOpen, ino, flags);
   };
 
   readonly read = (req: ll.Req, ino: number, fh: number, pos: number, size: number): void => {
     if (this.openless) return this.readOpenless(req, ino, pos, size);
-    let r: Maybe<ReadReply>;
-    try { r = this.fs.read(ino, fh, pos, size); } catch (e) { return this.fail(req, 'read', ino, e); }
-    this.settle(req, 'read', ino, r, this.answerRead);
+    this.call(req, 'read', ino, this.answerRead, ino, fh, pos, size);
   };
 
   private readOpenless(req: ll.Req, ino: number, pos: number, size: number): void {
@@ -323,29 +306,13 @@ export class Translator {
     if (isThenable(r)) r.catch((e: unknown) => console.error(`tarstack: release (ino ${ino}) failed:`, e));
   }
 
-  readonly release = (req: ll.Req, ino: number, fh: number): void => {
-    let r: Maybe<void>;
-    try { r = this.fs.release(ino, fh); } catch (e) { return this.fail(req, 'release', ino, e); }
-    this.settle(req, 'release', ino, r, this.answerOk);
-  };
+  readonly release = (req: ll.Req, ino: number, fh: number): void => this.call(req, 'release', ino, this.answerOk, ino, fh);
 
-  readonly statfs = (req: ll.Req, ino: number): void => {
-    let r: Maybe<Statfs>;
-    try { r = this.fs.statfs(ino); } catch (e) { return this.fail(req, 'statfs', ino, e); }
-    this.settle(req, 'statfs', ino, r, this.answerStatfs);
-  };
+  readonly statfs = (req: ll.Req, ino: number): void => this.call(req, 'statfs', ino, this.answerStatfs, ino);
 
-  readonly getxattr = (req: ll.Req, ino: number, name: string): void => {
-    let r: Maybe<Buffer>;
-    try { r = this.fs.getxattr(ino, name); } catch (e) { return this.fail(req, 'getxattr', ino, e); }
-    this.settle(req, 'getxattr', ino, r, this.answerXattr);
-  };
+  readonly getxattr = (req: ll.Req, ino: number, name: string): void => this.call(req, 'getxattr', ino, this.answerXattr, ino, name);
 
-  readonly listxattr = (req: ll.Req, ino: number): void => {
-    let r: Maybe<string[]>;
-    try { r = this.fs.listxattr(ino); } catch (e) { return this.fail(req, 'listxattr', ino, e); }
-    this.settle(req, 'listxattr', ino, r, this.answerXattrList);
-  };
+  readonly listxattr = (req: ll.Req, ino: number): void => this.call(req, 'listxattr', ino, this.answerXattrList, ino);
 
   // ---- directory listings ------------------------------------------------------------------
 
@@ -411,12 +378,12 @@ export class Translator {
    *  does not fit gives its lookup reference back: the kernel never saw it. */
   private addPlus(l: Listing, e: DirEntry, entry: Entry | undefined): boolean {
     if (entry === undefined) {
-      this.x[0] = e.ino;
-      this.x[1] = e.mode;
+      this.x[Slot.ATTR_INO] = e.ino;
+      this.x[Slot.ATTR_MODE] = e.mode;
       return this.n.dirAddPlus(l.req, e.name, e.next, 0);
     }
     this.putAttr(entry.attr);
-    this.x[ll.GENERATION] = entry.generation;
+    this.x[Slot.GENERATION] = entry.generation;
     if (!this.n.dirAddPlus(l.req, e.name, e.next, entry.ino)) {
       this.forget(entry.ino, 1);
       return false;

@@ -4,6 +4,7 @@
 // `hang` never answers getattr, `twice` answers getattr twice, `throws` throws in getattr.
 import { constants } from 'node:os';
 import * as ll from '../../src/fuse/lowlevel.js';
+import { Slot } from '../../src/fuse/lowlevel.js';
 
 const E = constants.errno;
 const S_IFDIR = 0o040000;
@@ -38,7 +39,7 @@ function nowPair(): [number, number] {
 
 function make(mode: number): Ino {
   const [s, ns] = nowPair();
-  const i: Ino = { ino: nextIno++, mode, nlink: 1, uid: x[ll.CTX]!, gid: x[ll.CTX + 1]!, rdev: 0, data: Buffer.alloc(0), xattrs: new Map(), t: [s, ns, s, ns, s, ns] };
+  const i: Ino = { ino: nextIno++, mode, nlink: 1, uid: x[Slot.CALLER_UID]!, gid: x[Slot.CALLER_GID]!, rdev: 0, data: Buffer.alloc(0), xattrs: new Map(), t: [s, ns, s, ns, s, ns] };
   if ((mode & 0o170000) === S_IFDIR) (i.children = new Map()), (i.nlink = 2);
   inodes.set(i.ino, i);
   return i;
@@ -49,10 +50,11 @@ root.ino = 1;
 inodes.set(1, root);
 
 function put(i: Ino): void {
-  x[0] = i.ino, x[1] = i.mode, x[2] = i.nlink, x[3] = i.uid, x[4] = i.gid, x[5] = i.rdev;
-  x[6] = i.data.length, x[7] = Math.ceil(i.data.length / 512);
-  for (let k = 0; k < 6; k++) x[8 + k] = i.t[k]!;
-  x[ll.GENERATION] = 0, x[ll.ATTR_TIMEOUT] = 0, x[ll.ENTRY_TIMEOUT] = 0, x[ll.NODEID] = i.ino;
+  x[Slot.ATTR_INO] = i.ino, x[Slot.ATTR_MODE] = i.mode, x[Slot.ATTR_NLINK] = i.nlink;
+  x[Slot.ATTR_UID] = i.uid, x[Slot.ATTR_GID] = i.gid, x[Slot.ATTR_RDEV] = i.rdev;
+  x[Slot.ATTR_SIZE] = i.data.length, x[Slot.ATTR_BLOCKS] = Math.ceil(i.data.length / 512);
+  [x[Slot.ATTR_ATIME], x[Slot.ATTR_ATIME_NSEC], x[Slot.ATTR_MTIME], x[Slot.ATTR_MTIME_NSEC], x[Slot.ATTR_CTIME], x[Slot.ATTR_CTIME_NSEC]] = i.t;
+  x[Slot.GENERATION] = 0, x[Slot.ATTR_TIMEOUT] = 0, x[Slot.ENTRY_TIMEOUT] = 0, x[Slot.NODEID] = i.ino;
 }
 function entry(req: number, i: Ino): void {
   put(i);
@@ -94,7 +96,7 @@ const handlers: ll.Handlers = {
   },
   setattr(req, ino, toSet, fh) {
     const i = inodes.get(ino)!;
-    const v = Array.from(x.subarray(ll.IN, ll.IN + 10));
+    const v = Array.from(x.subarray(Slot.SET_MODE, Slot.SET_CTIME_NSEC + 1));
     log.push({ op: 'setattr', ino, toSet, fh, v });
     if (toSet & ll.SETATTR_MODE) i.mode = (i.mode & 0o170000) | (v[0]! & 0o7777);
     if (toSet & ll.SETATTR_SIZE) {
@@ -114,7 +116,7 @@ const handlers: ll.Handlers = {
     n.replyReadlink(req, inodes.get(ino)!.target!);
   },
   mknod(req, parent, name, mode, rdev) {
-    log.push({ op: 'mknod', name, mode, rdev, umask: x[ll.CTX + 3] });
+    log.push({ op: 'mknod', name, mode, rdev, umask: x[Slot.CALLER_UMASK] });
     const i = addNew(req, parent, name, mode);
     if (i) (i.rdev = rdev), entry(req, i);
   },
@@ -167,7 +169,7 @@ const handlers: ll.Handlers = {
     n.replyOpen(req, ino, ll.OPEN_DIRECT_IO);
   },
   create(req, parent, name, mode, flags) {
-    log.push({ op: 'create', name, mode, flags, umask: x[ll.CTX + 3] });
+    log.push({ op: 'create', name, mode, flags, umask: x[Slot.CALLER_UMASK] });
     const i = addNew(req, parent, name, mode);
     if (!i) return;
     put(i);
@@ -218,7 +220,7 @@ const handlers: ll.Handlers = {
   releasedir: (req) => void n.replyErr(req, 0),
   statfs(req) {
     x.fill(0, 0, 9);
-    x[0] = 512, x[1] = 512, x[8] = 255;
+    x[Slot.STATFS_BSIZE] = 512, x[Slot.STATFS_FRSIZE] = 512, x[Slot.STATFS_NAMEMAX] = 255;
     n.replyStatfs(req);
   },
   setxattr(req, ino, name, value, flags) {
