@@ -1,19 +1,44 @@
-// The measurements, each a named case (the names --only takes). A case's run() makes one
-// measurement on one peer, a sample per figure; main.ts interleaves peers run by run and reports
-// medians. Cold runs remount the peer and drop the page cache first.
+// The measurements, each a named case (the names the bench takes on its command line), grouped in
+// suites that share data and peers. A case's run() makes one measurement on one peer, a sample per
+// figure; main.ts interleaves peers run by run and reports medians. Cold runs remount the peer and
+// drop the page cache first. This file: the types, the helpers every suite uses, and the `peers`
+// suite (tarstack against kernel overlayfs, fuse-overlayfs and archivemount on TARGETS.md's data).
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Shape, ShapeKind } from './data.js';
-import type { Mounted, Peer } from './peers.js';
-import { aboveNodeAtMost, ratioAtMost, secondsAtMost, shareAtLeast, type Cell, type FigureSpec } from './report.js';
+import { loadShape, type Shape, type ShapeKind } from './data.js';
+import { makePeers, type Mounted, type Peer, type Source } from './peers.js';
+import { aboveNodeAtMost, ratioAtMost, secondsAtMost, shareAtLeast, type Cell, type FigureSpec, type Section } from './report.js';
 import { dropCaches, run, sh, statusKiB, type RunResult } from './sys.js';
 import { workJob } from './verify.js';
+
+export interface Options {
+  quick: boolean;
+  data: string; // data and scratch dir
+  tarstack: string; // the checkout measured
+  variants: Map<string, string>; // binding suite: extra libfuse3 binding peers, name → SessionConfig JSON
+  formats: string[]; // compressed suite: gzip, zstd, zstd-seekable
+  mib: number; // compressed suite: MiB of each data set
+  sessions: number; // sessions suite: mounts served by one process
+}
 
 export interface Ctx {
   reps: number;
   timeoutS: number; // one timed operation; longer counts as "> timeoutS s"
   fioSeconds: number;
+  opts: Options;
   nodeBaselineKiB(): Promise<number>;
+}
+
+/** A group of cases on the same data and peers, reported as one table. */
+export interface Suite {
+  section: Section;
+  /** Its peers, in column order (probed before use; --peers filters them by id). */
+  peers(workDir: string, o: Options): Peer[];
+  /** Loads (or makes, once) the data a case needs; described for the report. */
+  source(name: string, o: Options, log: (s: string) => void): Promise<{ source: Source; describe: string }>;
+  cases(o: Options): Case[];
+  /** Cases run when the suite is named without listing cases. */
+  defaults?: string[];
 }
 
 /** One run's result for one figure: a value in the figure's unit, or a note saying why there is none. */
@@ -21,26 +46,29 @@ export interface Sample {
   value?: number;
   sync?: number; // seconds of the `sync` included in value (write cases)
   aboveNode?: number; // MiB above a bare node process (peak RSS of tarstack)
+  also?: Record<string, number>; // more numbers shown beside the value, as medians (requests, CPU s…)
   note?: string;
 }
 
 export interface Case {
   name: string;
-  shape: ShapeKind;
+  source: string; // what Suite.source() loads
   writes?: true; // needs a writable peer
   daemonOnly?: true; // meaningless for the kernel (no process to measure)
   single?: true; // one run only, whatever --reps says
   figures: FigureSpec[];
+  /** Whether a peer takes part (default: all the suite's peers that can). */
+  takes?(peer: Peer): boolean;
   /** One measurement on peer; throws Timeout when an operation passes ctx.timeoutS. */
-  run(peer: Peer, shape: Shape, ctx: Ctx): Promise<Record<string, Sample>>;
+  run(peer: Peer, source: Source, ctx: Ctx): Promise<Record<string, Sample>>;
 }
 
 /** A timed operation on a mount: its value in the figure's unit. */
 type Op = (m: Mounted, shape: Shape, ctx: Ctx) => Promise<number>;
 
-export class Timeout extends Error {}
+export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+export class Timeout extends Error {}
 
 /** The cell of one peer and figure: medians of the runs' values, sync share and notes kept. */
 export function summarize(samples: Sample[]): Cell {
@@ -50,6 +78,9 @@ export function summarize(samples: Sample[]): Cell {
   const cell: Cell = { value: median(runs), runs };
   const syncs = samples.flatMap((s) => (s.sync === undefined ? [] : [s.sync]));
   if (syncs.length > 0) notes.unshift(`sync ${median(syncs).toPrecision(2)} s`);
+  const also = new Map<string, number[]>();
+  for (const s of samples) for (const [k, v] of Object.entries(s.also ?? {})) also.set(k, [...(also.get(k) ?? []), v]);
+  for (const [k, vs] of [...also].reverse()) notes.unshift(`${k} ${Number(median(vs).toPrecision(3))}`);
   const above = samples.flatMap((s) => (s.aboveNode === undefined ? [] : [s.aboveNode]));
   if (above.length > 0) {
     cell.aboveNode = median(above);
@@ -60,7 +91,7 @@ export function summarize(samples: Sample[]): Cell {
 }
 
 /** Seconds of a command that must succeed within ctx.timeoutS. */
-function ok(r: RunResult, what: string): number {
+export function ok(r: RunResult, what: string): number {
   if (r.timedOut) throw new Timeout();
   if (r.code !== 0) throw new Error(`${what}: exit ${r.code}: ${r.stderr.trim().split('\n').slice(-2).join(' ')}`);
   return r.seconds;
@@ -97,10 +128,10 @@ const randRead: Op = async (m, shape, ctx) => {
   return (JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { jobs: { read: { iops: number } }[] }).jobs[0]!.read.iops;
 };
 
-const secs = (id: string, label: string, target?: FigureSpec['target']): FigureSpec => ({ id, label, unit: 's', better: 'lower', ...(target ? { target } : {}) });
+export const secs = (id: string, label: string, target?: FigureSpec['target']): FigureSpec => ({ id, label, unit: 's', better: 'lower', ...(target ? { target } : {}) });
 const readCase = (name: string, shape: ShapeKind, spec: FigureSpec, temp: 'cold' | 'warm', op: Op): Case => ({
-  name, shape, figures: [spec],
-  run: async (peer, s, ctx) => ({ [spec.id]: { value: await once(peer, s, ctx, temp, op) } }),
+  name, source: shape, figures: [spec],
+  run: async (peer, s, ctx) => ({ [spec.id]: { value: await once(peer, s as Shape, ctx, temp, op) } }),
 });
 
 /**
@@ -109,7 +140,7 @@ const readCase = (name: string, shape: ShapeKind, spec: FigureSpec, temp: 'cold'
  */
 function peakRss(name: string, shape: ShapeKind, label: string, aboveNodeMiB: number, walkLimitS: number): Case {
   return {
-    name, shape, daemonOnly: true, single: true,
+    name, source: shape, daemonOnly: true, single: true,
     figures: [{ id: name, label, unit: 'MiB', better: 'lower', target: aboveNodeAtMost(aboveNodeMiB) }],
     async run(peer, s, ctx) {
       const m = await peer.mount(s, 'again');
@@ -128,18 +159,18 @@ function peakRss(name: string, shape: ShapeKind, label: string, aboveNodeMiB: nu
 /** A write case: a fresh writable mount, drop caches, the op, then `sync`; value = op + sync. */
 function writeCase(name: string, shape: ShapeKind, label: string, target: FigureSpec['target'], op: Op): Case {
   return {
-    name, shape, writes: true, figures: [secs(name, label, target)],
+    name, source: shape, writes: true, figures: [secs(name, label, target)],
     async run(peer, s, ctx) {
       const m = await peer.mount(s, 'writable');
       dropCaches();
-      const opSeconds = await op(m, s, ctx);
+      const opSeconds = await op(m, s as Shape, ctx);
       const sync = ok(await run('sync', [], { timeoutS: ctx.timeoutS }), 'sync');
       return { [name]: { value: opSeconds + sync, sync } };
     },
   };
 }
 
-async function job(args: string[], ctx: Ctx): Promise<number> {
+export async function job(args: string[], ctx: Ctx): Promise<number> {
   try {
     return (await workJob<{ seconds: number }>(args, ctx.timeoutS)).seconds;
   } catch (e) {
@@ -148,9 +179,9 @@ async function job(args: string[], ctx: Ctx): Promise<number> {
   }
 }
 
-export const CASES: Case[] = [
+const CASES: Case[] = [
   {
-    name: 'first-mount', shape: 'many',
+    name: 'first-mount', source: 'many',
     figures: [secs('first-mount', 'first mount incl. index, `many`, cold', secondsAtMost(1))],
     async run(peer, s) {
       await peer.unmount();
@@ -159,7 +190,7 @@ export const CASES: Case[] = [
     },
   },
   {
-    name: 'remount', shape: 'many',
+    name: 'remount', source: 'many',
     figures: [
       secs('remount', 'remount with a cached index, `many`, cold: CLI wall time', secondsAtMost(0.25)),
       secs('remount-ready', 'remount: server process start → first answered stat (±5 ms)', secondsAtMost(0.1)),
@@ -208,4 +239,23 @@ export const CASES: Case[] = [
   peakRss('million', 'million', 'daemon peak RSS after walking and reading 1,000,000 members', 150, 900),
 ];
 
-export const DEFAULT_CASES = CASES.filter((c) => c.name !== 'million').map((c) => c.name);
+/** tarstack against its peers on TARGETS.md's shapes (bench/data.ts). */
+export const peersSuite: Suite = {
+  section: { id: 'peers', title: 'tarstack against kernel overlayfs, fuse-overlayfs and archivemount', subject: 'tarstack', reference: 'kernel overlayfs' },
+  peers: (workDir, o) => makePeers(workDir, o.tarstack),
+  async source(name, o, log) {
+    const shape = await loadShape(o.data, name as ShapeKind, o.quick, log);
+    return { source: shape, describe: describeShape(shape) };
+  },
+  cases: () => CASES,
+  defaults: CASES.filter((c) => c.name !== 'million').map((c) => c.name),
+};
+
+function describeShape(s: Shape): string {
+  const m = s.manifest;
+  const n = (x: number): string => x.toLocaleString('en-US');
+  const what = m.bigFile
+    ? `${m.files} files (${(m.bigFile.bytes / 2 ** 30).toFixed(2)} GiB + ${m.files - 1} × ${((m.totalBytes - m.bigFile.bytes) / (m.files - 1) / 2 ** 20).toFixed(0)} MiB)`
+    : `${n(m.files)} files in ${n(m.dirs)} dirs`;
+  return `${s.name} = ${what}, tar ${(m.tarBytes / 1e6).toFixed(0)} MB`;
+}

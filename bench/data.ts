@@ -4,7 +4,7 @@
 import { createCipheriv, createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, statfsSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { removeTree } from './mounts.js';
+import { removeTree } from '../src/util/remove-tree.js';
 import { runOk } from './sys.js';
 
 export type ShapeKind = 'many' | 'big' | 'million';
@@ -81,7 +81,7 @@ export async function loadShape(dataDir: string, kind: ShapeKind, quick: boolean
     if (m.version === FORMAT_VERSION && JSON.stringify(m.spec) === JSON.stringify(spec)) manifest = m;
   }
   if (!manifest) {
-    removeTree(dir);
+    removeTree(dir, { mounts: 'force' });
     mkdirSync(dir, { recursive: true });
     const fs = statfsSync(dir);
     const free = fs.bavail * fs.bsize;

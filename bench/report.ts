@@ -1,6 +1,8 @@
-// Figures, the targets of /work/shared/TARGETS.md, and the report: a markdown table (one row per
-// figure, peers side by side, tarstack's ratios and the target check) or JSON for machines.
-export type Unit = 's' | 'MiB/s' | 'IOPS' | 'MiB';
+// Figures, the targets of /work/shared/TARGETS.md, and the report: per suite, a markdown table (one
+// row per figure, peers side by side, the subject's ratios and the target check) or JSON for
+// machines. A suite names its subject (tarstack, its FUSE binding, tarstack-overlay) and the peer
+// its first ratio is taken to (kernel overlayfs, or decompressing the archive once).
+export type Unit = 's' | 'ms' | 'MiB/s' | 'IOPS' | 'MiB' | 'KiB' | '%' | 'threads';
 
 export interface Cell {
   value?: number; // the median, in the figure's unit
@@ -10,10 +12,18 @@ export interface Cell {
   aboveNode?: number; // peak RSS minus a bare node process's, in MiB (tarstack)
 }
 
+/** Whose figures a table is about, and what its first ratio divides by. */
+export interface Section {
+  id: string;
+  title: string;
+  subject: string; // a peer name
+  reference?: string; // a peer name; none where the figures are absolute (one peer)
+}
+
 export interface Target {
   text: string;
-  /** true/false, or undefined when tarstack has no figure to check. */
-  met(cells: Record<string, Cell>): boolean | undefined;
+  /** true/false, or undefined when the subject has no figure to check. */
+  met(cells: Record<string, Cell>, s: Section): boolean | undefined;
 }
 
 export interface FigureSpec {
@@ -25,6 +35,7 @@ export interface FigureSpec {
 }
 
 export interface FigureResult extends FigureSpec {
+  section: string; // Section.id
   cells: Record<string, Cell>; // by peer name
 }
 
@@ -36,6 +47,7 @@ export interface Meta {
   quick: boolean;
   reps: number;
   shapes: string[];
+  sections: Section[];
   peers: { name: string; fuse: boolean; version: string; unavailable?: string; writable: boolean; notes: string[] }[];
   nodeBaselineMiB?: number;
   seconds?: number;
@@ -43,45 +55,50 @@ export interface Meta {
   busyStarts?: [number, number]; // cases that began on busy CPUs, of all cases measured
 }
 
-const KERNEL = 'kernel overlayfs';
-const TARSTACK = 'tarstack';
-
 const num = (c: Cell | undefined): number | undefined => (c && !c.excluded ? c.value : undefined);
-const ratioTo = (cells: Record<string, Cell>, peer: string): number | undefined => {
-  const t = num(cells[TARSTACK]);
+const ratioOf = (cells: Record<string, Cell>, subject: string, peer: string | undefined): number | undefined => {
+  if (peer === undefined) return undefined;
+  const t = num(cells[subject]);
   const p = num(cells[peer]);
   return t !== undefined && p !== undefined && p > 0 ? t / p : undefined;
 };
 
 export const ratioAtMost = (r: number): Target => ({
   text: `≤ ${r}× kernel`,
-  met: (c) => map(ratioTo(c, KERNEL), (x) => x <= r),
+  met: (c, s) => map(ratioOf(c, s.subject, s.reference), (x) => x <= r),
 });
-export const shareAtLeast = (r: number): Target => ({
-  text: `≥ ${r * 100} % of kernel`,
-  met: (c) => map(ratioTo(c, KERNEL), (x) => x >= r),
+export const shareAtLeast = (r: number, of = 'kernel'): Target => ({
+  text: `≥ ${r * 100} % of ${of}`,
+  met: (c, s) => map(ratioOf(c, s.subject, s.reference), (x) => x >= r),
 });
-export const secondsAtMost = (s: number): Target => ({
-  text: `≤ ${s} s`,
-  met: (c) => map(num(c[TARSTACK]), (x) => x <= s),
+/** The subject at most `r` times the reference (a decompressor: "≤ 1.3× gzip -dc"). */
+export const timesAtMost = (r: number, of: string): Target => ({
+  text: `≤ ${r}× ${of}`,
+  met: (c, s) => map(ratioOf(c, s.subject, s.reference), (x) => x <= r),
+});
+export const secondsAtMost = (v: number): Target => valueAtMost(v, 's');
+export const valueAtMost = (v: number, unit: Unit): Target => ({
+  text: `≤ ${v} ${unit}`,
+  met: (c, s) => map(num(c[s.subject]), (x) => x <= v),
 });
 export const aboveNodeAtMost = (mib: number): Target => ({
   text: `≤ ${mib} MiB above bare node`,
-  met: (c) => map(c[TARSTACK]?.aboveNode, (x) => x <= mib),
+  met: (c, s) => map(c[s.subject]?.aboveNode, (x) => x <= mib),
 });
 const map = <T, U>(v: T | undefined, f: (v: T) => U): U | undefined => (v === undefined ? undefined : f(v));
 
-/** The best FUSE peer other than tarstack, for the second ratio. */
-function bestFuse(f: FigureResult, meta: Meta): { peer: string; ratio: number } | undefined {
-  const fuse = meta.peers.filter((p) => p.fuse && p.name !== TARSTACK && num(f.cells[p.name]) !== undefined);
-  if (fuse.length === 0) return undefined;
-  const sign = f.better === 'lower' ? 1 : -1;
-  const best = fuse.reduce((a, b) => (sign * num(f.cells[b.name])! < sign * num(f.cells[a.name])! ? b : a));
-  const ratio = ratioTo(f.cells, best.name);
-  return ratio === undefined ? undefined : { peer: best.name, ratio };
+/** The best FUSE peer other than the subject, for the second ratio. */
+function bestFuse(f: FigureResult, s: Section, meta: Meta): { peer: string; ratio: number } | undefined {
+  let best: { peer: string; value: number } | undefined;
+  for (const p of meta.peers) {
+    const v = num(f.cells[p.name]);
+    if (!p.fuse || p.name === s.subject || v === undefined || v <= 0) continue;
+    if (!best || (f.better === 'lower' ? v < best.value : v > best.value)) best = { peer: p.name, value: v };
+  }
+  const t = num(f.cells[s.subject]);
+  return best && t !== undefined ? { peer: best.peer, ratio: t / best.value } : undefined;
 }
 
-/** Three significant digits below 10 (and 0 as 0), whole numbers above. */
 const sig = (v: number): string => (v === 0 ? '0' : v < 10 ? v.toPrecision(3) : v < 100 ? v.toFixed(1) : v.toFixed(0));
 const fmt = (v: number, unit: Unit): string => `${sig(v)} ${unit}`;
 const ratio = (r: number): string => `${r >= 0.1 ? r.toFixed(2) : r.toPrecision(2)}×`;
@@ -94,12 +111,28 @@ function cellText(c: Cell | undefined, unit: Unit): string {
   return parts.join(' ') || '—';
 }
 
+function table(s: Section, figures: FigureResult[], meta: Meta): string[] {
+  // the section's columns: peers with a cell in it, in the report's peer order
+  const peers = meta.peers.map((p) => p.name).filter((n) => figures.some((f) => f.cells[n]));
+  const short = (name: string) => (name === 'kernel overlayfs' ? 'kernel' : name);
+  const lines = [`| figure | ${peers.join(' | ')} | ${s.reference ? `${s.subject} ÷ ${short(s.reference)}` : 'ratio'} | ${s.subject} ÷ best FUSE | target | met |`];
+  lines.push(`|---|${peers.map(() => '---:').join('|')}|---:|---:|---|:-:|`);
+  for (const f of figures) {
+    const rk = ratioOf(f.cells, s.subject, s.reference);
+    const bf = bestFuse(f, s, meta);
+    const met = f.target?.met(f.cells, s);
+    lines.push(`| ${f.label} | ${peers.map((p) => cellText(f.cells[p], f.unit)).join(' | ')} | ` +
+      `${rk === undefined ? '—' : ratio(rk)} | ${bf ? `${ratio(bf.ratio)} ${bf.peer}` : '—'} | ` +
+      `${f.target?.text ?? '—'} | ${met === undefined ? '' : met ? '✓' : '✗'} |`);
+  }
+  return lines;
+}
+
 export function markdown(figures: FigureResult[], meta: Meta): string {
-  const peers = meta.peers.map((p) => p.name);
   const lines = [
     `# tarstack bench, ${meta.date}`,
     '',
-    `Linux ${meta.kernel}, ${meta.cpus} CPUs, node ${meta.node}; ${meta.quick ? '--quick (shapes 10× smaller, 1 run each)' : `median of ${meta.reps}`}; ` +
+    `Linux ${meta.kernel}, ${meta.cpus} CPUs, node ${meta.node}; ${meta.quick ? '--quick (data 10× smaller, 1 run each)' : `median of ${meta.reps}`}; ` +
       `"cold" = remount + drop_caches before each run.` + (meta.seconds ? ` Run took ${(meta.seconds / 60).toFixed(1)} min.` : ''),
     `Data: ${meta.shapes.join('; ')}.`,
     `Peers: ${meta.peers.map((p) => `${p.name} ${p.version}${p.unavailable ? ` (not run: ${p.unavailable})` : ''}${p.unavailable || p.writable ? '' : ' (read-only)'}`).join('; ')}.`,
@@ -108,28 +141,30 @@ export function markdown(figures: FigureResult[], meta: Meta): string {
   if (meta.busyStarts?.[0]) lines.push(`**${meta.busyStarts[0]} of ${meta.busyStarts[1]} runs began while other processes kept the CPUs ≥ 15 % busy**: treat those figures with care.`);
   if (meta.nodeBaselineMiB !== undefined) lines.push(`Bare \`node\` process peak RSS (VmHWM): ${meta.nodeBaselineMiB.toFixed(0)} MiB.`);
   for (const p of meta.peers) for (const n of p.notes) lines.push(`- ${p.name}: ${n}`);
-  lines.push('', `| figure | ${peers.join(' | ')} | tarstack ÷ kernel | tarstack ÷ best FUSE | target | met |`);
-  lines.push(`|---|${peers.map(() => '---:').join('|')}|---:|---:|---|:-:|`);
-  for (const f of figures) {
-    const rk = ratioTo(f.cells, KERNEL);
-    const bf = bestFuse(f, meta);
-    const met = f.target?.met(f.cells);
-    lines.push(`| ${f.label} | ${peers.map((p) => cellText(f.cells[p], f.unit)).join(' | ')} | ` +
-      `${rk === undefined ? '—' : ratio(rk)} | ${bf ? `${ratio(bf.ratio)} ${bf.peer}` : '—'} | ` +
-      `${f.target?.text ?? '—'} | ${met === undefined ? '' : met ? '✓' : '✗'} |`);
+  for (const s of meta.sections) {
+    const mine = figures.filter((f) => f.section === s.id);
+    if (mine.length === 0) continue;
+    if (meta.sections.length > 1) lines.push('', `## ${s.title}`);
+    lines.push('', ...table(s, mine, meta));
   }
   return lines.join('\n') + '\n';
 }
 
 export function json(figures: FigureResult[], meta: Meta): string {
+  const sections = new Map(meta.sections.map((s) => [s.id, s]));
   return JSON.stringify({
     meta,
-    figures: figures.map((f) => ({
-      id: f.id, label: f.label, unit: f.unit, better: f.better, cells: f.cells,
-      ratioToKernel: ratioTo(f.cells, KERNEL) ?? null,
-      ratioToBestFuse: bestFuse(f, meta) ?? null,
-      target: f.target?.text ?? null,
-      met: f.target?.met(f.cells) ?? null,
-    })),
+    figures: figures.map((f) => {
+      const s = sections.get(f.section)!;
+      return {
+        id: f.id, section: f.section, label: f.label, unit: f.unit, better: f.better, cells: f.cells,
+        subject: s.subject, reference: s.reference,
+        ratioToReference: ratioOf(f.cells, s.subject, s.reference) ?? null,
+        ratioToKernel: ratioOf(f.cells, s.subject, 'kernel overlayfs') ?? null,
+        ratioToBestFuse: bestFuse(f, s, meta) ?? null,
+        target: f.target?.text ?? null,
+        met: f.target?.met(f.cells, s) ?? null,
+      };
+    }),
   }, null, 1) + '\n';
 }

@@ -1,22 +1,24 @@
-// What one more FUSE session costs the process that serves it (issue 14: one server, many mounts):
-// a child serves N mounts of a trivial in-memory FileSystem through the native binding, this
-// process reads every mount (a small file from memory, a file served from an fd range through the
-// read pool), and the child reports its RSS and thread count after 1 and after N sessions.
-//   node dist/bench/sessions.js [--sessions N] [--write] [--dir DIR] [--json]
-// --write mounts them writable and also writes 4 MiB to each (1 MiB WRITE requests).
-// Needs /dev/fuse (root, or fusermount3). Kept apart from bench/main.ts on purpose: it measures the
-// binding, not tarstack against its peers. Leaves no mount or process behind, also on failure.
-import { fork, spawnSync, type ChildProcess } from 'node:child_process';
+// The `sessions` suite: what one more FUSE session costs the process that serves it (issue 14: one
+// server, many mounts). A child serves N mounts (--sessions, default 100) of a trivial in-memory
+// FileSystem through the native binding, this process reads every mount (a small file from memory,
+// a file served from an fd range through the read pool), and the child reports its RSS and thread
+// count after 1 and after N sessions. `sessions-write` mounts them writable and also writes 4 MiB
+// to each (1 MiB WRITE requests). Needs /dev/fuse. Measures the binding itself, so its one peer is
+// the binding; the figures are absolute. Leaves no mount or process behind, also on failure.
+import { fork, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import { mountNative, type NativeMounted } from '../src/fuse/native-backend.js';
 import type { Attr, CreateReply, DirEntry, Entry, FileSystem, OpenReply, ReadReply, Statfs, WritableFileSystem } from '../src/vfs/api.js';
 import { ROOT_INO } from '../src/vfs/api.js';
 import { fsError } from '../src/util/errors.js';
-import { listMounts } from '../src/util/mounts.js';
+import { removeTree } from '../src/util/remove-tree.js';
 import { S_IFDIR, S_IFREG } from '../src/vfs/mode.js';
+import type { Case, Sample, Suite } from './cases.js';
+import { BindingPeer } from './peers.js';
+import type { FigureSpec } from './report.js';
+import { onCleanup } from './sys.js';
 
 const SMALL = Buffer.from('a small file served from memory\n');
 const RANGED_SIZE = 1 << 20; // one 1 MiB request: a read-pool worker's buffer, fully used
@@ -191,84 +193,96 @@ function exercise(mountpoints: string[], write: boolean): void {
   }
 }
 
-/** Aborts and detaches whatever is still mounted below `dir` (a failed run), then removes it. */
-function cleanup(dir: string): void {
-  for (const m of listMounts()) {
-    if (!m.mountpoint.startsWith(dir + '/')) continue;
-    try {
-      fs.writeFileSync(`/sys/fs/fuse/connections/${m.majorMinor.split(':')[1]}/abort`, '1');
-    } catch { /* not root: the lazy unmount still detaches it */ }
-    spawnSync('umount', ['-l', m.mountpoint]);
-  }
-  if (!listMounts().some((m) => m.mountpoint.startsWith(dir + '/'))) fs.rmSync(dir, { recursive: true, force: true });
+interface Result {
+  one: { rssKiB: number; threads: number; mountMs: number };
+  all: { rssKiB: number; threads: number; mountMsEach: number };
+  perAddedSession: { rssKiB: number; anonKiB: number; threads: number; heapKiB: number };
+  afterUnmount: { rssKiB: number; threads: number; unmountMsEach: number };
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { sessions: { type: 'string', default: '100' }, dir: { type: 'string' }, json: { type: 'boolean', default: false }, write: { type: 'boolean', default: false } } });
-  const n = Number(values.sessions);
-  if (!(n >= 2)) throw new Error('--sessions must be at least 2');
-  const dir = fs.mkdtempSync(join(values.dir ?? tmpdir(), 'tarstack-sessions-'));
+/** One measurement: a serving child with n sessions, in a fresh dir under `scratch`. */
+async function measureSessions(n: number, write: boolean, scratch: string): Promise<Result> {
+  fs.mkdirSync(scratch, { recursive: true });
+  const dir = fs.mkdtempSync(join(scratch, 'sessions-'));
   const backing = join(dir, 'backing');
   fs.writeFileSync(backing, Buffer.alloc(RANGED_SIZE, 0x5a));
   const mps = Array.from({ length: n }, (_, i) => join(dir, `m${i}`));
   for (const mp of mps) fs.mkdirSync(mp);
-  const proc = fork(new URL(import.meta.url).pathname, ['--serve', backing], {
+  const proc = fork(fileURLToPath(import.meta.url), ['--serve', backing], {
     execArgv: ['--expose-gc'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    env: { ...process.env, SESSIONS_WRITE: values.write ? '1' : '0' },
+    env: { ...process.env, SESSIONS_WRITE: write ? '1' : '0' },
   });
   const child = new Child(proc);
-  const onExit = (): void => {
+  const end = (): void => {
     if (proc.exitCode === null) proc.kill('SIGKILL');
-    cleanup(dir);
+    removeTree(dir, { mounts: 'force' }); // a failed run's mounts are aborted and detached first
   };
-  process.on('SIGINT', () => (onExit(), process.exit(130)));
+  const release = onCleanup(end); // Ctrl-C or a crash of the bench
   try {
-    const bare = await child.next('ready');
+    await child.next('ready');
     const first = await child.ask({ type: 'mount', mountpoints: mps.slice(0, 1) }, 'mounted');
-    exercise(mps.slice(0, 1), values.write!);
+    exercise(mps.slice(0, 1), write);
     const one = await child.ask({ type: 'usage' }, 'usage');
     const rest = await child.ask({ type: 'mount', mountpoints: mps.slice(1) }, 'mounted');
-    exercise(mps, values.write!);
-    exercise(mps, values.write!); // twice: whatever a session keeps after use is in the figure
+    exercise(mps, write);
+    exercise(mps, write); // twice: whatever a session keeps after use is in the figure
     const all = await child.ask({ type: 'usage' }, 'usage');
     const t0 = process.hrtime.bigint();
     const after = await child.ask({ type: 'unmount' }, 'unmounted');
     const unmountMs = Number(process.hrtime.bigint() - t0) / 1e6;
     const per = (k: keyof Usage): number => ((all[k] as number) - (one[k] as number)) / (n - 1);
-    const result = {
-      sessions: n,
-      bare: { rssKiB: bare.rssKiB, anonKiB: bare.anonKiB, threads: bare.threads, heapKiB: bare.heapKiB },
-      one: { rssKiB: one.rssKiB, anonKiB: one.anonKiB, threads: one.threads, heapKiB: one.heapKiB, mountMs: first.msEach },
-      all: { rssKiB: all.rssKiB, anonKiB: all.anonKiB, threads: all.threads, heapKiB: all.heapKiB, mountMsEach: rest.msEach },
-      perAddedSession: { rssKiB: Math.round(per('rssKiB')), anonKiB: Math.round(per('anonKiB')), threads: per('threads'), heapKiB: Math.round(per('heapKiB')) },
-      afterUnmount: { rssKiB: after.rssKiB, threads: after.threads, unmountMsEach: unmountMs / n },
+    return {
+      one: { rssKiB: one.rssKiB as number, threads: one.threads as number, mountMs: first.msEach as number },
+      all: { rssKiB: all.rssKiB as number, threads: all.threads as number, mountMsEach: rest.msEach as number },
+      perAddedSession: { rssKiB: per('rssKiB'), anonKiB: per('anonKiB'), threads: per('threads'), heapKiB: per('heapKiB') },
+      afterUnmount: { rssKiB: after.rssKiB as number, threads: after.threads as number, unmountMsEach: unmountMs / n },
     };
-    if (values.json) {
-      console.log(JSON.stringify(result, null, 2));
-    } else {
-      const mib = (k: unknown): string => ((k as number) / 1024).toFixed(1);
-      console.log(`| sessions | RSS MiB | of it anonymous | V8 heap MiB | threads |\n|---|---|---|---|---|`);
-      console.log(`| 0 | ${mib(bare.rssKiB)} | ${mib(bare.anonKiB)} | ${mib(bare.heapKiB)} | ${bare.threads} |`);
-      console.log(`| 1 | ${mib(one.rssKiB)} | ${mib(one.anonKiB)} | ${mib(one.heapKiB)} | ${one.threads} |`);
-      console.log(`| ${n} | ${mib(all.rssKiB)} | ${mib(all.anonKiB)} | ${mib(all.heapKiB)} | ${all.threads} |`);
-      console.log(`| ${n}, all unmounted | ${mib(after.rssKiB)} | ${mib(after.anonKiB)} | ${mib(after.heapKiB)} | ${after.threads} |`);
-      const p = result.perAddedSession;
-      console.log(`\nper added session: ${p.rssKiB} KiB RSS (${p.anonKiB} KiB anonymous, ${p.heapKiB} KiB V8 heap), ${p.threads.toFixed(2)} threads; mount ${Number(rest.msEach).toFixed(1)} ms each, unmount ${(unmountMs / n).toFixed(1)} ms each`);
-    }
   } finally {
-    onExit();
+    end();
+    release();
   }
 }
 
+function sessionsCase(name: string, write: boolean, n: number): Case {
+  const what = write ? `${n} writable sessions (4 MiB written to each)` : `${n} sessions`;
+  const fig = (id: string, label: string, unit: FigureSpec['unit']): FigureSpec => ({ id: `${name}-${id}`, label: `${what}: ${label}`, unit, better: 'lower' });
+  const figures = [
+    fig('rss', 'RSS of the serving process per added session', 'KiB'),
+    fig('anon', 'of it anonymous (not file-backed)', 'KiB'),
+    fig('heap', 'of it V8 heap', 'KiB'),
+    fig('threads', 'threads per added session', 'threads'),
+    fig('rss-all', 'RSS of the serving process with all mounted', 'MiB'),
+    fig('mount', 'mount, each', 'ms'),
+    fig('unmount', 'unmount, each', 'ms'),
+  ];
+  return {
+    name, source: 'tiny', figures, takes: (p) => p.id === 'native',
+    async run(_peer, _s, ctx) {
+      const r = await measureSessions(n, write, join(ctx.opts.data, 'run', 'sessions'));
+      const v = (value: number, also?: Record<string, number>): Sample => ({ value, ...(also ? { also } : {}) });
+      const [rss, anon, heap, threads, rssAll, mount, unmount] = figures.map((f) => f.id);
+      return {
+        [rss!]: v(r.perAddedSession.rssKiB), [anon!]: v(r.perAddedSession.anonKiB), [heap!]: v(r.perAddedSession.heapKiB),
+        [threads!]: v(r.perAddedSession.threads, { 'threads with all': r.all.threads }),
+        [rssAll!]: v(r.all.rssKiB / 1024, { 'MiB with one': r.one.rssKiB / 1024, 'MiB after unmount': r.afterUnmount.rssKiB / 1024 }),
+        [mount!]: v(r.all.mountMsEach, { 'ms for the first': r.one.mountMs }), [unmount!]: v(r.afterUnmount.unmountMsEach),
+      };
+    },
+  };
+}
+
+export const sessionsSuite: Suite = {
+  section: { id: 'sessions', title: 'what one more mount costs a serving process (the libfuse3 binding, a trivial filesystem)', subject: 'tarstack binding' },
+  peers: (workDir) => [new BindingPeer(workDir, 'native', 'tarstack binding', 'native')],
+  source: async () => ({ source: { name: 'tiny' }, describe: 'tiny = a root, a small file and a 1 MiB file behind an fd, per session' }),
+  cases: (o) => [sessionsCase('sessions', false, o.sessions), sessionsCase('sessions-write', true, o.sessions)],
+};
+
+// This file is also the serving child (forked by measureSessions).
 if (process.argv[2] === '--serve') {
   serve().catch((err: unknown) => {
     console.error('sessions bench server:', err);
     process.exit(1);
-  });
-} else {
-  main().catch((err: unknown) => {
-    console.error('sessions bench:', err);
-    process.exitCode = 1;
   });
 }

@@ -1,8 +1,9 @@
 // Child processes and /proc for the bench: run a command with a time limit and time it on the
 // monotonic clock; every process group started is remembered so cleanup can end it by id; /proc
-// readers for peak RSS, process start times and the FUSE servers of a mountpoint.
+// readers for peak RSS and process start times (the FUSE servers of a mountpoint: src/util).
 import { spawn, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+export { fuseServers } from '../src/util/fuse-servers.js';
 
 export interface RunResult {
   code: number | null;
@@ -174,37 +175,6 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-function cmdline(pid: number): string[] {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-  } catch {
-    return [];
-  }
-}
-
-function holdsDevFuse(pid: number): boolean {
-  try {
-    return readdirSync(`/proc/${pid}/fd`).some((fd) => {
-      try {
-        return readlinkSync(`/proc/${pid}/fd/${fd}`) === '/dev/fuse';
-      } catch {
-        return false;
-      }
-    });
-  } catch {
-    return false;
-  }
-}
-
-function allPids(): number[] {
-  return readdirSync('/proc').filter((n) => /^\d+$/.test(n)).map(Number).filter((p) => p !== process.pid);
-}
-
-/** The processes serving a FUSE mount: they hold /dev/fuse and name the mountpoint in their command line. */
-export function fuseServers(mountpoint: string): number[] {
-  return allPids().filter((p) => cmdline(p).some((a) => a.includes(mountpoint)) && holdsDevFuse(p));
 }
 
 const clockTicks = Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString().trim()) || 100;

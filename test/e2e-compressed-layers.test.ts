@@ -13,7 +13,7 @@ import { gunzipSync } from 'node:zlib';
 import { seededBytes } from './helpers/bytes.js';
 import { compress, type Shape } from './helpers/compressed.js';
 import { instanceSkipReason } from './helpers/instances.js';
-import { makeTestRoot, removeTestRoot } from './helpers/mount.js';
+import { makeTestRoot, removeTestRoot } from './helpers/mounted.js';
 import { extractReference } from './helpers/reference.js';
 import { StackSession } from './helpers/stacks.js';
 

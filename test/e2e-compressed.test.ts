@@ -9,8 +9,9 @@ import path from 'node:path';
 import { seededBytes } from './helpers/bytes.js';
 import { buildLayerStack } from './helpers/fixtures-stream.js';
 import { compress, flipByte, SHAPES } from './helpers/compressed.js';
-import { cliAvailable, CLI_MAIN, makeTestRoot, TarstackSession, withMount, type CliResult, removeTestRoot } from './helpers/mount.js';
-import { extractReference, gnuReference, mergeLayersReference } from './helpers/reference.js';
+import { cliAvailable, TarstackSession, withMount, type CliResult } from './helpers/mount.js';
+import { CLI_MAIN, makeTestRoot, mount, removeTestRoot } from './helpers/mounted.js';
+import { extractReference, gnuReference } from './helpers/reference.js';
 import { compareTrees, snapshotTree } from './helpers/tree.js';
 
 const skipReason = !cliAvailable() ? `the tarstack CLI is not built (${CLI_MAIN} is missing)`
@@ -121,14 +122,14 @@ e2e('a stack may mix plain, zstd and gzip layers', async (t) => {
   await s.addImage(midZst, 'mid', 'base');
   await s.addImage(topGz, 'top', 'mid');
   const extracted = [topGz, midZst, base!].map((tar, i) => extractReference(tar, path.join(s.root, `ref${i}`)).dir);
-  const merged = mergeLayersReference(extracted, path.join(s.root, 'merged'));
+  const merged = await mount(t, path.join(s.root, 'merged'), { kind: 'kernel', lowers: extracted, upper: null, convertOci: true });
   try {
-    const ref = snapshotTree(merged.dir);
+    const ref = snapshotTree(merged.root);
     await withMount(s, 'top', (dir) => {
       t.deepEqual(compareTrees(ref, snapshotTree(dir), { ignoreMtimeFor: [''], compareNlink: false }), []);
     });
   } finally {
-    merged.unmount();
+    await merged.unmount();
   }
 });
 

@@ -4,7 +4,8 @@
 import test from 'ava';
 import path from 'node:path';
 import { buildFixtures } from './helpers/fixtures.js';
-import { cliAvailable, makeTestRoot, TarstackSession, withMount, removeTestRoot } from './helpers/mount.js';
+import { cliAvailable, TarstackSession, withMount } from './helpers/mount.js';
+import { makeTestRoot, removeTestRoot } from './helpers/mounted.js';
 import { gnuReference } from './helpers/reference.js';
 import { compareTrees, snapshotTree } from './helpers/tree.js';
 

@@ -4,7 +4,8 @@
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { cliAvailable, makeTestRoot, TarstackSession, withMount, removeTestRoot } from './helpers/mount.js';
+import { cliAvailable, TarstackSession, withMount } from './helpers/mount.js';
+import { makeTestRoot, removeTestRoot } from './helpers/mounted.js';
 import { execOk } from './helpers/exec.js';
 
 const skip = !cliAvailable() || process.getuid?.() !== 0;

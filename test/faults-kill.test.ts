@@ -8,9 +8,11 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { waitFor, waitGone } from './helpers/children.js';
 import { BLOCK, blockOf, LOWER_FILE, NEW_FILES } from './helpers/fault-writer.js';
 import { InstanceSession, instanceSkipReason } from './helpers/instances.js';
-import { makeTestRoot, removeTestRoot, strayMounts, tarstackCli } from './helpers/mount.js';
+import { tarstackCli } from './helpers/mount.js';
+import { makeTestRoot, removeTestRoot, strayMounts } from './helpers/mounted.js';
 import { execOk } from './helpers/exec.js';
 import { seededBytes } from './helpers/bytes.js';
 
@@ -48,30 +50,25 @@ async function daemonPid(s: InstanceSession): Promise<number> {
 /** kill -9, then: status says dead, umount clears it, nothing left mounted. */
 async function killAndClear(t: ExecutionContext, s: InstanceSession, pid: number, mnt: string): Promise<void> {
   process.kill(pid, 'SIGKILL');
-  for (let i = 0; i < 100 && fs.existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 20));
+  await waitGone([pid]);
   const st = JSON.parse((await s.ok(['status', '--json'])).stdout) as Array<{ state: string }>;
   t.is(st[0]?.state, 'dead', 'status reports the dead mount');
   await s.ok(['umount', 'i']);
   t.deepEqual(strayMounts(mnt), [], 'umount cleared it');
 }
 
-const waitFor = async (what: string, ok: () => boolean, ms = 20_000): Promise<void> => {
-  const until = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-};
 
 serial('kill -9 during heavy writes: every acknowledged byte is there after a remount', async (t) => {
   const { s } = await session(t);
   const mnt = await s.mountInstance('i');
+  const pid = await daemonPid(s);
   const log = path.join(s.root, 'writer.log');
   fs.writeFileSync(log, '');
-  const writer = spawn(process.execPath, [WRITER, mnt, log, '20'], { stdio: 'ignore' });
+  const writer = spawn(process.execPath, [WRITER, mnt, log], { stdio: 'ignore' }); // writes until the kill
+  t.teardown(() => void (writer.exitCode === null && writer.kill('SIGKILL')));
   const exited = new Promise<void>((r) => writer.on('exit', () => r()));
-  await waitFor('4 MiB written', () => fs.readFileSync(log, 'utf8').split('\n').length > 64);
-  await killAndClear(t, s, await daemonPid(s), mnt);
+  await waitFor(() => fs.readFileSync(log, 'utf8').split('\n').length > 64); // 4 MiB written
+  await killAndClear(t, s, pid, mnt);
   await exited;
   const acked = new Map<string, number>();
   for (const line of fs.readFileSync(log, 'utf8').split('\n')) {
@@ -117,7 +114,7 @@ for (const c of [
     const f = path.join(mnt, c.file);
     const app = spawn(process.execPath, ['-e', `const fs = require('fs'); const f = ${JSON.stringify(f)}; try { ${c.act} } catch (e) { process.exit(3) }`], { stdio: 'ignore' });
     const appExit = new Promise<number | null>((res) => app.on('exit', (code) => res(code)));
-    await waitFor('the copy-up to pause', () => fs.readFileSync(logFile, 'utf8').includes(`copy-up paused at byte ${c.pauseAt}`));
+    await waitFor(() => fs.readFileSync(logFile, 'utf8').includes(`copy-up paused at byte ${c.pauseAt}`));
     if (c.file === 'small') {
       const tmps = fs.readdirSync(path.join(work, 'tmp')).map((n) => fs.statSync(path.join(work, 'tmp', n)).size);
       t.deepEqual(tmps, [c.pauseAt], 'half the file is in the temp copy');
@@ -140,8 +137,15 @@ serial('each fsync and fdatasync reaches the upper file; copy-up syncs before it
   const out = path.join(s.root, 'strace.out');
   const tracer = spawn('strace', ['-f', '-y', '-qq', '-e', 'trace=fsync,fdatasync,rename,renameat,renameat2', '-o', out, '-p', String(pid)], { stdio: 'ignore' });
   t.teardown(() => void tracer.kill('SIGKILL'));
-  await waitFor('strace to attach', () => /TracerPid:\s+[1-9]/.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8')));
-  await new Promise((r) => setTimeout(r, 300)); // -f attaches the daemon's threads one by one
+  // -f attaches the daemon's threads one by one: wait until every one of them is traced
+  const traced = (task: string) => {
+    try {
+      return /TracerPid:\s+[1-9]/.test(fs.readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8'));
+    } catch {
+      return true; // the thread ended meanwhile
+    }
+  };
+  await waitFor(() => fs.readdirSync(`/proc/${pid}/task`).every(traced));
   const script = [
     'import os',
     `d = ${JSON.stringify(mnt)}`,
@@ -150,7 +154,9 @@ serial('each fsync and fdatasync reaches the upper file; copy-up syncs before it
     'fd = os.open(d + "/small", os.O_WRONLY); os.write(fd, b"c"); os.fsync(fd); os.close(fd)',
   ].join('\n');
   execOk(['python3', '-c', script]);
-  await new Promise((r) => setTimeout(r, 200));
+  // Each traced call stopped its thread until strace had recorded it, and the daemon answers the
+  // fsync only after its own returned: the trace holds everything once python is done. SIGINT makes
+  // strace detach and write out what it buffered.
   tracer.kill('SIGINT');
   await new Promise((r) => tracer.on('exit', r));
   const trace = fs.readFileSync(out, 'utf8');

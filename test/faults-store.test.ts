@@ -6,7 +6,7 @@ import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { InstanceSession, instanceSkipReason, stderrLines } from './helpers/instances.js';
-import { makeTestRoot, removeTestRoot } from './helpers/mount.js';
+import { makeTestRoot, removeTestRoot } from './helpers/mounted.js';
 import { exec, execOk } from './helpers/exec.js';
 
 const skipReason = await instanceSkipReason();

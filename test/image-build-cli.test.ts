@@ -9,9 +9,9 @@ import path from 'node:path';
 import { assertOneLineError } from './helpers/instances.js';
 import { exec, execOk } from './helpers/exec.js';
 import type { Op } from './helpers/model-ops.js';
-import { extractReference, gnuReference, mergeLayersReference } from './helpers/reference.js';
+import { extractReference, gnuReference } from './helpers/reference.js';
 import { apply, instanceSkipReason, StackSession, suiteRoot, tarHeaders } from './helpers/stacks.js';
-import { strayMounts } from './helpers/mount.js';
+import { mount, strayMounts } from './helpers/mounted.js';
 import { compareTrees, snapshotTree, type Snapshot } from './helpers/tree.js';
 
 const skipReason = await instanceSkipReason();
@@ -56,15 +56,15 @@ function edit(dir: string): void {
 }
 
 /** GNU tar extracts the layer; kernel overlayfs merges it over GNU tar's extraction of the image. */
-function kernelMerged(t: ExecutionContext, layer: string, work: string): Snapshot {
+async function kernelMerged(t: ExecutionContext, layer: string, work: string): Promise<Snapshot> {
   const ref = extractReference(layer, path.join(work, 'layer'));
   t.false(ref.fatal, `GNU tar reads the layer: ${ref.stderr.join(' | ')}`);
   t.is(ref.exitCode, 0, `GNU tar extracts the layer cleanly: ${ref.stderr.join(' | ')}`);
-  const merged = mergeLayersReference([ref.dir, suite.image.lower], path.join(work, 'merged'));
+  const merged = await mount(t, path.join(work, 'merged'), { kind: 'kernel', lowers: [ref.dir, suite.image.lower], upper: null, convertOci: true });
   try {
-    return snapshotTree(merged.dir);
+    return snapshotTree(merged.root);
   } finally {
-    merged.unmount();
+    await merged.unmount();
   }
 }
 
@@ -124,7 +124,7 @@ serial('image new/edit/close: the layer is a valid OCI layer and stacks into exa
   const hl = (await tarHeaders(layer)).filter((h) => h.name === 'd1/hl' || h.name === 'd2/hl');
   t.deepEqual(hl.map((h) => h.type).sort(), ['file', 'link'], 'both names of the hard-link set: a file and a link to it');
 
-  t.deepEqual(compareTrees(edited, kernelMerged(t, layer, path.join(s.root, 'gnu'))), [], 'GNU tar + kernel overlayfs show the edited tree');
+  t.deepEqual(compareTrees(edited, await kernelMerged(t, layer, path.join(s.root, 'gnu'))), [], 'GNU tar + kernel overlayfs show the edited tree');
   await s.withImage('app', (m) => t.deepEqual(compareTrees(edited, snapshotTree(m)), [], 'stacked as an image: exactly the edited tree'));
   const viaPodman = await podmanTree(s, 'app');
   if (viaPodman) t.deepEqual(compareTrees(coarse(edited), coarse(viaPodman), { ignoreMtimeFor: [''] }), [], 'podman loads the --layers export and shows the edited tree');

@@ -7,8 +7,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { assertOneLineError, InstanceSession, instanceSkipReason } from './helpers/instances.js';
 import { buildModelImage, type ModelImage } from './helpers/model-image.js';
-import { makeTestRoot, strayMounts, removeTestRoot } from './helpers/mount.js';
+import { makeTestRoot, removeTestRoot, strayMounts } from './helpers/mounted.js';
 import { compareTrees, snapshotTree } from './helpers/tree.js';
+import { waitFor } from './helpers/children.js';
 
 const skipReason = await instanceSkipReason();
 if (skipReason) test.skip(`instance CLI error suite skipped: ${skipReason}`, () => undefined);
@@ -79,13 +80,9 @@ serial('busy mount: umount, reset and rm refuse naming the pid; --lazy detaches;
   t.true(fs.existsSync(`/proc/${pid}/cwd`) && fs.readdirSync(`/proc/${pid}/cwd`).includes('a'), 'its user still reads the old tree');
   sleeper.kill('SIGKILL');
   await new Promise((r) => sleeper.once('exit', r));
-  let mounted: string | undefined;
-  for (let i = 0; i < 50 && !mounted; i++) {
-    const r = await s.cli(['mount', 'a', dir]); // the instance is released once its last user leaves
-    if (r.code === 0) mounted = dir;
-    else await new Promise((res) => setTimeout(res, 100));
-  }
-  t.truthy(mounted, 'the instance mounts again within 5 s of its last user leaving');
+  // the instance is released once its last user leaves: retried until it is (a refusal changes nothing)
+  const mounted = await waitFor(async () => (await s.cli(['mount', 'a', dir])).code === 0 && dir, 100);
+  t.truthy(mounted, 'the instance mounts again once its last user left');
   if (mounted) unchanged(t, dir, before, 'after lazy umount and remount');
 });
 

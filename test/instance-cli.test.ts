@@ -9,7 +9,7 @@ import { assertOneLineError, InstanceSession, instanceSkipReason } from './helpe
 import { buildModelImage, type ModelImage } from './helpers/model-image.js';
 import { applyOp, closeAll, type Op } from './helpers/model-ops.js';
 import { kernelOverlay, normalizeNow } from './helpers/model-run.js';
-import { makeTestRoot, removeTestRoot } from './helpers/mount.js';
+import { makeTestRoot, removeTestRoot } from './helpers/mounted.js';
 import { compareTrees, snapshotTree } from './helpers/tree.js';
 
 const skipReason = await instanceSkipReason();

@@ -6,10 +6,10 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { exec, execOk } from './helpers/exec.js';
-import { InstanceSession, instanceSkipReason } from './helpers/instances.js';
-import { forceUnmount, makeTestRoot, removeTestRoot, strayMounts } from './helpers/mount.js';
+import { instanceSkipReason } from './helpers/instances.js';
+import { makeTestRoot, mount, removeTestRoot, type Mounted } from './helpers/mounted.js';
 import { buildProgramImage, type ProgramImage } from './helpers/program-image.js';
-import { fsxScenario, gitScenario, sqliteScenario, tarScenario, type Mounted } from './helpers/programs.js';
+import { fsxScenario, gitScenario, sqliteScenario, tarScenario } from './helpers/programs.js';
 
 /** Debian packages of the programs run here (python3 for fsx's mmap helper). */
 const TOOLS: Record<string, string> = { git: 'git', sqlite3: 'sqlite3', python3: 'python3' };
@@ -26,38 +26,19 @@ const FSX_OPS = Number(process.env.TARSTACK_FSX_OPS ?? 1500);
 const root = skipReason ? '' : makeTestRoot('programs');
 let image: ProgramImage;
 let imageSha = '';
-let session: InstanceSession;
 const sha = (file: string) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 
-test.before(async () => {
+test.before(() => {
   if (skipReason) return;
   image = buildProgramImage(path.join(root, 'image'), 1_500_000);
   imageSha = sha(image.tar);
-  session = new InstanceSession(path.join(root, 'tarstack'));
-  await session.addImage(image.tar, 'programs');
 });
 
-test.after.always(async () => {
-  if (!root) return;
-  if (session) await session.cleanup(); // unmounts everything under its root, ends its daemons
-  removeTestRoot(root);
-});
+test.after.always(() => removeTestRoot(root));
 
-/** A fresh instance of the program image, mounted; unmounted and removed when the test ends. */
-async function instance(t: ExecutionContext, name: string): Promise<Mounted> {
-  await session.create(name, 'programs');
-  const dir = await session.mountInstance(name);
-  t.teardown(async () => {
-    if (strayMounts(dir).length) await session.cli(['umount', dir]);
-    if (strayMounts(dir).length) forceUnmount(dir);
-  });
-  return {
-    dir,
-    remount: async () => {
-      await session.umountInstance(name, dir);
-      await session.mountInstance(name, dir);
-    },
-  };
+/** A fresh instance of the program image, mounted; unmounted (and its daemon ended) when the test ends. */
+function instance(t: ExecutionContext, name: string): Promise<Mounted> {
+  return mount(t, path.join(root, name), { kind: 'instance', lowers: [image.tar] });
 }
 
 serial('git: commit, rename a lower directory, checkout a branch that moves directories, fsck', async (t) => {

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InstanceSession, instanceSkipReason } from './helpers/instances.js';
-import { makeTestRoot, removeTestRoot } from './helpers/mount.js';
+import { makeTestRoot, removeTestRoot } from './helpers/mounted.js';
 import { execOk } from './helpers/exec.js';
 
 const skipReason = (await instanceSkipReason()) ?? (spawnSync('fio', ['--version']).status === 0 ? undefined : 'needs fio (apt-get install fio)');
@@ -54,7 +54,7 @@ serial('fio with verify: sequential, random and O_DIRECT writers, zero verify er
     ['--name=direct', '--rw=randwrite', '--bs=64k', '--direct=1'],
     ['--name=mixed', '--rw=randwrite', '--bsrange=512-256k', '--verify=md5'],
   ];
-  const r = spawnSync('fio', [...common, ...jobs.flat()], { cwd: s.root, encoding: 'utf8', timeout: 300_000, maxBuffer: 64 << 20 });
+  const r = spawnSync('fio', [...common, ...jobs.flat()], { cwd: s.root, encoding: 'utf8', maxBuffer: 64 << 20 });
   t.is(r.status, 0, r.stderr);
   const report = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { jobs: FioJob[] };
   t.is(report.jobs.length, 6);
@@ -75,17 +75,11 @@ serial(`eight processes of mixed operations for ${SECONDS} s: no errors, no dead
   const children = outs.map((out, i) => spawn(process.execPath, [WORKER, mnt, String(i), String(SECONDS), String(1000 + i), out], { stdio: ['ignore', 'ignore', 'pipe'] }));
   const stderr: string[] = children.map(() => '');
   children.forEach((c, i) => c.stderr!.on('data', (d: Buffer) => (stderr[i] += d)));
-  let timer: NodeJS.Timeout | undefined;
-  const deadlock = new Promise<'deadlock'>((r) => (timer = setTimeout(() => r('deadlock'), (SECONDS + 60) * 1000)));
-  const done = Promise.all(children.map((c) => new Promise<number | null>((r) => c.on('exit', (code) => r(code)))));
-  const outcome = await Promise.race([done, deadlock]);
-  clearTimeout(timer);
+  // A deadlock keeps them from ever exiting: ava's timeout reports it (and the teardown, killing the
+  // workers' mount, releases them); no guess here at how long a busy machine needs.
+  t.teardown(() => children.forEach((c) => c.exitCode === null && c.kill('SIGKILL')));
+  const outcome = await Promise.all(children.map((c) => new Promise<number | null>((r) => c.on('exit', (code) => r(code)))));
   clearInterval(sampler);
-  if (outcome === 'deadlock') {
-    for (const c of children) c.kill('SIGKILL');
-    t.fail(`workers still running ${SECONDS + 60} s after their ${SECONDS} s: a deadlock`);
-    return;
-  }
   t.deepEqual(outcome, children.map(() => 0), stderr.join('\n'));
   const results = outs.map((o) => JSON.parse(fs.readFileSync(o, 'utf8')) as { ops: number; errors: string[]; files: Record<string, string> });
   t.deepEqual(results.flatMap((r) => r.errors), [], 'no errors');

@@ -7,6 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { ChildMount, isMounted, makeTempDir, removeDir, startChild } from './helpers/mount-harness.js';
+import { waitFor } from './helpers/children.js';
 import * as ll from '../src/fuse/lowlevel.js';
 import { loadAddon } from '../src/native/addon.js';
 
@@ -145,7 +146,7 @@ test.serial('a double reply is refused and a throwing handler answers EIO', asyn
 
 test.serial('ending with a request never answered: answered EIO, no crash, exit 0', async (t) => {
   const hanging = fs.promises.stat(p('hang'));
-  for (let i = 0; i < 50 && (await m!.ask('log')).pending === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  await waitFor(async () => (await m!.ask('log')).pending !== 0); // the stat has reached the handler
   const ended = m!.next('ended');
   m!.child.send({ type: 'unmount' });
   const err = await hanging.then(() => undefined, (e: NodeJS.ErrnoException) => e.code);

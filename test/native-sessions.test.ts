@@ -52,7 +52,7 @@ async function mount(c: ChildMount, n: number, prefix: string, backingPath = joi
   const mps = Array.from({ length: n }, (_, i) => join(base, `${prefix}${i}`));
   for (const mp of mps) fs.mkdirSync(mp);
   mountpoints.push(...mps);
-  const reply = c.next('mounted', 60_000);
+  const reply = c.next('mounted');
   c.child.send({ type: 'mount', mountpoints: mps, backing: backingPath });
   const r = await reply;
   if (r.error) throw new Error(String(r.error));

@@ -9,10 +9,11 @@ import path from 'node:path';
 import { execOk } from './helpers/exec.js';
 import { buildFixtures, type Fixture } from './helpers/fixtures.js';
 import { buildLayerStack } from './helpers/fixtures-stream.js';
-import { forceUnmount, makeTestRoot, storeProcesses, strayMounts } from './helpers/mount.js';
+import { forceUnmount, makeTestRoot, mount, storeProcesses, strayMounts } from './helpers/mounted.js';
 import { paxRecords } from './helpers/rawtar.js';
-import { extractReference, mergeLayersReference } from './helpers/reference.js';
+import { extractReference } from './helpers/reference.js';
 import { compareTrees, snapshotTree, type TreeRecord } from './helpers/tree.js';
+import { waitFor } from './helpers/children.js';
 
 const test = anyTest as TestFn<{ root: string; fixtures: Map<string, Fixture> }>;
 const needsRoot = process.getuid?.() !== 0 ? 'needs root (mount, mknod, chown, trusted.* xattrs)' : undefined;
@@ -28,7 +29,7 @@ test.before(async (t) => {
 
 test.after.always((t) => {
   if (!t.context.root) return;
-  for (const m of strayMounts(t.context.root)) forceUnmount(m.mountPoint);
+  for (const m of strayMounts(t.context.root)) forceUnmount(m.mountpoint);
   fs.rmSync(t.context.root, { recursive: true, force: true });
 });
 
@@ -147,9 +148,9 @@ it('kernel overlayfs merges the three OCI layers as the spec says', async (t) =>
   fs.mkdirSync(dir);
   const tars = await buildLayerStack(dir);
   const extracted = tars.map((tar) => extractReference(tar, tar.replace(/\.tar$/, '.d')).dir);
-  const merged = mergeLayersReference([...extracted].reverse(), path.join(dir, 'merged'));
+  const merged = await mount(t, path.join(dir, 'merged'), { kind: 'kernel', lowers: [...extracted].reverse(), upper: null, convertOci: true });
   try {
-    const recs = byPath(snapshotTree(merged.dir).records);
+    const recs = byPath(snapshotTree(merged.root).records);
     t.deepEqual([...recs.keys()], ['', 'etc', 'etc/b', 'etc/sub', 'gone', 'gone/fresh', 'hl2', 'hl3', 'hl4', 'keep', 'keep/k1', 'keep/k2',
       'newdir', 'newdir/again', 'opq', 'opq/new2', 'usr', 'usr/tool']);
     t.deepEqual([recs.get('etc/b')!.sha256, recs.get('etc/b')!.mode], [sha('top b\n'), 0o600]);
@@ -158,7 +159,7 @@ it('kernel overlayfs merges the three OCI layers as the spec says', async (t) =>
     t.deepEqual([recs.get('gone')!.mode, recs.get('etc')!.mode], [0o700, 0o755], 'the topmost layer\'s directory metadata');
     t.is(recs.get('etc')!.mtimeNs, String(Date.parse('2001-02-03T04:05:06Z') * 1e6), 'removing the markers kept the dir mtime');
   } finally {
-    merged.unmount();
+    await merged.unmount();
   }
   t.deepEqual(strayMounts(dir), []);
 });
@@ -168,7 +169,7 @@ it('forceUnmount clears a FUSE mount whose daemon is stopped; storeProcesses fin
   for (const d of ['lower', 'upper', 'work', 'mnt']) fs.mkdirSync(path.join(dir, d), { recursive: true });
   const daemon = spawn('fuse-overlayfs', ['-f', '-o', `lowerdir=${dir}/lower,upperdir=${dir}/upper,workdir=${dir}/work`, `${dir}/mnt`], { stdio: 'ignore' });
   try {
-    for (let i = 0; i < 50 && !strayMounts(`${dir}/mnt`).length; i++) await new Promise((r) => setTimeout(r, 100));
+    await waitFor(() => strayMounts(`${dir}/mnt`).length > 0 || daemon.exitCode !== null); // mounted, or gave up
     t.is(strayMounts(`${dir}/mnt`).length, 1, 'fuse-overlayfs mounted');
     daemon.kill('SIGSTOP'); // a hung daemon: a plain umount or stat could block on it
     forceUnmount(`${dir}/mnt`);
@@ -177,9 +178,9 @@ it('forceUnmount clears a FUSE mount whose daemon is stopped; storeProcesses fin
     daemon.kill('SIGKILL');
   }
   const home = path.join(dir, 'store');
-  const sleeper = spawn('sleep', ['30'], { env: { ...process.env, TARSTACK_HOME: home }, stdio: 'ignore' });
+  const sleeper = spawn('sleep', ['600'], { env: { ...process.env, TARSTACK_HOME: home }, stdio: 'ignore' });
   try {
-    for (let i = 0; i < 20 && !storeProcesses(home).length; i++) await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => storeProcesses(home).length > 0); // its environment is sleep's once it has exec'd
     t.deepEqual(storeProcesses(home), [sleeper.pid]);
     t.deepEqual(storeProcesses(`${home}-other`), []);
   } finally {

@@ -8,9 +8,12 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { assertOneLineError, lastLine } from './helpers/instances.js';
-import { forceUnmount, storeProcesses, strayMounts } from './helpers/mount.js';
+import { forceUnmount, storeProcesses, strayMounts } from './helpers/mounted.js';
 import { instanceSkipReason, StackSession, suiteRoot } from './helpers/stacks.js';
 import { compareTrees, snapshotTree } from './helpers/tree.js';
+import { waitFor } from './helpers/children.js';
+import type { CliResult } from './helpers/mount.js';
+import { bootId } from '../src/util/proc.js';
 
 const skipReason = await instanceSkipReason();
 if (skipReason) test.skip(`stackpoint suite skipped: ${skipReason}`, () => undefined);
@@ -86,11 +89,8 @@ serial('busy: cutover refused naming the pid; --lazy switches while the user kee
   t.true(fs.readdirSync(`/proc/${pid}/cwd`).includes('on-v1'), 'the busy user still sees the old one');
   sleeper.kill('SIGKILL');
   await new Promise((r) => sleeper.once('exit', r));
-  let back = false;
-  for (let i = 0; i < 50 && !back; i++) {
-    back = (await s.cli(['stackpoint', 'fallback', 'sp'])).code === 0; // the old instance is free once released
-    if (!back) await new Promise((r) => setTimeout(r, 100));
-  }
+  // the old instance is free once released: retried until it is (a refusal changes nothing)
+  const back = await waitFor(async () => (await s.cli(['stackpoint', 'fallback', 'sp'])).code === 0, 100);
   t.true(back, 'the old instance is released when its last user leaves');
   t.true(fs.existsSync(path.join(dir, 'on-v1')));
 });
@@ -121,7 +121,19 @@ serial('a failed switch leaves the stackpoint on its old instance, mounted as be
 serial('two cutovers at once: one wins, the other is refused; the record stays whole', async (t) => {
   const { s, dir } = await mountedStackpoint(t);
   await s.addImage(suite.image.tar, 'v3');
-  const [a, b] = await Promise.all([s.cli(['stackpoint', 'cutover', 'sp', 'v2']), s.cli(['stackpoint', 'cutover', 'sp', 'v3'])]);
+  // "At once" for sure, however the machine schedules the two: with the store lock held here, the
+  // cutover that takes the stackpoint first waits inside its switch (it makes its new instance under
+  // the store lock) while the other finds the stackpoint taken; then the lock is let go.
+  const storeLock = path.join(s.home, 'lock');
+  fs.mkdirSync(storeLock);
+  fs.writeFileSync(path.join(storeLock, 'owner'), `${process.pid} ${bootId()}\n`);
+  const both = [s.cli(['stackpoint', 'cutover', 'sp', 'v2']), s.cli(['stackpoint', 'cutover', 'sp', 'v3'])];
+  try {
+    await Promise.race(both);
+  } finally {
+    fs.rmSync(storeLock, { recursive: true, force: true });
+  }
+  const [a, b] = await Promise.all(both) as [CliResult, CliResult];
   const won = [a, b].filter((r) => r.code === 0);
   t.is(won.length, 1, `exactly one wins: ${a.stderr} | ${b.stderr}`);
   const lost = a.code === 0 ? b : a;
@@ -143,7 +155,7 @@ serial('reboot: every daemon killed and runtime state cleared, `stackpoint mount
   const before = snapshotTree(dir);
   const instance = (await status(s)).current.name;
   for (const pid of storeProcesses(s.home)) process.kill(pid, 'SIGKILL'); // this store's daemons, started by this test
-  for (const m of strayMounts(s.root).reverse()) forceUnmount(m.mountPoint); // what a reboot does to mounts
+  for (const m of strayMounts(s.root).reverse()) forceUnmount(m.mountpoint); // what a reboot does to mounts
   fs.rmSync(path.join(s.home, 'run'), { recursive: true, force: true });
   t.is((await status(s)).mounted, null, 'nothing mounted after the reboot');
   t.is(lastLine(await s.ok(['stackpoint', 'mount', 'sp'])), dir);

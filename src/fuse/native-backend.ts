@@ -11,8 +11,6 @@ import type { FileSystem } from '../vfs/api.js';
 export interface NativeMountOptions extends MountOptions {
   /** Tuning for benchmarks; the defaults are the measured best. */
   session?: ll.SessionConfig;
-  /** How long to wait for the kernel's INIT (default 10 s; more under valgrind). */
-  initTimeoutMs?: number;
   /** Zero-message open/opendir for immutable read-only trees (default on where the kernel has it). */
   openless?: boolean;
   /** Readahead window in KiB set through sysfs when allowed (root); 0 leaves the kernel's 128. */
@@ -110,19 +108,14 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
   // A writable FileSystem keeps a node per inode the kernel holds: always-readdirplus would make
   // `ls -f` of a million-entry directory hold a million of them, so the kernel chooses (auto).
   const session = native.mount(opts.mountpoint, mountArgs(opts), handlers, { ...DEFAULT_SESSION, ...(fs.immutable ? {} : { readdirplus: 2 as const }), ...opts.session });
-  let timer: NodeJS.Timeout | undefined;
+  // The kernel queues INIT before mount(2) returns, so it is read on this loop's next turn; the only
+  // other outcome is the session ending (aborted, unmounted), which rejects `ready`. No timer: a busy
+  // machine delays INIT, it never loses it.
   try {
-    await Promise.race([
-      ready,
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no FUSE INIT from the kernel for ${opts.mountpoint}`)), opts.initTimeoutMs ?? 10_000);
-      }),
-    ]);
+    await ready;
   } catch (err) {
     native.unmount(session);
     throw err;
-  } finally {
-    clearTimeout(timer);
   }
   const readAheadKb = opts.readAheadKb ?? DEFAULT_READAHEAD_KB;
   if (readAheadKb > 0) setReadAhead(opts.mountpoint, readAheadKb);

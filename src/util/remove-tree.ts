@@ -1,10 +1,24 @@
 // Removing a directory tree of any depth: fs.rmSync recurses in JavaScript and overflows the stack
 // on a tar's 10,000-deep chain (or fails with ENAMETOOLONG past PATH_MAX), so those fall back to
-// rm(1), which walks by descriptors.
+// rm(1), which walks by descriptors. Test and bench scratch trees may hold mounts: rm -rf through a
+// mount deletes what the mount serves, so those callers say what to do about them.
 import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
+import { mountsBelow } from './mounts.js';
+import { forceUnmount } from './unmount.js';
 
-export function removeTree(path: string | Buffer): void {
+export interface RemoveOptions {
+  /** Mounts at or below the tree: 'refuse' throws (naming them), 'force' unmounts them (forceUnmount,
+   *  deepest first). Unset: not looked for (the store's own trees never hold mounts). */
+  mounts?: 'refuse' | 'force';
+}
+
+export function removeTree(path: string | Buffer, opts: RemoveOptions = {}): void {
+  if (opts.mounts && typeof path === 'string') {
+    if (opts.mounts === 'force') for (const m of mountsBelow(path).reverse()) forceUnmount(m.mountpoint);
+    const left = mountsBelow(path);
+    if (left.length) throw new Error(`not removing ${path}: mounted below it: ${left.map((m) => `${m.mountpoint} (${m.fstype})`).join(', ')}`);
+  }
   try {
     rmSync(path, { recursive: true, force: true });
   } catch (err) {

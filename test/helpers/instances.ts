@@ -3,7 +3,8 @@
 import type { ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { CLI_MAIN, cliAvailable, strayMounts, tarstackCli, TarstackSession, type CliResult } from './mount.js';
+import { CLI_MAIN, cliAvailable, tarstackCli, TarstackSession, type CliResult } from './mount.js';
+import { strayMounts } from './mounted.js';
 
 /** Why the instance suites cannot run here, or undefined when they can. `tarstack instance --help`
  *  must exit 0 and list `create`: yargs answers an unknown command's --help with the top-level
@@ -38,8 +39,8 @@ export function assertOneLineError(t: ExecutionContext, r: CliResult, what: stri
 /** A TarstackSession with instance verbs; its cleanup already unmounts anything under its root. */
 export class InstanceSession extends TarstackSession {
   /** Runs a CLI command that must succeed; returns its result. */
-  async ok(args: string[], timeoutMs?: number): Promise<CliResult> {
-    const r = await this.cli(args, timeoutMs);
+  async ok(args: string[]): Promise<CliResult> {
+    const r = await this.cli(args);
     if (r.code !== 0) throw new Error(`tarstack ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
     return r;
   }

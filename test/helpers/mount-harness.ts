@@ -1,10 +1,17 @@
-// Starts a child process that serves a mount, talks to it over IPC, and guarantees teardown: a
-// mount left behind by a failed test is aborted through fusectl and lazily unmounted, and only
-// the child we started is ever killed.
-import { fork, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// Starts a child process that serves a test filesystem (toy-child, ll-child, a bench's server),
+// talks to it over IPC, and guarantees teardown: a mount left behind by a failed test is aborted
+// through fusectl and lazily unmounted (src/util/unmount.ts), and only the child we started is ever
+// killed. Messages are awaited without a time limit of their own: the child's exit, or ava's
+// timeout, ends a wait, never a guess of how fast a busy machine is.
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { isMounted, mountAt } from '../../src/util/mounts.js';
+import { removeTree } from '../../src/util/remove-tree.js';
+import { forceUnmount } from '../../src/util/unmount.js';
+
+export { forceUnmount, isMounted };
 
 export interface Message {
   type: string;
@@ -29,15 +36,17 @@ export class ChildMount {
     this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
   }
 
-  /** The next message of `type` (or one already received), failing after `ms`. */
-  next(type: string, ms = 30_000): Promise<Message> {
+  /** The next message of `type` (or one already received); fails if the child exits first, or
+   *  after `ms` when a caller asks for a deadline (none by default: a busy machine is slow, not
+   *  wrong, and ava's timeout ends a wait that never ends). */
+  next(type: string, ms?: number): Promise<Message> {
     const had = this.seen.get(type);
     if (had) {
       this.seen.delete(type);
       return Promise.resolve(had);
     }
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`no '${type}' from the child in ${ms} ms; stderr: ${this.stderr.join('')}`)), ms);
+      const t = ms === undefined ? undefined : setTimeout(() => reject(new Error(`no '${type}' from the child in ${ms} ms; stderr: ${this.stderr.join('')}`)), ms);
       this.waiting.set(type, (m) => (clearTimeout(t), resolve(m)));
       this.exited.then((code) => reject(new Error(`child exited (${code}) before '${type}'; stderr: ${this.stderr.join('')}`)));
     });
@@ -68,7 +77,7 @@ export function makeTempDir(prefix: string): string {
 
 /** Forks `script` (a compiled test helper) with `args`; resolves once it reports 'ready'.
  *  TARSTACK_CHILD_EXEC (a JSON array, e.g. valgrind and its options ending with node) wraps it. */
-export async function startChild(script: string, mountpoint: string, args: string[], env: NodeJS.ProcessEnv = {}, readyMs = 30_000): Promise<{ mount: ChildMount; ready: Message }> {
+export async function startChild(script: string, mountpoint: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ mount: ChildMount; ready: Message }> {
   const wrap = process.env.TARSTACK_CHILD_EXEC ? (JSON.parse(process.env.TARSTACK_CHILD_EXEC) as string[]) : undefined;
   const child = fork(script, [mountpoint, ...args], {
     stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
@@ -82,7 +91,7 @@ export async function startChild(script: string, mountpoint: string, args: strin
   });
   const mount = new ChildMount(mountpoint, child, stderr);
   try {
-    const ready = await mount.next('ready', readyMs);
+    const ready = await mount.next('ready');
     return { mount, ready };
   } catch (err) {
     await mount.cleanup();
@@ -92,40 +101,11 @@ export async function startChild(script: string, mountpoint: string, args: strin
 
 /** The fusectl connection number of a FUSE mount at `mountpoint`, or undefined if none. */
 export function fuseConnection(mountpoint: string): number | undefined {
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const f = line.split(' ');
-    if (f[4] !== mountpoint) continue;
-    const sep = f.indexOf('-');
-    if (!f[sep + 1]?.startsWith('fuse')) continue;
-    return Number(f[2]!.split(':')[1]);
-  }
-  return undefined;
+  const m = mountAt(mountpoint);
+  return m?.fstype.startsWith('fuse') ? Number(m.majorMinor.split(':')[1]) : undefined;
 }
 
-export function isMounted(mountpoint: string): boolean {
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === mountpoint);
-}
-
-/** Aborts the FUSE connection (so nothing can hang on it) and detaches the mount. */
-export function forceUnmount(mountpoint: string): void {
-  const conn = fuseConnection(mountpoint);
-  if (conn !== undefined) {
-    const dir = '/sys/fs/fuse/connections';
-    try {
-      if (readdirSync(dir).length === 0) spawnSync('mount', ['-t', 'fusectl', 'none', dir]);
-      writeFileSync(join(dir, String(conn), 'abort'), '1');
-    } catch {
-      /* not root, or already gone: the lazy unmount below still detaches it */
-    }
-  }
-  if (isMounted(mountpoint)) {
-    spawnSync('umount', ['-l', mountpoint]);
-    if (isMounted(mountpoint)) spawnSync('fusermount3', ['-u', '-z', mountpoint]);
-  }
-}
-
-/** Removes a temp dir unless something is still mounted inside it (rm would walk into it). */
+/** Removes a temp dir, forcing off anything still mounted inside it first (rm would walk into it). */
 export function removeDir(dir: string): void {
-  const inside = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4]?.startsWith(dir + '/'));
-  if (!inside) rmSync(dir, { recursive: true, force: true });
+  removeTree(dir, { mounts: 'force' });
 }

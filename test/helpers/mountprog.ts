@@ -1,84 +1,22 @@
-// Running tarstack-overlay from tests: the program as a child (resolved on its exit, never on pipes a
-// daemon might hold), the daemons it left (found by their command line, only under a test's root),
-// and a teardown that unmounts and ends whatever a test left under its root.
-import { spawn } from 'node:child_process';
+// tarstack-overlay's suites: a per-test root whose teardown unmounts whatever a test mounted below it
+// (by any route: the program, mount(8), fstab), ends the daemons serving there and removes the root;
+// and small helpers for lowers and uppers. Running and mounting the program: mounted.ts.
+import type { ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type { ExecutionContext } from 'ava';
-import { forceUnmount, makeTestRoot, strayMounts, type CliResult } from './mount.js';
+import { removeTree } from '../../src/util/remove-tree.js';
+import { unmount } from '../../src/util/unmount.js';
+import { endProcesses } from './children.js';
 import { exec } from './exec.js';
-
-export const MOUNTPROG_MAIN = fileURLToPath(new URL('../../src/mountprog/main.js', import.meta.url));
-
-export function runMountProg(args: string[], timeoutMs = 60_000): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MOUNTPROG_MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    let open = 2;
-    const closed = () => void --open;
-    child.stdout.on('data', (b: Buffer) => out.push(b)).once('close', closed);
-    child.stderr.on('data', (b: Buffer) => err.push(b)).once('close', closed);
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      setTimeout(() => {
-        const pipesHeld = open > 0;
-        child.stdout.destroy();
-        child.stderr.destroy();
-        resolve({ code: code ?? 128 + (signal ? 9 : 0), stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), pipesHeld });
-      }, 100);
-    });
-  });
-}
-
-/** Pids of tarstack-overlay daemons serving a mount point at or below `root`. */
-export function overlayDaemons(root: string): number[] {
-  const pids: number[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const argv = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
-      const at = argv.indexOf('--serve-detached');
-      if (at < 0 || !argv[at - 1]?.endsWith('mountprog/main.js')) continue;
-      const req = JSON.parse(argv[at + 1] ?? '{}') as { mountpoint?: string };
-      if (req.mountpoint === root || req.mountpoint?.startsWith(root + '/')) pids.push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
-}
-
-export async function waitGone(pids: number[], ms = 10_000): Promise<boolean> {
-  const alive = (p: number) => fs.existsSync(`/proc/${p}`) && !/\) Z /.test(fs.readFileSync(`/proc/${p}/stat`, 'latin1'));
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (!pids.some((p) => { try { return alive(p); } catch { return false; } })) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return false;
-}
+import { makeTestRoot, overlayDaemons, strayMounts } from './mounted.js';
 
 /** A temp root for one test; teardown unmounts everything below it, ends its daemons, removes it. */
 export function mountProgRoot(t: ExecutionContext, label: string): string {
   const root = makeTestRoot(label);
   t.teardown(async () => {
-    for (const m of strayMounts(root).reverse()) {
-      if (exec(['umount', m.mountPoint]).code !== 0) forceUnmount(m.mountPoint);
-    }
-    const left = overlayDaemons(root);
-    for (const pid of left) {
-      try {
-        process.kill(pid, 'SIGTERM');
-      } catch {
-        /* gone */
-      }
-    }
-    if (!(await waitGone(left, 3000))) for (const pid of left) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
-    if (strayMounts(root).length === 0) fs.rmSync(root, { recursive: true, force: true });
+    for (const m of strayMounts(root).reverse()) unmount(m.mountpoint);
+    await endProcesses(() => overlayDaemons(root));
+    removeTree(root, { mounts: 'refuse' });
   });
   return root;
 }

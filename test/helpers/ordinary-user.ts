@@ -2,13 +2,14 @@
 // (idempotent), /dev/fuse mode 0666 as distributions ship it, Debian's setuid fusermount3, and a
 // per-test HOME owned by that user (so its store lands under its XDG path). Cleanup unmounts what
 // the test mounted and ends only processes of that user whose environment names this HOME.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
+import { removeTree } from '../../src/util/remove-tree.js';
+import { forceUnmount } from '../../src/util/unmount.js';
+import { endProcesses, runChild, type RunResult } from './children.js';
 import { exec } from './exec.js';
-import { CLI_MAIN, forceUnmount, strayMounts } from './mount.js';
+import { CLI_MAIN, strayMounts } from './mounted.js';
 
 export const USER = 'tarstack-ci';
 
@@ -34,11 +35,7 @@ export function ordinaryUser(): UserIds | string {
   return { uid: Number(id.stdout.toString().trim()), gid: Number(gid.stdout.toString().trim()) };
 }
 
-export interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+export type { RunResult };
 
 /** One test's world as the ordinary user: HOME (its store goes to HOME/.local/share/tarstack). */
 export class UserSession {
@@ -59,42 +56,25 @@ export class UserSession {
     return path.join(this.home, '.local', 'share', 'tarstack');
   }
 
-  /** Runs argv as the user (no supplementary groups: libuv drops them), with a minimal environment. */
-  run(argv: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<RunResult> {
-    return new Promise((resolve, reject) => {
-      const env = { HOME: this.home, PATH: '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin', LC_ALL: 'C.UTF-8', USER, ...opts.env };
-      const child = spawn(argv[0]!, argv.slice(1), { uid: this.ids.uid, gid: this.ids.gid, env, cwd: opts.cwd ?? this.home, stdio: ['ignore', 'pipe', 'pipe'] });
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      child.stdout.on('data', (b: Buffer) => out.push(b));
-      child.stderr.on('data', (b: Buffer) => err.push(b));
-      const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
-      child.on('error', reject);
-      // Resolve on exit, not on the pipes closing: a detached daemon must not hold them, and if it
-      // did, the test would hang here instead of failing.
-      child.on('exit', (code, signal) => {
-        clearTimeout(timer);
-        setTimeout(() => {
-          child.stdout.destroy();
-          child.stderr.destroy();
-          resolve({ code: code ?? 128 + (signal ? os.constants.signals[signal] : 0), stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
-        }, 100);
-      });
-    });
+  /** Runs argv as the user (no supplementary groups: libuv drops them), with a minimal environment;
+   *  resolves on its exit (a detached daemon holding its output does not hold up the test). */
+  run(argv: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<RunResult> {
+    const env = { HOME: this.home, PATH: '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin', LC_ALL: 'C.UTF-8', USER, ...opts.env };
+    return runChild(argv, { uid: this.ids.uid, gid: this.ids.gid, cleanEnv: true, env, cwd: opts.cwd ?? this.home });
   }
 
   /** A shell command as the user. */
-  sh(script: string, opts: { timeoutMs?: number } = {}): Promise<RunResult> {
-    return this.run(['/bin/sh', '-c', script], opts);
+  sh(script: string): Promise<RunResult> {
+    return this.run(['/bin/sh', '-c', script]);
   }
 
   /** The tarstack CLI as the user. */
-  cli(args: string[], timeoutMs?: number): Promise<RunResult> {
-    return this.run([process.execPath, CLI_MAIN, ...args], { timeoutMs });
+  cli(args: string[]): Promise<RunResult> {
+    return this.run([process.execPath, CLI_MAIN, ...args]);
   }
 
-  async ok(args: string[], timeoutMs?: number): Promise<RunResult> {
-    const r = await this.cli(args, timeoutMs);
+  async ok(args: string[]): Promise<RunResult> {
+    const r = await this.cli(args);
     if (r.code !== 0) throw new Error(`tarstack ${args.join(' ')} (as ${USER}) exited ${r.code}: ${r.stderr.trim()}`);
     return r;
   }
@@ -117,21 +97,10 @@ export class UserSession {
 
   async cleanup(): Promise<void> {
     for (const m of strayMounts(this.root).reverse()) {
-      await this.cli(['umount', m.mountPoint]).catch(() => undefined);
-      if (strayMounts(m.mountPoint).length) forceUnmount(m.mountPoint);
+      await this.cli(['umount', m.mountpoint]).catch(() => undefined);
+      if (strayMounts(m.mountpoint).length) forceUnmount(m.mountpoint);
     }
-    for (const sig of ['SIGTERM', 'SIGKILL'] as const) {
-      for (const pid of this.processes()) {
-        try {
-          process.kill(pid, sig);
-        } catch {
-          /* gone */
-        }
-      }
-      for (let i = 0; i < 20 && this.processes().length; i++) await new Promise((r) => setTimeout(r, 100));
-    }
-    const left = strayMounts(this.root);
-    if (left.length) throw new Error(`left mounted: ${left.map((m) => m.mountPoint).join(', ')}`); // never rm -rf through a mount
-    fs.rmSync(this.root, { recursive: true, force: true });
+    await endProcesses(() => this.processes());
+    removeTree(this.root, { mounts: 'refuse' }); // never rm -rf through a mount
   }
 }

@@ -1,6 +1,6 @@
 // Real programs in a writable mount of the program image (program-image.ts): git, sqlite3, GNU tar,
-// fsx. Each scenario takes the mount and a way to remount it, so the same steps run on a tarstack
-// instance and, to check the scenarios themselves, on kernel overlayfs or fuse-overlayfs.
+// fsx. Each scenario takes a mount from mounted.ts, so the same steps run on a tarstack instance
+// and, to check the scenarios themselves, on kernel overlayfs or tarstack-overlay.
 import type { ExecutionContext } from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -10,10 +10,8 @@ import { fsx } from './fsx.js';
 import { git, GIT_ENV, sqlite } from './program-image.js';
 import { compareTrees, snapshotTree } from './tree.js';
 
-export interface Mounted {
-  dir: string; // the mount's root; stays the same across remount
-  remount(): Promise<void>;
-}
+/** A writable mount (mounted.ts: any configuration) whose root stays the same across remount. */
+type Mounted = Pick<import('./mounted.js').Mounted, 'root' | 'remount'>;
 
 const exists = (p: string) => fs.existsSync(p);
 
@@ -27,7 +25,7 @@ function worktreeMatchesIndex(t: ExecutionContext, repo: string, what: string): 
 }
 
 export async function gitScenario(t: ExecutionContext, m: Mounted): Promise<void> {
-  const repo = path.join(m.dir, 'repo');
+  const repo = path.join(m.root, 'repo');
   worktreeMatchesIndex(t, repo, 'as the image has it');
   fs.appendFileSync(path.join(repo, 'README'), 'changed in the instance\n');
   fs.mkdirSync(path.join(repo, 'new/deeper'), { recursive: true });
@@ -67,14 +65,14 @@ PRAGMA integrity_check;`;
 /** hostDb: a host copy of the image's db/ dir, where the same workload gives the expected .dump. */
 export async function sqliteScenario(t: ExecutionContext, m: Mounted, hostDb: string): Promise<void> {
   for (const name of ['rollback.db', 'wal.db']) {
-    const inst = path.join(m.dir, 'db', name);
+    const inst = path.join(m.root, 'db', name);
     t.is(sqlite(inst, 'PRAGMA journal_mode;').trim(), name === 'wal.db' ? 'wal' : 'delete', `${name}: journal mode as made`);
     t.is(sqlite(inst, SQL_WORK).trim(), 'ok', `${name}: integrity_check after the workload`);
     t.is(sqlite(path.join(hostDb, name), SQL_WORK).trim(), 'ok');
   }
   await m.remount();
   for (const name of ['rollback.db', 'wal.db']) {
-    const inst = path.join(m.dir, 'db', name);
+    const inst = path.join(m.root, 'db', name);
     t.is(sqlite(inst, 'PRAGMA integrity_check;').trim(), 'ok', `${name}: integrity_check after remount`);
     const [got, want] = [inst, path.join(hostDb, name)].map((db) => crypto.createHash('sha256').update(sqlite(db, '.dump')).digest('hex'));
     t.is(got, want, `${name}: .dump after remount equals the host's`);
@@ -90,17 +88,17 @@ export async function tarScenario(t: ExecutionContext, m: Mounted, imageTar: str
   const ref = path.join(work, 'ref');
   fs.mkdirSync(path.join(ref, 'fresh'), { recursive: true });
   execOk(['tar', '-x', '-p', '-f', imageTar, '-C', ref, './tree']);
-  fs.mkdirSync(path.join(m.dir, 'fresh'));
+  fs.mkdirSync(path.join(m.root, 'fresh'));
   for (const dir of ['tree', 'fresh']) {
     execOk(['tar', '-x', '-p', '-f', v2Tar, '-C', path.join(ref, dir)]);
-    execOk(['tar', '-x', '-p', '-f', v2Tar, '-C', path.join(m.dir, dir)]);
+    execOk(['tar', '-x', '-p', '-f', v2Tar, '-C', path.join(m.root, dir)]);
   }
   const refSnap = { tree: snapshotTree(path.join(ref, 'tree')), fresh: snapshotTree(path.join(ref, 'fresh')) };
   for (const dir of ['tree', 'fresh'] as const) {
-    t.deepEqual(compareTrees(refSnap[dir], snapshotTree(path.join(m.dir, dir))), [], `${dir}: tar -x in the mount equals tar -x on the host`);
+    t.deepEqual(compareTrees(refSnap[dir], snapshotTree(path.join(m.root, dir))), [], `${dir}: tar -x in the mount equals tar -x on the host`);
     const out = path.join(work, `${dir}-from-mount.tar`);
     const hostOut = path.join(work, `${dir}-from-host.tar`);
-    execOk(['tar', '--format=posix', '--numeric-owner', '-cf', out, '-C', path.join(m.dir, dir), '.']);
+    execOk(['tar', '--format=posix', '--numeric-owner', '-cf', out, '-C', path.join(m.root, dir), '.']);
     execOk(['tar', '--format=posix', '--numeric-owner', '-cf', hostOut, '-C', path.join(ref, dir), '.']);
     t.deepEqual(listing(out), listing(hostOut), `${dir}: tar -c listings (nanosecond mtimes) agree`);
     const back = path.join(work, `${dir}-back`);
@@ -109,12 +107,12 @@ export async function tarScenario(t: ExecutionContext, m: Mounted, imageTar: str
     t.deepEqual(compareTrees(refSnap[dir], snapshotTree(back)), [], `${dir}: tar -c from the mount, extracted again, equals the original`);
   }
   await m.remount();
-  for (const dir of ['tree', 'fresh'] as const) t.deepEqual(compareTrees(refSnap[dir], snapshotTree(path.join(m.dir, dir))), [], `${dir}: after remount`);
+  for (const dir of ['tree', 'fresh'] as const) t.deepEqual(compareTrees(refSnap[dir], snapshotTree(path.join(m.root, dir))), [], `${dir}: after remount`);
 }
 
 /** fsx on fsx/data, which starts in the image; the result survives a remount. */
 export async function fsxScenario(t: ExecutionContext, m: Mounted, seed: number, ops: number): Promise<void> {
-  const file = path.join(m.dir, 'fsx/data');
+  const file = path.join(m.root, 'fsx/data');
   const model = await fsx({ file, seed, ops, maxSize: 3 * 1024 * 1024 });
   await m.remount();
   const after = fs.readFileSync(file);

@@ -1,10 +1,7 @@
-// Reference trees, made without any tarstack code: extractReference runs GNU tar, and
-// mergeLayersReference stacks extracted layers with kernel overlayfs after converting OCI
-// whiteouts. Tests compare a tarstack mount with these.
+// Reference trees, made without any tarstack code: extractReference runs GNU tar (kernel overlayfs
+// over layers is mounted.ts's `kernel` kind). Tests compare a tarstack mount with these.
 import fs from 'node:fs';
-import path from 'node:path';
-import { exec, execOk } from './exec.js';
-import { convertOciWhiteouts } from './oci-whiteouts.js';
+import { exec } from './exec.js';
 import { snapshotTree, type Snapshot } from './tree.js';
 
 export interface Reference {
@@ -73,43 +70,6 @@ export function listMembers(tar: string): Set<string> {
 /** Directories in an extracted tree that no member names: their mtime is the extraction time. */
 export function implicitDirs(members: Set<string>, dirsInTree: Iterable<string>): string[] {
   return [...dirsInTree].filter((d) => !members.has(d));
-}
-
-export interface MergedReference {
-  dir: string;
-  unmount(): void;
-}
-
-/**
- * Mounts kernel overlayfs over copies of the extracted layers (top first), read-only with only
- * lower dirs, after converting OCI whiteouts in the copies. `mountDir` is created; its sibling
- * `<mountDir>.layers` holds the copies and is removed by unmount().
- */
-export function mergeLayersReference(layerDirsTopFirst: string[], mountDir: string): MergedReference {
-  const work = `${mountDir}.layers`;
-  fs.mkdirSync(work, { recursive: true });
-  fs.mkdirSync(mountDir, { recursive: true });
-  const lowers = layerDirsTopFirst.map((src, i) => {
-    const copy = path.join(work, String(i));
-    execOk(['cp', '-a', src, copy]); // -a keeps owners, modes, times, xattrs and hard links
-    convertOciWhiteouts(copy);
-    return copy;
-  });
-  // overlayfs wants two lowers at least; an empty bottom layer changes nothing
-  if (lowers.length < 2) {
-    const empty = path.join(work, 'empty');
-    fs.mkdirSync(empty);
-    lowers.push(empty);
-  }
-  for (const l of lowers) if (/[:,\\]/.test(l)) throw new Error(`overlayfs cannot take the path ${l}`);
-  execOk(['mount', '-t', 'overlay', 'overlay', '-o', `ro,redirect_dir=on,lowerdir=${lowers.join(':')}`, mountDir]);
-  return {
-    dir: mountDir,
-    unmount() {
-      if (exec(['umount', mountDir]).code !== 0) execOk(['umount', '-l', mountDir]);
-      fs.rmSync(work, { recursive: true, force: true });
-    },
-  };
 }
 
 /** The GNU tar reference of one tar, and the paths whose mtime is not the archive's (implicit dirs). */

@@ -7,7 +7,8 @@ import tarStream from 'tar-stream';
 import { InstanceSession, instanceSkipReason } from './instances.js';
 import { buildModelImage, type ModelImage } from './model-image.js';
 import { applyOp, closeAll, type Op } from './model-ops.js';
-import { type CliResult, forceUnmount, makeTestRoot, removeTestRoot, strayMounts, tarstackCli } from './mount.js';
+import { type CliResult, forceUnmount, tarstackCli } from './mount.js';
+import { makeTestRoot, removeTestRoot, strayMounts } from './mounted.js';
 
 export { instanceSkipReason };
 
@@ -16,8 +17,8 @@ export class StackSession extends InstanceSession {
     super(root, t);
   }
 
-  override cli(args: string[], timeoutMs?: number): Promise<CliResult> {
-    return tarstackCli(args, { env: { TARSTACK_HOME: this.home, ...this.env }, ...(timeoutMs ? { timeoutMs } : {}) });
+  override cli(args: string[]): Promise<CliResult> {
+    return tarstackCli(args, { env: { TARSTACK_HOME: this.home, ...this.env } });
   }
 
   async json<T>(args: string[]): Promise<T> {

@@ -15,8 +15,7 @@ async function main(): Promise<void> {
   const fs = new ToyFs();
   const inos = buildTree(fs, fd);
   const session = JSON.parse(process.env.TOY_SESSION ?? '{}') as SessionConfig;
-  const initTimeoutMs = Number(process.env.TOY_INIT_TIMEOUT_MS ?? 10_000);
-  const m = await mountNative(fs, { mountpoint, fsname: 'toy,fs', subtype: 'toy', readOnly: true, session, initTimeoutMs });
+  const m = await mountNative(fs, { mountpoint, fsname: 'toy,fs', subtype: 'toy', readOnly: true, session });
   const balance = () => {
     let refs = 0;
     for (const v of fs.refs.values()) refs += v;

@@ -8,7 +8,9 @@ import path from 'node:path';
 import { seededBytes } from '../helpers/bytes.js';
 import { compress, type Shape } from '../helpers/compressed.js';
 import { execOk } from '../helpers/exec.js';
-import { mkdirs, mountProgRoot, overlayDaemons, runMountProg, waitGone } from '../helpers/mountprog.js';
+import { waitGone } from '../helpers/children.js';
+import { mount, overlayDaemons } from '../helpers/mounted.js';
+import { mountProgRoot } from '../helpers/mountprog.js';
 import { extractReference } from '../helpers/reference.js';
 
 const skip = process.getuid?.() !== 0 || !fs.existsSync('/dev/fuse') ? 'needs root and /dev/fuse' : undefined;
@@ -78,8 +80,8 @@ for (const shape of SHAPES) {
     t.is(ref.exitCode, 0, ref.stderr.join('\n'));
 
     // Read-only: no upper.
-    const [ro] = mkdirs(root, 'ro');
-    const r0 = await runMountProg(['-o', `lowerdir=${lower}`, ro!]);
+    const readOnly = await mount(t, path.join(root, 'ro'), { kind: 'overlay-program', lowers: [lower], upper: null });
+    const [ro, r0] = [readOnly.root, readOnly.result!];
     t.is(r0.code, 0, r0.stderr);
     sameBytes(t, ro!, ref.dir, 'read-only');
     const roDaemons = overlayDaemons(ro!);
@@ -87,8 +89,8 @@ for (const shape of SHAPES) {
     t.true(await waitGone(roDaemons));
 
     // Writable: copy-up of a small file by append, of the big one by chmod, of another by a write inside.
-    const [upper, work, mnt] = mkdirs(root, 'upper', 'work', 'mnt');
-    const r = await runMountProg(['-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, mnt!]);
+    const writable = await mount(t, path.join(root, 'rw'), { kind: 'overlay-program', lowers: [lower] });
+    const [upper, mnt, r] = [writable.upper, writable.root, writable.result!];
     t.is(r.code, 0, r.stderr);
     sameBytes(t, mnt!, ref.dir, 'with an upper');
     const want = (rel: string) => fs.readFileSync(path.join(ref.dir, rel));

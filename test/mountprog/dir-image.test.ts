@@ -4,7 +4,7 @@ import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { InstanceSession, instanceSkipReason } from '../helpers/instances.js';
-import { makeTestRoot } from '../helpers/mount.js';
+import { makeTestRoot } from '../helpers/mounted.js';
 import { pack } from '../helpers/pack.js';
 import { snapshotTree, compareTrees } from '../helpers/tree.js';
 

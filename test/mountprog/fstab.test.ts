@@ -5,8 +5,9 @@ import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { exec, execOk } from '../helpers/exec.js';
-import { strayMounts } from '../helpers/mount.js';
-import { MOUNTPROG_MAIN, mkdirs, mountProgRoot, overlayDaemons, waitGone } from '../helpers/mountprog.js';
+import { waitGone } from '../helpers/children.js';
+import { MOUNTPROG_MAIN, overlayDaemons, strayMounts } from '../helpers/mounted.js';
+import { mkdirs, mountProgRoot } from '../helpers/mountprog.js';
 
 const HELPER_DIR = '/usr/local/sbin'; // on the PATH mount(8) gives its helpers
 const skip = process.getuid?.() !== 0 || !fs.existsSync('/dev/fuse') ? 'needs root and /dev/fuse'
@@ -45,7 +46,7 @@ test.serial('mount -t fuse.tarstack-overlay SOURCE DIR -o ...: served until a pl
   const { opts, mnt, upper } = lowers(root);
   execOk(['mount', '-t', `fuse.${prog}`, 'mylayers', mnt, '-o', `${opts},nodev,noatime`]);
   const m = strayMounts(mnt)[0];
-  t.is(m?.fsType, `fuse.${prog}`);
+  t.is(m?.fstype, `fuse.${prog}`);
   t.deepEqual(fs.readdirSync(mnt).sort(), ['from-a', 'from-colon']);
   fs.writeFileSync(path.join(mnt, 'written'), 'w');
   const daemons = overlayDaemons(mnt);

@@ -2,15 +2,14 @@
 // on the same lower directory: a scripted sequence of operations (files, dirs, renames, deletes, hard
 // links, open handles) compared errno by errno, then tree by tree; then kernel overlayfs mounts the
 // upper tarstack-overlay wrote and must show the same tree. fuse-overlayfs runs beside, for information.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { exec, execOk } from '../helpers/exec.js';
 import { buildModelImage } from '../helpers/model-image.js';
 import { applyOp, closeAll, describeOp, type Op, type RootState } from '../helpers/model-ops.js';
 import { copyRootMetadata, normalizeNow } from '../helpers/model-run.js';
-import { forceUnmount, strayMounts } from '../helpers/mount.js';
-import { mkdirs, mountProgRoot, runMountProg } from '../helpers/mountprog.js';
+import { mount, strayMounts, type Mounted } from '../helpers/mounted.js';
+import { mkdirs, mountProgRoot } from '../helpers/mountprog.js';
 import { compareTrees, snapshotTree } from '../helpers/tree.js';
 
 const skip = process.getuid?.() !== 0 || !fs.existsSync('/dev/fuse') ? 'needs root (kernel overlayfs, trusted.* xattrs) and /dev/fuse' : undefined;
@@ -82,32 +81,29 @@ const SCRIPT: Op[] = [
  */
 const ALLOWED: Array<{ step: string; reason: string }> = [];
 
-interface Target { label: string; root: string; upper: string; unmount(): void }
+type Target = Mounted;
 
-function kernel(runDir: string, lower: string, upper?: string): Target {
-  const [up, work, mnt] = mkdirs(runDir, 'upper', 'work', 'mnt') as [string, string, string];
+async function kernel(t: ExecutionContext, runDir: string, lower: string, upper?: string): Promise<Target> {
+  const [up, work] = mkdirs(runDir, 'upper', 'work') as [string, string];
   const u = upper ?? up;
   if (!upper) copyRootMetadata(lower, u);
-  execOk(['mount', '-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${u},workdir=${work},${KERNEL_OPTIONS}`, mnt]);
-  return { label: 'kernel', root: mnt, upper: u, unmount: () => void (exec(['umount', mnt]).code && forceUnmount(mnt)) };
+  return mount(t, runDir, { kind: 'kernel', lowers: [lower], upper: u, work, options: KERNEL_OPTIONS.split(',') });
 }
 
-async function program(label: string, argv0: string[], runDir: string, lower: string): Promise<Target> {
-  const [upper, work, mnt] = mkdirs(runDir, 'upper', 'work', 'mnt') as [string, string, string];
+/** tarstack-overlay, or another program taking its arguments (fuse-overlayfs), on a fresh upper. */
+async function program(t: ExecutionContext, runDir: string, lower: string, other?: string): Promise<Target> {
+  const [upper, work] = mkdirs(runDir, 'upper', 'work') as [string, string];
   copyRootMetadata(lower, upper);
-  const args = ['-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, mnt];
-  const r = argv0.length ? exec([...argv0, ...args]) : await runMountProg(args);
-  if (r.code !== 0) throw new Error(`${label}: exited ${r.code}: ${String(r.stderr).trim()}`);
-  return { label, root: mnt, upper, unmount: () => void (exec(['umount', mnt]).code && forceUnmount(mnt)) };
+  return mount(t, runDir, { kind: 'overlay-program', lowers: [lower], upper, work, ...(other ? { program: other } : {}) });
 }
 
 test('scripted operations: tarstack-overlay answers as kernel overlayfs, step by step and tree by tree; kernel overlayfs reads its upper', async (t) => {
   if (skip) return t.pass(skip);
   const root = mountProgRoot(t, 'mountprog-kernel');
   const image = buildModelImage(path.join(root, 'image'));
-  const ref = kernel(path.join(root, 'kernel'), image.lower);
-  const sut = await program('tarstack-overlay', [], path.join(root, 'tarstack'), image.lower);
-  const fuseOverlayfs = fs.existsSync('/usr/bin/fuse-overlayfs') ? await program('fuse-overlayfs', ['/usr/bin/fuse-overlayfs'], path.join(root, 'fo'), image.lower) : undefined;
+  const ref = await kernel(t, path.join(root, 'kernel'), image.lower);
+  const sut = await program(t, path.join(root, 'tarstack'), image.lower);
+  const fuseOverlayfs = fs.existsSync('/usr/bin/fuse-overlayfs') ? await program(t, path.join(root, 'fo'), image.lower, '/usr/bin/fuse-overlayfs') : undefined;
   const sinceNs = BigInt(Date.now() - 2000) * 1_000_000n;
   const states = new Map<Target, RootState>([ref, sut, ...(fuseOverlayfs ? [fuseOverlayfs] : [])].map((x) => [x, { root: x.root, fds: new Map(), sinceNs }]));
   const failures: string[] = [];
@@ -131,20 +127,21 @@ test('scripted operations: tarstack-overlay answers as kernel overlayfs, step by
     if (fuseOverlayfs) info.push(...compareTrees(refTree, normalizeNow(snapshotTree(fuseOverlayfs.root), sinceNs)).map((x) => `fuse-overlayfs final tree: ${x}`));
 
     // The upper it wrote is a standard one: kernel overlayfs mounted on it shows the same tree.
-    sut.unmount();
-    const reread = kernel(path.join(root, 'reread'), image.lower, sut.upper);
+    await sut.unmount();
+    const reread = await kernel(t, path.join(root, 'reread'), image.lower, sut.upper);
     try {
       failures.push(...compareTrees(sutTree, normalizeNow(snapshotTree(reread.root), sinceNs), { compareNlink: true }).map((x) => `kernel overlayfs on tarstack's upper: ${x}`));
     } finally {
-      reread.unmount();
+      await reread.unmount();
     }
     // And tarstack-overlay itself reads it back the same.
-    const again = await runMountProg(['-o', `lowerdir=${image.lower},upperdir=${sut.upper},workdir=${path.join(root, 'tarstack', 'work')}`, sut.root]);
+    await sut.remount();
+    const again = sut.result!;
     t.is(again.code, 0, again.stderr);
     failures.push(...compareTrees(sutTree, normalizeNow(snapshotTree(sut.root), sinceNs)).map((x) => `tarstack-overlay remounted: ${x}`));
   } finally {
     for (const s of states.values()) closeAll(s);
-    for (const x of [ref, sut, fuseOverlayfs]) x?.unmount();
+    for (const x of [ref, sut, fuseOverlayfs]) await x?.unmount();
   }
   if (!fuseOverlayfs) t.log('fuse-overlayfs is not installed: no side-by-side information (apt-get install fuse-overlayfs)');
   if (info.length) t.log(`fuse-overlayfs (information only, not asserted):\n  ${info.join('\n  ')}`);

@@ -6,8 +6,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { loadSys } from '../../src/native/sys.js';
 import { execOk } from '../helpers/exec.js';
-import { strayMounts } from '../helpers/mount.js';
-import { mkdirs, mountProgRoot, overlayDaemons, runMountProg, waitGone, xattrNamesUnder } from '../helpers/mountprog.js';
+import { waitGone } from '../helpers/children.js';
+import { mount, overlayDaemons, runMountProg, strayMounts } from '../helpers/mounted.js';
+import { mkdirs, mountProgRoot, xattrNamesUnder } from '../helpers/mountprog.js';
 import { pack } from '../helpers/pack.js';
 
 const skip = process.getuid?.() !== 0 || !fs.existsSync('/dev/fuse') ? 'needs root and /dev/fuse' : undefined;
@@ -57,12 +58,13 @@ test('dir and tar lowers merge with whiteouts and opaque dirs; the upper written
   if (skip) return t.pass(skip);
   const root = mountProgRoot(t, 'mountprog');
   const { top, tar, bottom } = await buildLowers(root);
-  const [upper, work, mnt] = mkdirs(root, 'upper', 'work', 'mnt');
+  const m = await mount(t, root, { kind: 'overlay-program', lowers: [top, tar, bottom] }); // root/mnt over root/upper, root/work
+  const [upper, work, mnt] = [m.upper!, path.join(root, 'work'), m.root];
   const opts = `lowerdir=${top}:${tar}:${bottom},upperdir=${upper},workdir=${work}`;
-  const r = await runMountProg(['-o', opts, mnt]);
+  const r = m.result!;
   t.is(r.code, 0, r.stderr);
   t.false(r.pipesHeld, 'the daemon must not hold the caller\'s stdout/stderr (podman and mount wait on them)');
-  t.is(strayMounts(mnt)[0]?.fsType, 'fuse.tarstack-overlay');
+  t.is(strayMounts(mnt)[0]?.fstype, 'fuse.tarstack-overlay');
   const line = fs.readFileSync('/proc/mounts', 'utf8').split('\n').find((l) => l.split(' ')[1] === mnt) ?? '';
   t.regex(line, /default_permissions,allow_other/, 'the kernel checks permissions; other uids (containers) may enter');
   const merged = ['base', 'base/b', 'base/big', 'big', 'big/sub', 'big/sub/deep', 'keep', 'keep/new', 'opq', 'opq/tnew', 't', 't/one', 't/two'];
@@ -106,7 +108,8 @@ test('dir and tar lowers merge with whiteouts and opaque dirs; the upper written
   execOk(['umount', mnt]);
   t.true(await waitGone(daemons), 'the daemon exits once unmounted');
   t.is(strayMounts(mnt).length, 0);
-  const r2 = await runMountProg(['-o', opts, mnt]);
+  await m.remount();
+  const r2 = m.result!;
   t.is(r2.code, 0, r2.stderr);
   t.deepEqual(list(mnt), after);
   t.is(fs.readFileSync(path.join(mnt, 'base/b'), 'utf8'), 'base/b+');
@@ -120,11 +123,12 @@ test('dir and tar lowers merge with whiteouts and opaque dirs; the upper written
 test('names of a lower hard-link set: lookup and readdir agree on st_ino; a copied-up name gets its own; a reused upper inode never inherits one', async (t) => {
   if (skip) return t.pass(skip);
   const root = mountProgRoot(t, 'mountprog-links');
-  const [low, upper, work, mnt] = mkdirs(root, 'low', 'upper', 'work', 'mnt');
+  const [low] = mkdirs(root, 'low') as [string];
   fs.writeFileSync(path.join(low, 'a'), 'set\n');
   fs.linkSync(path.join(low, 'a'), path.join(low, 'a2'));
   fs.writeFileSync(path.join(low, 'p'), 'plain\n');
-  const r = await runMountProg(['-o', `lowerdir=${low},upperdir=${upper},workdir=${work}`, mnt]);
+  const m = await mount(t, root, { kind: 'overlay-program', lowers: [low] });
+  const [mnt, r] = [m.root, m.result!];
   t.is(r.code, 0, r.stderr);
   const daemons = overlayDaemons(mnt);
   const ino = (n: string) => fs.statSync(path.join(mnt, n)).ino;
@@ -182,8 +186,8 @@ test('read-only without an upper, owners squashed; SIGTERM unmounts and ends the
   if (skip) return t.pass(skip);
   const root = mountProgRoot(t, 'mountprog-ro');
   const { top, tar, bottom } = await buildLowers(root);
-  const [mnt] = mkdirs(root, 'mnt');
-  const r = await runMountProg(['-o', `lowerdir=${top}:${tar}:${bottom},squash_to_uid=1234,squash_to_gid=4321`, mnt]);
+  const m = await mount(t, root, { kind: 'overlay-program', lowers: [top, tar, bottom], upper: null, options: ['squash_to_uid=1234', 'squash_to_gid=4321'] });
+  const [mnt, r] = [m.root, m.result!];
   t.is(r.code, 0, r.stderr);
   t.is(fs.readFileSync(path.join(mnt, 'opq/tnew'), 'utf8'), 'tnew');
   for (const p of ['', 'opq', 'opq/tnew', 'base/b']) t.deepEqual([fs.statSync(path.join(mnt, p)).uid, fs.statSync(path.join(mnt, p)).gid], [1234, 4321], p);

@@ -41,7 +41,7 @@ mkdir "$M/data/newdir"
 mv "$M/data/keepdir" "$M/data/moved"
 p umount c1 >/dev/null
 echo "after-umount-mounted $(awk -v m="$M" '$2 == m' /proc/mounts | wc -l)"
-for _ in $(seq 50); do pgrep -f -- "--serve-detached.*$M" >/dev/null || break; sleep 0.1; done # it exits on the kernel's session end
+while pgrep -f -- "--serve-detached.*$M" >/dev/null; do sleep 0.1; done # it exits on the kernel's session end
 echo "after-umount-daemons $(pgrep -f -- "--serve-detached.*$M" | wc -l)"
 p commit --quiet c1 localhost/tarstack-committed >/dev/null
 I=$(p image mount localhost/tarstack-committed)

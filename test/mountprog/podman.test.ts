@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { exec, execOk } from '../helpers/exec.js';
-import { MOUNTPROG_MAIN, mountProgRoot } from '../helpers/mountprog.js';
+import { MOUNTPROG_MAIN } from '../helpers/mounted.js';
+import { mountProgRoot } from '../helpers/mountprog.js';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 const FLOW = path.join(REPO, 'test/mountprog/podman-flow.sh');
@@ -36,7 +37,7 @@ test('podman: import, create, mount, change, umount, commit, image mount: the ch
   }
   const tar = path.join(root, 'rootfs.tar');
   execOk(['tar', '--numeric-owner', '-C', rootfs, '-cf', tar, '.']);
-  const r = exec(['unshare', '--mount', '--propagation', 'private', 'bash', FLOW, path.join(root, 'podman'), MOUNTPROG_MAIN, tar], { timeout: 150_000 });
+  const r = exec(['unshare', '--mount', '--propagation', 'private', 'bash', FLOW, path.join(root, 'podman'), MOUNTPROG_MAIN, tar]);
   t.is(r.code, 0, `podman-flow.sh failed:\n${r.stderr}\n${r.stdout.toString()}`);
   const out = r.stdout.toString().split('\n');
   const value = (key: string) => out.find((l) => l.startsWith(key + ' '))?.slice(key.length + 1);
