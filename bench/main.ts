@@ -17,6 +17,7 @@ import { sessionsSuite } from './sessions.js';
 import { instancesSuite } from './instances.js';
 import type { Peer, Source } from './peers.js';
 import { json, markdown, type Cell, type FigureResult, type Meta } from './report.js';
+import { chartableSections, ratioChart, type ReportJson } from './chart.js';
 import { cleanupNow, cpuBusy, installCleanupHandlers, killGroup, nowNs, run, sleep, start, statusKiB } from './sys.js';
 import { wrongTree } from './verify.js';
 
@@ -164,10 +165,15 @@ async function main(): Promise<void> {
   const results = join(o.data, 'results');
   mkdirSync(results, { recursive: true });
   const stamp = meta.date.replace(/[:.]/g, '-');
-  writeFileSync(join(results, `${stamp}.json`), json(figures, meta));
+  const report = json(figures, meta);
+  writeFileSync(join(results, `${stamp}.json`), report);
   writeFileSync(join(results, `${stamp}.md`), markdown(figures, meta));
-  process.stdout.write(argv.json ? json(figures, meta) : markdown(figures, meta));
-  log(`results saved in ${results}/${stamp}.{md,json}`);
+  // Each section measured against the kernel also as a chart, drawn from the JSON just written.
+  const parsed = JSON.parse(report) as ReportJson;
+  const charts = chartableSections(parsed).map((id) => join(results, `${stamp}-${id}.svg`));
+  for (const [i, id] of chartableSections(parsed).entries()) writeFileSync(charts[i], ratioChart(parsed, id, `${stamp}.json`));
+  process.stdout.write(argv.json ? report : markdown(figures, meta));
+  log(`results saved in ${results}/${stamp}.{md,json}${charts.length ? `, charts in ${charts.map((c) => c.slice(results.length + 1)).join(', ')}` : ''}`);
 }
 
 /** The cases named (a case, a suite's name for its default cases, or `all`), in suite order. */

@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { seededBytes } from './helpers/bytes.js';
+import { buildCompressibleTar, sameFiles } from './helpers/compressed-tree.js';
 import { compress, type Shape } from './helpers/compressed.js';
 import { instanceSkipReason } from './helpers/instances.js';
 import { makeTestRoot, removeTestRoot } from './helpers/mounted.js';
@@ -21,54 +21,6 @@ const skipReason = await instanceSkipReason();
 if (skipReason) test.skip(`compressed layer paths skipped: ${skipReason}`, () => undefined);
 const root = skipReason ? '' : makeTestRoot('e2e-compressed-layers');
 test.after.always(() => removeTestRoot(root));
-
-/** A tree whose big member spans several seek points, a sparse file, a hard link, small files. */
-function buildTar(dir: string): string {
-  const src = path.join(dir, 'src');
-  fs.mkdirSync(path.join(src, 'd/sub'), { recursive: true });
-  fs.writeFileSync(path.join(src, 'big.bin'), Buffer.concat([seededBytes(3 << 20, 21), Buffer.from('text in the middle\n'.repeat(50_000)), seededBytes(2 << 20, 22)]));
-  for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(src, 'd', `f${i}`), seededBytes(i * 1201 + 3, 200 + i));
-  fs.writeFileSync(path.join(src, 'd/sub/text'), 'a small text file\n');
-  fs.linkSync(path.join(src, 'd/f3'), path.join(src, 'd/hard'));
-  fs.symlinkSync('../big.bin', path.join(src, 'd/link'));
-  const sparse = path.join(src, 'sparse');
-  fs.writeFileSync(sparse, '');
-  fs.truncateSync(sparse, 4 << 20);
-  const fd = fs.openSync(sparse, 'r+');
-  fs.writeSync(fd, seededBytes(70_000, 23), 0, 70_000, 1 << 20);
-  fs.closeSync(fd);
-  const tar = path.join(dir, 'tree.tar');
-  execFileSync('tar', ['-cSf', tar, '--format=posix', '-C', src, '.']);
-  return tar;
-}
-
-/** Regular files under dir (relative paths, sorted), symlinks not followed. */
-function regularFiles(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (rel: string) => {
-    for (const n of fs.readdirSync(path.join(dir, rel)).sort()) {
-      const r = rel ? `${rel}/${n}` : n;
-      const st = fs.lstatSync(path.join(dir, r));
-      if (st.isDirectory()) walk(r);
-      else if (st.isFile()) out.push(r);
-    }
-  };
-  walk('');
-  return out;
-}
-
-/** The same regular files with the same bytes as the expected tree. */
-function sameFiles(t: ExecutionContext, got: string, want: string, label: string): void {
-  t.deepEqual(regularFiles(got), regularFiles(want), `${label}: the same files`);
-  const wrong = regularFiles(want).filter((f) => {
-    try {
-      return !fs.readFileSync(path.join(got, f)).equals(fs.readFileSync(path.join(want, f)));
-    } catch (err) {
-      return true;
-    }
-  });
-  t.deepEqual(wrong, [], `${label}: files whose bytes differ`);
-}
 
 /** The changes, made the same way in a mount and in the expected tree; mtimes put back where diff must compare content. */
 function change(dir: string): void {
@@ -122,7 +74,7 @@ for (const shape of SHAPES) {
     const dir = path.join(root, shape);
     fs.mkdirSync(dir);
     const s = new StackSession(dir, t);
-    const lower = compress(buildTar(dir), dir, shape, 512 * 1024).path;
+    const lower = compress(buildCompressibleTar(dir), dir, shape, 512 * 1024).path;
     const want = extractReference(lower, path.join(dir, 'want')).dir;
     await s.addImage(lower, 'base');
     const verify = await s.cli(['image', 'verify', 'base']);

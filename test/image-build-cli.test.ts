@@ -160,13 +160,13 @@ serial('stack/unstack at $TARSTACK_STACKS: made on a parent once, restacked with
   const r = await s.ok(['stack', 'w1', 'img']);
   const dir = path.join(stacks, 'w1');
   t.is(r.stdout.trimEnd().split('\n').pop(), dir, 'mounted at $TARSTACK_STACKS/w1, printed last');
-  t.regex(r.stdout, /2 images stacked: w1 <- img/);
+  t.regex(r.stdout, /^created image w1 on img, open for editing \(stack: w1 <- img\)$/m, 'one image made, the stack it shows');
   fs.writeFileSync(path.join(dir, 'kept'), 'through unstack\n');
   await s.ok(['unstack', 'w1']);
   t.false(fs.existsSync(dir), 'unstack removed the empty mount directory');
   assertOneLineError(t, await s.cli(['unstack', 'w1']), 'unstack of what is not stacked');
   assertOneLineError(t, await s.cli(['stack', 'w1', 'w1']), 'stack on another parent than the first time');
-  await s.ok(['stack', 'w1']);
+  t.regex((await s.ok(['stack', 'w1'])).stdout, /^editing image w1 \(stack: w1 <- img\)$/m, 'nothing made the second time');
   t.is(fs.readFileSync(path.join(dir, 'kept'), 'utf8'), 'through unstack\n', 'restacked with its changes');
   // An open image is not a closed one.
   assertOneLineError(t, await s.cli(['instance', 'create', 'x', 'w1']), 'instance of an open image');

@@ -1,89 +1,101 @@
 // `tarstack image <verb>`: definitions only; each handler imports its implementation lazily.
 import type { Argv, CommandModule } from 'yargs';
-import { Context, type GlobalOptions } from './context.js';
+import type { GlobalOptions } from './context.js';
+import { run, type Args } from './handler.js';
+import { mountOptions } from './mount-options.js';
 
-type Args = GlobalOptions & Record<string, unknown>;
 const impl = () => import('./impl/image.js');
 const mountImpl = () => import('./impl/mount.js');
 const buildImpl = () => import('./impl/build.js');
 const transferImpl = () => import('./impl/transfer.js');
-/** yargs has checked the positionals each builder demands; hand them on with the shape the implementation declares. */
-const args = <T>(a: Args): T => a as unknown as T;
+type Y = Argv<GlobalOptions>;
+const image = (y: Y, describe = 'image name (see `tarstack image list`)') => y.positional('image', { type: 'string', demandOption: true, describe });
 
 export const imageCommand: CommandModule<GlobalOptions, Args> = {
   command: 'image <verb>',
   describe: 'Images: immutable trees served straight from tar files',
-  builder: (y: Argv<GlobalOptions>) =>
+  builder: (y: Y) =>
     y
       .command(
         'add <tar>',
         'Index a tar (never extracted), or reference a directory, and make it an image',
         (c) =>
           c
-            .positional('tar', { type: 'string', demandOption: true, describe: 'the tar file, or a directory (a layer served in place)' })
+            .positional('tar', { type: 'string', demandOption: true, describe: 'the tar file (plain, gzip, zstd or xz), or a directory (a layer served in place)' })
             .option('name', { type: 'string', describe: 'image name (default: the file name without extensions)' })
             .option('parent', { type: 'string', describe: 'stack this image on a parent image' })
             .option('copy', { type: 'boolean', describe: 'copy the tar into the store instead of referencing it in place' })
-            .option('recompress', { type: 'boolean', describe: 'store a seekable zstd copy (random access for any tar, e.g. a single-frame .zst or single-block .xz)' }),
-        async (a) => (await impl()).imageAdd(new Context(a), a),
+            .option('recompress', { type: 'boolean', describe: 'store a seekable zstd copy (random access for any tar, e.g. a single-frame .zst or single-block .xz)' })
+            .example('$0 image add rootfs.tar', 'index rootfs.tar where it is, as image "rootfs"')
+            .example('$0 image add layer2.tar.gz --parent rootfs', 'a layer on top of rootfs'),
+        run(impl, 'imageAdd'),
       )
-      .command('list', 'List images', (c) => c, async (a) => (await impl()).imageList(new Context(a)))
-      .command('info <image>', 'Show an image', (c) => c.positional('image', { type: 'string', demandOption: true }), async (a) => (await impl()).imageInfo(new Context(a), a))
+      .command('list', 'List images', (c) => c.example('$0 image list --json', 'every image, as JSON'), run(impl, 'imageList'))
+      .command('info <image>', 'Show an image: its stack, tar, counts and mounts', (c) => image(c).example('$0 image info rootfs', ''), run(impl, 'imageInfo'))
       .command(
         'rename <image> <newName>',
-        'Rename an image',
-        (c) => c.positional('image', { type: 'string', demandOption: true }).positional('newName', { type: 'string', demandOption: true }),
-        async (a) => (await impl()).imageRename(new Context(a), a),
+        'Rename an image (its children and instances follow)',
+        (c) => image(c).positional('newName', { type: 'string', demandOption: true, describe: 'the new name' }).example('$0 image rename rootfs debian12', ''),
+        run(impl, 'imageRename'),
       )
-      .command('rm <image>', 'Remove an image (refused while it is a parent or in use)', (c) => c.positional('image', { type: 'string', demandOption: true }), async (a) => (await impl()).imageRm(new Context(a), a))
-      .command('verify <image>', "Check every member of the image's tars against the index", (c) => c.positional('image', { type: 'string', demandOption: true }), async (a) => (await impl()).imageVerify(new Context(a), a))
+      .command('rm <image>', 'Remove an image (refused while it is a parent or in use)', (c) => image(c).example('$0 image rm rootfs', ''), run(impl, 'imageRm'))
+      .command('verify <image>', "Check every member of the image's tars against the index", (c) => image(c).example('$0 image verify rootfs', 'exit 1 if a tar changed since it was indexed'), run(impl, 'imageVerify'))
       .command(
         'mount <image> <dir>',
         'Mount an image read-only at dir (prints the mount path last)',
         (c) =>
-          c
-            .positional('image', { type: 'string', demandOption: true })
-            .positional('dir', { type: 'string', demandOption: true })
+          mountOptions(image(c).positional('dir', { type: 'string', demandOption: true, describe: 'mount point: an empty directory' }))
             .option('foreground', { type: 'boolean', describe: 'serve in this process until unmounted (for systemd)' })
             .option('backend', { choices: ['fuse-native'] as const, describe: 'FUSE binding' })
-            .option('nonempty', { type: 'boolean', describe: 'allow mounting over a non-empty directory' })
-            .option('allow-other', { type: 'boolean', describe: 'let other users in (with permission checks)' }),
-        async (a) => (await mountImpl()).imageMount(new Context(a), a),
+            .example('$0 image mount rootfs /mnt/rootfs', '')
+            .example('$0 umount /mnt/rootfs', 'and unmount it again'),
+        run(mountImpl, 'imageMount'),
       )
       .command(
         'new <image>',
         'Make an image to populate by editing (open until `image close`)',
-        (c) => c.positional('image', { type: 'string', demandOption: true }).option('parent', { type: 'string', describe: 'stack it on this image' }),
-        async (a) => (await buildImpl()).imageNewCommand(new Context(a), args(a)),
+        (c) =>
+          image(c, 'name of the new image')
+            .option('parent', { type: 'string', describe: 'stack it on this image' })
+            .example('$0 image new app --parent rootfs', 'then `tarstack image edit app`'),
+        run(buildImpl, 'imageNewCommand'),
       )
       .command(
         'edit <image> [dir]',
         'Mount an open image writable to populate it (prints the mount path last)',
-        (c) => c.positional('image', { type: 'string', demandOption: true }).positional('dir', { type: 'string', describe: 'mount point (default: under the store)' }).option('nonempty', { type: 'boolean', describe: 'allow mounting over a non-empty directory' }).option('allow-other', { type: 'boolean', describe: 'let other users in (with permission checks)' }),
-        async (a) => (await buildImpl()).imageEdit(new Context(a), args(a)),
+        (c) =>
+          mountOptions(image(c, 'an image made by `image new` and not yet closed').positional('dir', { type: 'string', describe: 'mount point (default: under the store)' }))
+            .example('cd "$($0 image edit app | tail -1)"', 'work inside it, then `tarstack image close app`'),
+        run(buildImpl, 'imageEdit'),
       )
       .command(
         'close <image>',
         'Unmount an image being edited and freeze its changes into its layer (immutable from then on)',
-        (c) => c.positional('image', { type: 'string', demandOption: true }),
-        async (a) => (await buildImpl()).imageClose(new Context(a), args(a)),
+        (c) => image(c, 'an image being edited').example('$0 image close app', ''),
+        run(buildImpl, 'imageClose'),
       )
       .command(
         'export <image>',
         'Write the merged tree as one tar, or with --layers the stack as an OCI image archive',
-        (c) => c.positional('image', { type: 'string', demandOption: true }).option('output', { alias: 'o', type: 'string', describe: 'file to write (default: stdout)' }).option('layers', { type: 'boolean', describe: 'the layer tars, as an OCI image layout (docker load reads it too)' }),
-        async (a) => (await transferImpl()).imageExport(new Context(a), args(a)),
+        (c) =>
+          image(c)
+            .option('output', { alias: 'o', type: 'string', describe: 'file to write (default: stdout)' })
+            .option('layers', { type: 'boolean', describe: 'the layer tars, as an OCI image layout (docker load reads it too)' })
+            .example('$0 image export app -o app.tar', 'the merged tree, one tar')
+            .example('$0 image export app --layers -o app.oci.tar', 'the stack as an OCI image layout'),
+        run(transferImpl, 'imageExport'),
       )
       .command(
         'import <file>',
         'Import a tar layer, or an OCI image layout / docker save archive as a stack of images',
         (c) =>
           c
-            .positional('file', { type: 'string', demandOption: true })
+            .positional('file', { type: 'string', demandOption: true, describe: 'a tar layer, an OCI image layout archive or a `docker save` archive' })
             .option('name', { type: 'string', describe: 'name of the (top) image' })
             .option('parent', { type: 'string', describe: 'a tar layer: stack it on this image' })
-            .option('prefix', { type: 'string', describe: 'put this before every image name made' }),
-        async (a) => (await transferImpl()).imageImport(new Context(a), args(a)),
+            .option('prefix', { type: 'string', describe: 'put this before every image name made' })
+            .example('docker save alpine:3.19 -o alpine.tar && $0 image import alpine.tar', 'one image per layer, the top named after the reference'),
+        run(transferImpl, 'imageImport'),
       )
       .demandCommand(1, 'name an image verb (add, new, edit, close, export, import, list, info, rename, rm, verify, mount)')
       .strict(),

@@ -9,6 +9,7 @@ import { isUtf8 } from 'node:buffer';
 import tarStream from 'tar-stream';
 import type { Attr } from '../vfs/api.js';
 import { majorOf, minorOf } from '../util/attr.js';
+import { namedWriteError, writingTo } from '../util/error-funnel.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from '../vfs/mode.js';
 
 const TYPES: Record<number, tarStream.Header['type']> = {
@@ -38,8 +39,12 @@ export class LayerWriter {
   private readonly pack = tarStream.pack();
   private readonly done: Promise<void>;
   private readonly tmp: string;
+  /** Entries written below the root (files, directories, links, …: what `image info` counts), and their file data. */
   entries = 0;
+  whiteouts = 0;
   bytes = 0;
+  /** Why the file could not be written (a full disk): what every later failure really is. */
+  private failure: unknown;
 
   /** PAX records for a header, pushed just before tar-stream encodes it (see the constructor). */
   private readonly rawPax = new WeakMap<tarStream.Header, Buffer>();
@@ -62,14 +67,25 @@ export class LayerWriter {
     };
     const out = createWriteStream(this.tmp, { mode: 0o644 });
     this.done = new Promise((resolve, reject) => {
-      out.on('close', resolve).on('error', reject);
+      out.on('close', resolve).on('error', (err) => {
+        this.failure = namedWriteError(err, this.tmp);
+        reject(this.failure);
+        this.pack.destroy(); // entries waiting for room fail instead of waiting forever
+      });
       this.pack.on('error', reject);
     });
     this.done.catch(() => undefined); // reported by close()
     this.pack.pipe(out);
   }
 
+  /** An entry of the tree ('' is the root, which is not counted). */
   async add(e: LayerEntry): Promise<void> {
+    this.bytes += await this.write(e);
+    if (e.path !== '') this.entries++;
+  }
+
+  /** Write one member; its file data's size. */
+  private async write(e: LayerEntry): Promise<number> {
     const type = e.attr.mode & S_IFMT;
     const isDirEntry = type === S_IFDIR;
     const name = e.path === '' ? './' : isDirEntry ? `${e.path}/` : e.path;
@@ -104,13 +120,13 @@ export class LayerWriter {
     if (pax.length) this.rawPax.set(header, encodePax(pax));
     const body = header.type === 'file' && header.size ? e.body : undefined;
     await this.entry(header, body);
-    this.entries++;
-    this.bytes += header.size ?? 0;
+    return header.size ?? 0;
   }
 
   /** An OCI whiteout: NAME in directory `dir` is deleted. */
-  whiteout(dir: string, name: string, mtimeSec: number): Promise<void> {
-    return this.marker(dir ? `${dir}/${WHITEOUT}${name}` : `${WHITEOUT}${name}`, mtimeSec);
+  async whiteout(dir: string, name: string, mtimeSec: number): Promise<void> {
+    await this.marker(dir ? `${dir}/${WHITEOUT}${name}` : `${WHITEOUT}${name}`, mtimeSec);
+    this.whiteouts++;
   }
 
   /** An OCI opaque marker: nothing below `dir` shows through. */
@@ -118,9 +134,9 @@ export class LayerWriter {
     return this.marker(dir ? `${dir}/${OPAQUE}` : OPAQUE, mtimeSec);
   }
 
-  private marker(path: string, mtimeSec: number): Promise<void> {
+  private async marker(path: string, mtimeSec: number): Promise<void> {
     const attr = { ino: 0, mode: S_IFREG | 0o644, nlink: 1, uid: 0, gid: 0, rdev: 0, size: 0, blocks: 0, atimeSec: mtimeSec, atimeNsec: 0, mtimeSec, mtimeNsec: 0, ctimeSec: mtimeSec, ctimeNsec: 0 };
-    return this.add({ path, attr, xattrs: [] });
+    await this.write({ path, attr, xattrs: [] });
   }
 
   private async entry(header: tarStream.Header, body?: () => AsyncIterable<Buffer>): Promise<void> {
@@ -150,12 +166,14 @@ export class LayerWriter {
   async close(): Promise<void> {
     this.pack.finalize();
     await this.done;
-    const fd = openSync(this.tmp, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
+    writingTo(this.tmp, () => {
+      const fd = openSync(this.tmp, 'r');
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    });
     renameSync(this.tmp, this.file);
   }
 
@@ -172,7 +190,7 @@ export class LayerWriter {
       await this.close();
     } catch (err) {
       this.abort();
-      throw err;
+      throw this.failure ?? err;
     }
     result.entries = this.entries;
     result.bytes = this.bytes;

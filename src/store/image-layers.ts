@@ -7,11 +7,12 @@ import { constants, copyFileSync, existsSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { indexTarFile, type IndexResult } from '../tar/indexer.js';
 import { writeIndex } from '../tar/index-file.js';
-import type { IndexData } from '../tar/index-data.js';
+import { NodeFlag, type IndexData } from '../tar/index-data.js';
 import { recompressToZstd } from '../tar/recompress.js';
 import { TarFormatError } from '../tar/scan.js';
 import { accessNote, SeekIndex } from '../tar/seek-table.js';
 import { UserError } from '../util/errors.js';
+import { writingTo } from '../util/error-funnel.js';
 import { INDEX_FILE, type ImageRecord, type LayerCompression } from './images.js';
 import { checkName } from './paths.js';
 import type { Store } from './store.js';
@@ -39,10 +40,24 @@ export function indexTar(store: Store, file: string, what: string, label: string
   });
 }
 
+/** Write an index where a full disk names the file. */
+const writeIndexFile = (path: string, data: IndexData): void => writingTo(path, () => writeIndex(path, data));
+
 /** The layer part of an image record for a tar indexed as `data`, stored at `tar`. */
 export function tarLayerRecord(data: IndexData, tar: string, copied: boolean, recompressedFrom?: string): ImageRecord['layer'] {
   const compression = compressionOf(data, recompressedFrom);
-  return { tar, copied, identity: data.source, nodes: data.nodeCount, members: data.members.count, warnings: data.warnings.length, ...(compression ? { compression } : {}) };
+  return { tar, copied, identity: data.source, nodes: data.nodeCount, ...countNames(data), members: data.members.count, warnings: data.warnings.length, ...(compression ? { compression } : {}) };
+}
+
+/** The names below the root, whiteouts apart; nodes that are no name (hard-link data a later member replaced) are not counted. */
+function countNames(d: IndexData): { entries: number; whiteouts: number } {
+  let entries = 0;
+  let whiteouts = 0;
+  for (let id = 1; id < d.nodeCount; id++) {
+    if (d.flags[id] & NodeFlag.Whiteout) whiteouts++;
+    else if (!(d.flags[id] & NodeFlag.Detached)) entries++;
+  }
+  return { entries, whiteouts };
 }
 
 function compressionOf(d: IndexData, recompressedFrom: string | undefined): LayerCompression | undefined {
@@ -66,7 +81,7 @@ export interface AddTar {
 /** A tar as a new image: indexed (never extracted), published under the store lock. */
 export async function addTarImage(store: Store, a: AddTar): Promise<{ record: ImageRecord; data: IndexData; bytesRead: number }> {
   const name = checkName('image', a.name ?? defaultImageName(a.tar));
-  if (store.images.find(name)) throw new UserError(`an image named "${name}" already exists`);
+  store.images.checkFree(name, '--name');
   const parent = a.parent ? store.images.closed(a.parent, 'be a parent') : null;
   const staged = store.images.stage();
   try {
@@ -76,7 +91,7 @@ export async function addTarImage(store: Store, a: AddTar): Promise<{ record: Im
       stored = 'layer.tar.zst';
       source = join(staged.dir, stored);
       const dest = source;
-      await store.withProgress(`recompressing ${basename(a.tar)}`, (onProgress) => recompressToZstd(a.tar, dest, onProgress)).catch((err: unknown) => {
+      await store.withProgress(`recompressing ${basename(a.tar)}`, (onProgress) => writingTo(dest, () => recompressToZstd(a.tar, dest, onProgress))).catch((err: unknown) => {
         throw asUserError(a.given, err);
       });
     } else if (a.copy) {
@@ -85,7 +100,7 @@ export async function addTarImage(store: Store, a: AddTar): Promise<{ record: Im
       copyFileSync(a.tar, source, constants.COPYFILE_FICLONE);
     }
     const { data, bytesRead } = indexTar(store, source, a.given, basename(a.tar));
-    writeIndex(join(staged.dir, INDEX_FILE), data);
+    writeIndexFile(join(staged.dir, INDEX_FILE), data);
     const record = await store.locked(() => {
       if (parent && !existsSync(store.paths.image(parent.id))) throw new UserError(`parent image "${parent.name}" was removed meanwhile`);
       const tar = stored ? join(store.paths.image(staged.id), stored) : a.tar;
@@ -104,7 +119,7 @@ export async function addTarImage(store: Store, a: AddTar): Promise<{ record: Im
  */
 export async function addDirImage(store: Store, dir: string, a: { name?: string; parent?: string }): Promise<ImageRecord> {
   const name = checkName('image', a.name ?? basename(dir));
-  if (store.images.find(name)) throw new UserError(`an image named "${name}" already exists`);
+  store.images.checkFree(name, '--name');
   const parent = a.parent ? store.images.get(a.parent) : null;
   const st = statSync(dir, { bigint: true });
   const staged = store.images.stage();
@@ -141,7 +156,7 @@ export async function stageLayer(store: Store, label: string, fill: (tar: string
   try {
     await fill(staged.tar);
     const { data } = indexTar(store, staged.tar, label, label);
-    writeIndex(join(staged.dir, INDEX_FILE), data);
+    writeIndexFile(join(staged.dir, INDEX_FILE), data);
     return { staged, layer: tarLayerRecord(data, join(store.paths.image(replacing ?? staged.id), LAYER_TAR), true) };
   } catch (err) {
     store.images.discard(staged);

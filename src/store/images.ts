@@ -22,7 +22,11 @@ export interface ImageRecord {
     tar: string;
     copied: boolean;
     identity: TarIdentity;
+    /** Nodes of the layer's index: the root, every name, whiteouts, and hard-link data left without a name. */
     nodes: number;
+    /** Names below the root and whiteouts, as layerCounts says them (absent in records made before them). */
+    entries?: number;
+    whiteouts?: number;
     members: number;
     warnings: number;
     /** Compressed tars only: how reads find their place in it. */
@@ -40,6 +44,16 @@ export interface LayerCompression {
   note: string;
   /** Set when the store holds a seekable zstd copy made by `image add --recompress`. */
   recompressedFrom?: string;
+}
+
+/**
+ * What every command says about a layer's size in names: its entries (files, directories, links, …
+ * below the root; whiteouts apart) and its whiteouts, as counted in its index when it was made. A
+ * directory layer is not scanned, so it has neither (null); an older record has only its node count.
+ */
+export function layerCounts(layer: ImageRecord['layer']): { entries: number | null; whiteouts: number | null } {
+  if (layer.kind === 'dir') return { entries: null, whiteouts: null };
+  return { entries: layer.entries ?? layer.nodes - 1, whiteouts: layer.whiteouts ?? null };
 }
 
 export const IMAGE_META = 'image.json';
@@ -72,6 +86,17 @@ export class Images {
 
   find(name: string): ImageRecord | undefined {
     return this.list().find((r) => r.name === name);
+  }
+
+  /**
+   * Refuse a name that is taken, naming a free one: `option` is how the command takes another name
+   * (`--name`); without one the name was a positional, and the free name is simply suggested.
+   */
+  checkFree(name: string, option?: string): void {
+    if (!this.find(name)) return;
+    let free = '';
+    for (let n = 2; !free; n++) if (!this.find(`${name}-${n}`)) free = `${name}-${n}`;
+    throw new UserError(`an image named "${name}" already exists: ${option ? `name this one with ${option}, e.g. \`${option} ${free}\`` : `choose another name, e.g. "${free}"`}`);
   }
 
   get(name: string): ImageRecord {
@@ -131,7 +156,7 @@ export class Images {
   /** Publish a staged image (call under the store lock). */
   commit(staged: { id: string; dir: string }, record: Omit<ImageRecord, 'version' | 'id'>): ImageRecord {
     checkName('image', record.name);
-    if (this.find(record.name)) throw new UserError(`an image named "${record.name}" already exists`);
+    this.checkFree(record.name);
     const full: ImageRecord = { version: META_VERSION, id: staged.id, ...record };
     writeMeta(join(staged.dir, IMAGE_META), full);
     renameSync(staged.dir, this.paths.image(staged.id));
@@ -155,7 +180,7 @@ export class Images {
   rename(name: string, to: string): ImageRecord {
     checkName('image', to);
     const r = this.get(name);
-    if (this.find(to)) throw new UserError(`an image named "${to}" already exists`);
+    this.checkFree(to);
     r.name = to;
     writeMeta(join(this.paths.image(r.id), IMAGE_META), r);
     return r;

@@ -2,6 +2,7 @@
 // read-only overlay and the instance offline (its upper over the same stack, no mount); a fresh
 // upper's root made to carry the image root's owner, mode, times and xattrs; and the layer that
 // holds only an image's root (an open image's placeholder).
+import { existsSync } from 'node:fs';
 import type { Attr } from '../vfs/api.js';
 import { ROOT_INO } from '../vfs/api.js';
 import { Overlay } from '../overlay/overlay.js';
@@ -16,12 +17,15 @@ import type { InstanceRecord } from './instances.js';
 import { openStack } from './open-image.js';
 import type { Store } from './store.js';
 
-/** Run `fn` on the instance's image (read-only) and the instance itself (offline); both closed after. */
-export async function withInstanceViews<T>(store: Store, r: InstanceRecord, fn: (image: Overlay, inst: InstanceFs) => Promise<T>): Promise<T> {
+/**
+ * Run `fn` on the instance's image (read-only) and the instance itself (offline: its upper and
+ * work dir, or `changes` when they are elsewhere); both closed after.
+ */
+export async function withInstanceViews<T>(store: Store, r: InstanceRecord, fn: (image: Overlay, inst: InstanceFs) => Promise<T>, changes = ownChanges(store, r)): Promise<T> {
   const stack = store.images.stack(store.images.byId(r.image));
   const image = new Overlay(openStack(store.images, stack));
   try {
-    const inst = new InstanceFs(openStack(store.images, stack), store.instances.upper(r), store.instances.work(r), { offline: true });
+    const inst = new InstanceFs(openStack(store.images, stack), changes.upper, changes.work, { offline: true });
     try {
       return await fn(image, inst);
     } finally {
@@ -32,9 +36,18 @@ export async function withInstanceViews<T>(store: Store, r: InstanceRecord, fn: 
   }
 }
 
-/** What changed in the instance against its image. */
+const ownChanges = (store: Store, r: InstanceRecord) => ({ upper: store.instances.upper(r), work: store.instances.work(r) });
+
+/** Where the instance's changes are now: a `--tmp` mount keeps them in its throwaway copy until it ends. */
+function currentChanges(store: Store, r: InstanceRecord): { upper: string; work: string } {
+  const live = store.mounts.list().find((m) => m.kind === 'instance' && m.target === r.id && m.state === 'serving' && !m.detached);
+  const session = live && store.instances.tmpSession(r, live.id);
+  return session && existsSync(session.upper) ? session : ownChanges(store, r);
+}
+
+/** What changed in the instance against its image (while a `--tmp` mount serves it: what that mount changed). */
 export function diffInstance(store: Store, r: InstanceRecord): Promise<Change[]> {
-  return withInstanceViews(store, r, (image, inst) => diffTrees(image, inst));
+  return withInstanceViews(store, r, (image, inst) => diffTrees(image, inst), currentChanges(store, r));
 }
 
 /** The instance's changes against its image written as one layer tar (the caller holds the instance's lock). */

@@ -53,6 +53,12 @@ export class Instances {
     return join(this.home(r.id), 'tmp-sessions');
   }
 
+  /** The throwaway upper and work dir a `--tmp` mount serves instead of the instance's own (daemon/tmp-upper.ts makes them). */
+  tmpSession(r: InstanceRecord, mountId: string): { upper: string; work: string } {
+    const root = join(this.tmpSessions(r), mountId);
+    return { upper: join(root, 'upper'), work: join(root, 'work') };
+  }
+
   defaultMountpoint(r: InstanceRecord): string {
     return join(this.home(r.id), 'root');
   }

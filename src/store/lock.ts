@@ -3,6 +3,7 @@
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
+import { writingTo } from '../util/error-funnel.js';
 import { bootId, pidAlive } from '../util/proc.js';
 
 const WAIT_MS = 30_000;
@@ -12,7 +13,7 @@ export async function withLock<T>(lockDir: string, fn: () => T | Promise<T>): Pr
   for (;;) {
     try {
       mkdirSync(lockDir);
-      writeFileSync(join(lockDir, 'owner'), `${process.pid} ${bootId()}\n`);
+      writeOwner(lockDir);
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -36,6 +37,17 @@ export async function withLock<T>(lockDir: string, fn: () => T | Promise<T>): Pr
     return await fn();
   } finally {
     rmSync(lockDir, { recursive: true, force: true });
+  }
+}
+
+/** Sign a lock just taken; one that cannot be signed (a full disk) is given up, never left ownerless for others to wait on. */
+function writeOwner(lockDir: string): void {
+  const owner = join(lockDir, 'owner');
+  try {
+    writingTo(owner, () => writeFileSync(owner, `${process.pid} ${bootId()}\n`));
+  } catch (err) {
+    rmSync(lockDir, { recursive: true, force: true });
+    throw err;
   }
 }
 

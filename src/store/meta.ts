@@ -3,11 +3,12 @@
 import { readFileSync } from 'node:fs';
 import { writeFileAtomic } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
+import { writingTo } from '../util/error-funnel.js';
 
 export const META_VERSION = 1;
 
 export function writeMeta(path: string, value: { version: number }): void {
-  writeFileAtomic(path, Buffer.from(JSON.stringify(value, null, 2) + '\n'));
+  writingTo(path, () => writeFileAtomic(path, Buffer.from(JSON.stringify(value, null, 2) + '\n')));
 }
 
 /** Read and check a metadata file; `check` throws a message (string) when a field is wrong. */

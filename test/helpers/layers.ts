@@ -8,6 +8,7 @@ import { tarLayer, type TarLayer } from '../../src/layer/tar-layer.js';
 import type { FileSystem } from '../../src/vfs/api.js';
 import { ROOT_INO } from '../../src/vfs/api.js';
 import type { IndexData } from '../../src/tar/index-data.js';
+import { Overlay } from '../../src/overlay/overlay.js';
 
 export function tempDir(): { dir: string; cleanup(): void } {
   const dir = mkdtempSync(join(tmpdir(), 'tarstack-test-'));
@@ -77,4 +78,18 @@ export async function readAll(fs: FileSystem, ino: number, size: number): Promis
   }
   await fs.release(ino, fh);
   return Buffer.concat(parts).toString('latin1');
+}
+
+/** A tar indexed and served by a one-layer Overlay: its flattened tree and the indexer's warning codes. */
+export async function tree(tar: Buffer): Promise<{ flat: Record<string, FlatEntry>; warnings: string[] }> {
+  const t = tempDir();
+  try {
+    const { layer, data } = layerFromTar(tar, t.dir);
+    const fs = new Overlay([layer]);
+    const flat = await flatten(fs);
+    fs.destroy();
+    return { flat, warnings: data.warnings.map((w) => w.code) };
+  } finally {
+    t.cleanup();
+  }
 }

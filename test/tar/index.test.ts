@@ -4,27 +4,13 @@
 import test from 'ava';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Overlay } from '../../src/overlay/overlay.js';
 import { indexArchive } from '../../src/tar/indexer.js';
 import { BufferReader } from '../../src/tar/reader.js';
 import { readIndex, writeIndex } from '../../src/tar/index-file.js';
 import { pack } from '../helpers/pack.js';
-import { flatten, layerFromTar, tempDir } from '../helpers/layers.js';
+import { tempDir, tree } from '../helpers/layers.js';
 
 const id = { size: 0, mtimeNs: '0', ino: 0, dev: 0 };
-
-async function tree(tar: Buffer) {
-  const t = tempDir();
-  try {
-    const { layer, data } = layerFromTar(tar, t.dir);
-    const fs = new Overlay([layer]);
-    const flat = await flatten(fs);
-    fs.destroy();
-    return { flat, warnings: data.warnings.map((w) => w.code) };
-  } finally {
-    t.cleanup();
-  }
-}
 
 test('a later duplicate wins; a directory over a directory keeps its children', async (t) => {
   const tar = await pack([

@@ -8,29 +8,15 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { Overlay } from '../../src/overlay/overlay.js';
 import { indexArchive, indexTarFile } from '../../src/tar/indexer.js';
 import { BufferReader } from '../../src/tar/reader.js';
 import { TarFormatError } from '../../src/tar/scan.js';
 import { pack } from '../helpers/pack.js';
-import { flatten, layerFromTar, tempDir } from '../helpers/layers.js';
+import { tempDir, tree } from '../helpers/layers.js';
 import { END, entry, gnuLong, header, pax } from '../helpers/rawtar.js';
 import { fixChecksum, scan } from './blocks.js';
 
 const id = { size: 0, mtimeNs: '0', ino: 0, dev: 0 };
-
-async function tree(tar: Buffer) {
-  const t = tempDir();
-  try {
-    const { layer, data } = layerFromTar(tar, t.dir);
-    const fs = new Overlay([layer]);
-    const flat = await flatten(fs);
-    fs.destroy();
-    return { flat, warnings: data.warnings.map((w) => w.code) };
-  } finally {
-    t.cleanup();
-  }
-}
 
 test('PAX records apply to the next member only; globals to all after them', async (t) => {
   const tar = await pack([

@@ -11,7 +11,8 @@ import { checkMountpoint, mountTarget, unmountOne, type MountFlags } from './mou
 import { stageLayer } from '../../store/image-layers.js';
 import { holdInstance } from '../../store/holding.js';
 import { freezeInstance, upperPreparer, writeRootLayer } from '../../store/instance-views.js';
-import type { ImageRecord } from '../../store/images.js';
+import { layerCounts, type ImageRecord } from '../../store/images.js';
+import { countsText } from './image.js';
 import type { InstanceRecord } from '../../store/instances.js';
 import { checkName } from '../../store/paths.js';
 import { META_VERSION } from '../../store/meta.js';
@@ -26,7 +27,7 @@ export function editInstance(ctx: Context, image: ImageRecord): InstanceRecord |
 
 export async function imageNew(ctx: Context, a: { image: string; parent?: string }): Promise<ImageRecord> {
   checkName('image', a.image);
-  if (ctx.images.find(a.image)) throw new UserError(`an image named "${a.image}" already exists`);
+  ctx.images.checkFree(a.image);
   const parent = a.parent ? ctx.images.closed(a.parent, 'be a parent') : null;
   if (parent) ctx.images.stack(parent); // a broken chain is refused before anything is made
   const { staged, layer } = await stageLayer(ctx, `the root of ${a.image}`, (tar) => writeRootLayer(ctx, parent, tar));
@@ -105,19 +106,20 @@ export async function imageClose(ctx: Context, a: { image: string }): Promise<vo
     ctx.images.discard(staged);
     throw err;
   });
-  if (ctx.opts.json) return printJson({ name: r.name, entries: stats?.entries ?? 1, whiteouts: stats?.whiteouts ?? 0, bytes: stats?.bytes ?? 0, skipped: stats?.skipped ?? [] });
-  process.stdout.write(`closed image ${r.name}: ${describe(stats)}\n`);
+  if (ctx.opts.json) return printJson({ name: r.name, ...layerCounts(layer), bytes: stats?.bytes ?? 0, skipped: stats?.skipped ?? [] });
+  process.stdout.write(`closed image ${r.name}: ${describe(layer, stats)}\n`);
 }
 
-const describe = (s: FreezeResult | undefined): string =>
-  s ? `${s.entries} entries, ${s.whiteouts} whiteouts, ${formatBytes(s.bytes)} of file data${s.skipped.length ? ` (${s.skipped.length} sockets left out)` : ''}` : 'no changes';
+/** What a frozen layer holds, counted as `image info` counts it (from the layer's index), and its file data. */
+const describe = (layer: ImageRecord['layer'], s: FreezeResult | undefined): string =>
+  s ? `${countsText(layer)}, ${formatBytes(s.bytes)} of file data${s.skipped.length ? ` (${s.skipped.length} sockets left out)` : ''}` : 'no changes';
 
 export async function commit(ctx: Context, a: { instance: string; image: string }): Promise<void> {
   const inst = ctx.instances.get(a.instance);
   const base = ctx.images.byId(inst.image);
   if (base.editing) throw new UserError(`instance "${inst.name}" holds the edits of image "${base.name}": close it with \`tarstack image close ${base.name}\``);
   checkName('image', a.image);
-  if (ctx.images.find(a.image)) throw new UserError(`an image named "${a.image}" already exists`);
+  ctx.images.checkFree(a.image);
   let stats: FreezeResult | undefined;
   const { staged, layer } = await holdInstance(ctx, inst, 'commit', () => stageLayer(ctx, a.image, async (tar) => void (stats = await freezeInstance(ctx, inst, tar))));
   const r = await ctx.locked(() => {
@@ -127,8 +129,8 @@ export async function commit(ctx: Context, a: { instance: string; image: string 
     ctx.images.discard(staged);
     throw err;
   });
-  if (ctx.opts.json) return printJson({ name: r.name, id: r.id, parent: base.name, entries: stats!.entries, whiteouts: stats!.whiteouts, bytes: stats!.bytes });
-  process.stdout.write(`committed instance ${inst.name} as image ${r.name} on ${base.name}: ${describe(stats)}\n`);
+  if (ctx.opts.json) return printJson({ name: r.name, id: r.id, parent: base.name, ...layerCounts(layer), bytes: stats!.bytes });
+  process.stdout.write(`committed instance ${inst.name} as image ${r.name} on ${base.name}: ${describe(layer, stats)}\n`);
 }
 
 /** $TARSTACK_STACKS, else stacks/ in the store (wafers' $STACKS). */
@@ -144,8 +146,9 @@ export async function stack(ctx: Context, a: { name: string; parent?: string } &
     if (parent !== a.parent) throw new UserError(`image "${a.name}" already exists on ${parent ? `"${parent}"` : 'no parent'}, not "${a.parent}"`);
   }
   const r = existing ? openImage(ctx, a.name) : await imageNew(ctx, { image: a.name, parent: a.parent });
-  const layers = ctx.images.stack(r);
-  process.stdout.write(`${layers.length} images stacked: ${layers.map((l) => l.name).join(' <- ')}\n`);
+  // Says what this command did (made one image, or took the one there), then the stack it shows.
+  const chain = ctx.images.stack(r).map((l) => l.name).join(' <- ');
+  process.stdout.write(existing ? `editing image ${r.name} (stack: ${chain})\n` : `created image ${r.name} on ${a.parent}, open for editing (stack: ${chain})\n`);
   await editMount(ctx, r, join(stacksDir(ctx), a.name), { ...a, mkdir: true });
 }
 

@@ -3,7 +3,7 @@ import { statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import type { Context } from '../context.js';
 import { formatBytes, printJson, printTable, warn } from '../output.js';
-import type { ImageRecord, LayerCompression } from '../../store/images.js';
+import { layerCounts, type ImageRecord, type LayerCompression } from '../../store/images.js';
 import { addDirImage, addTarImage } from '../../store/image-layers.js';
 import { openLayer } from '../../store/open-image.js';
 import { UserError } from '../../util/errors.js';
@@ -29,11 +29,18 @@ export async function imageAdd(ctx: Context, a: { tar: string; name?: string; pa
   for (const w of data.warnings.slice(0, 50)) warn(`${basename(tar)}: ${w.message}`);
   if (data.warnings.length > 5) warn(`${basename(tar)}: ${data.warnings.length - 5} more (see \`tarstack image info ${name}\`)`);
   const compression = record.layer.compression;
-  if (ctx.opts.json) printJson(describe(ctx, record));
-  else if (compression) {
-    process.stdout.write(`added image ${name}: ${data.members.count} members, ${data.nodeCount - 1} entries (${formatBytes(data.source.size)} ${compression.format} tar, ${formatBytes(compression.decodedBytes)} decoded)\n`);
+  if (ctx.opts.json) return printJson(describe(ctx, record));
+  const counted = `${record.layer.members} members, ${countsText(record.layer)}`;
+  if (compression) {
+    process.stdout.write(`added image ${name}: ${counted} (${formatBytes(data.source.size)} ${compression.format} tar, ${formatBytes(compression.decodedBytes)} decoded)\n`);
     process.stdout.write(`${compression.randomAccess ? '' : 'note: '}${compression.note}\n`);
-  } else process.stdout.write(`added image ${name}: ${data.members.count} members, ${data.nodeCount - 1} entries (${formatBytes(data.source.size)} tar, ${formatBytes(bytesRead)} read to index)\n`);
+  } else process.stdout.write(`added image ${name}: ${counted} (${formatBytes(data.source.size)} tar, ${formatBytes(bytesRead)} read to index)\n`);
+}
+
+/** "185 entries, 2 whiteouts" (whiteouts only when there are any), as image info counts them. */
+export function countsText(layer: ImageRecord['layer']): string {
+  const { entries, whiteouts } = layerCounts(layer);
+  return `${entries} ${entries === 1 ? 'entry' : 'entries'}${whiteouts ? `, ${whiteouts} ${whiteouts === 1 ? 'whiteout' : 'whiteouts'}` : ''}`;
 }
 
 function describe(ctx: Context, r: ImageRecord): Record<string, unknown> {
@@ -47,9 +54,9 @@ function describe(ctx: Context, r: ImageRecord): Record<string, unknown> {
     kind: r.layer.kind ?? 'tar',
     tar: r.layer.tar,
     copied: r.layer.copied,
-    tarBytes: r.layer.identity.size,
-    members: r.layer.members,
-    entries: r.layer.nodes - 1,
+    tarBytes: r.layer.kind === 'dir' ? null : r.layer.identity.size,
+    members: r.layer.kind === 'dir' ? null : r.layer.members,
+    ...layerCounts(r.layer),
     warnings: r.layer.warnings,
     compression: r.layer.compression ?? null,
     tarStatus: tarStatus(r),
@@ -78,7 +85,8 @@ export function imageList(ctx: Context): void {
   const byId = new Map(all.map((r) => [r.id, r.name]));
   printTable(
     ['NAME', 'PARENT', 'ENTRIES', 'SIZE', 'TAR'],
-    all.map((r) => [r.editing ? `${r.name} (editing)` : r.name, r.parent ? (byId.get(r.parent) ?? '?') : '-', String(r.layer.nodes - 1), formatBytes(r.layer.identity.size), tarStatus(r) === 'ok' ? r.layer.tar : `${r.layer.tar} (${tarStatus(r)})`]),
+    // A directory layer is served as it is, never scanned: it has no counts and no tar size.
+    all.map((r) => [r.editing ? `${r.name} (editing)` : r.name, r.parent ? (byId.get(r.parent) ?? '?') : '-', String(layerCounts(r.layer).entries ?? '-'), r.layer.kind === 'dir' ? '-' : formatBytes(r.layer.identity.size), tarStatus(r) === 'ok' ? r.layer.tar : `${r.layer.tar} (${tarStatus(r)})`]),
   );
 }
 
@@ -94,15 +102,23 @@ export function imageInfo(ctx: Context, a: { image: string }): void {
     ...(r.editing ? [['state', `open for editing (\`tarstack image edit ${r.name}\`, then \`tarstack image close ${r.name}\`)`]] : []),
     ['stack', (d.stack as string[]).join(' <- ')],
     r.layer.kind === 'dir' ? ['directory', `${r.layer.tar} (served in place) [${d.tarStatus}]`] : ['tar', `${r.layer.tar}${r.layer.copied ? ' (copied into the store)' : ''} [${d.tarStatus}]`],
-    ['size', formatBytes(r.layer.identity.size)],
-    ...(r.layer.compression ? compressionLines(r.layer.compression) : []),
-    ['members', String(r.layer.members)],
-    ['entries', String(r.layer.nodes - 1)],
-    ['warnings', String(r.layer.warnings)],
+    ...(r.layer.kind === 'dir' ? [['entries', 'not counted (a directory is served as it is)']] : tarLines(r)),
     ['created', r.created],
     ['mounts', mounts.length ? mounts.map((m) => `${m.mountpoint} (pid ${m.pid}, ${m.state})`).join(', ') : '-'],
   ];
   printTable(['FIELD', 'VALUE'], lines);
+}
+
+function tarLines(r: ImageRecord): string[][] {
+  const { entries, whiteouts } = layerCounts(r.layer);
+  return [
+    ['size', formatBytes(r.layer.identity.size)],
+    ...(r.layer.compression ? compressionLines(r.layer.compression) : []),
+    ['members', String(r.layer.members)],
+    ['entries', String(entries)],
+    ...(whiteouts !== null ? [['whiteouts', String(whiteouts)]] : []),
+    ['warnings', String(r.layer.warnings)],
+  ];
 }
 
 function compressionLines(c: LayerCompression): string[][] {

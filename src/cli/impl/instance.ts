@@ -161,6 +161,6 @@ export function renderTree(changes: Change[]): string {
     });
   };
   draw(root, '');
-  lines.push('', `${dirs} directories, ${files} files`);
+  lines.push('', `${dirs} ${dirs === 1 ? 'directory' : 'directories'}, ${files} ${files === 1 ? 'file' : 'files'}`); // as tree(1) says it
   return lines.join('\n') + '\n';
 }

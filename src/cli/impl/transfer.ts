@@ -129,7 +129,7 @@ export async function imageImport(ctx: Context, a: { file: string; name?: string
 }
 
 async function importLayer(ctx: Context, file: string, name: string, parentName?: string): Promise<void> {
-  if (ctx.images.find(name)) throw new UserError(`an image named "${name}" already exists`);
+  ctx.images.checkFree(name, '--name');
   const parent = parentName ? ctx.images.closed(parentName, 'be a parent') : null;
   if (parent) ctx.images.stack(parent);
   const { staged, layer } = await stageLayer(ctx, basename(file), async (tar) => copyFileSync(file, tar, constants.COPYFILE_FICLONE));
