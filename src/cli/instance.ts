@@ -98,7 +98,7 @@ export const instanceVerbs: Array<CommandModule<GlobalOptions, Args>> = [
   },
   {
     command: 'status [instance]',
-    describe: 'What is mounted, and whether its daemon is alive',
+    describe: 'What is mounted, and whether its server is alive',
     builder: (y: Y) => y.positional('instance', { type: 'string', describe: 'only this instance' }).example('$0 status', 'every mount of the store'),
     handler: run(mountImpl, 'status'),
   },
