@@ -84,7 +84,7 @@ it('a directory image lists no counts and no tar size, rather than -1 and 0 B', 
   await s.ok(['image', 'add', path.join(s.root, 'src'), '--name', 'tree']);
   const list = (await s.ok(['image', 'list'])).stdout;
   t.regex(list, /^tree\s+-\s+-\s+-\s+\//m, 'PARENT, ENTRIES and SIZE are "-"');
-  t.notRegex(list, /-1|0 B/);
+  t.notRegex(list, /(^|\s)(-1|0 B)(\s|$)/m, 'no -1 or 0 B column (as words: the temp path may hold either)');
   t.like(await json<object>(s, ['image', 'info', 'tree']), { kind: 'dir', entries: null, whiteouts: null, members: null, tarBytes: null });
   t.regex((await s.ok(['image', 'info', 'tree'])).stdout, /^entries\s+not counted/m);
 });
