@@ -346,6 +346,7 @@ export class InstanceFs implements WritableFileSystem {
     this.links.prepareLink(node);
     this.copy.dir(dir);
     this.store.placeLink(this.links.upperPath(node), this.childAbs(dir, newName));
+    node.reachedAs(dir, newName);
     return this.entry(node);
   }
 
@@ -359,10 +360,11 @@ export class InstanceFs implements WritableFileSystem {
     if (lowerLinks > 1) this.copy.file(node, this.space.copyOnChange); // the set's link count must live somewhere
     this.copy.dir(dir);
     const abs = f.upper ? f.abs : this.childAbs(dir, name);
-    const present = f.upper || this.store.lstat(abs) !== undefined;
+    const was = f.upper ? f.st : this.store.lstat(abs);
+    const present = was !== undefined;
     if (present && node.opens === 0) this.space.release(abs);
     this.store.remove(abs, present, false, this.dirs.lowerHas(dir, name));
-    this.links.dropName(node, !present);
+    this.links.dropName(node, dir, name, was);
   }
 
   rmdir(parent: number, name: string): void {
@@ -415,8 +417,8 @@ export class InstanceFs implements WritableFileSystem {
     const there = this.store.lstat(dstAbs);
     if (there && !isDir && !(dst && dst.opens > 0)) this.space.release(dstAbs);
     this.store.move(srcAbs, dstAbs, there, isDir, leaveWhiteout);
-    if (dst) this.links.dropName(dst, !there);
-    src.link.set(to, newName);
+    if (dst) this.links.dropName(dst, to, newName, there);
+    src.moved(dir, name, to, newName);
   }
 
   private exchange(dir: Inode, name: string, a: Inode, to: Inode, newName: string, bNode: Inode): void {
@@ -430,8 +432,8 @@ export class InstanceFs implements WritableFileSystem {
     this.copy.name(dir, name, a);
     this.copy.name(to, newName, bNode);
     this.store.exchange(aAbs, bAbs);
-    a.link.set(to, newName);
-    bNode.link.set(dir, name);
+    a.moved(dir, name, to, newName);
+    bNode.moved(to, newName, dir, name);
   }
 
   destroy(): void | Promise<void> {
