@@ -24,6 +24,7 @@ import { Directories, NAME_MAX } from './directories.js';
 import { InodeAttr } from './inode-attr.js';
 import { dataSpace, type DataSpace } from './space.js';
 import { UpperStore } from './upper.js';
+import { isWhiteoutNode } from './whiteouts.js';
 import { TARSTACK_FORMAT, isInternalXattr, type UpperFormat } from './upper-format.js';
 import type { Layer } from '../layer/layer.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../vfs/mode.js';
@@ -301,7 +302,9 @@ export class InstanceFs implements WritableFileSystem {
     return this.entry(c.node, c.st);
   }
 
+  /** A character device 0/0 is EPERM: it is a whiteout's encoding in the upper, and would hide itself (kernel overlayfs refuses it too). */
   mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller): Entry {
+    if (isWhiteoutNode(mode, rdev)) throw fsError('EPERM');
     return this.entry(this.createEntry(parent, name, caller, (t) => this.store.makeNode(t, mode, majorOf(rdev), minorOf(rdev)), mode, rdev).node);
   }
 
