@@ -102,7 +102,8 @@ export async function mountTarget(ctx: Context, kind: DaemonArgs['kind'], target
     allowOther: chosen.allowOther,
     flags: chosen.flags,
     ...(a.owners ? { owners: a.owners } : {}),
-    log: `${ctx.paths.logs}/${mountId}.log`,
+    // The store's server puts its own log here; a --foreground mount logs to its standard error.
+    log: a.foreground ? `standard error of \`tarstack mount --foreground\` (pid ${process.pid})` : 'the server log',
     ...(a.tmp ? { tmp: true } : {}),
   };
   if (a.foreground) {
@@ -255,4 +256,6 @@ export function status(ctx: Context, a: { instance?: string } = {}): void {
     ['MOUNTPOINT', 'KIND', 'NAME', 'PID', 'STATE'],
     all.map((m) => [m.mountpoint, m.kind, m.name, String(m.pid), m.detached ? 'detached (until its last user leaves)' : m.state === 'dead' ? 'dead (server gone: `tarstack umount` clears it, `tarstack mount --all` mounts it again)' : m.state]),
   );
+  // Why a server died is in its log: named for each dead mount (logs of dead mounts are kept).
+  for (const m of all.filter((r) => r.state === 'dead')) process.stdout.write(`${m.mountpoint}: its server's log: ${m.log}\n`);
 }
