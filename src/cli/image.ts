@@ -21,11 +21,13 @@ export const imageCommand: CommandModule<GlobalOptions, Args> = {
         'Index a tar (never extracted), or reference a directory, and make it an image',
         (c) =>
           c
-            .positional('tar', { type: 'string', demandOption: true, describe: 'the tar file (plain, gzip, zstd or xz), or a directory (a layer served in place)' })
+            .positional('tar', { type: 'string', demandOption: true, describe: 'the tar file (plain, gzip, zstd or xz), a directory (a layer served in place), or an http(s) URL of a tar (read by range, cached)' })
             .option('name', { type: 'string', describe: 'image name (default: the file name without extensions)' })
             .option('parent', { type: 'string', describe: 'stack this image on a parent image' })
             .option('copy', { type: 'boolean', describe: 'copy the tar into the store instead of referencing it in place' })
             .option('recompress', { type: 'boolean', describe: 'store a seekable zstd copy (random access for any tar, e.g. a single-frame .zst or single-block .xz)' })
+            .option('tls-verify', { type: 'boolean', default: true, describe: 'a URL: check the server\'s TLS certificate' })
+            .example('$0 image add https://example.org/rootfs.tar.gz', 'a remote tar, read lazily by range requests')
             .example('$0 image add rootfs.tar', 'index rootfs.tar where it is, as image "rootfs"')
             .example('$0 image add layer2.tar.gz --parent rootfs', 'a layer on top of rootfs'),
         run(impl, 'imageAdd'),
