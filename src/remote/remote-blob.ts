@@ -54,6 +54,8 @@ export class RemoteBlob {
   readonly file: BlobFile;
   readonly hex: string;
   private readonly inflight = new Map<number, Promise<void>>();
+  private readonly reported = new Set<number>();
+  private lastStart = -1;
   private lastEnd = -1;
   /** Bytes fetched by this blob's reads (tests and `image info` read the cache map instead). */
   fetched = 0;
@@ -79,7 +81,9 @@ export class RemoteBlob {
     const [k0, k1] = this.chunks(start, end);
     const unpin = this.pin(k0, k1);
     try {
-      const sequential = start <= this.lastEnd && this.lastEnd <= end + this.info.chunkSize * AHEAD;
+      // Reading on from where the last read ended (not the same range again: a decoder's repeated range).
+      const sequential = start >= this.lastStart && start <= this.lastEnd && end > this.lastEnd;
+      this.lastStart = start;
       this.lastEnd = end;
       for (const [a, b] of this.plan(k0, k1)) void this.fetchRun(a, b).catch(() => undefined);
       const waits = new Set<Promise<void>>();
@@ -211,7 +215,8 @@ export class RemoteBlob {
       const chunk = body.subarray((k - a) * cs, (k - a) * cs + this.file.chunkLen(k));
       if (!this.matches(k, chunk)) {
         const msg = `${this.label}: the bytes at offset ${k * cs} do not match the index (chunk ${k}); not served`;
-        console.error(`tarstack: ${msg}`);
+        if (!this.reported.has(k)) console.error(`tarstack: ${msg}`); // once per chunk, however often it is read
+        this.reported.add(k);
         throw fsError('EIO', msg);
       }
     }
