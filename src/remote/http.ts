@@ -3,6 +3,7 @@
 // Authorization is the caller's: a `Remote` carries the headers its requests need and may renew them.
 import http from 'node:http';
 import https from 'node:https';
+import { createReadStream } from 'node:fs';
 
 /** Where a blob lives and how to ask for it. */
 export interface Remote {
@@ -43,7 +44,8 @@ export interface Response {
 export interface RequestOptions {
   method?: string;
   headers?: Record<string, string>;
-  body?: Buffer;
+  /** A buffer, or a file streamed as the body (uploads of layer blobs). */
+  body?: Buffer | { file: string; size: number };
   tlsVerify?: boolean;
   /** Redirects to follow (a registry may send a blob to its storage). */
   redirects?: number;
@@ -55,7 +57,7 @@ export function request(url: string, o: RequestOptions = {}): Promise<Response> 
     const u = new URL(url);
     const tls = u.protocol === 'https:';
     const agent = tls ? (o.tlsVerify === false ? agents.insecure : agents.https) : agents.http;
-    const req = (tls ? https : http).request(u, { method: o.method ?? 'GET', headers: { ...o.headers, ...(o.body ? { 'content-length': String(o.body.length) } : {}) }, agent }, (res) => {
+    const req = (tls ? https : http).request(u, { method: o.method ?? 'GET', headers: { ...o.headers, ...(o.body ? { 'content-length': String(Buffer.isBuffer(o.body) ? o.body.length : o.body.size) } : {}) }, agent }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (b: Buffer) => parts.push(b));
       res.on('error', (e) => reject(new HttpError(0, `${u.host}: ${e.message}`, true)));
@@ -77,7 +79,11 @@ export function request(url: string, o: RequestOptions = {}): Promise<Response> 
     });
     req.setTimeout(IDLE_MS, () => req.destroy(new Error(`no answer for ${IDLE_MS / 1000} s`)));
     req.on('error', (e) => reject(new HttpError(0, `${u.host}: ${(e as NodeJS.ErrnoException).code ?? e.message}`, !/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test((e as NodeJS.ErrnoException).code ?? ''))));
-    req.end(o.body);
+    if (o.body && !Buffer.isBuffer(o.body)) {
+      const src = createReadStream(o.body.file);
+      src.on('error', (e) => req.destroy(e));
+      src.pipe(req);
+    } else req.end(o.body);
   });
 }
 
