@@ -1,7 +1,8 @@
 // A plain directory served as a read-only layer, never modified and never scanned whole: a directory
 // is listed (and its children numbered, contiguously, in name-byte order) on first use, a child is
 // lstat'ed on first need. Whiteouts decode here: char device 0/0 and `.wh.NAME` hide NAME; opaque is
-// trusted.overlay.opaque or user.overlay.opaque = "y", or a `.wh..wh..opq` entry (overlayfs(5), OCI).
+// trusted.overlay.opaque or user.overlay.opaque = "y", or a `.wh..wh..opq` entry (overlayfs(5), OCI);
+// a renamed directory's trusted.overlay.redirect or user.overlay.redirect is read for the stack to follow.
 import * as fs from 'node:fs';
 import type { Attr, FdRange } from '../vfs/api.js';
 import { ABSENT, type Layer } from './layer.js';
@@ -25,6 +26,7 @@ const enum F {
   OpaqueKnown = 4,
   Listed = 8,
   Statted = 16,
+  RedirectKnown = 32,
 }
 /** Stat fields kept per node once lstat'ed (the layer never changes, so they never go stale). */
 const STRIDE = 14;
@@ -56,6 +58,8 @@ export class DirLayer implements Layer {
   /** Open descriptors of files being read, counted by the handles that hold them. */
   private readonly held = new Map<number, { fd: number; refs: number }>();
   private readonly transient = new Map<number, number>();
+  /** Redirects read so far (directories that have one). */
+  private readonly redirects = new Map<number, string>();
 
   constructor(readonly source: string) {
     this.sys = loadSys();
@@ -169,6 +173,18 @@ export class DirLayer implements Layer {
       (f & F.Listed ? false : fs.existsSync(b(`${path}/${OPQ}`)));
     this.flags[dir] |= F.OpaqueKnown | (opaque ? F.Opaque : 0);
     return opaque;
+  }
+
+  redirectOf(dir: number): string | undefined {
+    if (this.flags[dir] & F.RedirectKnown) return this.redirects.get(dir);
+    this.flags[dir] |= F.RedirectKnown;
+    if (!this.isDir(dir)) return undefined;
+    const path = this.pathOf(dir);
+    const value = this.sys.getxattr(path, 'trusted.overlay.redirect') ?? this.sys.getxattr(path, 'user.overlay.redirect');
+    if (!value) return undefined;
+    const redirect = value.toString('latin1');
+    this.redirects.set(dir, redirect);
+    return redirect;
   }
 
   // ---- attributes ------------------------------------------------------------------------------

@@ -113,7 +113,7 @@ export class InodeTable {
     let lower: Parts | null = null;
     if (type === S_IFDIR && !this.store.isOpaque(f.abs)) {
       const redirect = this.store.redirectOf(f.abs);
-      const parts = redirect !== undefined ? this.stack.partsOfPath(redirect.split('/').filter(Boolean)) : dir.lower ? this.stack.lookupParts(dir.lower, name) : [];
+      const parts = redirect !== undefined ? this.stack.redirected(dir.lower, redirect) : dir.lower ? this.stack.lookupParts(dir.lower, name) : [];
       lower = this.stack.isDir(parts) ? parts : null;
     }
     const node = new Inode(ino, type, dir, name, lower, true);
