@@ -326,8 +326,8 @@ export class InstanceFs implements WritableFileSystem {
   private createEntry(parent: number, name: string, caller: Caller, make: (tmp: string) => void, mode: number, rdev = 0): { node: Inode; st: fs.BigIntStats } {
     const dir = this.inodes.dir(parent);
     if (this.dirs.find(dir, name)) throw fsError('EEXIST');
-    const abs = this.childAbs(dir, name);
     this.copy.dir(dir);
+    const abs = this.childAbs(dir, name); // after the copy-up: a path is for immediate use (upper.ts)
     const tmp = this.store.tmp();
     make(tmp);
     const isDir = (mode & S_IFMT) === S_IFDIR;

@@ -51,8 +51,8 @@ export class DirFds {
 
   /**
    * A path to `rel` (relative to the root, '' for the root; names separated by single slashes)
-   * that leaves room for one more name. Where a directory on the way is missing or no directory, the
-   * path still names something below it, so whatever is done with it fails as at a short path.
+   * that leaves room for one more name. Where a directory on the way is missing or no directory,
+   * whatever is done with the path fails as at a short path (ENOENT when the rest is too long).
    */
   path(rel: string): string {
     if (rel === '') return this.root;
@@ -91,9 +91,12 @@ export class DirFds {
       try {
         fd = fs.openSync(b(`${base}/${chunk}`), OPEN_DIR);
       } catch {
-        // Missing, not a directory, not searchable: the caller's operation meets the same error.
+        // Missing, not a directory, not searchable: the caller's operation meets the same error, at
+        // the same name should the directories appear before it is used; past PATH_MAX, a name
+        // that never exists (ENOENT).
         if (held >= 0) this.remember(dir.slice(0, at - 1), held);
-        return `${base}/${chunk}`;
+        const rest = `${base}/${dir.slice(at)}`;
+        return rest.length <= FITS ? rest : `${PROC_FD}absent`;
       }
       if (held >= 0) fs.closeSync(held);
       [held, base, at] = [fd, proc(fd), end + 1];

@@ -52,6 +52,7 @@ def chain(make):
 
 def make():
     expect(read(LOWER_FILE) == b'lower', 'the lower file at 4,056 bytes reads back')
+    write(LOWER + '/' + 'n' * 30, b'made')  # a new file where only the lower has the directories
     write(LOWER_FILE, b'+up', 'ab')      # copy-up of a deep lower file and its parents
     os.makedirs(LONG)
     write(F, b'hello')
@@ -105,6 +106,7 @@ def check():
     expect(read(F) == b'again', 'the file made again')
     moved_lower = LONG + '/../lower-moved/' + 'l' * 40
     expect(read(moved_lower) == b'lower+up', 'the copied-up lower file, moved with its directory')
+    expect(read(LONG + '/../lower-moved/' + 'n' * 30) == b'made', 'the file made in the lower directory, moved with it')
     expect(not os.path.lexists(LOWER), 'the lower chain moved away')
     top = chain(False)
     try:

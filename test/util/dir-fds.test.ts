@@ -71,3 +71,23 @@ test('a missing or non-directory ancestor: the operation fails as at a short pat
   fs.writeFileSync(b(paths.path(`${rels[25]}/file`)), '');
   t.throws(() => fs.mkdirSync(b(paths.path(`${rels[25]}/file/${NAME}/${NAME}/${NAME}/d`))), { code: 'ENOTDIR' });
 });
+
+test('a path taken while its directories are missing names the right place once they exist', (t) => {
+  const { paths, rels } = deepTree(t, 5);
+  const missing = `${rels[5]}/${Array(25).fill(NAME).join('/')}`; // 5 KB below the deepest that exists
+  const early = paths.path(`${missing}/f`);
+  t.is(fs.lstatSync(b(early), { throwIfNoEntry: false }), undefined);
+  for (let at = missing.indexOf('/', rels[5]!.length + 1); at > 0; at = missing.indexOf('/', at + 1)) fs.mkdirSync(b(paths.path(missing.slice(0, at))));
+  fs.mkdirSync(b(paths.path(missing)));
+  // Used now, the early path is the right file or fails: never a file somewhere above.
+  try {
+    fs.writeFileSync(b(early), 'x');
+    t.is(fs.readFileSync(b(paths.path(`${missing}/f`)), 'utf8'), 'x');
+  } catch (err) {
+    t.is((err as NodeJS.ErrnoException).code, 'ENOENT');
+  }
+  for (let at = missing.indexOf('/', rels[5]!.length + 1); at > 0; at = missing.indexOf('/', at + 1)) {
+    t.false(fs.existsSync(b(paths.path(`${missing.slice(0, at)}/f`))), `no f ${at} bytes down`);
+  }
+});
+
