@@ -327,7 +327,6 @@ export class InstanceFs implements WritableFileSystem {
     const dir = this.inodes.dir(parent);
     if (this.dirs.find(dir, name)) throw fsError('EEXIST');
     const abs = this.childAbs(dir, name);
-    this.store.checkFits(abs);
     this.copy.dir(dir);
     const tmp = this.store.tmp();
     make(tmp);
@@ -444,6 +443,7 @@ export class InstanceFs implements WritableFileSystem {
     if (pending) return pending.then(() => this.destroy());
     this.handles.closeAll();
     this.stack.close();
+    this.store.close();
   }
 }
 
