@@ -12,9 +12,6 @@ LOWER = '/'.join(['L' * 250] * 16)       # a chain in the lower layer
 LOWER_FILE = LOWER + '/' + 'l' * 40     # 4,056 bytes
 C = 'c' * 100
 DEPTH = int(os.environ.get('DEPTH', '60'))  # 6,060 bytes below 'chain', 60 names
-# tarstack-overlay still loses the other names of a hard-link set when one goes (issue 12, defect 3,
-# fixed on its own): LINKS=0 leaves hard links out until then.
-LINKS = os.environ.get('LINKS', '1') == '1'
 
 
 def fail(msg):
@@ -62,11 +59,10 @@ def make():
     expect(st.st_size == 5 and read(F) == b'hello', 'a new file at 4,046 bytes is created, stat-ed and read')
     os.rename(F, G)
     expect(not os.path.lexists(F) and read(G) == b'hello', 'renamed')
-    if LINKS:
-        os.link(G, H)
-        expect(os.stat(G).st_nlink == 2 and os.stat(G).st_ino == os.stat(H).st_ino, 'hard-linked')
-        os.unlink(H)
-        expect(os.stat(G).st_nlink == 1 and not os.path.lexists(H), 'a link removed')
+    os.link(G, H)
+    expect(os.stat(G).st_nlink == 2 and os.stat(G).st_ino == os.stat(H).st_ino, 'hard-linked')
+    os.unlink(H)
+    expect(os.stat(G).st_nlink == 1 and not os.path.lexists(H), 'a link removed')
     os.symlink('target', LONG + '/s')
     expect(os.readlink(LONG + '/s') == 'target', 'a symlink made and read')
     os.mkfifo(LONG + '/p')
@@ -90,10 +86,9 @@ def make():
     try:
         write('leaf', b'deep')
         os.rename('leaf', 'leaf2')
-        if LINKS:
-            os.link('leaf2', 'leaf3')
-            expect(os.stat('leaf3').st_nlink == 2, 'a hard link at the bottom of the chain')
-            os.unlink('leaf3')
+        os.link('leaf2', 'leaf3')
+        expect(os.stat('leaf3').st_nlink == 2, 'a hard link at the bottom of the chain')
+        os.unlink('leaf3')
         os.mkdir('sub')
         os.rename('sub', 'sub2')
         expect(read('leaf2') == b'deep' and os.stat('leaf2').st_nlink == 1, 'the chain\'s leaf')
