@@ -140,11 +140,9 @@ export class CopyUp {
       this.store.makeNode(tmp, a.mode, majorOf(a.rdev), minorOf(a.rdev));
       this.finish(tmp, node, a, -1);
     }
-    if (a.nlink > 1 && type === S_IFREG && this.links.indexing) {
-      // A hard-link set: its one upper inode lives in the index; this name links to it. (Linked
-      // symlinks, fifos and devices, which cannot carry the link count in a user xattr, are copied
-      // per name; so is every name when no private metadata may be written, as kernel overlayfs
-      // does with index=off.)
+    if (a.nlink > 1 && this.links.indexing) {
+      // A hard-link set of any type: its one upper inode lives in the index; this name links to it.
+      // (With no private metadata every name is copied apart, as kernel overlayfs does with index=off.)
       this.links.adopt(node, tmp, a.nlink);
     } else {
       this.intoParent(node, tmp);

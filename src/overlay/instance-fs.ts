@@ -343,10 +343,9 @@ export class InstanceFs implements WritableFileSystem {
     const dir = this.inodes.dir(newParent);
     if (this.dirs.find(dir, newName)) throw fsError('EEXIST');
     this.materialize(node);
-    const before = this.links.prepareLink(node);
+    this.links.prepareLink(node);
     this.copy.dir(dir);
     this.store.placeLink(this.links.upperPath(node), this.childAbs(dir, newName));
-    this.links.linked(node, before);
     return this.entry(node);
   }
 
@@ -356,14 +355,14 @@ export class InstanceFs implements WritableFileSystem {
     if (!f) throw fsError('ENOENT');
     const node = this.inodes.inodeFor(dir, name, f);
     if (node.type === S_IFDIR) throw fsError('EISDIR');
-    const lowerLinks = !node.upper && node.type === S_IFREG && this.links.indexing ? this.copy.lowerAttr(node).nlink : 1;
+    const lowerLinks = !node.upper && this.links.indexing ? this.copy.lowerAttr(node).nlink : 1;
     if (lowerLinks > 1) this.copy.file(node, this.space.copyOnChange); // the set's link count must live somewhere
     this.copy.dir(dir);
     const abs = f.upper ? f.abs : this.childAbs(dir, name);
     const present = f.upper || this.store.lstat(abs) !== undefined;
     if (present && node.opens === 0) this.space.release(abs);
     this.store.remove(abs, present, false, this.dirs.lowerHas(dir, name));
-    this.links.dropName(node);
+    this.links.dropName(node, !present);
   }
 
   rmdir(parent: number, name: string): void {
@@ -416,7 +415,7 @@ export class InstanceFs implements WritableFileSystem {
     const there = this.store.lstat(dstAbs);
     if (there && !isDir && !(dst && dst.opens > 0)) this.space.release(dstAbs);
     this.store.move(srcAbs, dstAbs, there, isDir, leaveWhiteout);
-    if (dst) this.links.dropName(dst);
+    if (dst) this.links.dropName(dst, !there);
     src.link.set(to, newName);
   }
 

@@ -96,6 +96,11 @@ export class UpperStore {
     return `${this.work}/index/${ino}`;
   }
 
+  /** Absolute path of a work-dir entry tarstack keeps (tarstack's format only). */
+  workPath(rel: string): string {
+    return `${this.work}/${rel}`;
+  }
+
   /** Inode numbers with a copy in the hard-link index. */
   indexed(): number[] {
     try {
