@@ -1,10 +1,11 @@
 // The model-based test of writable instances: random op sequences on a tarstack instance and on
 // kernel overlayfs over the same image, compared step by step and as whole trees, then remount
-// stability and `diff`. CI: fixed seeds, 3 lanes (ava tests, side by side) of 4 runs of up to 80 steps
-// each: as many ops as 25 runs of up to 40, with half the mounts and CLI calls. Its work is bounded by
-// counts, never by the clock (no time limit of its own, shrinking bounded by candidates), so a busy
-// machine makes it slower, never failing; scripts/model-long runs more.
-// Replay a failure: TARSTACK_MODEL_SEED (the lane's, from the report), TARSTACK_MODEL_LANES=1,
+// stability and `diff`. CI: fixed seeds, 6 parts (ava tests, one after another) of 2 runs of up to
+// 80 steps: as many ops as the former 25 runs of up to 40, with half the mounts and CLI calls. Its
+// work is bounded by counts, never by the clock (no time limit of its own; shrinking bounded by
+// candidates), and each part is small beside ava's timeout (which restarts as each test ends), so a
+// busy machine makes it slower, never failing. scripts/model-long runs more.
+// Replay a failure: TARSTACK_MODEL_SEED (the part's, from the report), TARSTACK_MODEL_PARTS=1,
 // _RUNS / _STEPS as it ran, TARSTACK_MODEL_PATH from the report.
 import test from 'ava';
 import path from 'node:path';
@@ -18,18 +19,23 @@ if (skipReason) test.skip(`instance model suite skipped: ${skipReason}`, () => u
 
 const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 const SEED = env('TARSTACK_MODEL_SEED', 20240604);
-const LANES = env('TARSTACK_MODEL_LANES', 3);
-const RUNS = env('TARSTACK_MODEL_RUNS', 4); // per lane
+const PARTS = env('TARSTACK_MODEL_PARTS', 6);
+const RUNS = env('TARSTACK_MODEL_RUNS', 2); // per part
 const STEPS = env('TARSTACK_MODEL_STEPS', 80);
 const SHRINK_RUNS = env('TARSTACK_MODEL_SHRINK_RUNS', 40); // each shrink candidate remounts: bound them
 
 const root = skipReason ? '' : makeTestRoot('model');
-test.after.always(() => removeTestRoot(root));
+/** One store (and server) and one image for every part: each part's runs make their own instances. */
+let shared: { session: InstanceSession; image: ModelImage } | undefined;
+test.after.always(async () => {
+  await shared?.session.cleanup();
+  removeTestRoot(root);
+});
 
 /** Each run: a fresh instance of the image, mounted at runDir/mnt; remount and diff go through the CLI. */
-function tarstackTarget(session: InstanceSession, image: string): TargetFactory {
+function tarstackTarget(session: InstanceSession, image: string, prefix: string): TargetFactory {
   return async (runDir, run) => {
-    const name = `run-${run}`;
+    const name = `${prefix}run-${run}`;
     const mnt = path.join(runDir, 'mnt');
     await session.create(name, image);
     let mounted = await session.mountInstance(name, mnt);
@@ -59,19 +65,18 @@ function tarstackTarget(session: InstanceSession, image: string): TargetFactory 
   };
 }
 
-let image: ModelImage | undefined;
-
-for (let lane = 0; lane < (skipReason ? 0 : LANES); lane++) {
-  const seed = SEED + lane;
-  test(`instances behave as kernel overlayfs (seed ${seed}, ${RUNS} runs of up to ${STEPS} steps)`, async (t) => {
-    const dir = path.join(root, `lane-${lane}`);
-    const session = new InstanceSession(path.join(dir, 'tarstack'), t);
-    image ??= buildModelImage(path.join(root, 'image')); // read-only, shared by the lanes
-    await session.addImage(image.tar, 'model');
+for (let part = 0; part < (skipReason ? 0 : PARTS); part++) {
+  const seed = SEED + part;
+  test.serial(`instances behave as kernel overlayfs (seed ${seed}, ${RUNS} runs of up to ${STEPS} steps)`, async (t) => {
+    if (!shared) {
+      shared = { session: new InstanceSession(path.join(root, 'tarstack')), image: buildModelImage(path.join(root, 'image')) };
+      await shared.session.addImage(shared.image.tar, 'model');
+    }
+    const { session, image } = shared;
     const allowed = await checkModel({
       image,
-      sut: tarstackTarget(session, 'model'),
-      dir: path.join(dir, 'runs'),
+      sut: tarstackTarget(session, 'model', `p${part}-`),
+      dir: path.join(root, `part-${part}`),
       seed,
       runs: RUNS,
       steps: STEPS,
