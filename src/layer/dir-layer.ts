@@ -12,6 +12,7 @@ import { fsError } from '../util/errors.js';
 import { readFully } from '../tar/reader.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../vfs/mode.js';
 import { b } from '../util/latin1.js';
+import { DirFds } from '../util/dir-fds.js';
 
 /** Inode keys: st_ino below 2^32 (same device as the root) as is; others numbered from 2^32 on. */
 const DIRECT_SPAN = 2 ** 32;
@@ -39,8 +40,8 @@ export class DirLayer implements Layer {
   readonly nodeCount = DIR_LAYER_SPAN;
   readonly storageBytes: number;
   private readonly sys: Sys;
-  /** The root as a byte string (latin1 of its bytes), like every name here. */
-  private readonly root: string;
+  /** Paths below the root at any depth (dir-fds.ts); names are byte strings (latin1 of their bytes). */
+  private readonly fds: DirFds;
   private readonly rootDev: bigint;
   private names: string[] = [''];
   private parents: number[] = [ABSENT];
@@ -50,6 +51,7 @@ export class DirLayer implements Layer {
   private first: number[] = [0];
   private counts: number[] = [0];
   private attrs = new Float64Array(STRIDE * 1024);
+  /** Paths of directories relative to the root, as they are built. */
   private readonly dirPaths = new Map<number, string>();
   private readonly byKey = new Map<number, number>();
   /** Keys of inodes whose st_ino does not fit (or that sit on another device), by "dev:ino". */
@@ -63,21 +65,27 @@ export class DirLayer implements Layer {
 
   constructor(readonly source: string) {
     this.sys = loadSys();
-    this.root = Buffer.from(source, 'utf8').toString('latin1');
+    this.fds = new DirFds(Buffer.from(source, 'utf8').toString('latin1'));
     const st = fs.statSync(source, { bigint: true });
     if (!st.isDirectory()) throw new Error(`${source} is not a directory`);
     this.rootDev = st.dev;
-    this.dirPaths.set(0, this.root);
+    this.dirPaths.set(0, '');
     const s = fs.statfsSync(source);
     this.storageBytes = (s.blocks - s.bfree) * s.bsize;
   }
 
   // ---- structure -------------------------------------------------------------------------------
 
+  /** A path of the node for immediate use: absolute, or through a directory descriptor when deep. */
   private pathOf(node: number): string {
+    return this.fds.path(this.relPathOf(node));
+  }
+
+  private relPathOf(node: number): string {
     const d = this.dirPaths.get(node);
     if (d !== undefined) return d;
-    const p = `${this.pathOf(this.parents[node])}/${this.names[node]}`;
+    const parent = this.relPathOf(this.parents[node]);
+    const p = parent === '' ? this.names[node] : `${parent}/${this.names[node]}`;
     if (this.types[node] === S_IFDIR) this.dirPaths.set(node, p);
     return p;
   }
@@ -303,7 +311,7 @@ export class DirLayer implements Layer {
   readInto(node: number, pos: number, buf: Buffer, off: number, len: number): number {
     const [r] = this.read(node, pos, len);
     if (!r) return 0;
-    if (readFully(r.fd, buf, r.len, r.pos, off) !== r.len) throw fsError('EIO', `${this.pathOf(node)} is shorter than when it was listed`);
+    if (readFully(r.fd, buf, r.len, r.pos, off) !== r.len) throw fsError('EIO', `${this.source}/${Buffer.from(this.relPathOf(node), 'latin1').toString()} is shorter than when it was listed`);
     return r.len;
   }
 
@@ -332,6 +340,7 @@ export class DirLayer implements Layer {
     for (const fd of this.transient.values()) fs.closeSync(fd);
     this.held.clear();
     this.transient.clear();
+    this.fds.close();
   }
 }
 

@@ -52,7 +52,6 @@ export class CopyUp {
   /** Make sure a directory (and its ancestors) exists in the upper layer. */
   dir(node: Inode): void {
     // Top down, without recursion: a tar may nest directories 10,000 deep.
-    if (!node.upper) this.store.checkFits(this.store.abs(node.relPath()));
     const missing: Inode[] = [];
     for (let n: Inode | null = node; n && !n.upper; n = n.link.dir) {
       if (!n.link.dir) throw new Error('the root always has an upper directory');
@@ -95,7 +94,6 @@ export class CopyUp {
    */
   file(node: Inode, data: DataMode): void {
     if (node.upper) return;
-    this.store.checkFits(this.store.abs(node.relPath()));
     this.dir(node.link.dir!);
     const a = this.lowerAttr(node);
     const tmp = this.store.tmp();

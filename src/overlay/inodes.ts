@@ -98,10 +98,8 @@ export class InodeTable {
       }
     }
     let node = this.nodes.get(ino);
-    if (node && !node.unlinked && node.type === type) {
-      if (!node.indexed || type === S_IFDIR) {
-        node.link.set(dir, name);
-      }
+    if (node && node.type === type && (!node.unlinked || (f.upper && node.otherLinksOf === f.st.ino))) {
+      node.reachedAs(dir, name);
       return node;
     }
     node = f.upper ? this.upperInode(ino, type, dir, name, f) : this.lowerInode(ino, type, dir, name, f.parts, stIno);
@@ -162,7 +160,7 @@ export class InodeTable {
     const plain = UPPER_BASE + Number(st.ino);
     const held = (n: number): boolean => {
       const node = this.nodes.get(n);
-      return node !== undefined && (node.unlinked || node.type !== type);
+      return node !== undefined && ((node.unlinked && node.otherLinksOf !== st.ino) || node.type !== type);
     };
     if (!held(plain)) return plain;
     let fresh = FRESH_BASE + Number(st.ino);

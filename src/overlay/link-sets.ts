@@ -87,14 +87,20 @@ export class LinkSets {
   }
 
   /**
-   * One name of the inode is gone (`lower`: a name that still showed from the lower, now hidden; else
-   * an upper link, already removed): with no name left (or no set), it is unlinked.
+   * Name (dir, name) of the inode is gone: `was`, the upper object's lstat there before, or none when
+   * the name showed from the lower (now hidden). With no name left, it is unlinked. A set in the
+   * index counts its names; otherwise the inode's other names are the ones this mount has met, and
+   * when it has met no other but the object kept more links, a lookup of one of those finds it again.
    */
-  dropName(node: Inode, lower: boolean): void {
+  dropName(node: Inode, dir: Inode, name: string, was: fs.BigIntStats | undefined): void {
+    const left = node.lostName(dir, name);
     if (!node.indexed) {
+      if (left) return;
       node.unlinked = true;
+      if (was && was.nlink > 1n) node.otherLinksOf = was.ino;
       return;
     }
+    const lower = was === undefined;
     const idx = this.store.indexPath(node.ino);
     const st = this.store.stat(idx);
     if (lower) this.lowerNames.drop(node.ino, st);

@@ -3,7 +3,11 @@
 // tarstack's index and chunk digests as an artifact whose subject is that manifest: found through
 // the referrers API, or the tag-schema fallback (an index tagged sha256-HEX) for registries without it.
 import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeIndex } from '../tar/index-file.js';
+import { indexTar } from '../store/image-layers.js';
+import { REMOTE_SEEK } from './add-remote.js';
 import { imageTarChunks } from '../store/open-image.js';
 import type { ImageRecord } from '../store/images.js';
 import type { Store } from '../store/store.js';
@@ -68,7 +72,7 @@ export async function pushImage(store: Store, a: { image: string; ref: string; t
   let referrers = false;
   for (let i = 0; i < stack.length; i++) {
     const r = stack[i];
-    const index = readFileSync(store.images.indexPath(r));
+    const index = r.layer.compression && !r.layer.remote ? remoteShapedIndex(store, r) : readFileSync(store.images.indexPath(r));
     const chunks = r.layer.remote ? readFileSync(store.images.chunksPath(r)) : chunkDigestsOf(r.layer.tar, layers[i].size, CHUNK_SIZE);
     const chunkSize = r.layer.remote ? r.layer.remote.chunkSize : CHUNK_SIZE;
     const indexDigest = await reg.putBlob(ref.repo, index);
@@ -96,6 +100,19 @@ export async function pushImage(store: Store, a: { image: string; ref: string; t
     await reg.putManifest(ref.repo, tag, list, MT.ociIndex);
   }
   return { manifest: manifestDigest, layers: stack.length, uploaded, indexes: artifacts.length, referrers };
+}
+
+/** A compressed layer's index with the seek points remote reads want (the store's has local spacing). */
+function remoteShapedIndex(store: Store, r: ImageRecord): Buffer {
+  mkdirSync(join(store.images.root, 'run'), { recursive: true });
+  const dir = mkdtempSync(join(store.images.root, 'run', 'push-'));
+  try {
+    const { data } = indexTar(store, r.layer.tar, r.name, r.name, REMOTE_SEEK);
+    writeIndex(join(dir, 'index'), data);
+    return readFileSync(join(dir, 'index'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 async function decodedDigest(store: Store, r: ImageRecord): Promise<string> {
