@@ -107,10 +107,10 @@ export function compare(t: ExecutionContext, config: string, kernel: Outcomes, g
     }
     const same = !have.error && at < 0;
     if (same) tally.differences.push(...used);
-    const defect = expectedFailure(name, config);
-    if (defect !== undefined) {
-      tally.expectedFailures.push(`${name} (defect ${defect})`);
-      if (same) problems.push(`${name} passes on ${config} now: defect ${defect} is fixed here, remove its entry from test/conformance/expected-failures.ts`);
+    const expected = expectedFailure(name, config);
+    if (expected) {
+      tally.expectedFailures.push(`${name} (defect ${expected.defect}${expected.sometimes ? ', sometimes' : ''}${same ? ': passed this time' : ''})`);
+      if (same && !expected.sometimes) problems.push(`${name} passes on ${config} now: defect ${expected.defect} is fixed here, remove its entry from test/conformance/expected-failures.ts`);
       continue;
     }
     if (same) {

@@ -40,12 +40,18 @@ export const timesCases: Record<string, Case> = {
       moved(o, 'chmod', [f, d], () => fs.chmodSync(f, 0o600));
       moved(o, 'truncate', [f], () => fs.truncateSync(f, 0));
       moved(o, 'truncate to the same size', [f], () => fs.truncateSync(f, 0));
-      moved(o, 'link', [f, d], () => fs.linkSync(f, path.join(d, 'g')));
-      moved(o, 'unlink one link', [f, d], () => fs.unlinkSync(path.join(d, 'g')));
       moved(o, 'rename', [f, d], () => fs.renameSync(f, path.join(d, 'h')));
       moved(o, 'setxattr', [path.join(d, 'h')], () => sys.setxattr(path.join(d, 'h'), 'user.t', Buffer.from('v'), 0));
       moved(o, 'mkdir inside', [d], () => fs.mkdirSync(path.join(d, 'sub')));
       moved(o, 'readdir', [d], () => fs.readdirSync(d));
+    },
+  },
+  'times/links': {
+    run(dir, o) {
+      const f = path.join(dir, 'f');
+      fs.writeFileSync(f, 'x');
+      moved(o, 'link', [f, dir], () => fs.linkSync(f, path.join(dir, 'g')));
+      moved(o, 'unlink one link', [f, dir], () => fs.unlinkSync(path.join(dir, 'g')));
     },
   },
   'times/explicit': {
