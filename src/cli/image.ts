@@ -8,6 +8,7 @@ const impl = () => import('./impl/image.js');
 const mountImpl = () => import('./impl/mount.js');
 const buildImpl = () => import('./impl/build.js');
 const transferImpl = () => import('./impl/transfer.js');
+const registryImpl = () => import('./impl/registry.js');
 type Y = Argv<GlobalOptions>;
 const image = (y: Y, describe = 'image name (see `tarstack image list`)') => y.positional('image', { type: 'string', demandOption: true, describe });
 
@@ -21,11 +22,13 @@ export const imageCommand: CommandModule<GlobalOptions, Args> = {
         'Index a tar (never extracted), or reference a directory, and make it an image',
         (c) =>
           c
-            .positional('tar', { type: 'string', demandOption: true, describe: 'the tar file (plain, gzip, zstd or xz), or a directory (a layer served in place)' })
+            .positional('tar', { type: 'string', demandOption: true, describe: 'the tar file (plain, gzip, zstd or xz), a directory (a layer served in place), or an http(s) URL of a tar (read by range, cached)' })
             .option('name', { type: 'string', describe: 'image name (default: the file name without extensions)' })
             .option('parent', { type: 'string', describe: 'stack this image on a parent image' })
             .option('copy', { type: 'boolean', describe: 'copy the tar into the store instead of referencing it in place' })
             .option('recompress', { type: 'boolean', describe: 'store a seekable zstd copy (random access for any tar, e.g. a single-frame .zst or single-block .xz)' })
+            .option('tls-verify', { type: 'boolean', default: true, describe: 'a URL: check the server\'s TLS certificate' })
+            .example('$0 image add https://example.org/rootfs.tar.gz', 'a remote tar, read lazily by range requests')
             .example('$0 image add rootfs.tar', 'index rootfs.tar where it is, as image "rootfs"')
             .example('$0 image add layer2.tar.gz --parent rootfs', 'a layer on top of rootfs'),
         run(impl, 'imageAdd'),
@@ -97,7 +100,29 @@ export const imageCommand: CommandModule<GlobalOptions, Args> = {
             .example('docker save alpine:3.19 -o alpine.tar && $0 image import alpine.tar', 'one image per layer, the top named after the reference'),
         run(transferImpl, 'imageImport'),
       )
-      .demandCommand(1, 'name an image verb (add, new, edit, close, export, import, list, info, rename, rm, verify, mount)')
+      .command(
+        'pull <ref>',
+        'Make a stack of images from an OCI registry, its layers read lazily by range requests',
+        (c) =>
+          c
+            .positional('ref', { type: 'string', demandOption: true, describe: 'HOST[:PORT]/NAME[:TAG|@sha256:…], as podman takes it' })
+            .option('name', { type: 'string', describe: 'name of the (top) image (default: the last part of NAME)' })
+            .option('tls-verify', { type: 'boolean', default: true, describe: "check the registry's TLS certificate (false also allows plain http)" })
+            .option('platform', { type: 'string', describe: 'os/arch[/variant] to pick from an index (default: this machine)' })
+            .example('$0 image pull localhost:5000/app:1.0 --tls-verify=false', 'one image per layer, the top named "app"'),
+        run(registryImpl, 'imagePull'),
+      )
+      .command(
+        'push <image> <ref>',
+        "Push an image's layers (byte for byte), its manifest, and tarstack's index of each layer to a registry",
+        (c) =>
+          image(c)
+            .positional('ref', { type: 'string', demandOption: true, describe: 'HOST[:PORT]/NAME[:TAG]' })
+            .option('tls-verify', { type: 'boolean', default: true, describe: "check the registry's TLS certificate (false also allows plain http)" })
+            .example('$0 image push app localhost:5000/app:1.0 --tls-verify=false', 'other machines then pull it without reading its layers through'),
+        run(registryImpl, 'imagePush'),
+      )
+      .demandCommand(1, 'name an image verb (add, new, edit, close, export, import, pull, push, list, info, rename, rm, verify, mount)')
       .strict(),
   handler: () => undefined,
 };

@@ -8,7 +8,7 @@ import type { Attr, FdRange, ReadReply } from '../vfs/api.js';
 import { ABSENT, type Layer } from './layer.js';
 import { NodeFlag, NONE, type IndexData } from '../tar/index-data.js';
 import { readFully } from '../tar/reader.js';
-import { SeekableArchive } from '../tar/seekable.js';
+import { SeekableArchive, type ArchiveInput } from '../tar/seekable.js';
 import { makedev } from '../util/attr.js';
 import { fsError } from '../util/errors.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT } from '../vfs/mode.js';
@@ -18,6 +18,15 @@ const DIR_SIZE = 4096;
 /** A layer over an open tar and its index; a compressed tar gets its decoder. */
 export function tarLayer(source: string, d: IndexData, fd: number, archive?: SeekableArchive): TarLayer {
   return new TarLayer(source, d, fd, archive ?? (d.seek ? new SeekableArchive(fd, d.seek, source) : undefined));
+}
+
+/**
+ * The bytes of a tar that is not all on disk (a remote blob whose cache file is `fd`): a read first
+ * makes its range present. `onClose` releases the blob.
+ */
+export interface PartialTar extends ArchiveInput {
+  read(pos: number, len: number): Promise<Buffer>;
+  close(): void;
 }
 
 interface DecodedExtra {
@@ -32,7 +41,7 @@ export class TarLayer implements Layer {
   private readonly decoded = new LRUCache<number, DecodedExtra>({ max: 4096 });
 
   /** `archive`: the decoder of a compressed tar; data offsets are then in its decoded bytes. */
-  constructor(readonly source: string, private readonly d: IndexData, private readonly fd: number, private readonly archive?: SeekableArchive) {
+  constructor(readonly source: string, private readonly d: IndexData, private readonly fd: number, private readonly archive?: SeekableArchive, private readonly partial?: PartialTar) {
     this.nodeCount = d.nodeCount;
     this.storageBytes = d.source.size;
   }
@@ -146,6 +155,11 @@ export class TarLayer implements Layer {
   read(node: number, pos: number, len: number): ReadReply | Promise<ReadReply> {
     const ranges = this.ranges(node, pos, len);
     const a = this.archive;
+    const p = this.partial;
+    if (!a && p) {
+      const parts = ranges.map((r) => (r.fd < 0 ? Buffer.alloc(r.len) : p.read(r.pos, r.len)));
+      return Promise.all(parts).then((bufs) => (bufs.length === 1 ? bufs[0] : Buffer.concat(bufs)));
+    }
     if (!a) return ranges;
     if (ranges.length === 1 && ranges[0].fd >= 0) return a.read(ranges[0].pos, ranges[0].len);
     const parts = ranges.map((r) => (r.fd < 0 ? Buffer.alloc(r.len) : a.read(r.pos, r.len)));
@@ -156,9 +170,14 @@ export class TarLayer implements Layer {
   readInto(node: number, pos: number, buf: Buffer, off: number, len: number): number {
     let at = off;
     for (const r of this.ranges(node, pos, len)) {
-      if (r.fd < 0) buf.fill(0, at, at + r.len);
-      else if ((this.archive ? this.archive.readInto(r.pos, buf, at, r.len) : readFully(r.fd, buf, r.len, r.pos, at)) !== r.len) {
-        throw fsError('EIO', `${this.source} ends early`);
+      const release = r.fd >= 0 && !this.archive && this.partial ? this.partial.ensureSync(r.pos, r.pos + r.len) : undefined;
+      try {
+        if (r.fd < 0) buf.fill(0, at, at + r.len);
+        else if ((this.archive ? this.archive.readInto(r.pos, buf, at, r.len) : readFully(r.fd, buf, r.len, r.pos, at)) !== r.len) {
+          throw fsError('EIO', `${this.source} ends early`);
+        }
+      } finally {
+        release?.();
       }
       at += r.len;
     }
@@ -200,7 +219,8 @@ export class TarLayer implements Layer {
 
   close(): void {
     this.archive?.close();
-    closeSync(this.fd);
+    if (this.partial) this.partial.close(); // the cache file is the blob's, shared
+    else closeSync(this.fd);
   }
 }
 

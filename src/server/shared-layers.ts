@@ -64,6 +64,7 @@ export class SharedLayers {
 
 /** The tar at the image's path is still the one indexed (one stat, no reading). */
 function unchanged(r: ImageRecord): boolean {
+  if (r.layer.remote) return true; // a blob named by its digest, every chunk checked as it is read
   const st = statSync(r.layer.tar, { bigint: true, throwIfNoEntry: false });
   if (!st) return false;
   const was = r.layer.identity;

@@ -5,7 +5,7 @@
 // one UserError naming it; the layer part of an image record is built in one place too.
 import { constants, copyFileSync, existsSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { indexTarFile, type IndexResult } from '../tar/indexer.js';
+import { indexTarFile, type IndexOptions, type IndexResult } from '../tar/indexer.js';
 import { writeIndex } from '../tar/index-file.js';
 import { NodeFlag, type IndexData } from '../tar/index-data.js';
 import { recompressToZstd } from '../tar/recompress.js';
@@ -29,11 +29,11 @@ export function defaultImageName(tar: string): string {
 /** A tar format problem as the user's one line, starting with `what` (the file as they named it). */
 const asUserError = (what: string, err: unknown): unknown => (err instanceof TarFormatError ? new UserError(`${what}: ${err.message}`) : err);
 
-/** Index a tar, its progress reported as `indexing LABEL`. */
-export function indexTar(store: Store, file: string, what: string, label: string): IndexResult {
+/** Index a tar, its progress reported as `indexing LABEL`; `seek` shapes a compressed tar's seek table. */
+export function indexTar(store: Store, file: string, what: string, label: string, seek?: IndexOptions['seek']): IndexResult {
   return store.withProgress(`indexing ${label}`, (onProgress) => {
     try {
-      return indexTarFile(file, { onProgress });
+      return indexTarFile(file, { onProgress, seek });
     } catch (err) {
       throw asUserError(what, err);
     }

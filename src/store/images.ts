@@ -31,6 +31,8 @@ export interface ImageRecord {
     warnings: number;
     /** Compressed tars only: how reads find their place in it. */
     compression?: LayerCompression;
+    /** A layer served from a URL or a registry blob (`tar` is then its URL); its chunk digests are in CHUNKS_FILE. */
+    remote?: RemoteLayerRecord;
   };
   /** Made by `image new` and not yet closed: its layer is a placeholder, its edit instance holds the tree. */
   editing?: boolean;
@@ -56,7 +58,25 @@ export function layerCounts(layer: ImageRecord['layer']): { entries: number | nu
   return { entries: layer.entries ?? layer.nodes - 1, whiteouts: layer.whiteouts ?? null };
 }
 
+export interface RemoteLayerRecord {
+  kind: 'url' | 'registry';
+  /** Where the blob is read from by range (a registry's blob URL for kind 'registry'). */
+  url: string;
+  /** The registry reference pulled, and the manifest's digest. */
+  ref?: string;
+  manifest?: string;
+  /** sha256:HEX of the blob's bytes. */
+  digest: string;
+  size: number;
+  chunkSize: number;
+  tlsVerify: boolean;
+  /** How the index was made: a streaming pass, or fetched as pushed beside the layer. */
+  index: 'stream' | 'pushed';
+}
+
 export const IMAGE_META = 'image.json';
+/** A remote layer's chunk digests: sha256 of each chunkSize bytes of the blob, concatenated. */
+export const CHUNKS_FILE = 'chunks';
 export const INDEX_FILE = 'index';
 
 function checkImage(o: Record<string, unknown>): void {
@@ -143,6 +163,15 @@ export class Images {
 
   indexPath(r: ImageRecord): string {
     return join(this.paths.image(r.id), INDEX_FILE);
+  }
+
+  chunksPath(r: ImageRecord): string {
+    return join(this.paths.image(r.id), CHUNKS_FILE);
+  }
+
+  /** The store's root (the chunk cache of remote layers lives under it). */
+  get root(): string {
+    return this.paths.root;
   }
 
   /** A fresh staging directory for an image being added; `commit` moves it into place. */

@@ -8,6 +8,7 @@ import { readIndex, IndexFormatError } from '../tar/index-file.js';
 import type { IndexData } from '../tar/index-data.js';
 import { FsError, UserError } from '../util/errors.js';
 import type { ImageRecord, Images } from './images.js';
+import { openRemoteLayer } from '../remote/open-remote.js';
 import { closeCheckedTar, openCheckedTar, openTarLayer, SAMPLE, tarChunks, TarCheckError, type OpenTarOptions } from './open-tar.js';
 
 export function openStack(images: Images, stack: ImageRecord[]): Layer[] {
@@ -23,6 +24,11 @@ export function openStack(images: Images, stack: ImageRecord[]): Layer[] {
 
 export function openLayer(images: Images, r: ImageRecord, check: 'sample' | 'all'): Layer {
   if (r.layer.kind === 'dir') return openDirLayer(r);
+  const remote = r.layer.remote;
+  if (remote) {
+    const data = tarOptions(images, r, check).index();
+    return openRemoteLayer(images.root, remote, data, images.chunksPath(r));
+  }
   return forImage(r, () => openTarLayer(r.layer.tar, tarOptions(images, r, check)));
 }
 

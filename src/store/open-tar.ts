@@ -11,7 +11,7 @@ import { memberChecksum } from '../tar/scan.js';
 import { sampleMismatch } from '../tar/seek-table.js';
 import { DecodedReader, SeekableArchive } from '../tar/seekable.js';
 import type { IndexData, MemberTable, TarIdentity } from '../tar/index-data.js';
-import { tarLayer, type TarLayer } from '../layer/tar-layer.js';
+import { tarLayer, TarLayer, type PartialTar } from '../layer/tar-layer.js';
 import { FsError } from '../util/errors.js';
 
 /** Members (and seek points) checked at open: enough to catch a rewritten tar, cheap at mount. */
@@ -87,6 +87,16 @@ export function openCheckedTar(path: string, opts: OpenTarOptions): CheckedTar {
 export function openTarLayer(path: string, opts: OpenTarOptions): TarLayer {
   const t = openCheckedTar(path, opts);
   return tarLayer(t.path, t.data, t.fd, t.archive);
+}
+
+/**
+ * A tar whose bytes are fetched as read (a remote blob through the store's chunk cache): no identity
+ * or sample check at open (that would fetch 32 members at mount); instead every chunk is checked
+ * against its sha256 in the index before use, and a compressed tar's pieces against their crc32.
+ */
+export function openPartialTar(label: string, data: IndexData, fd: number, partial: PartialTar): TarLayer {
+  const archive = data.seek ? new SeekableArchive(fd, data.seek, label, partial) : undefined;
+  return new TarLayer(label, data, fd, archive, partial);
 }
 
 /** The tar's bytes as a tar reader sees them (decoded when compressed), in chunks of up to 1 MiB. */

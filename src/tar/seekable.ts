@@ -41,6 +41,16 @@ interface Cursor {
   scratch?: Buffer;
 }
 
+/**
+ * Where the compressed bytes come from when they are not all on disk (a remote blob): the range a
+ * decode reads is made present, and kept so, while it runs. The codec reads up to TSC_IN_CAP past.
+ */
+export interface ArchiveInput {
+  ensure(start: number, end: number): Promise<() => void>;
+  ensureSync(start: number, end: number): () => void;
+}
+const CODEC_READ_AHEAD = 128 * 1024;
+
 interface Seek {
   kind: number;
   inBit: number;
@@ -81,7 +91,7 @@ export class SeekableArchive {
   private closed = false;
   private clock = 0;
 
-  constructor(private readonly fd: number, readonly table: SeekTable, private readonly label: string) {
+  constructor(private readonly fd: number, readonly table: SeekTable, private readonly label: string, private readonly input?: ArchiveInput) {
     this.codec = loadCodec();
     this.index = new SeekIndex(table);
     this.size = table.size;
@@ -259,6 +269,36 @@ export class SeekableArchive {
   private runJob(cur: Cursor, job: Job, on: 'sync'): Buffer[];
   private runJob(cur: Cursor, job: Job, on: 'async'): Promise<Buffer[]>;
   private runJob(cur: Cursor, job: Job, on: 'sync' | 'async'): Buffer[] | Promise<Buffer[]> {
+    const input = this.input;
+    if (!input) return this.decodeJob(cur, job, on);
+    const [start, end] = this.inputRange(job.from);
+    if (on === 'sync') {
+      const release = input.ensureSync(start, end);
+      try {
+        return this.decodeJob(cur, job, 'sync');
+      } finally {
+        release();
+      }
+    }
+    return input.ensure(start, end).then((release) => this.decodeJob(cur, job, 'async').finally(release), (err: unknown) => {
+      cur.next = -1;
+      throw this.failure(err, job.from);
+    });
+  }
+
+  /** The compressed bytes a job starting at `piece` may read: its seek point's chunk, plus the codec's read-ahead. */
+  private inputRange(piece: number): [number, number] {
+    const t = this.table;
+    const chunk = this.index.chunkOfPiece(piece);
+    const start = Math.floor(t.inBit[chunk] / 8);
+    const end = chunk + 1 < t.count ? Math.ceil(t.inBit[chunk + 1] / 8) + 1 : t.compressedSize;
+    return [start, Math.min(t.compressedSize, end + CODEC_READ_AHEAD)];
+  }
+
+  private decodeJob(cur: Cursor, job: Job, on: 'sync'): Buffer[];
+  private decodeJob(cur: Cursor, job: Job, on: 'async'): Promise<Buffer[]>;
+  private decodeJob(cur: Cursor, job: Job, on: 'sync' | 'async'): Buffer[] | Promise<Buffer[]>;
+  private decodeJob(cur: Cursor, job: Job, on: 'sync' | 'async'): Buffer[] | Promise<Buffer[]> {
     const out = this.jobBuffer(cur, job);
     const crcs = new Uint32Array(job.to - job.from + 1);
     const { kind, inBit, window } = job.seek;

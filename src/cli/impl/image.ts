@@ -3,12 +3,15 @@ import { statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import type { Context } from '../context.js';
 import { formatBytes, printJson, printTable, warn } from '../output.js';
-import { layerCounts, type ImageRecord, type LayerCompression } from '../../store/images.js';
-import { addDirImage, addTarImage } from '../../store/image-layers.js';
+import { layerCounts, type ImageRecord, type LayerCompression, type RemoteLayerRecord } from '../../store/images.js';
+import { addDirImage, addTarImage, defaultImageName } from '../../store/image-layers.js';
+import { checkName } from '../../store/paths.js';
+import { cachedBytes } from '../../remote/chunk-cache.js';
 import { openLayer } from '../../store/open-image.js';
 import { UserError } from '../../util/errors.js';
 
-export async function imageAdd(ctx: Context, a: { tar: string; name?: string; parent?: string; copy?: boolean; recompress?: boolean }): Promise<void> {
+export async function imageAdd(ctx: Context, a: { tar: string; name?: string; parent?: string; copy?: boolean; recompress?: boolean; tlsVerify?: boolean }): Promise<void> {
+  if (/^https?:\/\//i.test(a.tar)) return addUrl(ctx, a);
   const tar = resolve(a.tar);
   let st;
   try {
@@ -37,6 +40,22 @@ export async function imageAdd(ctx: Context, a: { tar: string; name?: string; pa
   } else process.stdout.write(`added image ${name}: ${counted} (${formatBytes(data.source.size)} tar, ${formatBytes(bytesRead)} read to index)\n`);
 }
 
+async function addUrl(ctx: Context, a: { tar: string; name?: string; parent?: string; copy?: boolean; recompress?: boolean; tlsVerify?: boolean }): Promise<void> {
+  if (a.copy || a.recompress) throw new UserError('--copy and --recompress apply to local tars; a URL is read where it is');
+  let url: URL;
+  try {
+    url = new URL(a.tar);
+  } catch {
+    throw new UserError(`${a.tar}: not a valid URL`);
+  }
+  const { addUrlImage } = await import('../../remote/add-remote.js');
+  const name = checkName('image', a.name ?? defaultImageName(decodeURIComponent(url.pathname.split('/').pop() || url.host)));
+  const record = await addUrlImage(ctx, { url: url.toString(), name, parent: a.parent, tlsVerify: a.tlsVerify !== false });
+  if (ctx.opts.json) return printJson(describe(ctx, record));
+  const c = record.layer.compression;
+  process.stdout.write(`added image ${name}: ${record.layer.members} members, ${countsText(record.layer)} (${formatBytes(record.layer.identity.size)} ${c ? `${c.format} ` : ''}tar at ${url.host}, read by range)\n`);
+}
+
 /** "185 entries, 2 whiteouts" (whiteouts only when there are any), as image info counts them. */
 export function countsText(layer: ImageRecord['layer']): string {
   const { entries, whiteouts } = layerCounts(layer);
@@ -59,12 +78,14 @@ function describe(ctx: Context, r: ImageRecord): Record<string, unknown> {
     ...layerCounts(r.layer),
     warnings: r.layer.warnings,
     compression: r.layer.compression ?? null,
+    remote: r.layer.remote ? { ...r.layer.remote, cachedBytes: cachedBytes(ctx.images.root, r.layer.remote.digest.replace(/^sha256:/, ''), r.layer.remote.size, r.layer.remote.chunkSize) } : null,
     tarStatus: tarStatus(r),
     editing: !!r.editing,
   };
 }
 
 function tarStatus(r: ImageRecord): 'ok' | 'missing' | 'changed' {
+  if (r.layer.remote) return 'ok'; // named by its digest; every chunk is checked as it is read
   try {
     const st = statSync(r.layer.tar, { bigint: true });
     const id = r.layer.identity;
@@ -101,12 +122,22 @@ export function imageInfo(ctx: Context, a: { image: string }): void {
     ['id', r.id],
     ...(r.editing ? [['state', `open for editing (\`tarstack image edit ${r.name}\`, then \`tarstack image close ${r.name}\`)`]] : []),
     ['stack', (d.stack as string[]).join(' <- ')],
+    ...(r.layer.remote ? remoteLines(d.remote as RemoteLayerRecord & { cachedBytes: number }) : []),
     r.layer.kind === 'dir' ? ['directory', `${r.layer.tar} (served in place) [${d.tarStatus}]`] : ['tar', `${r.layer.tar}${r.layer.copied ? ' (copied into the store)' : ''} [${d.tarStatus}]`],
     ...(r.layer.kind === 'dir' ? [['entries', 'not counted (a directory is served as it is)']] : tarLines(r)),
     ['created', r.created],
     ['mounts', mounts.length ? mounts.map((m) => `${m.mountpoint} (pid ${m.pid}, ${m.state})`).join(', ') : '-'],
   ];
   printTable(['FIELD', 'VALUE'], lines);
+}
+
+function remoteLines(x: RemoteLayerRecord & { cachedBytes: number }): string[][] {
+  return [
+    ...(x.ref ? [['registry', `${x.ref}${x.manifest ? ` (manifest ${x.manifest})` : ''}`]] : []),
+    ['blob', `${x.digest} (${formatBytes(x.size)})`],
+    ['cached', `${formatBytes(x.cachedBytes)} of ${formatBytes(x.size)} (${x.size ? Math.round((100 * x.cachedBytes) / x.size) : 100}%)`],
+    ['index', x.index === 'pushed' ? 'fetched from the registry (pushed beside the layer)' : 'made by a streaming pass'],
+  ];
 }
 
 function tarLines(r: ImageRecord): string[][] {

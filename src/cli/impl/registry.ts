@@ -1,0 +1,18 @@
+// `image pull` and `image push`: images in an OCI registry (src/remote does the work).
+import type { Context } from '../context.js';
+import { printJson } from '../output.js';
+
+export async function imagePull(ctx: Context, a: { ref: string; name?: string; tlsVerify?: boolean; platform?: string }): Promise<void> {
+  const { pullImage } = await import('../../remote/pull.js');
+  const r = await pullImage(ctx, { ref: a.ref, name: a.name, tlsVerify: a.tlsVerify !== false, platform: a.platform });
+  if (ctx.opts.json) return printJson({ image: r.names[r.names.length - 1], stack: [...r.names].reverse(), manifest: r.manifest, indexes: [...r.indexes].reverse() });
+  const pushed = r.indexes.filter((i) => i === 'pushed').length;
+  process.stdout.write(`pulled image ${r.names[r.names.length - 1]} from ${a.ref} (${r.manifest}): ${[...r.names].reverse().join(' <- ')}; ${pushed} of ${r.names.length} layer indexes fetched as pushed, the rest made by a streaming pass\n`);
+}
+
+export async function imagePush(ctx: Context, a: { image: string; ref: string; tlsVerify?: boolean }): Promise<void> {
+  const { pushImage } = await import('../../remote/push.js');
+  const r = await pushImage(ctx, { image: a.image, ref: a.ref, tlsVerify: a.tlsVerify !== false });
+  if (ctx.opts.json) return printJson(r);
+  process.stdout.write(`pushed image ${a.image} to ${a.ref} (${r.manifest}): ${r.uploaded} of ${r.layers} layers uploaded, ${r.indexes} indexes (${r.referrers ? 'referrers API' : 'tag-schema fallback'})\n`);
+}

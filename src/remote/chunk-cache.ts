@@ -1,0 +1,189 @@
+// The store's cache of remote blob bytes: one sparse file per blob, named by the blob's digest
+// (cache/blobs/sha256/HEX, so every image and instance using a blob shares it), and beside it a map
+// of the chunks it holds (HEX.map, one byte per chunk). Bounded in bytes: the least recently used
+// chunks not in use are punched out of their file. One instance per store in a process (the store's
+// server); a chunk read from disk is checked against its digest once per process before use, so a
+// map that outlived its data (a crash) costs a refetch, never a wrong byte.
+import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, statSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadSys } from '../native/sys.js';
+
+const FALLOC_FL_KEEP_SIZE = 1;
+const FALLOC_FL_PUNCH_HOLE = 2;
+
+/** Default bound of a store's chunk cache; TARSTACK_CACHE_SIZE (bytes, or with K/M/G) overrides. */
+export const DEFAULT_CACHE_BYTES = 2 * 1024 ** 3;
+
+export function cacheBytesLimit(): number {
+  const v = process.env.TARSTACK_CACHE_SIZE;
+  const m = v ? /^(\d+)([KMG]?)i?B?$/i.exec(v.trim()) : null;
+  if (!m) return DEFAULT_CACHE_BYTES;
+  return Number(m[1]) * 1024 ** ' KMG'.indexOf((m[2] || ' ').toUpperCase());
+}
+
+export function cacheDir(storeRoot: string): string {
+  return join(storeRoot, 'cache', 'blobs', 'sha256');
+}
+
+/** A blob's cache file, opened by every layer that reads it; `present[k]` = chunk k is on disk. */
+export class BlobFile {
+  readonly fd: number;
+  private readonly mapFd: number;
+  readonly present: Uint8Array;
+  /** Checked against its digest since this process opened the file. */
+  readonly verified: Uint8Array;
+  readonly pins: Uint16Array;
+  users = 0;
+
+  constructor(readonly hex: string, path: string, readonly size: number, readonly chunkSize: number) {
+    const n = Math.ceil(size / chunkSize);
+    this.fd = openSync(path, 'a+'); // created if missing, never truncated
+    closeSync(this.fd);
+    this.fd = openSync(path, 'r+');
+    if (fstatSync(this.fd).size !== size) ftruncateSync(this.fd, size);
+    this.mapFd = openSync(`${path}.map`, 'a+');
+    closeSync(this.mapFd);
+    this.mapFd = openSync(`${path}.map`, 'r+');
+    this.present = new Uint8Array(n);
+    readSync(this.mapFd, this.present, 0, n, 0);
+    this.verified = new Uint8Array(n);
+    this.pins = new Uint16Array(n);
+  }
+
+  get count(): number {
+    return this.present.length;
+  }
+
+  chunkLen(k: number): number {
+    return Math.min(this.chunkSize, this.size - k * this.chunkSize);
+  }
+
+  mark(k: number, on: boolean): void {
+    this.present[k] = on ? 1 : 0;
+    if (!on) this.verified[k] = 0;
+    writeSync(this.mapFd, this.present, k, 1, k);
+  }
+
+  punch(k: number): void {
+    loadSys().fallocate(this.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, k * this.chunkSize, this.chunkLen(k));
+    this.mark(k, false);
+  }
+
+  close(): void {
+    closeSync(this.fd);
+    closeSync(this.mapFd);
+  }
+}
+
+/** The chunk cache of one store: blob files shared by digest, chunks evicted least recently used first. */
+export class ChunkCache {
+  private readonly files = new Map<string, BlobFile>();
+  /** Chunks on disk, least recently used first: key `hex:k` → bytes. */
+  private readonly lru = new Map<string, number>();
+  private bytes = 0;
+
+  constructor(readonly dir: string, readonly limit: number) {}
+
+  /** The blob's file (opened once, shared); the chunks it already holds join the LRU as oldest. */
+  open(hex: string, size: number, chunkSize: number): BlobFile {
+    let f = this.files.get(hex);
+    if (!f) {
+      mkdirSync(this.dir, { recursive: true });
+      f = new BlobFile(hex, join(this.dir, hex), size, chunkSize);
+      this.files.set(hex, f);
+      const old = new Map<string, number>();
+      for (let k = 0; k < f.count; k++) if (f.present[k]) old.set(`${hex}:${k}`, f.chunkLen(k));
+      for (const [key, len] of this.lru) old.set(key, len);
+      this.lru.clear();
+      for (const [key, len] of old) this.lru.set(key, len);
+      this.bytes = [...this.lru.values()].reduce((a, b) => a + b, 0);
+    }
+    f.users++;
+    return f;
+  }
+
+  release(f: BlobFile): void {
+    if (--f.users > 0) return;
+    // Kept open while it has chunks in the LRU: their eviction needs the descriptor.
+    if (!f.present.some((p) => p === 1)) {
+      this.files.delete(f.hex);
+      f.close();
+    }
+  }
+
+  /** A chunk was used (or just written): it becomes the most recent. */
+  touch(f: BlobFile, k: number): void {
+    const key = `${f.hex}:${k}`;
+    const had = this.lru.get(key);
+    if (had !== undefined) this.lru.delete(key);
+    else this.bytes += f.chunkLen(k);
+    this.lru.set(key, f.chunkLen(k));
+    this.evict();
+  }
+
+  forget(f: BlobFile, k: number): void {
+    const key = `${f.hex}:${k}`;
+    const had = this.lru.get(key);
+    if (had === undefined) return;
+    this.lru.delete(key);
+    this.bytes -= had;
+  }
+
+  /** Punch out the least recently used chunks not pinned by a read in progress until under the limit. */
+  private evict(): void {
+    if (this.bytes <= this.limit) return;
+    for (const [key, len] of this.lru) {
+      if (this.bytes <= this.limit) break;
+      const at = key.lastIndexOf(':');
+      const f = this.files.get(key.slice(0, at));
+      const k = Number(key.slice(at + 1));
+      if (f && f.pins[k] > 0) continue;
+      this.lru.delete(key);
+      this.bytes -= len;
+      if (f) f.punch(k);
+    }
+  }
+
+  stats(): { bytes: number; limit: number } {
+    return { bytes: this.bytes, limit: this.limit };
+  }
+}
+
+const caches = new Map<string, ChunkCache>();
+
+/** The process's cache for the store at `root` (the server serves every mount of a store). */
+export function chunkCacheOf(root: string): ChunkCache {
+  let c = caches.get(root);
+  if (!c) {
+    c = new ChunkCache(cacheDir(root), cacheBytesLimit());
+    caches.set(root, c);
+  }
+  return c;
+}
+
+/** Bytes of a blob held in a store's cache, from its map (for `image info`; no process state needed). */
+export function cachedBytes(root: string, hex: string, size: number, chunkSize: number): number {
+  const path = join(cacheDir(root), `${hex}.map`);
+  const st = statSync(path, { throwIfNoEntry: false });
+  if (!st) return 0;
+  const fd = openSync(path, 'r');
+  try {
+    const n = Math.ceil(size / chunkSize);
+    const map = new Uint8Array(n);
+    readSync(fd, map, 0, n, 0);
+    let bytes = 0;
+    for (let k = 0; k < n; k++) if (map[k]) bytes += Math.min(chunkSize, size - k * chunkSize);
+    return bytes;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Blob files in a store's cache (tests, `image info`). */
+export function cachedBlobs(root: string): string[] {
+  try {
+    return readdirSync(cacheDir(root)).filter((n) => !n.endsWith('.map'));
+  } catch {
+    return [];
+  }
+}

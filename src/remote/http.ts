@@ -1,0 +1,177 @@
+// HTTP(S) for remote layers: one keep-alive agent per TLS mode, range GETs, and retries of
+// connection errors, timeouts and 5xx with backoff for a bounded time (then the caller's EIO).
+// Authorization is the caller's: a `Remote` carries the headers its requests need and may renew them.
+import http from 'node:http';
+import https from 'node:https';
+import { createReadStream } from 'node:fs';
+
+/** Where a blob lives and how to ask for it. */
+export interface Remote {
+  url: string;
+  tlsVerify: boolean;
+  /** Headers for every request (Authorization). */
+  headers(): Record<string, string>;
+  /** A 401 came back: renew the headers (a Bearer token expired); false if nothing changed. */
+  renew?(challenge: string | undefined): Promise<boolean>;
+}
+
+export class HttpError extends Error {
+  constructor(readonly status: number, message: string, readonly retryable: boolean) {
+    super(message);
+  }
+}
+
+/** How long a read keeps retrying before it gives up (EIO); TARSTACK_REMOTE_DEADLINE_MS overrides. */
+export function retryDeadlineMs(): number {
+  const v = Number(process.env.TARSTACK_REMOTE_DEADLINE_MS);
+  return Number.isFinite(v) && v > 0 ? v : 15_000;
+}
+/** A request idle this long (no bytes) is abandoned and retried. */
+const IDLE_MS = 5_000;
+
+const agents = {
+  http: new http.Agent({ keepAlive: true, maxSockets: 8 }),
+  https: new https.Agent({ keepAlive: true, maxSockets: 8 }),
+  insecure: new https.Agent({ keepAlive: true, maxSockets: 8, rejectUnauthorized: false }),
+};
+
+export interface Response {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+export interface RequestOptions {
+  method?: string;
+  headers?: Record<string, string>;
+  /** A buffer, or a file streamed as the body (uploads of layer blobs). */
+  body?: Buffer | { file: string; size: number };
+  tlsVerify?: boolean;
+  /** Redirects to follow (a registry may send a blob to its storage). */
+  redirects?: number;
+}
+
+/** One request, its body read in full; network failures reject (retryable), any status resolves. */
+export function request(url: string, o: RequestOptions = {}): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const tls = u.protocol === 'https:';
+    const agent = tls ? (o.tlsVerify === false ? agents.insecure : agents.https) : agents.http;
+    const req = (tls ? https : http).request(u, { method: o.method ?? 'GET', headers: { ...o.headers, ...(o.body ? { 'content-length': String(Buffer.isBuffer(o.body) ? o.body.length : o.body.size) } : {}) }, agent }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (b: Buffer) => parts.push(b));
+      res.on('error', (e) => reject(new HttpError(0, `${u.host}: ${e.message}`, true)));
+      res.on('aborted', () => reject(new HttpError(0, `${u.host}: the response was cut short`, true)));
+      res.on('end', () => {
+        if (!res.complete) return reject(new HttpError(0, `${u.host}: the response was cut short`, true));
+        const status = res.statusCode ?? 0;
+        const loc = res.headers.location;
+        if (status >= 300 && status < 400 && loc && (o.redirects ?? 5) > 0) {
+          const next = new URL(loc, u).toString();
+          const sameHost = new URL(next).host === u.host;
+          const headers = { ...o.headers };
+          if (!sameHost) delete headers.authorization;
+          request(next, { ...o, headers, redirects: (o.redirects ?? 5) - 1 }).then(resolve, reject);
+          return;
+        }
+        resolve({ status, headers: res.headers, body: Buffer.concat(parts) });
+      });
+    });
+    req.setTimeout(IDLE_MS, () => req.destroy(new Error(`no answer for ${IDLE_MS / 1000} s`)));
+    req.on('error', (e) => reject(new HttpError(0, `${u.host}: ${(e as NodeJS.ErrnoException).code ?? e.message}`, !/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test((e as NodeJS.ErrnoException).code ?? ''))));
+    if (o.body && !Buffer.isBuffer(o.body)) {
+      const src = createReadStream(o.body.file);
+      src.on('error', (e) => req.destroy(e));
+      src.pipe(req);
+    } else req.end(o.body);
+  });
+}
+
+/** Bytes [start, end) of a remote blob: retried with backoff until the deadline, then an HttpError. */
+export async function getRange(r: Remote, start: number, end: number, deadline = Date.now() + retryDeadlineMs()): Promise<Buffer> {
+  let wait = 50;
+  let renewed = false;
+  for (;;) {
+    let err: HttpError;
+    try {
+      const res = await request(r.url, { headers: { ...r.headers(), range: `bytes=${start}-${end - 1}` }, tlsVerify: r.tlsVerify });
+      if (res.status === 206 && res.body.length === end - start) return res.body;
+      if (res.status === 200 && start === 0 && res.body.length === end) return res.body;
+      if (res.status === 401 && !renewed && r.renew && (await r.renew(header(res.headers['www-authenticate'])))) {
+        renewed = true;
+        continue;
+      }
+      if (res.status === 200) throw new HttpError(200, `${hostOf(r.url)} ignores Range requests; tarstack reads remote layers by range`, false);
+      err = new HttpError(res.status, res.status === 206 ? `${hostOf(r.url)}: range ${start}-${end - 1} came back with ${res.body.length} bytes` : `${hostOf(r.url)}: HTTP ${res.status} for bytes ${start}-${end - 1}`, res.status >= 500 || res.status === 429 || res.status === 206);
+    } catch (e) {
+      if (!(e instanceof HttpError)) throw e;
+      err = e;
+    }
+    if (!err.retryable || Date.now() + wait > deadline) throw err;
+    await new Promise((res) => setTimeout(res, wait));
+    wait = Math.min(wait * 2, 1000);
+  }
+}
+
+export function header(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+export function hostOf(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return url;
+  }
+}
+
+/**
+ * The whole blob streamed to `dest` (written as it arrives, never held in memory), hashed on the way:
+ * its sha256 (hex) and size. A 401 is answered once through `r.renew`.
+ */
+export async function download(r: Remote, dest: string, onProgress?: (done: number, total: number) => void): Promise<{ sha256: string; size: number }> {
+  const { createHash } = await import('node:crypto');
+  const { createWriteStream } = await import('node:fs');
+  for (let attempt = 0; ; attempt++) {
+    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      const u = new URL(r.url);
+      const tls = u.protocol === 'https:';
+      const req = (tls ? https : http).get(u, { headers: r.headers(), agent: tls ? (r.tlsVerify ? agents.https : agents.insecure) : agents.http }, resolve);
+      req.setTimeout(IDLE_MS, () => req.destroy(new Error(`no answer for ${IDLE_MS / 1000} s`)));
+      req.on('error', (e) => reject(new HttpError(0, `${u.host}: ${(e as NodeJS.ErrnoException).code ?? e.message}`, true)));
+    });
+    const status = res.statusCode ?? 0;
+    if (status >= 300 && status < 400 && res.headers.location) {
+      res.resume();
+      return download({ ...r, url: new URL(res.headers.location, r.url).toString(), headers: () => (new URL(res.headers.location!, r.url).host === new URL(r.url).host ? r.headers() : {}) }, dest, onProgress);
+    }
+    if (status === 401 && attempt === 0 && r.renew && (await r.renew(header(res.headers['www-authenticate'])))) {
+      res.resume();
+      continue;
+    }
+    if (status !== 200) {
+      res.resume();
+      throw new HttpError(status, `${hostOf(r.url)}: HTTP ${status} for ${new URL(r.url).pathname}`, false);
+    }
+    const total = Number(res.headers['content-length'] ?? 0);
+    const hash = createHash('sha256');
+    let size = 0;
+    const out = createWriteStream(dest);
+    await new Promise<void>((resolve, reject) => {
+      res.on('data', (b: Buffer) => {
+        hash.update(b);
+        size += b.length;
+        onProgress?.(size, total);
+        if (!out.write(b)) {
+          res.pause();
+          out.once('drain', () => res.resume());
+        }
+      });
+      res.on('aborted', () => reject(new HttpError(0, `${hostOf(r.url)}: the download was cut short`, true)));
+      res.on('error', reject);
+      res.on('end', () => (res.complete ? out.end(resolve) : reject(new HttpError(0, `${hostOf(r.url)}: the download was cut short`, true))));
+      out.on('error', reject);
+    });
+    return { sha256: hash.digest('hex'), size };
+  }
+}

@@ -1,0 +1,213 @@
+// `image pull` and `image push` against Debian's docker-registry started here on 127.0.0.1, images
+// pushed into it with skopeo from `tarstack image export --layers`: a pulled stack (OCI and Docker
+// schema 2 manifests, gzip layers, an OCI whiteout) equals GNU tar's layers merged by kernel
+// overlayfs; with the index pushed, a second store pulls without reading a layer byte and reads
+// only what is used (bytes from the registry's access log); a blob corrupted on the registry's
+// disk is EIO, never its bytes; a registry gone mid-read is EIO in bounded time while cached files
+// are still served; a registry with htpasswd auth behind TLS refuses in one line, and takes the
+// credentials of $REGISTRY_AUTH_FILE.
+import test, { type ExecutionContext } from 'ava';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { seededBytes } from './helpers/bytes.js';
+import { flipByte } from './helpers/compressed.js';
+import { cliAvailable, tarstackCli, TarstackSession, withMount } from './helpers/mount.js';
+import { CLI_MAIN, makeTestRoot, mount, removeTestRoot } from './helpers/mounted.js';
+import { extractReference } from './helpers/reference.js';
+import { serverSkipReason, skopeoPush, startRegistry, tlsAndUsers, type Registry } from './helpers/remote-servers.js';
+import { compareTrees, snapshotTree } from './helpers/tree.js';
+
+const skipReason = !cliAvailable() ? `the tarstack CLI is not built (${CLI_MAIN} is missing)`
+  : process.getuid?.() !== 0 ? 'needs root (owners, xattrs, overlayfs)'
+  : !fs.existsSync('/dev/fuse') ? 'needs /dev/fuse' : serverSkipReason();
+const e2e = skipReason ? test.skip : test.serial;
+if (skipReason) test.skip(`remote registry suite skipped: ${skipReason}`, () => undefined);
+
+const root = skipReason ? '' : makeTestRoot('remote-registry');
+const BIG = 'data/big.bin';
+let registry: Registry;
+let baseTar = '';
+let topTar = '';
+let archive = ''; // the stack base <- top as an OCI layout archive, made by `tarstack image export --layers`
+
+class Session extends TarstackSession {
+  constructor(root: string, t: ExecutionContext, private readonly env: NodeJS.ProcessEnv = {}) {
+    super(root, t);
+  }
+  override cli(args: string[]) {
+    return tarstackCli(args, { env: { TARSTACK_HOME: this.home, ...this.env } });
+  }
+  async ok(args: string[]): Promise<string> {
+    const r = await this.cli(args);
+    if (r.code !== 0) throw new Error(`tarstack ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
+    return r.stdout;
+  }
+}
+
+if (!skipReason) {
+  const src = path.join(root, 'src');
+  fs.mkdirSync(path.join(src, 'data'), { recursive: true });
+  fs.mkdirSync(path.join(src, 'many'));
+  fs.writeFileSync(path.join(src, BIG), seededBytes(6 << 20, 1));
+  fs.writeFileSync(path.join(src, 'data', 'gone'), 'hidden by the top layer\n');
+  for (let i = 0; i < 200; i++) fs.writeFileSync(path.join(src, 'many', `f${i}`), seededBytes(i * 37, 1000 + i).toString('base64'));
+  fs.symlinkSync('../data/big.bin', path.join(src, 'many', 'link'));
+  baseTar = path.join(root, 'base.tar');
+  execFileSync('tar', ['-cf', baseTar, '-C', src, 'many', 'data']);
+  execFileSync('gzip', ['-k', baseTar]);
+  const top = path.join(root, 'top');
+  fs.mkdirSync(path.join(top, 'data'), { recursive: true });
+  fs.writeFileSync(path.join(top, 'data', '.wh.gone'), '');
+  fs.writeFileSync(path.join(top, 'data', 'new'), 'top layer\n');
+  topTar = path.join(root, 'top.tar');
+  execFileSync('tar', ['-cf', topTar, '-C', top, 'data']);
+}
+
+test.before(async () => {
+  if (skipReason) return;
+  registry = await startRegistry(path.join(root, 'registry'));
+  const s = new TarstackSession(path.join(root, 'maker'));
+  for (const [tar, name, parent] of [[`${baseTar}.gz`, 'base'], [topTar, 'top', 'base']] as const) {
+    const r = await s.cli(['image', 'add', tar, '--name', name, ...(parent ? ['--parent', parent] : [])]);
+    if (r.code !== 0) throw new Error(r.stderr);
+  }
+  archive = path.join(root, 'stack.oci.tar');
+  const r = await s.cli(['image', 'export', 'top', '--layers', '-o', archive]);
+  if (r.code !== 0) throw new Error(r.stderr);
+  skopeoPush(archive, `${registry.host}/test/oci:v1`);
+  skopeoPush(archive, `${registry.host}/test/docker:v1`, ['--format', 'v2s2']);
+});
+test.after.always(async () => {
+  await registry?.stop();
+  removeTestRoot(root);
+});
+
+let seq = 0;
+const session = (t: ExecutionContext, label: string, env: NodeJS.ProcessEnv = {}) => new Session(path.join(root, `${label}-${++seq}`), t, env);
+
+/** GNU tar's extraction of the layers, merged by kernel overlayfs; fn gets its snapshot. */
+async function reference(t: ExecutionContext, dir: string): Promise<ReturnType<typeof snapshotTree>> {
+  const layers = [topTar, baseTar].map((tar, i) => extractReference(tar, path.join(dir, `ref${i}`)).dir);
+  const merged = await mount(t, path.join(dir, 'merged'), { kind: 'kernel', lowers: layers, upper: null, convertOci: true });
+  try {
+    return snapshotTree(merged.root);
+  } finally {
+    await merged.unmount();
+  }
+}
+
+for (const kind of ['oci', 'docker']) {
+  e2e(`pull (${kind === 'oci' ? 'OCI' : 'Docker schema 2'} manifest): the stack equals GNU tar's layers merged by overlayfs; each layer streamed once`, async (t) => {
+    const s = session(t, kind);
+    await registry.settled();
+    const before = registry.blobBytes();
+    const out = await s.ok(['image', 'pull', `${registry.host}/test/${kind}:v1`, '--tls-verify=false', '--name', 'img']);
+    t.regex(out, /pulled image img .*img <- img-layer1/);
+    await registry.settled();
+    const layerBytes = fs.statSync(`${baseTar}.gz`).size + fs.statSync(topTar).size;
+    t.true(registry.blobBytes() - before <= layerBytes + 2, `the pull fetched ${registry.blobBytes() - before} bytes of ${layerBytes}`);
+    const ref = await reference(t, s.root);
+    await withMount(s, 'img', (dir) => t.deepEqual(compareTrees(ref, snapshotTree(dir), { ignoreMtimeFor: [''], compareNlink: false }), []));
+  });
+}
+
+e2e('push, then pull on a second store with the index pushed: no layer byte read until used, ls -R and a file read fetch a fraction', async (t) => {
+  const maker = session(t, 'pusher');
+  await maker.ok(['image', 'add', `${baseTar}.gz`, '--name', 'base']);
+  await maker.ok(['image', 'add', topTar, '--name', 'top', '--parent', 'base']);
+  const pushed = await maker.ok(['image', 'push', 'top', `${registry.host}/test/pushed:v1`, '--tls-verify=false']);
+  t.regex(pushed, /2 of 2 layers uploaded, 2 indexes/);
+  // The layers went byte for byte: the registry's blob is the file the store holds.
+  const manifest = JSON.parse(execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${registry.host}/test/pushed:v1`]).toString()) as { layers: Array<{ digest: string }> };
+  t.deepEqual(fs.readFileSync(registry.blobFile(manifest.layers[0].digest)), fs.readFileSync(`${baseTar}.gz`));
+
+  const s = session(t, 'puller');
+  await registry.settled();
+  const before = registry.blobBytes();
+  const logged = registry.log().length;
+  const layerBytes = fs.statSync(`${baseTar}.gz`).size + fs.statSync(topTar).size;
+  const out = await s.ok(['image', 'pull', `${registry.host}/test/pushed:v1`, '--tls-verify=false', '--name', 'img']);
+  t.regex(out, /2 of 2 layer indexes fetched as pushed/);
+  await registry.settled();
+  const layerGets = registry.log().slice(logged).filter((e) => manifest.layers.some((l) => e.request.includes(l.digest)));
+  t.deepEqual(layerGets, [], 'the pull read no layer blob');
+  const ref = await reference(t, s.root);
+  const pulled = registry.blobBytes();
+  await withMount(s, 'img', (dir) => {
+    execFileSync('ls', ['-lR', dir], { stdio: 'ignore' });
+    t.deepEqual(fs.readFileSync(path.join(dir, 'many/f150')), fs.readFileSync(path.join(root, 'src', 'many/f150')));
+  });
+  await registry.settled();
+  const used = registry.blobBytes() - pulled;
+  t.true(used < layerBytes / 3, `ls -R and one file fetched ${used} bytes of ${layerBytes}`);
+  t.true(pulled - before < layerBytes / 20, `the pull fetched ${pulled - before} bytes (the indexes) of ${layerBytes}`);
+  const info = JSON.parse(await s.ok(['image', 'info', 'img-layer1', '--json']));
+  t.is(info.remote.ref, `${registry.host}/test/pushed:v1`);
+  t.is(info.remote.digest, manifest.layers[0].digest);
+  t.is(info.remote.index, 'pushed');
+  t.true(info.remote.cachedBytes > 0 && info.remote.cachedBytes < layerBytes);
+  await withMount(s, 'img', (dir) => t.deepEqual(compareTrees(ref, snapshotTree(dir), { ignoreMtimeFor: [''], compareNlink: false }), []), 'whole');
+});
+
+e2e("a blob corrupted on the registry's disk: EIO for its damaged chunk, never its bytes; one log line names blob and offset", async (t) => {
+  const reg = await startRegistry(path.join(root, `corrupt-${++seq}`));
+  t.teardown(() => reg.stop());
+  skopeoPush(archive, `${reg.host}/test/img:v1`);
+  const s = session(t, 'corrupt');
+  await s.ok(['image', 'pull', `${reg.host}/test/img:v1`, '--tls-verify=false', '--name', 'img']);
+  const info = JSON.parse(await s.ok(['image', 'info', 'img-layer1', '--json']));
+  flipByte(reg.blobFile(info.remote.digest), info.remote.size - 300_000); // inside the big member's compressed bytes
+  await withMount(s, 'img', (dir) => {
+    t.deepEqual(fs.readFileSync(path.join(dir, 'many/f3')), fs.readFileSync(path.join(root, 'src', 'many/f3')));
+    const err = t.throws(() => fs.readFileSync(path.join(dir, BIG)));
+    t.is((err as NodeJS.ErrnoException).code, 'EIO');
+  });
+  const log = fs.readFileSync(path.join(s.home, 'run', 'logs', 'server.log'), 'utf8');
+  const lines = log.split('\n').filter((l) => l.includes('do not match the index'));
+  t.is(lines.length, 1, log);
+  t.regex(lines[0], new RegExp(`blob ${info.remote.digest}: the bytes at offset \\d+`));
+});
+
+e2e('a registry gone mid-read: EIO in bounded time; files already read are still served, also after a remount', async (t) => {
+  const reg = await startRegistry(path.join(root, `killed-${++seq}`));
+  t.teardown(() => reg.stop());
+  skopeoPush(archive, `${reg.host}/test/img:v1`);
+  const s = session(t, 'killed', { TARSTACK_REMOTE_DEADLINE_MS: '1500' });
+  await s.ok(['image', 'pull', `${reg.host}/test/img:v1`, '--tls-verify=false', '--name', 'img']);
+  const want = fs.readFileSync(path.join(root, 'src', 'many/f10'));
+  await withMount(s, 'img', async (dir) => {
+    t.deepEqual(fs.readFileSync(path.join(dir, 'many/f10')), want);
+    await reg.stop();
+    const err = t.throws(() => fs.readFileSync(path.join(dir, BIG))); // returns (EIO) once the retries give up
+    t.is((err as NodeJS.ErrnoException).code, 'EIO');
+    t.deepEqual(fs.readFileSync(path.join(dir, 'many/f10')), want);
+  });
+  await withMount(s, 'img', (dir) => t.deepEqual(fs.readFileSync(path.join(dir, 'many/f10')), want), 'again');
+});
+
+e2e('htpasswd auth behind TLS: refused in one line without credentials; pulled with $REGISTRY_AUTH_FILE', async (t) => {
+  const dir = path.join(root, `auth-${++seq}`);
+  const tls = tlsAndUsers(path.join(dir, 'tls'), 'tester', 's3cret');
+  const reg = await startRegistry(dir, tls);
+  t.teardown(() => reg.stop());
+  execFileSync('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', '--dest-creds', 'tester:s3cret', `oci-archive:${archive}`, `docker://${reg.host}/test/img:v1`]);
+  const s = session(t, 'auth', { REGISTRY_AUTH_FILE: path.join(dir, 'none.json'), HOME: dir });
+  const refused = await s.cli(['image', 'pull', `${reg.host}/test/img:v1`, '--tls-verify=false']);
+  t.not(refused.code, 0);
+  t.is(refused.stderr.trim().split('\n').length, 1, refused.stderr);
+  t.regex(refused.stderr, /^tarstack: registry 127\.0\.0\.1:\d+ wants a login and no credentials for it were found/);
+  const untrusted = await s.cli(['image', 'pull', `${reg.host}/test/img:v1`]);
+  t.is(untrusted.stderr.trim().split('\n').length, 1, untrusted.stderr);
+  t.regex(untrusted.stderr, /--tls-verify=false/);
+  const authFile = path.join(dir, 'auth.json');
+  fs.writeFileSync(authFile, JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from('tester:wrong').toString('base64') } } }));
+  const s2 = session(t, 'auth-wrong', { REGISTRY_AUTH_FILE: authFile, HOME: dir });
+  const wrong = await s2.cli(['image', 'pull', `${reg.host}/test/img:v1`, '--tls-verify=false']);
+  t.is(wrong.stderr.trim().split('\n').length, 1, wrong.stderr);
+  t.regex(wrong.stderr, /refused the credentials/);
+  fs.writeFileSync(authFile, JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from('tester:s3cret').toString('base64') } } }));
+  const s3 = session(t, 'auth-ok', { REGISTRY_AUTH_FILE: authFile, HOME: dir });
+  await s3.ok(['image', 'pull', `${reg.host}/test/img:v1`, '--tls-verify=false', '--name', 'img']);
+  await withMount(s3, 'img', (m) => t.deepEqual(fs.readFileSync(path.join(m, 'many/f150')), fs.readFileSync(path.join(root, 'src', 'many/f150'))));
+});
