@@ -15,13 +15,14 @@ import { RUN_SPACE_BYTES, type Shape } from './data.js';
 import { mountProgramSuite } from './mount-program.js';
 import { sessionsSuite } from './sessions.js';
 import { instancesSuite } from './instances.js';
+import { remoteSuite } from './remote.js';
 import type { Peer, Source } from './peers.js';
 import { json, markdown, type Cell, type FigureResult, type Meta } from './report.js';
 import { chartableSections, ratioChart, type ReportJson } from './chart.js';
 import { cleanupNow, cpuBusy, installCleanupHandlers, killGroup, nowNs, run, sleep, start, statusKiB } from './sys.js';
 import { wrongTree } from './verify.js';
 
-const SUITES: Suite[] = [peersSuite, bindingSuite, sessionsSuite, instancesSuite, compressedSuite, mountProgramSuite];
+const SUITES: Suite[] = [peersSuite, bindingSuite, sessionsSuite, instancesSuite, compressedSuite, mountProgramSuite, remoteSuite];
 const QUIET_BUSY = 0.15;
 
 const started = nowNs();
@@ -32,7 +33,7 @@ const log = (s: string): void => void process.stderr.write(`[${(Number(nowNs() -
 async function main(): Promise<void> {
   const argv = await yargs(hideBin(process.argv))
     .scriptName('npm run bench --')
-    .usage('$0 [cases..] [options]\n\nCases by name, or a whole suite by its name (peers, binding, sessions, many-instances, compressed, mount-program), or all.\nDefault: the peers suite (tarstack against kernel overlayfs, fuse-overlayfs, archivemount).')
+    .usage('$0 [cases..] [options]\n\nCases by name, or a whole suite by its name (peers, binding, sessions, many-instances, compressed, mount-program, remote), or all.\nDefault: the peers suite (tarstack against kernel overlayfs, fuse-overlayfs, archivemount).')
     .command('$0 [cases..]', false, (y) => y.positional('cases', { type: 'string', array: true, describe: 'cases or suites to run' }))
     .option('runs', { alias: 'reps', type: 'number', describe: 'runs per figure, median reported (default 3; 1 with --quick)' })
     .option('quick', { type: 'boolean', default: false, describe: 'data 10x smaller, one run per figure (CI smoke run)' })

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { assertOneLineError, InstanceSession, instanceSkipReason } from './helpers/instances.js';
 import { makeTestRoot, mountAt, removeTestRoot } from './helpers/mounted.js';
 import { exec, execOk } from './helpers/exec.js';
+import { alive, serverPid, waitFor } from './server-support.js';
 
 const skipReason = await instanceSkipReason();
 if (skipReason) test.skip(`root mount suite skipped: ${skipReason}`, () => undefined);
@@ -107,4 +108,19 @@ it('read-only image mounts follow the same rules', async (t) => {
   t.true(optionsAt(m).has('nosuid') && optionsAt(m).has('nodev'));
   t.is((await s.umount(m)).code, 0);
   assertOneLineError(t, await s.cli(['image', 'mount', 'r', m, '-o', 'rw']), 'a writable image mount');
+});
+
+it('mount --all makes a dead mount again with the options it had', async (t) => {
+  const s = await session(t);
+  await s.create('w', 'r');
+  const m = path.join(s.root, 'm');
+  fs.mkdirSync(m);
+  await s.ok(['mount', 'w', m, '--nosuid', '-o', 'noexec']);
+  const pid = serverPid(s)!;
+  process.kill(pid, 'SIGKILL');
+  await waitFor('the server to die', () => !alive(pid));
+  await s.ok(['mount', '--all']);
+  const o = optionsAt(m);
+  t.true(o.has('nosuid') && o.has('noexec') && !o.has('nodev') && o.has('allow_other'), [...o].join(','));
+  await s.umountInstance('w', m);
 });

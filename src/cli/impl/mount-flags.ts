@@ -57,8 +57,7 @@ export function resolveMountFlags(a: MountFlagArgs, kind: 'image' | 'instance', 
   let allowOther = root;
   let nonempty = !!a.nonempty;
   let defaultPermissions = false;
-  const given = a.o === undefined ? [] : Array.isArray(a.o) ? a.o : [a.o];
-  for (const opt of given.flatMap((o) => String(o).split(',')).map((o) => o.trim()).filter(Boolean)) {
+  for (const opt of optionList(a)) {
     const group = GROUP.get(opt);
     if (group !== undefined) {
       if (!root && (opt === 'suid' || opt === 'dev')) throw new UserError(`-o ${opt}: only root may mount with ${opt} (fusermount3 mounts an ordinary user's filesystems nosuid,nodev)`);
@@ -92,6 +91,11 @@ function checkUserAllowOther(): void {
 
 /** --nonempty or -o nonempty, known before the mount point is checked. */
 export function wantsNonempty(a: MountFlagArgs): boolean {
+  return !!a.nonempty || optionList(a).includes('nonempty');
+}
+
+/** Every -o option, in order (-o given once or repeated, each comma-separated). */
+function optionList(a: MountFlagArgs): string[] {
   const given = a.o === undefined ? [] : Array.isArray(a.o) ? a.o : [a.o];
-  return !!a.nonempty || given.some((o) => String(o).split(',').some((x) => x.trim() === 'nonempty'));
+  return given.flatMap((o) => String(o).split(',')).map((o) => o.trim()).filter(Boolean);
 }

@@ -204,7 +204,7 @@ async function letGo(ctx: Context, rec: MountRecord): Promise<void> {
   if (!ctx.mounts.serverAlive(rec)) return;
   if (rec.server) {
     try {
-      await askServer(ctx.paths, { op: 'release', id: rec.id }, { start: false, timeoutMs: 30_000 });
+      await askServer(ctx.paths, { op: 'release', id: rec.id }, { start: false }); // a busy machine may take long: the usual limit
     } catch (err) {
       throw new UserError(`${rec.mountpoint} is unmounted, but its server did not let go of it: ${(err as Error).message}`);
     }
