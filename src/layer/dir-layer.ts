@@ -239,11 +239,13 @@ export class DirLayer implements Layer {
 
   modeOf(node: number): number {
     if (this.flags[node] & F.Whiteout) return S_IFCHR;
-    return this.attrs[this.row(node) + A.Mode];
+    const at = this.row(node); // first: it may grow (replace) attrs
+    return this.attrs[at + A.Mode];
   }
 
   inodeOf(node: number): number {
-    return this.attrs[this.row(node) + A.Key];
+    const at = this.row(node);
+    return this.attrs[at + A.Key];
   }
 
   nodeOfInode(key: number): number {
@@ -303,7 +305,8 @@ export class DirLayer implements Layer {
 
   /** The file's own descriptor as the one range: the backend copies it (a file that shrank is EIO). */
   read(node: number, pos: number, len: number): FdRange[] {
-    const size = this.attrs[this.row(node) + A.Size];
+    const at = this.row(node);
+    const size = this.attrs[at + A.Size];
     if (pos >= size || len <= 0) return [];
     return [{ fd: this.fdFor(node), pos, len: Math.min(size, pos + len) - pos }];
   }

@@ -141,3 +141,20 @@ test('a directory layer over a tar layer: whiteouts and opaque dirs of the dir l
   t.teardown(() => ov.destroy());
   t.deepEqual(Object.keys(await flatten(ov)).sort(), ['etc', 'etc/hosts', 'etc/passwd', 'opt', 'opt/new']);
 });
+
+test('the 1,025th node stat-ed reads its own attributes (the table grows under it)', (t) => {
+  const tmp = tempDir();
+  t.teardown(() => tmp.cleanup());
+  const dir = tmp.dir;
+  let d = dir;
+  for (let i = 0; i < 1100; i++) fs.mkdirSync((d = path.join(d, 'd'))); // fails before: ENOTDIR at depth 1023
+  const layer = new DirLayer(dir);
+  let node = 0;
+  for (let i = 0; i < 1100; i++) {
+    node = layer.lookup(node, 'd');
+    t.not(node, ABSENT);
+    if (!layer.isDir(node) || (layer.modeOf(node) & 0o170000) !== 0o040000) return void t.fail(`depth ${i}: mode ${layer.modeOf(node).toString(8)}`);
+  }
+  layer.close();
+  t.pass();
+});
