@@ -15,9 +15,6 @@ const INSTANCE = /^instance-/;
 const TARSTACK = /./;
 
 export const EXPECTED_FAILURES: ExpectedFailure[] = [
-  // 1: the daemon's own path to the upper counts against PATH_MAX
-  { case: 'defect/1-path-max', configs: TARSTACK, defect: 1 },
-  { case: 'names/path-max', configs: TARSTACK, defect: 1 },
   // 2: hard links to special files and symlinks (the link count in a user.* xattr)
   { case: 'defect/2-hard-links-to-special-files', configs: TARSTACK, defect: 2 },
   ...['links/new-l', 'links/new-p', 'links/new-s', 'links/new-c', 'links/new-b', 'links/lower-l', 'links/lower-p']
