@@ -38,7 +38,7 @@ export class Overlay implements FileSystem {
     if (this.stack.layers.length > 1 && this.stack.isDir(at)) {
       // from its own layer down: a directory reached through a redirect has another path above it
       parts = this.stack.partsOfPath(this.stack.pathOf(at[0], at[1]), at[0]);
-      if (!this.stack.isDir(parts) || parts[0] !== at[0] || parts[1] !== at[1]) throw fsError('ESTALE');
+      if (!this.stack.isDir(parts) || parts[0] !== at[0]) throw fsError('ESTALE');
     }
     this.partsCache.set(ino, parts);
     return parts;
