@@ -124,3 +124,25 @@ e2e('image add URL: a server without the tar, or not a tar, is one line', async 
   t.is(notar.stderr.trim().split('\n').length, 1, notar.stderr);
   t.deepEqual(fs.readdirSync(path.join(s.home, 'images')).filter((n) => !n.startsWith('.')), []);
 });
+
+e2e('a writable instance of a remote image: copy-up of a file never read fetches it (synchronously) and keeps its bytes', async (t) => {
+  const s = session(t, 'instance');
+  await s.addImage(`${nginx.url}/tree.tar`, 'img');
+  const created = await s.cli(['instance', 'create', 'inst', 'img']);
+  t.is(created.code, 0, created.stderr);
+  const dir = path.join(s.root, 'mnt');
+  fs.mkdirSync(dir);
+  const mounted = await s.cli(['mount', 'inst', dir]);
+  t.is(mounted.code, 0, mounted.stderr);
+  try {
+    const want = fs.readFileSync(path.join(root, 'src', 'many/f120'));
+    fs.appendFileSync(path.join(dir, 'many/f120'), 'appended\n');
+    t.deepEqual(fs.readFileSync(path.join(dir, 'many/f120')), Buffer.concat([want, Buffer.from('appended\n')]));
+    fs.chmodSync(path.join(dir, BIG), 0o600);
+    t.deepEqual(fs.readFileSync(path.join(dir, BIG)), fs.readFileSync(path.join(root, 'src', BIG)));
+  } finally {
+    await s.cli(['umount', dir]);
+  }
+  const changes = await s.cli(['diff', 'inst']);
+  t.regex(changes.stdout, /\[M\] f120/);
+});
