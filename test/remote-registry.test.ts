@@ -167,6 +167,9 @@ e2e("a blob corrupted on the registry's disk: EIO for its damaged chunk, never i
   const lines = log.split('\n').filter((l) => l.includes('do not match the index'));
   t.is(lines.length, 1, log);
   t.regex(lines[0], new RegExp(`blob ${info.remote.digest}: the bytes at offset \\d+`));
+  const verify = await s.cli(['image', 'verify', 'img']);
+  t.is(verify.code, 1, verify.stderr);
+  t.regex(verify.stdout, /FAILED .*img-layer1.*do not match the index/);
 });
 
 e2e('a registry gone mid-read: EIO in bounded time; files already read are still served, also after a remount', async (t) => {

@@ -43,16 +43,15 @@ interface Cursor {
 
 /**
  * Where the compressed bytes come from when they are not all on disk (a remote blob): the range a
- * decode reads is made present, and kept so, while it runs: its seek point's chunk and a few bytes
- * past (the decoder's bit buffer). The codec's input buffer (TSC_IN_CAP) may hold holes read past
- * that; they are never decoded, because a decoder over such input never continues into the next
- * chunk (it seeks there afresh), and every piece is checked against its crc32 regardless.
+ * decode reads is made present, and kept so, while it runs: its seek point's chunk and the codec's
+ * input buffer past it (TSC_IN_CAP). Less is not safe: a decoder keeps its buffer across a seek that
+ * lands inside it, so holes read past a chunk would be decoded later (a crc32 mismatch, EIO).
  */
 export interface ArchiveInput {
   ensure(start: number, end: number): Promise<() => void>;
   ensureSync(start: number, end: number): () => void;
 }
-const CODEC_READ_AHEAD = 64;
+const CODEC_READ_AHEAD = 128 * 1024;
 
 interface Seek {
   kind: number;
@@ -358,8 +357,7 @@ export class SeekableArchive {
     }
     // The decoder continues into the next chunk except for xz, whose points are separate blocks.
     const next = job.to + 1;
-    // A decoder over partial input (a remote blob) starts each chunk from its seek point too.
-    cur.next = (this.table.format === 'xz' || this.input) && this.index.chunkOfPiece(next) !== this.index.chunkOfPiece(job.to) ? -1 : next;
+    cur.next = this.table.format === 'xz' && this.index.chunkOfPiece(next) !== this.index.chunkOfPiece(job.to) ? -1 : next;
     return pieces;
   }
 
