@@ -148,6 +148,12 @@ e2e('push, then pull on a second store with the index pushed: no layer byte read
   t.is(info.remote.index, 'pushed');
   t.true(info.remote.cachedBytes > 0 && info.remote.cachedBytes < layerBytes);
   await withMount(s, 'img', (dir) => t.deepEqual(compareTrees(ref, snapshotTree(dir), { ignoreMtimeFor: [''], compareNlink: false }), []), 'whole');
+  // export --layers of the pulled stack (read through the cache), imported elsewhere: the same tree.
+  const exported = path.join(s.root, 'pulled.oci.tar');
+  await s.ok(['image', 'export', 'img', '--layers', '-o', exported]);
+  const other = session(t, 'reimport');
+  await other.ok(['image', 'import', exported, '--name', 'again']);
+  await withMount(other, 'again', (dir) => t.deepEqual(compareTrees(ref, snapshotTree(dir), { ignoreMtimeFor: [''], compareNlink: false }), []));
 });
 
 e2e("a blob corrupted on the registry's disk: EIO for its damaged chunk, never its bytes; one log line names blob and offset", async (t) => {
@@ -167,6 +173,9 @@ e2e("a blob corrupted on the registry's disk: EIO for its damaged chunk, never i
   const lines = log.split('\n').filter((l) => l.includes('do not match the index'));
   t.is(lines.length, 1, log);
   t.regex(lines[0], new RegExp(`blob ${info.remote.digest}: the bytes at offset \\d+`));
+  const verify = await s.cli(['image', 'verify', 'img']);
+  t.is(verify.code, 1, verify.stderr);
+  t.regex(verify.stdout, /FAILED .*img-layer1.*do not match the index/);
 });
 
 e2e('a registry gone mid-read: EIO in bounded time; files already read are still served, also after a remount', async (t) => {

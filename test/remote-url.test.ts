@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { seededBytes } from './helpers/bytes.js';
 import { compress, flipByte, type Shape } from './helpers/compressed.js';
-import { cliAvailable, TarstackSession, withMount } from './helpers/mount.js';
+import { cliAvailable, tarstackCli, TarstackSession, withMount } from './helpers/mount.js';
 import { CLI_MAIN, makeTestRoot, removeTestRoot } from './helpers/mounted.js';
 import { gnuReference } from './helpers/reference.js';
 import { serverSkipReason, startNginx, type Nginx } from './helpers/remote-servers.js';
@@ -123,4 +123,45 @@ e2e('image add URL: a server without the tar, or not a tar, is one line', async 
   t.not(notar.code, 0);
   t.is(notar.stderr.trim().split('\n').length, 1, notar.stderr);
   t.deepEqual(fs.readdirSync(path.join(s.home, 'images')).filter((n) => !n.startsWith('.')), []);
+});
+
+e2e('a writable instance of a remote image: copy-up of a file never read fetches it (synchronously) and keeps its bytes', async (t) => {
+  const s = session(t, 'instance');
+  await s.addImage(`${nginx.url}/tree.tar`, 'img');
+  const created = await s.cli(['instance', 'create', 'inst', 'img']);
+  t.is(created.code, 0, created.stderr);
+  const dir = path.join(s.root, 'mnt');
+  fs.mkdirSync(dir);
+  const mounted = await s.cli(['mount', 'inst', dir]);
+  t.is(mounted.code, 0, mounted.stderr);
+  try {
+    const want = fs.readFileSync(path.join(root, 'src', 'many/f120'));
+    fs.appendFileSync(path.join(dir, 'many/f120'), 'appended\n');
+    t.deepEqual(fs.readFileSync(path.join(dir, 'many/f120')), Buffer.concat([want, Buffer.from('appended\n')]));
+    fs.chmodSync(path.join(dir, BIG), 0o600);
+    t.deepEqual(fs.readFileSync(path.join(dir, BIG)), fs.readFileSync(path.join(root, 'src', BIG)));
+  } finally {
+    await s.cli(['umount', dir]);
+  }
+  const changes = await s.cli(['diff', 'inst']);
+  t.regex(changes.stdout, /\[M\] f120/);
+});
+
+e2e('the chunk cache stays within TARSTACK_CACHE_SIZE: the least recently used chunks are punched out, and re-fetched when read again', async (t) => {
+  const s = session(t, 'bounded');
+  const env = { TARSTACK_HOME: s.home, TARSTACK_CACHE_SIZE: '2M' };
+  t.is((await tarstackCli(['image', 'add', `${nginx.url}/tree.tar`, '--name', 'img'], { env })).code, 0);
+  const dir = path.join(s.root, 'mnt');
+  fs.mkdirSync(dir);
+  t.is((await tarstackCli(['image', 'mount', 'img', dir], { env })).code, 0);
+  try {
+    t.deepEqual(fs.readFileSync(path.join(dir, BIG)), fs.readFileSync(path.join(root, 'src', BIG))); // 9 MiB through a 2 MiB cache
+    const info = JSON.parse((await tarstackCli(['image', 'info', 'img', '--json'], { env })).stdout);
+    t.true(info.remote.cachedBytes <= 2 << 20, `${info.remote.cachedBytes} bytes cached`);
+    const blob = path.join(s.home, 'cache', 'blobs', 'sha256', info.remote.digest.slice(7));
+    t.true(fs.statSync(blob).blocks * 512 <= (2 << 20) + (1 << 20), `the cache file holds ${fs.statSync(blob).blocks * 512} bytes`);
+    t.deepEqual(fs.readFileSync(path.join(dir, 'many/f199')), fs.readFileSync(path.join(root, 'src', 'many/f199')));
+  } finally {
+    await tarstackCli(['umount', dir], { env });
+  }
 });

@@ -28,9 +28,8 @@ export const imageCommand: CommandModule<GlobalOptions, Args> = {
             .option('copy', { type: 'boolean', describe: 'copy the tar into the store instead of referencing it in place' })
             .option('recompress', { type: 'boolean', describe: 'store a seekable zstd copy (random access for any tar, e.g. a single-frame .zst or single-block .xz)' })
             .option('tls-verify', { type: 'boolean', default: true, describe: 'a URL: check the server\'s TLS certificate' })
-            .example('$0 image add https://example.org/rootfs.tar.gz', 'a remote tar, read lazily by range requests')
             .example('$0 image add rootfs.tar', 'index rootfs.tar where it is, as image "rootfs"')
-            .example('$0 image add layer2.tar.gz --parent rootfs', 'a layer on top of rootfs'),
+            .example('$0 image add https://example.org/layer2.tar.gz --parent rootfs', 'a remote layer on top of rootfs, read lazily by range requests'),
         run(impl, 'imageAdd'),
       )
       .command('list', 'List images', (c) => c.example('$0 image list --json', 'every image, as JSON'), run(impl, 'imageList'))

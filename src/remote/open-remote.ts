@@ -5,6 +5,7 @@ import type { IndexData } from '../tar/index-data.js';
 import type { TarLayer } from '../layer/tar-layer.js';
 import type { RemoteLayerRecord } from '../store/images.js';
 import { openPartialTar } from '../store/open-tar.js';
+import { SeekableArchive } from '../tar/seekable.js';
 import { chunkCacheOf } from './chunk-cache.js';
 import type { Remote } from './http.js';
 import { RemoteBlob } from './remote-blob.js';
@@ -15,12 +16,30 @@ export function remoteOf(rec: RemoteLayerRecord): Remote {
   return { url: rec.url, tlsVerify: rec.tlsVerify, headers: () => ({}) };
 }
 
-export function openRemoteLayer(storeRoot: string, rec: RemoteLayerRecord, data: IndexData, chunksPath: string): TarLayer {
+/** check 'all' (`image verify`): every chunk fetched if missing and checked against its digest first. */
+export function openRemoteLayer(storeRoot: string, rec: RemoteLayerRecord, data: IndexData, chunksPath: string, check: 'sample' | 'all' = 'sample'): TarLayer {
   const blob = new RemoteBlob(chunkCacheOf(storeRoot), rec, readFileSync(chunksPath), remoteOf(rec));
   try {
+    if (check === 'all') blob.ensureSync(0, rec.size)();
     return openPartialTar(rec.url, data, blob.fd, blob);
   } catch (err) {
     blob.close();
     throw err;
+  }
+}
+
+/** A remote layer's tar as tar readers see it (decoded when compressed), in chunks of 1 MiB, every byte checked. */
+export async function* remoteTarChunks(storeRoot: string, rec: RemoteLayerRecord, data: IndexData, chunksPath: string): AsyncGenerator<Buffer> {
+  const blob = new RemoteBlob(chunkCacheOf(storeRoot), rec, readFileSync(chunksPath), remoteOf(rec));
+  const archive = data.seek ? new SeekableArchive(blob.fd, data.seek, rec.url, blob) : undefined;
+  try {
+    const size = archive ? archive.size : rec.size;
+    for (let pos = 0; pos < size; pos += 1 << 20) {
+      const len = Math.min(1 << 20, size - pos);
+      yield archive ? Buffer.from(await archive.read(pos, len)) : await blob.read(pos, len);
+    }
+  } finally {
+    archive?.close();
+    blob.close();
   }
 }

@@ -4,6 +4,7 @@
 // any other layer is streamed once to index it, its digest checked at the end of the pass.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { readIndex, IndexFormatError } from '../tar/index-file.js';
 import { tarLayerRecord, type Staged } from '../store/image-layers.js';
 import { CHUNKS_FILE, INDEX_FILE, type ImageRecord, type RemoteLayerRecord } from '../store/images.js';
@@ -86,14 +87,15 @@ async function pushedIndexes(reg: Registry, repo: string, manifest: string): Pro
 /** Stage a layer from its pushed index: the artifact's blobs, each checked by digest, then the index read back. */
 async function fetchPushedIndex(store: Store, reg: Registry, repo: string, art: Descriptor, layer: Descriptor, rec: Omit<RemoteLayerRecord, 'digest' | 'size' | 'chunkSize' | 'index'>): Promise<{ staged: Staged; layer: ImageRecord['layer'] }> {
   const m = JSON.parse((await manifestBytes(reg, repo, art.digest)).toString()) as { layers: Descriptor[]; annotations?: Record<string, string> };
-  const indexDesc = m.layers.find((d) => d.mediaType === MT.tarstackIndex);
+  const indexDesc = m.layers.find((d) => d.mediaType === MT.tarstackIndex || d.mediaType === `${MT.tarstackIndex}+gzip`);
   const chunksDesc = m.layers.find((d) => d.mediaType === MT.tarstackChunks);
   const chunkSize = Number(m.annotations?.[CHUNK_ANNOTATION]);
   if (!indexDesc || !chunksDesc || !(chunkSize > 0)) throw new Error('not a tarstack index artifact');
   const s = store.images.stage();
   const staged: Staged = { ...s, tar: rec.url };
   try {
-    writeFileSync(join(s.dir, INDEX_FILE), await reg.blob(repo, indexDesc.digest));
+    const index = await reg.blob(repo, indexDesc.digest);
+    writeFileSync(join(s.dir, INDEX_FILE), indexDesc.mediaType.endsWith('+gzip') ? gunzipSync(index) : index);
     writeFileSync(join(s.dir, CHUNKS_FILE), await reg.blob(repo, chunksDesc.digest));
     if (readFileSync(join(s.dir, CHUNKS_FILE)).length !== Math.ceil(layer.size / chunkSize) * 32) throw new Error('its chunk digests do not cover the layer');
     let data;

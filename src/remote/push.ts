@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { writeIndex } from '../tar/index-file.js';
 import { indexTar } from '../store/image-layers.js';
 import { REMOTE_SEEK } from './add-remote.js';
@@ -75,7 +76,8 @@ export async function pushImage(store: Store, a: { image: string; ref: string; t
     const index = r.layer.compression && !r.layer.remote ? remoteShapedIndex(store, r) : readFileSync(store.images.indexPath(r));
     const chunks = r.layer.remote ? readFileSync(store.images.chunksPath(r)) : chunkDigestsOf(r.layer.tar, layers[i].size, CHUNK_SIZE);
     const chunkSize = r.layer.remote ? r.layer.remote.chunkSize : CHUNK_SIZE;
-    const indexDigest = await reg.putBlob(ref.repo, index);
+    const packed = gzipSync(index, { level: 6 }); // seek windows are raw deflate history: they compress well
+    const indexDigest = await reg.putBlob(ref.repo, packed);
     const chunksDigest = await reg.putBlob(ref.repo, chunks);
     const annotations = { [LAYER_ANNOTATION]: layers[i].digest, [CHUNK_ANNOTATION]: String(chunkSize) };
     const art = Buffer.from(JSON.stringify({
@@ -83,7 +85,7 @@ export async function pushImage(store: Store, a: { image: string; ref: string; t
       mediaType: MT.ociManifest,
       artifactType: MT.tarstackIndex,
       config: { mediaType: MT.emptyConfig, digest: emptyDigest, size: empty.length },
-      layers: [{ mediaType: MT.tarstackIndex, digest: indexDigest, size: index.length }, { mediaType: MT.tarstackChunks, digest: chunksDigest, size: chunks.length }],
+      layers: [{ mediaType: `${MT.tarstackIndex}+gzip`, digest: indexDigest, size: packed.length }, { mediaType: MT.tarstackChunks, digest: chunksDigest, size: chunks.length }],
       subject,
       annotations,
     }));

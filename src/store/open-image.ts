@@ -8,7 +8,7 @@ import { readIndex, IndexFormatError } from '../tar/index-file.js';
 import type { IndexData } from '../tar/index-data.js';
 import { FsError, UserError } from '../util/errors.js';
 import type { ImageRecord, Images } from './images.js';
-import { openRemoteLayer } from '../remote/open-remote.js';
+import { openRemoteLayer, remoteTarChunks } from '../remote/open-remote.js';
 import { closeCheckedTar, openCheckedTar, openTarLayer, SAMPLE, tarChunks, TarCheckError, type OpenTarOptions } from './open-tar.js';
 
 export function openStack(images: Images, stack: ImageRecord[]): Layer[] {
@@ -27,13 +27,28 @@ export function openLayer(images: Images, r: ImageRecord, check: 'sample' | 'all
   const remote = r.layer.remote;
   if (remote) {
     const data = tarOptions(images, r, check).index();
-    return openRemoteLayer(images.root, remote, data, images.chunksPath(r));
+    try {
+      return openRemoteLayer(images.root, remote, data, images.chunksPath(r), check);
+    } catch (err) {
+      if (err instanceof FsError) throw new UserError(`image "${r.name}": ${err.message}`);
+      throw err;
+    }
   }
   return forImage(r, () => openTarLayer(r.layer.tar, tarOptions(images, r, check)));
 }
 
 /** An image's tar as tar readers see it (decoded when compressed), checked as for serving, in chunks. */
 export async function* imageTarChunks(images: Images, r: ImageRecord): AsyncGenerator<Buffer> {
+  const remote = r.layer.remote;
+  if (remote) {
+    try {
+      yield* remoteTarChunks(images.root, remote, tarOptions(images, r, 'sample').index(), images.chunksPath(r));
+    } catch (err) {
+      if (err instanceof FsError) throw new UserError(`image "${r.name}": ${err.message}`);
+      throw err;
+    }
+    return;
+  }
   const t = forImage(r, () => openCheckedTar(r.layer.tar, tarOptions(images, r, 'sample')));
   try {
     yield* tarChunks(t);

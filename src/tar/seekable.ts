@@ -43,7 +43,9 @@ interface Cursor {
 
 /**
  * Where the compressed bytes come from when they are not all on disk (a remote blob): the range a
- * decode reads is made present, and kept so, while it runs. The codec reads up to TSC_IN_CAP past.
+ * decode reads is made present, and kept so, while it runs: its seek point's chunk and the codec's
+ * input buffer past it (TSC_IN_CAP). Less is not safe: a decoder keeps its buffer across a seek that
+ * lands inside it, so holes read past a chunk would be decoded later (a crc32 mismatch, EIO).
  */
 export interface ArchiveInput {
   ensure(start: number, end: number): Promise<() => void>;

@@ -34,7 +34,8 @@ export async function imageExport(ctx: Context, a: { image: string; output?: str
     let what: string;
     if (a.layers) {
       for (const l of layers) l.close();
-      const decoded = (l: ImageRecord) => (l.layer.compression && l.layer.compression.format !== 'gzip' ? { decoded: () => imageTarChunks(ctx.images, l) } : {});
+      // A remote layer (pulled, or added by URL) is exported decoded: its bytes are read through the chunk cache.
+      const decoded = (l: ImageRecord) => ((l.layer.compression && l.layer.compression.format !== 'gzip') || l.layer.remote ? { decoded: () => imageTarChunks(ctx.images, l) } : {});
       await writeOciArchive(out, r.name, [...stack].reverse().map((l) => ({ name: l.name, tar: l.layer.tar, ...decoded(l) })));
       what = `${stack.length} layers`;
     } else {
