@@ -31,10 +31,6 @@ export const DIFFERENCES: Difference[] = [
     case: 'links/lower-set', step, configs: INSTANCE, tarstack: value,
     why: 'an instance keeps a hard-link set one inode through copy-up; kernel overlayfs with index=off breaks the set at copy-up',
   })),
-  {
-    case: 'special/devices', step: 'read /dev/null twin', configs: INSTANCE, tarstack: 'EACCES',
-    why: 'instance mounts are nodev (an image may hold any device node): devices show, and do not open',
-  },
   // A user's instance shows the layers' trusted.* xattrs to its user, who owns everything in it (as
   // under fakeroot; kept.ts keeps what the host refuses them); the kernel lists trusted.* to CAP_SYS_ADMIN only.
   {
