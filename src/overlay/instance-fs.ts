@@ -24,34 +24,14 @@ import { Directories, NAME_MAX } from './directories.js';
 import { InodeAttr } from './inode-attr.js';
 import { dataSpace, type DataSpace } from './space.js';
 import { UpperStore } from './upper.js';
+import type { InstanceOptions } from './instance-options.js';
 import { isWhiteoutNode } from './whiteouts.js';
-import { TARSTACK_FORMAT, isInternalXattr, type UpperFormat } from './upper-format.js';
+import { TARSTACK_FORMAT, isInternalXattr } from './upper-format.js';
 import type { Layer } from '../layer/layer.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../vfs/mode.js';
 
 const { O_RDONLY, O_TRUNC, O_CREAT, O_EXCL, O_DIRECT, O_APPEND, O_RDWR } = fs.constants;
 const O_ACCMODE = 3;
-
-export interface InstanceOptions {
-  /** Read the instance without serving it (e.g. `diff` while it may be mounted elsewhere). */
-  offline?: boolean;
-  /** The upper may hold `.wh.NAME` whiteout files (an upper another tool wrote). */
-  whiteoutFiles?: boolean;
-  /** What the upper looks like on disk (default: tarstack's, with its private xattrs). */
-  format?: UpperFormat;
-  /** Copy-up copies whole files, never lazily (an upper that other tools read directly). */
-  wholeFiles?: boolean;
-  /** Bytes of file data the upper may hold (`create --size`): past it writes fail with ENOSPC. */
-  sizeLimit?: number;
-  /** Keep owners, modes, devices and xattrs the host refuses in tarstack's metadata (kept.ts). Default: not root. */
-  keepRefused?: boolean;
-  /**
-   * Owners shown: 'stored' (the tar's, and what chown set), or 'mapped': everything shows as owned
-   * by the mounting user, as after `tar -x` run by that user. Default 'stored'.
-   */
-  owners?: 'stored' | 'mapped';
-  fillsOffLoop?: boolean; // a write's lazy fills copy and sync off Node's thread (file-data.ts): write() may return a promise
-}
 
 export class InstanceFs implements WritableFileSystem {
   readonly immutable = false;

@@ -13,6 +13,7 @@ import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../vfs/mode.js';
 import { b } from '../util/latin1.js';
 import { splitNs } from '../util/attr.js';
 import { Whiteouts, isWhiteout } from './whiteouts.js';
+import { newEntryOwner } from './new-owner.js';
 import { T_OPAQUE, T_REDIRECT, TARSTACK_FORMAT, X_INO, isInternalXattr, X_INO_LINK, X_OPAQUE, X_REDIRECT, userXattrOk, type UpperFormat } from './upper-format.js';
 
 export { TARSTACK_FORMAT, X_LAZY, X_NLINK, isInternalXattr, prepareUpperRoot, type UpperFormat } from './upper-format.js';
@@ -31,7 +32,6 @@ export const HIDDEN: unique symbol = Symbol('hidden');
 const EUID = process.geteuid?.() ?? 0;
 const EGID = process.getegid?.() ?? 0;
 
-
 export class UpperStore {
   readonly sys: Sys;
   /** Absolute roots as byte strings (latin1 of their UTF-8 bytes). */
@@ -49,9 +49,7 @@ export class UpperStore {
    * birth time (where it keeps none, 0, the number alone decides).
    */
   private readonly inoByUpper = new Map<string, number>();
-  private static upperKey(st: fs.BigIntStats): string {
-    return `${st.ino}:${st.birthtimeNs}`;
-  }
+  private static readonly upperKey = (st: fs.BigIntStats): string => `${st.ino}:${st.birthtimeNs}`;
 
   /**
    * `readOnly`: only look (another process may be serving this upper). `keepRefused`: see kept.ts.
@@ -300,10 +298,6 @@ export class UpperStore {
     fs.rmSync(b(absPath), { force: true });
   }
 
-  exists(absPath: string): boolean {
-    return fs.existsSync(b(absPath));
-  }
-
   /**
    * Rename `srcAbs` to `dstAbs`, where `there` (its lstat) may lie: a whiteout or an emptied
    * directory when the source is a directory. `leaveWhiteout`: a lower name shows at the source, so
@@ -410,22 +404,14 @@ export class UpperStore {
     if ((want.mode & S_IFMT) !== S_IFLNK) fs.chmodSync(b(path), want.mode & 0o7777); // after chown, which clears set-id bits
   }
 
-  /**
-   * Give a new entry built at `tmp` for directory `dirAbs` its owner and mode: the maker's uid, and
-   * its gid or a set-gid directory's (BSD group semantics); a directory made in a set-gid directory
-   * is set-gid too. `exactMode`: this process made it with exactly the mode asked for (umask 0), so
-   * owner and mode already right are not set again.
-   */
+  /** Give a new entry built at `tmp` for directory `dirAbs` the owner and mode `maker` gets there (new-owner.ts). `exactMode`: made with exactly the mode asked for (umask 0). */
   ownNew(tmp: string, dirAbs: string, maker: { uid: number; gid: number }, mode: number, rdev: number, exactMode: boolean): void {
     const dirSt = fs.lstatSync(b(dirAbs));
-    const dirKept = this.kept.stat(dirAbs, dirSt);
-    const [dirMode, dirGid] = dirKept ? [dirKept.mode, dirKept.gid] : [dirSt.mode, dirSt.gid];
-    const gid = dirMode & 0o2000 ? dirGid : maker.gid;
-    // What the object already has: this process's uid, and its gid or a set-gid upper directory's;
-    // its mode is exact (umask 0) unless it is a device (mknod) or wants set-id bits.
+    const want = newEntryOwner(this.kept.stat(dirAbs, dirSt) ?? dirSt, maker, mode, rdev);
+    // What the object already has (this process made it in the upper's directory), unless it is a device (mknod).
     const type = mode & S_IFMT;
-    const made = exactMode && (type === S_IFREG || type === S_IFDIR || type === S_IFLNK) ? { uid: EUID, gid: dirSt.mode & 0o2000 ? dirSt.gid : EGID } : undefined;
-    this.own(tmp, { uid: maker.uid, gid, mode: mode | (type === S_IFDIR && dirMode & 0o2000 ? 0o2000 : 0), rdev }, made);
+    const made = exactMode && (type === S_IFREG || type === S_IFDIR || type === S_IFLNK) ? newEntryOwner(dirSt, { uid: EUID, gid: EGID }, mode) : undefined;
+    this.own(tmp, want, made);
   }
 
   /** lstat (a path) or fstat (a descriptor) of an object that must exist. */
