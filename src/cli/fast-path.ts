@@ -4,6 +4,7 @@
 // is left to the full parser (parser.ts), which has the last word on every command line. The
 // table below must say what the yargs definitions say (test/cli-fast-path.test.ts checks both
 // routes give the same output); TARSTACK_FULL_PARSE=1 turns the fast path off.
+import type { BackendName } from '../daemon/protocol.js';
 import type { Args } from './handler.js';
 
 interface Verb {
@@ -14,14 +15,16 @@ interface Verb {
   flags: string[];
   impl: () => Promise<Record<string, unknown>>;
   name: string;
+  /** A mount of this kind by name: asked of a running server as it stands (askedByName). */
+  named?: 'image' | 'instance';
 }
 
 const mountImpl = (): Promise<Record<string, unknown>> => import('./impl/mount.js');
 const instanceImpl = (): Promise<Record<string, unknown>> => import('./impl/instance.js');
 
 const VERBS: Record<string, Verb> = {
-  'image mount': { positionals: ['image', 'dir'], required: 2, flags: ['nonempty', 'allow-other'], impl: mountImpl, name: 'imageMount' },
-  mount: { positionals: ['instance', 'dir'], flags: ['tmp', 'nonempty', 'allow-other', 'all'], impl: mountImpl, name: 'instanceMount' },
+  'image mount': { positionals: ['image', 'dir'], required: 2, flags: ['nonempty', 'allow-other'], impl: mountImpl, name: 'imageMount', named: 'image' },
+  mount: { positionals: ['instance', 'dir'], flags: ['tmp', 'nonempty', 'allow-other', 'all'], impl: mountImpl, name: 'instanceMount', named: 'instance' },
   umount: { positionals: ['target'], flags: ['lazy', 'force', 'all'], impl: mountImpl, name: 'umount' },
   status: { positionals: ['instance'], flags: [], impl: mountImpl, name: 'status' },
   list: { positionals: [], flags: [], impl: instanceImpl, name: 'instanceList' },
@@ -80,6 +83,32 @@ export async function runFast(c: FastCommand, version: () => string): Promise<vo
     process.stdout.write(version() + '\n');
     return;
   }
+  if (c.verb.named && (await askedByName(c.verb.named, c.args))) return;
   const { run } = await import('./handler.js');
   await run(c.verb.impl, c.verb.name as never)(c.args);
+}
+
+/**
+ * A mount by name, asked of the store's server if one runs: it checks the name, the mount point and
+ * the options as the CLI would (store/mounting.ts), so this is the whole command, one request, and
+ * loads neither the store nor the implementation. False when no server serves (or one of an older
+ * tarstack, which does not know the request): the implementation then checks and starts one.
+ */
+async function askedByName(kind: 'image' | 'instance', a: Args): Promise<boolean> {
+  const name = a[kind];
+  if (typeof name !== 'string' || a.all) return false;
+  const [{ StorePaths, storeRoot }, { askServer }, { resolve }] = await Promise.all([import('../store/paths.js'), import('../server/client.js'), import('node:path')]);
+  const root = storeRoot(a.store);
+  const dir = typeof a.dir === 'string' ? resolve(a.dir) : undefined;
+  const flags = { tmp: a.tmp === true, nonempty: a.nonempty === true, allowOther: a.allowOther === true, backend: process.env.TARSTACK_BACKEND as BackendName | undefined };
+  let reply;
+  try {
+    reply = await askServer(new StorePaths(root), { op: 'mount-named', store: root, kind, name, ...(dir ? { dir } : {}), flags }, { start: false });
+  } catch (err) {
+    if (err instanceof Error && /^unknown request /.test(err.message)) return false;
+    throw err;
+  }
+  if (!reply?.record) return false;
+  process.stdout.write(reply.record.mountpoint + '\n');
+  return true;
 }
