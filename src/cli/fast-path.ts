@@ -89,21 +89,32 @@ export async function runFast(c: FastCommand, version: () => string): Promise<vo
 }
 
 /**
- * A mount by name, asked of the store's server if one runs: it checks the name, the mount point and
- * the options as the CLI would (store/mounting.ts), so this is the whole command, one request, and
- * loads neither the store nor the implementation. False when no server serves (or one of an older
- * tarstack, which does not know the request): the implementation then checks and starts one.
+ * A mount by name, asked of the store's server (started if none runs): it checks the name, the mount
+ * point and the options as the CLI would (store/mounting.ts), so this is the whole command, one
+ * request, and the CLI loads neither the store nor the implementation. False when the server is one
+ * of an older tarstack, which does not know the request: the implementation then checks and asks.
  */
 async function askedByName(kind: 'image' | 'instance', a: Args): Promise<boolean> {
   const name = a[kind];
   if (typeof name !== 'string' || a.all) return false;
-  const [{ StorePaths, storeRoot }, { askServer }, { resolve }] = await Promise.all([import('../store/paths.js'), import('../server/client.js'), import('node:path')]);
+  const [{ StorePaths, storeRoot }, { askServer }, { resolve }, { isMounted }, { UserError }] = await Promise.all([
+    import('../store/paths.js'),
+    import('../server/client.js'),
+    import('node:path'),
+    import('../util/mounts.js'),
+    import('../util/errors.js'),
+  ]);
   const root = storeRoot(a.store);
   const dir = typeof a.dir === 'string' ? resolve(a.dir) : undefined;
   const flags = { tmp: a.tmp === true, nonempty: a.nonempty === true, allowOther: a.allowOther === true, backend: process.env.TARSTACK_BACKEND as BackendName | undefined };
   let reply;
   try {
-    reply = await askServer(new StorePaths(root), { op: 'mount-named', store: root, kind, name, ...(dir ? { dir } : {}), flags }, { start: false });
+    reply = await askServer(new StorePaths(root), { op: 'mount-named', store: root, kind, name, ...(dir ? { dir } : {}), flags }, {
+      start: true,
+      beforeRetry: () => {
+        if (dir && isMounted(dir)) throw new UserError(`the tarstack server ended while mounting at ${dir}: see \`tarstack status\``);
+      },
+    });
   } catch (err) {
     if (err instanceof Error && /^unknown request /.test(err.message)) return false;
     throw err;
