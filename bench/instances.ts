@@ -142,6 +142,89 @@ function instancesCase(n: number): Case {
   };
 }
 
+/** Rounds of the start-up case: each runs every command once, in a rotating order. */
+const CLI_ROUNDS = 15;
+
+/**
+ * CLI start-up (issue 14): `node -e 0`, `tarstack --version`, `list`, `status` and a `mount` of an
+ * instance while the server runs (its unmount untimed), interleaved round by round in the same run;
+ * medians. The overlays' mount commands are the peers' figure for `mount`.
+ */
+function cliStartCase(): Case {
+  const name = 'cli-start';
+  const fig = (id: string, label: string, unit: FigureSpec['unit'], target?: FigureSpec['target']): FigureSpec => ({ id: `${name}-${id}`, label, unit, better: 'lower', ...(target ? { target } : {}) });
+  const figures = [
+    fig('node', 'start-up: `node -e 0`, wall', 'ms'),
+    fig('version', 'start-up: `tarstack --version`, wall', 'ms'),
+    fig('list', 'start-up: `tarstack list` (2 instances), wall', 'ms'),
+    fig('status', 'start-up: `tarstack status` (1 mount), wall', 'ms'),
+    fig('mount', 'start-up: `mount` of an instance, server running (overlays: their mount command), wall', 'ms'),
+    fig('mount-share', 'start-up: that `mount` ÷ `node -e 0` of the same rounds', '%', valueAtMost(150, '%')),
+  ];
+  const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+  return {
+    name, source: 'instances', figures, single: true,
+    async run(peer, s, ctx) {
+      const img = s as Image;
+      const base = join(ctx.opts.data, 'run', 'cli-start', peer.id);
+      removeTree(base, { mounts: 'force' });
+      const [held, timed] = [join(base, 'held'), join(base, 'timed')];
+      for (const d of [held, timed]) mkdirSync(d, { recursive: true });
+      const release = onCleanup(() => removeTree(base, { mounts: 'force' }));
+      const ms = async (cmd: string, args: string[], env?: NodeJS.ProcessEnv): Promise<number> => (await runOk(cmd, args, { timeoutS: 60, ...(env ? { env } : {}) })).seconds * 1000;
+      const t = new Map<string, number[]>(figures.slice(0, 5).map((f) => [f.id, []]));
+      const add = (id: string, v: number): void => void t.get(`${name}-${id}`)!.push(v);
+      try {
+        if (peer instanceof Tarstack) {
+          const src: Source = { ...img, name: 'cli' };
+          await peer.addImage(src);
+          for (const i of ['held', 'timed']) await peer.cli(src, ['instance', 'create', i, src.name]);
+          await peer.cli(src, ['mount', 'held', held]); // the server runs from here on
+          const env = { ...process.env, TARSTACK_HOME: peer.home(src) };
+          const cli = peer.mainPath;
+          const steps: Array<[string, () => Promise<number>]> = [
+            ['node', () => ms(process.execPath, ['-e', '0'])],
+            ['version', () => ms(process.execPath, [cli, '--version'], env)],
+            ['list', () => ms(process.execPath, [cli, 'list'], env)],
+            ['status', () => ms(process.execPath, [cli, 'status'], env)],
+            ['mount', async () => {
+              const v = await ms(process.execPath, [cli, 'mount', 'timed', timed], env);
+              await runOk(process.execPath, [cli, 'umount', 'timed'], { env, timeoutS: 60 });
+              return v;
+            }],
+          ];
+          try {
+            for (let r = 0; r < CLI_ROUNDS; r++) for (let k = 0; k < steps.length; k++) {
+              const [id, step] = steps[(k + r) % steps.length]!;
+              add(id, await step());
+            }
+          } finally {
+            await peer.cli(src, ['serve', '--stop']).catch(() => undefined);
+          }
+        } else {
+          const fuse = peer.id !== 'kernel';
+          for (let r = 0; r < CLI_ROUNDS; r++) {
+            add('node', await ms(process.execPath, ['-e', '0']));
+            const [upper, work] = [join(base, `upper${r}`), join(base, `work${r}`)];
+            for (const d of [upper, work]) mkdirSync(d, { recursive: true });
+            const opts = `lowerdir=${img.tree},upperdir=${upper},workdir=${work}`;
+            add('mount', fuse ? await ms('fuse-overlayfs', ['-o', opts, timed]) : await ms('mount', ['-t', 'overlay', 'overlay', '-o', opts, timed]));
+            await runOk('umount', [timed], { timeoutS: 60 });
+          }
+        }
+        const out: Record<string, Sample> = {};
+        for (const [id, xs] of t) out[id] = xs.length ? { value: med(xs) } : { note: 'n/a' };
+        const node = med(t.get(`${name}-node`)!);
+        out[`${name}-mount-share`] = { value: (med(t.get(`${name}-mount`)!) / node) * 100 };
+        return out;
+      } finally {
+        removeTree(base, { mounts: 'force' });
+        release();
+      }
+    },
+  };
+}
+
 export const instancesSuite: Suite = {
   section: { id: 'many-instances', title: 'many writable instances of one image, mounted at once', subject: 'tarstack' },
   peers: (workDir, o) => [new KernelOverlay(workDir), fuseOverlayfs(workDir), new Tarstack(workDir, o.tarstack)],
@@ -150,5 +233,5 @@ export const instancesSuite: Suite = {
     const source: Image = { name, tree, tar };
     return { source, describe: `instances = ${DIRS * FILES_PER_DIR} files of 0-40 KiB in ${DIRS} directories (~50 MB), one image, an upper per instance` };
   },
-  cases: (o) => (o.quick ? [instancesCase(10)] : [instancesCase(10), instancesCase(100)]),
+  cases: (o) => (o.quick ? [instancesCase(10), cliStartCase()] : [instancesCase(10), instancesCase(100), cliStartCase()]),
 };

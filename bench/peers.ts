@@ -279,6 +279,11 @@ export class Tarstack extends BasePeer {
     return undefined;
   }
 
+  /** The CLI's main module (run with node). */
+  get mainPath(): string {
+    return this.main;
+  }
+
   /** The store of a source's runs (TARSTACK_HOME). */
   home(source: Source): string {
     return join(this.base(source), 'home');

@@ -1,6 +1,6 @@
 // The options every command that makes a mount takes (image mount and edit, mount, stackpoint
 // mount, stack), declared once so they cannot drift apart. What they default to is decided in one
-// place (impl/mount-flags.ts): for root what mount(8) gives root, for an ordinary user what
+// place (src/store/mount-flags.ts): for root what mount(8) gives root, for an ordinary user what
 // fusermount3 enforces.
 import type { Argv } from 'yargs';
 

@@ -103,6 +103,19 @@ export interface LiveMount {
   markDetached(): void;
 }
 
+/**
+ * Start loading the code a mount needs (overlay, instance, the native FUSE binding) without waiting
+ * for it: a server just started does this while its first client sends the mount request, which
+ * then finds most of it loaded. Failures surface where the mount imports the same modules.
+ */
+export function preloadMountCode(): void {
+  const settle = (p: Promise<unknown>): void => void p.catch(() => undefined);
+  settle(backendFor('native'));
+  settle(import('../overlay/overlay.js'));
+  settle(import('../overlay/instance-fs.js'));
+  settle(import('./served-instance.js'));
+}
+
 /** Mount `args` and record it; resolves once the mount serves. */
 export async function openMount(args: DaemonArgs, host: MountHost = OWN_PROCESS): Promise<LiveMount> {
   const paths = new StorePaths(args.store);

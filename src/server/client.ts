@@ -6,10 +6,8 @@ import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startDetached } from '../daemon/spawn.js';
 import { Mounts } from '../store/mounts.js';
 import type { StorePaths } from '../store/paths.js';
-import { withLock } from '../store/lock.js';
 import { UserError } from '../util/errors.js';
 import { pidAlive } from '../util/proc.js';
 import { reachablePath, secureRunDir, ServerFiles } from './files.js';
@@ -128,6 +126,8 @@ export async function askServer(paths: StorePaths, req: Request, opts: AskOption
 /** Start a detached server unless one just started; CLIs starting at once take turns. */
 async function startServer(files: ServerFiles): Promise<void> {
   secureRunDir(files.paths);
+  // Loaded only here: a CLI asking a running server never needs them (start-up time).
+  const [{ withLock }, { startDetached }] = await Promise.all([import('../store/lock.js'), import('../daemon/spawn.js')]);
   await withLock(files.startLock, async () => {
     const info = files.readInfo();
     if (info && pidAlive(info.pid)) return; // started by another CLI meanwhile

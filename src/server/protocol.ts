@@ -4,6 +4,7 @@
 // names the serving process and its socket, so every CLI finds the same server whatever its
 // environment.
 import type { DaemonArgs } from '../daemon/protocol.js';
+import type { MountFlags } from '../store/mounting.js';
 import type { MountRecord } from '../store/mounts.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -11,6 +12,11 @@ export const PROTOCOL_VERSION = 1;
 export type Request =
   /** Mount, record, and answer once the mount serves. */
   | { op: 'mount'; args: DaemonArgs }
+  /**
+   * The same for an image or instance named as on the command line (`dir` absolute): the server
+   * checks what the CLI would have (store/mounting.ts), so a CLI finding a server makes one request.
+   */
+  | { op: 'mount-named'; store: string; kind: 'image' | 'instance'; name: string; dir?: string; flags: MountFlags }
   /** The CLI has unmounted it: answer once the server has let go (lock, record, --tmp upper). */
   | { op: 'release'; id: string }
   /** The CLI has detached it lazily: it serves on until its last user leaves. */

@@ -8,6 +8,7 @@ import { StorePaths } from '../store/paths.js';
 import { UserError } from '../util/errors.js';
 import { secureRunDir, ServerFiles } from './files.js';
 import { MountServer } from './server.js';
+import { preloadMountCode } from '../daemon/serve.js';
 
 /** How long the server stays after its last mount is gone (TARSTACK_SERVER_GRACE_MS). */
 const DEFAULT_GRACE_MS = 2000;
@@ -36,11 +37,12 @@ export async function runServer(root: string, o: RunOptions): Promise<void> {
     ...(o.log ? { log: o.log } : {}),
   });
   await server.listen();
+  preloadMountCode(); // while the client that started us sends its request
   const stop = (): void => void server.stop();
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   process.on('SIGHUP', () => undefined);
-  console.error(`tarstack server ${process.pid}: serving store ${root} (${new Date().toISOString()})`);
+  console.error(`tarstack server ${process.pid}: serving store ${root} (${new Date().toISOString()}, ${performance.now().toFixed(0)} ms after start)`);
   o.onReady(process.pid);
   await server.done;
   console.error(`tarstack server ${process.pid}: nothing left to serve, exiting`);

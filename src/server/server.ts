@@ -9,6 +9,8 @@ import { chmodSync, rmSync } from 'node:fs';
 import { openMount, type LiveMount } from '../daemon/serve.js';
 import type { DaemonArgs } from '../daemon/protocol.js';
 import type { StorePaths } from '../store/paths.js';
+import { Store } from '../store/store.js';
+import { imageMountArgs, instanceMountArgs, type MountFlags } from '../store/mounting.js';
 import { UserError } from '../util/errors.js';
 import { pidStartTicks } from '../util/proc.js';
 import { reachablePath, ServerFiles } from './files.js';
@@ -39,6 +41,8 @@ export class MountServer {
   /** Mount points being mounted or served here: a second request for one is refused at once. */
   private readonly claimed = new Set<string>();
   private readonly layers = new SharedLayers();
+  /** The store as mount-named requests check it (made on the first). */
+  private store: Store | undefined;
   private listener: Server | undefined;
   private connections = new Set<Socket>();
   private pending = 0;
@@ -129,6 +133,8 @@ export class MountServer {
     switch (req.op) {
       case 'mount':
         return this.mount(req.args);
+      case 'mount-named':
+        return this.mountNamed(req);
       case 'release': {
         await this.live.get(req.id)?.ended.catch(() => undefined);
         return { ok: true };
@@ -149,6 +155,25 @@ export class MountServer {
       default:
         return { ok: false, error: `unknown request ${JSON.stringify((req as { op?: unknown }).op)}` };
     }
+  }
+
+  /** A mount asked for by name: checked here as the CLI would (store/mounting.ts), then mounted. */
+  private async mountNamed(req: Extract<Request, { op: 'mount-named' }>): Promise<Reply> {
+    if (req.store !== this.paths.root) return { ok: false, error: `this server serves store ${this.paths.root}, not ${req.store}` };
+    this.store ??= new Store(this.paths.root);
+    // The CLI's environment, not the server's, chooses the default backend: it sends its choice.
+    const flags: MountFlags = { ...req.flags, backend: req.flags?.backend ?? 'native' };
+    let args: DaemonArgs;
+    this.pending++; // the checks await the filesystem: the server must not idle out meanwhile
+    try {
+      args = req.kind === 'image' ? await imageMountArgs(this.store, { ...flags, image: req.name, dir: req.dir ?? '' }) : await instanceMountArgs(this.store, { ...flags, instance: req.name, dir: req.dir });
+    } catch (err) {
+      if (err instanceof UserError) return { ok: false, error: err.message };
+      throw err;
+    } finally {
+      this.pending--;
+    }
+    return this.mount(args);
   }
 
   private async mount(args: DaemonArgs): Promise<Reply> {

@@ -7,7 +7,7 @@ import type { TarIdentity } from '../tar/index-data.js';
 import type { Compression } from '../tar/seek-table.js';
 import { UserError } from '../util/errors.js';
 import { field, META_VERSION, readMeta, writeMeta } from './meta.js';
-import { checkName, type StorePaths } from './paths.js';
+import { byName, checkName, type StorePaths } from './paths.js';
 
 export interface ImageRecord {
   version: number;
@@ -101,7 +101,7 @@ export class Images {
       if (id.startsWith('.')) continue; // an image being added
       out.push(readMeta<ImageRecord>(join(this.paths.image(id), IMAGE_META), 'image', checkImage));
     }
-    return out.sort((a, b) => a.name.localeCompare(b.name));
+    return out.sort(byName);
   }
 
   find(name: string): ImageRecord | undefined {

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { UserError } from '../util/errors.js';
 import { removeTree } from '../util/remove-tree.js';
 import { field, META_VERSION, readMeta, writeMeta } from './meta.js';
-import { checkName, type StorePaths } from './paths.js';
+import { byName, checkName, type StorePaths } from './paths.js';
 
 export interface InstanceRecord {
   version: number;
@@ -70,7 +70,7 @@ export class Instances {
       if (id.startsWith('.')) continue;
       out.push(readMeta<InstanceRecord>(join(this.home(id), META), 'instance', checkInstance));
     }
-    return out.sort((a, b) => a.name.localeCompare(b.name));
+    return out.sort(byName);
   }
 
   find(name: string): InstanceRecord | undefined {

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { field, META_VERSION, readMeta } from './meta.js';
 import type { StorePaths } from './paths.js';
 import { bootId, pidAlive, pidStartTicks } from '../util/proc.js';
-import { mountAt } from '../util/mounts.js';
+import { listMounts } from '../util/mounts.js';
 import { UserError } from '../util/errors.js';
 
 /** How a mount was made, so `mount --all` can make it again after its server died. */
@@ -49,6 +49,8 @@ export interface MountRecord {
 
 export type MountState = 'serving' | 'dead' | 'gone';
 
+const mountTable = (): Set<string> => new Set(listMounts().map((m) => m.mountpoint));
+
 export class Mounts {
   constructor(private readonly paths: StorePaths) {}
 
@@ -80,11 +82,14 @@ export class Mounts {
     return r.pidStart === undefined || pidStartTicks(r.pid) === r.pidStart;
   }
 
-  /** serving: server alive and mounted; dead: mounted but the server is gone (kill -9); gone: neither. */
-  state(r: MountRecord): MountState {
+  /**
+   * serving: server alive and mounted; dead: mounted but the server is gone (kill -9); gone: neither.
+   * `mountpoints`: the mount table's, read once by a caller asking about many records.
+   */
+  state(r: MountRecord, mountpoints?: Set<string>): MountState {
     const alive = this.serverAlive(r);
     if (r.detached) return alive ? 'serving' : 'gone';
-    const mounted = r.bootId === bootId() && mountAt(r.mountpoint) !== undefined;
+    const mounted = r.bootId === bootId() && (mountpoints ?? mountTable()).has(r.mountpoint);
     if (mounted) return alive ? 'serving' : 'dead';
     return alive ? 'serving' : 'gone';
   }
@@ -101,13 +106,14 @@ export class Mounts {
       throw new UserError(`cannot read the mount records of store ${this.paths.root}: ${code === 'EACCES' ? 'permission denied (the store belongs to another user)' : code}`);
     }
     const out: Array<MountRecord & { state: MountState }> = [];
+    let table: Set<string> | undefined; // read once, and only if there is a record
     for (const f of names) {
       if (!f.endsWith('.json')) continue;
       const r = readMeta<MountRecord>(join(this.paths.mounts, f), 'mount record', (o) => {
         field.str(o, 'mountpoint');
         field.num(o, 'pid');
       });
-      const state = this.state(r);
+      const state = this.state(r, (table ??= mountTable()));
       if (state === 'gone') this.drop(r.id);
       else out.push({ ...r, state });
     }

@@ -5,9 +5,8 @@
 // mount would cost up to 32 seek-point spacings); every byte it serves is checked on decoding.
 // 'all' (`image verify`) checks every member, and for a compressed tar every decoded piece.
 import { closeSync, openSync } from 'node:fs';
-import { identityOf } from '../tar/indexer.js';
+import { identityOf, memberChecksum } from '../tar/identity.js';
 import { FdReader, readFully, type ArchiveReader } from '../tar/reader.js';
-import { memberChecksum } from '../tar/scan.js';
 import { sampleMismatch } from '../tar/seek-table.js';
 import { DecodedReader, SeekableArchive } from '../tar/seekable.js';
 import type { IndexData, MemberTable, TarIdentity } from '../tar/index-data.js';

@@ -22,6 +22,17 @@ export function checkName(kind: string, name: string): string {
   return name;
 }
 
+/**
+ * The order lists show names in: case-insensitive, a lower-case name before its upper-case twin
+ * (as localeCompare had it). Not localeCompare itself: its first call loads ICU's collation data,
+ * 20-30 ms of every command's start-up.
+ */
+export function byName(a: { name: string }, b: { name: string }): number {
+  const [x, y] = [a.name.toLowerCase(), b.name.toLowerCase()];
+  if (x !== y) return x < y ? -1 : 1;
+  return a.name > b.name ? -1 : a.name < b.name ? 1 : 0;
+}
+
 export class StorePaths {
   constructor(readonly root: string) {}
   get images(): string {

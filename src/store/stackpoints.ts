@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { UserError } from '../util/errors.js';
 import { field, META_VERSION, readMeta, writeMeta } from './meta.js';
-import { checkName, type StorePaths } from './paths.js';
+import { byName, checkName, type StorePaths } from './paths.js';
 
 export interface StackpointRecord {
   version: number;
@@ -55,7 +55,7 @@ export class Stackpoints {
         }),
       );
     }
-    return out.sort((a, b) => a.name.localeCompare(b.name));
+    return out.sort(byName);
   }
 
   find(name: string): StackpointRecord | undefined {

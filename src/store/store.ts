@@ -7,7 +7,6 @@ import { Instances } from './instances.js';
 import { Mounts } from './mounts.js';
 import { Stackpoints } from './stackpoints.js';
 import { StorePaths } from './paths.js';
-import { withLock } from './lock.js';
 
 /** One piece of long work being reported (indexing, recompressing): updated as it goes, then done. */
 export interface Progress {
@@ -36,7 +35,8 @@ export class Store {
   }
 
   /** Run `fn` holding the store lock: metadata changes never interleave. */
-  locked<T>(fn: () => T | Promise<T>): Promise<T> {
+  async locked<T>(fn: () => T | Promise<T>): Promise<T> {
+    const { withLock } = await import('./lock.js'); // only commands that change the store load it
     return withLock(this.paths.lock, fn);
   }
 

@@ -3,7 +3,7 @@
 // cannot serve in place are named, so the user learns what to do instead of "not a tar".
 import { readSync } from 'node:fs';
 import { BLOCK, decodeHeader } from './header.js';
-import { TarFormatError } from './scan.js';
+import { TarFormatError } from './format-error.js';
 import type { Compression } from './seek-table.js';
 import { CodecFormat } from '../native/codec.js';
 

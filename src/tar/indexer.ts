@@ -1,13 +1,16 @@
 // Indexing one tar: scan its headers (seeking over bodies), build the layer tree, and record the
 // archive's identity and per-member checksums so a changed archive is caught before it is served.
 // A compressed tar (found by its magic bytes) is decoded once, front to back, building its seek table.
-import { closeSync, fstatSync, openSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
+import { identityOf } from './identity.js';
 import { FdReader, type ArchiveReader } from './reader.js';
 import { scanTar, TarFormatError, type ScanWarning } from './scan.js';
 import { LayerBuilder } from './build.js';
 import { detectCompression } from './compression.js';
 import { ScanReader, type ScanOptions } from './scan-reader.js';
 import type { IndexData, TarIdentity } from './index-data.js';
+
+export { identityOf };
 
 export interface IndexOptions {
   onProgress?(pos: number, total: number): void;
@@ -20,10 +23,6 @@ export interface IndexResult {
   bytesRead: number;
 }
 
-export function identityOf(fd: number): TarIdentity {
-  const st = fstatSync(fd, { bigint: true });
-  return { size: Number(st.size), mtimeNs: st.mtimeNs.toString(), ino: Number(st.ino), dev: Number(st.dev) };
-}
 
 export function indexTarFile(path: string, opts: IndexOptions = {}): IndexResult {
   const fd = openSync(path, 'r');

@@ -3,12 +3,14 @@
 // the next real member only; PAX global headers ('g') to every member after them.
 // Recoverable oddities become warnings with codes; damage that would serve wrong bytes is an error.
 // Sparse maps are decoded in sparse.ts, the header block itself in header.ts.
-import { crc32 } from 'node:zlib';
 import { BLOCK, decodeHeader, MAX_EXTENSION, TypeFlag, cString, type RawHeader, type SparseSegment } from './header.js';
 import { parsePax, parsePaxInt, parsePaxTime, decodeLibarchiveXattrName, type PaxRecords } from './pax.js';
 import type { ArchiveReader } from './reader.js';
 import { printable, TarFormatError } from './format-error.js';
 import { sparseLayout } from './sparse.js';
+import { memberChecksum } from './identity.js';
+
+export { memberChecksum };
 
 export type MemberType = 'file' | 'hardlink' | 'symlink' | 'char' | 'block' | 'dir' | 'fifo';
 
@@ -46,8 +48,6 @@ export interface ScanWarning {
 
 export { printable, TarFormatError };
 
-const SAMPLE = 4096;
-const WHOLE_BODY = 16384;
 
 type Warn = (code: string, message: string, offset: number) => void;
 
@@ -312,15 +312,3 @@ function memberType(flag: number): MemberType | undefined {
   }
 }
 
-/**
- * crc32 of the member's header blocks and its body: all of a body up to 16 KiB (read anyway with
- * the headers around it), else 4 KiB at each end, so indexing never reads a large body whole.
- */
-export function memberChecksum(reader: ArchiveReader, headerOffset: number, dataOffset: number, stored: number): number {
-  let crc = crc32(reader.read(headerOffset, dataOffset - headerOffset));
-  const head = stored <= WHOLE_BODY ? stored : SAMPLE;
-  if (head > 0) crc = crc32(reader.read(dataOffset, head), crc);
-  const tail = Math.min(SAMPLE, stored - head);
-  if (tail > 0) crc = crc32(reader.read(dataOffset + stored - tail, tail), crc);
-  return crc;
-}

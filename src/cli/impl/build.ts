@@ -7,8 +7,9 @@ import { existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Context } from '../context.js';
 import { formatBytes, printJson } from '../output.js';
-import { checkMountpoint, mountTarget, unmountOne, type MountFlags } from './mount.js';
-import { wantsNonempty } from './mount-flags.js';
+import { mountTarget, unmountOne, type MountFlags } from './mount.js';
+import { wantsNonempty } from '../../store/mount-flags.js';
+import { checkMountpoint } from '../../store/mounting.js';
 import { stageLayer } from '../../store/image-layers.js';
 import { holdInstance } from '../../store/holding.js';
 import { freezeInstance, upperPreparer, writeRootLayer } from '../../store/instance-views.js';
@@ -67,7 +68,7 @@ async function editMount(ctx: Context, r: ImageRecord, dir: string | undefined, 
   }
   const at = want ?? ctx.instances.defaultMountpoint(inst);
   if (flags.mkdir) mkdirSync(at, { recursive: true });
-  await mountTarget(ctx, 'instance', inst.id, checkMountpoint(ctx, at, wantsNonempty(flags)), flags);
+  await mountTarget(ctx, 'instance', inst.id, await checkMountpoint(ctx, at, wantsNonempty(flags)), flags);
   return at;
 }
 

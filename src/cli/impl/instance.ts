@@ -4,15 +4,16 @@
 import type { Context } from '../context.js';
 import { formatBytes, printJson, printTable } from '../output.js';
 import type { InstanceRecord } from '../../store/instances.js';
-import { holdInstance } from '../../store/holding.js';
-import { diffInstance, upperPreparer } from '../../store/instance-views.js';
 import type { Change } from '../../overlay/diff.js';
 import { UserError } from '../../util/errors.js';
 import { duBytes } from '../../util/du.js';
-import { dataBytes, parseSize } from '../../overlay/space.js';
-import { createDirs } from './create-dirs.js';
+
+// Loaded by the verbs that use them: `list` and `info` are run often and need none (start-up time).
+const views = (): Promise<typeof import('../../store/instance-views.js')> => import('../../store/instance-views.js');
+const space = (): Promise<typeof import('../../overlay/space.js')> => import('../../overlay/space.js');
 
 export async function instanceCreate(ctx: Context, a: { instance: string; image: string; tmp?: boolean; size?: string; dir?: string[] }): Promise<void> {
+  const [{ upperPreparer }, { parseSize }, { createDirs }] = await Promise.all([views(), space(), import('./create-dirs.js')]);
   const sizeLimit = a.size === undefined ? undefined : parseSize(a.size);
   if (a.size !== undefined && sizeLimit === undefined) throw new UserError(`--size ${JSON.stringify(a.size)}: give a size such as 512M, 1G or 1.5GiB`);
   const r = await ctx.locked(async () => {
@@ -29,11 +30,12 @@ export async function instanceCreate(ctx: Context, a: { instance: string; image:
     }
     return made;
   });
-  if (ctx.opts.json) printJson(describe(ctx, r));
+  if (ctx.opts.json) printJson(await describe(ctx, r));
   else process.stdout.write(`created instance ${r.name} of image ${a.image}${a.tmp ? ' (changes vanish at unmount)' : ''}${sizeLimit ? ` (at most ${formatBytes(sizeLimit)} of data)` : ''}\n`);
 }
 
-function describe(ctx: Context, r: InstanceRecord): Record<string, unknown> {
+async function describe(ctx: Context, r: InstanceRecord): Promise<Record<string, unknown>> {
+  const dataBytes = r.sizeLimit ? (await space()).dataBytes : undefined;
   const mount = ctx.mounts.list().find((m) => m.kind === 'instance' && m.target === r.id);
   return {
     name: r.name,
@@ -44,14 +46,18 @@ function describe(ctx: Context, r: InstanceRecord): Record<string, unknown> {
     upperBytes: duBytes(ctx.instances.upper(r)),
     tmp: !!r.tmp,
     sizeLimit: r.sizeLimit ?? null,
-    dataBytes: r.sizeLimit ? dataBytes([ctx.instances.upper(r), `${ctx.instances.work(r)}/index`]) : null,
+    dataBytes: dataBytes ? dataBytes([ctx.instances.upper(r), `${ctx.instances.work(r)}/index`]) : null,
     mounted: mount ? { mountpoint: mount.mountpoint, pid: mount.pid, state: mount.state } : null,
   };
 }
 
-export function instanceList(ctx: Context): void {
+export async function instanceList(ctx: Context): Promise<void> {
   const all = ctx.instances.list();
-  if (ctx.opts.json) return printJson(all.map((r) => describe(ctx, r)));
+  if (ctx.opts.json) {
+    const described = [];
+    for (const r of all) described.push(await describe(ctx, r));
+    return printJson(described);
+  }
   if (all.length === 0) {
     process.stdout.write('no instances (make one with `tarstack create <instance> <image>`)\n');
     return;
@@ -66,9 +72,9 @@ export function instanceList(ctx: Context): void {
   );
 }
 
-export function instanceInfo(ctx: Context, a: { instance: string }): void {
+export async function instanceInfo(ctx: Context, a: { instance: string }): Promise<void> {
   const r = ctx.instances.get(a.instance);
-  const d = describe(ctx, r);
+  const d = await describe(ctx, r);
   if (ctx.opts.json) return printJson(d);
   const m = d.mounted as { mountpoint: string; pid: number; state: string } | null;
   printTable(
@@ -87,7 +93,8 @@ export function instanceInfo(ctx: Context, a: { instance: string }): void {
 }
 
 /** Run `fn` under the store lock, holding the instance's lock: refused while it is mounted. */
-function withInstance<T>(ctx: Context, name: string, what: string, fn: (r: InstanceRecord) => T): Promise<T> {
+async function withInstance<T>(ctx: Context, name: string, what: string, fn: (r: InstanceRecord) => T): Promise<T> {
+  const { holdInstance } = await import('../../store/holding.js');
   return ctx.locked(() => {
     const r = ctx.instances.get(name);
     return holdInstance(ctx, r, what, () => fn(r));
@@ -95,6 +102,7 @@ function withInstance<T>(ctx: Context, name: string, what: string, fn: (r: Insta
 }
 
 export async function instanceReset(ctx: Context, a: { instance: string }): Promise<void> {
+  const { upperPreparer } = await views();
   await withInstance(ctx, a.instance, 'reset', (r) => ctx.instances.reset(r, upperPreparer(ctx, r.image)));
   process.stdout.write(`reset instance ${a.instance} to its image\n`);
 }
@@ -114,7 +122,7 @@ export async function instanceRename(ctx: Context, a: { instance: string; newNam
 }
 
 export async function instanceDiff(ctx: Context, a: { instance: string; porcelain?: boolean }): Promise<void> {
-  const changes = await diffInstance(ctx, ctx.instances.get(a.instance));
+  const changes = await (await views()).diffInstance(ctx, ctx.instances.get(a.instance));
   // Paths are bytes: porcelain and tree output write them as they are; JSON can only carry UTF-8.
   if (ctx.opts.json) return printJson(changes.map((c) => ({ ...c, path: Buffer.from(c.path, 'latin1').toString('utf8') })));
   const text = a.porcelain ? changes.map((c) => `${c.change[0].toUpperCase()} ${c.path}\n`).join('') : renderTree(changes);

@@ -3,43 +3,31 @@
 // is never pulled from under its users (they are named, or --lazy detaches); a mount whose server
 // was killed is reported dead, cleared by `umount`, and brought back by `mount --all`.
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { Context } from '../context.js';
 import { printJson, printTable } from '../output.js';
 import type { BackendName, DaemonArgs } from '../../daemon/protocol.js';
+import { checkMountpoint, daemonArgs, imageMountArgs, instanceMountArgs, type MountFlags } from '../../store/mounting.js';
 import { askServer } from '../../server/client.js';
 import { mountAt, type MountInfo } from '../../util/mounts.js';
 import { holdersOf, pidAlive } from '../../util/proc.js';
 import { UserError } from '../../util/errors.js';
 import type { MountRecord } from '../../store/mounts.js';
-import { resolveMountFlags, wantsNonempty, type MountFlagArgs } from './mount-flags.js';
 
 const run = promisify(execFile);
 
-export interface MountFlags extends MountFlagArgs {
-  foreground?: boolean;
-  backend?: BackendName;
-  /** Instance mounts: changes vanish at unmount. */
-  tmp?: boolean;
-  owners?: 'mapped' | 'stored';
-}
+export type { MountFlags };
 
 export async function imageMount(ctx: Context, a: { image: string; dir: string } & MountFlags): Promise<void> {
-  const r = ctx.images.get(a.image);
-  ctx.images.stack(r); // refuse broken parent chains before starting anything
-  await mountTarget(ctx, 'image', r.id, checkMountpoint(ctx, a.dir, wantsNonempty(a)), a);
+  await mountWith(ctx, await imageMountArgs(ctx, a), a);
 }
 
 export async function instanceMount(ctx: Context, a: { instance?: string; dir?: string; all?: boolean } & MountFlags): Promise<void> {
   if (a.all) return mountAll(ctx, a);
   if (!a.instance) throw new UserError('mount needs an instance name (or --all)');
-  const r = ctx.instances.get(a.instance);
-  const live = ctx.mounts.list().find((m) => m.kind === 'instance' && m.target === r.id);
-  if (live) throw new UserError(`instance "${r.name}" is already mounted at ${live.mountpoint}${live.state === 'dead' ? ' (its server died: run `tarstack umount` first, or `tarstack mount --all`)' : ''}`);
-  if (backendOf(a) === 'fuse-native') throw new UserError('the fuse-native backend serves read-only images only: it passes atime where mtime belongs, so writes would corrupt times');
-  await mountTarget(ctx, 'instance', r.id, checkMountpoint(ctx, a.dir ?? ctx.instances.defaultMountpoint(r), wantsNonempty(a)), a);
+  await mountWith(ctx, await instanceMountArgs(ctx, { ...a, instance: a.instance }), a);
 }
 
 /**
@@ -55,7 +43,7 @@ async function mountAll(ctx: Context, a: MountFlags): Promise<void> {
       const o = rec.options;
       // As it was made: its flags say suid/nosuid and dev/nodev explicitly (older records: the defaults).
       const flags: MountFlags = { backend: (o?.backend ?? rec.backend) as BackendName, allowOther: o?.allowOther, owners: o?.owners, tmp: o?.tmp, ...(o?.flags ? { o: o.flags } : {}) };
-      await mountTarget(ctx, rec.kind, rec.target, checkMountpoint(ctx, rec.mountpoint, true), flags);
+      await mountTarget(ctx, rec.kind, rec.target, await checkMountpoint(ctx, rec.mountpoint, true), flags);
     } catch (err) {
       failed.push(`${rec.mountpoint} (${rec.name}): ${err instanceof Error ? err.message : String(err)}`);
     }
@@ -64,7 +52,7 @@ async function mountAll(ctx: Context, a: MountFlags): Promise<void> {
   for (const r of ctx.instances.list()) {
     if (mounted.has(r.id)) continue;
     try {
-      await mountTarget(ctx, 'instance', r.id, checkMountpoint(ctx, ctx.instances.defaultMountpoint(r), false), a);
+      await mountTarget(ctx, 'instance', r.id, await checkMountpoint(ctx, ctx.instances.defaultMountpoint(r), false), a);
     } catch (err) {
       failed.push(`${r.name}: ${err instanceof Error ? err.message : String(err)}`);
     }
@@ -82,30 +70,13 @@ async function clearDead(rec: MountRecord): Promise<void> {
   }
 }
 
-/** --backend, else $TARSTACK_BACKEND, else tarstack's own libfuse3 binding. */
-function backendOf(a: MountFlags): BackendName {
-  const b = a.backend ?? process.env.TARSTACK_BACKEND ?? 'native';
-  if (b !== 'native' && b !== 'fuse-native') throw new UserError(`unknown FUSE backend "${b}" (TARSTACK_BACKEND): use native or fuse-native`);
-  return b;
+export async function mountTarget(ctx: Context, kind: DaemonArgs['kind'], target: string, mountpoint: string, a: MountFlags): Promise<void> {
+  await mountWith(ctx, daemonArgs(ctx, kind, target, mountpoint, a), a);
 }
 
-export async function mountTarget(ctx: Context, kind: DaemonArgs['kind'], target: string, mountpoint: string, a: MountFlags): Promise<void> {
-  const chosen = resolveMountFlags(a, kind);
-  const mountId = ctx.mounts.newId();
-  const args: DaemonArgs = {
-    store: ctx.paths.root,
-    mountId,
-    kind,
-    target,
-    mountpoint,
-    backend: backendOf(a),
-    allowOther: chosen.allowOther,
-    flags: chosen.flags,
-    ...(a.owners ? { owners: a.owners } : {}),
-    // The store's server puts its own log here; a --foreground mount logs to its standard error.
-    log: a.foreground ? `standard error of \`tarstack mount --foreground\` (pid ${process.pid})` : 'the server log',
-    ...(a.tmp ? { tmp: true } : {}),
-  };
+/** Serve `args`: in this process (--foreground), else by the store's server (started if need be). */
+async function mountWith(ctx: Context, args: DaemonArgs, a: MountFlags): Promise<void> {
+  const { mountpoint } = args;
   if (a.foreground) {
     const { serve } = await import('../../daemon/serve.js');
     await serve(args, () => process.stdout.write(mountpoint + '\n'));
@@ -118,33 +89,6 @@ export async function mountTarget(ctx: Context, kind: DaemonArgs['kind'], target
     },
   });
   process.stdout.write(mountpoint + '\n');
-}
-
-export function checkMountpoint(ctx: Context, dir: string, nonempty: boolean): string {
-  const abs = resolve(dir);
-  const existing = mountAt(abs);
-  if (existing) {
-    const rec = ctx.mounts.at(abs);
-    throw new UserError(rec ? `${abs} is already mounted (${rec.name}, pid ${rec.pid})` : `${abs} is already a mount point (${existing.fstype})`);
-  }
-  let st;
-  try {
-    st = statSync(abs);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new UserError(code === 'ENOENT' ? `mount point ${abs} does not exist` : `mount point ${abs}: ${code}`);
-  }
-  if (!st.isDirectory()) throw new UserError(`mount point ${abs} is not a directory`);
-  const real = realpathSync(abs);
-  if (real !== abs && mountAt(real)) throw new UserError(`${abs} (${real}) is already a mount point`);
-  let names: string[];
-  try {
-    names = readdirSync(real);
-  } catch (err) {
-    throw new UserError(`mount point ${abs}: ${(err as NodeJS.ErrnoException).code}`);
-  }
-  if (!nonempty && names.length > 0) throw new UserError(`mount point ${abs} is not empty (use --nonempty to mount over it)`);
-  return real;
 }
 
 export async function umount(ctx: Context, a: { target?: string; lazy?: boolean; force?: boolean; all?: boolean }): Promise<void> {

@@ -8,8 +8,9 @@ import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Context } from '../context.js';
 import { printJson, printTable } from '../output.js';
-import { checkMountpoint, mountTarget, unmountOne, type MountFlags } from './mount.js';
-import { wantsNonempty } from './mount-flags.js';
+import { mountTarget, unmountOne, type MountFlags } from './mount.js';
+import { wantsNonempty } from '../../store/mount-flags.js';
+import { checkMountpoint } from '../../store/mounting.js';
 import { upperPreparer } from '../../store/instance-views.js';
 import type { StackpointRecord } from '../../store/stackpoints.js';
 import type { InstanceRecord } from '../../store/instances.js';
@@ -67,7 +68,7 @@ export async function spMount(ctx: Context, a: Sw): Promise<void> {
     const elsewhere = ctx.mounts.list().find((m) => m.kind === 'instance' && m.target === inst.id);
     if (elsewhere) throw new UserError(`instance "${inst.name}" of stackpoint "${r.name}" is mounted at ${elsewhere.mountpoint}${elsewhere.state === 'dead' ? ' (its daemon died)' : ''}; \`tarstack umount ${elsewhere.mountpoint}\` first`);
     mkdirSync(at, { recursive: true });
-    await mountTarget(ctx, 'instance', inst.id, checkMountpoint(ctx, at, wantsNonempty(a)), a);
+    await mountTarget(ctx, 'instance', inst.id, await checkMountpoint(ctx, at, wantsNonempty(a)), a);
   });
 }
 
@@ -138,12 +139,12 @@ async function switchTo(ctx: Context, r: StackpointRecord, target: InstanceRecor
   if (live) {
     await unmountOne(ctx, live.mountpoint, { lazy: a.lazy });
     try {
-      await mountTarget(ctx, 'instance', target.id, checkMountpoint(ctx, live.mountpoint, false), a);
+      await mountTarget(ctx, 'instance', target.id, await checkMountpoint(ctx, live.mountpoint, false), a);
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err);
       if (a.lazy) throw new UserError(`${what} of stackpoint "${r.name}" failed: ${why}; it stays on instance "${old.name}", which still serves its users detached: mount it again with \`tarstack stackpoint mount ${r.name}\` once they have left`);
       try {
-        await mountTarget(ctx, 'instance', old.id, checkMountpoint(ctx, live.mountpoint, false), a);
+        await mountTarget(ctx, 'instance', old.id, await checkMountpoint(ctx, live.mountpoint, false), a);
       } catch (err2) {
         throw new UserError(`${what} of stackpoint "${r.name}" failed: ${why}; and its instance "${old.name}" could not be mounted again: ${(err2 as Error).message}`);
       }

@@ -5,7 +5,7 @@
 // and allow_other only where /etc/fuse.conf says user_allow_other. Then -o options apply in order,
 // then --nodev, --nosuid and --[no-]allow-other.
 import { readFileSync } from 'node:fs';
-import { UserError } from '../../util/errors.js';
+import { UserError } from '../util/errors.js';
 
 export interface MountFlagArgs {
   nonempty?: boolean;

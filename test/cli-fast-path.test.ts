@@ -1,0 +1,136 @@
+// The CLI's fast path (src/cli/fast-path.ts) runs the hottest commands without yargs. It must never
+// change what a command does: each command line here runs through it and through the full parser
+// (TARSTACK_FULL_PARSE=1), and both must print the same and exit the same; anything the fast path
+// does not know plainly is left to the full parser.
+import test, { type ExecutionContext } from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fastParse } from '../src/cli/fast-path.js';
+import { execOk } from './helpers/exec.js';
+import { InstanceSession, instanceSkipReason } from './helpers/instances.js';
+import { makeTestRoot, removeTestRoot, tarstackCli, type CliResult } from './helpers/mount.js';
+
+const skipReason = await instanceSkipReason();
+if (skipReason) test.skip(`fast path against the full parser skipped: ${skipReason}`, () => undefined);
+const it = (title: string, fn: (t: ExecutionContext) => Promise<void>) => skipReason || test(title, fn);
+
+const root = skipReason ? '' : makeTestRoot('cli-fast-path');
+test.after.always(() => removeTestRoot(root));
+
+const args = (line: string) => line.split(' ').filter((w) => w !== '');
+const parsed = (line: string, env: NodeJS.ProcessEnv = {}) => {
+  const c = fastParse(args(line), env);
+  return c && 'args' in c ? c.args : c;
+};
+
+test('plain hot commands are parsed by hand, with the keys yargs gives their handlers', (t) => {
+  t.deepEqual(parsed('--version'), { version: true });
+  t.deepEqual(parsed('-V'), { version: true });
+  t.deepEqual(parsed('mount work'), { instance: 'work' });
+  t.deepEqual(parsed('instance mount work /mnt/x --tmp --allow-other'), { instance: 'work', dir: '/mnt/x', tmp: true, 'allow-other': true, allowOther: true });
+  t.deepEqual(parsed('mount --all --store /s'), { all: true, store: '/s' });
+  t.deepEqual(parsed('mount work --store=/s --json'), { instance: 'work', store: '/s', json: true });
+  t.deepEqual(parsed('image mount img /mnt/x --nonempty'), { image: 'img', dir: '/mnt/x', nonempty: true });
+  t.deepEqual(parsed('umount /mnt/x --lazy'), { target: '/mnt/x', lazy: true });
+  t.deepEqual(parsed('status --json'), { json: true });
+  t.deepEqual(parsed('list'), {});
+});
+
+test('anything unusual is left to the full parser', (t) => {
+  for (const line of [
+    '',
+    '--help',
+    'mount --help',
+    'mount -h',
+    'mount work --owners stored',
+    'mount work --owners=stored',
+    'mount work --foreground',
+    'mount work --tmp --tmp',
+    'mount work --no-tmp',
+    'mount work --tmp=false',
+    'mount a b c',
+    'mount work -- x',
+    'mount work --store',
+    'mount work --store --json',
+    'image mount img',
+    'image mount img /x --backend fuse-native',
+    'image list',
+    'list extra',
+    'status a b',
+    'create a b',
+    '--version list',
+    'umount -z /x',
+  ]) t.is(parsed(line), undefined, line);
+  t.is(parsed('mount work', { TARSTACK_FULL_PARSE: '1' }), undefined, 'TARSTACK_FULL_PARSE=1');
+});
+
+
+/** The CLI's answer to `line` by both routes: the same stdout, stderr and exit code. */
+async function same(t: ExecutionContext, s: InstanceSession, line: string[]): Promise<CliResult> {
+  const fast = await tarstackCli(line, { env: { TARSTACK_HOME: s.home } });
+  const full = await tarstackCli(line, { env: { TARSTACK_HOME: s.home, TARSTACK_FULL_PARSE: '1' } });
+  const show = (r: CliResult) => ({ code: r.code, stdout: r.stdout.replace(/"started": "[^"]*"/g, ''), stderr: r.stderr });
+  t.deepEqual(show(fast), show(full), line.join(' '));
+  return fast;
+}
+
+it('both routes print the same and exit the same, for answers and for mistakes', async (t) => {
+  const dir = path.join(root, 'answers');
+  const src = path.join(dir, 'src');
+  fs.mkdirSync(src, { recursive: true });
+  fs.writeFileSync(path.join(src, 'f'), 'f\n');
+  execOk(['tar', '-cf', path.join(dir, 'img.tar'), '-C', src, '.']);
+  const s = new InstanceSession(dir, t);
+  for (const line of [['--version'], ['list'], ['status']]) await same(t, s, line); // an empty store
+  await s.addImage(path.join(dir, 'img.tar'), 'img');
+  for (const name of ['b', 'A', 'a-1', 'a']) await s.create(name, 'img');
+  const at = await s.mountInstance('a');
+  const missing = path.join(dir, 'missing');
+  const full = path.join(dir, 'src');
+  for (const line of [
+    ['list'],
+    ['list', '--json'],
+    ['instance', 'list'],
+    ['status'],
+    ['status', '--json'],
+    ['status', 'a'],
+    ['status', 'b'],
+    ['status', 'nosuch'],
+    ['mount', 'nosuch'],
+    ['mount'],
+    ['mount', 'a'],
+    ['mount', 'b', missing],
+    ['mount', 'b', full],
+    ['mount', 'b', at],
+    ['image', 'mount', 'nosuch', missing],
+    ['image', 'mount', 'img', missing],
+    ['umount', 'b'],
+    ['umount', missing],
+    ['umount'],
+  ]) await same(t, s, line);
+  const list = (await same(t, s, ['list'])).stdout.split('\n').slice(1, -1).map((l) => l.split(/\s+/)[0]);
+  t.deepEqual(list, ['a', 'A', 'a-1', 'b'], 'names listed case-insensitively');
+  await s.umountInstance(at, at);
+});
+
+it('a fast mount serves and unmounts as a fully parsed one does', async (t) => {
+  const dir = path.join(root, 'mounts');
+  const src = path.join(dir, 'src');
+  fs.mkdirSync(src, { recursive: true });
+  fs.writeFileSync(path.join(src, 'f'), 'f\n');
+  execOk(['tar', '-cf', path.join(dir, 'img.tar'), '-C', src, '.']);
+  const s = new InstanceSession(dir, t);
+  await s.addImage(path.join(dir, 'img.tar'), 'img');
+  await s.create('w', 'img');
+  for (const env of [{}, { TARSTACK_FULL_PARSE: '1' }]) {
+    const mnt = path.join(dir, 'mnt');
+    fs.mkdirSync(mnt, { recursive: true });
+    const m = await tarstackCli(['mount', 'w', mnt], { env: { TARSTACK_HOME: s.home, ...env } });
+    t.is(m.code, 0, m.stderr);
+    t.is(m.stdout, `${mnt}\n`);
+    t.is(fs.readFileSync(path.join(mnt, 'f'), 'utf8'), 'f\n');
+    const u = await tarstackCli(['umount', 'w'], { env: { TARSTACK_HOME: s.home, ...env } });
+    t.is(u.code, 0, u.stderr);
+    t.is(u.stdout, `unmounted ${mnt}\n`);
+  }
+});
