@@ -106,7 +106,8 @@ async function askedByName(kind: 'image' | 'instance', a: Args): Promise<boolean
   ]);
   const root = storeRoot(a.store);
   const dir = typeof a.dir === 'string' ? resolve(a.dir) : undefined;
-  const flags = { tmp: a.tmp === true, nonempty: a.nonempty === true, allowOther: a.allowOther === true, backend: process.env.TARSTACK_BACKEND as BackendName | undefined };
+  // allowOther only when given: unset, root's default applies (store/mount-flags.ts).
+  const flags = { tmp: a.tmp === true, nonempty: a.nonempty === true, ...(a.allowOther === true ? { allowOther: true } : {}), backend: process.env.TARSTACK_BACKEND as BackendName | undefined };
   let reply;
   try {
     reply = await askServer(new StorePaths(root), { op: 'mount-named', store: root, kind, name, ...(dir ? { dir } : {}), flags }, {
