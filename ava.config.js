@@ -5,6 +5,10 @@
 // The timeout fires only when no test finishes for that long: 5 min covers valgrind passes on a
 // loaded machine while a hang still ends the run.
 const SLOW_FIRST = [
+  'conformance/instance',
+  'conformance/overlay',
+  'conformance/compressed',
+  'conformance/rotated',
   'e2e-compressed',
   'e2e-readonly',
   'instance-programs',

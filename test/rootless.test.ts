@@ -5,6 +5,7 @@
 import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
+import { waitFor } from './helpers/children.js';
 import { makeTestRoot, mountAt, removeTestRoot } from './helpers/mounted.js';
 import { ordinaryUser, UserSession, USER, type UserIds } from './helpers/ordinary-user.js';
 import { pack } from './helpers/pack.js';
@@ -52,9 +53,13 @@ async function setup(t: ExecutionContext) {
   return { s, outside, tarPath };
 }
 
-/** The user's processes once the store's server has had its grace period after the last umount (it leaves by itself). */
+/**
+ * The user's processes once the store's server has had its grace period after the last umount (it
+ * leaves by itself): [] once it has, however long a busy machine takes (a server that never leaves
+ * ends the test at ava's timeout).
+ */
 async function processesAfterGrace(s: UserSession): Promise<number[]> {
-  for (let i = 0; i < 100 && s.processes().length; i++) await new Promise((r) => setTimeout(r, 100));
+  await waitFor(() => s.processes().length === 0, 100);
   return s.processes();
 }
 

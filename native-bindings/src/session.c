@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define BATCH 256 // requests per wakeup before other loop work (timers, I/O) gets a turn
 
@@ -290,6 +291,69 @@ static napi_value fail(napi_env env, tsn_session *s, const char *msg) {
   return NULL;
 }
 
+// libfuse and fusermount3 say why a mount failed only on stderr: the log of a detached server, where
+// nobody looks. While mounting, stderr goes to a pipe (fusermount3 inherits it and has exited when
+// the mount call returns, as libfuse waits for it), so the error can say the same; what was said
+// is passed on to the real stderr too.
+typedef struct {
+  int saved, rd;
+} said_t;
+
+static void said_begin(said_t *c) {
+  int p[2];
+  c->saved = c->rd = -1;
+  fflush(stderr);
+  if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) return; // non-blocking: a flood is cut, never a hang
+  c->saved = fcntl(2, F_DUPFD_CLOEXEC, 3);
+  if (c->saved < 0 || dup2(p[1], 2) < 0) {
+    if (c->saved >= 0) close(c->saved);
+    c->saved = -1;
+    close(p[0]);
+    close(p[1]);
+    return;
+  }
+  close(p[1]);
+  c->rd = p[0];
+}
+
+// Restores stderr; `out` (cap bytes) gets the last of what was said.
+static void said_end(said_t *c, char *out, size_t cap) {
+  size_t n = 0;
+  out[0] = 0;
+  if (c->saved < 0) return;
+  fflush(stderr);
+  dup2(c->saved, 2);
+  close(c->saved);
+  char buf[1024];
+  ssize_t r;
+  while ((r = read(c->rd, buf, sizeof buf)) > 0) {
+    if (write(2, buf, (size_t)r) < 0) { /* the log is gone: the error still says it */ }
+    for (ssize_t i = 0; i < r; i++) {
+      if (n + 1 >= cap) { // keep the tail: the last lines say why
+        memmove(out, out + cap / 2, n - cap / 2);
+        n -= cap / 2;
+      }
+      out[n++] = buf[i];
+    }
+  }
+  close(c->rd);
+  while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' ')) n--;
+  out[n] = 0;
+}
+
+// What libfuse or fusermount3 said (its lines joined by "; "), else "what failed (nothing said why)".
+static void said_message(char *msg, size_t cap, const char *what, const char *said) {
+  int n = said[0] ? 0 : snprintf(msg, cap, "%s (nothing said why)", what);
+  size_t at = n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+  for (const char *p = said; *p && at + 3 < cap; p++) {
+    if (*p == '\n') {
+      msg[at++] = ';';
+      msg[at++] = ' ';
+    } else msg[at++] = *p;
+  }
+  msg[at] = 0;
+}
+
 // mount(mountpoint, args: string[], handlers, config) -> session handle. The mount exists when
 // this returns; requests (INIT first) are served once control goes back to the loop.
 napi_value tsn_js_mount(napi_env env, napi_callback_info info) {
@@ -334,16 +398,23 @@ napi_value tsn_js_mount(napi_env env, napi_callback_info info) {
   int our_argc = args.argc;
   struct fuse_lowlevel_ops ops;
   tsn_fill_ops(s, &ops);
+  char said[512], msg[640];
+  said_t cap;
+  said_begin(&cap);
   s->se = fuse_session_new(&args, &ops, sizeof ops, s);
   fuse_opt_free_args(&args); // frees only what libfuse allocated while parsing
   free_args(our_argv, our_argc);
-  if (s->se == NULL) {
-    free(mountpoint);
-    return fail(env, s, "fuse_session_new failed (bad option?)");
-  }
-  int res = fuse_session_mount(s->se, mountpoint);
+  int res = s->se == NULL ? -1 : fuse_session_mount(s->se, mountpoint);
+  said_end(&cap, said, sizeof said);
   free(mountpoint);
-  if (res != 0) return fail(env, s, "fuse_session_mount failed (see stderr)");
+  if (s->se == NULL) {
+    said_message(msg, sizeof msg, "fuse_session_new failed", said);
+    return fail(env, s, msg);
+  }
+  if (res != 0) {
+    said_message(msg, sizeof msg, "fuse_session_mount failed", said);
+    return fail(env, s, msg);
+  }
   s->mounted = 1;
   if (live_add(s->se) != 0) return fail(env, s, "out of memory");
   int fd = fuse_session_fd(s->se);

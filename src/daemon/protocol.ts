@@ -10,6 +10,8 @@ export interface DaemonArgs {
   mountpoint: string;
   backend: BackendName;
   allowOther: boolean;
+  /** Mount flags for libfuse: suid/nosuid, dev/nodev, and any -o flag (src/cli/impl/mount-flags.ts). */
+  flags?: string[];
   /** Instances mounted by an ordinary user: show owners as stored, or mapped to that user (the default). */
   owners?: 'stored' | 'mapped';
   log: string;

@@ -111,7 +111,7 @@ export async function openMount(args: DaemonArgs, host: MountHost = OWN_PROCESS)
   let mounted: Mounted;
   try {
     const backend = await backendFor(args.backend);
-    mounted = await backend(served.fs, { mountpoint: args.mountpoint, fsname: `tarstack:${served.name}`, subtype: 'tarstack', readOnly: served.readOnly, allowOther: args.allowOther, defaultPermissions: served.checkPermissions });
+    mounted = await backend(served.fs, { mountpoint: args.mountpoint, fsname: `tarstack:${served.name}`, subtype: 'tarstack', readOnly: served.readOnly, allowOther: args.allowOther, defaultPermissions: served.checkPermissions, ...(args.flags ? { flags: args.flags } : {}) });
   } catch (err) {
     try {
       await served.fs.destroy();
@@ -134,7 +134,7 @@ export async function openMount(args: DaemonArgs, host: MountHost = OWN_PROCESS)
       started: new Date().toISOString(),
       log: args.log,
       ...(host.server ? { server: true } : {}),
-      options: { backend: args.backend, allowOther: args.allowOther, ...(args.owners ? { owners: args.owners } : {}), ...(args.tmp ? { tmp: true } : {}) },
+      options: { backend: args.backend, allowOther: args.allowOther, ...(args.flags ? { flags: args.flags } : {}), ...(args.owners ? { owners: args.owners } : {}), ...(args.tmp ? { tmp: true } : {}) },
     });
   } catch (err) {
     await mounted.close({ lazy: true }).catch(() => undefined);

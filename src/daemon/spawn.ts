@@ -2,7 +2,7 @@
 // detached, its output in a log file, and this call returns only when the daemon says it serves (or
 // fails with the daemon's one-line reason).
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { UserError } from '../util/errors.js';
@@ -49,5 +49,14 @@ function lastLine(path: string): string {
     return lines[lines.length - 1] ?? '';
   } catch {
     return 'no log';
+  }
+}
+
+/** A log that one daemon after another appends to stays bounded: past `maxBytes` it becomes LOG.1 (the one before goes). */
+export function rotateLog(path: string, maxBytes = 1 << 20): void {
+  try {
+    if (statSync(path).size > maxBytes) renameSync(path, `${path}.1`);
+  } catch {
+    /* none yet, or not ours to move: appended to as it is */
   }
 }

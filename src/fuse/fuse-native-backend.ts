@@ -90,7 +90,7 @@ export const mountFuseNative: Backend = async (fs: FileSystem, opts: MountOption
 
   // fuse-native joins its options into one -o list, so extra options ride inside fsname: use_ino
   // makes the kernel see our inode numbers (hard links, stable st_ino); ro marks the mount read-only.
-  const fsname = [opts.fsname.replace(/[,\\]/g, '_'), 'use_ino', opts.readOnly ? 'ro' : '', opts.subtype ? `subtype=${opts.subtype}` : ''].filter(Boolean).join(',');
+  const fsname = [opts.fsname.replace(/[,\\]/g, '_'), 'use_ino', opts.readOnly ? 'ro' : '', opts.subtype ? `subtype=${opts.subtype}` : '', ...(opts.flags ?? [])].filter(Boolean).join(',');
   const immutable = fs.immutable;
   const fuse = new Fuse(opts.mountpoint, ops, {
     fsname,

@@ -1,7 +1,8 @@
 // A plain directory served as a read-only layer, never modified and never scanned whole: a directory
 // is listed (and its children numbered, contiguously, in name-byte order) on first use, a child is
 // lstat'ed on first need. Whiteouts decode here: char device 0/0 and `.wh.NAME` hide NAME; opaque is
-// trusted.overlay.opaque or user.overlay.opaque = "y", or a `.wh..wh..opq` entry (overlayfs(5), OCI).
+// trusted.overlay.opaque or user.overlay.opaque = "y", or a `.wh..wh..opq` entry (overlayfs(5), OCI);
+// a renamed directory's trusted.overlay.redirect or user.overlay.redirect is read for the stack to follow.
 import * as fs from 'node:fs';
 import type { Attr, FdRange } from '../vfs/api.js';
 import { ABSENT, type Layer } from './layer.js';
@@ -11,6 +12,7 @@ import { fsError } from '../util/errors.js';
 import { readFully } from '../tar/reader.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../vfs/mode.js';
 import { b } from '../util/latin1.js';
+import { DirFds } from '../util/dir-fds.js';
 
 /** Inode keys: st_ino below 2^32 (same device as the root) as is; others numbered from 2^32 on. */
 const DIRECT_SPAN = 2 ** 32;
@@ -25,6 +27,7 @@ const enum F {
   OpaqueKnown = 4,
   Listed = 8,
   Statted = 16,
+  RedirectKnown = 32,
 }
 /** Stat fields kept per node once lstat'ed (the layer never changes, so they never go stale). */
 const STRIDE = 14;
@@ -37,8 +40,8 @@ export class DirLayer implements Layer {
   readonly nodeCount = DIR_LAYER_SPAN;
   readonly storageBytes: number;
   private readonly sys: Sys;
-  /** The root as a byte string (latin1 of its bytes), like every name here. */
-  private readonly root: string;
+  /** Paths below the root at any depth (dir-fds.ts); names are byte strings (latin1 of their bytes). */
+  private readonly fds: DirFds;
   private readonly rootDev: bigint;
   private names: string[] = [''];
   private parents: number[] = [ABSENT];
@@ -48,6 +51,7 @@ export class DirLayer implements Layer {
   private first: number[] = [0];
   private counts: number[] = [0];
   private attrs = new Float64Array(STRIDE * 1024);
+  /** Paths of directories relative to the root, as they are built. */
   private readonly dirPaths = new Map<number, string>();
   private readonly byKey = new Map<number, number>();
   /** Keys of inodes whose st_ino does not fit (or that sit on another device), by "dev:ino". */
@@ -56,24 +60,32 @@ export class DirLayer implements Layer {
   /** Open descriptors of files being read, counted by the handles that hold them. */
   private readonly held = new Map<number, { fd: number; refs: number }>();
   private readonly transient = new Map<number, number>();
+  /** Redirects read so far (directories that have one). */
+  private readonly redirects = new Map<number, string>();
 
   constructor(readonly source: string) {
     this.sys = loadSys();
-    this.root = Buffer.from(source, 'utf8').toString('latin1');
+    this.fds = new DirFds(Buffer.from(source, 'utf8').toString('latin1'));
     const st = fs.statSync(source, { bigint: true });
     if (!st.isDirectory()) throw new Error(`${source} is not a directory`);
     this.rootDev = st.dev;
-    this.dirPaths.set(0, this.root);
+    this.dirPaths.set(0, '');
     const s = fs.statfsSync(source);
     this.storageBytes = (s.blocks - s.bfree) * s.bsize;
   }
 
   // ---- structure -------------------------------------------------------------------------------
 
+  /** A path of the node for immediate use: absolute, or through a directory descriptor when deep. */
   private pathOf(node: number): string {
+    return this.fds.path(this.relPathOf(node));
+  }
+
+  private relPathOf(node: number): string {
     const d = this.dirPaths.get(node);
     if (d !== undefined) return d;
-    const p = `${this.pathOf(this.parents[node])}/${this.names[node]}`;
+    const parent = this.relPathOf(this.parents[node]);
+    const p = parent === '' ? this.names[node] : `${parent}/${this.names[node]}`;
     if (this.types[node] === S_IFDIR) this.dirPaths.set(node, p);
     return p;
   }
@@ -171,6 +183,18 @@ export class DirLayer implements Layer {
     return opaque;
   }
 
+  redirectOf(dir: number): string | undefined {
+    if (this.flags[dir] & F.RedirectKnown) return this.redirects.get(dir);
+    this.flags[dir] |= F.RedirectKnown;
+    if (!this.isDir(dir)) return undefined;
+    const path = this.pathOf(dir);
+    const value = this.sys.getxattr(path, 'trusted.overlay.redirect') ?? this.sys.getxattr(path, 'user.overlay.redirect');
+    if (!value) return undefined;
+    const redirect = value.toString('latin1');
+    this.redirects.set(dir, redirect);
+    return redirect;
+  }
+
   // ---- attributes ------------------------------------------------------------------------------
 
   /** The node's row in `attrs`, lstat'ing it on first need. */
@@ -215,11 +239,13 @@ export class DirLayer implements Layer {
 
   modeOf(node: number): number {
     if (this.flags[node] & F.Whiteout) return S_IFCHR;
-    return this.attrs[this.row(node) + A.Mode];
+    const at = this.row(node); // first: it may grow (replace) attrs
+    return this.attrs[at + A.Mode];
   }
 
   inodeOf(node: number): number {
-    return this.attrs[this.row(node) + A.Key];
+    const at = this.row(node);
+    return this.attrs[at + A.Key];
   }
 
   nodeOfInode(key: number): number {
@@ -279,7 +305,8 @@ export class DirLayer implements Layer {
 
   /** The file's own descriptor as the one range: the backend copies it (a file that shrank is EIO). */
   read(node: number, pos: number, len: number): FdRange[] {
-    const size = this.attrs[this.row(node) + A.Size];
+    const at = this.row(node);
+    const size = this.attrs[at + A.Size];
     if (pos >= size || len <= 0) return [];
     return [{ fd: this.fdFor(node), pos, len: Math.min(size, pos + len) - pos }];
   }
@@ -287,7 +314,7 @@ export class DirLayer implements Layer {
   readInto(node: number, pos: number, buf: Buffer, off: number, len: number): number {
     const [r] = this.read(node, pos, len);
     if (!r) return 0;
-    if (readFully(r.fd, buf, r.len, r.pos, off) !== r.len) throw fsError('EIO', `${this.pathOf(node)} is shorter than when it was listed`);
+    if (readFully(r.fd, buf, r.len, r.pos, off) !== r.len) throw fsError('EIO', `${this.source}/${Buffer.from(this.relPathOf(node), 'latin1').toString()} is shorter than when it was listed`);
     return r.len;
   }
 
@@ -316,6 +343,7 @@ export class DirLayer implements Layer {
     for (const fd of this.transient.values()) fs.closeSync(fd);
     this.held.clear();
     this.transient.clear();
+    this.fds.close();
   }
 }
 

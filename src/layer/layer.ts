@@ -22,6 +22,12 @@ export interface Layer {
   isDir(node: number): boolean;
   isWhiteout(node: number): boolean;
   isOpaque(dir: number): boolean;
+  /**
+   * A directory's overlay redirect (overlayfs(5), "Renaming directories"): where its merge continues
+   * in the layers below, "/a/b" from their root or "name" in the same parent; undefined when none.
+   * Only layers that can hold one (a directory written as an overlay upper) implement it.
+   */
+  redirectOf?(dir: number): string | undefined;
   /** S_IFMT type bits and permissions. */
   modeOf(node: number): number;
   /** The inode key of a name, in [0, nodeCount): names a layer hard-links share it. */

@@ -4,7 +4,7 @@
 // leaves behind exits when the mount point is unmounted (umount, fusermount -u) or on SIGTERM.
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startDetached } from '../daemon/spawn.js';
+import { rotateLog, startDetached } from '../daemon/spawn.js';
 import { readinessLine, surviveStrayErrors, type Readiness } from '../daemon/protocol.js';
 import { errorFunnel } from '../util/error-funnel.js';
 import { parseArgs, supportedText, type MountRequest } from './options.js';
@@ -82,6 +82,7 @@ async function main(argv: string[]): Promise<void> {
   }
   // The daemon's log lives in the workdir (the one place that is ours); a read-only mount keeps none.
   const log = req.work !== undefined ? join(req.work, 'tarstack-overlay.log') : '/dev/null';
+  if (req.work !== undefined) rotateLog(log); // one mount after another appends: kept under ~2 MiB
   await startDetached(SELF, [SERVE_FLAG, JSON.stringify(req)], log, '/'); // paths are absolute; hold no cwd busy
 }
 

@@ -52,7 +52,6 @@ export class CopyUp {
   /** Make sure a directory (and its ancestors) exists in the upper layer. */
   dir(node: Inode): void {
     // Top down, without recursion: a tar may nest directories 10,000 deep.
-    if (!node.upper) this.store.checkFits(this.store.abs(node.relPath()));
     const missing: Inode[] = [];
     for (let n: Inode | null = node; n && !n.upper; n = n.link.dir) {
       if (!n.link.dir) throw new Error('the root always has an upper directory');
@@ -95,7 +94,6 @@ export class CopyUp {
    */
   file(node: Inode, data: DataMode): void {
     if (node.upper) return;
-    this.store.checkFits(this.store.abs(node.relPath()));
     this.dir(node.link.dir!);
     const a = this.lowerAttr(node);
     const tmp = this.store.tmp();
@@ -140,11 +138,9 @@ export class CopyUp {
       this.store.makeNode(tmp, a.mode, majorOf(a.rdev), minorOf(a.rdev));
       this.finish(tmp, node, a, -1);
     }
-    if (a.nlink > 1 && type === S_IFREG && this.links.indexing) {
-      // A hard-link set: its one upper inode lives in the index; this name links to it. (Linked
-      // symlinks, fifos and devices, which cannot carry the link count in a user xattr, are copied
-      // per name; so is every name when no private metadata may be written, as kernel overlayfs
-      // does with index=off.)
+    if (a.nlink > 1 && this.links.indexing) {
+      // A hard-link set of any type: its one upper inode lives in the index; this name links to it.
+      // (With no private metadata every name is copied apart, as kernel overlayfs does with index=off.)
       this.links.adopt(node, tmp, a.nlink);
     } else {
       this.intoParent(node, tmp);

@@ -66,13 +66,31 @@ export class Directories {
   }
 
   /**
+   * Where a directory's lower origin is found from the root of the lower stack, as kernel overlayfs
+   * computes it (ovl_get_redirect in fs/overlayfs/dir.c): the names from the root down to it, where a
+   * relative redirect stands for the name it is on and an absolute one for the whole path above. Not
+   * the path within the origin's own layer: a lower layer's redirect may have put it elsewhere.
+   */
+  private lowerPathOf(node: Inode): string {
+    const names: string[] = [];
+    for (let n = node; n.link.dir; n = n.link.dir) {
+      const redirect = n.upper ? this.store.redirectOf(this.store.abs(n.relPath())) : undefined;
+      if (redirect?.startsWith('/')) return [redirect.replace(/\/+$/, ''), ...names.reverse()].join('/');
+      names.push(redirect ?? n.link.name);
+    }
+    return '/' + names.reverse().join('/');
+  }
+
+  /**
    * A directory about to live at (to, newName), its upper copy at `abs`: it keeps its lower origin
    * through a redirect, and one with no lower origin becomes opaque where a lower directory of the
    * new name would merge. Its inode number is stored, as the name no longer gives it.
    */
   moving(node: Inode, abs: string, to: Inode, newName: string): void {
-    if (node.lower && this.store.redirectOf(abs) === undefined) {
-      this.store.setRedirect(abs, '/' + this.stack.pathOf(node.lower[0], node.lower[1]).join('/'));
+    if (node.lower) {
+      // An absolute redirect holds wherever the directory goes; a relative one only in its parent.
+      const redirect = this.store.redirectOf(abs);
+      if (redirect === undefined || (!redirect.startsWith('/') && to !== node.link.dir)) this.store.setRedirect(abs, this.lowerPathOf(node));
     }
     if (!node.lower && !this.store.isOpaque(abs)) {
       const below = to.lower ? this.stack.lookupParts(to.lower, newName) : [];

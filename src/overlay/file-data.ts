@@ -73,9 +73,13 @@ export class FileData {
     return Promise.allSettled([...this.inFlight.values()]).then(() => this.settled());
   }
 
-  /** Open an inode's upper file (O_TRUNC of a lazy copy: nothing more comes from the lower). */
+  /**
+   * Open an inode's upper file (O_TRUNC of a lazy copy: nothing more comes from the lower); one with
+   * no name left (opened again through /proc/PID/fd) through a descriptor still open on it.
+   */
   openUpper(node: Inode, flags: number): number {
-    const fd = this.store.open(this.links.upperPath(node), flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT));
+    const path = node.unlinked && node.anyFd >= 0 ? `/proc/self/fd/${node.anyFd}` : this.links.upperPath(node);
+    const fd = this.store.open(path, flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT));
     if (flags & O_TRUNC && node.lazy) {
       node.lazy.limit = 0;
       this.copy.saveLazy(node, fd);

@@ -51,8 +51,15 @@ export class Handles {
     this.files.delete(fh);
     if (h.fd >= 0) fs.closeSync(h.fd);
     h.inode.opens--;
-    if (h.inode.anyFd === h.fd) h.inode.anyFd = -1;
+    if (h.inode.anyFd === h.fd) h.inode.anyFd = this.otherFd(h.inode);
     return h;
+  }
+
+  /** A descriptor another open handle holds on the inode (-1: none), so it stays reachable once nameless. */
+  private otherFd(inode: Inode): number {
+    if (inode.opens === 0) return -1;
+    for (const h of this.files.values()) if (h.inode === inode && h.fd >= 0) return h.fd;
+    return -1;
   }
 
   openDir(listing: MergedListing): number {

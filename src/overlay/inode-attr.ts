@@ -39,7 +39,7 @@ export class InodeAttr {
     if (node.kept === undefined) node.kept = this.store.kept.stat(byFd ? node.anyFd : this.links.upperPath(node), st) ?? null;
     if (node.kept) ({ uid: a.uid, gid: a.gid, mode: a.mode, rdev: a.rdev } = node.kept);
     a.ino = this.inodes.stInoOf(node, st);
-    if (node.indexed) a.nlink = node.unlinked ? 0 : this.links.count(node);
+    if (node.indexed) a.nlink = node.unlinked ? 0 : this.links.count(node, st);
     return this.mapOwner(a);
   }
 

@@ -6,6 +6,7 @@
 import type { Parts } from './lower-stack.js';
 import type { LazyMap } from './lazy.js';
 import type { KeptStat } from './kept.js';
+import { S_IFDIR } from '../vfs/mode.js';
 
 /** A name: entry `name` of directory `dir` (no directory: the root). */
 export class Link {
@@ -46,10 +47,16 @@ export class Inode {
   /** Owner and mode kept by tarstack (kept.ts): null when the real ones hold, undefined until read. */
   kept: KeptStat | null | undefined = undefined;
   /**
-   * Its name: a directory's one name; a non-directory's, the name it was last reached by (a hard-link
-   * set's other names are not tracked; an indexed set is reached through the index).
+   * Its names: a directory's one name; a non-directory's every name this mount has met (looked up,
+   * made, linked or moved to) and not seen go. The first is the one paths are taken from; once the
+   * last is gone it stays, stale, beside `unlinked`.
    */
-  readonly link: Link;
+  private readonly names: Link[];
+  /**
+   * Set when its last known name went while its upper object kept other links (names this mount
+   * has not met): that object's upper inode number, by which a lookup of one of them finds it again.
+   */
+  otherLinksOf: bigint | undefined = undefined;
 
   constructor(
     readonly ino: number,
@@ -61,7 +68,42 @@ export class Inode {
     /** An upper object exists for it (at its link's path, or in the index). */
     public upper: boolean,
   ) {
-    this.link = new Link(dir, name);
+    this.names = [new Link(dir, name)];
+  }
+
+  /** The name its upper path is taken from. */
+  get link(): Link {
+    return this.names[0]!;
+  }
+
+  private find(dir: Inode, name: string): number {
+    return this.names.findIndex((l) => l.dir?.ino === dir.ino && l.name === name); // by number: a directory may be met again as a new object
+  }
+
+  /** It was reached as entry `name` of `dir`: one of its names (a directory's only one). */
+  reachedAs(dir: Inode, name: string): void {
+    const i = this.find(dir, name);
+    if (i >= 0) this.names[i]!.set(dir, name);
+    else if (this.unlinked || this.type === S_IFDIR) this.names[0]!.set(dir, name);
+    else this.names.push(new Link(dir, name));
+    this.unlinked = false;
+    this.otherLinksOf = undefined;
+  }
+
+  /** Its name (dir, name) moved to (to, newName) (rename). */
+  moved(dir: Inode, name: string, to: Inode, newName: string): void {
+    const i = this.find(dir, name);
+    if (i >= 0) this.names[i]!.set(to, newName);
+    else this.reachedAs(to, newName);
+  }
+
+  /** Its name (dir, name) is gone: true when another name it is known by is left. */
+  lostName(dir: Inode, name: string): boolean {
+    const i = this.find(dir, name);
+    if (i < 0) return true; // never met under that name: the names it is known by stay
+    if (this.names.length === 1) return false;
+    this.names.splice(i, 1);
+    return true;
   }
 
   /** Upper-relative path of its link. */

@@ -98,10 +98,8 @@ export class InodeTable {
       }
     }
     let node = this.nodes.get(ino);
-    if (node && !node.unlinked && node.type === type) {
-      if (!node.indexed || type === S_IFDIR) {
-        node.link.set(dir, name);
-      }
+    if (node && node.type === type && (!node.unlinked || (f.upper && node.otherLinksOf === f.st.ino))) {
+      node.reachedAs(dir, name);
       return node;
     }
     node = f.upper ? this.upperInode(ino, type, dir, name, f) : this.lowerInode(ino, type, dir, name, f.parts, stIno);
@@ -113,7 +111,7 @@ export class InodeTable {
     let lower: Parts | null = null;
     if (type === S_IFDIR && !this.store.isOpaque(f.abs)) {
       const redirect = this.store.redirectOf(f.abs);
-      const parts = redirect !== undefined ? this.stack.partsOfPath(redirect.split('/').filter(Boolean)) : dir.lower ? this.stack.lookupParts(dir.lower, name) : [];
+      const parts = redirect !== undefined ? this.stack.redirected(dir.lower, redirect) : dir.lower ? this.stack.lookupParts(dir.lower, name) : [];
       lower = this.stack.isDir(parts) ? parts : null;
     }
     const node = new Inode(ino, type, dir, name, lower, true);
@@ -162,7 +160,7 @@ export class InodeTable {
     const plain = UPPER_BASE + Number(st.ino);
     const held = (n: number): boolean => {
       const node = this.nodes.get(n);
-      return node !== undefined && (node.unlinked || node.type !== type);
+      return node !== undefined && ((node.unlinked && node.otherLinksOf !== st.ino) || node.type !== type);
     };
     if (!held(plain)) return plain;
     let fresh = FRESH_BASE + Number(st.ino);

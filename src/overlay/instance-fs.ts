@@ -24,6 +24,7 @@ import { Directories, NAME_MAX } from './directories.js';
 import { InodeAttr } from './inode-attr.js';
 import { dataSpace, type DataSpace } from './space.js';
 import { UpperStore } from './upper.js';
+import { isWhiteoutNode } from './whiteouts.js';
 import { TARSTACK_FORMAT, isInternalXattr, type UpperFormat } from './upper-format.js';
 import type { Layer } from '../layer/layer.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../vfs/mode.js';
@@ -301,7 +302,9 @@ export class InstanceFs implements WritableFileSystem {
     return this.entry(c.node, c.st);
   }
 
+  /** A character device 0/0 is EPERM: it is a whiteout's encoding in the upper, and would hide itself (kernel overlayfs refuses it too). */
   mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller): Entry {
+    if (isWhiteoutNode(mode, rdev)) throw fsError('EPERM');
     return this.entry(this.createEntry(parent, name, caller, (t) => this.store.makeNode(t, mode, majorOf(rdev), minorOf(rdev)), mode, rdev).node);
   }
 
@@ -323,9 +326,8 @@ export class InstanceFs implements WritableFileSystem {
   private createEntry(parent: number, name: string, caller: Caller, make: (tmp: string) => void, mode: number, rdev = 0): { node: Inode; st: fs.BigIntStats } {
     const dir = this.inodes.dir(parent);
     if (this.dirs.find(dir, name)) throw fsError('EEXIST');
-    const abs = this.childAbs(dir, name);
-    this.store.checkFits(abs);
     this.copy.dir(dir);
+    const abs = this.childAbs(dir, name); // after the copy-up: a path is for immediate use (upper.ts)
     const tmp = this.store.tmp();
     make(tmp);
     const isDir = (mode & S_IFMT) === S_IFDIR;
@@ -343,10 +345,10 @@ export class InstanceFs implements WritableFileSystem {
     const dir = this.inodes.dir(newParent);
     if (this.dirs.find(dir, newName)) throw fsError('EEXIST');
     this.materialize(node);
-    const before = this.links.prepareLink(node);
+    this.links.prepareLink(node);
     this.copy.dir(dir);
     this.store.placeLink(this.links.upperPath(node), this.childAbs(dir, newName));
-    this.links.linked(node, before);
+    node.reachedAs(dir, newName);
     return this.entry(node);
   }
 
@@ -356,14 +358,15 @@ export class InstanceFs implements WritableFileSystem {
     if (!f) throw fsError('ENOENT');
     const node = this.inodes.inodeFor(dir, name, f);
     if (node.type === S_IFDIR) throw fsError('EISDIR');
-    const lowerLinks = !node.upper && node.type === S_IFREG && this.links.indexing ? this.copy.lowerAttr(node).nlink : 1;
+    const lowerLinks = !node.upper && this.links.indexing ? this.copy.lowerAttr(node).nlink : 1;
     if (lowerLinks > 1) this.copy.file(node, this.space.copyOnChange); // the set's link count must live somewhere
     this.copy.dir(dir);
     const abs = f.upper ? f.abs : this.childAbs(dir, name);
-    const present = f.upper || this.store.lstat(abs) !== undefined;
+    const was = f.upper ? f.st : this.store.lstat(abs);
+    const present = was !== undefined;
     if (present && node.opens === 0) this.space.release(abs);
     this.store.remove(abs, present, false, this.dirs.lowerHas(dir, name));
-    this.links.dropName(node);
+    this.links.dropName(node, dir, name, was);
   }
 
   rmdir(parent: number, name: string): void {
@@ -416,8 +419,8 @@ export class InstanceFs implements WritableFileSystem {
     const there = this.store.lstat(dstAbs);
     if (there && !isDir && !(dst && dst.opens > 0)) this.space.release(dstAbs);
     this.store.move(srcAbs, dstAbs, there, isDir, leaveWhiteout);
-    if (dst) this.links.dropName(dst);
-    src.link.set(to, newName);
+    if (dst) this.links.dropName(dst, to, newName, there);
+    src.moved(dir, name, to, newName);
   }
 
   private exchange(dir: Inode, name: string, a: Inode, to: Inode, newName: string, bNode: Inode): void {
@@ -431,8 +434,8 @@ export class InstanceFs implements WritableFileSystem {
     this.copy.name(dir, name, a);
     this.copy.name(to, newName, bNode);
     this.store.exchange(aAbs, bAbs);
-    a.link.set(to, newName);
-    bNode.link.set(dir, name);
+    a.moved(dir, name, to, newName);
+    bNode.moved(to, newName, dir, name);
   }
 
   destroy(): void | Promise<void> {
@@ -440,6 +443,7 @@ export class InstanceFs implements WritableFileSystem {
     if (pending) return pending.then(() => this.destroy());
     this.handles.closeAll();
     this.stack.close();
+    this.store.close();
   }
 }
 

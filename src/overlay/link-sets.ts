@@ -1,18 +1,24 @@
 // Hard-link sets in the upper. In tarstack's own format a set's one upper inode lives in the index
-// (work/index/<ino>), every upper name of it a hard link to that file, and the set's link count
-// (its names, upper and still lower) is kept on it (user.tarstack.nlink): a lower set's names that
-// were never copied up still count, and still show the copy. In a standard upper (no private
-// metadata) there is no index: a set is plain upper hard links, as kernel overlayfs makes them
-// with index=off, and a lower set is split by copy-up (inodes.ts numbers its names apart).
+// (work/index/<ino>), every upper name of it a hard link to that file. A set's link count is its
+// upper names, which the index object's own link count tells (less the index's link), plus the
+// names of a lower set that still show from the lower, kept in lower-names.ts: both hold for every
+// file type, so fifos, symlinks, sockets and devices link like regular files. In a standard upper
+// (no private metadata) there is no index: a set is plain upper hard links, as kernel overlayfs
+// makes them with index=off, and a lower set is split by copy-up (inodes.ts numbers its names apart).
 import type * as fs from 'node:fs';
 import type { Inode } from './inode.js';
 import type { UpperStore } from './upper.js';
-import { X_LAZY, X_NLINK } from './upper-format.js';
+import { X_LAZY } from './upper-format.js';
 import { LazyMap } from './lazy.js';
+import { LowerNames } from './lower-names.js';
 import { S_IFDIR } from '../vfs/mode.js';
 
 export class LinkSets {
-  constructor(private readonly store: UpperStore) {}
+  private readonly lowerNames: LowerNames;
+
+  constructor(private readonly store: UpperStore) {
+    this.lowerNames = new LowerNames(store);
+  }
 
   /** Sets live in the index (tarstack's format), so a set's count and its lower names are kept. */
   get indexing(): boolean {
@@ -31,7 +37,7 @@ export class LinkSets {
   joinIndexed(node: Inode, upperSt: fs.BigIntStats | undefined): void {
     if (!this.indexing || node.type === S_IFDIR) return;
     if (upperSt) {
-      if (upperSt.nlink > 1n && this.store.exists(this.store.indexPath(node.ino))) node.indexed = true;
+      if (upperSt.nlink > 1n && this.store.lstat(this.store.indexPath(node.ino))) node.indexed = true; // lstat: the index may be a symlink
       return;
     }
     const idx = this.store.indexPath(node.ino);
@@ -43,59 +49,64 @@ export class LinkSets {
     if (lazy) node.lazy = LazyMap.decode(lazy).clamp(Number(st.size));
   }
 
-  /** Copy-up of a lower set's first name: the copy built at `tmp` becomes the index, its name links to it. */
+  /**
+   * Copy-up of a lower set's first name: the copy built at `tmp` becomes the index, its name links
+   * to it. Every name counts as lower until linked, so a crash in between errs high (a kept index)
+   * and never low (an index dropped while a name still shows it).
+   */
   adopt(node: Inode, tmp: string, nlink: number): void {
-    this.store.setX(tmp, X_NLINK, String(nlink));
+    this.lowerNames.set(node.ino, nlink);
     this.store.rename(tmp, this.store.indexPath(node.ino));
     node.indexed = true;
     this.linkName(node, node.link.dir!, node.link.name);
   }
 
-  /** Link an indexed inode into the upper under (dir, name), one of its lower names. */
+  /** Link an indexed inode into the upper under (dir, name), one of its lower names, which stops counting as lower. */
   linkName(node: Inode, dir: Inode, name: string): void {
     const abs = this.store.abs(dir.childPath(name));
-    this.store.keepingTimes(this.store.abs(dir.relPath()), () => this.store.hardLink(this.store.indexPath(node.ino), abs));
-  }
-
-  /** Link count of an indexed inode (its names, upper and still lower). */
-  count(node: Inode): number {
-    return Number(this.store.getX(this.store.indexPath(node.ino), X_NLINK)?.toString('latin1') ?? '1');
-  }
-
-  private setCount(node: Inode, n: number): void {
     const idx = this.store.indexPath(node.ino);
-    if (n <= 0) this.store.removeIfThere(idx);
-    else this.store.setX(idx, X_NLINK, String(n));
+    this.store.keepingTimes(this.store.abs(dir.relPath()), () => this.store.hardLink(idx, abs));
+    this.lowerNames.drop(node.ino, this.store.stat(idx));
+  }
+
+  /** Link count of an indexed inode: its upper names and its names still lower. `st`: the index object's lstat, if at hand. */
+  count(node: Inode, st?: fs.BigIntStats): number {
+    const s = st ?? this.store.stat(this.store.indexPath(node.ino));
+    return Number(s.nlink) - 1 + this.lowerNames.get(node.ino, s);
   }
 
   /**
    * Before a new name is linked to an upper inode (link(2)): in tarstack's format the inode moves
-   * into the index, if not there yet. Returns its link count before the new name.
+   * into the index, if not there yet; the new link then counts itself.
    */
-  prepareLink(node: Inode): number {
-    if (!this.indexing) return 0;
-    if (node.indexed) return this.count(node);
-    const abs = this.store.abs(node.relPath());
-    const links = Number(this.store.stat(abs).nlink);
-    this.store.setX(abs, X_NLINK, String(links));
-    this.store.hardLink(abs, this.store.indexPath(node.ino));
+  prepareLink(node: Inode): void {
+    if (!this.indexing || node.indexed) return;
+    this.lowerNames.set(node.ino, 0); // an upper-only set: all its names are upper links
+    this.store.hardLink(this.store.abs(node.relPath()), this.store.indexPath(node.ino));
     node.indexed = true;
-    return links;
   }
 
-  /** The new name is in place: the set counts it. */
-  linked(node: Inode, before: number): void {
-    if (node.indexed) this.setCount(node, before + 1);
-  }
-
-  /** One name of the inode is gone: its set counts one less; with no name left (or no set), it is unlinked. */
-  dropName(node: Inode): void {
+  /**
+   * Name (dir, name) of the inode is gone: `was`, the upper object's lstat there before, or none when
+   * the name showed from the lower (now hidden). With no name left, it is unlinked. A set in the
+   * index counts its names; otherwise the inode's other names are the ones this mount has met, and
+   * when it has met no other but the object kept more links, a lookup of one of those finds it again.
+   */
+  dropName(node: Inode, dir: Inode, name: string, was: fs.BigIntStats | undefined): void {
+    const left = node.lostName(dir, name);
     if (!node.indexed) {
+      if (left) return;
       node.unlinked = true;
+      if (was && was.nlink > 1n) node.otherLinksOf = was.ino;
       return;
     }
-    const left = this.count(node) - 1;
-    this.setCount(node, left);
-    if (left <= 0) node.unlinked = true;
+    const lower = was === undefined;
+    const idx = this.store.indexPath(node.ino);
+    const st = this.store.stat(idx);
+    if (lower) this.lowerNames.drop(node.ino, st);
+    if (this.count(node, st) > 0) return;
+    this.store.removeIfThere(idx);
+    this.lowerNames.set(node.ino, 0);
+    node.unlinked = true;
   }
 }

@@ -9,6 +9,12 @@ import { S_IFDIR, S_IFMT } from '../vfs/mode.js';
 /** A directory's parts, or a single non-directory: pairs (layer index, node), topmost first. */
 export type Parts = number[];
 
+/**
+ * Redirects the kernel accepts: a relative one is one name (no '/'); an absolute one has no empty
+ * component. The kernel fails the lookup on any other; here it is ignored (the merge goes on by name).
+ */
+const validRedirect = (r: string): boolean => r.length > 0 && (r.startsWith('/') ? !r.slice(1).split('/').includes('') && r !== '/' : !r.includes('/'));
+
 
 export class LowerStack {
   /** ino = base[k] + node for layer k; the bottom layer starts at 1, so its root is inode 1. */
@@ -54,13 +60,20 @@ export class LowerStack {
     return undefined;
   }
 
-  /** Merged lookup of `name` below a directory's parts: the parts of the result ([] when absent). */
+  /**
+   * Merged lookup of `name` below a directory's parts: the parts of the result ([] when absent).
+   * A directory with a redirect (a renamed directory in a layer written as an overlay upper) goes on
+   * merging in the layers below its own at the place the redirect names, as kernel overlayfs's lookup
+   * does (fs/overlayfs/namei.c): a relative redirect is a name in the same parent, an absolute one a
+   * path from the root of those layers. An opaque directory stops before its redirect is read.
+   */
   lookupParts(parts: Parts, name: string): Parts {
     const found: Parts = [];
+    let want = name;
     for (let i = 0; i < parts.length; i += 2) {
       const k = parts[i];
       const L = this.layers[k];
-      const c = L.lookup(parts[i + 1], name);
+      const c = L.lookup(parts[i + 1], want);
       if (c === ABSENT) continue;
       if (L.isWhiteout(c)) break;
       if (!L.isDir(c)) {
@@ -69,18 +82,46 @@ export class LowerStack {
       }
       found.push(k, c);
       if (L.isOpaque(c)) break;
+      const redirect = k + 1 < this.layers.length ? L.redirectOf?.(c) : undefined;
+      if (redirect === undefined || !validRedirect(redirect)) continue;
+      if (!redirect.startsWith('/')) {
+        want = redirect; // the parent's parts below this layer, under the old name
+        continue;
+      }
+      const below = this.partsOfPath(redirect.split('/').filter(Boolean), k + 1);
+      if (this.isDir(below)) found.push(...below);
+      break;
     }
     return found;
   }
 
-  /** Parts of a path (components from the root); [] when it does not resolve. */
-  partsOfPath(components: string[]): Parts {
-    let cur = this.rootParts;
+  /**
+   * The lower parts an upper directory with `redirect` merges (its parent's lower parts, or null
+   * when the parent merges none): the same rules as lookupParts, from above every lower layer.
+   */
+  redirected(parentParts: Parts | null, redirect: string): Parts {
+    if (!validRedirect(redirect)) return [];
+    if (redirect.startsWith('/')) return this.partsOfPath(redirect.split('/').filter(Boolean));
+    return parentParts ? this.lookupParts(parentParts, redirect) : [];
+  }
+
+  /** Parts of a path (components from the root of the layers from `from` down); [] when it does not resolve. */
+  partsOfPath(components: string[], from = 0): Parts {
+    let cur = from === 0 ? this.rootParts : this.rootPartsFrom(from);
     for (const c of components) {
       if (cur.length === 0 || !this.isDir(cur)) return [];
       cur = this.lookupParts(cur, c);
     }
     return cur;
+  }
+
+  private rootPartsFrom(from: number): Parts {
+    const parts: Parts = [];
+    for (let k = from; k < this.layers.length; k++) {
+      parts.push(k, 0);
+      if (this.layers[k].isOpaque(0)) break;
+    }
+    return parts;
   }
 
   /** Path components of a node within its own layer. */

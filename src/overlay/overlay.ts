@@ -36,8 +36,9 @@ export class Overlay implements FileSystem {
     if (!at) throw fsError('ESTALE');
     let parts: Parts = at;
     if (this.stack.layers.length > 1 && this.stack.isDir(at)) {
-      parts = this.stack.partsOfPath(this.stack.pathOf(at[0], at[1]));
-      if (!this.stack.isDir(parts)) throw fsError('ESTALE');
+      // from its own layer down: a directory reached through a redirect has another path above it
+      parts = this.stack.partsOfPath(this.stack.pathOf(at[0], at[1]), at[0]);
+      if (!this.stack.isDir(parts) || parts[0] !== at[0]) throw fsError('ESTALE');
     }
     this.partsCache.set(ino, parts);
     return parts;

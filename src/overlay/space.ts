@@ -4,6 +4,7 @@
 // date by each change; a write that would pass the limit fails with ENOSPC before touching the file
 // (after one recount, so an undercounted free never refuses wrongly). Without a limit, nothing is counted.
 import * as fs from 'node:fs';
+import { DirFds } from '../util/dir-fds.js';
 import { fsError } from '../util/errors.js';
 import { loadSys } from '../native/sys.js';
 import { CHUNK, LazyMap } from './lazy.js';
@@ -26,29 +27,37 @@ export function fileData(path: Buffer, st: fs.BigIntStats): number {
   return bytes;
 }
 
-/** Data bytes of the regular files under the given directories, each inode once. */
+/** Data bytes of the regular files under the given directories (any depth), each inode once. */
 export function dataBytes(dirs: string[]): number {
   const seen = new Set<bigint>();
   let total = 0;
-  const walk = (p: Buffer): void => {
-    let names: Buffer[];
-    try {
-      names = fs.readdirSync(p, { encoding: 'buffer' });
-    } catch {
-      return; // gone meanwhile, or not a directory
-    }
-    for (const n of names) {
-      const child = Buffer.concat([p, Buffer.from('/'), n]);
-      const st = fs.lstatSync(child, { bigint: true, throwIfNoEntry: false });
-      if (!st) continue;
-      if (st.isDirectory()) walk(child);
-      else if (st.isFile() && !seen.has(st.ino)) {
-        seen.add(st.ino);
-        total += fileData(child, st);
+  for (const d of dirs) {
+    const paths = new DirFds(Buffer.from(d).toString('latin1'));
+    const walk = (rel: string): void => {
+      let names: Buffer[];
+      try {
+        names = fs.readdirSync(b(paths.path(rel)), { encoding: 'buffer' });
+      } catch {
+        return; // gone meanwhile, or not a directory
       }
+      for (const n of names) {
+        const childRel = rel === '' ? n.toString('latin1') : `${rel}/${n.toString('latin1')}`;
+        const child = b(paths.path(childRel)); // anew each time: a walk below may reuse a descriptor
+        const st = fs.lstatSync(child, { bigint: true, throwIfNoEntry: false });
+        if (!st) continue;
+        if (st.isDirectory()) walk(childRel);
+        else if (st.isFile() && !seen.has(st.ino)) {
+          seen.add(st.ino);
+          total += fileData(child, st);
+        }
+      }
+    };
+    try {
+      walk('');
+    } finally {
+      paths.close();
     }
-  };
-  for (const d of dirs) walk(Buffer.from(d));
+  }
   return total;
 }
 

@@ -4,9 +4,9 @@
 //   opaque dir    xattr user.overlay.opaque = "y" (or trusted.overlay.opaque in a standard upper)
 //   renamed dir   xattr user.overlay.redirect = "/lower/path" of its lower origin (or trusted.…)
 // plus tarstack's own, unless the format forbids private metadata: user.tarstack.ino (the inode number
-// a copied-up entry keeps), user.tarstack.lazy (a lazily copied file's chunk map) and
-// user.tarstack.nlink (link count of an indexed hard link); what the host refuses an ordinary user
-// is kept as kept.ts describes.
+// a copied-up entry keeps) and user.tarstack.lazy (a lazily copied file's chunk map), the hard-link
+// index and its table of lower names (link-sets.ts, lower-names.ts); what the host refuses an
+// ordinary user is kept as kept.ts describes. user.tarstack.nlink is read from older uppers only.
 import * as fs from 'node:fs';
 import { loadSys } from '../native/sys.js';
 import { Kept, type KeptStat } from './kept.js';

@@ -1,12 +1,14 @@
 // The upper and work directories of an instance, written as upper-format.ts describes. Every upper
 // operation of an instance goes through UpperStore, and whiteouts (both encodings) are decoded here
 // only: above it, a name is an object, hidden, or absent. Paths here are byte strings: absolute, or
-// relative to the upper root ('' is the root).
+// relative to the upper root ('' is the root). The absolute paths abs() gives are for immediate use
+// only: deep ones go through a descriptor of their directory (dir-fds.ts), so the only limit on a
+// path is the one the kernel applies to the caller's own.
 import * as fs from 'node:fs';
 import { loadSys, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, type Sys } from '../native/sys.js';
 import { Kept, type KeptStat } from './kept.js';
 import { removeTree } from '../util/remove-tree.js';
-import { fsError } from '../util/errors.js';
+import { DirFds } from '../util/dir-fds.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../vfs/mode.js';
 import { b } from '../util/latin1.js';
 import { splitNs } from '../util/attr.js';
@@ -14,9 +16,6 @@ import { Whiteouts, isWhiteout } from './whiteouts.js';
 import { T_OPAQUE, T_REDIRECT, TARSTACK_FORMAT, X_INO, isInternalXattr, X_INO_LINK, X_OPAQUE, X_REDIRECT, userXattrOk, type UpperFormat } from './upper-format.js';
 
 export { TARSTACK_FORMAT, X_LAZY, X_NLINK, isInternalXattr, prepareUpperRoot, type UpperFormat } from './upper-format.js';
-
-/** Linux's limit on an absolute path (see checkFits). */
-const PATH_MAX = 4096;
 
 /** What the upper holds at a name: `upper: true` tells it from a lower find. `fresh`: just made by this daemon, none of tarstack's metadata on it yet. */
 export interface UpperFound {
@@ -38,6 +37,8 @@ export class UpperStore {
   /** Absolute roots as byte strings (latin1 of their UTF-8 bytes). */
   private readonly upper: string;
   private readonly work: string;
+  /** Descriptors of deep upper directories (dir-fds.ts). */
+  private readonly dirs: DirFds;
   private tmpSeq = 0;
   /** Owners, modes, devices and xattrs the host refuses, kept by tarstack. */
   readonly kept: Kept;
@@ -62,6 +63,7 @@ export class UpperStore {
     this.sys = loadSys();
     this.upper = Buffer.from(upperDir, 'utf8').toString('latin1');
     this.work = Buffer.from(workDir, 'utf8').toString('latin1');
+    this.dirs = new DirFds(this.upper);
     // fuse-overlayfs writes `.wh.` files where mknod is refused: read them when told, or when writing them.
     this.whiteouts = new Whiteouts(this.sys, format.whiteouts, format.whiteouts === 'files' || !!opts.whiteoutFiles, () => this.tmp());
     this.kept = new Kept(this.sys, this.work, () => this.tmp(), keepRefused);
@@ -72,18 +74,18 @@ export class UpperStore {
     fs.mkdirSync(b(`${this.work}/tmp`), { mode: 0o700 });
   }
 
-  /** Absolute byte-string path of an upper-relative path. */
+  /**
+   * A byte-string path of an upper-relative path that the kernel accepts at any depth and that
+   * leaves room for one more name: absolute, or through a descriptor of its directory (dir-fds.ts).
+   * Use it at once; never keep it.
+   */
   abs(rel: string): string {
-    return rel === '' ? this.upper : `${this.upper}/${rel}`;
+    return this.dirs.path(rel);
   }
 
-  /**
-   * The upper is written by absolute paths, which Linux limits to PATH_MAX: a deeper entry (a tar can
-   * nest 10,000 directories) is refused with ENAMETOOLONG before anything is copied, so no upper
-   * entry ever lies past the limit and a lookup there finds only the lower.
-   */
-  checkFits(absPath: string): void {
-    if (absPath.length >= PATH_MAX) throw fsError('ENAMETOOLONG');
+  /** Descriptors this store holds (of deep directories) are closed. */
+  close(): void {
+    this.dirs.close();
   }
 
   /** A fresh name in the work dir (same filesystem as the upper, so rename is atomic). */
@@ -96,6 +98,11 @@ export class UpperStore {
     return `${this.work}/index/${ino}`;
   }
 
+  /** Absolute path of a work-dir entry tarstack keeps (tarstack's format only). */
+  workPath(rel: string): string {
+    return `${this.work}/${rel}`;
+  }
+
   /** Inode numbers with a copy in the hard-link index. */
   indexed(): number[] {
     try {
@@ -106,7 +113,6 @@ export class UpperStore {
   }
 
   lstat(absPath: string): fs.BigIntStats | undefined {
-    if (absPath.length >= PATH_MAX) return undefined; // see checkFits
     return fs.lstatSync(b(absPath), { bigint: true, throwIfNoEntry: false });
   }
 
@@ -257,7 +263,8 @@ export class UpperStore {
     }
     const there = this.lstat(abs);
     if (there && isDir) {
-      this.sys.rename2(tmp, abs, RENAME_EXCHANGE); // a directory cannot replace a whiteout by rename
+      this.sys.rename2(tmp, abs, RENAME_EXCHANGE);
+      this.moved(abs); // a directory cannot replace a whiteout by rename
       fs.rmSync(b(tmp), { force: true });
     } else {
       fs.renameSync(b(tmp), b(abs));
@@ -279,6 +286,13 @@ export class UpperStore {
 
   rename(from: string, to: string): void {
     fs.renameSync(b(from), b(to));
+    this.moved(from, to);
+  }
+
+  /** Entries at `a` and `b` were renamed or removed: descriptors of directories there would follow them. */
+  private moved(a: string, b_?: string): void {
+    this.dirs.forget(a);
+    if (b_ !== undefined) this.dirs.forget(b_);
   }
 
   /** Remove a non-directory if it is there. */
@@ -299,21 +313,28 @@ export class UpperStore {
     if (there && isDir) {
       // Over a whiteout or an emptied directory: swap, then deal with what landed at the old name.
       this.sys.rename2(srcAbs, dstAbs, RENAME_EXCHANGE);
+      this.moved(srcAbs, dstAbs);
       if (leaveWhiteout) {
         if (!isWhiteout(there)) this.whiteouts.over(srcAbs, Number(there.mode & 0o170000n) === S_IFDIR);
       } else {
-        this.removeTree(srcAbs);
+        // Aside first: the work dir's short path is one rm(1) can reach too, at any depth below.
+        const tmp = this.tmp();
+        fs.renameSync(b(srcAbs), b(tmp));
+        this.removeTree(tmp);
       }
     } else if (leaveWhiteout && this.whiteouts.atomicOnRename) {
       try {
         this.sys.rename2(srcAbs, dstAbs, RENAME_WHITEOUT); // atomic: moved, and a whiteout left
+        if (isDir) this.moved(srcAbs, dstAbs);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EINVAL' && (err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
         fs.renameSync(b(srcAbs), b(dstAbs));
+        if (isDir) this.moved(srcAbs, dstAbs);
         this.whiteouts.at(srcAbs);
       }
     } else {
       fs.renameSync(b(srcAbs), b(dstAbs));
+      if (isDir) this.moved(srcAbs, dstAbs);
       if (leaveWhiteout) this.whiteouts.at(srcAbs);
     }
   }
@@ -321,6 +342,7 @@ export class UpperStore {
   /** Swap two entries (RENAME_EXCHANGE). */
   exchange(aAbs: string, bAbs: string): void {
     this.sys.rename2(aAbs, bAbs, RENAME_EXCHANGE);
+    this.moved(aAbs, bAbs);
   }
 
   /**
@@ -329,6 +351,7 @@ export class UpperStore {
    * work dir first, so its name goes at once.
    */
   remove(absPath: string, present: boolean, isDir: boolean, leaveWhiteout: boolean): void {
+    if (present && isDir) this.moved(absPath);
     if (leaveWhiteout) {
       if (present) this.whiteouts.over(absPath, isDir);
       else this.whiteouts.at(absPath);

@@ -13,8 +13,11 @@ const OPAQUE_MARKER = '.wh..wh..opq';
 
 /** Is this lstat a whiteout (a character device 0/0)? */
 export function isWhiteout(st: fs.BigIntStats): boolean {
-  return (Number(st.mode) & S_IFMT) === S_IFCHR && st.rdev === 0n;
+  return isWhiteoutNode(Number(st.mode), Number(st.rdev));
 }
+
+/** Is a node of this mode and device number (dev_t) a whiteout's encoding, a character device 0/0? */
+export const isWhiteoutNode = (mode: number, rdev: number): boolean => (mode & S_IFMT) === S_IFCHR && rdev === 0;
 
 export class Whiteouts {
   constructor(

@@ -7,6 +7,7 @@ import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startDetached } from '../daemon/spawn.js';
+import { Mounts } from '../store/mounts.js';
 import type { StorePaths } from '../store/paths.js';
 import { withLock } from '../store/lock.js';
 import { UserError } from '../util/errors.js';
@@ -130,6 +131,7 @@ async function startServer(files: ServerFiles): Promise<void> {
   await withLock(files.startLock, async () => {
     const info = files.readInfo();
     if (info && pidAlive(info.pid)) return; // started by another CLI meanwhile
-    await startDetached(SERVER_MAIN, ['--store', files.paths.root], files.log, '/', { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? String(THREADPOOL) });
+    const log = files.newLog(new Set(new Mounts(files.paths).list().map((m) => m.log)));
+    await startDetached(SERVER_MAIN, ['--store', files.paths.root, '--log', log], log, '/', { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? String(THREADPOOL) });
   });
 }

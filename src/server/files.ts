@@ -1,18 +1,29 @@
 // Where a store's server lives, all in the store's run dir, which only the store's owner may enter
 // (Node cannot read SO_PEERCRED, so the directory is what keeps other users off the socket):
 // server.sock, server.json (who serves, and at which socket), server.lock (held by the live server:
-// one per store), server-start.lock (CLIs starting a server take turns), logs/server.log.
-import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, constants } from 'node:fs';
+// one per store), server-start.lock (CLIs starting a server take turns), and logs/: each detached
+// server's own log (server-<start time>-<pid of the CLI that started it>.log; the last KEEP_LOGS are
+// kept, and any a mount record names), server.log a link to the newest.
+import { chmodSync, closeSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, constants } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { StorePaths } from '../store/paths.js';
 import { UserError } from '../util/errors.js';
 import type { ServerInfo } from './protocol.js';
 
+/** Detached servers' logs kept (each server's own, from start to exit); older ones are removed. */
+export const KEEP_LOGS = 10;
+/** What a server run in the foreground (by a service manager) logs to. */
+export const FOREGROUND_LOG = 'standard error of `tarstack serve --foreground` (its service manager\'s journal)';
+
 /** Longest socket path connect(2) and bind(2) take (sun_path is 108 bytes with its NUL). */
 const SUN_PATH_MAX = 107;
 
 export class ServerFiles {
-  constructor(readonly paths: StorePaths) {}
+  /** `log`: this server's own log file (a detached server is told it by the CLI that started it). */
+  constructor(
+    readonly paths: StorePaths,
+    private readonly ownLog?: string,
+  ) {}
 
   get socket(): string {
     return join(this.paths.run, 'server.sock');
@@ -26,8 +37,41 @@ export class ServerFiles {
   get startLock(): string {
     return join(this.paths.run, 'server-start.lock');
   }
+  /** This server's log: its own file, else its standard error (foreground). */
   get log(): string {
+    return this.ownLog ?? FOREGROUND_LOG;
+  }
+
+  /** The newest server's log (a link), where people look first. */
+  get newestLog(): string {
     return join(this.paths.logs, 'server.log');
+  }
+
+  /**
+   * A log file for a server about to start, made the newest (server.log links to it); older ones
+   * past the last KEEP_LOGS go, except those a mount record names (`status` shows a dead mount's).
+   */
+  newLog(named: Set<string>): string {
+    mkdirSync(this.paths.logs, { recursive: true, mode: 0o700 });
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    const log = join(this.paths.logs, `server-${stamp}-${process.pid}.log`);
+    writeFileSync(log, '', { flag: 'a', mode: 0o600 });
+    const link = this.newestLog;
+    try {
+      if (!lstatSync(link).isSymbolicLink()) renameSync(link, join(this.paths.logs, 'server-0000-before-one-log-per-server.log')); // an older tarstack's one log
+    } catch {
+      /* none yet */
+    }
+    const tmp = `${link}.tmp-${process.pid}`;
+    rmSync(tmp, { force: true });
+    symlinkSync(basename(log), tmp);
+    renameSync(tmp, link);
+    const logs = readdirSync(this.paths.logs).filter((n) => /^server-.*\.log$/.test(n)).sort();
+    for (const old of logs.slice(0, Math.max(0, logs.length - KEEP_LOGS))) {
+      const path = join(this.paths.logs, old);
+      if (!named.has(path)) rmSync(path, { force: true });
+    }
+    return log;
   }
 
   /** Who serves the store, as it said when it started listening; undefined when nobody said so. */

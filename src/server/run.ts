@@ -16,6 +16,8 @@ const LOCK_WAIT_MS = 10_000;
 
 export interface RunOptions {
   foreground: boolean;
+  /** The file this process's output goes to (a detached server); else it logs to its stderr. */
+  log?: string;
   /** Called once requests are accepted. */
   onReady(pid: number): void;
 }
@@ -23,7 +25,7 @@ export interface RunOptions {
 export async function runServer(root: string, o: RunOptions): Promise<void> {
   const paths = new StorePaths(root);
   secureRunDir(paths);
-  const files = new ServerFiles(paths);
+  const files = new ServerFiles(paths, o.log);
   await holdServerLock(files);
   const activated = process.env.LISTEN_PID === String(process.pid) && Number(process.env.LISTEN_FDS) >= 1;
   for (const k of ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES']) delete process.env[k];
@@ -31,6 +33,7 @@ export async function runServer(root: string, o: RunOptions): Promise<void> {
   const server = new MountServer(paths, {
     graceMs: o.foreground && !activated ? null : Number.isFinite(grace) && grace >= 0 ? grace : DEFAULT_GRACE_MS,
     ...(activated ? { listenFd: 3 } : {}),
+    ...(o.log ? { log: o.log } : {}),
   });
   await server.listen();
   const stop = (): void => void server.stop();

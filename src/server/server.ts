@@ -29,6 +29,8 @@ export interface ServerOptions {
   graceMs: number | null;
   /** A listening socket handed over (systemd socket activation) instead of binding our own. */
   listenFd?: number;
+  /** Its log file (a detached server's); else its standard error. */
+  log?: string;
 }
 
 export class MountServer {
@@ -52,7 +54,7 @@ export class MountServer {
     private readonly paths: StorePaths,
     private readonly opts: ServerOptions,
   ) {
-    this.files = new ServerFiles(paths);
+    this.files = new ServerFiles(paths, opts.log);
   }
 
   /** Listen, say so in server.json; resolves once requests are accepted. */

@@ -18,6 +18,8 @@ import { UserError } from '../util/errors.js';
 export interface MountOptions {
   backend: string;
   allowOther: boolean;
+  /** Mount flags as made (suid/nosuid, dev/nodev, -o flags). */
+  flags?: string[];
   owners?: 'stored' | 'mapped';
   tmp?: boolean;
 }

@@ -216,7 +216,7 @@ export interface ModelCheckOptions {
   runs: number;
   steps: number; // the longest sequence
   path?: string; // fast-check's replay path, printed with a failure
-  shrinkBudgetMs: number; // shrinking remounts for every candidate: after this, the smallest so far is reported
+  shrinkRuns: number; // shrinking remounts for every candidate: after this many, the smallest so far is reported
 }
 
 /** fast-check over op sequences; resolves to how often each allowance matched, rejects with the
@@ -224,13 +224,13 @@ export interface ModelCheckOptions {
 export async function checkModel(o: ModelCheckOptions): Promise<Map<string, number>> {
   const allowed = new Map<string, number>();
   let run = 0;
-  let firstFailureAt: number | undefined;
+  let shrinking = -1; // candidates run since the first failure
   const property = fc.asyncProperty(opsArb(o.steps), async (ops) => {
-    if (firstFailureAt !== undefined && Date.now() - firstFailureAt > o.shrinkBudgetMs) return true; // stop shrinking
+    if (shrinking >= 0 && ++shrinking > o.shrinkRuns) return true; // stop shrinking: a count, never the clock
     const r = await runSequence(ops, o.image, o.sut, path.join(o.dir, `run-${++run}`), run);
     for (const name of r.allowed) allowed.set(name, (allowed.get(name) ?? 0) + 1);
     if (r.failures.length) {
-      firstFailureAt ??= Date.now();
+      if (shrinking < 0) shrinking = 0;
       throw new Error(r.failures.join('\n'));
     }
     return true;

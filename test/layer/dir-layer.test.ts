@@ -46,6 +46,44 @@ test('whiteouts (char 0/0 and .wh. files) and opaque dirs (xattrs, .wh..wh..opq)
   t.is(ov.listxattr(ov.lookup(1, 'o1').ino).length, 0, 'overlay xattrs are layer format, not file data');
 });
 
+test('redirects in directory layers: relative and absolute, chained through three layers; an opaque dir stops first', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const [top, mid, bottom] = ['top', 'mid', 'bottom'].map((n) => path.join(dir, n)) as [string, string, string];
+  const redirect = (p: string, to: string) => loadSys().setxattr(p, 'user.overlay.redirect', Buffer.from(to), 0);
+  for (const f of ['d/a', 'd/sub/b', 'd/deep/c', 'other/o', 'x/old', 'keep']) write(bottom, f);
+  // mid: mv d e (relative, as the kernel writes it within one directory); mv other y/moved (absolute)
+  write(mid, '.wh.d', '');
+  write(mid, 'e/.keep');
+  redirect(path.join(mid, 'e'), 'd');
+  write(mid, '.wh.other', '');
+  write(mid, 'y/moved/mine');
+  redirect(path.join(mid, 'y/moved'), '/other');
+  // top: mv e f (absolute, to a redirect of the layer below); mv f/sub s2 (through that redirect)
+  write(top, '.wh.e', '');
+  write(top, 'f/.wh.sub', '');
+  redirect(path.join(top, 'f'), '/e');
+  write(top, 's2/.keep');
+  redirect(path.join(top, 's2'), '/e/sub');
+  write(top, 'x/new'); // opaque: its redirect is never read
+  loadSys().setxattr(path.join(top, 'x'), 'user.overlay.opaque', Buffer.from('y'), 0);
+  redirect(path.join(top, 'x'), '/d');
+  const ov = new Overlay([new DirLayer(top), new DirLayer(mid), new DirLayer(bottom)]);
+  t.teardown(() => ov.destroy());
+  const names = Object.keys(await flatten(ov)).sort();
+  t.deepEqual(names, ['f', 'f/.keep', 'f/a', 'f/deep', 'f/deep/c', 'keep', 's2', 's2/.keep', 's2/b', 'x', 'x/new', 'y', 'y/moved', 'y/moved/mine', 'y/moved/o'].sort());
+  // a redirected directory's inode, looked up again from its number alone (cache or not), is the same merge
+  const s2 = ov.lookup(1, 's2').ino;
+  const ov2 = new Overlay([new DirLayer(top), new DirLayer(mid), new DirLayer(bottom)]);
+  t.teardown(() => ov2.destroy());
+  const f = ov2.lookup(1, 'f');
+  t.is(ov2.lookup(f.ino, 'a').attr.size, 3, 'd/a of the bottom layer, reached through two redirects');
+  t.is(ov2.lookup(1, 's2').ino, s2, 'inode numbers are stable across mounts');
+  // f/deep is bottom's d/deep alone, whose path in its own layer is hidden: found again by number from that layer down
+  const deep = ov.lookup(ov.lookup(1, 'f').ino, 'deep').ino;
+  t.is(ov.lookup(deep, 'c').attr.size, 8);
+});
+
 test('hard links share an inode; keys come from st_ino, so two layers of one directory agree', (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
@@ -102,4 +140,21 @@ test('a directory layer over a tar layer: whiteouts and opaque dirs of the dir l
   const ov = new Overlay([new DirLayer(top), layer]);
   t.teardown(() => ov.destroy());
   t.deepEqual(Object.keys(await flatten(ov)).sort(), ['etc', 'etc/hosts', 'etc/passwd', 'opt', 'opt/new']);
+});
+
+test('the 1,025th node stat-ed reads its own attributes (the table grows under it)', (t) => {
+  const tmp = tempDir();
+  t.teardown(() => tmp.cleanup());
+  const dir = tmp.dir;
+  let d = dir;
+  for (let i = 0; i < 1100; i++) fs.mkdirSync((d = path.join(d, 'd'))); // fails before: ENOTDIR at depth 1023
+  const layer = new DirLayer(dir);
+  let node = 0;
+  for (let i = 0; i < 1100; i++) {
+    node = layer.lookup(node, 'd');
+    t.not(node, ABSENT);
+    if (!layer.isDir(node) || (layer.modeOf(node) & 0o170000) !== 0o040000) return void t.fail(`depth ${i}: mode ${layer.modeOf(node).toString(8)}`);
+  }
+  layer.close();
+  t.pass();
 });

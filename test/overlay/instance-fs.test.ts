@@ -1,9 +1,11 @@
 // Writable instance semantics through the FileSystem API, without a mount: copy-up, whiteouts,
 // opaque directories, O(1) directory renames, hard links through copy-up, lazy copy-up of big files.
 import test from 'ava';
-import { lstatSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { InstanceFs } from '../../src/overlay/instance-fs.js';
+import { loadSys } from '../../src/native/sys.js';
+import { b } from '../../src/util/latin1.js';
 import { Overlay } from '../../src/overlay/overlay.js';
 import { diffTrees } from '../../src/overlay/diff.js';
 import type { TarLayer } from '../../src/layer/tar-layer.js';
@@ -34,7 +36,7 @@ async function setup(t: { teardown(fn: () => void): void }) {
   const layers = () => [layerFromTar(tar, tmp.dir, 'image.tar').layer as TarLayer];
   const fs = new InstanceFs(layers(), upper, work);
   t.teardown(() => fs.destroy());
-  return { fs, upper, work, big, image: () => new Overlay(layers()), offline: () => new InstanceFs(layers(), upper, work, { offline: true }) };
+  return { fs, upper, work, big, image: () => new Overlay(layers()), offline: () => new InstanceFs(layers(), upper, work, { offline: true }), reopen: () => new InstanceFs(layers(), upper, work) };
 }
 
 test('reads need no copy-up; a write copies up and keeps the inode number', async (t) => {
@@ -126,6 +128,30 @@ test('a hard-link set counts its names through link, rename over a name and unli
   fs.release(h1.ino, h.fh);
   t.throws(() => fs.lookup(1, 'h1'), { code: 'ENOENT' });
   t.throws(() => fs.lookup(1, 'h3'), { code: 'ENOENT' });
+});
+
+test('a set\'s lower names are counted in work/lower-names; an older upper\'s user.tarstack.nlink is read once and moved there', async (t) => {
+  const { fs, work, reopen } = await setup(t);
+  const h1 = fs.lookup(1, 'h1');
+  fs.link(h1.ino, 1, 'h3'); // copies the set up: h1 and h3 upper names, h2 still lower
+  t.is(fs.getattr(h1.ino).nlink, 3);
+  t.is(readFileSync(join(work, 'lower-names', String(h1.ino)), 'utf8'), '1');
+  // (the first instance stays open, unused: its teardown closes it)
+  // An upper written before the table: the whole count on the index object, no table entry.
+  rmSync(join(work, 'lower-names', String(h1.ino)));
+  loadSys().setxattr(b(join(work, 'index', String(h1.ino))).toString('latin1'), 'user.tarstack.nlink', Buffer.from('3'), 0);
+  const again = reopen();
+  t.teardown(() => again.destroy());
+  const h2 = again.lookup(1, 'h2');
+  t.is(h2.ino, h1.ino);
+  t.is(again.getattr(h2.ino).nlink, 3);
+  again.unlink(1, 'h2'); // its last lower name
+  t.is(again.getattr(h1.ino).nlink, 2);
+  t.false(existsSync(join(work, 'lower-names', String(h1.ino))));
+  t.is(loadSys().getxattr(b(join(work, 'index', String(h1.ino))).toString('latin1'), 'user.tarstack.nlink'), null);
+  again.unlink(1, 'h3');
+  again.unlink(1, 'h1');
+  t.false(existsSync(join(work, 'index', String(h1.ino))));
 });
 
 test('appending to a big lower file copies lazily and reads back whole', async (t) => {

@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import type { Context } from '../context.js';
 import { formatBytes, printJson } from '../output.js';
 import { checkMountpoint, mountTarget, unmountOne, type MountFlags } from './mount.js';
+import { wantsNonempty } from './mount-flags.js';
 import { stageLayer } from '../../store/image-layers.js';
 import { holdInstance } from '../../store/holding.js';
 import { freezeInstance, upperPreparer, writeRootLayer } from '../../store/instance-views.js';
@@ -66,7 +67,7 @@ async function editMount(ctx: Context, r: ImageRecord, dir: string | undefined, 
   }
   const at = want ?? ctx.instances.defaultMountpoint(inst);
   if (flags.mkdir) mkdirSync(at, { recursive: true });
-  await mountTarget(ctx, 'instance', inst.id, checkMountpoint(ctx, at, !!flags.nonempty), flags);
+  await mountTarget(ctx, 'instance', inst.id, checkMountpoint(ctx, at, wantsNonempty(flags)), flags);
   return at;
 }
 

@@ -3,7 +3,7 @@
 // is never pulled from under its users (they are named, or --lazy detaches); a mount whose server
 // was killed is reported dead, cleared by `umount`, and brought back by `mount --all`.
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { Context } from '../context.js';
@@ -14,14 +14,13 @@ import { mountAt, type MountInfo } from '../../util/mounts.js';
 import { holdersOf, pidAlive } from '../../util/proc.js';
 import { UserError } from '../../util/errors.js';
 import type { MountRecord } from '../../store/mounts.js';
+import { resolveMountFlags, wantsNonempty, type MountFlagArgs } from './mount-flags.js';
 
 const run = promisify(execFile);
 
-export interface MountFlags {
+export interface MountFlags extends MountFlagArgs {
   foreground?: boolean;
   backend?: BackendName;
-  nonempty?: boolean;
-  allowOther?: boolean;
   /** Instance mounts: changes vanish at unmount. */
   tmp?: boolean;
   owners?: 'mapped' | 'stored';
@@ -30,7 +29,7 @@ export interface MountFlags {
 export async function imageMount(ctx: Context, a: { image: string; dir: string } & MountFlags): Promise<void> {
   const r = ctx.images.get(a.image);
   ctx.images.stack(r); // refuse broken parent chains before starting anything
-  await mountTarget(ctx, 'image', r.id, checkMountpoint(ctx, a.dir, !!a.nonempty), a);
+  await mountTarget(ctx, 'image', r.id, checkMountpoint(ctx, a.dir, wantsNonempty(a)), a);
 }
 
 export async function instanceMount(ctx: Context, a: { instance?: string; dir?: string; all?: boolean } & MountFlags): Promise<void> {
@@ -40,7 +39,7 @@ export async function instanceMount(ctx: Context, a: { instance?: string; dir?: 
   const live = ctx.mounts.list().find((m) => m.kind === 'instance' && m.target === r.id);
   if (live) throw new UserError(`instance "${r.name}" is already mounted at ${live.mountpoint}${live.state === 'dead' ? ' (its server died: run `tarstack umount` first, or `tarstack mount --all`)' : ''}`);
   if (backendOf(a) === 'fuse-native') throw new UserError('the fuse-native backend serves read-only images only: it passes atime where mtime belongs, so writes would corrupt times');
-  await mountTarget(ctx, 'instance', r.id, checkMountpoint(ctx, a.dir ?? ctx.instances.defaultMountpoint(r), !!a.nonempty), a);
+  await mountTarget(ctx, 'instance', r.id, checkMountpoint(ctx, a.dir ?? ctx.instances.defaultMountpoint(r), wantsNonempty(a)), a);
 }
 
 /**
@@ -54,7 +53,8 @@ async function mountAll(ctx: Context, a: MountFlags): Promise<void> {
       await clearDead(rec);
       ctx.mounts.drop(rec.id);
       const o = rec.options;
-      const flags: MountFlags = { backend: (o?.backend ?? rec.backend) as BackendName, allowOther: o?.allowOther, owners: o?.owners, tmp: o?.tmp };
+      // As it was made: its flags say suid/nosuid and dev/nodev explicitly (older records: the defaults).
+      const flags: MountFlags = { backend: (o?.backend ?? rec.backend) as BackendName, allowOther: o?.allowOther, owners: o?.owners, tmp: o?.tmp, ...(o?.flags ? { o: o.flags } : {}) };
       await mountTarget(ctx, rec.kind, rec.target, checkMountpoint(ctx, rec.mountpoint, true), flags);
     } catch (err) {
       failed.push(`${rec.mountpoint} (${rec.name}): ${err instanceof Error ? err.message : String(err)}`);
@@ -90,7 +90,7 @@ function backendOf(a: MountFlags): BackendName {
 }
 
 export async function mountTarget(ctx: Context, kind: DaemonArgs['kind'], target: string, mountpoint: string, a: MountFlags): Promise<void> {
-  if (a.allowOther) checkAllowOther();
+  const chosen = resolveMountFlags(a, kind);
   const mountId = ctx.mounts.newId();
   const args: DaemonArgs = {
     store: ctx.paths.root,
@@ -99,9 +99,11 @@ export async function mountTarget(ctx: Context, kind: DaemonArgs['kind'], target
     target,
     mountpoint,
     backend: backendOf(a),
-    allowOther: !!a.allowOther,
+    allowOther: chosen.allowOther,
+    flags: chosen.flags,
     ...(a.owners ? { owners: a.owners } : {}),
-    log: `${ctx.paths.logs}/${mountId}.log`,
+    // The store's server puts its own log here; a --foreground mount logs to its standard error.
+    log: a.foreground ? `standard error of \`tarstack mount --foreground\` (pid ${process.pid})` : 'the server log',
     ...(a.tmp ? { tmp: true } : {}),
   };
   if (a.foreground) {
@@ -116,18 +118,6 @@ export async function mountTarget(ctx: Context, kind: DaemonArgs['kind'], target
     },
   });
   process.stdout.write(mountpoint + '\n');
-}
-
-/** fusermount3 lets an ordinary user pass allow_other only when /etc/fuse.conf says user_allow_other. */
-function checkAllowOther(): void {
-  if (process.getuid?.() === 0) return;
-  let conf = '';
-  try {
-    conf = readFileSync('/etc/fuse.conf', 'utf8');
-  } catch {
-    /* no file: nothing allowed */
-  }
-  if (!/^\s*user_allow_other\s*$/m.test(conf)) throw new UserError('--allow-other needs a line "user_allow_other" in /etc/fuse.conf (ask your administrator), or mount without it');
 }
 
 export function checkMountpoint(ctx: Context, dir: string, nonempty: boolean): string {
@@ -214,7 +204,7 @@ async function letGo(ctx: Context, rec: MountRecord): Promise<void> {
   if (!ctx.mounts.serverAlive(rec)) return;
   if (rec.server) {
     try {
-      await askServer(ctx.paths, { op: 'release', id: rec.id }, { start: false, timeoutMs: 30_000 });
+      await askServer(ctx.paths, { op: 'release', id: rec.id }, { start: false }); // a busy machine may take long: the usual limit
     } catch (err) {
       throw new UserError(`${rec.mountpoint} is unmounted, but its server did not let go of it: ${(err as Error).message}`);
     }
@@ -266,4 +256,6 @@ export function status(ctx: Context, a: { instance?: string } = {}): void {
     ['MOUNTPOINT', 'KIND', 'NAME', 'PID', 'STATE'],
     all.map((m) => [m.mountpoint, m.kind, m.name, String(m.pid), m.detached ? 'detached (until its last user leaves)' : m.state === 'dead' ? 'dead (server gone: `tarstack umount` clears it, `tarstack mount --all` mounts it again)' : m.state]),
   );
+  // Why a server died is in its log: named for each dead mount (logs of dead mounts are kept).
+  for (const m of all.filter((r) => r.state === 'dead')) process.stdout.write(`${m.mountpoint}: its server's log: ${m.log}\n`);
 }

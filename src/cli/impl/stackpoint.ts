@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import type { Context } from '../context.js';
 import { printJson, printTable } from '../output.js';
 import { checkMountpoint, mountTarget, unmountOne, type MountFlags } from './mount.js';
+import { wantsNonempty } from './mount-flags.js';
 import { upperPreparer } from '../../store/instance-views.js';
 import type { StackpointRecord } from '../../store/stackpoints.js';
 import type { InstanceRecord } from '../../store/instances.js';
@@ -66,7 +67,7 @@ export async function spMount(ctx: Context, a: Sw): Promise<void> {
     const elsewhere = ctx.mounts.list().find((m) => m.kind === 'instance' && m.target === inst.id);
     if (elsewhere) throw new UserError(`instance "${inst.name}" of stackpoint "${r.name}" is mounted at ${elsewhere.mountpoint}${elsewhere.state === 'dead' ? ' (its daemon died)' : ''}; \`tarstack umount ${elsewhere.mountpoint}\` first`);
     mkdirSync(at, { recursive: true });
-    await mountTarget(ctx, 'instance', inst.id, checkMountpoint(ctx, at, !!a.nonempty), a);
+    await mountTarget(ctx, 'instance', inst.id, checkMountpoint(ctx, at, wantsNonempty(a)), a);
   });
 }
 
