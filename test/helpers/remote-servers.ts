@@ -72,7 +72,10 @@ export interface Nginx extends Server {
   settled(): Promise<void>;
 }
 
-/** nginx-light serving `root` (Range is on for static files by default). */
+/**
+ * nginx-light serving `root` (Range is on for static files by default), as one process
+ * (master_process off): ending the child ends nginx, no worker is left behind.
+ */
 export async function startNginx(dir: string, root: string): Promise<Nginx> {
   fs.mkdirSync(dir, { recursive: true });
   const port = await freePort();
@@ -80,7 +83,7 @@ export async function startNginx(dir: string, root: string): Promise<Nginx> {
   const conf = path.join(dir, 'nginx.conf');
   fs.writeFileSync(
     conf,
-    `worker_processes 1;
+    `master_process off;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log;
 events { worker_connections 64; }
