@@ -58,15 +58,7 @@ export async function pullImage(store: Store, a: { ref: string; name?: string; t
       records.push(s.layer);
       indexes.push(fetched ? 'pushed' : 'stream');
     }
-    await store.locked(() => {
-      const made: ImageRecord[] = [];
-      try {
-        for (let i = 0; i < n; i++) made.push(store.images.commit(staged[i], { name: names[i], parent: i === 0 ? null : made[i - 1].id, created: new Date().toISOString(), layer: records[i] }));
-      } catch (err) {
-        for (const m of made.reverse()) store.images.remove(m);
-        throw err;
-      }
-    });
+    await store.locked(() => store.images.commitChain(staged, names, records, null));
   } catch (err) {
     for (const s of staged) store.images.discard(s);
     throw err;

@@ -193,6 +193,21 @@ export class Images {
   }
 
   /**
+   * Publish staged layers as a chain of images, each on the one before, the first on `parent`: all
+   * of them or, when one fails, none (the ones made are removed again). Under the store lock.
+   */
+  commitChain(staged: Array<{ id: string; dir: string }>, names: string[], layers: Array<ImageRecord['layer']>, parent: string | null): ImageRecord[] {
+    const made: ImageRecord[] = [];
+    try {
+      for (let i = 0; i < staged.length; i++) made.push(this.commit(staged[i], { name: names[i], parent: i === 0 ? parent : made[i - 1].id, created: new Date().toISOString(), layer: layers[i] }));
+    } catch (err) {
+      for (const m of made.reverse()) this.remove(m);
+      throw err;
+    }
+    return made;
+  }
+
+  /**
    * Replace an image's directory by a staged one in one step (rename2 EXCHANGE),
    * then remove the old one: readers see the old image or the new, never a mix. Under the store lock.
    */

@@ -51,7 +51,7 @@ class Mapper {
 }
 
 /** mulberry32: a seeded PRNG, so a failing run is replayed by its seed. */
-function prng(seed: number): (n: number) => number {
+export function prng(seed: number): (n: number) => number {
   let a = seed >>> 0;
   return (n) => {
     a = (a + 0x6d2b79f5) >>> 0;

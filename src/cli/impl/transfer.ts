@@ -109,16 +109,7 @@ export async function imageImport(ctx: Context, a: { file: string; name?: string
     await ctx.locked(() => {
       for (let i = fresh; i < n; i++) if (ctx.images.find(names[i])) throw new UserError(`an image named "${names[i]}" was made meanwhile`);
       for (let i = 0; i < fresh; i++) if (!ctx.images.list().some((x) => x.id === ids[i])) throw new UserError(`image "${names[i]}" was removed meanwhile`);
-      const made: ImageRecord[] = [];
-      try {
-        for (let i = fresh; i < n; i++) {
-          const parent = i === 0 ? null : i === fresh ? ids[i - 1] : made[made.length - 1].id;
-          made.push(ctx.images.commit(staged[i - fresh], { name: names[i], parent, created: new Date().toISOString(), layer: layers[i - fresh] }));
-        }
-      } catch (err) {
-        for (const m of made.reverse()) ctx.images.remove(m);
-        throw err;
-      }
+      ctx.images.commitChain(staged, names.slice(fresh), layers, fresh === 0 ? null : ids[fresh - 1]);
     });
   } catch (err) {
     for (const s of staged) ctx.images.discard(s);
