@@ -27,6 +27,7 @@ export class InodeAttr {
 
   /** `fresh`: the inode's upper lstat, when the caller has just taken it. */
   of(node: Inode, fresh?: fs.BigIntStats): Attr {
+    if (node.removedAttr) return { ...node.removedAttr };
     const a = emptyAttr();
     if (!node.upper) {
       this.stack.fillAttr(node.lower!, a);

@@ -6,6 +6,7 @@
 import type { Parts } from './lower-stack.js';
 import type { LazyMap } from './lazy.js';
 import type { KeptStat } from './kept.js';
+import type { Attr } from '../vfs/api.js';
 import { S_IFDIR } from '../vfs/mode.js';
 
 /** A name: entry `name` of directory `dir` (no directory: the root). */
@@ -44,6 +45,8 @@ export class Inode {
   stIno: number | undefined = undefined;
   /** An open upper descriptor, for fstat once the inode has no name. */
   anyFd = -1;
+  /** A removed directory's last attributes (link count 0): what fstat of a descriptor still open on it shows. */
+  removedAttr: Attr | undefined = undefined;
   /** Owner and mode kept by tarstack (kept.ts): null when the real ones hold, undefined until read. */
   kept: KeptStat | null | undefined = undefined;
   /**

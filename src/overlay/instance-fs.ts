@@ -357,9 +357,11 @@ export class InstanceFs implements WritableFileSystem {
     if (node.type !== S_IFDIR) throw fsError('ENOTDIR');
     if (!this.dirs.isEmpty(node)) throw fsError('ENOTEMPTY');
     this.copy.dir(dir);
+    const last = this.attrs.of(node);
     // Its upper copy holds only whiteouts: it goes whole, and collapses into one whiteout where a lower one shows.
     this.store.remove(f.upper ? f.abs : this.childAbs(dir, name), f.upper, true, this.dirs.lowerHas(dir, name));
     node.unlinked = true;
+    node.removedAttr = { ...last, nlink: 0 };
   }
 
   rename(parent: number, name: string, newParent: number, newName: string, flags: number): void {

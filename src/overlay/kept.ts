@@ -118,6 +118,8 @@ export class Kept {
 
   /** Where xattr `name` of an object of this type lives: 'real', or kept ('x' xattr or side table). */
   private route(type: number, name: string): 'real' | 'x' | 'side' {
+    // The kernel knows these namespaces only (fs/xattr.c): kept metadata must not take others either.
+    if (!/^(user|trusted|security|system)\./.test(name)) throw Object.assign(new Error('EOPNOTSUPP'), { code: 'EOPNOTSUPP' });
     const user = name.startsWith('user.');
     if (user ? carriesUserX(type) : !this.active) return 'real';
     return carriesUserX(type) ? 'x' : 'side';

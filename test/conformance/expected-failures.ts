@@ -14,12 +14,8 @@ const TARSTACK = /./;
 
 export const EXPECTED_FAILURES: ExpectedFailure[] = [
   // Issue 12's defects 1-5 failed here until their fixes reached main (paths, links, redirects, mknod 0/0).
-  // found by this suite: fstat of an open directory after rmdir fails with ENOENT (the kernel: nlink 0)
-  { case: 'open/unlink-while-open', configs: TARSTACK, defect: 'fstat-removed-dir' },
   // found by this suite: a new file's atime, mtime and ctime are not always one time (the upper's file is chowned to the caller after it is made, which moves ctime when the clock ticks between)
   { case: 'times/new-file', configs: TARSTACK, defect: 'new-file-times', sometimes: true },
-  // found by this suite: a user's instance takes xattrs of any namespace (bogus.x), the kernel EOPNOTSUPP
-  { case: 'xattrs/flags', configs: /^instance-user$/, defect: 'xattr-namespace' },
 ];
 
 export function expectedFailure(name: string, config: string): ExpectedFailure | undefined {
