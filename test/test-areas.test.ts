@@ -12,7 +12,8 @@ test('names become the compiled test files; ava options pass on', (t) => {
   const r = files('instance-cli', 'test/tar/scan.test.ts', './test/tar/', 'dist/test/cli-help.test.js', '--match', '*tmp*', '-v');
   t.is(r.status, 0, r.stderr);
   t.deepEqual(r.stdout.split('\n').filter(Boolean), [
-    'dist/test/**/*instance-cli*.test.js',
+    'dist/test/instance-cli-errors.test.js',
+    'dist/test/instance-cli.test.js',
     'dist/test/tar/scan.test.js',
     'dist/test/tar/**/*.test.js',
     'dist/test/cli-help.test.js',
@@ -21,6 +22,8 @@ test('names become the compiled test files; ava options pass on', (t) => {
     '-v',
   ]);
   t.is(files().stdout, '', 'no names: every test (ava.config.js)');
+  const suite = ['compressed', 'instance', 'overlay', 'rotated'].map((f) => `dist/test/conformance/${f}.test.js`);
+  t.deepEqual(files('conformance').stdout.split('\n').filter(Boolean), suite, 'part of a directory name: the files below it');
 });
 
 test('a name no test file matches: one line, exit 2', (t) => {
