@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { removeTree } from '../src/util/remove-tree.js';
-import type { Case, Sample, Suite } from './cases.js';
+import { median, type Case, type Sample, type Suite } from './cases.js';
 import { fuseOverlayfs, KernelOverlay, Tarstack, type Peer, type Source } from './peers.js';
 import { valueAtMost, type FigureSpec } from './report.js';
 import { endPid, fuseServers, onCleanup, runOk, sh, statusKiB, waitGone } from './sys.js';
@@ -161,7 +161,6 @@ function cliStartCase(): Case {
     fig('mount', 'start-up: `mount` of an instance, server running (overlays: their mount command), wall', 'ms'),
     fig('mount-share', 'start-up: that `mount` ÷ `node -e 0` of the same rounds', '%', valueAtMost(150, '%')),
   ];
-  const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
   return {
     name, source: 'instances', figures, single: true,
     async run(peer, s, ctx) {
@@ -213,9 +212,9 @@ function cliStartCase(): Case {
           }
         }
         const out: Record<string, Sample> = {};
-        for (const [id, xs] of t) out[id] = xs.length ? { value: med(xs) } : { note: 'n/a' };
-        const node = med(t.get(`${name}-node`)!);
-        out[`${name}-mount-share`] = { value: (med(t.get(`${name}-mount`)!) / node) * 100 };
+        for (const [id, xs] of t) out[id] = xs.length ? { value: median(xs) } : { note: 'n/a' };
+        const node = median(t.get(`${name}-node`)!);
+        out[`${name}-mount-share`] = { value: (median(t.get(`${name}-mount`)!) / node) * 100 };
         return out;
       } finally {
         removeTree(base, { mounts: 'force' });
