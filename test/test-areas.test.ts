@@ -21,7 +21,7 @@ test('names become the compiled test files; ava options pass on', (t) => {
     '*tmp*',
     '-v',
   ]);
-  t.is(files().stdout, '', 'no names: every test (ava.config.js)');
+  t.is(files().stdout, '', 'no names: every test (test/ava.config.js)');
   const suite = ['compressed', 'instance', 'overlay', 'rotated'].map((f) => `dist/test/conformance/${f}.test.js`);
   t.deepEqual(files('conformance').stdout.split('\n').filter(Boolean), suite, 'part of a directory name: the files below it');
 });
