@@ -56,9 +56,9 @@ export class InstanceFs implements WritableFileSystem {
     // What the host refuses an ordinary user is kept in tarstack's metadata, which a standard upper may not hold.
     const keepRefused = opts.keepRefused ?? (format.privateMetadata && process.getuid?.() !== 0);
     this.store = new UpperStore(upperDir, workDir, { readOnly: opts.offline, format, keepRefused, whiteoutFiles: opts.whiteoutFiles });
-    this.links = new LinkSets(this.store);
-    this.copy = new CopyUp(this.store, this.stack, this.links, !!opts.wholeFiles);
     this.space = dataSpace(opts.sizeLimit, this.store, [upperDir, `${workDir}/index`]);
+    this.links = new LinkSets(this.store, this.space);
+    this.copy = new CopyUp(this.store, this.stack, this.links, !!opts.wholeFiles);
     this.data = new FileData(this.store, this.stack, this.links, this.copy, this.space, !!opts.fillsOffLoop);
     this.inodes = new InodeTable(this.stack, this.store, this.links, !!opts.offline);
     this.dirs = new Directories(this.stack, this.store, this.inodes);
@@ -171,6 +171,9 @@ export class InstanceFs implements WritableFileSystem {
   }
 
   release(_ino: number, fh: number): void {
+    // The last close of a file whose last name went while it was open: its data goes now.
+    const closing = this.handles.fileOrNone(fh);
+    if (closing && closing.fd >= 0 && closing.inode.unlinked && closing.inode.opens === 1) this.space.release(closing.fd);
     const h = this.handles.closeFile(fh);
     if (!h) return;
     if (h.held) this.stack.closeFile(h.held);
