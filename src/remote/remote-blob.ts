@@ -50,6 +50,41 @@ export function chunkDigestsOf(path: string, size: number, chunkSize: number): B
   return out;
 }
 
+/** The same, of bytes as they arrive (a download). */
+export class ChunkHasher {
+  private readonly out: Buffer[] = [];
+  private h = createHash('sha256');
+  private left: number;
+
+  constructor(private readonly chunkSize: number) {
+    this.left = chunkSize;
+  }
+
+  update(b: Buffer): void {
+    let at = 0;
+    while (at < b.length) {
+      const n = Math.min(this.left, b.length - at);
+      this.h.update(b.subarray(at, at + n));
+      at += n;
+      this.left -= n;
+      if (this.left === 0) {
+        this.out.push(this.h.digest());
+        this.h = createHash('sha256');
+        this.left = this.chunkSize;
+      }
+    }
+  }
+
+  /** The digests of every chunk, the last (short) one included. */
+  digests(): Buffer {
+    if (this.left < this.chunkSize) {
+      this.out.push(this.h.digest());
+      this.left = this.chunkSize;
+    }
+    return Buffer.concat(this.out);
+  }
+}
+
 type Unpin = () => void;
 
 export class RemoteBlob {
