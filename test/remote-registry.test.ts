@@ -178,6 +178,47 @@ e2e("a blob corrupted on the registry's disk: EIO for its damaged chunk, never i
   t.regex(verify.stdout, /FAILED .*img-layer1.*do not match the index/);
 });
 
+e2e("a pushed index's seek windows stay in the registry until a seek needs one; a window corrupted on the registry's disk is EIO, never wrong bytes", async (t) => {
+  const maker = session(t, 'windows-pusher');
+  await maker.ok(['image', 'add', `${baseTar}.gz`, '--name', 'base']);
+  await maker.ok(['image', 'push', 'base', `${registry.host}/test/windows:v1`, '--tls-verify=false']);
+  const s = session(t, 'windows-puller');
+  await registry.settled();
+  const logged = registry.log().length;
+  await s.ok(['image', 'pull', `${registry.host}/test/windows:v1`, '--tls-verify=false', '--name', 'img']);
+  const info = JSON.parse(await s.ok(['image', 'info', 'img', '--json']));
+  const windows = info.remote.windows as { digest: string; size: number };
+  t.truthy(windows, 'the windows were pushed apart');
+  await registry.settled();
+  t.deepEqual(registry.log().slice(logged).filter((e) => e.request.includes(windows.digest)), [], 'the pull fetched no window');
+  flipByte(registry.blobFile(windows.digest), Math.floor(windows.size / 2)); // a window inside big.bin's compressed bytes
+  const want = fs.readFileSync(path.join(root, 'src', BIG));
+  await withMount(s, 'img', (dir) => {
+    t.deepEqual(fs.readFileSync(path.join(dir, 'many/f3')), fs.readFileSync(path.join(root, 'src', 'many/f3')));
+    // Reads from the end backwards: each seeks (no decoder stands before it), so each needs its window.
+    const fd = fs.openSync(path.join(dir, BIG), 'r');
+    const failed: number[] = [];
+    try {
+      for (let at = want.length - 4096; at >= 0; at -= 128 << 10) {
+        const buf = Buffer.alloc(4096);
+        try {
+          fs.readSync(fd, buf, 0, 4096, at);
+        } catch (err) {
+          t.is((err as NodeJS.ErrnoException).code, 'EIO');
+          failed.push(at);
+          continue;
+        }
+        t.true(buf.equals(want.subarray(at, at + 4096)), `bytes at ${at}`);
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    t.true(failed.length > 0 && failed.length < want.length / (128 << 10) / 2, `EIO at ${failed.join(', ')}`);
+  });
+  const log = fs.readFileSync(path.join(s.home, 'run', 'logs', 'server.log'), 'utf8');
+  t.regex(log, new RegExp(`blob ${windows.digest}: the bytes at offset \\d+ do not match the index`));
+});
+
 e2e('a registry gone mid-read: EIO in bounded time; files already read are still served, also after a remount', async (t) => {
   const reg = await startRegistry(path.join(root, `killed-${++seq}`));
   t.teardown(() => reg.stop());

@@ -35,7 +35,7 @@ export class BlobFile {
   readonly pins: Uint16Array;
   users = 0;
 
-  constructor(readonly hex: string, path: string, readonly size: number, readonly chunkSize: number) {
+  constructor(readonly hex: string, readonly path: string, readonly size: number, readonly chunkSize: number) {
     const n = Math.ceil(size / chunkSize);
     this.fd = openSync(path, 'a+'); // created if missing, never truncated
     closeSync(this.fd);

@@ -2,12 +2,12 @@
 // registry's blobs, read lazily. A layer whose tarstack index was pushed beside it (an artifact
 // referring to the image's manifest) gets that index, checked by digest, and no layer byte is read;
 // any other layer is streamed once to index it, its digest checked at the end of the pass.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { readIndex, IndexFormatError } from '../tar/index-file.js';
 import { tarLayerRecord, type Staged } from '../store/image-layers.js';
-import { CHUNKS_FILE, INDEX_FILE, type ImageRecord, type RemoteLayerRecord } from '../store/images.js';
+import { CHUNKS_FILE, INDEX_FILE, WINDOW_CHUNKS_FILE, type ImageRecord, type RemoteLayerRecord } from '../store/images.js';
 import { checkName } from '../store/paths.js';
 import type { Store } from '../store/store.js';
 import { UserError } from '../util/errors.js';
@@ -18,6 +18,7 @@ import { digestOf, MT, parseRef, Registry, type Descriptor } from './registry.js
 const LAYER_TYPES = /^application\/vnd\.(oci\.image\.layer\.v1\.tar|docker\.image\.rootfs\.diff\.tar)(\.gzip|\+gzip|\+zstd)?$/;
 export const LAYER_ANNOTATION = 'org.tarstack.layer.digest';
 export const CHUNK_ANNOTATION = 'org.tarstack.chunk.size';
+export const WINDOW_CHUNK_ANNOTATION = 'org.tarstack.windows.chunk.size';
 
 /** A name from a reference: its repository's last part (tarstack names take no '/'). */
 export function nameOfRef(repo: string): string {
@@ -76,20 +77,31 @@ async function pushedIndexes(reg: Registry, repo: string, manifest: string): Pro
   return out;
 }
 
-/** Stage a layer from its pushed index: the artifact's blobs, each checked by digest, then the index read back. */
+/**
+ * Stage a layer from its pushed index: the artifact's blobs (fetched together), each checked by
+ * digest, then the index read back. Its seek windows, when pushed apart, are not fetched: the record
+ * says where they are, and reads fetch the ones their seeks need.
+ */
 async function fetchPushedIndex(store: Store, reg: Registry, repo: string, art: Descriptor, layer: Descriptor, rec: Omit<RemoteLayerRecord, 'digest' | 'size' | 'chunkSize' | 'index'>): Promise<{ staged: Staged; layer: ImageRecord['layer'] }> {
   const m = JSON.parse((await manifestBytes(reg, repo, art.digest)).toString()) as { layers: Descriptor[]; annotations?: Record<string, string> };
-  const indexDesc = m.layers.find((d) => d.mediaType === MT.tarstackIndex || d.mediaType === `${MT.tarstackIndex}+gzip`);
-  const chunksDesc = m.layers.find((d) => d.mediaType === MT.tarstackChunks);
+  const find = (mt: string): Descriptor | undefined => m.layers.find((d) => d.mediaType === mt);
+  const headDesc = find(`${MT.tarstackIndexHead}+gzip`);
+  const indexDesc = headDesc ?? find(MT.tarstackIndex) ?? find(`${MT.tarstackIndex}+gzip`);
+  const chunksDesc = find(MT.tarstackChunks);
+  const windowsDesc = headDesc && find(MT.tarstackWindows);
+  const windowChunksDesc = headDesc && find(MT.tarstackWindowChunks);
   const chunkSize = Number(m.annotations?.[CHUNK_ANNOTATION]);
+  const windowChunkSize = Number(m.annotations?.[WINDOW_CHUNK_ANNOTATION]);
   if (!indexDesc || !chunksDesc || !(chunkSize > 0)) throw new Error('not a tarstack index artifact');
+  if (headDesc && (!windowsDesc || !windowChunksDesc || !(windowChunkSize > 0))) throw new Error('its seek windows are missing');
   const s = store.images.stage();
   const staged: Staged = { ...s, tar: rec.url };
   try {
-    const index = await reg.blob(repo, indexDesc.digest);
-    writeFileSync(join(s.dir, INDEX_FILE), indexDesc.mediaType.endsWith('+gzip') ? gunzipSync(index) : index);
-    writeFileSync(join(s.dir, CHUNKS_FILE), await reg.blob(repo, chunksDesc.digest));
-    if (readFileSync(join(s.dir, CHUNKS_FILE)).length !== Math.ceil(layer.size / chunkSize) * 32) throw new Error('its chunk digests do not cover the layer');
+    const [index, chunks, windowChunks] = await Promise.all([reg.blob(repo, indexDesc.digest), reg.blob(repo, chunksDesc.digest), windowChunksDesc ? reg.blob(repo, windowChunksDesc.digest) : undefined]);
+    const indexBytes = indexDesc.mediaType.endsWith('+gzip') ? gunzipSync(index) : index;
+    writeFileSync(join(s.dir, INDEX_FILE), indexBytes);
+    if (chunks.length !== Math.ceil(layer.size / chunkSize) * 32) throw new Error('its chunk digests do not cover the layer');
+    writeFileSync(join(s.dir, CHUNKS_FILE), chunks);
     let data;
     try {
       data = readIndex(join(s.dir, INDEX_FILE), { members: 'all' });
@@ -97,7 +109,15 @@ async function fetchPushedIndex(store: Store, reg: Registry, repo: string, art: 
       if (err instanceof IndexFormatError) throw new Error(`its index is unreadable here: ${err.message}`);
       throw err;
     }
-    const remote: RemoteLayerRecord = { ...rec, digest: layer.digest, size: layer.size, chunkSize, index: 'pushed' };
+    let windows: RemoteLayerRecord['windows'];
+    if (windowsDesc && windowChunks) {
+      const w = data.seek?.windows;
+      if (!w || Buffer.isBuffer(w) || w.offset !== indexBytes.length || w.bytes !== windowsDesc.size) throw new Error('its seek windows do not fit its index');
+      if (windowChunks.length !== Math.ceil(windowsDesc.size / windowChunkSize) * 32) throw new Error('the chunk digests of its seek windows do not cover them');
+      writeFileSync(join(s.dir, WINDOW_CHUNKS_FILE), windowChunks);
+      windows = { url: await reg.blobUrl(repo, windowsDesc.digest), digest: windowsDesc.digest, size: windowsDesc.size, chunkSize: windowChunkSize };
+    }
+    const remote: RemoteLayerRecord = { ...rec, digest: layer.digest, size: layer.size, chunkSize, index: 'pushed', ...(windows ? { windows } : {}) };
     return { staged, layer: { ...tarLayerRecord(data, rec.url, false), identity: { size: layer.size, mtimeNs: '0', ino: 0, dev: 0 }, remote } };
   } catch (err) {
     store.images.discard(s);
