@@ -19,8 +19,8 @@ import type { StreamIndexAnswer, StreamIndexJob } from './stream-index-worker.js
 /**
  * Seek points of a streamed remote layer every 1 MiB of output (local tars: 4 MiB): a read far from
  * the last point fetches the compressed bytes back to it, so closer points cost fewer bytes on the
- * wire, for 32 KiB of window each in the index (3 % of the decoded size for gzip; zstd frames and
- * xz blocks need none). Closer would cost the streaming pass a window deflated per point.
+ * wire, for 32 KiB of window each in the index (3 % of the decoded size for gzip, stored undeflated:
+ * deflating them cost the pass half as much as decoding; zstd frames and xz blocks need none).
  */
 export const REMOTE_SEEK = { spacing: 1 << 20 };
 /**

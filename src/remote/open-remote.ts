@@ -18,6 +18,31 @@ export function remoteOf(rec: RemoteLayerRecord): Remote {
 }
 
 /**
+ * Every chunk of a remote layer's blob (and of its seek windows, when they stay remote) fetched into
+ * the store's cache and checked, in requests of 4 MiB (`image pull --full`, for offline use).
+ */
+export async function fetchWhole(storeRoot: string, rec: RemoteLayerRecord, chunksPath: string, onProgress?: (done: number, total: number) => void): Promise<void> {
+  const cache = chunkCacheOf(storeRoot);
+  const blobs = [new RemoteBlob(cache, rec, readFileSync(chunksPath), remoteOf(rec), false)];
+  try {
+    if (rec.windows) blobs.push(new RemoteBlob(cache, rec.windows, readFileSync(join(dirname(chunksPath), WINDOW_CHUNKS_FILE)), remoteOf({ ...rec, url: rec.windows.url }), false));
+    const total = blobs.reduce((a, b) => a + b.info.size, 0);
+    let done = 0;
+    for (const b of blobs) {
+      for (let pos = 0; pos < b.info.size; pos += WHOLE_STEP) {
+        const end = Math.min(b.info.size, pos + WHOLE_STEP);
+        (await b.ensure(pos, end))();
+        done += end - pos;
+        onProgress?.(done, total);
+      }
+    }
+  } finally {
+    for (const b of blobs) b.close();
+  }
+}
+const WHOLE_STEP = 4 << 20;
+
+/**
  * The layer's blob through the store's cache; when the index's seek windows stay remote, their blob
  * too (read by range as seeks need them), and the index's windows pointed at its cache file.
  */

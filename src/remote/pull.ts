@@ -12,6 +12,8 @@ import { checkName } from '../store/paths.js';
 import type { Store } from '../store/store.js';
 import { UserError } from '../util/errors.js';
 import { stageRemoteLayer } from './add-remote.js';
+import { cacheBytesLimit } from './chunk-cache.js';
+import { fetchWhole } from './open-remote.js';
 import { registryRemote } from './registry-auth.js';
 import { digestOf, MT, parseRef, Registry, type Descriptor } from './registry.js';
 
@@ -29,9 +31,28 @@ export interface PullResult {
   names: string[];
   manifest: string;
   indexes: Array<'pushed' | 'stream'>;
+  /** With --full: bytes of blobs now held in the cache. */
+  fetched?: number;
 }
 
-export async function pullImage(store: Store, a: { ref: string; name?: string; tlsVerify: boolean; platform?: string }): Promise<PullResult> {
+/**
+ * `--full`: every layer's blob fetched into the store's cache (checked chunk by chunk), so the image
+ * is served with the registry gone. Refused up front when the cache cannot hold them all.
+ */
+async function fetchLayersWhole(store: Store, names: string[]): Promise<number> {
+  const recs = names.map((n) => store.images.closed(n, 'be fetched')).filter((r) => r.layer.remote);
+  const limit = cacheBytesLimit();
+  const need = recs.reduce((a, r) => a + r.layer.remote!.size + (r.layer.remote!.windows?.size ?? 0), 0);
+  if (need > limit) throw new UserError(`--full needs ${fmtBytes(need)} of chunk cache and the store's cache holds ${fmtBytes(limit)}; raise it with --cache-size or TARSTACK_CACHE_SIZE (the image was pulled, its layers are read lazily)`);
+  for (const [i, r] of recs.entries()) {
+    await store.withProgress(`fetching layer ${i + 1}/${recs.length} in full`, (onProgress) => fetchWhole(store.images.root, r.layer.remote!, store.images.chunksPath(r), onProgress));
+  }
+  return need;
+}
+
+const fmtBytes = (n: number): string => (n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : `${(n / 2 ** 20).toFixed(1)} MiB`);
+
+export async function pullImage(store: Store, a: { ref: string; name?: string; tlsVerify: boolean; platform?: string; full?: boolean }): Promise<PullResult> {
   const ref = parseRef(a.ref);
   const reg = new Registry(ref.host, a.tlsVerify);
   const { manifest, digest } = await reg.manifest(ref.repo, ref.reference, a.platform);
@@ -64,7 +85,8 @@ export async function pullImage(store: Store, a: { ref: string; name?: string; t
     for (const s of staged) store.images.discard(s);
     throw err;
   }
-  return { names, manifest: digest, indexes };
+  const fetched = a.full ? await fetchLayersWhole(store, names) : undefined;
+  return { names, manifest: digest, indexes, ...(fetched !== undefined ? { fetched } : {}) };
 }
 
 /** The tarstack index artifacts referring to the image's manifest, by the layer digest they index. */

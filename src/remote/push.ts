@@ -121,7 +121,7 @@ function remoteShapedIndex(store: Store, r: ImageRecord): Buffer {
   mkdirSync(join(store.images.root, 'run'), { recursive: true });
   const dir = mkdtempSync(join(store.images.root, 'run', 'push-'));
   try {
-    const { data } = indexTar(store, r.layer.tar, r.name, r.name, PUSH_SEEK);
+    const { data } = indexTar(store, r.layer.tar, r.name, r.name, { ...PUSH_SEEK, windowLevel: 9 });
     writeIndex(join(dir, 'index'), data);
     return readFileSync(join(dir, 'index'));
   } finally {

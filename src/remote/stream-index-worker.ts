@@ -39,7 +39,7 @@ function run(job: StreamIndexJob): StreamIndexAnswer {
     }
   };
   try {
-    const { data } = indexTarFile(job.file, { gate, source: { size: job.size, mtimeNs: '0', ino: 0, dev: 0 }, seek: { spacing: job.spacing } });
+    const { data } = indexTarFile(job.file, { gate, source: { size: job.size, mtimeNs: '0', ino: 0, dev: 0 }, seek: { spacing: job.spacing, windowLevel: 0 } });
     try {
       writeIndex(job.indexPath, data);
     } catch (err) {

@@ -18,6 +18,12 @@ export interface ScanOptions {
   /** Output kept around the last read and behind the decoding head (tests shrink it). */
   retain?: number;
   onProgress?(done: number, total: number): void;
+  /**
+   * Deflate level of the stored gzip windows (default zlib's): 0 stores them as one raw deflate block,
+   * no compression and no zlib call, where indexing time counts more than the index's size (a
+   * streaming pull: a deflate call per window cost half as much as the decoding).
+   */
+  windowLevel?: number;
   /** The file is still being written: returns once its bytes [0, end) are there (indexer.ts). */
   gate?(end: number): void;
 }
@@ -176,7 +182,7 @@ export class ScanReader implements ArchiveReader {
     this.inBit.push(inBit);
     this.outOff.push(out);
     this.kinds.push(kind);
-    const w = window ? deflateRawSync(window) : null;
+    const w = window ? (this.opts.windowLevel === 0 ? storedBlock(window) : deflateRawSync(window, this.opts.windowLevel === undefined ? {} : { level: this.opts.windowLevel })) : null;
     this.winOff.push(this.windowBytes);
     this.winLen.push(w ? w.length : 0);
     if (w) {
@@ -231,4 +237,14 @@ export class ScanReader implements ArchiveReader {
       throw err;
     }
   }
+}
+
+/** `b` as one final stored deflate block (RFC 1951 3.2.4): what level 0 makes, without a zlib stream. */
+function storedBlock(b: Buffer): Buffer {
+  if (b.length > 0xffff) return deflateRawSync(b, { level: 0 });
+  const h = Buffer.alloc(5);
+  h[0] = 1; // BFINAL, BTYPE 00
+  h.writeUInt16LE(b.length, 1);
+  h.writeUInt16LE(~b.length & 0xffff, 3);
+  return Buffer.concat([h, b]);
 }

@@ -15,6 +15,7 @@ import { indexTarFile } from '../../src/tar/indexer.js';
 import { readIndex, writeIndex } from '../../src/tar/index-file.js';
 import { TarFormatError } from '../../src/tar/scan.js';
 import { SeekIndex } from '../../src/tar/seek-table.js';
+import { SeekableArchive } from '../../src/tar/seekable.js';
 import { tarLayer, type TarLayer } from '../../src/layer/tar-layer.js';
 import { flatten, layerFromFile, tempDir } from '../helpers/layers.js';
 import { compress, flipByte, SHAPES } from '../helpers/compressed.js';
@@ -210,7 +211,7 @@ for (const shape of ['plain', ...SHAPES] as const) {
       have = end;
     };
     const source = { size: bytes.length, mtimeNs: '0', ino: 0, dev: 0 };
-    const gated = indexTarFile(growing, { gate, source, seek: SEEK }).data;
+    const gated = indexTarFile(growing, { gate, source, seek: { ...SEEK, windowLevel: 0 } }).data;
     const whole = indexTarFile(full, { seek: SEEK }).data;
     closeSync(fd);
     t.is(have, bytes.length);
@@ -222,5 +223,22 @@ for (const shape of ['plain', ...SHAPES] as const) {
     t.deepEqual(gated.seek && [...gated.seek.inCrc], whole.seek && [...whole.seek.inCrc]);
     t.deepEqual(gated.seek && [...gated.seek.pieceCrc], whole.seek && [...whole.seek.pieceCrc]);
     t.is(gated.seek?.tailCrc, whole.seek?.tailCrc);
+    // Its windows stored undeflated (windowLevel 0) serve random reads as deflated ones do.
+    if (gated.seek) {
+      const plainBytes = readFileSync(plainTar);
+      const rfd = openSync(full, 'r');
+      const archive = new SeekableArchive(rfd, gated.seek, full);
+      try {
+        for (let i = 0; i < 40; i++) {
+          const at = Math.floor(((i * 7919) % 40) / 40 * (plainBytes.length - 5000));
+          const buf = Buffer.alloc(5000);
+          t.is(archive.readInto(at, buf, 0, 5000), 5000);
+          t.true(buf.equals(plainBytes.subarray(at, at + 5000)), `decoded bytes at ${at}`);
+        }
+      } finally {
+        archive.close();
+        closeSync(rfd);
+      }
+    }
   });
 }
