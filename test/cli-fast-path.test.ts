@@ -34,6 +34,8 @@ test('plain hot commands are parsed by hand, with the keys yargs gives their han
   t.deepEqual(parsed('umount /mnt/x --lazy'), { target: '/mnt/x', lazy: true });
   t.deepEqual(parsed('status --json'), { json: true });
   t.deepEqual(parsed('list'), {});
+  t.deepEqual(parsed('image pull h:5000/app:1 --tls-verify=false --name app --full'), { ref: 'h:5000/app:1', 'tls-verify': false, tlsVerify: false, name: 'app', full: true });
+  t.deepEqual(parsed('image pull h/app --platform=linux/arm64 --tls-verify'), { ref: 'h/app', platform: 'linux/arm64', 'tls-verify': true, tlsVerify: true });
 });
 
 test('anything unusual is left to the full parser', (t) => {
@@ -60,6 +62,12 @@ test('anything unusual is left to the full parser', (t) => {
     'create a b',
     '--version list',
     'umount -z /x',
+    'image pull',
+    'image pull h/app --name',
+    'image pull h/app --name --full',
+    'image pull h/app --tls-verify=no',
+    'image pull h/app --full=false',
+    'image pull h/app --cache-size 4G',
   ]) t.is(parsed(line), undefined, line);
   t.is(parsed('mount work', { TARSTACK_FULL_PARSE: '1' }), undefined, 'TARSTACK_FULL_PARSE=1');
 });

@@ -236,6 +236,27 @@ e2e('a registry gone mid-read: EIO in bounded time; files already read are still
   await withMount(s, 'img', (dir) => t.deepEqual(fs.readFileSync(path.join(dir, 'many/f10')), want), 'again');
 });
 
+e2e('pull --full: every layer in the chunk cache, so the whole tree is served with the registry gone; a cache too small for it, or a bad --cache-size, is one line', async (t) => {
+  const reg = await startRegistry(path.join(root, `full-${++seq}`));
+  t.teardown(() => reg.stop());
+  skopeoPush(archive, `${reg.host}/test/img:v1`);
+  const bad = await session(t, 'full-bad').cli(['--cache-size', 'lots', 'image', 'pull', `${reg.host}/test/img:v1`, '--tls-verify=false']);
+  t.is(bad.code, 1);
+  t.is(bad.stderr.trim(), 'tarstack: --cache-size lots: give bytes, or a number with K, M or G (e.g. 4G)');
+  const small = await session(t, 'full-small').cli(['image', 'pull', `${reg.host}/test/img:v1`, '--tls-verify=false', '--full', '--cache-size', '64K']);
+  t.is(small.code, 1);
+  t.regex(small.stderr.trim(), /^tarstack: --full needs [\d.]+ MiB of chunk cache and the store's cache holds 0\.1 MiB; raise it with --cache-size/);
+  t.is(small.stderr.trim().split('\n').length, 1);
+  const s = session(t, 'full');
+  const out = await s.ok(['image', 'pull', `${reg.host}/test/img:v1`, '--tls-verify=false', '--name', 'img', '--full']);
+  t.regex(out, /every layer fetched in full/);
+  const info = JSON.parse(await s.ok(['image', 'info', 'img-layer1', '--json']));
+  t.is(info.remote.cachedBytes, info.remote.size);
+  const ref = await reference(t, s.root);
+  await reg.stop();
+  await withMount(s, 'img', (dir) => t.deepEqual(compareTrees(ref, snapshotTree(dir), { ignoreMtimeFor: [''], compareNlink: false }), []));
+});
+
 e2e('htpasswd auth behind TLS: refused in one line without credentials; pulled with $REGISTRY_AUTH_FILE', async (t) => {
   const dir = path.join(root, `auth-${++seq}`);
   const tls = tlsAndUsers(path.join(dir, 'tls'), 'tester', 's3cret');

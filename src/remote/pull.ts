@@ -6,14 +6,13 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { readIndex, IndexFormatError } from '../tar/index-file.js';
-import { tarLayerRecord, type Staged } from '../store/image-layers.js';
+import type { Staged } from '../store/image-layers.js';
+import { tarLayerRecord } from '../store/layer-record.js';
 import { CHUNKS_FILE, INDEX_FILE, WINDOW_CHUNKS_FILE, type ImageRecord, type RemoteLayerRecord } from '../store/images.js';
 import { checkName } from '../store/paths.js';
 import type { Store } from '../store/store.js';
 import { UserError } from '../util/errors.js';
-import { stageRemoteLayer } from './add-remote.js';
 import { cacheBytesLimit } from './chunk-cache.js';
-import { fetchWhole } from './open-remote.js';
 import { registryRemote } from './registry-auth.js';
 import { digestOf, MT, parseRef, Registry, type Descriptor } from './registry.js';
 
@@ -44,6 +43,7 @@ async function fetchLayersWhole(store: Store, names: string[]): Promise<number> 
   const limit = cacheBytesLimit();
   const need = recs.reduce((a, r) => a + r.layer.remote!.size + (r.layer.remote!.windows?.size ?? 0), 0);
   if (need > limit) throw new UserError(`--full needs ${fmtBytes(need)} of chunk cache and the store's cache holds ${fmtBytes(limit)}; raise it with --cache-size or TARSTACK_CACHE_SIZE (the image was pulled, its layers are read lazily)`);
+  const { fetchWhole } = await import('./open-remote.js');
   for (const [i, r] of recs.entries()) {
     await store.withProgress(`fetching layer ${i + 1}/${recs.length} in full`, (onProgress) => fetchWhole(store.images.root, r.layer.remote!, store.images.chunksPath(r), onProgress));
   }
@@ -75,7 +75,7 @@ export async function pullImage(store: Store, a: { ref: string; name?: string; t
       const label = `${ref.host}/${ref.repo} layer ${i + 1}/${n}`;
       const art = pushed.get(l.digest);
       const fetched = art ? await fetchPushedIndex(store, reg, ref.repo, art, l, rec).catch(() => undefined) : undefined;
-      const s = fetched ?? (await stageRemoteLayer(store, registryRemote(url, a.tlsVerify), label, rec, l.digest));
+      const s = fetched ?? (await (await import('./add-remote.js')).stageRemoteLayer(store, registryRemote(url, a.tlsVerify), label, rec, l.digest));
       staged.push(s.staged);
       records.push(s.layer);
       indexes.push(fetched ? 'pushed' : 'stream');

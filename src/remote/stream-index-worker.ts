@@ -6,7 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { indexTarFile } from '../tar/indexer.js';
 import { writeIndex } from '../tar/index-file.js';
 import { TarFormatError } from '../tar/scan.js';
-import { tarLayerRecord } from '../store/image-layers.js';
+import { tarLayerRecord } from '../store/layer-record.js';
 import type { ImageRecord } from '../store/images.js';
 
 export interface StreamIndexJob {
