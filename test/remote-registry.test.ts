@@ -219,7 +219,7 @@ e2e("a pushed index's seek windows stay in the registry until a seek needs one; 
   t.regex(log, new RegExp(`blob ${windows.digest}: the bytes at offset \\d+ do not match the index`));
 });
 
-e2e('a registry gone mid-read: EIO in bounded time; files already read are still served, also after a remount', async (t) => {
+e2e('a registry gone mid-read: EIO in bounded time; files already read are still served, also after a remount; status says the registry is unreachable', async (t) => {
   const reg = await startRegistry(path.join(root, `killed-${++seq}`));
   t.teardown(() => reg.stop());
   skopeoPush(archive, `${reg.host}/test/img:v1`);
@@ -228,7 +228,9 @@ e2e('a registry gone mid-read: EIO in bounded time; files already read are still
   const want = fs.readFileSync(path.join(root, 'src', 'many/f10'));
   await withMount(s, 'img', async (dir) => {
     t.deepEqual(fs.readFileSync(path.join(dir, 'many/f10')), want);
+    t.notRegex(await s.ok(['status']), /unreachable/);
     await reg.stop();
+    t.regex(await s.ok(['status']), new RegExp(`: its layers' registry ${reg.host} is unreachable \\(ECONNREFUSED\\)`));
     const err = t.throws(() => fs.readFileSync(path.join(dir, BIG))); // returns (EIO) once the retries give up
     t.is((err as NodeJS.ErrnoException).code, 'EIO');
     t.deepEqual(fs.readFileSync(path.join(dir, 'many/f10')), want);
