@@ -6,7 +6,7 @@
 // file is removed: from then on reads are range requests through the store's chunk cache.
 import { closeSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { createRequire } from 'node:module';
 import type { Staged } from '../store/image-layers.js';
 import { CHUNKS_FILE, INDEX_FILE, type ImageRecord, type RemoteLayerRecord } from '../store/images.js';
 import type { Store } from '../store/store.js';
@@ -37,6 +37,8 @@ export interface StreamedLayer {
 
 /** The indexing worker for a download of `size` bytes into `file` (see stream-index-worker.ts). */
 function startIndexer(job: StreamIndexJob): { done: Promise<StreamIndexAnswer>; stop(): Promise<void> } {
+  // worker_threads loads at first use, as in remote-blob.ts (remote code loads no more than it needs)
+  const { Worker } = createRequire(import.meta.url)('node:worker_threads') as typeof import('node:worker_threads');
   const w = new Worker(new URL('./stream-index-worker.js', import.meta.url), { workerData: job });
   const done = new Promise<StreamIndexAnswer>((resolve, reject) => {
     w.once('message', resolve);

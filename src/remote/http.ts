@@ -1,8 +1,9 @@
 // HTTP(S) for remote layers: one keep-alive agent per TLS mode, range GETs, and retries of
 // connection errors, timeouts and 5xx with backoff for a bounded time (then the caller's EIO).
 // Authorization is the caller's: a `Remote` carries the headers its requests need and may renew them.
-import http from 'node:http';
-import https from 'node:https';
+// node:http and node:https (with TLS) load at the first request: the store's server loads this file
+// for every mount (open-image.ts), and most mounts never go on the network.
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { createReadStream } from 'node:fs';
 
 /** Where a blob lives and how to ask for it. */
@@ -29,15 +30,30 @@ export function retryDeadlineMs(): number {
 /** A request idle this long (no bytes) is abandoned and retried. */
 const IDLE_MS = 5_000;
 
-const agents = {
-  http: new http.Agent({ keepAlive: true, maxSockets: 8 }),
-  https: new https.Agent({ keepAlive: true, maxSockets: 8 }),
-  insecure: new https.Agent({ keepAlive: true, maxSockets: 8, rejectUnauthorized: false }),
-};
+interface Net {
+  http: typeof import('node:http');
+  https: typeof import('node:https');
+  /** One keep-alive agent per TLS mode. */
+  agents: { http: import('node:http').Agent; https: import('node:https').Agent; insecure: import('node:https').Agent };
+}
+let net: Promise<Net> | undefined;
+
+function loadNet(): Promise<Net> {
+  net ??= Promise.all([import('node:http'), import('node:https')]).then(([http, https]) => ({
+    http,
+    https,
+    agents: {
+      http: new http.Agent({ keepAlive: true, maxSockets: 8 }),
+      https: new https.Agent({ keepAlive: true, maxSockets: 8 }),
+      insecure: new https.Agent({ keepAlive: true, maxSockets: 8, rejectUnauthorized: false }),
+    },
+  }));
+  return net;
+}
 
 export interface Response {
   status: number;
-  headers: http.IncomingHttpHeaders;
+  headers: IncomingHttpHeaders;
   body: Buffer;
 }
 
@@ -52,7 +68,8 @@ export interface RequestOptions {
 }
 
 /** One request, its body read in full; network failures reject (retryable), any status resolves. */
-export function request(url: string, o: RequestOptions = {}): Promise<Response> {
+export async function request(url: string, o: RequestOptions = {}): Promise<Response> {
+  const { http, https, agents } = await loadNet();
   return new Promise((resolve, reject) => {
     const u = new URL(url);
     const tls = u.protocol === 'https:';
@@ -138,8 +155,9 @@ export interface DownloadSink {
  */
 export async function download(r: Remote, sink: DownloadSink, onProgress?: (done: number, total: number) => void, signal?: AbortSignal): Promise<{ sha256: string; size: number }> {
   const { createHash } = await import('node:crypto');
+  const { http, https, agents } = await loadNet();
   for (let attempt = 0; ; attempt++) {
-    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
       const u = new URL(r.url);
       const tls = u.protocol === 'https:';
       const req = (tls ? https : http).get(u, { headers: r.headers(), agent: tls ? (r.tlsVerify ? agents.https : agents.insecure) : agents.http, signal }, resolve);

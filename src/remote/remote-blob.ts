@@ -5,7 +5,8 @@
 // naming the blob and the offset; never wrong bytes.
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
-import { Worker } from 'node:worker_threads';
+import { createRequire } from 'node:module';
+import type { Worker } from 'node:worker_threads';
 import { fsError, FsError } from '../util/errors.js';
 import { getRange, hostOf, retryDeadlineMs, type Remote } from './http.js';
 import type { BlobFile, ChunkCache } from './chunk-cache.js';
@@ -321,6 +322,8 @@ let worker: Worker | undefined;
 /** Bytes [start, end) fetched by the sync-fetch worker while this thread waits (bounded by the retry deadline). */
 function fetchSync(remote: Remote, start: number, end: number): Buffer {
   if (!worker) {
+    // loaded at the first remote read, not with every mount (the server's start-up)
+    const { Worker } = createRequire(import.meta.url)('node:worker_threads') as typeof import('node:worker_threads');
     worker = new Worker(new URL('./sync-fetch-worker.js', import.meta.url));
     worker.unref();
   }
