@@ -38,6 +38,9 @@ test('plain hot commands are parsed by hand, with the keys yargs gives their han
   t.deepEqual(parsed('image add x.tar'), { tar: 'x.tar', ...tls });
   t.deepEqual(parsed('image add x.tar --name img --parent=base --copy'), { tar: 'x.tar', name: 'img', parent: 'base', copy: true, ...tls });
   t.deepEqual(parsed('image add --name img x.tar --store /s'), { tar: 'x.tar', name: 'img', store: '/s', ...tls });
+  t.deepEqual(parsed('image pull h:5000/app:1 --tls-verify=false --name app --full'), { ref: 'h:5000/app:1', 'tls-verify': false, tlsVerify: false, name: 'app', full: true });
+  t.deepEqual(parsed('image pull h/app --platform=linux/arm64'), { ref: 'h/app', platform: 'linux/arm64', ...tls });
+  t.deepEqual(parsed('image pull h/app --tls-verify'), { ref: 'h/app', ...tls });
 });
 
 test('anything unusual is left to the full parser', (t) => {
@@ -72,6 +75,12 @@ test('anything unusual is left to the full parser', (t) => {
     'image add x.tar --no-tls-verify',
     'image add x.tar --copy=false',
     'image add x.tar y.tar',
+    'image pull',
+    'image pull h/app --name',
+    'image pull h/app --name --full',
+    'image pull h/app --tls-verify=no',
+    'image pull h/app --full=false',
+    'image pull h/app --cache-size 4G',
   ]) t.is(parsed(line), undefined, line);
   t.is(parsed('mount work', { TARSTACK_FULL_PARSE: '1' }), undefined, 'TARSTACK_FULL_PARSE=1');
 });

@@ -1,5 +1,5 @@
 // The commands run most often (`mount`, `image mount`, `umount`, `status`, `list`, `--version`,
-// `image add` of a local tar), parsed by hand
+// `image add` of a local tar, `image pull`), parsed by hand
 // when their words are plain, so they run without loading yargs (a third of the CLI's start-up).
 // Anything unusual (an option not listed here, a value, a repeated flag, --help, too many words)
 // is left to the full parser (parser.ts), which has the last word on every command line. The
@@ -18,6 +18,8 @@ interface Verb {
   values?: string[];
   /** What yargs fills in for options not given (its `default`s), under both spellings. */
   defaults?: Record<string, unknown>;
+  /** Boolean options also said `--flag=true` / `--flag=false` (as `--tls-verify=false`, podman's spelling). */
+  boolValues?: string[];
   impl: () => Promise<Record<string, unknown>>;
   name: string;
   /** A mount of this kind by name: asked of a running server as it stands (askedByName). */
@@ -36,6 +38,8 @@ const VERBS: Record<string, Verb> = {
   list: { positionals: [], flags: [], impl: instanceImpl, name: 'instanceList' },
   // the first step of every first mount: yargs would be a third of its start-up
   'image add': { positionals: ['tar'], required: 1, flags: ['copy', 'recompress', 'tls-verify'], values: ['name', 'parent'], defaults: { 'tls-verify': true, tlsVerify: true }, impl: imageImpl, name: 'imageAdd' },
+  // a pull with the index pushed is mostly start-up too
+  'image pull': { positionals: ['ref'], required: 1, flags: ['full', 'tls-verify'], boolValues: ['tls-verify'], values: ['name', 'platform'], defaults: { 'tls-verify': true, tlsVerify: true }, impl: () => import('./impl/registry.js'), name: 'imagePull' },
 };
 
 /** Global options every command takes (commands.ts): booleans, and --store with its value. */
@@ -71,6 +75,9 @@ export function fastParse(argv: string[], env: NodeJS.ProcessEnv = process.env):
       const v = valued[2] ?? words[++i];
       if (v === undefined || v === '' || (valued[2] === undefined && v.startsWith('-'))) return undefined;
       value = v;
+    } else if (valued && valued[2] !== undefined && verb.boolValues?.includes(valued[1]!) && (valued[2] === 'true' || valued[2] === 'false')) {
+      key = valued[1]!;
+      value = valued[2] === 'true';
     } else {
       key = w.slice(2);
       if (!w.startsWith('--') || !(verb.flags.includes(key) || GLOBAL_FLAGS.includes(key))) return undefined;

@@ -142,26 +142,32 @@ export function hostOf(url: string): string {
   }
 }
 
+/** Where a download's bytes go, as they arrive (in order, each call before the next). */
+export interface DownloadSink {
+  /** The response started: its Content-Length (0 when the server sent none). */
+  start?(total: number): void;
+  data(b: Buffer): void;
+}
+
 /**
- * The whole blob streamed to `dest` (written as it arrives, never held in memory), hashed on the way:
- * its sha256 (hex) and size. A 401 is answered once through `r.renew`.
+ * The whole blob streamed into `sink` (never held in memory), hashed on the way: its sha256 (hex) and
+ * size. A 401 is answered once through `r.renew`; `signal` abandons it (the sink failed elsewhere).
  */
-export async function download(r: Remote, dest: string, onProgress?: (done: number, total: number) => void): Promise<{ sha256: string; size: number }> {
+export async function download(r: Remote, sink: DownloadSink, onProgress?: (done: number, total: number) => void, signal?: AbortSignal): Promise<{ sha256: string; size: number }> {
   const { createHash } = await import('node:crypto');
-  const { createWriteStream } = await import('node:fs');
   const { http, https, agents } = await loadNet();
   for (let attempt = 0; ; attempt++) {
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
       const u = new URL(r.url);
       const tls = u.protocol === 'https:';
-      const req = (tls ? https : http).get(u, { headers: r.headers(), agent: tls ? (r.tlsVerify ? agents.https : agents.insecure) : agents.http }, resolve);
+      const req = (tls ? https : http).get(u, { headers: r.headers(), agent: tls ? (r.tlsVerify ? agents.https : agents.insecure) : agents.http, signal }, resolve);
       req.setTimeout(IDLE_MS, () => req.destroy(new Error(`no answer for ${IDLE_MS / 1000} s`)));
       req.on('error', (e) => reject(new HttpError(0, `${u.host}: ${(e as NodeJS.ErrnoException).code ?? e.message}`, true)));
     });
     const status = res.statusCode ?? 0;
     if (status >= 300 && status < 400 && res.headers.location) {
       res.resume();
-      return download({ ...r, url: new URL(res.headers.location, r.url).toString(), headers: () => (new URL(res.headers.location!, r.url).host === new URL(r.url).host ? r.headers() : {}) }, dest, onProgress);
+      return download({ ...r, url: new URL(res.headers.location, r.url).toString(), headers: () => (new URL(res.headers.location!, r.url).host === new URL(r.url).host ? r.headers() : {}) }, sink, onProgress, signal);
     }
     if (status === 401 && attempt === 0 && r.renew && (await r.renew(header(res.headers['www-authenticate'])))) {
       res.resume();
@@ -174,21 +180,31 @@ export async function download(r: Remote, dest: string, onProgress?: (done: numb
     const total = Number(res.headers['content-length'] ?? 0);
     const hash = createHash('sha256');
     let size = 0;
-    const out = createWriteStream(dest);
     await new Promise<void>((resolve, reject) => {
+      const fail = (err: unknown): void => {
+        res.destroy();
+        reject(err);
+      };
+      try {
+        sink.start?.(total);
+      } catch (err) {
+        fail(err);
+        return;
+      }
       res.on('data', (b: Buffer) => {
+        try {
+          sink.data(b);
+        } catch (err) {
+          fail(err);
+          return;
+        }
         hash.update(b);
         size += b.length;
         onProgress?.(size, total);
-        if (!out.write(b)) {
-          res.pause();
-          out.once('drain', () => res.resume());
-        }
       });
       res.on('aborted', () => reject(new HttpError(0, `${hostOf(r.url)}: the download was cut short`, true)));
-      res.on('error', reject);
-      res.on('end', () => (res.complete ? out.end(resolve) : reject(new HttpError(0, `${hostOf(r.url)}: the download was cut short`, true))));
-      out.on('error', reject);
+      res.on('error', (e) => reject(signal?.aborted ? signal.reason : new HttpError(0, `${hostOf(r.url)}: ${e.message}`, true)));
+      res.on('end', () => (res.complete ? resolve() : reject(new HttpError(0, `${hostOf(r.url)}: the download was cut short`, true))));
     });
     return { sha256: hash.digest('hex'), size };
   }

@@ -7,6 +7,7 @@ import { FdReader, type ArchiveReader } from './reader.js';
 import { scanTar, TarFormatError, type ScanWarning } from './scan.js';
 import { LayerBuilder } from './build.js';
 import { detectCompression } from './compression.js';
+import { BLOCK } from './header.js';
 import { ScanReader, type ScanOptions } from './scan-reader.js';
 import type { IndexData, TarIdentity } from './index-data.js';
 
@@ -15,7 +16,13 @@ export { identityOf };
 export interface IndexOptions {
   onProgress?(pos: number, total: number): void;
   /** Seek table shape for compressed tars (tests use small spacings). */
-  seek?: Omit<ScanOptions, 'onProgress'>;
+  seek?: Omit<ScanOptions, 'onProgress' | 'gate'>;
+  /**
+   * A file still being written (a download indexed as it arrives): called before bytes [0, end) are
+   * read, it returns once they are in the file (or throws to abandon). `source` is then its identity.
+   */
+  gate?(end: number): void;
+  source?: TarIdentity;
 }
 
 export interface IndexResult {
@@ -27,16 +34,17 @@ export interface IndexResult {
 export function indexTarFile(path: string, opts: IndexOptions = {}): IndexResult {
   const fd = openSync(path, 'r');
   try {
-    const source = identityOf(fd);
+    const source = opts.source ?? identityOf(fd);
     const implied = Math.floor(Number(BigInt(source.mtimeNs) / 1_000_000_000n));
+    opts.gate?.(Math.min(source.size, BLOCK));
     const compression = detectCompression(fd);
     if (!compression) {
-      const reader = new FdReader(fd, source.size);
+      const reader = opts.gate ? new GatedReader(new FdReader(fd, source.size), opts.gate) : new FdReader(fd, source.size);
       const data = indexArchive(reader, source, implied, opts);
       opts.onProgress?.(source.size, source.size);
       return { data, bytesRead: reader.bytesRead };
     }
-    const reader = new ScanReader(fd, compression, source.size, { ...opts.seek, onProgress: opts.onProgress });
+    const reader = new ScanReader(fd, compression, source.size, { ...opts.seek, onProgress: opts.onProgress, gate: opts.gate });
     try {
       let data: IndexData;
       try {
@@ -54,6 +62,27 @@ export function indexTarFile(path: string, opts: IndexOptions = {}): IndexResult
     }
   } finally {
     closeSync(fd);
+  }
+}
+
+/** Reads of a plain tar still being written wait for their bytes (FdReader reads up to 1 MiB on). */
+class GatedReader implements ArchiveReader {
+  constructor(private readonly inner: FdReader, private readonly gate: (end: number) => void) {}
+  get size(): number {
+    return this.inner.size;
+  }
+  get bytesRead(): number {
+    return this.inner.bytesRead;
+  }
+  has(end: number): boolean {
+    return this.inner.has(end);
+  }
+  progress(pos: number): [number, number] {
+    return this.inner.progress(pos);
+  }
+  read(pos: number, len: number): Buffer {
+    this.gate(Math.min(this.inner.size, pos + Math.max(len, 1 << 20)));
+    return this.inner.read(pos, len);
   }
 }
 
