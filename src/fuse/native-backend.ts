@@ -49,6 +49,9 @@ const DEFAULT_READAHEAD_KB = 4096;
 // here; 200 and more were worse on this 2-vCPU machine.
 const SPIN = Number(process.env.TARSTACK_SPIN_US ?? 100);
 const DEFAULT_SESSION: ll.SessionConfig = { readdirplus: 1, nowait: 1, readThreads: 4, spinMicros: Number.isFinite(SPIN) ? SPIN : 0 };
+// /dev/fuse through kext.c's hooks (TARSTACK_KERNEL_EXT=0: libfuse's own reads and writes, none of
+// what follows): requests counted by opcode, and the INIT and open replies edited.
+const KERNEL_EXT = process.env.TARSTACK_KERNEL_EXT === '0' ? 0 : 1;
 // FUSE passthrough (TARSTACK_PASSTHROUGH=0 disables): only root may register backing files.
 const PASSTHROUGH = process.env.TARSTACK_PASSTHROUGH !== '0' && process.getuid?.() === 0;
 
@@ -137,7 +140,7 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
   };
   // A writable FileSystem keeps a node per inode the kernel holds: always-readdirplus would make
   // `ls -f` of a million-entry directory hold a million of them, so the kernel chooses (auto).
-  const kernel: ll.SessionConfig = { maxPages: maxPagesWanted(), passthrough: PASSTHROUGH && !fs.immutable && !opts.readOnly ? 1 : 0 };
+  const kernel: ll.SessionConfig = { kernelExt: KERNEL_EXT, maxPages: KERNEL_EXT ? maxPagesWanted() : 0, passthrough: KERNEL_EXT && PASSTHROUGH && !fs.immutable && !opts.readOnly ? 1 : 0 };
   const session = native.mount(opts.mountpoint, mountArgs(opts), handlers, { ...DEFAULT_SESSION, ...kernel, ...(fs.immutable ? {} : { readdirplus: 2 as const }), ...opts.session });
   // The kernel queues INIT before mount(2) returns, so it is read on this loop's next turn; the only
   // other outcome is the session ending (aborted, unmounted), which rejects `ready`. No timer: a busy
