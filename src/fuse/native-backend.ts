@@ -152,6 +152,10 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
     throw err;
   }
   let last: ll.SessionInfo = native.sessionInfo(session);
+  const stats = (): MountStats => {
+    if (!ended) last = native.sessionInfo(session);
+    return { requests: ended ? finalRequests : last.requests ?? 0, ops: last.ops ?? [], passthrough: !!last.passthrough, passthroughOpens: tr.passthroughOpens(), maxPages: last.maxPages ?? 0 };
+  };
   const readAheadKb = opts.readAheadKb ?? DEFAULT_READAHEAD_KB;
   if (readAheadKb > 0) setReadAhead(opts.mountpoint, readAheadKb);
 
@@ -167,9 +171,10 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
       }
       await unmounted;
     },
-    stats() {
-      if (!ended) last = native.sessionInfo(session);
-      return { requests: ended ? finalRequests : last.requests ?? 0, ops: last.ops ?? [], passthrough: !!last.passthrough, passthroughOpens: tr.passthroughOpens(), maxPages: last.maxPages ?? 0 };
+    stats,
+    features() {
+      const s = stats();
+      return [...(s.passthrough ? ['passthrough'] : []), ...(s.maxPages > 0 ? [`max_pages=${s.maxPages}`] : [])];
     },
     invalidateInode(ino: number, off = 0, len = 0) {
       return ended ? Promise.resolve(0) : native.notifyInvalInode(session, ino, off, len);
