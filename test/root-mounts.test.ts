@@ -91,6 +91,11 @@ it('--nodev, --nosuid, --no-allow-other and -o restrict; unknown options are one
   });
   await mounted(['-o', 'noexec,nodev', '-o', 'ro'], (o) => t.true(o.has('noexec') && o.has('nodev') && o.has('ro') && o.has('allow_other'), [...o].join(',')));
   await mounted(['-o', 'nosuid', '--allow-other=false'], (o) => t.true(o.has('nosuid') && !o.has('allow_other'), [...o].join(',')));
+  // Every -o flag taken mounts (libfuse refused some it was handed: nodiratime, lazytime, ...); those it cannot pass are refused in one line.
+  for (const f of ['exec', 'rw', 'async', 'atime', 'noatime', 'dirsync', 'sync', 'relatime', 'diratime', 'symfollow', 'nolazytime', 'nostrictatime']) {
+    await mounted(['-o', f], (o) => t.true(o.has('allow_other'), `${f}: ${[...o].join(',')}`));
+  }
+  for (const f of ['nodiratime', 'lazytime', 'strictatime', 'nosymfollow', 'norelatime']) assertOneLineError(t, await s.cli(['mount', 'w', m, '-o', f]), `-o ${f}`);
   assertOneLineError(t, await s.cli(['mount', 'w', m, '-o', 'bogus']), 'an unknown -o option');
   assertOneLineError(t, await s.cli(['mount', 'w', m, '-o', 'fsname=x']), 'an -o option tarstack sets itself');
   t.false(!!mountAt(m), 'nothing mounted after a refusal');

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { instanceSkipReason } from './helpers/instances.js';
 import { makeTestRoot, removeTestRoot } from './helpers/mounted.js';
 import { alive, serverPid, sessionWithImage, status, waitFor } from './server-support.js';
+import { tarstackCli } from './helpers/mount.js';
 import { KEEP_LOGS } from '../src/server/files.js';
 
 const skipReason = await instanceSkipReason();
@@ -46,4 +47,31 @@ it("one log per server, the last ones kept and a dead mount's too; status names 
   t.not(fs.realpathSync(path.join(logs, 'server.log')), own, 'the new server logs elsewhere');
   await s.ok(['umount', a]);
   await s.ok(['umount', 'b']);
+});
+
+it("a long-lived server's log is cut past its cap: the lines so far become LOG.1, and it logs on in LOG", async (t) => {
+  const s = await sessionWithImage(t, path.join(root, 'cap'), { 'etc/motd': 'hello\n' });
+  const MAX = 1500;
+  const env = { TARSTACK_HOME: s.home, TARSTACK_SERVER_LOG_MAX: String(MAX) };
+  await s.create('a', 'img');
+  await s.create('b', 'img');
+  const mnt = (n: string) => (fs.mkdirSync(path.join(s.root, `mnt-${n}`), { recursive: true }), path.join(s.root, `mnt-${n}`));
+  const ok = async (args: string[]) => t.is((await tarstackCli(args, { env })).code, 0, args.join(' '));
+  await ok(['mount', 'b', mnt('b')]); // keeps the one server there throughout
+  const pid = serverPid(s)!;
+  const own = (await status(s))[0]!.log!;
+  for (let i = 0; i < 8; i++) {
+    await ok(['mount', 'a', mnt('a')]);
+    await ok(['umount', 'a']);
+  }
+  t.is(serverPid(s), pid, 'one server throughout');
+  const before = fs.readFileSync(`${own}.1`, 'utf8');
+  const now = fs.readFileSync(own, 'utf8');
+  t.regex(now, /^tarstack server \d+: log cut at 1500 bytes; the lines before are in /, 'the new log says where the lines before are');
+  t.regex(now, /mounted a at /, 'the server logs on in the new file');
+  t.regex(before, /mounted a at /);
+  // Each check cuts what grew since the last one (one mount or one end): a few lines over the cap at most.
+  for (const [name, size] of [[own, now.length], [`${own}.1`, before.length]] as const) t.true(size < MAX + 2048, `${name}: ${size} bytes`);
+  t.is(fs.realpathSync(path.join(s.home, 'run', 'logs', 'server.log')), own, 'server.log still names it');
+  await ok(['umount', 'b']);
 });

@@ -14,6 +14,8 @@ export interface StatusRow {
   pid: number;
   state: string;
   detached: boolean;
+  /** Its server's log. */
+  log?: string;
 }
 
 export interface ServerStatus {

@@ -1,6 +1,6 @@
 // System calls Node's fs lacks, which writable instances need: extended attributes, mknod (the
 // kernel's whiteout is a 0/0 character device), utimensat with nanoseconds and UTIME_OMIT (one time
-// alone), renameat2 flags, fallocate and flock. Paths are latin1 byte strings, so any name byte but
+// alone), renameat2 flags, fallocate, flock and dup2. Paths are latin1 byte strings, so any name byte but
 // NUL passes; failures throw an Error carrying Node's `code`/`errno`/`syscall`, as fs does.
 #include "tsn.h"
 
@@ -256,6 +256,18 @@ static napi_value js_flock(napi_env env, napi_callback_info info) {
   return tsn_undefined(env);
 }
 
+// dup2(oldfd, newfd): a server moving its standard output and error to a new log file.
+static napi_value js_dup2(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int64_t from, to;
+  if (tsn_get_args(env, info, 2, argv) != 0 || get_int(env, argv[0], &from) != 0 || get_int(env, argv[1], &to) != 0) return NULL;
+  int r;
+  do r = dup2((int)from, (int)to);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) sys_error(env, errno, "dup2");
+  return tsn_undefined(env);
+}
+
 int tsn_sys_init(napi_env env, napi_value exports) {
   static const struct {
     const char *name;
@@ -264,6 +276,7 @@ int tsn_sys_init(napi_env env, napi_value exports) {
     { "getxattr", js_getxattr }, { "setxattr", js_setxattr }, { "removexattr", js_removexattr },
     { "listxattr", js_listxattr }, { "mknod", js_mknod }, { "utimens", js_utimens },
     { "rename2", js_rename2 }, { "fallocate", js_fallocate }, { "flock", js_flock },
+    { "dup2", js_dup2 },
   };
   napi_value sys;
   if (napi_create_object(env, &sys) != napi_ok) return -1;

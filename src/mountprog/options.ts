@@ -2,6 +2,7 @@
 // `SOURCE MOUNTPOINT -o OPTS` as mount.fuse passes it. Every option is supported, accepted and ignored
 // (generic mount options, tuning knobs of fuse-overlayfs's own threads), or refused by name with why.
 
+import { DEFAULT_MOUNT_FLAGS, KERNEL_MOUNT_FLAGS, unpassableFlag } from '../store/mount-flags.js';
 import { UserError } from '../util/errors.js';
 
 /** A mistake in the command line or its paths: exit status 2, as mount programs use for usage errors. */
@@ -32,16 +33,16 @@ export interface MountRequest {
   ignored: string[];
 }
 
+/** Generic mount flags libfuse hands to mount(2), as `tarstack mount -o` takes them (ro and rw are the overlay's own). */
+const MOUNT_FLAGS = new Set([...KERNEL_MOUNT_FLAGS].filter((f) => f !== 'ro' && f !== 'rw'));
 /** Options with an effect here. */
-const SUPPORTED = ['lowerdir=', 'upperdir=', 'workdir=', 'ro', 'rw', 'suid', 'nosuid', 'dev', 'nodev', 'exec', 'noexec', 'sync', 'async', 'dirsync', 'noatime', 'nodiratime', 'allow_other', 'allow_root', 'default_permissions', 'userxattr', 'redirect_dir=on|follow', 'squash_to_root', 'squash_to_uid=', 'squash_to_gid=', 'debug'];
+const SUPPORTED = ['lowerdir=', 'upperdir=', 'workdir=', 'ro', 'rw', ...MOUNT_FLAGS, 'allow_other', 'allow_root', 'default_permissions', 'userxattr', 'redirect_dir=on|follow', 'squash_to_root', 'squash_to_uid=', 'squash_to_gid=', 'debug'];
 /** Accepted and ignored: what mount(8), mount.fuse, fstab and systemd add, and knobs that do not apply. */
 const IGNORED_FLAGS = new Set([
-  'defaults', 'atime', 'relatime', 'norelatime', 'strictatime', 'nostrictatime', 'lazytime', 'nolazytime', 'diratime', 'auto', 'noauto', 'user', 'nouser', 'users', 'owner',
+  ...DEFAULT_MOUNT_FLAGS, 'defaults', 'auto', 'noauto', 'user', 'nouser', 'users', 'owner',
   'group', '_netdev', 'nofail', 'mand', 'nomand', 'iversion', 'noiversion', 'loud', 'silent', 'nonempty', 'static_nlink', 'noacl', 'volatile',
 ]);
 const IGNORED_VALUES = new Set(['fsname', 'subtype', 'comment', 'context', 'fscontext', 'defcontext', 'rootcontext', 'threaded', 'fast_ino', 'writeback', 'timeout', 'fsync', 'max_read', 'blksize', 'uuid', 'xino', 'helper']);
-/** Generic mount flags libfuse hands to mount(2); the rest of the generic ones are ignored. */
-const MOUNT_FLAGS = new Set(['suid', 'nosuid', 'dev', 'nodev', 'exec', 'noexec', 'async', 'sync', 'noatime', 'nodiratime', 'dirsync']);
 /** Refused, each with the reason. */
 const REFUSED: Record<string, (v: string | undefined) => string | undefined> = {
   uidmapping: () => 'uid mapping is not implemented: run the mount in a user namespace instead',
@@ -130,7 +131,7 @@ export function parseArgs(argv: string[]): MountRequest | 'help' | 'version' {
     const eq = raw.indexOf('=');
     const key = eq < 0 ? raw : raw.slice(0, eq);
     const value = eq < 0 ? undefined : unescape(raw.slice(eq + 1));
-    const refusal = REFUSED[key]?.(value);
+    const refusal = REFUSED[key]?.(value) ?? (value === undefined ? unpassableFlag(key) : undefined);
     if (refusal) throw new UsageError(`option ${key}${value !== undefined ? '=' + value : ''} is not supported: ${refusal}\n${supportedText()}`);
     if (key in REFUSED) {
       req.ignored.push(raw);

@@ -14,6 +14,7 @@ export interface Sys {
   rename2(from: string, to: string, flags: number): void;
   fallocate(fd: number, mode: number, offset: number, length: number): void;
   flock(fd: number, op: number): void;
+  dup2(from: number, to: number): void;
 }
 
 export const XATTR_CREATE = 1;

@@ -2,16 +2,24 @@
 // (Node cannot read SO_PEERCRED, so the directory is what keeps other users off the socket):
 // server.sock, server.json (who serves, and at which socket), server.lock (held by the live server:
 // one per store), server-start.lock (CLIs starting a server take turns), and logs/: each detached
-// server's own log (server-<start time>-<pid of the CLI that started it>.log; the last KEEP_LOGS are
-// kept, and any a mount record names), server.log a link to the newest.
-import { chmodSync, closeSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, constants } from 'node:fs';
+// server's own log (server-<start time>-<pid of the CLI that started it>.log, and .log.1 once it grew
+// past its cap; the last KEEP_LOGS are kept, and any a mount record names), server.log a link to the
+// newest.
+import { chmodSync, closeSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, constants } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { loadSys } from '../native/sys.js';
 import type { StorePaths } from '../store/paths.js';
 import { UserError } from '../util/errors.js';
 import type { ServerInfo } from './protocol.js';
 
 /** Detached servers' logs kept (each server's own, from start to exit); older ones are removed. */
 export const KEEP_LOGS = 10;
+/**
+ * A long-lived server's log is cut past this size (TARSTACK_SERVER_LOG_MAX bytes): the file so far
+ * becomes LOG.1 (the one before goes) and the server writes on in a new LOG, so one server's logs stay
+ * under twice this.
+ */
+const LOG_MAX = 16 << 20;
 /** What a server run in the foreground (by a service manager) logs to. */
 export const FOREGROUND_LOG = 'standard error of `tarstack serve --foreground` (its service manager\'s journal)';
 
@@ -69,9 +77,38 @@ export class ServerFiles {
     const logs = readdirSync(this.paths.logs).filter((n) => /^server-.*\.log$/.test(n)).sort();
     for (const old of logs.slice(0, Math.max(0, logs.length - KEEP_LOGS))) {
       const path = join(this.paths.logs, old);
-      if (!named.has(path)) rmSync(path, { force: true });
+      if (named.has(path)) continue;
+      rmSync(path, { force: true });
+      rmSync(`${path}.1`, { force: true });
     }
     return log;
+  }
+
+  /**
+   * A detached server's log past its cap: it becomes LOG.1 and this process's standard output and
+   * error (where the log goes, for its native threads too) move to a new LOG. True when it was cut.
+   */
+  capLog(maxBytes = Number(process.env.TARSTACK_SERVER_LOG_MAX) || LOG_MAX): boolean {
+    const log = this.ownLog;
+    if (!log) return false; // the service manager's journal keeps its own limits
+    try {
+      if (fstatSync(2).size <= maxBytes) return false;
+      const fresh = openSync(`${log}.new`, 'a', 0o600);
+      try {
+        renameSync(log, `${log}.1`);
+        renameSync(`${log}.new`, log);
+        const sys = loadSys();
+        sys.dup2(fresh, 1);
+        sys.dup2(fresh, 2);
+      } finally {
+        closeSync(fresh);
+      }
+      console.error(`tarstack server ${process.pid}: log cut at ${maxBytes} bytes; the lines before are in ${log}.1 (${new Date().toISOString()})`);
+      return true;
+    } catch (err) {
+      console.error(`tarstack server ${process.pid}: cannot cut its log ${log}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+      return false;
+    }
   }
 
   /** Who serves the store, as it said when it started listening; undefined when nobody said so. */

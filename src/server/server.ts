@@ -25,6 +25,8 @@ const LEAVING_MS = 50;
 const FIRST_REQUEST_MS = 10_000;
 /** A connection that has not sent its request line by then is closed (it would keep the server from idling out). */
 const REQUEST_WAIT_MS = 30_000;
+/** How often a detached server checks its log's size, beside each mount and end (ServerFiles.capLog). */
+const LOG_CHECK_MS = 60_000;
 
 export interface ServerOptions {
   /** Leave this long after the last mount is gone; null: stay until stopped. */
@@ -78,6 +80,7 @@ export class MountServer {
       });
     });
     server.on('error', (err) => console.error(`tarstack server: listener: ${err.message}`));
+    if (this.opts.log) setInterval(() => this.files.capLog(), LOG_CHECK_MS).unref();
     this.files.writeInfo({ version: PROTOCOL_VERSION, pid: process.pid, pidStart: pidStartTicks(process.pid), socket: this.files.socket, started: new Date().toISOString(), log: this.files.log });
     this.armIdle();
   }
@@ -202,6 +205,7 @@ export class MountServer {
       return { ok: false, error: err instanceof UserError ? err.message : `cannot mount at ${mp}: ${(err as Error)?.message ?? String(err)}` };
     } finally {
       this.pending--;
+      this.files.capLog();
       this.armIdle();
     }
   }
@@ -210,6 +214,7 @@ export class MountServer {
     if (this.live.get(id) === live) this.live.delete(id);
     if (!live.record.detached) this.claimed.delete(live.record.mountpoint); // a detached one gave its mount point up
     console.error(`tarstack server: ${live.record.mountpoint} (${id}) ended; ${this.live.size} mount(s) left`);
+    this.files.capLog();
     if (this.stopping && this.live.size === 0) this.leave();
     this.armIdle();
   }

@@ -1,61 +1,83 @@
-// The store lock: one directory created atomically by mkdir(2), holding its owner's pid and boot id
-// so a lock left by a dead process (or a previous boot) is taken over instead of blocking forever.
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+// The store lock: an exclusive flock(2) on one file, which the kernel releases when its holder dies
+// (kill -9 included), so nothing is ever stale and a live holder's lock is never taken over. The
+// holder writes its pid in the file, for the message of whoever waits too long. The file stays: a
+// process may be waiting on its inode, so removing it would let a newcomer lock a second one.
+import { closeSync, ftruncateSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadSys, LOCK_EX, LOCK_NB } from '../native/sys.js';
 import { UserError } from '../util/errors.js';
-import { writingTo } from '../util/error-funnel.js';
 import { bootId, pidAlive } from '../util/proc.js';
 
 const WAIT_MS = 30_000;
 
-export async function withLock<T>(lockDir: string, fn: () => T | Promise<T>): Promise<T> {
-  const deadline = Date.now() + WAIT_MS;
-  for (;;) {
-    try {
-      mkdirSync(lockDir);
-      writeOwner(lockDir);
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const owner = readOwner(lockDir);
-      if (owner && (owner.boot !== bootId() || !pidAlive(owner.pid))) {
-        // Move it aside first: of two processes seeing the same stale lock, only one rename succeeds.
-        try {
-          const aside = `${lockDir}.stale-${process.pid}`;
-          renameSync(lockDir, aside);
-          rmSync(aside, { recursive: true, force: true });
-        } catch {
-          /* someone else took it over first */
-        }
-        continue;
-      }
-      if (Date.now() > deadline) throw new UserError(`the store is locked by process ${owner?.pid ?? '?'} (${lockDir})`);
-      await new Promise((r) => setTimeout(r, owner ? 20 : 5));
-    }
-  }
+export async function withLock<T>(lockFile: string, fn: () => T | Promise<T>, opts: { waitMs?: number } = {}): Promise<T> {
+  const deadline = Date.now() + (opts.waitMs ?? WAIT_MS);
+  const fd = await lock(lockFile, deadline);
   try {
     return await fn();
   } finally {
-    rmSync(lockDir, { recursive: true, force: true });
+    closeSync(fd); // releases the lock
   }
 }
 
-/** Sign a lock just taken; one that cannot be signed (a full disk) is given up, never left ownerless for others to wait on. */
-function writeOwner(lockDir: string): void {
-  const owner = join(lockDir, 'owner');
+async function lock(lockFile: string, deadline: number): Promise<number> {
+  const sys = loadSys();
+  for (;;) {
+    const fd = open(lockFile);
+    if (fd !== undefined) {
+      try {
+        sys.flock(fd, LOCK_EX | LOCK_NB);
+        sign(fd);
+        return fd;
+      } catch (err) {
+        closeSync(fd);
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'EWOULDBLOCK' && code !== 'EAGAIN') throw err;
+      }
+    }
+    if (Date.now() >= deadline) throw new UserError(`the store is locked by process ${holder(lockFile) ?? '?'} (${lockFile})`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** The lock file's descriptor; undefined while an older tarstack's lock directory is there and its owner lives. */
+function open(lockFile: string): number | undefined {
   try {
-    writingTo(owner, () => writeFileSync(owner, `${process.pid} ${bootId()}\n`));
+    return openSync(lockFile, 'a+', 0o600);
   } catch (err) {
-    rmSync(lockDir, { recursive: true, force: true });
-    throw err;
+    if ((err as NodeJS.ErrnoException).code !== 'EISDIR') throw err;
   }
+  // Older tarstacks locked by making a directory holding `owner` ("PID BOOT-ID"); a dead one's is removed.
+  const owner = legacyOwner(lockFile);
+  if (owner && (owner.boot !== bootId() || !pidAlive(owner.pid))) rmSync(lockFile, { recursive: true, force: true });
+  return undefined;
 }
 
-function readOwner(lockDir: string): { pid: number; boot: string } | undefined {
+function legacyOwner(lockDir: string): { pid: number; boot: string } | undefined {
   try {
     const [pid, boot] = readFileSync(join(lockDir, 'owner'), 'utf8').trim().split(' ');
-    return { pid: Number(pid), boot };
+    return Number.isInteger(Number(pid)) && Number(pid) > 0 && boot ? { pid: Number(pid), boot } : undefined;
   } catch {
-    return undefined; // just created, owner not yet written
+    return undefined;
+  }
+}
+
+/** Our pid in the lock file (only a message reads it); a full disk leaves it as it was, the lock held all the same. */
+function sign(fd: number): void {
+  try {
+    ftruncateSync(fd, 0);
+    writeSync(fd, `${process.pid}\n`, 0);
+  } catch {
+    /* the lock is what counts */
+  }
+}
+
+function holder(lockFile: string): number | undefined {
+  try {
+    if (statSync(lockFile).isDirectory()) return legacyOwner(lockFile)?.pid;
+    const pid = Number(readFileSync(lockFile, 'utf8').trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -23,7 +23,11 @@ export interface MountChoice {
   nonempty: boolean;
 }
 
-/** The kernel's per-mount flags that libfuse passes to mount(2), each with its opposite. */
+/**
+ * The per-mount flags libfuse (3.14) hands to mount(2), each with its opposite. Any other it refuses
+ * ("fuse: unknown option(s)"), so they are sorted here: the kernel's defaults are taken and change
+ * nothing, the rest are refused with the reason.
+ */
 const OPPOSITES: Array<[string, string]> = [
   ['suid', 'nosuid'],
   ['dev', 'nodev'],
@@ -31,19 +35,25 @@ const OPPOSITES: Array<[string, string]> = [
   ['rw', 'ro'],
   ['async', 'sync'],
   ['atime', 'noatime'],
-  ['diratime', 'nodiratime'],
-  ['relatime', 'norelatime'],
-  ['strictatime', 'nostrictatime'],
-  ['lazytime', 'nolazytime'],
-  ['symfollow', 'nosymfollow'],
 ];
 const GROUP = new Map<string, string>();
 for (const [on, off] of OPPOSITES) GROUP.set(on, on).set(off, on);
 GROUP.set('dirsync', 'dirsync');
+/** Every per-mount flag that reaches the kernel (tarstack-overlay's -o takes the same). */
+export const KERNEL_MOUNT_FLAGS: ReadonlySet<string> = new Set(GROUP.keys());
+/** Generic flags that are what a FUSE mount gets anyway: taken, with no effect. */
+export const DEFAULT_MOUNT_FLAGS: ReadonlySet<string> = new Set(['relatime', 'diratime', 'symfollow', 'nolazytime', 'nostrictatime']);
+/** Generic flags libfuse cannot hand to the kernel: refused rather than dropped. */
+const UNPASSABLE = new Set(['norelatime', 'strictatime', 'nodiratime', 'lazytime', 'nosymfollow']);
+
+/** Why `opt` cannot be had, when it is a generic mount flag libfuse does not pass; else undefined. */
+export function unpassableFlag(opt: string): string | undefined {
+  return UNPASSABLE.has(opt) ? `libfuse 3 cannot hand ${opt} to the kernel for a FUSE mount (it passes ${[...GROUP.keys()].join(', ')})` : undefined;
+}
 const OTHERS = ['allow_other', 'default_permissions', 'nonempty'];
 
 /** Every -o option tarstack takes, for help and errors. */
-export const MOUNT_OPTION_NAMES = [...GROUP.keys(), ...OTHERS];
+export const MOUNT_OPTION_NAMES = [...GROUP.keys(), ...DEFAULT_MOUNT_FLAGS, ...OTHERS];
 
 export function isRoot(): boolean {
   return process.getuid?.() === 0;
@@ -58,6 +68,9 @@ export function resolveMountFlags(a: MountFlagArgs, kind: 'image' | 'instance', 
   let nonempty = !!a.nonempty;
   let defaultPermissions = false;
   for (const opt of optionList(a)) {
+    const unpassable = unpassableFlag(opt);
+    if (unpassable) throw new UserError(`-o ${opt}: ${unpassable}`);
+    if (DEFAULT_MOUNT_FLAGS.has(opt)) continue;
     const group = GROUP.get(opt);
     if (group !== undefined) {
       if (!root && (opt === 'suid' || opt === 'dev')) throw new UserError(`-o ${opt}: only root may mount with ${opt} (fusermount3 mounts an ordinary user's filesystems nosuid,nodev)`);

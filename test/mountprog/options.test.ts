@@ -24,6 +24,14 @@ test('mount.fuse form: SOURCE MOUNTPOINT -o OPTIONS, with the generic options mo
   t.is(r.mountpoint, '/m');
   t.true(r.flags.includes('nodev') && r.flags.includes('noatime'));
   t.true(r.ignored.includes('x-systemd.requires=foo'));
+  // The same list as `tarstack mount -o` (store/mount-flags.ts): what libfuse hands to the kernel is
+  // passed, the kernel's defaults are taken and change nothing, the flags libfuse cannot pass are refused.
+  const all = parse(['-o', 'lowerdir=/a,dirsync,noexec,sync,relatime,diratime,symfollow', '/m']);
+  for (const f of ['dirsync', 'noexec', 'sync']) t.true(all.flags.includes(f), f);
+  t.deepEqual(all.ignored, ['relatime', 'diratime', 'symfollow']);
+  for (const f of ['nodiratime', 'lazytime', 'strictatime', 'nosymfollow', 'norelatime']) {
+    t.regex(t.throws(() => parseArgs(['-o', `lowerdir=/a,${f}`, '/m']), { instanceOf: UsageError })!.message, new RegExp(`^option ${f} is not supported: libfuse 3 cannot hand ${f} to the kernel`), f);
+  }
 });
 
 test('escapes: \\: inside a lower path, \\, inside an option value; several -o; lowerdir+=', (t) => {
