@@ -179,6 +179,34 @@ rootTest('root: TARSTACK_PASSTHROUGH=0 is today\'s path', async (t) => {
 
 const ids = ordinaryUser();
 const userTest = typeof ids === 'string' ? test.skip : test.serial;
+const CAP = Buffer.from('0100000200200000000000000000000000000000', 'hex'); // cap_net_bind_service=ep
+
+(noPassthrough || typeof ids === 'string' ? test.skip : test.serial)('root: a passthrough write by another user clears suid, sgid and security.capability; root\'s keeps them', async (t) => {
+  const user = ids as UserIds;
+  const m = await serve(t);
+  const file = path.join(m.mnt, 'd', 'setid');
+  const capped = path.join(m.mnt, 'd', 'capped');
+  for (const f of [file, capped]) {
+    fs.writeFileSync(f, 'program\n');
+    fs.chmodSync(f, 0o6777);
+  }
+  const setcap = spawnSync('python3', ['-c', 'import os,sys\nos.setxattr(sys.argv[1], "security.capability", bytes.fromhex(sys.argv[2]))', capped, CAP.toString('hex')]);
+  t.is(setcap.status, 0, setcap.stderr.toString());
+  const s0 = await m.stats();
+  fs.appendFileSync(file, 'by root\n'); // CAP_FSETID: the bits stay
+  t.is(fs.statSync(file).mode & 0o7777, 0o6777, 'root keeps suid and sgid');
+  for (const f of [file, capped]) {
+    const w = spawnSync('sh', ['-c', 'echo by-user >> "$1"', 'sh', f], { uid: user.uid, gid: user.gid });
+    t.is(w.status, 0, w.stderr.toString());
+    t.is(fs.statSync(f).mode & 0o7777, 0o777, `${path.basename(f)}: suid and sgid cleared by another user's write`);
+    t.true(fs.readFileSync(f, 'latin1').endsWith('by-user\n'));
+  }
+  const cap = spawnSync('python3', ['-c', 'import os,sys\ntry:\n  os.getxattr(sys.argv[1], "security.capability"); print("kept")\nexcept OSError: print("gone")', capped]);
+  t.is(cap.stdout.toString().trim(), 'gone', 'security.capability removed by the write');
+  const s1 = await m.stats();
+  t.is(delta(s0, s1).WRITE, 0, 'the writes passed through');
+  t.true(s1.passthroughOpens - s0.passthroughOpens >= 3);
+});
 userTest('an ordinary user: no passthrough, every byte through the daemon', async (t) => {
   const user = ids as UserIds;
   const m = await serve(t, user);
