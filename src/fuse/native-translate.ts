@@ -155,7 +155,6 @@ export class Translator {
       id = p.id;
     } else if (o.backingFd !== undefined && o.backingFd >= 0 && !this.cachedOpens.get(ino)) {
       const got = this.pt!.open(o.backingFd);
-      if (process.env.TARSTACK_PT_DEBUG) console.error(`passthrough: backingOpen(${o.backingFd}) = ${got}`);
       if (got > 0) {
         this.passed.set(ino, { id: got, opens: 1 });
         this.everPassed.add(ino);
