@@ -12,7 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { OP } from '../src/fuse/lowlevel.js';
 import type { MountStats } from '../src/fuse/native-backend.js';
-import { forceUnmount, makeTestRoot, mountAt, removeTestRoot } from './helpers/mounted.js';
+import { forceUnmount, makeTestRoot, mount, mountAt, removeTestRoot } from './helpers/mounted.js';
 import { ordinaryUser, type UserIds } from './helpers/ordinary-user.js';
 import { pack } from './helpers/pack.js';
 
@@ -175,6 +175,20 @@ rootTest('root: TARSTACK_PASSTHROUGH=0 is today\'s path', async (t) => {
   t.true(delta(s0, s1).WRITE >= 1);
   t.true(delta(s0, s1).READ >= 1);
   t.is(s1.passthroughOpens, 0);
+});
+
+rootTest('root: `status` names the kernel features a CLI mount uses', async (t) => {
+  const dir = path.join(root, `cli${++seq}`);
+  fs.mkdirSync(dir, { recursive: true });
+  const tar = path.join(dir, 'lower.tar');
+  fs.writeFileSync(tar, await pack([{ name: 'f', body: 'x\n' }]));
+  const m = await mount(t, path.join(dir, 'i'), { kind: 'instance', lowers: [tar] });
+  const st = await m.cli(['status', '--json']);
+  t.is(st.code, 0, st.stderr);
+  const rows = JSON.parse(st.stdout) as Array<{ mountpoint: string; features: string[] }>;
+  t.deepEqual(rows.find((r) => r.mountpoint === m.root)?.features, ['passthrough']);
+  const text = await m.cli(['status']);
+  t.regex(text.stdout, /kernel FUSE features: passthrough/);
 });
 
 const ids = ordinaryUser();
