@@ -34,6 +34,13 @@ test('plain hot commands are parsed by hand, with the keys yargs gives their han
   t.deepEqual(parsed('umount /mnt/x --lazy'), { target: '/mnt/x', lazy: true });
   t.deepEqual(parsed('status --json'), { json: true });
   t.deepEqual(parsed('list'), {});
+  const tls = { 'tls-verify': true, tlsVerify: true }; // yargs's default
+  t.deepEqual(parsed('image add x.tar'), { tar: 'x.tar', ...tls });
+  t.deepEqual(parsed('image add x.tar --name img --parent=base --copy'), { tar: 'x.tar', name: 'img', parent: 'base', copy: true, ...tls });
+  t.deepEqual(parsed('image add --name img x.tar --store /s'), { tar: 'x.tar', name: 'img', store: '/s', ...tls });
+  t.deepEqual(parsed('image pull h:5000/app:1 --tls-verify=false --name app --full'), { ref: 'h:5000/app:1', 'tls-verify': false, tlsVerify: false, name: 'app', full: true });
+  t.deepEqual(parsed('image pull h/app --platform=linux/arm64'), { ref: 'h/app', platform: 'linux/arm64', ...tls });
+  t.deepEqual(parsed('image pull h/app --tls-verify'), { ref: 'h/app', ...tls });
 });
 
 test('anything unusual is left to the full parser', (t) => {
@@ -60,6 +67,20 @@ test('anything unusual is left to the full parser', (t) => {
     'create a b',
     '--version list',
     'umount -z /x',
+    'image add',
+    'image add x.tar --name',
+    'image add x.tar --name --copy',
+    'image add x.tar --name=',
+    'image add x.tar --name a --name b',
+    'image add x.tar --no-tls-verify',
+    'image add x.tar --copy=false',
+    'image add x.tar y.tar',
+    'image pull',
+    'image pull h/app --name',
+    'image pull h/app --name --full',
+    'image pull h/app --tls-verify=no',
+    'image pull h/app --full=false',
+    'image pull h/app --cache-size 4G',
   ]) t.is(parsed(line), undefined, line);
   t.is(parsed('mount work', { TARSTACK_FULL_PARSE: '1' }), undefined, 'TARSTACK_FULL_PARSE=1');
 });
@@ -107,6 +128,10 @@ it('both routes print the same and exit the same, for answers and for mistakes',
     ['umount', 'b'],
     ['umount', missing],
     ['umount'],
+    ['image', 'add', missing],
+    ['image', 'add', path.join(dir, 'img.tar')], // "img" exists
+    ['image', 'add', path.join(dir, 'img.tar'), '--name', 'img', '--parent', 'nosuch'],
+    ['image', 'add', full, '--copy'],
   ]) await same(t, s, line);
   const list = (await same(t, s, ['list'])).stdout.split('\n').slice(1, -1).map((l) => l.split(/\s+/)[0]);
   t.deepEqual(list, ['a', 'A', 'a-1', 'b'], 'names listed case-insensitively');

@@ -1,6 +1,6 @@
 // A debootstrapped Debian root filesystem (scripts/debian-rootfs: built once, cached in
 // /var/cache/tarstack-test) as an image, an instance of it mounted by root with the default options,
-// and what people do with one: chroot with su to another user, a setuid binary run by that user,
+// and what people do with one: chroot with su and sudo to another user, a setuid binary run by that user,
 // /dev/null and /dev/zero from the tar, apt-get check, dpkg -i of a local .deb built here, unshare,
 // and systemd-nspawn where this machine allows it. Skips with the reason where no rootfs can be made
 // (not root, no Debian mirror reachable through apt's sources).
@@ -63,6 +63,17 @@ serial('chroot M su nobody -s /bin/sh -c id', (t) => {
   const r = chroot(['su', 'nobody', '-s', '/bin/sh', '-c', 'id']);
   t.is(r.code, 0, r.err);
   t.regex(r.out, /^uid=65534\(nobody\) gid=65534\(nogroup\)/);
+});
+
+serial('chroot M sudo: root becomes another user; another user meets setuid sudo asking for a password', (t) => {
+  const r = chroot(['sudo', '-u', 'nobody', 'id', '-u']);
+  t.is(r.code, 0, r.err);
+  t.is(r.out, '65534\n');
+  // sudo runs setuid root for nobody, reads /etc/sudoers, and wants a password it cannot ask for; on
+  // a nosuid mount it would say "effective uid is not 0" instead.
+  const n = chroot(['sudo', '-n', 'true'], 'nobody:nogroup');
+  t.not(n.code, 0);
+  t.regex(n.err, /a password is required/, n.err);
 });
 
 serial('a setuid binary run by another user runs as its owner', (t) => {

@@ -178,7 +178,48 @@ e2e("a blob corrupted on the registry's disk: EIO for its damaged chunk, never i
   t.regex(verify.stdout, /FAILED .*img-layer1.*do not match the index/);
 });
 
-e2e('a registry gone mid-read: EIO in bounded time; files already read are still served, also after a remount', async (t) => {
+e2e("a pushed index's seek windows stay in the registry until a seek needs one; a window corrupted on the registry's disk is EIO, never wrong bytes", async (t) => {
+  const maker = session(t, 'windows-pusher');
+  await maker.ok(['image', 'add', `${baseTar}.gz`, '--name', 'base']);
+  await maker.ok(['image', 'push', 'base', `${registry.host}/test/windows:v1`, '--tls-verify=false']);
+  const s = session(t, 'windows-puller');
+  await registry.settled();
+  const logged = registry.log().length;
+  await s.ok(['image', 'pull', `${registry.host}/test/windows:v1`, '--tls-verify=false', '--name', 'img']);
+  const info = JSON.parse(await s.ok(['image', 'info', 'img', '--json']));
+  const windows = info.remote.windows as { digest: string; size: number };
+  t.truthy(windows, 'the windows were pushed apart');
+  await registry.settled();
+  t.deepEqual(registry.log().slice(logged).filter((e) => e.request.includes(windows.digest)), [], 'the pull fetched no window');
+  flipByte(registry.blobFile(windows.digest), Math.floor(windows.size / 2)); // a window inside big.bin's compressed bytes
+  const want = fs.readFileSync(path.join(root, 'src', BIG));
+  await withMount(s, 'img', (dir) => {
+    t.deepEqual(fs.readFileSync(path.join(dir, 'many/f3')), fs.readFileSync(path.join(root, 'src', 'many/f3')));
+    // Reads from the end backwards: each seeks (no decoder stands before it), so each needs its window.
+    const fd = fs.openSync(path.join(dir, BIG), 'r');
+    const failed: number[] = [];
+    try {
+      for (let at = want.length - 4096; at >= 0; at -= 128 << 10) {
+        const buf = Buffer.alloc(4096);
+        try {
+          fs.readSync(fd, buf, 0, 4096, at);
+        } catch (err) {
+          t.is((err as NodeJS.ErrnoException).code, 'EIO');
+          failed.push(at);
+          continue;
+        }
+        t.true(buf.equals(want.subarray(at, at + 4096)), `bytes at ${at}`);
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    t.true(failed.length > 0 && failed.length < want.length / (128 << 10) / 2, `EIO at ${failed.join(', ')}`);
+  });
+  const log = fs.readFileSync(path.join(s.home, 'run', 'logs', 'server.log'), 'utf8');
+  t.regex(log, new RegExp(`blob ${windows.digest}: the bytes at offset \\d+ do not match the index`));
+});
+
+e2e('a registry gone mid-read: EIO in bounded time; files already read are still served, also after a remount; status says the registry is unreachable', async (t) => {
   const reg = await startRegistry(path.join(root, `killed-${++seq}`));
   t.teardown(() => reg.stop());
   skopeoPush(archive, `${reg.host}/test/img:v1`);
@@ -187,12 +228,35 @@ e2e('a registry gone mid-read: EIO in bounded time; files already read are still
   const want = fs.readFileSync(path.join(root, 'src', 'many/f10'));
   await withMount(s, 'img', async (dir) => {
     t.deepEqual(fs.readFileSync(path.join(dir, 'many/f10')), want);
+    t.notRegex(await s.ok(['status']), /unreachable/);
     await reg.stop();
+    t.regex(await s.ok(['status']), new RegExp(`: its layers' registry ${reg.host} is unreachable \\(ECONNREFUSED\\)`));
     const err = t.throws(() => fs.readFileSync(path.join(dir, BIG))); // returns (EIO) once the retries give up
     t.is((err as NodeJS.ErrnoException).code, 'EIO');
     t.deepEqual(fs.readFileSync(path.join(dir, 'many/f10')), want);
   });
   await withMount(s, 'img', (dir) => t.deepEqual(fs.readFileSync(path.join(dir, 'many/f10')), want), 'again');
+});
+
+e2e('pull --full: every layer in the chunk cache, so the whole tree is served with the registry gone; a cache too small for it, or a bad --cache-size, is one line', async (t) => {
+  const reg = await startRegistry(path.join(root, `full-${++seq}`));
+  t.teardown(() => reg.stop());
+  skopeoPush(archive, `${reg.host}/test/img:v1`);
+  const bad = await session(t, 'full-bad').cli(['--cache-size', 'lots', 'image', 'pull', `${reg.host}/test/img:v1`, '--tls-verify=false']);
+  t.is(bad.code, 1);
+  t.is(bad.stderr.trim(), 'tarstack: --cache-size lots: give bytes, or a number with K, M or G (e.g. 4G)');
+  const small = await session(t, 'full-small').cli(['image', 'pull', `${reg.host}/test/img:v1`, '--tls-verify=false', '--full', '--cache-size', '64K']);
+  t.is(small.code, 1);
+  t.regex(small.stderr.trim(), /^tarstack: --full needs [\d.]+ MiB of chunk cache and the store's cache holds 0\.1 MiB; raise it with --cache-size/);
+  t.is(small.stderr.trim().split('\n').length, 1);
+  const s = session(t, 'full');
+  const out = await s.ok(['image', 'pull', `${reg.host}/test/img:v1`, '--tls-verify=false', '--name', 'img', '--full']);
+  t.regex(out, /every layer fetched in full/);
+  const info = JSON.parse(await s.ok(['image', 'info', 'img-layer1', '--json']));
+  t.is(info.remote.cachedBytes, info.remote.size);
+  const ref = await reference(t, s.root);
+  await reg.stop();
+  await withMount(s, 'img', (dir) => t.deepEqual(compareTrees(ref, snapshotTree(dir), { ignoreMtimeFor: [''], compareNlink: false }), []));
 });
 
 e2e('htpasswd auth behind TLS: refused in one line without credentials; pulled with $REGISTRY_AUTH_FILE', async (t) => {

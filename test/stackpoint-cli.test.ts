@@ -13,7 +13,7 @@ import { instanceSkipReason, StackSession, suiteRoot } from './helpers/stacks.js
 import { compareTrees, snapshotTree } from './helpers/tree.js';
 import { waitFor } from './helpers/children.js';
 import type { CliResult } from './helpers/mount.js';
-import { bootId } from '../src/util/proc.js';
+import { withLock } from '../src/store/lock.js';
 
 const skipReason = await instanceSkipReason();
 if (skipReason) test.skip(`stackpoint suite skipped: ${skipReason}`, () => undefined);
@@ -124,15 +124,11 @@ serial('two cutovers at once: one wins, the other is refused; the record stays w
   // "At once" for sure, however the machine schedules the two: with the store lock held here, the
   // cutover that takes the stackpoint first waits inside its switch (it makes its new instance under
   // the store lock) while the other finds the stackpoint taken; then the lock is let go.
-  const storeLock = path.join(s.home, 'lock');
-  fs.mkdirSync(storeLock);
-  fs.writeFileSync(path.join(storeLock, 'owner'), `${process.pid} ${bootId()}\n`);
-  const both = [s.cli(['stackpoint', 'cutover', 'sp', 'v2']), s.cli(['stackpoint', 'cutover', 'sp', 'v3'])];
-  try {
+  let both: Promise<CliResult>[] = [];
+  await withLock(path.join(s.home, 'lock'), async () => {
+    both = [s.cli(['stackpoint', 'cutover', 'sp', 'v2']), s.cli(['stackpoint', 'cutover', 'sp', 'v3'])];
     await Promise.race(both);
-  } finally {
-    fs.rmSync(storeLock, { recursive: true, force: true });
-  }
+  });
   const [a, b] = await Promise.all(both) as [CliResult, CliResult];
   const won = [a, b].filter((r) => r.code === 0);
   t.is(won.length, 1, `exactly one wins: ${a.stderr} | ${b.stderr}`);

@@ -151,6 +151,17 @@ static napi_value js_in_pos(napi_env env, napi_callback_info info) {
   return v;
 }
 
+// setReadSize(handle, bytes): compressed bytes per read (tsc_set_read_size)
+static napi_value js_set_read_size(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (tsn_get_args(env, info, 2, argv) != 0) return NULL;
+  handle *h = get_handle(env, argv[0]);
+  uint32_t n = 0;
+  if (h == NULL || napi_get_value_uint32(env, argv[1], &n) != napi_ok) return NULL;
+  tsc_set_read_size(h->d, n);
+  return NULL;
+}
+
 static napi_value js_trailing(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (tsn_get_args(env, info, 1, argv) != 0) return NULL;
@@ -358,7 +369,7 @@ int tsn_codec_init(napi_env env, napi_value exports) {
     napi_callback cb;
   } fns[] = {
     { "open", js_open }, { "close", js_close }, { "scanBegin", js_scan_begin },
-    { "takePoints", js_take_points }, { "inPos", js_in_pos }, { "trailingGarbage", js_trailing },
+    { "takePoints", js_take_points }, { "inPos", js_in_pos }, { "setReadSize", js_set_read_size }, { "trailingGarbage", js_trailing },
     { "decodeSync", js_decode_sync }, { "decode", js_decode }, { "zstdFrame", js_zstd_frame },
   };
   napi_value codec;

@@ -55,6 +55,9 @@ int tsc_errcode(const tsc_dec *d);
 const char *tsc_error(const tsc_dec *d);
 // Compressed bytes consumed so far (absolute file offset of the next unread input byte).
 uint64_t tsc_in_pos(const tsc_dec *d);
+// Compressed bytes read per pread from now on (4 KiB to 128 KiB; default 128 KiB): a remote blob's
+// decoder reads little past what it decodes, since every byte it reads must be fetched first.
+void tsc_set_read_size(tsc_dec *d, size_t n);
 // Scan mode: set when non-zero bytes follow the last gzip member (gzip itself ignores them too).
 int tsc_trailing_garbage(const tsc_dec *d);
 

@@ -21,6 +21,7 @@ tsc_dec *tsc_new(int format, int fd, uint64_t size) {
   d->size = size;
   d->fd = -1;
   d->in = malloc(TSC_IN_CAP);
+  d->in_cap = TSC_IN_CAP;
   // Our own descriptor: the layer may close its fd while a worker still reads through this one.
   d->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   int ok = d->in != NULL && d->fd >= 0;
@@ -56,6 +57,10 @@ int tsc_fail(tsc_dec *d, int code, const char *fmt, ...) {
 
 int tsc_errcode(const tsc_dec *d) { return d->errcode; }
 const char *tsc_error(const tsc_dec *d) { return d->err; }
+void tsc_set_read_size(tsc_dec *d, size_t n) {
+  d->in_cap = n < 4096 ? 4096 : n > TSC_IN_CAP ? TSC_IN_CAP : n;
+}
+
 uint64_t tsc_in_pos(const tsc_dec *d) { return d->in_base + d->in_off; }
 int tsc_trailing_garbage(const tsc_dec *d) { return d->trailing; }
 
@@ -65,7 +70,7 @@ ssize_t tsc_fill(tsc_dec *d) {
   d->in_len = d->in_off = 0;
   if (d->in_base >= d->size) return 0;
   uint64_t left = d->size - d->in_base;
-  size_t want = left < TSC_IN_CAP ? (size_t)left : TSC_IN_CAP;
+  size_t want = left < d->in_cap ? (size_t)left : d->in_cap;
   ssize_t n;
   do n = pread(d->fd, d->in, want, (off_t)d->in_base);
   while (n < 0 && errno == EINTR);

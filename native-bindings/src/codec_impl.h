@@ -23,6 +23,7 @@ struct tsc_dec {
 
   unsigned char *in; // file bytes [in_base, in_base + in_len); the next unread one is in[in_off]
   size_t in_len, in_off;
+  size_t in_cap; // bytes per pread, at most TSC_IN_CAP (tsc_set_read_size)
   uint64_t in_base;
 
   uint64_t out_total; // uncompressed offset of the next output byte

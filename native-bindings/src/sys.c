@@ -1,6 +1,8 @@
 // System calls Node's fs lacks, which writable instances need: extended attributes, mknod (the
 // kernel's whiteout is a 0/0 character device), utimensat with nanoseconds and UTIME_OMIT (one time
-// alone), renameat2 flags, fallocate, flock and dup2. Paths are latin1 byte strings, so any name byte but
+// alone), renameat2 flags, fallocate, flock and dup2; and making new objects with another owner
+// (setfsuid, setfsgid: each new object is born with its maker's owner, as kernel overlayfs makes it,
+// instead of being chowned after, which moves its ctime). Paths are latin1 byte strings, so any name byte but
 // NUL passes; failures throw an Error carrying Node's `code`/`errno`/`syscall`, as fs does.
 #include "tsn.h"
 
@@ -10,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/fsuid.h>
+#include <sys/prctl.h>
+#include <linux/securebits.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -183,15 +188,153 @@ static napi_value js_listxattr(napi_env env, napi_callback_info info) {
   return out;
 }
 
-// mknod(path, mode, major, minor)
-static napi_value js_mknod(napi_env env, napi_callback_info info) {
-  napi_value argv[4];
-  int64_t mode, major, minor;
-  if (tsn_get_args(env, info, 4, argv) != 0 || get_int(env, argv[1], &mode) != 0 || get_int(env, argv[2], &major) != 0 || get_int(env, argv[3], &minor) != 0) return NULL;
+// ---- making as another owner ----------------------------------------------------------------
+// setfsuid and setfsgid change the calling thread's filesystem ids only (glibc does not pass them on
+// to other threads, as it does setuid's): the ids are taken and given back around the one call that
+// makes the object, on the thread that makes it. The thread keeps its capabilities meanwhile
+// (SECBIT_NO_SETUID_FIXUP, per thread too, put back after): the object is made in a directory only
+// the daemon may write (the work dir) and may be a device (CAP_MKNOD), as kernel overlayfs makes it
+// with the mounter's capabilities and the caller's fsuid and fsgid.
+typedef struct {
+  int switched;
+  int secbits;
+  uid_t uid;
+  gid_t gid;
+} fs_ids;
+
+static void give_back(fs_ids *s) {
+  if (!s->switched) return;
+  setfsuid(s->uid);
+  setfsgid(s->gid);
+  prctl(PR_SET_SECUREBITS, (unsigned long)s->secbits, 0, 0, 0);
+  s->switched = 0;
+}
+
+// Takes fsuid `uid` and fsgid `gid` (both -1: stays as it is); 0, or the errno (EPERM when the ids
+// would not take, or the thread may not keep its capabilities). Callers report it as setfsuid's, so
+// it is never taken for the answer of the call that makes the object.
+static int take_ids(fs_ids *s, int64_t uid, int64_t gid) {
+  s->switched = 0;
+  if (uid < 0 && gid < 0) return 0;
+  if (uid < 0 || gid < 0) return EINVAL;
+  s->secbits = prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
+  if (s->secbits < 0) return errno;
+  if (!(s->secbits & SECBIT_NO_SETUID_FIXUP) && prctl(PR_SET_SECUREBITS, (unsigned long)(s->secbits | SECBIT_NO_SETUID_FIXUP), 0, 0, 0) != 0) return errno;
+  s->switched = 1;
+  s->gid = (gid_t)setfsgid((gid_t)gid);
+  s->uid = (uid_t)setfsuid((uid_t)uid);
+  // both calls answer the previous id whatever happened; an invalid id (-1) asks for the current one
+  if ((gid_t)setfsgid((gid_t)-1) != (gid_t)gid || (uid_t)setfsuid((uid_t)-1) != (uid_t)uid) {
+    give_back(s);
+    return EPERM;
+  }
+  return 0;
+}
+
+// The owner arguments at argv[i], argv[i + 1]: uid and gid, or -1 and -1.
+static int get_ids(napi_env env, napi_value *argv, int64_t *uid, int64_t *gid) {
+  return get_int(env, argv[0], uid) != 0 || get_int(env, argv[1], gid) != 0 ? -1 : 0;
+}
+
+// openAs(path, flags, mode, uid, gid) -> fd: open(2) (O_CREAT) as fsuid/fsgid uid, gid (-1, -1: as this thread is).
+static napi_value js_open_as(napi_env env, napi_callback_info info) {
+  napi_value argv[5], out = NULL;
+  int64_t flags, mode, uid, gid;
+  if (tsn_get_args(env, info, 5, argv) != 0 || get_int(env, argv[1], &flags) != 0 || get_int(env, argv[2], &mode) != 0 || get_ids(env, argv + 3, &uid, &gid) != 0) return NULL;
   size_t n;
   char *path = tsn_latin1(env, argv[0], &n);
   if (path == NULL) return NULL;
-  if (mknod(path, (mode_t)mode, makedev((unsigned)major, (unsigned)minor)) != 0) sys_error(env, errno, "mknod");
+  fs_ids s;
+  int err = take_ids(&s, uid, gid);
+  int fd = -1;
+  if (err != 0) {
+    sys_error(env, err, "setfsuid");
+  } else {
+    fd = open(path, (int)flags | O_CLOEXEC, (mode_t)mode);
+    err = fd < 0 ? errno : 0;
+    give_back(&s);
+    if (err != 0) sys_error(env, err, "open");
+    else napi_create_int32(env, fd, &out);
+  }
+  free(path);
+  return out;
+}
+
+// mkdirAs(path, mode, uid, gid)
+static napi_value js_mkdir_as(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  int64_t mode, uid, gid;
+  if (tsn_get_args(env, info, 4, argv) != 0 || get_int(env, argv[1], &mode) != 0 || get_ids(env, argv + 2, &uid, &gid) != 0) return NULL;
+  size_t n;
+  char *path = tsn_latin1(env, argv[0], &n);
+  if (path == NULL) return NULL;
+  fs_ids s;
+  int err = take_ids(&s, uid, gid);
+  if (err != 0) {
+    sys_error(env, err, "setfsuid");
+  } else if (mkdir(path, (mode_t)mode) != 0) {
+    err = errno;
+    give_back(&s);
+    sys_error(env, err, "mkdir");
+  } else {
+    give_back(&s);
+  }
+  free(path);
+  return tsn_undefined(env);
+}
+
+// symlinkAs(target, path, uid, gid)
+static napi_value js_symlink_as(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  int64_t uid, gid;
+  if (tsn_get_args(env, info, 4, argv) != 0 || get_ids(env, argv + 2, &uid, &gid) != 0) return NULL;
+  size_t n;
+  char *target = tsn_latin1(env, argv[0], &n);
+  char *path = target ? tsn_latin1(env, argv[1], &n) : NULL;
+  if (path != NULL) {
+    fs_ids s;
+    int err = take_ids(&s, uid, gid);
+    if (err != 0) {
+      sys_error(env, err, "setfsuid");
+    } else if (symlink(target, path) != 0) {
+      err = errno;
+      give_back(&s);
+      sys_error(env, err, "symlink");
+    } else {
+      give_back(&s);
+    }
+  }
+  free(target);
+  free(path);
+  return tsn_undefined(env);
+}
+
+// mknod(path, mode, major, minor[, uid, gid])
+static napi_value js_mknod(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  int64_t mode, major, minor, uid = -1, gid = -1;
+  size_t argc = 6;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 4) {
+    tsn_throw(env, "tarstack_native: too few arguments");
+    return NULL;
+  }
+  if (get_int(env, argv[1], &mode) != 0 || get_int(env, argv[2], &major) != 0 || get_int(env, argv[3], &minor) != 0) return NULL;
+  if (argc >= 6 && get_ids(env, argv + 4, &uid, &gid) != 0) return NULL;
+  size_t n;
+  char *path = tsn_latin1(env, argv[0], &n);
+  if (path == NULL) return NULL;
+  fs_ids s;
+  int err = take_ids(&s, uid, gid);
+  if (err != 0) {
+    sys_error(env, err, "setfsuid");
+  } else if (mknod(path, (mode_t)mode, makedev((unsigned)major, (unsigned)minor)) != 0) {
+    err = errno;
+    give_back(&s);
+    sys_error(env, err, "mknod");
+  } else {
+    give_back(&s);
+  }
   free(path);
   return tsn_undefined(env);
 }
@@ -277,6 +420,7 @@ int tsn_sys_init(napi_env env, napi_value exports) {
     { "listxattr", js_listxattr }, { "mknod", js_mknod }, { "utimens", js_utimens },
     { "rename2", js_rename2 }, { "fallocate", js_fallocate }, { "flock", js_flock },
     { "dup2", js_dup2 },
+    { "openAs", js_open_as }, { "mkdirAs", js_mkdir_as }, { "symlinkAs", js_symlink_as },
   };
   napi_value sys;
   if (napi_create_object(env, &sys) != napi_ok) return -1;

@@ -13,7 +13,8 @@ export function globalOptions<T>(y: Argv<T>) {
   return y
     .option('store', { type: 'string', global: true, describe: 'store directory (default: $TARSTACK_HOME, /var/lib/tarstack for root, else ~/.local/share/tarstack)' })
     .option('json', { type: 'boolean', global: true, describe: 'machine-readable output' })
-    .option('verbose', { type: 'boolean', global: true, describe: 'show stack traces of internal errors' });
+    .option('verbose', { type: 'boolean', global: true, describe: 'show stack traces of internal errors' })
+    .option('cache-size', { type: 'string', global: true, describe: "bound of the store's chunk cache of remote layers, e.g. 4G (default: $TARSTACK_CACHE_SIZE, else 2G); a mount server the command starts keeps it" });
 }
 
 export function commands(y: Argv<GlobalOptions>): Argv<GlobalOptions> {

@@ -7,6 +7,7 @@ import { progress } from './output.js';
 export interface GlobalOptions {
   store?: string;
   json?: boolean;
+  cacheSize?: string;
 }
 
 export class Context extends Store {

@@ -1,4 +1,5 @@
-// The commands run most often (`mount`, `image mount`, `umount`, `status`, `list`, `--version`), parsed by hand
+// The commands run most often (`mount`, `image mount`, `umount`, `status`, `list`, `--version`,
+// `image add` of a local tar, `image pull`), parsed by hand
 // when their words are plain, so they run without loading yargs (a third of the CLI's start-up).
 // Anything unusual (an option not listed here, a value, a repeated flag, --help, too many words)
 // is left to the full parser (parser.ts), which has the last word on every command line. The
@@ -13,6 +14,12 @@ interface Verb {
   required?: number;
   /** Boolean options the verb takes, as typed (kebab-case). */
   flags: string[];
+  /** Options taking a string (`--name V` or `--name=V`); a value that is empty or starts with '-' goes to yargs. */
+  values?: string[];
+  /** What yargs fills in for options not given (its `default`s), under both spellings. */
+  defaults?: Record<string, unknown>;
+  /** Boolean options also said `--flag=true` / `--flag=false` (as `--tls-verify=false`, podman's spelling). */
+  boolValues?: string[];
   impl: () => Promise<Record<string, unknown>>;
   name: string;
   /** A mount of this kind by name: asked of a running server as it stands (askedByName). */
@@ -21,6 +28,7 @@ interface Verb {
 
 const mountImpl = (): Promise<Record<string, unknown>> => import('./impl/mount.js');
 const instanceImpl = (): Promise<Record<string, unknown>> => import('./impl/instance.js');
+const imageImpl = (): Promise<Record<string, unknown>> => import('./impl/image.js');
 
 const VERBS: Record<string, Verb> = {
   'image mount': { positionals: ['image', 'dir'], required: 2, flags: ['nonempty', 'allow-other'], impl: mountImpl, name: 'imageMount', named: 'image' },
@@ -28,6 +36,10 @@ const VERBS: Record<string, Verb> = {
   umount: { positionals: ['target'], flags: ['lazy', 'force', 'all'], impl: mountImpl, name: 'umount' },
   status: { positionals: ['instance'], flags: [], impl: mountImpl, name: 'status' },
   list: { positionals: [], flags: [], impl: instanceImpl, name: 'instanceList' },
+  // the first step of every first mount: yargs would be a third of its start-up
+  'image add': { positionals: ['tar'], required: 1, flags: ['copy', 'recompress', 'tls-verify'], values: ['name', 'parent'], defaults: { 'tls-verify': true, tlsVerify: true }, impl: imageImpl, name: 'imageAdd' },
+  // a pull with the index pushed is mostly start-up too
+  'image pull': { positionals: ['ref'], required: 1, flags: ['full', 'tls-verify'], boolValues: ['tls-verify'], values: ['name', 'platform'], defaults: { 'tls-verify': true, tlsVerify: true }, impl: () => import('./impl/registry.js'), name: 'imagePull' },
 };
 
 /** Global options every command takes (commands.ts): booleans, and --store with its value. */
@@ -55,14 +67,17 @@ export function fastParse(argv: string[], env: NodeJS.ProcessEnv = process.env):
       positionals.push(w);
       continue;
     }
-    const store = /^--store(?:=(.*))?$/s.exec(w);
+    const valued = /^--([a-z-]+)(?:=(.*))?$/s.exec(w);
     let key: string;
     let value: string | boolean = true;
-    if (store) {
-      key = 'store';
-      const v = store[1] ?? words[++i];
-      if (v === undefined || v === '' || (store[1] === undefined && v.startsWith('-'))) return undefined;
+    if (valued && (valued[1] === 'store' || verb.values?.includes(valued[1]!))) {
+      key = valued[1]!;
+      const v = valued[2] ?? words[++i];
+      if (v === undefined || v === '' || (valued[2] === undefined && v.startsWith('-'))) return undefined;
       value = v;
+    } else if (valued && valued[2] !== undefined && verb.boolValues?.includes(valued[1]!) && (valued[2] === 'true' || valued[2] === 'false')) {
+      key = valued[1]!;
+      value = valued[2] === 'true';
     } else {
       key = w.slice(2);
       if (!w.startsWith('--') || !(verb.flags.includes(key) || GLOBAL_FLAGS.includes(key))) return undefined;
@@ -74,6 +89,7 @@ export function fastParse(argv: string[], env: NodeJS.ProcessEnv = process.env):
   }
   if (positionals.length > verb.positionals.length || positionals.length < (verb.required ?? 0)) return undefined;
   positionals.forEach((p, i) => (args[verb.positionals[i]!] = p));
+  for (const [k, v] of Object.entries(verb.defaults ?? {})) if (!(k in args)) args[k] = v;
   return { verb, args };
 }
 

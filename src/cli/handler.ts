@@ -15,8 +15,22 @@ type Verb<M> = { [K in keyof M]: M[K] extends (ctx: Context, a: never) => unknow
  */
 export function run<M>(load: () => Promise<M>, name: Verb<M>): (a: Args) => Promise<void> {
   return async (a) => {
+    if (a.cacheSize !== undefined) await useCacheSize(String(a.cacheSize));
     const [{ Context }, m] = await Promise.all([import('./context.js'), load()]);
     const verb = m[name] as unknown as (ctx: Context, a: Args) => unknown;
     await verb(new Context(a), a);
   };
+}
+
+/**
+ * --cache-size: checked, then the chunk cache's bound for this process and for a server it spawns
+ * (which inherits the environment), as TARSTACK_CACHE_SIZE would be.
+ */
+async function useCacheSize(v: string): Promise<void> {
+  const { parseCacheSize } = await import('../remote/chunk-cache.js');
+  if (parseCacheSize(v) === undefined) {
+    const { UserError } = await import('../util/errors.js');
+    throw new UserError(`--cache-size ${v}: give bytes, or a number with K, M or G (e.g. 4G)`);
+  }
+  process.env.TARSTACK_CACHE_SIZE = v;
 }

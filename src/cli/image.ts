@@ -108,6 +108,7 @@ export const imageCommand: CommandModule<GlobalOptions, Args> = {
             .option('name', { type: 'string', describe: 'name of the (top) image (default: the last part of NAME)' })
             .option('tls-verify', { type: 'boolean', default: true, describe: "check the registry's TLS certificate (false also allows plain http)" })
             .option('platform', { type: 'string', describe: 'os/arch[/variant] to pick from an index (default: this machine)' })
+            .option('full', { type: 'boolean', describe: 'then fetch every layer into the chunk cache, for offline use (see --cache-size)' })
             .example('$0 image pull localhost:5000/app:1.0 --tls-verify=false', 'one image per layer, the top named "app"'),
         run(registryImpl, 'imagePull'),
       )

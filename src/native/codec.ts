@@ -30,6 +30,8 @@ export interface Codec {
   scanBegin(h: CodecHandle, spacing: number, cheap: number): void;
   takePoints(h: CodecHandle): ScanPoint[];
   inPos(h: CodecHandle): number;
+  /** Compressed bytes per read from now on (4 KiB to 128 KiB, the default): a remote blob's decoders read less ahead. */
+  setReadSize(h: CodecHandle, bytes: number): void;
   trailingGarbage(h: CodecHandle): boolean;
   /**
    * Seek to a point first unless kind is 0 (the window is the stored, deflated one), then fill `out`;

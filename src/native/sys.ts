@@ -8,7 +8,16 @@ export interface Sys {
   setxattr(target: string | number, name: string, value: Buffer, flags: number): void;
   removexattr(target: string | number, name: string): void;
   listxattr(target: string | number): string[];
-  mknod(path: string, mode: number, major: number, minor: number): void;
+  /** `uid`, `gid` (both or neither): made with these filesystem ids (see openAs). */
+  mknod(path: string, mode: number, major: number, minor: number, uid?: number, gid?: number): void;
+  /**
+   * open(2) (with O_CREAT, and O_CLOEXEC always) as filesystem ids `uid`, `gid`, taken by the calling
+   * thread for this one call (-1, -1: as it is): a new file is born with that owner. Where the ids
+   * cannot be taken (not root, an id a user namespace does not map) the error's syscall is 'setfsuid'.
+   */
+  openAs(path: string, flags: number, mode: number, uid: number, gid: number): number;
+  mkdirAs(path: string, mode: number, uid: number, gid: number): void;
+  symlinkAs(target: string, path: string, uid: number, gid: number): void;
   /** nsec -1 leaves a time alone (UTIME_OMIT), -2 sets it to now (UTIME_NOW). Symlinks are not followed. */
   utimens(target: string | number, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
   rename2(from: string, to: string, flags: number): void;

@@ -60,11 +60,6 @@ export class Directories {
     return this.listing(dir).isEmpty();
   }
 
-  /** A directory built at `tmp` for (dir, name): opaque where a lower directory was deleted, so nothing below shows. */
-  made(tmp: string, dir: Inode, name: string): void {
-    if (this.lowerHas(dir, name)) this.store.markOpaque(tmp);
-  }
-
   /**
    * Where a directory's lower origin is found from the root of the lower stack, as kernel overlayfs
    * computes it (ovl_get_redirect in fs/overlayfs/dir.c): the names from the root down to it, where a

@@ -11,7 +11,6 @@ import * as fs from 'node:fs';
 import type { Attr, Caller, CreateReply, DirEntry, Entry, OpenReply, ReadReply, SetAttr, Statfs, WritableFileSystem } from '../vfs/api.js';
 import { ROOT_INO } from '../vfs/api.js';
 import { fsError } from '../util/errors.js';
-import { majorOf, minorOf } from '../util/attr.js';
 import { RENAME_EXCHANGE, RENAME_NOREPLACE, UTIME_NOW, UTIME_OMIT } from '../native/sys.js';
 import { CopyUp } from './copyup.js';
 import { FileData } from './file-data.js';
@@ -23,14 +22,14 @@ import { LowerStack, type Parts } from './lower-stack.js';
 import { Directories, NAME_MAX } from './directories.js';
 import { InodeAttr } from './inode-attr.js';
 import { dataSpace, type DataSpace } from './space.js';
-import { UpperStore } from './upper.js';
+import { UpperStore, type NewObject } from './upper.js';
 import type { InstanceOptions } from './instance-options.js';
 import { isWhiteoutNode } from './whiteouts.js';
 import { TARSTACK_FORMAT, isInternalXattr } from './upper-format.js';
 import type { Layer } from '../layer/layer.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../vfs/mode.js';
 
-const { O_RDONLY, O_TRUNC, O_CREAT, O_EXCL, O_DIRECT, O_APPEND, O_RDWR } = fs.constants;
+const { O_RDONLY, O_TRUNC, O_DIRECT, O_APPEND } = fs.constants;
 const O_ACCMODE = 3;
 
 export class InstanceFs implements WritableFileSystem {
@@ -57,9 +56,9 @@ export class InstanceFs implements WritableFileSystem {
     // What the host refuses an ordinary user is kept in tarstack's metadata, which a standard upper may not hold.
     const keepRefused = opts.keepRefused ?? (format.privateMetadata && process.getuid?.() !== 0);
     this.store = new UpperStore(upperDir, workDir, { readOnly: opts.offline, format, keepRefused, whiteoutFiles: opts.whiteoutFiles });
-    this.links = new LinkSets(this.store);
-    this.copy = new CopyUp(this.store, this.stack, this.links, !!opts.wholeFiles);
     this.space = dataSpace(opts.sizeLimit, this.store, [upperDir, `${workDir}/index`]);
+    this.links = new LinkSets(this.store, this.space);
+    this.copy = new CopyUp(this.store, this.stack, this.links, !!opts.wholeFiles);
     this.data = new FileData(this.store, this.stack, this.links, this.copy, this.space, !!opts.fillsOffLoop);
     this.inodes = new InodeTable(this.stack, this.store, this.links, !!opts.offline);
     this.dirs = new Directories(this.stack, this.store, this.inodes);
@@ -176,6 +175,9 @@ export class InstanceFs implements WritableFileSystem {
   }
 
   release(_ino: number, fh: number): void {
+    // The last close of a file whose last name went while it was open: its data goes now.
+    const closing = this.handles.fileOrNone(fh);
+    if (closing && closing.fd >= 0 && closing.inode.unlinked && closing.inode.opens === 1) this.space.release(closing.fd);
     const h = this.handles.closeFile(fh);
     if (!h) return;
     if (h.held) this.stack.closeFile(h.held);
@@ -282,45 +284,41 @@ export class InstanceFs implements WritableFileSystem {
   // ---- WritableFileSystem: namespace --------------------------------------------------------
 
   mkdir(parent: number, name: string, mode: number, caller: Caller): Entry {
-    const c = this.createEntry(parent, name, caller, (t) => this.store.makeDir(t, mode), S_IFDIR | (mode & 0o7777));
+    const c = this.createEntry(parent, name, caller, { kind: 'dir', mode: S_IFDIR | (mode & 0o7777) });
     return this.entry(c.node, c.st);
   }
 
   /** A character device 0/0 is EPERM: it is a whiteout's encoding in the upper, and would hide itself (kernel overlayfs refuses it too). */
   mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller): Entry {
     if (isWhiteoutNode(mode, rdev)) throw fsError('EPERM');
-    return this.entry(this.createEntry(parent, name, caller, (t) => this.store.makeNode(t, mode, majorOf(rdev), minorOf(rdev)), mode, rdev).node);
+    return this.entry(this.createEntry(parent, name, caller, { kind: 'node', mode, rdev }).node);
   }
 
   symlink(parent: number, name: string, target: string, caller: Caller): Entry {
-    const c = this.createEntry(parent, name, caller, (t) => this.store.makeSymlink(t, target), S_IFLNK | 0o777);
+    const c = this.createEntry(parent, name, caller, { kind: 'symlink', mode: S_IFLNK | 0o777, target });
     return this.entry(c.node, c.st);
   }
 
   create(parent: number, name: string, mode: number, flags: number, caller: Caller): CreateReply {
-    let fd = -1;
-    const c = this.createEntry(parent, name, caller, (t) => (fd = this.store.makeFile(t, O_CREAT | O_EXCL | O_RDWR | (flags & O_APPEND), mode)), S_IFREG | (mode & 0o7777));
-    return { entry: this.entry(c.node, c.st), open: this.openHandle(c.node, fd, flags) };
+    const c = this.createEntry(parent, name, caller, { kind: 'file', mode: S_IFREG | (mode & 0o7777), flags: flags & O_APPEND });
+    return { entry: this.entry(c.node, c.st), open: this.openHandle(c.node, c.fd!, flags) };
   }
 
   /**
-   * A new entry: built under a temp name (owned by the caller), then placed, over a whiteout if one
-   * is there. A directory placed where a lower directory was deleted is opaque, so nothing below shows.
+   * A new entry, owned by the caller: born in its place where it can be, else built under a temp
+   * name and placed, over a whiteout if one is there (upper.ts, makeNew). A directory placed where a
+   * lower directory was deleted is opaque, so nothing below shows.
    */
-  private createEntry(parent: number, name: string, caller: Caller, make: (tmp: string) => void, mode: number, rdev = 0): { node: Inode; st: fs.BigIntStats } {
+  private createEntry(parent: number, name: string, caller: Caller, what: NewObject): { node: Inode; st: fs.BigIntStats; fd: number | undefined } {
     const dir = this.inodes.dir(parent);
     if (this.dirs.find(dir, name)) throw fsError('EEXIST');
     this.copy.dir(dir);
+    const opaque = (what.mode & S_IFMT) === S_IFDIR && this.dirs.lowerHas(dir, name);
     const abs = this.childAbs(dir, name); // after the copy-up: a path is for immediate use (upper.ts)
-    const tmp = this.store.tmp();
-    make(tmp);
-    const isDir = (mode & S_IFMT) === S_IFDIR;
-    this.store.ownNew(tmp, this.store.abs(dir.relPath()), caller, mode, rdev, this.umaskZero);
-    if (isDir) this.dirs.made(tmp, dir, name);
-    this.store.place(tmp, abs, isDir);
+    const fd = this.store.makeNew(this.store.abs(dir.relPath()), abs, caller, what, this.umaskZero, opaque);
     const st = this.store.stat(abs);
     // A device the host refused stands in as an empty file (kept.ts): its type is read back as usual.
-    return { node: this.inodes.inodeFor(dir, name, { upper: true, abs, st, fresh: !this.store.kept.active }), st };
+    return { node: this.inodes.inodeFor(dir, name, { upper: true, abs, st, fresh: !this.store.kept.active }), st, fd };
   }
 
   link(ino: number, newParent: number, newName: string): Entry {

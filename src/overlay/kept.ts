@@ -88,15 +88,24 @@ export class Kept {
     const type = st.mode & S_IFMT;
     let realMode = st.mode;
     if (type !== S_IFLNK) {
-      const perm = carriesUserX(type) ? (want.mode & 0o777) | (type === S_IFDIR ? 0o700 : 0o600) : want.mode & 0o777;
-      if (typeof t === 'number') fs.fchmodSync(t, perm);
-      else fs.chmodSync(b(t), perm);
+      const perm = this.realPerm(type, want.mode);
+      // a chmod moves ctime even when it changes nothing
+      if ((st.mode & 0o7777) !== perm) {
+        if (typeof t === 'number') fs.fchmodSync(t, perm);
+        else fs.chmodSync(b(t), perm);
+      }
       realMode = type | perm;
     }
     const same = want.uid === st.uid && want.gid === st.gid && want.mode === realMode && want.rdev === 0;
     if (!carriesUserX(type)) return this.updateSide(st.ino, (e) => (same ? delete e.stat : (e.stat = want)));
     if (same) this.removeQuiet(t, X_STAT);
     else this.sys.setxattr(t, X_STAT, b(`${want.uid} ${want.gid} ${want.mode} ${want.rdev}`), 0);
+  }
+
+  /** The real permissions an object of `type` kept as `mode` gets: a file or directory's stay owner-accessible. */
+  realPerm(type: number, mode: number): number {
+    if (type === S_IFLNK) return 0o777;
+    return carriesUserX(type) ? (mode & 0o777) | (type === S_IFDIR ? 0o700 : 0o600) : mode & 0o777;
   }
 
   /**

@@ -12,11 +12,15 @@ import { X_LAZY } from './upper-format.js';
 import { LazyMap } from './lazy.js';
 import { LowerNames } from './lower-names.js';
 import { S_IFDIR } from '../vfs/mode.js';
+import type { DataSpace } from './space.js';
 
 export class LinkSets {
   private readonly lowerNames: LowerNames;
 
-  constructor(private readonly store: UpperStore) {
+  constructor(
+    private readonly store: UpperStore,
+    private readonly space: DataSpace,
+  ) {
     this.lowerNames = new LowerNames(store);
   }
 
@@ -91,6 +95,7 @@ export class LinkSets {
    * the name showed from the lower (now hidden). With no name left, it is unlinked. A set in the
    * index counts its names; otherwise the inode's other names are the ones this mount has met, and
    * when it has met no other but the object kept more links, a lookup of one of those finds it again.
+   * A set's data goes with its index object, so its space comes back then, or at the last close.
    */
   dropName(node: Inode, dir: Inode, name: string, was: fs.BigIntStats | undefined): void {
     const left = node.lostName(dir, name);
@@ -105,6 +110,7 @@ export class LinkSets {
     const st = this.store.stat(idx);
     if (lower) this.lowerNames.drop(node.ino, st);
     if (this.count(node, st) > 0) return;
+    if (node.opens === 0) this.space.release(idx);
     this.store.removeIfThere(idx);
     this.lowerNames.set(node.ino, 0);
     node.unlinked = true;

@@ -19,10 +19,10 @@ const BLOCK = 4096;
  * a block (ext4 counts an external xattr block in st_blocks) and, for a lazily copied file, never
  * more than its chunks present (a metadata-only copy-up has none).
  */
-export function fileData(path: Buffer, st: fs.BigIntStats): number {
+export function fileData(target: Buffer | number, st: fs.BigIntStats): number {
   let bytes = Math.min(Number(st.blocks) * 512, Math.ceil(Number(st.size) / BLOCK) * BLOCK);
   if (bytes === 0) return 0;
-  const lazy = loadSys().getxattr(path.toString('latin1'), X_LAZY);
+  const lazy = loadSys().getxattr(typeof target === 'number' ? target : target.toString('latin1'), X_LAZY);
   if (lazy) bytes = Math.min(bytes, LazyMap.decode(lazy).presentChunks() * CHUNK);
   return bytes;
 }
@@ -90,8 +90,13 @@ export interface DataSpace {
    * its worst case fits, the lazy chunks it must fill included. Returns `allocated(fd)`.
    */
   reserveWrite(fd: number, lazy: LazyMap | null, append: boolean, pos: number, len: number): number;
-  /** The last name of the upper file at `abs` goes (and nothing has it open): its data space comes back. */
-  release(abs: string): void;
+  /**
+   * The upper object at `abs` is about to lose its last link (unlink, a rename over it, the index
+   * object of a hard-link set after its last name), or the open descriptor `fd` of a file with no
+   * link left is about to be closed: its data space comes back. An object with another link keeps
+   * it; the caller makes sure nothing else has it open.
+   */
+  release(target: string | number): void;
   /** The size and free space shown, from the upper filesystem's statfs. */
   shown(upper: fs.StatsFs): { blocks: number; bfree: number; bavail: number };
 }
@@ -165,9 +170,9 @@ class SpaceLimit implements DataSpace {
     return allocated;
   }
 
-  release(abs: string): void {
-    const st = this.store.lstat(abs);
-    if (st && st.isFile() && st.nlink === 1n) this.charge(-fileData(b(abs), st));
+  release(target: string | number): void {
+    const st = typeof target === 'number' ? fs.fstatSync(target, { bigint: true }) : this.store.lstat(target);
+    if (st && st.isFile() && st.nlink <= (typeof target === 'number' ? 0n : 1n)) this.charge(-fileData(typeof target === 'number' ? target : b(target), st));
   }
 
   private charge(delta: number): void {

@@ -16,8 +16,13 @@ export const DEFAULT_CACHE_BYTES = 2 * 1024 ** 3;
 
 export function cacheBytesLimit(): number {
   const v = process.env.TARSTACK_CACHE_SIZE;
-  const m = v ? /^(\d+)([KMG]?)i?B?$/i.exec(v.trim()) : null;
-  if (!m) return DEFAULT_CACHE_BYTES;
+  return (v ? parseCacheSize(v) : undefined) ?? DEFAULT_CACHE_BYTES;
+}
+
+/** Bytes, or a number with K, M or G (KiB, MiB, GiB; "4G", "512MiB"); undefined if it is neither. */
+export function parseCacheSize(v: string): number | undefined {
+  const m = /^(\d+)([KMG]?)i?B?$/i.exec(v.trim());
+  if (!m) return undefined;
   return Number(m[1]) * 1024 ** ' KMG'.indexOf((m[2] || ' ').toUpperCase());
 }
 
@@ -35,7 +40,7 @@ export class BlobFile {
   readonly pins: Uint16Array;
   users = 0;
 
-  constructor(readonly hex: string, path: string, readonly size: number, readonly chunkSize: number) {
+  constructor(readonly hex: string, readonly path: string, readonly size: number, readonly chunkSize: number) {
     const n = Math.ceil(size / chunkSize);
     this.fd = openSync(path, 'a+'); // created if missing, never truncated
     closeSync(this.fd);

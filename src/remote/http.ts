@@ -1,8 +1,9 @@
 // HTTP(S) for remote layers: one keep-alive agent per TLS mode, range GETs, and retries of
 // connection errors, timeouts and 5xx with backoff for a bounded time (then the caller's EIO).
 // Authorization is the caller's: a `Remote` carries the headers its requests need and may renew them.
-import http from 'node:http';
-import https from 'node:https';
+// node:http and node:https (with TLS) load at the first request: the store's server loads this file
+// for every mount (open-image.ts), and most mounts never go on the network.
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { createReadStream } from 'node:fs';
 
 /** Where a blob lives and how to ask for it. */
@@ -29,15 +30,30 @@ export function retryDeadlineMs(): number {
 /** A request idle this long (no bytes) is abandoned and retried. */
 const IDLE_MS = 5_000;
 
-const agents = {
-  http: new http.Agent({ keepAlive: true, maxSockets: 8 }),
-  https: new https.Agent({ keepAlive: true, maxSockets: 8 }),
-  insecure: new https.Agent({ keepAlive: true, maxSockets: 8, rejectUnauthorized: false }),
-};
+interface Net {
+  http: typeof import('node:http');
+  https: typeof import('node:https');
+  /** One keep-alive agent per TLS mode. */
+  agents: { http: import('node:http').Agent; https: import('node:https').Agent; insecure: import('node:https').Agent };
+}
+let net: Promise<Net> | undefined;
+
+function loadNet(): Promise<Net> {
+  net ??= Promise.all([import('node:http'), import('node:https')]).then(([http, https]) => ({
+    http,
+    https,
+    agents: {
+      http: new http.Agent({ keepAlive: true, maxSockets: 8 }),
+      https: new https.Agent({ keepAlive: true, maxSockets: 8 }),
+      insecure: new https.Agent({ keepAlive: true, maxSockets: 8, rejectUnauthorized: false }),
+    },
+  }));
+  return net;
+}
 
 export interface Response {
   status: number;
-  headers: http.IncomingHttpHeaders;
+  headers: IncomingHttpHeaders;
   body: Buffer;
 }
 
@@ -52,7 +68,8 @@ export interface RequestOptions {
 }
 
 /** One request, its body read in full; network failures reject (retryable), any status resolves. */
-export function request(url: string, o: RequestOptions = {}): Promise<Response> {
+export async function request(url: string, o: RequestOptions = {}): Promise<Response> {
+  const { http, https, agents } = await loadNet();
   return new Promise((resolve, reject) => {
     const u = new URL(url);
     const tls = u.protocol === 'https:';
@@ -125,25 +142,32 @@ export function hostOf(url: string): string {
   }
 }
 
+/** Where a download's bytes go, as they arrive (in order, each call before the next). */
+export interface DownloadSink {
+  /** The response started: its Content-Length (0 when the server sent none). */
+  start?(total: number): void;
+  data(b: Buffer): void;
+}
+
 /**
- * The whole blob streamed to `dest` (written as it arrives, never held in memory), hashed on the way:
- * its sha256 (hex) and size. A 401 is answered once through `r.renew`.
+ * The whole blob streamed into `sink` (never held in memory), hashed on the way: its sha256 (hex) and
+ * size. A 401 is answered once through `r.renew`; `signal` abandons it (the sink failed elsewhere).
  */
-export async function download(r: Remote, dest: string, onProgress?: (done: number, total: number) => void): Promise<{ sha256: string; size: number }> {
+export async function download(r: Remote, sink: DownloadSink, onProgress?: (done: number, total: number) => void, signal?: AbortSignal): Promise<{ sha256: string; size: number }> {
   const { createHash } = await import('node:crypto');
-  const { createWriteStream } = await import('node:fs');
+  const { http, https, agents } = await loadNet();
   for (let attempt = 0; ; attempt++) {
-    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
       const u = new URL(r.url);
       const tls = u.protocol === 'https:';
-      const req = (tls ? https : http).get(u, { headers: r.headers(), agent: tls ? (r.tlsVerify ? agents.https : agents.insecure) : agents.http }, resolve);
+      const req = (tls ? https : http).get(u, { headers: r.headers(), agent: tls ? (r.tlsVerify ? agents.https : agents.insecure) : agents.http, signal }, resolve);
       req.setTimeout(IDLE_MS, () => req.destroy(new Error(`no answer for ${IDLE_MS / 1000} s`)));
       req.on('error', (e) => reject(new HttpError(0, `${u.host}: ${(e as NodeJS.ErrnoException).code ?? e.message}`, true)));
     });
     const status = res.statusCode ?? 0;
     if (status >= 300 && status < 400 && res.headers.location) {
       res.resume();
-      return download({ ...r, url: new URL(res.headers.location, r.url).toString(), headers: () => (new URL(res.headers.location!, r.url).host === new URL(r.url).host ? r.headers() : {}) }, dest, onProgress);
+      return download({ ...r, url: new URL(res.headers.location, r.url).toString(), headers: () => (new URL(res.headers.location!, r.url).host === new URL(r.url).host ? r.headers() : {}) }, sink, onProgress, signal);
     }
     if (status === 401 && attempt === 0 && r.renew && (await r.renew(header(res.headers['www-authenticate'])))) {
       res.resume();
@@ -156,21 +180,31 @@ export async function download(r: Remote, dest: string, onProgress?: (done: numb
     const total = Number(res.headers['content-length'] ?? 0);
     const hash = createHash('sha256');
     let size = 0;
-    const out = createWriteStream(dest);
     await new Promise<void>((resolve, reject) => {
+      const fail = (err: unknown): void => {
+        res.destroy();
+        reject(err);
+      };
+      try {
+        sink.start?.(total);
+      } catch (err) {
+        fail(err);
+        return;
+      }
       res.on('data', (b: Buffer) => {
+        try {
+          sink.data(b);
+        } catch (err) {
+          fail(err);
+          return;
+        }
         hash.update(b);
         size += b.length;
         onProgress?.(size, total);
-        if (!out.write(b)) {
-          res.pause();
-          out.once('drain', () => res.resume());
-        }
       });
       res.on('aborted', () => reject(new HttpError(0, `${hostOf(r.url)}: the download was cut short`, true)));
-      res.on('error', reject);
-      res.on('end', () => (res.complete ? out.end(resolve) : reject(new HttpError(0, `${hostOf(r.url)}: the download was cut short`, true))));
-      out.on('error', reject);
+      res.on('error', (e) => reject(signal?.aborted ? signal.reason : new HttpError(0, `${hostOf(r.url)}: ${e.message}`, true)));
+      res.on('end', () => (res.complete ? resolve() : reject(new HttpError(0, `${hostOf(r.url)}: the download was cut short`, true))));
     });
     return { sha256: hash.digest('hex'), size };
   }

@@ -2,22 +2,24 @@
 // registry's blobs, read lazily. A layer whose tarstack index was pushed beside it (an artifact
 // referring to the image's manifest) gets that index, checked by digest, and no layer byte is read;
 // any other layer is streamed once to index it, its digest checked at the end of the pass.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { readIndex, IndexFormatError } from '../tar/index-file.js';
-import { tarLayerRecord, type Staged } from '../store/image-layers.js';
-import { CHUNKS_FILE, INDEX_FILE, type ImageRecord, type RemoteLayerRecord } from '../store/images.js';
+import type { Staged } from '../store/image-layers.js';
+import { tarLayerRecord } from '../store/layer-record.js';
+import { CHUNKS_FILE, INDEX_FILE, WINDOW_CHUNKS_FILE, type ImageRecord, type RemoteLayerRecord } from '../store/images.js';
 import { checkName } from '../store/paths.js';
 import type { Store } from '../store/store.js';
 import { UserError } from '../util/errors.js';
-import { stageRemoteLayer } from './add-remote.js';
+import { cacheBytesLimit } from './chunk-cache.js';
 import { registryRemote } from './registry-auth.js';
 import { digestOf, MT, parseRef, Registry, type Descriptor } from './registry.js';
 
 const LAYER_TYPES = /^application\/vnd\.(oci\.image\.layer\.v1\.tar|docker\.image\.rootfs\.diff\.tar)(\.gzip|\+gzip|\+zstd)?$/;
 export const LAYER_ANNOTATION = 'org.tarstack.layer.digest';
 export const CHUNK_ANNOTATION = 'org.tarstack.chunk.size';
+export const WINDOW_CHUNK_ANNOTATION = 'org.tarstack.windows.chunk.size';
 
 /** A name from a reference: its repository's last part (tarstack names take no '/'). */
 export function nameOfRef(repo: string): string {
@@ -28,9 +30,29 @@ export interface PullResult {
   names: string[];
   manifest: string;
   indexes: Array<'pushed' | 'stream'>;
+  /** With --full: bytes of blobs now held in the cache. */
+  fetched?: number;
 }
 
-export async function pullImage(store: Store, a: { ref: string; name?: string; tlsVerify: boolean; platform?: string }): Promise<PullResult> {
+/**
+ * `--full`: every layer's blob fetched into the store's cache (checked chunk by chunk), so the image
+ * is served with the registry gone. Refused up front when the cache cannot hold them all.
+ */
+async function fetchLayersWhole(store: Store, names: string[]): Promise<number> {
+  const recs = names.map((n) => store.images.closed(n, 'be fetched')).filter((r) => r.layer.remote);
+  const limit = cacheBytesLimit();
+  const need = recs.reduce((a, r) => a + r.layer.remote!.size + (r.layer.remote!.windows?.size ?? 0), 0);
+  if (need > limit) throw new UserError(`--full needs ${fmtBytes(need)} of chunk cache and the store's cache holds ${fmtBytes(limit)}; raise it with --cache-size or TARSTACK_CACHE_SIZE (the image was pulled, its layers are read lazily)`);
+  const { fetchWhole } = await import('./open-remote.js');
+  for (const [i, r] of recs.entries()) {
+    await store.withProgress(`fetching layer ${i + 1}/${recs.length} in full`, (onProgress) => fetchWhole(store.images.root, r.layer.remote!, store.images.chunksPath(r), onProgress));
+  }
+  return need;
+}
+
+const fmtBytes = (n: number): string => (n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : `${(n / 2 ** 20).toFixed(1)} MiB`);
+
+export async function pullImage(store: Store, a: { ref: string; name?: string; tlsVerify: boolean; platform?: string; full?: boolean }): Promise<PullResult> {
   const ref = parseRef(a.ref);
   const reg = new Registry(ref.host, a.tlsVerify);
   const { manifest, digest } = await reg.manifest(ref.repo, ref.reference, a.platform);
@@ -53,7 +75,7 @@ export async function pullImage(store: Store, a: { ref: string; name?: string; t
       const label = `${ref.host}/${ref.repo} layer ${i + 1}/${n}`;
       const art = pushed.get(l.digest);
       const fetched = art ? await fetchPushedIndex(store, reg, ref.repo, art, l, rec).catch(() => undefined) : undefined;
-      const s = fetched ?? (await stageRemoteLayer(store, registryRemote(url, a.tlsVerify), label, rec, l.digest));
+      const s = fetched ?? (await (await import('./add-remote.js')).stageRemoteLayer(store, registryRemote(url, a.tlsVerify), label, rec, l.digest));
       staged.push(s.staged);
       records.push(s.layer);
       indexes.push(fetched ? 'pushed' : 'stream');
@@ -63,7 +85,8 @@ export async function pullImage(store: Store, a: { ref: string; name?: string; t
     for (const s of staged) store.images.discard(s);
     throw err;
   }
-  return { names, manifest: digest, indexes };
+  const fetched = a.full ? await fetchLayersWhole(store, names) : undefined;
+  return { names, manifest: digest, indexes, ...(fetched !== undefined ? { fetched } : {}) };
 }
 
 /** The tarstack index artifacts referring to the image's manifest, by the layer digest they index. */
@@ -76,20 +99,31 @@ async function pushedIndexes(reg: Registry, repo: string, manifest: string): Pro
   return out;
 }
 
-/** Stage a layer from its pushed index: the artifact's blobs, each checked by digest, then the index read back. */
+/**
+ * Stage a layer from its pushed index: the artifact's blobs (fetched together), each checked by
+ * digest, then the index read back. Its seek windows, when pushed apart, are not fetched: the record
+ * says where they are, and reads fetch the ones their seeks need.
+ */
 async function fetchPushedIndex(store: Store, reg: Registry, repo: string, art: Descriptor, layer: Descriptor, rec: Omit<RemoteLayerRecord, 'digest' | 'size' | 'chunkSize' | 'index'>): Promise<{ staged: Staged; layer: ImageRecord['layer'] }> {
   const m = JSON.parse((await manifestBytes(reg, repo, art.digest)).toString()) as { layers: Descriptor[]; annotations?: Record<string, string> };
-  const indexDesc = m.layers.find((d) => d.mediaType === MT.tarstackIndex || d.mediaType === `${MT.tarstackIndex}+gzip`);
-  const chunksDesc = m.layers.find((d) => d.mediaType === MT.tarstackChunks);
+  const find = (mt: string): Descriptor | undefined => m.layers.find((d) => d.mediaType === mt);
+  const headDesc = find(`${MT.tarstackIndexHead}+gzip`);
+  const indexDesc = headDesc ?? find(MT.tarstackIndex) ?? find(`${MT.tarstackIndex}+gzip`);
+  const chunksDesc = find(MT.tarstackChunks);
+  const windowsDesc = headDesc && find(MT.tarstackWindows);
+  const windowChunksDesc = headDesc && find(MT.tarstackWindowChunks);
   const chunkSize = Number(m.annotations?.[CHUNK_ANNOTATION]);
+  const windowChunkSize = Number(m.annotations?.[WINDOW_CHUNK_ANNOTATION]);
   if (!indexDesc || !chunksDesc || !(chunkSize > 0)) throw new Error('not a tarstack index artifact');
+  if (headDesc && (!windowsDesc || !windowChunksDesc || !(windowChunkSize > 0))) throw new Error('its seek windows are missing');
   const s = store.images.stage();
   const staged: Staged = { ...s, tar: rec.url };
   try {
-    const index = await reg.blob(repo, indexDesc.digest);
-    writeFileSync(join(s.dir, INDEX_FILE), indexDesc.mediaType.endsWith('+gzip') ? gunzipSync(index) : index);
-    writeFileSync(join(s.dir, CHUNKS_FILE), await reg.blob(repo, chunksDesc.digest));
-    if (readFileSync(join(s.dir, CHUNKS_FILE)).length !== Math.ceil(layer.size / chunkSize) * 32) throw new Error('its chunk digests do not cover the layer');
+    const [index, chunks, windowChunks] = await Promise.all([reg.blob(repo, indexDesc.digest), reg.blob(repo, chunksDesc.digest), windowChunksDesc ? reg.blob(repo, windowChunksDesc.digest) : undefined]);
+    const indexBytes = indexDesc.mediaType.endsWith('+gzip') ? gunzipSync(index) : index;
+    writeFileSync(join(s.dir, INDEX_FILE), indexBytes);
+    if (chunks.length !== Math.ceil(layer.size / chunkSize) * 32) throw new Error('its chunk digests do not cover the layer');
+    writeFileSync(join(s.dir, CHUNKS_FILE), chunks);
     let data;
     try {
       data = readIndex(join(s.dir, INDEX_FILE), { members: 'all' });
@@ -97,7 +131,15 @@ async function fetchPushedIndex(store: Store, reg: Registry, repo: string, art: 
       if (err instanceof IndexFormatError) throw new Error(`its index is unreadable here: ${err.message}`);
       throw err;
     }
-    const remote: RemoteLayerRecord = { ...rec, digest: layer.digest, size: layer.size, chunkSize, index: 'pushed' };
+    let windows: RemoteLayerRecord['windows'];
+    if (windowsDesc && windowChunks) {
+      const w = data.seek?.windows;
+      if (!w || Buffer.isBuffer(w) || w.offset !== indexBytes.length || w.bytes !== windowsDesc.size) throw new Error('its seek windows do not fit its index');
+      if (windowChunks.length !== Math.ceil(windowsDesc.size / windowChunkSize) * 32) throw new Error('the chunk digests of its seek windows do not cover them');
+      writeFileSync(join(s.dir, WINDOW_CHUNKS_FILE), windowChunks);
+      windows = { url: await reg.blobUrl(repo, windowsDesc.digest), digest: windowsDesc.digest, size: windowsDesc.size, chunkSize: windowChunkSize };
+    }
+    const remote: RemoteLayerRecord = { ...rec, digest: layer.digest, size: layer.size, chunkSize, index: 'pushed', ...(windows ? { windows } : {}) };
     return { staged, layer: { ...tarLayerRecord(data, rec.url, false), identity: { size: layer.size, mtimeNs: '0', ino: 0, dev: 0 }, remote } };
   } catch (err) {
     store.images.discard(s);

@@ -6,15 +6,15 @@ import { createHash } from 'node:crypto';
 import { createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { writeIndex } from '../tar/index-file.js';
+import { windowsCut, writeIndex } from '../tar/index-file.js';
 import { indexTar } from '../store/image-layers.js';
-import { REMOTE_SEEK } from './add-remote.js';
+import { PUSH_SEEK } from './add-remote.js';
 import { imageTarChunks } from '../store/open-image.js';
 import type { ImageRecord } from '../store/images.js';
 import type { Store } from '../store/store.js';
 import { UserError } from '../util/errors.js';
-import { CHUNK_SIZE, chunkDigestsOf } from './remote-blob.js';
-import { CHUNK_ANNOTATION, LAYER_ANNOTATION } from './pull.js';
+import { CHUNK_SIZE, chunkDigestsOf, chunkDigestsOfBuffer, WINDOW_CHUNK_SIZE } from './remote-blob.js';
+import { CHUNK_ANNOTATION, LAYER_ANNOTATION, WINDOW_CHUNK_ANNOTATION } from './pull.js';
 import { digestOf, hostPlatform, MT, parseRef, Registry, type Descriptor } from './registry.js';
 
 const LAYER_MT: Record<string, string> = { none: 'application/vnd.oci.image.layer.v1.tar', gzip: 'application/vnd.oci.image.layer.v1.tar+gzip', zstd: 'application/vnd.oci.image.layer.v1.tar+zstd' };
@@ -76,16 +76,28 @@ export async function pushImage(store: Store, a: { image: string; ref: string; t
     const index = r.layer.compression && !r.layer.remote ? remoteShapedIndex(store, r) : readFileSync(store.images.indexPath(r));
     const chunks = r.layer.remote ? readFileSync(store.images.chunksPath(r)) : chunkDigestsOf(r.layer.tar, layers[i].size, CHUNK_SIZE);
     const chunkSize = r.layer.remote ? r.layer.remote.chunkSize : CHUNK_SIZE;
-    const packed = gzipSync(index, { level: 6 }); // seek windows are raw deflate history: they compress well
+    // The seek windows (most of a gzip layer's index) go apart, fetched by range only for the seeks a
+    // puller makes; the rest is one small gzip'd head.
+    const cut = windowsCut(index);
+    const head = cut === undefined ? index : index.subarray(0, cut);
+    const packed = gzipSync(head, { level: 9 });
     const indexDigest = await reg.putBlob(ref.repo, packed);
     const chunksDigest = await reg.putBlob(ref.repo, chunks);
-    const annotations = { [LAYER_ANNOTATION]: layers[i].digest, [CHUNK_ANNOTATION]: String(chunkSize) };
+    const blobs: Descriptor[] = [{ mediaType: `${cut === undefined ? MT.tarstackIndex : MT.tarstackIndexHead}+gzip`, digest: indexDigest, size: packed.length }, { mediaType: MT.tarstackChunks, digest: chunksDigest, size: chunks.length }];
+    const annotations: Record<string, string> = { [LAYER_ANNOTATION]: layers[i].digest, [CHUNK_ANNOTATION]: String(chunkSize) };
+    if (cut !== undefined) {
+      const windows = index.subarray(cut);
+      const windowChunks = chunkDigestsOfBuffer(windows, WINDOW_CHUNK_SIZE);
+      blobs.push({ mediaType: MT.tarstackWindows, digest: await reg.putBlob(ref.repo, windows), size: windows.length });
+      blobs.push({ mediaType: MT.tarstackWindowChunks, digest: await reg.putBlob(ref.repo, windowChunks), size: windowChunks.length });
+      annotations[WINDOW_CHUNK_ANNOTATION] = String(WINDOW_CHUNK_SIZE);
+    }
     const art = Buffer.from(JSON.stringify({
       schemaVersion: 2,
       mediaType: MT.ociManifest,
       artifactType: MT.tarstackIndex,
       config: { mediaType: MT.emptyConfig, digest: emptyDigest, size: empty.length },
-      layers: [{ mediaType: `${MT.tarstackIndex}+gzip`, digest: indexDigest, size: packed.length }, { mediaType: MT.tarstackChunks, digest: chunksDigest, size: chunks.length }],
+      layers: blobs,
       subject,
       annotations,
     }));
@@ -109,7 +121,7 @@ function remoteShapedIndex(store: Store, r: ImageRecord): Buffer {
   mkdirSync(join(store.images.root, 'run'), { recursive: true });
   const dir = mkdtempSync(join(store.images.root, 'run', 'push-'));
   try {
-    const { data } = indexTar(store, r.layer.tar, r.name, r.name, REMOTE_SEEK);
+    const { data } = indexTar(store, r.layer.tar, r.name, r.name, { ...PUSH_SEEK, windowLevel: 9 });
     writeIndex(join(dir, 'index'), data);
     return readFileSync(join(dir, 'index'));
   } finally {

@@ -17,6 +17,10 @@ export const MT = {
   /** tarstack's index of a layer, pushed as an artifact referring to the layer's manifest. */
   tarstackIndex: 'application/vnd.tarstack.layer.index.v1',
   tarstackChunks: 'application/vnd.tarstack.layer.chunks.v1',
+  /** The index without its gzip seek windows (the head), the windows (read by range), their chunk digests. */
+  tarstackIndexHead: 'application/vnd.tarstack.layer.index-head.v1',
+  tarstackWindows: 'application/vnd.tarstack.layer.windows.v1',
+  tarstackWindowChunks: 'application/vnd.tarstack.layer.windows.chunks.v1',
 };
 
 export interface Ref {

@@ -5,7 +5,8 @@
 // naming the blob and the offset; never wrong bytes.
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
-import { Worker } from 'node:worker_threads';
+import { createRequire } from 'node:module';
+import type { Worker } from 'node:worker_threads';
 import { fsError, FsError } from '../util/errors.js';
 import { getRange, hostOf, retryDeadlineMs, type Remote } from './http.js';
 import type { BlobFile, ChunkCache } from './chunk-cache.js';
@@ -13,15 +14,26 @@ import type { SyncFetch } from './sync-fetch-worker.js';
 
 /**
  * Bytes per chunk: the unit fetched, checked and cached. Measured with the bench's `remote` suite
- * (ls -R and 10 files of a 25 MiB gzip layer, index pushed): 256 KiB chunks put 8.5 MiB on the wire,
- * most of it rounding up the compressed range a read needs; 64 KiB keeps a small read near its own
- * size, while neighbours missing together still go in one request (RUN) and sequential reading
- * fetches AHEAD chunks ahead, so a large read costs few requests. The digests cost 0.05 %.
+ * (ls -R and 10 small files of a 25 MiB gzip layer, index pushed): 256 KiB chunks put 8.5 MiB on the
+ * wire, 64 KiB 1.7 MiB, most of it rounding up the compressed range a read needs (a seek point's
+ * 256 KiB piece is ~50 KiB compressed); 16 KiB keeps a small read near its own size, while neighbours
+ * missing together still go in one request (RUN) and sequential reading fetches ahead (AHEAD_MIN
+ * doubling to AHEAD_MAX bytes), so a large read costs few requests. The digests cost 0.2 %.
  */
-export const CHUNK_SIZE = 64 * 1024;
-/** Chunks fetched in one request at most (4 MiB), and fetched ahead of a sequential reader (1 MiB). */
-const RUN = 64;
-const AHEAD = 16;
+export const CHUNK_SIZE = 16 * 1024;
+/** Chunks of a pushed index's seek windows: a window is 5-32 KiB deflated, and only those seeked to are read. */
+export const WINDOW_CHUNK_SIZE = 4 * 1024;
+/** Bytes fetched in one request at most. */
+const RUN_BYTES = 4 << 20;
+/**
+ * Read-ahead of a sequential reader: the first sequential read fetches AHEAD_MIN bytes ahead, each
+ * next one twice as many, up to AHEAD_MAX; a read elsewhere starts over. Two reads in a row from one
+ * small file must not cost a megabyte, a long sequential read must not cost a request a chunk.
+ */
+const AHEAD_MIN = 32 * 1024;
+const AHEAD_MAX = 1 << 20;
+/** Compressed bytes a decoder of a remote blob reads at a time (the codec's default is 128 KiB). */
+const DECODER_READ_SIZE = 4 * 1024;
 
 /** What an image records of a remote layer's blob. */
 export interface RemoteBlobInfo {
@@ -50,6 +62,48 @@ export function chunkDigestsOf(path: string, size: number, chunkSize: number): B
   return out;
 }
 
+/** The same, of bytes in memory. */
+export function chunkDigestsOfBuffer(b: Buffer, chunkSize: number): Buffer {
+  const h = new ChunkHasher(chunkSize);
+  h.update(b);
+  return h.digests();
+}
+
+/** The same, of bytes as they arrive (a download). */
+export class ChunkHasher {
+  private readonly out: Buffer[] = [];
+  private h = createHash('sha256');
+  private left: number;
+
+  constructor(private readonly chunkSize: number) {
+    this.left = chunkSize;
+  }
+
+  update(b: Buffer): void {
+    let at = 0;
+    while (at < b.length) {
+      const n = Math.min(this.left, b.length - at);
+      this.h.update(b.subarray(at, at + n));
+      at += n;
+      this.left -= n;
+      if (this.left === 0) {
+        this.out.push(this.h.digest());
+        this.h = createHash('sha256');
+        this.left = this.chunkSize;
+      }
+    }
+  }
+
+  /** The digests of every chunk, the last (short) one included. */
+  digests(): Buffer {
+    if (this.left < this.chunkSize) {
+      this.out.push(this.h.digest());
+      this.left = this.chunkSize;
+    }
+    return Buffer.concat(this.out);
+  }
+}
+
 type Unpin = () => void;
 
 export class RemoteBlob {
@@ -59,10 +113,15 @@ export class RemoteBlob {
   private readonly reported = new Set<number>();
   private lastStart = -1;
   private lastEnd = -1;
+  private ahead = 0;
   /** Bytes fetched by this blob's reads (tests and `image info` read the cache map instead). */
   fetched = 0;
+  /** ArchiveInput: decoders of this blob read little ahead, every byte they read is fetched first. */
+  readonly readSize = DECODER_READ_SIZE;
+  /** The blob holding its index's seek windows, when they stay remote (closed with this one). */
+  windows?: RemoteBlob;
 
-  constructor(private readonly cache: ChunkCache, readonly info: RemoteBlobInfo, private readonly digests: Buffer, private readonly remote: Remote) {
+  constructor(private readonly cache: ChunkCache, readonly info: RemoteBlobInfo, private readonly digests: Buffer, private readonly remote: Remote, private readonly readAheadOn = true) {
     this.hex = info.digest.replace(/^sha256:/, '');
     if (digests.length !== Math.ceil(info.size / info.chunkSize) * 32) throw new Error(`${info.digest}: its chunk digests do not cover the blob`);
     this.file = cache.open(this.hex, info.size, info.chunkSize);
@@ -84,7 +143,10 @@ export class RemoteBlob {
     const unpin = this.pin(k0, k1);
     try {
       // Reading on from where the last read ended (not the same range again: a decoder's repeated range).
-      const sequential = start >= this.lastStart && start <= this.lastEnd && end > this.lastEnd;
+      // (A decoder asks for its seek point's whole range for every job in it: the same range again changes nothing.)
+      const again = start === this.lastStart && end === this.lastEnd;
+      const sequential = !again && start >= this.lastStart && start <= this.lastEnd && end > this.lastEnd;
+      if (!again) this.ahead = sequential ? Math.min(AHEAD_MAX, this.ahead ? this.ahead * 2 : AHEAD_MIN) : 0;
       this.lastStart = start;
       this.lastEnd = end;
       for (const [a, b] of this.plan(k0, k1)) void this.fetchRun(a, b).catch(() => undefined);
@@ -95,7 +157,7 @@ export class RemoteBlob {
       }
       await Promise.all(waits);
       for (let k = k0; k <= k1; k++) this.cache.touch(this.file, k);
-      if (sequential) this.readAhead(k1 + 1);
+      if (sequential && this.readAheadOn) this.readAhead(k1 + 1);
       return unpin;
     } catch (err) {
       unpin();
@@ -148,6 +210,7 @@ export class RemoteBlob {
 
   close(): void {
     this.cache.release(this.file);
+    this.windows?.close();
   }
 
   private chunks(start: number, end: number): [number, number] {
@@ -174,7 +237,7 @@ export class RemoteBlob {
     for (let k = k0; k <= k1; k++) {
       if (this.usable(k) || this.inflight.has(k)) continue;
       const last = runs[runs.length - 1];
-      if (last && last[1] === k - 1 && k - last[0] < RUN) last[1] = k;
+      if (last && last[1] === k - 1 && (k - last[0]) * this.info.chunkSize < RUN_BYTES) last[1] = k;
       else runs.push([k, k]);
     }
     return runs;
@@ -232,7 +295,7 @@ export class RemoteBlob {
   }
 
   private readAhead(from: number): void {
-    const to = Math.min(this.file.count - 1, from + AHEAD - 1);
+    const to = Math.min(this.file.count - 1, from + Math.ceil(this.ahead / this.info.chunkSize) - 1);
     if (from > to) return;
     for (const [a, b] of this.plan(from, to)) this.fetchRun(a, b).catch(() => undefined); // a real read reports failures
   }
@@ -259,6 +322,8 @@ let worker: Worker | undefined;
 /** Bytes [start, end) fetched by the sync-fetch worker while this thread waits (bounded by the retry deadline). */
 function fetchSync(remote: Remote, start: number, end: number): Buffer {
   if (!worker) {
+    // loaded at the first remote read, not with every mount (the server's start-up)
+    const { Worker } = createRequire(import.meta.url)('node:worker_threads') as typeof import('node:worker_threads');
     worker = new Worker(new URL('./sync-fetch-worker.js', import.meta.url));
     worker.unref();
   }

@@ -6,7 +6,6 @@ import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Mounts } from '../store/mounts.js';
 import type { StorePaths } from '../store/paths.js';
 import { UserError } from '../util/errors.js';
 import { pidAlive } from '../util/proc.js';
@@ -126,8 +125,9 @@ export async function askServer(paths: StorePaths, req: Request, opts: AskOption
 /** Start a detached server unless one just started; CLIs starting at once take turns. */
 async function startServer(files: ServerFiles): Promise<void> {
   secureRunDir(files.paths);
-  // Loaded only here: a CLI asking a running server never needs them (start-up time).
-  const [{ withLock }, { startDetached }] = await Promise.all([import('../store/lock.js'), import('../daemon/spawn.js')]);
+  // Loaded only here: a CLI asking a running server never needs them (start-up time; the mount
+  // records bring node:crypto, for their ids).
+  const [{ withLock }, { startDetached }, { Mounts }] = await Promise.all([import('../store/lock.js'), import('../daemon/spawn.js'), import('../store/mounts.js')]);
   await withLock(files.startLock, async () => {
     const info = files.readInfo();
     if (info && pidAlive(info.pid)) return; // started by another CLI meanwhile

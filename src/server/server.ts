@@ -197,7 +197,7 @@ export class MountServer {
         .catch((err: unknown) => console.error(`tarstack server: releasing ${mp}: ${(err as Error)?.stack ?? String(err)}`))
         .finally(() => this.ended(args.mountId, live));
       const ms = performance.now() - t0;
-      console.error(`tarstack server: mounted ${live.record.name} at ${mp} (${args.mountId}) in ${ms.toFixed(1)} ms`);
+      console.error(`tarstack server: mounted ${live.record.name} at ${mp} (${args.mountId}) in ${ms.toFixed(1)} ms, ${performance.now().toFixed(0)} ms after the server started`);
       return { ok: true, record: live.record, ms };
     } catch (err) {
       this.claimed.delete(mp);

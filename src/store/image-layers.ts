@@ -7,13 +7,15 @@ import { constants, copyFileSync, existsSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { indexTarFile, type IndexOptions, type IndexResult } from '../tar/indexer.js';
 import { writeIndex } from '../tar/index-file.js';
-import { NodeFlag, type IndexData } from '../tar/index-data.js';
+import type { IndexData } from '../tar/index-data.js';
 import { recompressToZstd } from '../tar/recompress.js';
 import { TarFormatError } from '../tar/scan.js';
-import { accessNote, SeekIndex } from '../tar/seek-table.js';
 import { UserError } from '../util/errors.js';
 import { writingTo } from '../util/error-funnel.js';
-import { INDEX_FILE, type ImageRecord, type LayerCompression } from './images.js';
+import { INDEX_FILE, type ImageRecord } from './images.js';
+import { tarLayerRecord } from './layer-record.js';
+
+export { tarLayerRecord };
 import { checkName } from './paths.js';
 import type { Store } from './store.js';
 
@@ -42,29 +44,6 @@ export function indexTar(store: Store, file: string, what: string, label: string
 
 /** Write an index where a full disk names the file. */
 const writeIndexFile = (path: string, data: IndexData): void => writingTo(path, () => writeIndex(path, data));
-
-/** The layer part of an image record for a tar indexed as `data`, stored at `tar`. */
-export function tarLayerRecord(data: IndexData, tar: string, copied: boolean, recompressedFrom?: string): ImageRecord['layer'] {
-  const compression = compressionOf(data, recompressedFrom);
-  return { tar, copied, identity: data.source, nodes: data.nodeCount, ...countNames(data), members: data.members.count, warnings: data.warnings.length, ...(compression ? { compression } : {}) };
-}
-
-/** The names below the root, whiteouts apart; nodes that are no name (hard-link data a later member replaced) are not counted. */
-function countNames(d: IndexData): { entries: number; whiteouts: number } {
-  let entries = 0;
-  let whiteouts = 0;
-  for (let id = 1; id < d.nodeCount; id++) {
-    if (d.flags[id] & NodeFlag.Whiteout) whiteouts++;
-    else if (!(d.flags[id] & NodeFlag.Detached)) entries++;
-  }
-  return { entries, whiteouts };
-}
-
-function compressionOf(d: IndexData, recompressedFrom: string | undefined): LayerCompression | undefined {
-  if (!d.seek) return undefined;
-  const { randomAccess, note } = accessNote(d.seek, new SeekIndex(d.seek).maxChunk());
-  return { format: d.seek.format, decodedBytes: d.seek.size, seekPoints: d.seek.count, randomAccess, note, ...(recompressedFrom ? { recompressedFrom } : {}) };
-}
 
 export interface AddTar {
   /** The tar, absolute; `given`: as the user named it (in messages). */

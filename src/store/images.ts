@@ -72,11 +72,18 @@ export interface RemoteLayerRecord {
   tlsVerify: boolean;
   /** How the index was made: a streaming pass, or fetched as pushed beside the layer. */
   index: 'stream' | 'pushed';
+  /**
+   * A pushed index's gzip seek windows, left in the registry (a blob of their own) and read by range
+   * as seeks need them: the index file then stops where they start. Their chunk digests are in
+   * WINDOW_CHUNKS_FILE.
+   */
+  windows?: { url: string; digest: string; size: number; chunkSize: number };
 }
 
 export const IMAGE_META = 'image.json';
 /** A remote layer's chunk digests: sha256 of each chunkSize bytes of the blob, concatenated. */
 export const CHUNKS_FILE = 'chunks';
+export const WINDOW_CHUNKS_FILE = 'windows.chunks';
 export const INDEX_FILE = 'index';
 
 function checkImage(o: Record<string, unknown>): void {

@@ -62,29 +62,22 @@ export function decodeHeader(buf: Buffer, off = 0): DecodeResult {
   if (stored === undefined || !checksumMatches(buf, off, stored)) {
     return { kind: 'bad', reason: 'header checksum mismatch' };
   }
-  const magic = cString(buf, off + 257, 6);
-  const version = cString(buf, off + 263, 2);
-  const format = magic === 'ustar' ? 'ustar' : magic === 'ustar ' && version === ' ' ? 'gnu' : 'v7';
+  const format = formatOf(buf, off);
 
   let name = cString(buf, off, 100);
   if (format === 'ustar') {
     const prefix = cString(buf, off + 345, 155);
     if (prefix) name = prefix + '/' + name;
   }
-  const num = (at: number, len: number, field: string): number => {
-    const v = parseNumber(buf, off + at, len);
-    if (v === undefined) throw new HeaderFieldError(field);
-    return v;
-  };
   try {
     const typeflag = buf[off + 156];
     const header: RawHeader = {
       name,
-      mode: num(100, 8, 'mode') & 0o7777,
-      uid: num(108, 8, 'uid'),
-      gid: num(116, 8, 'gid'),
-      size: num(124, 12, 'size'),
-      mtime: num(136, 12, 'mtime'),
+      mode: requiredNumber(buf, off + 100, 8, 'mode') & 0o7777,
+      uid: requiredNumber(buf, off + 108, 8, 'uid'),
+      gid: requiredNumber(buf, off + 116, 8, 'gid'),
+      size: requiredNumber(buf, off + 124, 12, 'size'),
+      mtime: requiredNumber(buf, off + 136, 12, 'mtime'),
       typeflag,
       linkname: cString(buf, off + 157, 100),
       uname: format === 'v7' ? '' : cString(buf, off + 265, 32),
@@ -97,7 +90,7 @@ export function decodeHeader(buf: Buffer, off = 0): DecodeResult {
       header.gnuSparse = {
         segments: decodeSparseEntries(buf, off + 386, 4),
         extended: buf[off + 482] !== 0,
-        realSize: num(483, 12, 'realsize'),
+        realSize: requiredNumber(buf, off + 483, 12, 'realsize'),
       };
     }
     if (header.size < 0) return { kind: 'bad', reason: 'negative size' };
@@ -106,6 +99,24 @@ export function decodeHeader(buf: Buffer, off = 0): DecodeResult {
     if (err instanceof HeaderFieldError) return { kind: 'bad', reason: `unreadable ${err.field} field` };
     throw err;
   }
+}
+
+/** A numeric field that must parse (else the header is bad). */
+function requiredNumber(buf: Buffer, at: number, len: number, field: string): number {
+  const v = parseNumber(buf, at, len);
+  if (v === undefined) throw new HeaderFieldError(field);
+  return v;
+}
+
+/**
+ * The magic at 257 and version at 263, compared as bytes (no strings made for every header):
+ * "ustar\0" is POSIX ustar, "ustar " with version " \0" is GNU, anything else v7.
+ */
+function formatOf(buf: Buffer, off: number): RawHeader['format'] {
+  const m = off + 257;
+  if (buf[m] !== 0x75 || buf[m + 1] !== 0x73 || buf[m + 2] !== 0x74 || buf[m + 3] !== 0x61 || buf[m + 4] !== 0x72) return 'v7';
+  if (buf[m + 5] === 0) return 'ustar';
+  return buf[m + 5] === 0x20 && buf[m + 6] === 0x20 && buf[m + 7] === 0 ? 'gnu' : 'v7';
 }
 
 class HeaderFieldError extends Error {

@@ -132,6 +132,18 @@ function bytesOf(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
+/**
+ * Where an index file's seek windows start, when they are its last section and not empty: an index
+ * can be cut there, the head loaded as a whole index and the windows read from elsewhere (a pulled
+ * index whose windows stay in the registry, read by range as seeks need them).
+ */
+export function windowsCut(index: Buffer): number | undefined {
+  if (index.length < FIXED || index.toString('latin1', 0, 8) !== MAGIC) return undefined;
+  const h = JSON.parse(index.toString('utf8', FIXED, FIXED + index.readUInt32LE(12))) as JsonHeader;
+  const w = h.sections['s.windows'];
+  return w && w[1] > 0 && w[0] + w[1] === index.length ? w[0] : undefined;
+}
+
 export interface LoadOptions {
   /**
    * The member table (checksum verification, not serving): 'all', or a number n for an even sample

@@ -7,6 +7,7 @@ import { FdReader, type ArchiveReader } from './reader.js';
 import { scanTar, TarFormatError, type ScanWarning } from './scan.js';
 import { LayerBuilder } from './build.js';
 import { detectCompression } from './compression.js';
+import { BLOCK } from './header.js';
 import { ScanReader, type ScanOptions } from './scan-reader.js';
 import type { IndexData, TarIdentity } from './index-data.js';
 
@@ -15,7 +16,13 @@ export { identityOf };
 export interface IndexOptions {
   onProgress?(pos: number, total: number): void;
   /** Seek table shape for compressed tars (tests use small spacings). */
-  seek?: Omit<ScanOptions, 'onProgress'>;
+  seek?: Omit<ScanOptions, 'onProgress' | 'gate'>;
+  /**
+   * A file still being written (a download indexed as it arrives): called before bytes [0, end) are
+   * read, it returns once they are in the file (or throws to abandon). `source` is then its identity.
+   */
+  gate?(end: number): void;
+  source?: TarIdentity;
 }
 
 export interface IndexResult {
@@ -27,16 +34,17 @@ export interface IndexResult {
 export function indexTarFile(path: string, opts: IndexOptions = {}): IndexResult {
   const fd = openSync(path, 'r');
   try {
-    const source = identityOf(fd);
+    const source = opts.source ?? identityOf(fd);
     const implied = Math.floor(Number(BigInt(source.mtimeNs) / 1_000_000_000n));
+    opts.gate?.(Math.min(source.size, BLOCK));
     const compression = detectCompression(fd);
     if (!compression) {
-      const reader = new FdReader(fd, source.size);
+      const reader = opts.gate ? new GatedReader(new FdReader(fd, source.size), opts.gate) : new FdReader(fd, source.size);
       const data = indexArchive(reader, source, implied, opts);
       opts.onProgress?.(source.size, source.size);
       return { data, bytesRead: reader.bytesRead };
     }
-    const reader = new ScanReader(fd, compression, source.size, { ...opts.seek, onProgress: opts.onProgress });
+    const reader = new ScanReader(fd, compression, source.size, { ...opts.seek, onProgress: opts.onProgress, gate: opts.gate });
     try {
       let data: IndexData;
       try {
@@ -57,6 +65,27 @@ export function indexTarFile(path: string, opts: IndexOptions = {}): IndexResult
   }
 }
 
+/** Reads of a plain tar still being written wait for their bytes (FdReader reads up to 1 MiB on). */
+class GatedReader implements ArchiveReader {
+  constructor(private readonly inner: FdReader, private readonly gate: (end: number) => void) {}
+  get size(): number {
+    return this.inner.size;
+  }
+  get bytesRead(): number {
+    return this.inner.bytesRead;
+  }
+  has(end: number): boolean {
+    return this.inner.has(end);
+  }
+  progress(pos: number): [number, number] {
+    return this.inner.progress(pos);
+  }
+  read(pos: number, len: number): Buffer {
+    this.gate(Math.min(this.inner.size, pos + Math.max(len, 1 << 20)));
+    return this.inner.read(pos, len);
+  }
+}
+
 /**
  * Damaged compressed data can decode into a bad tar header before the stream's own check (gzip's
  * crc32 at the member's end) is reached: decode the rest, and name the compression error when
@@ -74,17 +103,31 @@ function damagedStream(reader: ScanReader): TarFormatError | undefined {
 /** Index an archive from any reader. Directories the archive only implies get `impliedMtimeSec`. */
 export function indexArchive(reader: ArchiveReader, source: TarIdentity, impliedMtimeSec: number, opts: IndexOptions = {}): IndexData {
   const builder = new LayerBuilder({ impliedMtimeSec });
-  const headerOff: number[] = [];
-  const dataOff: number[] = [];
-  const stored: number[] = [];
-  const crc: number[] = [];
+  // Typed arrays grown by doubling: their bytes live outside the JS heap, which the collector would
+  // otherwise copy as the table grows (a tar of 100,000 members: 3 MB of it, moved again and again).
+  let cap = 1024;
+  let headerOff = new Float64Array(cap);
+  let dataOff = new Float64Array(cap);
+  let stored = new Float64Array(cap);
+  let crc = new Uint32Array(cap);
+  let count = 0;
+  const grow = <T extends Float64Array | Uint32Array>(a: T): T => {
+    const b = new (a.constructor as { new (n: number): T })(cap);
+    b.set(a);
+    return b;
+  };
   const warnings: ScanWarning[] = [];
   scanTar(reader, {
     member(m) {
-      headerOff.push(m.headerOffset);
-      dataOff.push(m.dataOffset);
-      stored.push(m.storedSize);
-      crc.push(m.checksum);
+      if (count === cap) {
+        cap *= 2;
+        [headerOff, dataOff, stored, crc] = [grow(headerOff), grow(dataOff), grow(stored), grow(crc)];
+      }
+      headerOff[count] = m.headerOffset;
+      dataOff[count] = m.dataOffset;
+      stored[count] = m.storedSize;
+      crc[count] = m.checksum;
+      count++;
       builder.add(m);
     },
     warning: (w) => warnings.push(w),
@@ -94,11 +137,11 @@ export function indexArchive(reader: ArchiveReader, source: TarIdentity, implied
   return {
     ...tree,
     members: {
-      count: headerOff.length,
-      headerOff: Float64Array.from(headerOff),
-      dataOff: Float64Array.from(dataOff),
-      stored: Float64Array.from(stored),
-      crc: Uint32Array.from(crc),
+      count,
+      headerOff: headerOff.slice(0, count),
+      dataOff: dataOff.slice(0, count),
+      stored: stored.slice(0, count),
+      crc: crc.slice(0, count),
     },
     source,
     warnings: [...warnings, ...builder.warnings],

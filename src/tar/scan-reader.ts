@@ -18,7 +18,22 @@ export interface ScanOptions {
   /** Output kept around the last read and behind the decoding head (tests shrink it). */
   retain?: number;
   onProgress?(done: number, total: number): void;
+  /**
+   * Deflate level of the stored gzip windows (default zlib's): 0 stores them as one raw deflate block,
+   * no compression and no zlib call, where indexing time counts more than the index's size (a
+   * streaming pull: a deflate call per window cost half as much as the decoding).
+   */
+  windowLevel?: number;
+  /** The file is still being written: returns once its bytes [0, end) are there (indexer.ts). */
+  gate?(end: number): void;
 }
+
+/**
+ * Compressed bytes one step can consume at most: its 1 MiB of output stored uncompressed (gzip's
+ * stored blocks, zstd's raw blocks, xz's uncompressed chunks cost a few bytes per 64 KiB), the
+ * decoder's read-ahead (codec_impl.h's 128 KiB) twice over, and headers between members.
+ */
+const STEP_INPUT = STEP + 512 * 1024;
 
 interface Block {
   start: number;
@@ -55,6 +70,8 @@ export class ScanReader implements ArchiveReader {
     this.codec = loadCodec();
     this.retain = opts.retain ?? STEP;
     this.pieceSize = opts.pieceSize ?? PIECE;
+    // xz's scan starts from the stream's index at the end of the file: it needs all of it.
+    if (format === 'xz') opts.gate?.(compressedSize);
     this.h = this.codec.open(codecFormat(format), fd, compressedSize);
     this.guard(() => this.codec.scanBegin(this.h, opts.spacing ?? SPACING, opts.cheapSpacing ?? CHEAP_SPACING));
   }
@@ -92,6 +109,7 @@ export class ScanReader implements ArchiveReader {
   /** Decode the rest of the file, then hand over the finished seek table. */
   finish(): { table: SeekTable; trailingGarbage: boolean } {
     while (!this.ended) this.step();
+    this.opts.gate?.(this.compressedSize); // the samples below read compressed bytes anywhere
     this.sum(Buffer.alloc(0), this.head, 0); // points at the very end (a trailing skippable frame)
     this.endPiece(this.head);
     const tail = Math.min(SAMPLE_BYTES, this.compressedSize);
@@ -133,6 +151,7 @@ export class ScanReader implements ArchiveReader {
     this.blocks.forEach((b, i) => (i >= this.blocks.length - 2 || near(b) ? kept.push(b) : this.spare.push(b.buf)));
     this.blocks = kept;
     const buf = this.spare.pop() ?? Buffer.allocUnsafe(STEP);
+    this.opts.gate?.(Math.min(this.compressedSize, this.codec.inPos(this.h) + STEP_INPUT));
     const n = this.guard(() => this.codec.decodeSync(this.h, 0, 0, null, buf, STEP, null));
     this.bytesRead = this.codec.inPos(this.h);
     for (const p of this.codec.takePoints(this.h)) this.pending.push(p);
@@ -163,7 +182,7 @@ export class ScanReader implements ArchiveReader {
     this.inBit.push(inBit);
     this.outOff.push(out);
     this.kinds.push(kind);
-    const w = window ? deflateRawSync(window) : null;
+    const w = window ? (this.opts.windowLevel === 0 ? storedBlock(window) : deflateRawSync(window, this.opts.windowLevel === undefined ? {} : { level: this.opts.windowLevel })) : null;
     this.winOff.push(this.windowBytes);
     this.winLen.push(w ? w.length : 0);
     if (w) {
@@ -218,4 +237,14 @@ export class ScanReader implements ArchiveReader {
       throw err;
     }
   }
+}
+
+/** `b` as one final stored deflate block (RFC 1951 3.2.4): what level 0 makes, without a zlib stream. */
+function storedBlock(b: Buffer): Buffer {
+  if (b.length > 0xffff) return deflateRawSync(b, { level: 0 });
+  const h = Buffer.alloc(5);
+  h[0] = 1; // BFINAL, BTYPE 00
+  h.writeUInt16LE(b.length, 1);
+  h.writeUInt16LE(~b.length & 0xffff, 3);
+  return Buffer.concat([h, b]);
 }

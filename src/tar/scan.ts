@@ -93,35 +93,22 @@ export function scanTar(reader: ArchiveReader, cb: ScanCallbacks): { end: number
     }
     const h = decoded.header;
     const bodyStart = pos + BLOCK;
-    const readBody = (what: string): Buffer => {
-      if (h.size > MAX_EXTENSION) throw new TarFormatError(`${what} at byte ${pos} claims ${h.size} bytes (limit ${MAX_EXTENSION})`, pos);
-      const body = reader.read(bodyStart, h.size);
-      if (body.length < h.size) throw new TarFormatError(`truncated archive: ${what} at byte ${pos} is cut short`, pos);
-      return Buffer.from(body); // the reader's window is reused
-    };
-    const parsePaxAt = (body: Buffer): PaxRecords => {
-      try {
-        return parsePax(body);
-      } catch (err) {
-        throw new TarFormatError(`damaged PAX header at byte ${pos}: ${(err as Error).message}`, pos);
-      }
-    };
 
     switch (h.typeflag) {
       case TypeFlag.GnuLongName:
-        longName = cString(readBody('GNU long name'), 0, h.size);
+        longName = cString(extensionBody(reader, h, pos, 'GNU long name'), 0, h.size);
         pos = bodyStart + pad(h.size);
         continue;
       case TypeFlag.GnuLongLink:
-        longLink = cString(readBody('GNU long link name'), 0, h.size);
+        longLink = cString(extensionBody(reader, h, pos, 'GNU long link name'), 0, h.size);
         pos = bodyStart + pad(h.size);
         continue;
       case TypeFlag.PaxNext:
-        pax = (pax ?? []).concat(parsePaxAt(readBody('PAX header')));
+        pax = (pax ?? []).concat(paxAt(extensionBody(reader, h, pos, 'PAX header'), pos));
         pos = bodyStart + pad(h.size);
         continue;
       case TypeFlag.PaxGlobal:
-        for (const [k, v] of parsePaxAt(readBody('PAX global header'))) {
+        for (const [k, v] of paxAt(extensionBody(reader, h, pos, 'PAX global header'), pos)) {
           if (v.length === 0) globals.delete(k);
           else globals.set(k, v);
         }
@@ -149,6 +136,22 @@ export function scanTar(reader: ArchiveReader, cb: ScanCallbacks): { end: number
     longName = longLink = pax = undefined;
   }
   return { end: pos, members };
+}
+
+/** An extension header's body (PAX records, a GNU long name), copied: the reader's window is reused. */
+function extensionBody(reader: ArchiveReader, h: RawHeader, pos: number, what: string): Buffer {
+  if (h.size > MAX_EXTENSION) throw new TarFormatError(`${what} at byte ${pos} claims ${h.size} bytes (limit ${MAX_EXTENSION})`, pos);
+  const body = reader.read(pos + BLOCK, h.size);
+  if (body.length < h.size) throw new TarFormatError(`truncated archive: ${what} at byte ${pos} is cut short`, pos);
+  return Buffer.from(body);
+}
+
+function paxAt(body: Buffer, pos: number): PaxRecords {
+  try {
+    return parsePax(body);
+  } catch (err) {
+    throw new TarFormatError(`damaged PAX header at byte ${pos}: ${(err as Error).message}`, pos);
+  }
 }
 
 /** What the scanner knows when a real member's header is reached. */

@@ -24,6 +24,8 @@ const MAX_CURSORS = 4;
 const JOB_PIECES = 4;
 /** Sequential reading keeps this many pieces (1 MiB) decoded or decoding ahead of the reader. */
 const AHEAD = 4;
+/** Read ends remembered to tell a continued read (files read at once, each sequentially). */
+const READ_ENDS = 32;
 
 interface Cursor {
   h: CodecHandle;
@@ -44,21 +46,27 @@ interface Cursor {
 /**
  * Where the compressed bytes come from when they are not all on disk (a remote blob): the range a
  * decode reads is made present, and kept so, while it runs: its seek point's chunk and the codec's
- * input buffer past it (TSC_IN_CAP). Less is not safe: a decoder keeps its buffer across a seek that
+ * input buffer past it (`readSize`). Less is not safe: a decoder keeps its buffer across a seek that
  * lands inside it, so holes read past a chunk would be decoded later (a crc32 mismatch, EIO).
+ * `windows`, when the stored gzip windows are not all on disk either (a pulled index whose windows
+ * stay in the registry): the byte range of the window a seek needs is made present the same way.
  */
 export interface ArchiveInput {
   ensure(start: number, end: number): Promise<() => void>;
   ensureSync(start: number, end: number): () => void;
+  /** Compressed bytes a decoder reads at a time (codec.setReadSize); default the codec's 128 KiB. */
+  readSize?: number;
+  windows?: Pick<ArchiveInput, 'ensure' | 'ensureSync'>;
 }
 const CODEC_READ_AHEAD = 128 * 1024;
 
+/** Where a job starts decoding: at seek point `chunk` (its window read when the job runs), or -1: where the decoder stands. */
 interface Seek {
   kind: number;
   inBit: number;
-  window: Buffer | null;
+  chunk: number;
 }
-const NO_SEEK: Seek = { kind: 0, inBit: 0, window: null };
+const NO_SEEK: Seek = { kind: 0, inBit: 0, chunk: -1 };
 
 /** One decode call: pieces [from, to] after `seek`, kept (cached, returned) or only checked. */
 interface Job {
@@ -91,6 +99,8 @@ export class SeekableArchive {
   private readonly inflight = new Map<number, Promise<Buffer>>();
   private windowFd = -1;
   private closed = false;
+  /** Where recent reads ended (remote input: a read starting at one continues it). */
+  private readonly readEnds = new Set<number>();
   private clock = 0;
 
   constructor(private readonly fd: number, readonly table: SeekTable, private readonly label: string, private readonly input?: ArchiveInput) {
@@ -111,7 +121,7 @@ export class SeekableArchive {
       if (!b) return this.readAsync(pos, end, first, last);
       bufs.push(b);
     }
-    this.prefetch(last + 1);
+    this.prefetch(last + 1, pos, end);
     return this.assemble(bufs, first, pos, end);
   }
 
@@ -155,7 +165,7 @@ export class SeekableArchive {
     const wanted: Array<Promise<Buffer>> = [];
     for (let piece = first; piece <= last; piece++) wanted.push(this.piece(piece));
     const bufs = await Promise.all(wanted);
-    this.prefetch(last + 1);
+    this.prefetch(last + 1, pos, end);
     return this.assemble(bufs, first, pos, end);
   }
 
@@ -176,10 +186,18 @@ export class SeekableArchive {
 
   /**
    * Sequential reading: keep the AHEAD pieces after the one just read decoded or decoding, as one job
-   * on a decoder already standing at the first missing one (so random reads start nothing).
+   * on a decoder already standing at the first missing one (so random reads start nothing). A remote
+   * blob's pieces cost bytes on the wire: there, only a read that continues an earlier one (a file
+   * read on, not a small file read whole) prefetches.
    */
-  private prefetch(next: number): void {
+  private prefetch(next: number, pos: number, end: number): void {
     if (this.closed) return;
+    if (this.input) {
+      const continues = this.readEnds.has(pos);
+      this.readEnds.add(end);
+      if (this.readEnds.size > READ_ENDS) this.readEnds.delete(this.readEnds.values().next().value as number);
+      if (!continues) return;
+    }
     for (let piece = next; piece < next + AHEAD && piece < this.index.pieces; piece++) {
       if (cache.has(this.serial + piece) || this.inflight.has(piece)) continue;
       const cur = this.cursors.find((c) => !c.busy && c.next === piece);
@@ -274,17 +292,33 @@ export class SeekableArchive {
     const input = this.input;
     if (!input) return this.decodeJob(cur, job, on);
     const [start, end] = this.inputRange(job.from);
+    const win = input.windows && job.seek.chunk >= 0 && this.table.winLen[job.seek.chunk] > 0 ? input.windows : undefined;
+    const wStart = win ? this.table.winOff[job.seek.chunk] : 0;
+    const wEnd = win ? wStart + this.table.winLen[job.seek.chunk] : 0;
     if (on === 'sync') {
       const release = input.ensureSync(start, end);
       try {
-        return this.decodeJob(cur, job, 'sync');
+        const releaseWin = win?.ensureSync(wStart, wEnd);
+        try {
+          return this.decodeJob(cur, job, 'sync');
+        } finally {
+          releaseWin?.();
+        }
       } finally {
         release();
       }
     }
-    return input.ensure(start, end).then((release) => this.decodeJob(cur, job, 'async').finally(release), (err: unknown) => {
-      cur.next = -1;
-      throw this.failure(err, job.from);
+    const ensured = Promise.allSettled([input.ensure(start, end), win ? win.ensure(wStart, wEnd) : Promise.resolve(() => undefined)]);
+    return ensured.then((got) => {
+      const releases = got.flatMap((g) => (g.status === 'fulfilled' ? [g.value] : []));
+      const releaseAll = (): void => releases.forEach((r) => r());
+      const bad = got.find((g): g is PromiseRejectedResult => g.status === 'rejected');
+      if (bad) {
+        releaseAll();
+        cur.next = -1;
+        throw this.failure(bad.reason, job.from);
+      }
+      return this.decodeJob(cur, job, 'async').finally(releaseAll);
     });
   }
 
@@ -294,7 +328,7 @@ export class SeekableArchive {
     const chunk = this.index.chunkOfPiece(piece);
     const start = Math.floor(t.inBit[chunk] / 8);
     const end = chunk + 1 < t.count ? Math.ceil(t.inBit[chunk + 1] / 8) + 1 : t.compressedSize;
-    return [start, Math.min(t.compressedSize, end + CODEC_READ_AHEAD)];
+    return [start, Math.min(t.compressedSize, end + (this.input?.readSize ?? CODEC_READ_AHEAD))];
   }
 
   private decodeJob(cur: Cursor, job: Job, on: 'sync'): Buffer[];
@@ -303,11 +337,19 @@ export class SeekableArchive {
   private decodeJob(cur: Cursor, job: Job, on: 'sync' | 'async'): Buffer[] | Promise<Buffer[]> {
     const out = this.jobBuffer(cur, job);
     const crcs = new Uint32Array(job.to - job.from + 1);
-    const { kind, inBit, window } = job.seek;
+    const { kind, inBit } = job.seek;
     const failed = (err: unknown): never => {
       cur.next = -1;
       throw this.failure(err, job.from);
     };
+    let window: Buffer | null = null;
+    try {
+      window = job.seek.chunk >= 0 ? this.window(job.seek.chunk) : null;
+    } catch (err) {
+      if (on === 'sync') failed(err);
+      cur.next = -1;
+      return Promise.reject(this.failure(err, job.from));
+    }
     if (on === 'async') {
       let decoding: Promise<number>;
       try {
@@ -368,11 +410,12 @@ export class SeekableArchive {
 
   private newCursor(): Cursor {
     const h = this.codec.open(codecFormat(this.table.format), this.fd, this.table.compressedSize);
+    if (this.input?.readSize) this.codec.setReadSize(h, this.input.readSize);
     return { h, next: -1, busy: null, until: -1, used: 0 };
   }
 
   private seekOf(chunk: number): Seek {
-    return { kind: this.table.kind[chunk], inBit: this.table.inBit[chunk], window: this.window(chunk) };
+    return { kind: this.table.kind[chunk], inBit: this.table.inBit[chunk], chunk };
   }
 
   private window(chunk: number): Buffer | null {

@@ -10,12 +10,10 @@ export interface ExpectedFailure {
   sometimes?: true;
 }
 
-const TARSTACK = /./;
 
 export const EXPECTED_FAILURES: ExpectedFailure[] = [
   // Issue 12's defects 1-5 failed here until their fixes reached main (paths, links, redirects, mknod 0/0).
-  // found by this suite: a new file's atime, mtime and ctime are not always one time (the upper's file is chowned to the caller after it is made, which moves ctime when the clock ticks between)
-  { case: 'times/new-file', configs: TARSTACK, defect: 'new-file-times', sometimes: true },
+  // found by this suite and fixed: new-file-times (a new upper object was chowned to its maker and renamed into place after it was made, which moved its ctime).
 ];
 
 export function expectedFailure(name: string, config: string): ExpectedFailure | undefined {

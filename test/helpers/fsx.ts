@@ -69,80 +69,111 @@ export interface FsxOptions {
   maxSize: number; // writes and truncates stay below this
 }
 
+/** `len` seeded random bytes (four per draw). */
+function randomBytes(rand: () => number, len: number): Buffer {
+  const b = Buffer.allocUnsafe(len);
+  let i = 0;
+  for (; i + 4 <= len; i += 4) b.writeUInt32LE(rand(), i);
+  for (; i < len; i++) b[i] = rand() & 0xff;
+  return b;
+}
+
+/** A 32-bit draw from the same seeded sequence (mulberry32's whole output). */
+const draw32 = (rand: (n: number) => number) => () => rand(4294967296) >>> 0;
+
 /** Runs the ops; resolves to the model (the file's expected content) or rejects at the first
  *  mismatch with the op log's tail and the seed. */
 export async function fsx(o: FsxOptions): Promise<Buffer> {
   const rand = prng(o.seed);
-  let model = fs.readFileSync(o.file);
+  const rand32 = draw32(rand);
+  const start = fs.readFileSync(o.file);
+  // The model: the file's expected bytes in a buffer as big as it may grow, `size` of them in use; the
+  // bytes past `size` stay zero (what a file extended by a write or truncate reads there).
+  const model = Buffer.alloc(Math.max(start.length, o.maxSize) + 65_536);
+  start.copy(model);
+  let size = start.length;
+  const resize = (to: number) => {
+    if (to < size) model.fill(0, to, size);
+    size = to;
+  };
   const early = fs.openSync(o.file, 'r'); // opened before anything changes (before copy-up)
   let fd = fs.openSync(o.file, 'r+');
   const mapper = new Mapper();
+  // The last ops, for the message of a mismatch (a ring: a long run keeps no more than this).
+  const LOG_KEEP = 12;
   const log: string[] = [];
-  const fail = (msg: string) => new Error(`fsx seed ${o.seed}, op ${log.length}: ${msg}\nlast ops:\n  ${log.slice(-12).join('\n  ')}`);
+  let done = 0;
+  const note = (op: string) => {
+    log[done++ % LOG_KEEP] = op;
+  };
+  const lastOps = () => Array.from({ length: Math.min(done, LOG_KEEP) }, (_, i) => log[(done - Math.min(done, LOG_KEEP) + i) % LOG_KEEP]);
+  const fail = (msg: string) => new Error(`fsx seed ${o.seed}, op ${done}: ${msg}\nlast ops:\n  ${lastOps().join('\n  ')}`);
   const check = (what: string, off: number, got: Buffer) => {
     const want = model.subarray(off, off + got.length);
     if (!got.equals(want)) {
       const at = [...got].findIndex((b, i) => b !== want[i]);
-      throw fail(`${what} at ${off}: ${got.length} bytes differ from the model first at +${at} (size ${model.length})`);
+      throw fail(`${what} at ${off}: ${got.length} bytes differ from the model first at +${at} (size ${size})`);
     }
   };
+  const scratch = Buffer.alloc(model.length + 1);
   const readVia = (f: number, off: number, len: number) => {
-    const b = Buffer.alloc(len);
+    const b = len <= scratch.length ? scratch.subarray(0, len) : Buffer.alloc(len);
     const n = fs.readSync(f, b, 0, len, off);
-    const want = Math.max(0, Math.min(len, model.length - off));
-    if (n !== want) throw fail(`read ${len} at ${off} returned ${n} bytes, expected ${want} (size ${model.length})`);
+    const want = Math.max(0, Math.min(len, size - off));
+    if (n !== want) throw fail(`read ${len} at ${off} returned ${n} bytes, expected ${want} (size ${size})`);
     return b.subarray(0, n);
   };
   try {
     for (let i = 0; i < o.ops; i++) {
       const kind = rand(100);
-      const off = rand(100) < 20 ? Math.max(0, model.length - rand(4096)) : rand(Math.max(1, Math.min(o.maxSize, model.length + 65_536)));
+      const off = rand(100) < 20 ? Math.max(0, size - rand(4096)) : rand(Math.max(1, Math.min(o.maxSize, size + 65_536)));
       const len = 1 + rand(rand(10) < 8 ? 4096 : 65_536);
       if (kind < 25) {
-        log.push(`read ${off}+${len}`);
+        note(`read ${off}+${len}`);
         check('read', off, readVia(fd, off, len));
       } else if (kind < 30) {
-        log.push(`read (fd opened first) ${off}+${len}`);
+        note(`read (fd opened first) ${off}+${len}`);
         check('read through the fd opened before any change', off, readVia(early, off, len));
       } else if (kind < 55) {
-        const data = Buffer.from(Array.from({ length: Math.min(len, o.maxSize - off) }, () => rand(256)));
-        log.push(`write ${off}+${data.length}`);
+        const data = randomBytes(rand32, Math.min(len, o.maxSize - off));
+        note(`write ${off}+${data.length}`);
         fs.writeSync(fd, data, 0, data.length, off);
-        if (off + data.length > model.length) model = Buffer.concat([model, Buffer.alloc(off + data.length - model.length)]);
+        if (off + data.length > size) resize(off + data.length);
         data.copy(model, off);
       } else if (kind < 63) {
-        const size = rand(10) < 3 ? rand(4096) : rand(o.maxSize);
-        log.push(`truncate ${size}`);
-        fs.ftruncateSync(fd, size);
-        model = size <= model.length ? Buffer.from(model.subarray(0, size)) : Buffer.concat([model, Buffer.alloc(size - model.length)]);
-      } else if (kind < 93 && model.length > 0) {
-        const moff = Math.min(off, model.length - 1);
-        const mlen = Math.min(len, model.length - moff);
+        const to = rand(10) < 3 ? rand(4096) : rand(o.maxSize);
+        note(`truncate ${to}`);
+        fs.ftruncateSync(fd, to);
+        resize(to);
+      } else if (kind < 93 && size > 0) {
+        const moff = Math.min(off, size - 1);
+        const mlen = Math.min(len, size - moff);
         if (kind < 78) {
-          log.push(`mapread ${moff}+${mlen}`);
+          note(`mapread ${moff}+${mlen}`);
           const r = await mapper.call({ op: 'read', path: o.file, off: moff, len: mlen });
           if (r.error) throw fail(`mapread: ${r.error}`);
           check('mapread', moff, Buffer.from(r.data!, 'base64'));
         } else {
-          const data = Buffer.from(Array.from({ length: mlen }, () => rand(256)));
-          log.push(`mapwrite ${moff}+${mlen}`);
+          const data = randomBytes(rand32, mlen);
+          note(`mapwrite ${moff}+${mlen}`);
           const r = await mapper.call({ op: 'write', path: o.file, off: moff, data: data.toString('base64') });
           if (r.error) throw fail(`mapwrite: ${r.error}`);
           data.copy(model, moff);
         }
       } else if (kind < 97) {
-        log.push('fsync');
+        note('fsync');
         fs.fsyncSync(fd);
       } else {
-        log.push('close and reopen');
+        note('close and reopen');
         fs.closeSync(fd);
         fd = fs.openSync(o.file, 'r+');
       }
-      if (fs.fstatSync(fd).size !== model.length) throw fail(`st_size ${fs.fstatSync(fd).size}, model ${model.length}`);
+      const st = fs.fstatSync(fd).size;
+      if (st !== size) throw fail(`st_size ${st}, model ${size}`);
     }
-    log.push('read all');
-    check('read of the whole file', 0, readVia(fd, 0, model.length + 1));
-    return model;
+    note('read all');
+    check('read of the whole file', 0, readVia(fd, 0, size + 1));
+    return Buffer.from(model.subarray(0, size));
   } finally {
     fs.closeSync(fd);
     fs.closeSync(early);

@@ -15,6 +15,7 @@ import { mountAt, type MountInfo } from '../../util/mounts.js';
 import { holdersOf, pidAlive } from '../../util/proc.js';
 import { UserError } from '../../util/errors.js';
 import type { MountRecord } from '../../store/mounts.js';
+import type { ImageRecord, RemoteLayerRecord } from '../../store/images.js';
 
 const run = promisify(execFile);
 
@@ -184,14 +185,15 @@ async function waitForExit(rec: MountRecord): Promise<void> {
   }
 }
 
-export function status(ctx: Context, a: { instance?: string } = {}): void {
+export async function status(ctx: Context, a: { instance?: string } = {}): Promise<void> {
   const only = a.instance ? ctx.instances.get(a.instance).id : undefined;
   const all = ctx.mounts.list().filter((m) => only === undefined || m.target === only);
   if (only !== undefined && !ctx.opts.json && all.length === 0) {
     process.stdout.write(`${a.instance}: not mounted\n`);
     return;
   }
-  if (ctx.opts.json) return printJson(all.map((m) => ({ mountpoint: m.mountpoint, kind: m.kind, name: m.name, pid: m.pid, state: m.state, detached: !!m.detached, backend: m.backend, features: m.features ?? [], started: m.started, log: m.log })));
+  const remote = await remoteReach(ctx, all);
+  if (ctx.opts.json) return printJson(all.map((m) => ({ mountpoint: m.mountpoint, kind: m.kind, name: m.name, pid: m.pid, state: m.state, detached: !!m.detached, backend: m.backend, features: m.features ?? [], started: m.started, log: m.log, ...(remote.has(m.id) ? { remote: remote.get(m.id) } : {}) })));
   if (all.length === 0) {
     process.stdout.write('nothing mounted\n');
     return;
@@ -203,4 +205,51 @@ export function status(ctx: Context, a: { instance?: string } = {}): void {
   for (const m of all.filter((r) => r.features?.length)) process.stdout.write(`${m.mountpoint}: kernel FUSE features: ${m.features!.join(', ')}\n`);
   // Why a server died is in its log: named for each dead mount (logs of dead mounts are kept).
   for (const m of all.filter((r) => r.state === 'dead')) process.stdout.write(`${m.mountpoint}: its server's log: ${m.log}\n`);
+  for (const m of all) {
+    for (const r of remote.get(m.id) ?? []) {
+      if (!r.reachable) process.stdout.write(`${m.mountpoint}: its layers' registry ${r.host} is unreachable (${r.error}): what is not in the chunk cache reads as EIO until it answers\n`);
+    }
+  }
+}
+
+/** How long status waits for a remote layer's server to answer. */
+const REACH_MS = 3000;
+
+/**
+ * For each mount of an image stack with remote layers: is each server (registry or URL host) of its
+ * layers answering? One request per server (a HEAD of a layer's blob; any HTTP answer counts), all
+ * at once, each bounded.
+ */
+async function remoteReach(ctx: Context, mounts: MountRecord[]): Promise<Map<string, Array<{ host: string; reachable: boolean; error?: string }>>> {
+  const hostsOf = new Map<string, Map<string, RemoteLayerRecord>>();
+  for (const m of mounts) {
+    let top: ImageRecord | undefined;
+    try {
+      top = ctx.images.byId(m.kind === 'image' ? m.target : ctx.instances.byId(m.target).image);
+    } catch {
+      continue; // removed meanwhile: nothing to say about its layers
+    }
+    const hosts = new Map<string, RemoteLayerRecord>();
+    for (const r of ctx.images.stack(top)) if (r.layer.remote) hosts.set(new URL(r.layer.remote.url).host, r.layer.remote);
+    if (hosts.size) hostsOf.set(m.id, hosts);
+  }
+  const out = new Map<string, Array<{ host: string; reachable: boolean; error?: string }>>();
+  if (hostsOf.size === 0) return out;
+  const [{ remoteOf }, { request }] = await Promise.all([import('../../remote/open-remote.js'), import('../../remote/http.js')]);
+  const probes = new Map<string, Promise<{ reachable: boolean; error?: string }>>();
+  for (const hosts of hostsOf.values()) {
+    for (const [host, rec] of hosts) {
+      if (probes.has(host)) continue;
+      const remote = remoteOf(rec);
+      const probe = Promise.race([
+        request(rec.url, { method: 'HEAD', headers: remote.headers(), tlsVerify: rec.tlsVerify, redirects: 0 }).then(() => ({ reachable: true })),
+        new Promise<never>((_, reject) => {
+          setTimeout(() => reject(new Error(`no answer in ${REACH_MS / 1000} s`)), REACH_MS).unref();
+        }),
+      ]).catch((err: unknown) => ({ reachable: false as boolean, error: String((err as Error).message ?? err).replace(`${host}: `, '') }));
+      probes.set(host, probe);
+    }
+  }
+  for (const [id, hosts] of hostsOf) out.set(id, await Promise.all([...hosts.keys()].map(async (host) => ({ host, ...(await probes.get(host)!) }))));
+  return out;
 }

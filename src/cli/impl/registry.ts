@@ -2,12 +2,13 @@
 import type { Context } from '../context.js';
 import { printJson } from '../output.js';
 
-export async function imagePull(ctx: Context, a: { ref: string; name?: string; tlsVerify?: boolean; platform?: string }): Promise<void> {
+export async function imagePull(ctx: Context, a: { ref: string; name?: string; tlsVerify?: boolean; platform?: string; full?: boolean }): Promise<void> {
   const { pullImage } = await import('../../remote/pull.js');
-  const r = await pullImage(ctx, { ref: a.ref, name: a.name, tlsVerify: a.tlsVerify !== false, platform: a.platform });
-  if (ctx.opts.json) return printJson({ image: r.names[r.names.length - 1], stack: [...r.names].reverse(), manifest: r.manifest, indexes: [...r.indexes].reverse() });
+  const r = await pullImage(ctx, { ref: a.ref, name: a.name, tlsVerify: a.tlsVerify !== false, platform: a.platform, full: !!a.full });
+  if (ctx.opts.json) return printJson({ image: r.names[r.names.length - 1], stack: [...r.names].reverse(), manifest: r.manifest, indexes: [...r.indexes].reverse(), ...(r.fetched !== undefined ? { fetchedBytes: r.fetched } : {}) });
   const pushed = r.indexes.filter((i) => i === 'pushed').length;
-  process.stdout.write(`pulled image ${r.names[r.names.length - 1]} from ${a.ref} (${r.manifest}): ${[...r.names].reverse().join(' <- ')}; ${pushed} of ${r.names.length} layer indexes fetched as pushed, the rest made by a streaming pass\n`);
+  const full = r.fetched !== undefined ? `; every layer fetched in full (${(r.fetched / 2 ** 20).toFixed(1)} MiB in the chunk cache)` : '';
+  process.stdout.write(`pulled image ${r.names[r.names.length - 1]} from ${a.ref} (${r.manifest}): ${[...r.names].reverse().join(' <- ')}; ${pushed} of ${r.names.length} layer indexes fetched as pushed, the rest made by a streaming pass${full}\n`);
 }
 
 export async function imagePush(ctx: Context, a: { image: string; ref: string; tlsVerify?: boolean }): Promise<void> {
