@@ -12,8 +12,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { OP } from '../src/fuse/lowlevel.js';
 import type { MountStats } from '../src/fuse/native-backend.js';
-import { forceUnmount, makeTestRoot, mountAt, removeTestRoot } from './helpers/mounted.js';
+import { forceUnmount, makeTestRoot, mount, mountAt, removeTestRoot } from './helpers/mounted.js';
 import { ordinaryUser, type UserIds } from './helpers/ordinary-user.js';
+import { fsx } from './helpers/fsx.js';
 import { pack } from './helpers/pack.js';
 
 const CHILD = fileURLToPath(new URL('./helpers/instance-child.js', import.meta.url));
@@ -122,6 +123,20 @@ rootTest('root: writes and reads of an upper file pass through; stat, fstat and 
   t.is(delta(s2, s3).WRITE + delta(s2, s3).READ, 0, 'neither the append nor the mapping reached the daemon');
 });
 
+rootTest('root: fsx (reads, writes, truncates, shared mmap, several fds) on a passthrough file', async (t) => {
+  const m = await serve(t);
+  const file = path.join(m.mnt, 'fsx');
+  fs.writeFileSync(file, Buffer.alloc(200_000, 3));
+  const s0 = await m.stats();
+  const model = await fsx({ file, seed: 17, ops: 1500, maxSize: 2 * MiB });
+  const s1 = await m.stats();
+  t.true(fs.readFileSync(file).equals(model), 'content equals the model');
+  t.is(fs.statSync(file).size, model.length);
+  t.true(fs.readFileSync(path.join(m.upper, 'fsx')).equals(model), 'and so does the upper file');
+  t.is(delta(s0, s1).WRITE + delta(s0, s1).READ, 0, 'every byte passed through');
+  t.true(delta(s0, s1).SETATTR >= 1, 'truncates still reach the daemon');
+});
+
 rootTest('root: a lower file read while it is copied up stays on the page-cache path until closed', async (t) => {
   const m = await serve(t);
   const file = path.join(m.mnt, 'd', 'lower');
@@ -175,6 +190,20 @@ rootTest('root: TARSTACK_PASSTHROUGH=0 is today\'s path', async (t) => {
   t.true(delta(s0, s1).WRITE >= 1);
   t.true(delta(s0, s1).READ >= 1);
   t.is(s1.passthroughOpens, 0);
+});
+
+rootTest('root: `status` names the kernel features a CLI mount uses', async (t) => {
+  const dir = path.join(root, `cli${++seq}`);
+  fs.mkdirSync(dir, { recursive: true });
+  const tar = path.join(dir, 'lower.tar');
+  fs.writeFileSync(tar, await pack([{ name: 'f', body: 'x\n' }]));
+  const m = await mount(t, path.join(dir, 'i'), { kind: 'instance', lowers: [tar] });
+  const st = await m.cli(['status', '--json']);
+  t.is(st.code, 0, st.stderr);
+  const rows = JSON.parse(st.stdout) as Array<{ mountpoint: string; features: string[] }>;
+  t.deepEqual(rows.find((r) => r.mountpoint === m.root)?.features, ['passthrough']);
+  const text = await m.cli(['status']);
+  t.regex(text.stdout, /kernel FUSE features: passthrough/);
 });
 
 const ids = ordinaryUser();
