@@ -63,6 +63,28 @@ interface Open {
 const fds = new Map<number, Open>();
 let nextFd = 1000;
 
+/**
+ * The references (lookups and entry-making calls) handed to us per inode, as the kernel counts them
+ * for FORGET. The kernel lets an inode go once its last name is removed and nothing holds it; so
+ * does this (forgetRemoved), which the filesystem's inode numbers rely on (the upper reuses them).
+ */
+const refs = new Map<number, number>();
+const ref = <T extends { ino: number }>(e: T): T => (refs.set(e.ino, (refs.get(e.ino) ?? 0) + 1), e);
+async function forgetRemoved(ino: number | undefined): Promise<void> {
+  if (ino === undefined || [...fds.values()].some((f) => f.ino === ino)) return;
+  let nlink = 0;
+  try {
+    nlink = (await getattr(ino)).nlink;
+  } catch {
+    nlink = 0;
+  }
+  if (nlink > 0 && type(await getattr(ino)) !== S_IFDIR) return; // a file with names left (a removed directory shows 2 or 0)
+  const n = refs.get(ino);
+  if (!n) return;
+  refs.delete(ino);
+  ifs.forget(ino, n);
+}
+
 const type = (a: Attr): number => a.mode & S_IFMT;
 const getattr = async (ino: number): Promise<Attr> => ifs.getattr(ino);
 
@@ -101,7 +123,7 @@ async function walk(p: string, follow: boolean): Promise<Walked> {
     }
     let e;
     try {
-      e = await ifs.lookup(cur, c);
+      e = ref(await ifs.lookup(cur, c));
     } catch (err) {
       if ((err as Errno).code === 'ENOENT' && last) return { dir: cur, name: c, ino: undefined, slash, ancestors: [...stack] };
       throw err;
@@ -198,6 +220,7 @@ const ops: Record<string, (...a: any[]) => unknown> = {
       if (!creat) throw E('ENOENT');
       if (w.slash) throw E('EISDIR');
       const c = await ifs.create(w.dir, w.name, mode & ~init.umask & 0o7777, pass & ~O_TRUNC, me);
+      ref(c.entry);
       return add({ ino: c.entry.ino, fh: c.open.fh, dir: false, flags, pos: 0 });
     }
     if (excl) throw E('EEXIST');
@@ -236,6 +259,7 @@ const ops: Record<string, (...a: any[]) => unknown> = {
     fds.delete(n);
     if (f.dir) ifs.releasedir(f.ino, f.fh);
     else await ifs.release(f.ino, f.fh);
+    await forgetRemoved(f.ino); // the last close of a file whose names are gone
   },
   async readdirNext(n: number) {
     const f = fd(n);
@@ -281,7 +305,7 @@ const ops: Record<string, (...a: any[]) => unknown> = {
   },
   async mkdir(p: string, mode: number) {
     const w = await fresh(p);
-    await ifs.mkdir(w.dir, w.name, mode & ~init.umask & 0o1777, me);
+    ref(await ifs.mkdir(w.dir, w.name, mode & ~init.umask & 0o1777, me));
   },
   async rmdir(p: string) {
     const w = await walk(p, false);
@@ -290,6 +314,7 @@ const ops: Record<string, (...a: any[]) => unknown> = {
     if (w.ino === 1) throw E('EBUSY');
     if (w.ino === undefined) throw E('ENOENT');
     await ifs.rmdir(w.dir, w.name);
+    await forgetRemoved(w.ino);
   },
   async unlink(p: string) {
     const w = await walk(p, false);
@@ -297,6 +322,7 @@ const ops: Record<string, (...a: any[]) => unknown> = {
     if (w.ino === 1 || w.name === '.' || w.name === '..') throw E('EISDIR');
     if (w.slash) throw E(type(await getattr(w.ino)) === S_IFDIR ? 'EISDIR' : 'ENOTDIR');
     await ifs.unlink(w.dir, w.name);
+    await forgetRemoved(w.ino);
   },
   async rename(a: string, b: string, flags: number) {
     if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)) throw E('EINVAL');
@@ -322,6 +348,7 @@ const ops: Record<string, (...a: any[]) => unknown> = {
       if (!fromDir && toDir) throw E('EISDIR');
     }
     await ifs.rename(from.dir, from.name, to.dir, to.name, flags);
+    if (!(flags & RENAME_EXCHANGE)) await forgetRemoved(to.ino);
   },
   async link(a: string, b: string) {
     const { w, attr } = await existing(a, false);
@@ -329,14 +356,14 @@ const ops: Record<string, (...a: any[]) => unknown> = {
     const to = await walk(b, false);
     if (to.ino !== undefined) throw E('EEXIST');
     if (to.slash) throw E('ENOENT');
-    await ifs.link(w.ino!, to.dir, to.name);
+    ref(await ifs.link(w.ino!, to.dir, to.name));
   },
   async symlink(t: string, p: string) {
     const w = await fresh(p);
     if (t === '') throw E('ENOENT');
     if (t.length + 1 > PATH_MAX) throw E('ENAMETOOLONG');
     if (w.slash) throw E('ENOENT');
-    await ifs.symlink(w.dir, w.name, t, me);
+    ref(await ifs.symlink(w.dir, w.name, t, me));
   },
   async readlink(p: string) {
     const { ino, attr } = await existing(p, false);
@@ -351,10 +378,11 @@ const ops: Record<string, (...a: any[]) => unknown> = {
     const perm = mode & 0o7777 & ~init.umask;
     if (t === 0 || t === S_IFREG) {
       const c = await ifs.create(w.dir, w.name, perm, fs.constants.O_WRONLY, me);
+      ref(c.entry);
       await ifs.release(c.entry.ino, c.open.fh);
       return;
     }
-    await ifs.mknod(w.dir, w.name, t | perm, t === 0o020000 || t === 0o060000 ? rdev : 0, me);
+    ref(await ifs.mknod(w.dir, w.name, t | perm, t === 0o020000 || t === 0o060000 ? rdev : 0, me));
   },
   async setattr(t: string | number, follow: boolean, set: SetAttr) {
     const x = await target(t, follow);
