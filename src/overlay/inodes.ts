@@ -82,10 +82,10 @@ export class InodeTable {
     let stIno: number | undefined;
     if (f.upper && f.fresh) {
       type = Number(f.st.mode) & S_IFMT;
-      ino = this.upperIno(f.abs, f.st, type, f);
+      ino = this.upperIno(f.abs, f.st, type, f.born ? f : undefined);
     } else if (f.upper) {
       type = this.store.shownType(f.abs, f.st);
-      ino = this.store.storedIno(f.abs, f.st) ?? this.upperIno(f.abs, f.st, type);
+      ino = this.store.storedIno(f.abs, f.st) ?? this.upperIno(f.abs, f.st, type, f.born ? f : undefined);
     } else {
       type = this.stack.modeOf(f.parts) & S_IFMT;
       ino = this.stack.inoOf(f.parts[0], f.parts[1]);

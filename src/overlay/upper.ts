@@ -24,6 +24,8 @@ export interface UpperFound {
   abs: string;
   st: fs.BigIntStats;
   fresh?: boolean;
+  /** made just now (an entry-making call): its times are its birth's */
+  born?: boolean;
 }
 
 /** A name the upper hides: a whiteout, or a name its format reserves (`.wh.NAME` files). */
