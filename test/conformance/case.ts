@@ -17,9 +17,11 @@ export interface Case {
   /** root: the case needs a privileged caller (devices, chown, another user's view, root's bypass of
    *  permission checks); it is left out where the cases run as an ordinary user. */
   needs?: 'root';
-  /** Run through the first mount of the rotated configuration, before its upper becomes a lower
-   *  (default: every name of the case copied up by a no-op chown). */
-  rotate?: (dir: string) => void;
+  /** Run through each mount of the rotated configuration before its upper becomes a lower, round 1
+   *  (over the lower alone) to 9 (over eight rotated uppers and the lower); returns true when it did
+   *  the round's work (default: round 1 copies every name of the case up by a no-op chown, a later
+   *  round a share of them, each name in one round). */
+  rotate?: (dir: string, round: number) => boolean;
   run: (dir: string, o: Trace) => void;
 }
 

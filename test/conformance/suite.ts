@@ -14,6 +14,7 @@ import { ordinaryUser, type UserIds } from '../helpers/ordinary-user.js';
 import { cases } from './index.js';
 import { differenceFor, DIFFERENCES } from './differences.js';
 import { expectedFailure } from './expected-failures.js';
+import { rotate } from './rotate.js';
 import type { Outcome } from './run-cases.js';
 
 const RUNNER = fileURLToPath(new URL('./run-cases.js', import.meta.url));
@@ -47,8 +48,9 @@ export interface Caller {
   other?: UserIds;
 }
 
-async function childRun(m: { root: string }, out: string, names: string[], caller: Caller, mode: 'run' | 'rotate' = 'run'): Promise<void> {
-  const argv = [process.execPath, RUNNER, mode, m.root, ...(mode === 'run' ? [out] : []), ...names];
+/** run-cases.js MODE ROOT ARG NAME…: ARG is the outcomes' file (run) or the round (rotate). */
+async function childRun(m: { root: string }, arg: string, names: string[], caller: Caller, mode: 'run' | 'rotate' = 'run'): Promise<void> {
+  const argv = [process.execPath, RUNNER, mode, m.root, arg, ...names];
   const env = caller.other ? { CONFORMANCE_OTHER: `${caller.other.uid}:${caller.other.gid}` } : {};
   const r = caller.user
     ? await runChild(argv, { uid: caller.user.uid, gid: caller.user.gid, cleanEnv: true, env: { PATH: '/usr/bin:/bin', LC_ALL: 'C.UTF-8' }, cwd: '/' })
@@ -65,8 +67,15 @@ export async function runCases(m: Mounted | { root: string }, dir: string, calle
   return JSON.parse(fs.readFileSync(out, 'utf8')) as Outcomes;
 }
 
-/** The rotation step (each case's rotate hook, or a copy-up of everything) through a mount. */
-export const rotateCases = (m: Mounted, caller: Caller): Promise<void> => childRun(m, '', caseNames(!caller.user), caller, 'rotate');
+/**
+ * Rotation round `round`'s step (each case's rotate hook, or a copy-up: rotate.ts) through a mount:
+ * as root in this process (it serves no mount; a child's start would cost more than the round),
+ * as an ordinary user in a child.
+ */
+export async function rotateCases(m: Mounted, caller: Caller, round: number): Promise<void> {
+  if (!caller.user) return rotate(m.root, round, caseNames(true));
+  await childRun(m, String(round), caseNames(false), caller, 'rotate');
+}
 
 export interface Tally {
   config: string;

@@ -78,10 +78,12 @@ export const defects: Record<string, Case> = {
       fs.writeFileSync(path.join(dir, 'd/a'), 'a');
       fs.writeFileSync(path.join(dir, 'd/sub/b'), 'b');
     },
-    rotate(dir) {
+    rotate(dir, round) {
+      if (round !== 1) return false;
       fs.renameSync(path.join(dir, 'd'), path.join(dir, 'e'));
       fs.mkdirSync(path.join(dir, 'x'));
       fs.renameSync(path.join(dir, 'e/sub'), path.join(dir, 'x/moved'));
+      return true;
     },
     run(dir, o) {
       if (fs.existsSync(path.join(dir, 'd'))) {

@@ -13,7 +13,39 @@ function batch(o: import('../case.js').Trace, ops: string[][], label: (op: strin
   ops.forEach((op, i) => o.see(label(op), got[i]));
 }
 
+/** Owner and mode of each name in dir, as uid:gid:mode (the other user's uid shown as "other"). */
+function owners(dir: string): string[] {
+  const [ou] = other();
+  return ls(dir).map((n) => {
+    const st = fs.lstatSync(path.join(dir, n));
+    return `${n} ${st.uid === ou ? 'other' : st.uid}:${st.gid}:${(st.mode & 0o7777).toString(8)}`;
+  });
+}
+
 export const perms: Record<string, Case> = {
+  // New entries in a set-gid directory take its group (and a new directory its set-gid bit), made by
+  // root or another user, in a new directory and in a lower one over a whiteout.
+  'perms/setgid-dir': {
+    needs: 'root',
+    lower(dir) {
+      fs.mkdirSync(path.join(dir, 'ld'));
+      fs.writeFileSync(path.join(dir, 'ld/f'), 'x');
+    },
+    run(dir, o) {
+      const dirs = [path.join(dir, 'd'), path.join(dir, 'ld')];
+      for (const d of dirs) {
+        if (!fs.existsSync(d)) fs.mkdirSync(d);
+        fs.chownSync(d, 0, 4242);
+        fs.chmodSync(d, 0o2777);
+        fs.rmSync(path.join(d, 'f'), { force: true });
+        fs.writeFileSync(path.join(d, 'f'), '');
+        fs.mkdirSync(path.join(d, 'sub'));
+        fs.symlinkSync('f', path.join(d, 'l'));
+      }
+      o.see('other creates', asOther(...dirs.map((d) => ['create', path.join(d, 'o')])));
+      for (const d of dirs) o.see(`${path.basename(d)}: owners`, owners(d));
+    },
+  },
   'perms/modes': {
     needs: 'root',
     lower(dir) {
