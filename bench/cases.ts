@@ -235,6 +235,28 @@ const CASES: Case[] = [
     mkdirSync(dest);
     return ok(await run('tar', ['-xf', s.manifest.untar!.tar, '-C', dest], { timeoutS: ctx.timeoutS }), 'untar');
   }),
+  {
+    // Issue 17's "1 GiB file written through the mount": write (dd bs=1M, incl. fsync), then read it
+    // back cold and warm. An upper file, so FUSE passthrough serves it where negotiated.
+    name: 'upper-seq', source: 'many', writes: true,
+    figures: [
+      { id: 'upper-write', label: 'write a 1 GiB file through the mount (dd bs=1M conv=fsync)', unit: 'MiB/s', better: 'higher' },
+      { id: 'upper-read-cold', label: 'sequential read of that file (dd bs=1M), cold', unit: 'MiB/s', better: 'higher', target: shareAtLeast(0.9) },
+      { id: 'upper-read-warm', label: 'the same, warm', unit: 'MiB/s', better: 'higher', target: shareAtLeast(0.9) },
+    ],
+    async run(peer, s, ctx) {
+      const m = await peer.mount(s, 'writable');
+      const file = join(m.dir, 'bench-upper-1g');
+      const mib = (s as Shape).manifest.files >= 100000 ? 1024 : 128; // --quick: 128 MiB
+      const dd = async (args: string[]): Promise<number> => ok(await run('dd', [...args, 'bs=1M', 'status=none'], { timeoutS: ctx.timeoutS }), 'dd');
+      const write = await dd(['if=/dev/zero', `of=${file}`, `count=${mib}`, 'conv=fsync']);
+      if (statSync(file).size !== mib * 2 ** 20) throw new Error('upper-seq: the file has the wrong size');
+      dropCaches();
+      const cold = await dd([`if=${file}`, 'of=/dev/null']);
+      const warm = await dd([`if=${file}`, 'of=/dev/null']);
+      return { 'upper-write': { value: mib / write }, 'upper-read-cold': { value: mib / cold }, 'upper-read-warm': { value: mib / warm } };
+    },
+  },
   // only on request (--only million): the memory figure at a million members
   peakRss('million', 'million', 'daemon peak RSS after walking and reading 1,000,000 members', 150, 900),
 ];
@@ -242,7 +264,7 @@ const CASES: Case[] = [
 /** tarstack against its peers on TARGETS.md's shapes (bench/data.ts). */
 export const peersSuite: Suite = {
   section: { id: 'peers', title: 'tarstack against kernel overlayfs, fuse-overlayfs and archivemount', subject: 'tarstack', reference: 'kernel overlayfs' },
-  peers: (workDir, o) => makePeers(workDir, o.tarstack),
+  peers: (workDir, o) => makePeers(workDir, o.tarstack, o.variants),
   async source(name, o, log) {
     const shape = await loadShape(o.data, name as ShapeKind, o.quick, log);
     return { source: shape, describe: describeShape(shape) };

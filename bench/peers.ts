@@ -254,14 +254,14 @@ export class Archivemount extends BasePeer {
  * `instance create I N` + `mount I DIR`, enabled once `instance --help` succeeds.
  */
 export class Tarstack extends BasePeer {
-  readonly id = 'tarstack';
-  readonly name = 'tarstack';
   readonly fuse = true;
   private readonly main: string;
   private readonly indexed = new Set<string>(); // sources whose image is in the store
   private instances = 0;
 
-  constructor(workDir: string, private readonly repo: string) {
+  /** A variant (`--variant NAME='{"TARSTACK_PASSTHROUGH":"0"}'`) is the same CLI with more
+   *  environment, which its store's server inherits: id and name tarstack-NAME. */
+  constructor(workDir: string, private readonly repo: string, readonly id = 'tarstack', readonly name = 'tarstack', private readonly env: Record<string, string> = {}) {
     super(workDir);
     this.main = join(repo, 'dist/src/cli/main.js');
   }
@@ -291,7 +291,7 @@ export class Tarstack extends BasePeer {
 
   /** The tarstack CLI on a source's store; fails on a non-zero exit. */
   cli(source: Source, args: string[]): Promise<RunResult> {
-    const env = { ...process.env, TARSTACK_HOME: this.home(source) };
+    const env = { ...process.env, ...this.env, TARSTACK_HOME: this.home(source) };
     return runOk(process.execPath, [this.main, ...args], { env, timeoutS: MOUNT_TIMEOUT_S });
   }
 
@@ -322,7 +322,7 @@ export class Tarstack extends BasePeer {
   }
 
   protected override async doUnmount(mnt: string): Promise<void> {
-    const env = { ...process.env, TARSTACK_HOME: join(dirname(mnt), 'home') };
+    const env = { ...process.env, ...this.env, TARSTACK_HOME: join(dirname(mnt), 'home') };
     await runOk(process.execPath, [this.main, 'umount', mnt], { env, timeoutS: 60 });
   }
 }
@@ -383,8 +383,9 @@ export class Direct extends BasePeer {
 }
 
 /** Every peer of the comparison of tarstack with its peers, in report column order. */
-export function makePeers(workDir: string, tarstackRepo: string): Peer[] {
-  return [new KernelOverlay(workDir), fuseOverlayfs(workDir), new Archivemount(workDir), new Tarstack(workDir, tarstackRepo)];
+export function makePeers(workDir: string, tarstackRepo: string, variants = new Map<string, string>()): Peer[] {
+  const more = [...variants].map(([name, env]) => new Tarstack(workDir, tarstackRepo, `tarstack-${name}`, `tarstack-${name}`, JSON.parse(env) as Record<string, string>));
+  return [new KernelOverlay(workDir), fuseOverlayfs(workDir), new Archivemount(workDir), new Tarstack(workDir, tarstackRepo), ...more];
 }
 
 /**

@@ -76,6 +76,8 @@ static napi_value init(napi_env env, napi_value exports) {
     { "mount", tsn_js_mount },
     { "unmount", tsn_js_unmount },
     { "sessionInfo", tsn_js_session_info },
+    { "backingOpen", tsn_js_backing_open },
+    { "backingClose", tsn_js_backing_close },
     { "poolStats", tsn_js_pool_stats },
     { "replyErr", tsn_js_reply_err },
     { "replyNone", tsn_js_reply_none },

@@ -98,7 +98,18 @@ static void fill_open(double fh, double flags, struct fuse_file_info *fi) {
   fi->nonseekable = (f & TSN_OPEN_NONSEEKABLE) != 0;
 }
 
-// replyCreate(id, fh, openFlags): the entry in scratch as for replyEntry, flags as for replyOpen.
+// An optional last argument: the backing id (kext.c) the kernel reads and writes this open file
+// through (passthrough); absent, undefined or 0: none.
+static int32_t backing_arg(napi_env env, napi_callback_info info, size_t at) {
+  napi_value argv[4];
+  size_t argc = 4;
+  double id = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc <= at) return 0;
+  if (napi_get_value_double(env, argv[at], &id) != napi_ok || !(id > 0 && id < 2147483648.0)) return 0;
+  return (int32_t)id;
+}
+
+// replyCreate(id, fh, openFlags, backingId?): the entry in scratch as for replyEntry, flags as for replyOpen.
 napi_value tsn_js_reply_create(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   double fh, flags;
@@ -106,6 +117,7 @@ napi_value tsn_js_reply_create(napi_env env, napi_callback_info info) {
       tsn_num(env, argv[2], &flags) != 0) {
     return NULL;
   }
+  int32_t backing = backing_arg(env, info, 3);
   tsn_env *te = NULL;
   fuse_req_t req = take(env, argv[0], &te);
   if (req == NULL) return tsn_bool(env, 0);
@@ -113,7 +125,10 @@ napi_value tsn_js_reply_create(napi_env env, napi_callback_info info) {
   struct fuse_file_info fi;
   fill_entry(te->scratch, &e);
   fill_open(fh, flags, &fi);
-  ANSWERED(fuse_reply_create(req, &e, &fi));
+  tsn_kext_mark_open(backing);
+  fuse_reply_create(req, &e, &fi);
+  tsn_kext_unmark_open();
+  return tsn_bool(env, 1);
 }
 
 // replyAttr(id): attributes (ATTR_*) and ATTR_TIMEOUT in scratch.
@@ -139,7 +154,8 @@ napi_value tsn_js_reply_readlink(napi_env env, napi_callback_info info) {
   return tsn_bool(env, req != NULL);
 }
 
-// replyOpen(id, fh, flags): TSN_OPEN_* bits (keep_cache, direct_io, cache_readdir, nonseekable).
+// replyOpen(id, fh, flags, backingId?): TSN_OPEN_* bits (keep_cache, direct_io, cache_readdir,
+// nonseekable); a backing id makes it a passthrough open.
 napi_value tsn_js_reply_open(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   double fh, flags;
@@ -147,11 +163,15 @@ napi_value tsn_js_reply_open(napi_env env, napi_callback_info info) {
       tsn_num(env, argv[2], &flags) != 0) {
     return NULL;
   }
+  int32_t backing = backing_arg(env, info, 3);
   fuse_req_t req = take(env, argv[0], NULL);
   if (req == NULL) return tsn_bool(env, 0);
   struct fuse_file_info fi;
   fill_open(fh, flags, &fi);
-  ANSWERED(fuse_reply_open(req, &fi));
+  tsn_kext_mark_open(backing);
+  fuse_reply_open(req, &fi);
+  tsn_kext_unmark_open();
+  return tsn_bool(env, 1);
 }
 
 napi_value tsn_js_reply_write(napi_env env, napi_callback_info info) {

@@ -378,6 +378,10 @@ napi_value tsn_js_mount(napi_env env, napi_callback_info info) {
   s->cfg.spin_us = (int)cfg_num(env, argv[3], "spinMicros", 0);
   if (s->cfg.spin_us < 0 || s->cfg.spin_us > 1000) s->cfg.spin_us = 0;
   if (s->cfg.read_threads < 1 || s->cfg.read_threads > 64) s->cfg.read_threads = 4;
+  s->cfg.kernel_ext = (int)cfg_num(env, argv[3], "kernelExt", 1);
+  s->cfg.passthrough = (int)cfg_num(env, argv[3], "passthrough", 0);
+  double mp = cfg_num(env, argv[3], "maxPages", 0);
+  s->cfg.max_pages = mp >= 1 && mp <= 65535 ? (unsigned)mp : 0;
   tsn_lane_init(&s->reads, (unsigned)s->cfg.read_threads, reads_drained);
   tsn_lane_init(&s->notes, 1, notes_drained); // in order, one at a time
   if (get_handlers(env, argv[2], s) != 0 ||
@@ -417,6 +421,7 @@ napi_value tsn_js_mount(napi_env env, napi_callback_info info) {
   }
   s->mounted = 1;
   if (live_add(s->se) != 0) return fail(env, s, "out of memory");
+  if (tsn_kext_start(s) != 0) return fail(env, s, "fuse_session_custom_io failed");
   int fd = fuse_session_fd(s->se);
   int fl = fcntl(fd, F_GETFL);
   if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return fail(env, s, "fcntl O_NONBLOCK");
@@ -481,5 +486,18 @@ napi_value tsn_js_session_info(napi_env env, napi_callback_info info) {
   if (s == NULL) return obj;
   set_num(env, obj, "requests", s->requests);
   for (int i = 0; i < 8; i++) set_num(env, obj, keys[i], s->conn_info[i]);
+  // What kext.c negotiated beyond libfuse, and the requests it counted by opcode.
+  set_num(env, obj, "hooked", s->ext.hooked);
+  set_num(env, obj, "passthrough", s->ext.passthrough);
+  set_num(env, obj, "maxPages", s->ext.max_pages);
+  set_num(env, obj, "kernelFlags", (double)s->ext.kernel_flags);
+  napi_value ops;
+  if (napi_create_array_with_length(env, TSN_OPCODES, &ops) == napi_ok) {
+    for (uint32_t i = 0; i < TSN_OPCODES; i++) {
+      napi_value v;
+      if (napi_create_double(env, s->ops[i], &v) == napi_ok) napi_set_element(env, ops, i, v);
+    }
+    napi_set_named_property(env, obj, "ops", ops);
+  }
   return obj;
 }

@@ -231,6 +231,22 @@ static int take_ids(fs_ids *s, int64_t uid, int64_t gid) {
   return 0;
 }
 
+// Before a creating call made as uid/gid: 0, or -1 with the error thrown (the thread's ids unchanged).
+static int begin_as(napi_env env, fs_ids *s, int64_t uid, int64_t gid) {
+  int err = take_ids(s, uid, gid);
+  if (err != 0) sys_error(env, err, "setfsuid");
+  return err != 0 ? -1 : 0;
+}
+
+// After it (r: the call's result, read before anything else can change errno): the thread's ids
+// back; a negative r throws the call's errno as `what`'s. Returns r.
+static int end_as(napi_env env, fs_ids *s, int r, const char *what) {
+  int err = r < 0 ? errno : 0;
+  give_back(s);
+  if (err != 0) sys_error(env, err, what);
+  return r;
+}
+
 // The owner arguments at argv[i], argv[i + 1]: uid and gid, or -1 and -1.
 static int get_ids(napi_env env, napi_value *argv, int64_t *uid, int64_t *gid) {
   return get_int(env, argv[0], uid) != 0 || get_int(env, argv[1], gid) != 0 ? -1 : 0;
@@ -245,16 +261,9 @@ static napi_value js_open_as(napi_env env, napi_callback_info info) {
   char *path = tsn_latin1(env, argv[0], &n);
   if (path == NULL) return NULL;
   fs_ids s;
-  int err = take_ids(&s, uid, gid);
-  int fd = -1;
-  if (err != 0) {
-    sys_error(env, err, "setfsuid");
-  } else {
-    fd = open(path, (int)flags | O_CLOEXEC, (mode_t)mode);
-    err = fd < 0 ? errno : 0;
-    give_back(&s);
-    if (err != 0) sys_error(env, err, "open");
-    else napi_create_int32(env, fd, &out);
+  if (begin_as(env, &s, uid, gid) == 0) {
+    int fd = end_as(env, &s, open(path, (int)flags | O_CLOEXEC, (mode_t)mode), "open");
+    if (fd >= 0) napi_create_int32(env, fd, &out);
   }
   free(path);
   return out;
@@ -269,16 +278,7 @@ static napi_value js_mkdir_as(napi_env env, napi_callback_info info) {
   char *path = tsn_latin1(env, argv[0], &n);
   if (path == NULL) return NULL;
   fs_ids s;
-  int err = take_ids(&s, uid, gid);
-  if (err != 0) {
-    sys_error(env, err, "setfsuid");
-  } else if (mkdir(path, (mode_t)mode) != 0) {
-    err = errno;
-    give_back(&s);
-    sys_error(env, err, "mkdir");
-  } else {
-    give_back(&s);
-  }
+  if (begin_as(env, &s, uid, gid) == 0) end_as(env, &s, mkdir(path, (mode_t)mode), "mkdir");
   free(path);
   return tsn_undefined(env);
 }
@@ -293,16 +293,7 @@ static napi_value js_symlink_as(napi_env env, napi_callback_info info) {
   char *path = target ? tsn_latin1(env, argv[1], &n) : NULL;
   if (path != NULL) {
     fs_ids s;
-    int err = take_ids(&s, uid, gid);
-    if (err != 0) {
-      sys_error(env, err, "setfsuid");
-    } else if (symlink(target, path) != 0) {
-      err = errno;
-      give_back(&s);
-      sys_error(env, err, "symlink");
-    } else {
-      give_back(&s);
-    }
+    if (begin_as(env, &s, uid, gid) == 0) end_as(env, &s, symlink(target, path), "symlink");
   }
   free(target);
   free(path);
@@ -325,16 +316,7 @@ static napi_value js_mknod(napi_env env, napi_callback_info info) {
   char *path = tsn_latin1(env, argv[0], &n);
   if (path == NULL) return NULL;
   fs_ids s;
-  int err = take_ids(&s, uid, gid);
-  if (err != 0) {
-    sys_error(env, err, "setfsuid");
-  } else if (mknod(path, (mode_t)mode, makedev((unsigned)major, (unsigned)minor)) != 0) {
-    err = errno;
-    give_back(&s);
-    sys_error(env, err, "mknod");
-  } else {
-    give_back(&s);
-  }
+  if (begin_as(env, &s, uid, gid) == 0) end_as(env, &s, mknod(path, (mode_t)mode, makedev((unsigned)major, (unsigned)minor)), "mknod");
   free(path);
   return tsn_undefined(env);
 }

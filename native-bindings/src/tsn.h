@@ -163,7 +163,20 @@ typedef struct tsn_config {
   unsigned max_background;
   int auto_inval; // FUSE_CAP_AUTO_INVAL_DATA: check attributes on every cached read
   int spin_us; // after the last queued request, keep reading /dev/fuse this long before sleeping
+  int kernel_ext;     // read/write /dev/fuse through kext.c's hooks (0: libfuse's own, as before)
+  int passthrough;    // ask for FUSE_PASSTHROUGH (kext.c); backingOpen needs CAP_SYS_ADMIN anyway
+  unsigned max_pages; // > 0: FUSE_MAX_PAGES with this (the kernel caps it at fs.fuse.max_pages_limit)
 } tsn_config;
+
+#define TSN_OPCODES 64 // requests counted by opcode below this (FUSE_STATX is 52)
+
+typedef struct tsn_ext { // what kext.c saw and negotiated
+  int hooked, passthrough;
+  unsigned max_pages; // asked for in INIT's reply (0: libfuse's 256)
+  unsigned kernel_minor;
+  uint64_t kernel_flags; // INIT's offer, flags2 included
+  uint64_t init_unique;  // the INIT request whose reply is still to be edited
+} tsn_ext;
 
 typedef struct tsn_session {
   tsn_env *te;
@@ -181,6 +194,8 @@ typedef struct tsn_session {
   int in_poll, end_requested, mounted, env_gone;
   int end_errno; // why the session ended: 0 after a clean unmount
   double requests;
+  tsn_ext ext;
+  double ops[TSN_OPCODES]; // requests read, by opcode (counted when kext.c's hooks are on)
   double conn_info[8]; // max_read max_write max_readahead capable want max_background time_gran proto_minor
   tsn_lane reads, notes; // its queues in tsn_read_pool and tsn_note_pool
   struct tsn_session *next;
@@ -200,6 +215,13 @@ void tsn_reqs_free(tsn_env *te);
 
 // ops.c
 void tsn_fill_ops(tsn_session *s, struct fuse_lowlevel_ops *ops);
+
+// kext.c
+int tsn_kext_start(tsn_session *s); // after fuse_session_mount: hooks on its fd
+void tsn_kext_mark_open(int32_t backing_id); // the next OPEN/CREATE reply from this thread
+void tsn_kext_unmark_open(void);
+napi_value tsn_js_backing_open(napi_env, napi_callback_info);
+napi_value tsn_js_backing_close(napi_env, napi_callback_info);
 
 // session.c
 void tsn_session_end(tsn_session *s, int call_js);

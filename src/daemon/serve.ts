@@ -147,6 +147,7 @@ export async function openMount(args: DaemonArgs, host: MountHost = OWN_PROCESS)
       started: new Date().toISOString(),
       log: args.log,
       ...(host.server ? { server: true } : {}),
+      ...(mounted.features?.().length ? { features: mounted.features() } : {}),
       options: { backend: args.backend, allowOther: args.allowOther, ...(args.flags ? { flags: args.flags } : {}), ...(args.owners ? { owners: args.owners } : {}), ...(args.tmp ? { tmp: true } : {}) },
     });
   } catch (err) {

@@ -24,6 +24,8 @@ export interface Mounted {
   /** ends the session after the mount point has been unmounted by someone else, or unmounts via fusermount3 -u itself */
   close(opts?: { lazy?: boolean }): Promise<void>;
   stats(): { requests: number };
+  /** Kernel FUSE features beyond libfuse's defaults this mount uses (e.g. passthrough, max_pages=1024). */
+  features?(): string[];
 }
 
 export type Backend = (fs: import('../vfs/api.js').FileSystem, opts: MountOptions) => Promise<Mounted>;

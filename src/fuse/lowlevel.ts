@@ -68,6 +68,15 @@ export interface SessionConfig {
   autoInvalData?: 0 | 1;
   /** After the last queued request, keep reading /dev/fuse this many microseconds before sleeping (0-1000). */
   spinMicros?: number;
+  /** 1 (default): /dev/fuse is read and written through the hooks of native-bindings/src/kext.c
+   *  (requests counted by opcode; what follows needs them). 0: libfuse's own reads and writes. */
+  kernelExt?: 0 | 1;
+  /** 1: ask the kernel for FUSE_PASSTHROUGH (6.9+); open files may then be given a backing file
+   *  (backingOpen, which needs CAP_SYS_ADMIN). */
+  passthrough?: 0 | 1;
+  /** Pages a request may carry (FUSE_MAX_PAGES); the kernel caps it at fs.fuse.max_pages_limit.
+   *  0 (default): libfuse's 256. */
+  maxPages?: number;
 }
 
 export interface SessionInfo {
@@ -81,7 +90,20 @@ export interface SessionInfo {
   maxBackground?: number;
   timeGran?: number;
   protoMinor?: number;
+  /** kext.c's hooks are on. */
+  hooked?: number;
+  /** FUSE_PASSTHROUGH was negotiated. */
+  passthrough?: number;
+  /** max_pages asked for in INIT's reply (0: libfuse's). */
+  maxPages?: number;
+  /** INIT's offer (flags | flags2 << 32). */
+  kernelFlags?: number;
+  /** Requests read, by FUSE opcode (OP below); counted only while hooked. */
+  ops?: number[];
 }
+
+/** FUSE opcodes of include/uapi/linux/fuse.h that tests and status count. */
+export const OP = { LOOKUP: 1, GETATTR: 3, SETATTR: 4, OPEN: 14, READ: 15, WRITE: 16, RELEASE: 18, GETXATTR: 22, FLUSH: 25, CREATE: 35 } as const;
 
 export interface PoolStats {
   threads: number;
@@ -110,10 +132,16 @@ export interface Native {
   /** The entry in scratch (ATTR_*, GENERATION, timeouts, NODEID); NODEID 0 with an entry timeout
    *  caches a negative lookup. */
   replyEntry(req: Req): boolean;
-  replyCreate(req: Req, fh: number, openFlags: number): boolean;
+  /** backingId (from backingOpen): the kernel reads, writes and maps this open file through it. */
+  replyCreate(req: Req, fh: number, openFlags: number, backingId?: number): boolean;
   replyAttr(req: Req): boolean;
   replyReadlink(req: Req, target: string): boolean;
-  replyOpen(req: Req, fh: number, openFlags: number): boolean;
+  replyOpen(req: Req, fh: number, openFlags: number, backingId?: number): boolean;
+  /** Registers `fd`'s file as a passthrough backing file: its id (> 0), or -errno (EPERM: not
+   *  negotiated or no CAP_SYS_ADMIN). The kernel opens its own file of the same path per open. */
+  backingOpen(s: Session, fd: number): number;
+  /** Drops an id; files opened with it keep their backing file. 0 or -errno. */
+  backingClose(s: Session, id: number): number;
   replyWrite(req: Req, count: number): boolean;
   replyBuf(req: Req, data: Buffer): boolean;
   replyStatfs(req: Req): boolean;

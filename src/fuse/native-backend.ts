@@ -2,6 +2,7 @@
 // Node's own loop and answered by native-translate.ts. Resolves once the kernel's INIT has been
 // answered, i.e. once the mount serves.
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import type { Mounted, MountOptions } from './backend.js';
 import * as ll from './lowlevel.js';
 import { cachePolicy, Translator } from './native-translate.js';
@@ -20,11 +21,24 @@ export interface NativeMountOptions extends MountOptions {
 export interface NativeMounted extends Mounted {
   /** lazy: detach a busy mount (fusermount3 -u -z) instead of failing with EBUSY. */
   close(opts?: { lazy?: boolean }): Promise<void>;
-  stats(): { requests: number };
+  stats(): MountStats;
   /** Drop cached data (off >= 0) or only attributes (off < 0) of an inode; see lowlevel.ts for
    *  the one rule that keeps notifications from deadlocking. */
   invalidateInode(ino: number, off?: number, len?: number): Promise<number>;
   invalidateEntry(parent: number, name: string): Promise<number>;
+}
+
+/** What a mount's session did and which kernel features beyond libfuse 3.14 it uses (issue 17). */
+export interface MountStats {
+  requests: number;
+  /** Requests by FUSE opcode (lowlevel.ts OP), while kext.c's hooks count them. */
+  ops: number[];
+  /** FUSE_PASSTHROUGH negotiated (root, kernel 6.9+, a writable mount). */
+  passthrough: boolean;
+  /** Opens answered with a backing file so far. */
+  passthroughOpens: number;
+  /** max_pages asked for (0: libfuse's 256; the kernel caps it at fs.fuse.max_pages_limit). */
+  maxPages: number;
 }
 
 const CAP_NO_OPEN_SUPPORT = 1 << 17; // FUSE_CAP_* of fuse_common.h
@@ -35,6 +49,24 @@ const DEFAULT_READAHEAD_KB = 4096;
 // here; 200 and more were worse on this 2-vCPU machine.
 const SPIN = Number(process.env.TARSTACK_SPIN_US ?? 100);
 const DEFAULT_SESSION: ll.SessionConfig = { readdirplus: 1, nowait: 1, readThreads: 4, spinMicros: Number.isFinite(SPIN) ? SPIN : 0 };
+// /dev/fuse through kext.c's hooks (TARSTACK_KERNEL_EXT=0: libfuse's own reads and writes, none of
+// what follows): requests counted by opcode, and the INIT and open replies edited.
+const KERNEL_EXT = process.env.TARSTACK_KERNEL_EXT === '0' ? 0 : 1;
+// FUSE passthrough (TARSTACK_PASSTHROUGH=0 disables): only root may register backing files.
+const PASSTHROUGH = process.env.TARSTACK_PASSTHROUGH !== '0' && process.getuid?.() === 0;
+
+/**
+ * Pages per request: TARSTACK_MAX_PAGES, else what fs.fuse.max_pages_limit allows up to 1024
+ * (4 MiB requests; root may raise the limit with `sysctl fs.fuse.max_pages_limit=1024`), else
+ * 0 when the limit is libfuse's 256 anyway.
+ */
+export function maxPagesWanted(): number {
+  const env = Number(process.env.TARSTACK_MAX_PAGES);
+  if (process.env.TARSTACK_MAX_PAGES !== undefined && Number.isInteger(env) && env >= 0) return env;
+  let limit = 256;
+  try { limit = Number(readFileSync('/proc/sys/fs/fuse/max_pages_limit', 'latin1').trim()) || 256; } catch { /* an older kernel: 256 */ }
+  return limit > 256 ? Math.min(limit, 1024) : 0;
+}
 
 /**
  * The process's worker pools (cold reads, notifications), shared by every mount it serves: their
@@ -95,6 +127,7 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
       const capable = native.sessionInfo(session).capable ?? 0;
       const both = CAP_NO_OPEN_SUPPORT | CAP_NO_OPENDIR_SUPPORT;
       if ((opts.openless ?? true) && fs.immutable && !fs.needsOpen && opts.readOnly && (capable & both) === both) tr.enableOpenless();
+      if (native.sessionInfo(session).passthrough) tr.enablePassthrough({ open: (fd) => native.backingOpen(session, fd), close: (id) => void native.backingClose(session, id) });
       markReady();
     },
     end: (errno, requests) => {
@@ -107,7 +140,8 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
   };
   // A writable FileSystem keeps a node per inode the kernel holds: always-readdirplus would make
   // `ls -f` of a million-entry directory hold a million of them, so the kernel chooses (auto).
-  const session = native.mount(opts.mountpoint, mountArgs(opts), handlers, { ...DEFAULT_SESSION, ...(fs.immutable ? {} : { readdirplus: 2 as const }), ...opts.session });
+  const kernel: ll.SessionConfig = { kernelExt: KERNEL_EXT, maxPages: KERNEL_EXT ? maxPagesWanted() : 0, passthrough: KERNEL_EXT && PASSTHROUGH && !fs.immutable && !opts.readOnly ? 1 : 0 };
+  const session = native.mount(opts.mountpoint, mountArgs(opts), handlers, { ...DEFAULT_SESSION, ...kernel, ...(fs.immutable ? {} : { readdirplus: 2 as const }), ...opts.session });
   // The kernel queues INIT before mount(2) returns, so it is read on this loop's next turn; the only
   // other outcome is the session ending (aborted, unmounted), which rejects `ready`. No timer: a busy
   // machine delays INIT, it never loses it.
@@ -117,6 +151,11 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
     native.unmount(session);
     throw err;
   }
+  let last: ll.SessionInfo = native.sessionInfo(session);
+  const stats = (): MountStats => {
+    if (!ended) last = native.sessionInfo(session);
+    return { requests: ended ? finalRequests : last.requests ?? 0, ops: last.ops ?? [], passthrough: !!last.passthrough, passthroughOpens: tr.passthroughOpens(), maxPages: last.maxPages ?? 0 };
+  };
   const readAheadKb = opts.readAheadKb ?? DEFAULT_READAHEAD_KB;
   if (readAheadKb > 0) setReadAhead(opts.mountpoint, readAheadKb);
 
@@ -132,9 +171,10 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
       }
       await unmounted;
     },
-    stats() {
-      const requests = ended ? finalRequests : native.sessionInfo(session).requests ?? 0;
-      return { requests };
+    stats,
+    features() {
+      const s = stats();
+      return [...(s.passthrough ? ['passthrough'] : []), ...(s.maxPages > 0 ? [`max_pages=${s.maxPages}`] : [])];
     },
     invalidateInode(ino: number, off = 0, len = 0) {
       return ended ? Promise.resolve(0) : native.notifyInvalInode(session, ino, off, len);

@@ -120,6 +120,70 @@ export class Translator {
     this.openless = true;
   }
 
+  // ---- passthrough (FUSE_PASSTHROUGH, kernel 6.9+) -------------------------------------------
+  // The kernel wants every open of an inode alike: while one is passthrough, all are, through the
+  // same backing id (else the open fails with EIO); while one is cached, none may be passthrough.
+  // So the first open decides for as long as any is open, and later ones follow it.
+
+  private pt: Passthrough | null = null;
+  /** Inodes open through a backing file: its id and how many of our open replies use it. */
+  private readonly passed = new Map<number, { id: number; opens: number }>();
+  /** Inodes open in the kernel's page cache (no backing file): how many. */
+  private readonly cachedOpens = new Map<number, number>();
+  /** Each open handle's inode, and whether it passes through. */
+  private readonly handleOf = new Map<number, { ino: number; passed: boolean }>();
+  /** Inodes ever opened through a backing file since the kernel last forgot them. */
+  private readonly everPassed = new Set<number>();
+  private passedOpens = 0;
+
+  /** Passthrough was negotiated: OpenReply.backingFd is used from now on. */
+  enablePassthrough(pt: Passthrough): void {
+    this.pt = pt;
+  }
+
+  /** Opens that went through a backing file so far (for status and tests). */
+  passthroughOpens(): number {
+    return this.passedOpens;
+  }
+
+  /** The backing id for this open (0: none, the page-cache path), counted until its release. */
+  private backingFor(ino: number, o: OpenReply): number {
+    const p = this.passed.get(ino);
+    let id = 0;
+    if (p) {
+      p.opens++;
+      id = p.id;
+    } else if (o.backingFd !== undefined && o.backingFd >= 0 && !this.cachedOpens.get(ino)) {
+      const got = this.pt!.open(o.backingFd);
+      if (got > 0) {
+        this.passed.set(ino, { id: got, opens: 1 });
+        this.everPassed.add(ino);
+        id = got;
+      }
+    }
+    if (id === 0) this.cachedOpens.set(ino, (this.cachedOpens.get(ino) ?? 0) + 1);
+    else this.passedOpens++;
+    this.handleOf.set(o.fh, { ino, passed: id !== 0 });
+    return id;
+  }
+
+  /** Handle `fh` is released (or its open never reached the kernel). */
+  private dropOpen(fh: number): void {
+    const h = this.handleOf.get(fh);
+    if (!h) return;
+    this.handleOf.delete(fh);
+    if (!h.passed) {
+      const n = (this.cachedOpens.get(h.ino) ?? 1) - 1;
+      if (n > 0) this.cachedOpens.set(h.ino, n);
+      else this.cachedOpens.delete(h.ino);
+      return;
+    }
+    const p = this.passed.get(h.ino);
+    if (!p || --p.opens > 0) return;
+    this.passed.delete(h.ino);
+    this.pt!.close(p.id);
+  }
+
   // ---- the errno funnel --------------------------------------------------------------------
 
   private fail(req: ll.Req, op: string, ino: number, err: unknown): void {
@@ -141,8 +205,8 @@ export class Translator {
    * through `done`, whether it returns, resolves, throws or rejects. (Arguments are positional,
    * not a closure or an array, so a request allocates nothing here.)
    */
-  private call<K extends Method>(req: ll.Req, op: K, ino: number, done: (req: ll.Req, v: Result<K>) => void, ...args: Parameters<WritableFileSystem[K]>): void;
-  private call(req: ll.Req, op: Method, ino: number, done: (req: ll.Req, v: unknown) => void, a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown): void {
+  private call<K extends Method>(req: ll.Req, op: K, ino: number, done: (req: ll.Req, v: Result<K>, ino: number) => void, ...args: Parameters<WritableFileSystem[K]>): void;
+  private call(req: ll.Req, op: Method, ino: number, done: (req: ll.Req, v: unknown, ino: number) => void, a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown): void {
     let r: unknown;
     try {
       r = (this.fs as unknown as Record<Method, (...args: unknown[]) => unknown>)[op](a, b, c, d, e);
@@ -152,7 +216,7 @@ export class Translator {
     this.settle(req, op, ino, r, done);
   }
 
-  private settle<T>(req: ll.Req, op: string, ino: number, r: Maybe<T>, done: (req: ll.Req, v: T) => void): void {
+  private settle<T>(req: ll.Req, op: string, ino: number, r: Maybe<T>, done: (req: ll.Req, v: T, ino: number) => void): void {
     if (isThenable(r)) {
       r.then(
         (v) => this.finish(req, op, ino, v, done),
@@ -163,9 +227,9 @@ export class Translator {
     }
   }
 
-  private finish<T>(req: ll.Req, op: string, ino: number, v: T, done: (req: ll.Req, v: T) => void): void {
+  private finish<T>(req: ll.Req, op: string, ino: number, v: T, done: (req: ll.Req, v: T, ino: number) => void): void {
     try {
-      done(req, v);
+      done(req, v, ino);
     } catch (e) {
       this.fail(req, op, ino, e); // e.g. a malformed result the binding refused; no-op if answered
     }
@@ -202,10 +266,16 @@ export class Translator {
     const c = this.cache.cacheReaddir ? ll.OPEN_CACHE_READDIR | ll.OPEN_KEEP_CACHE : 0;
     this.n.replyOpen(req, fh, c);
   };
-  private readonly answerOpen = (req: ll.Req, o: OpenReply): void => {
-    const flags = (o.keepCache || this.cache.keepCache ? ll.OPEN_KEEP_CACHE : 0) | (o.directIo ? ll.OPEN_DIRECT_IO : 0);
-    this.n.replyOpen(req, o.fh, flags);
+  private readonly answerOpen = (req: ll.Req, o: OpenReply, ino: number): void => {
+    const id = this.pt ? this.backingFor(ino, o) : 0;
+    if (!this.n.replyOpen(req, o.fh, this.openFlags(ino, o), id)) this.dropOpen(o.fh);
   };
+
+  private openFlags(ino: number, o: OpenReply): number {
+    // Pages cached before the inode's passthrough opens may be stale: a cached open drops them.
+    const keep = (o.keepCache || this.cache.keepCache) && !this.everPassed.has(ino);
+    return (keep ? ll.OPEN_KEEP_CACHE : 0) | (o.directIo ? ll.OPEN_DIRECT_IO : 0);
+  }
   private readonly answerRead = (req: ll.Req, r: ReadReply): void => {
     if (Buffer.isBuffer(r)) {
       this.n.replyBuf(req, r);
@@ -226,8 +296,8 @@ export class Translator {
     this.putAttr(c.entry.attr);
     this.x[Slot.NODEID] = c.entry.ino;
     this.x[Slot.GENERATION] = c.entry.generation;
-    const flags = (c.open.keepCache || this.cache.keepCache ? ll.OPEN_KEEP_CACHE : 0) | (c.open.directIo ? ll.OPEN_DIRECT_IO : 0);
-    this.n.replyCreate(req, c.open.fh, flags);
+    const id = this.pt ? this.backingFor(c.entry.ino, c.open) : 0;
+    if (!this.n.replyCreate(req, c.open.fh, this.openFlags(c.entry.ino, c.open), id)) this.dropOpen(c.open.fh);
   };
   private readonly answerOk = (req: ll.Req): void => {
     this.n.replyErr(req, 0);
@@ -251,6 +321,7 @@ export class Translator {
   readonly lookup = (req: ll.Req, parent: number, name: string): void => this.call(req, 'lookup', parent, this.answerEntry, parent, name);
 
   readonly forget = (ino: number, nlookup: number): void => {
+    this.everPassed.delete(ino); // a node id the kernel forgot has no pages left
     try { this.fs.forget(ino, nlookup); } catch (e) { console.error(`tarstack: forget (ino ${ino}) failed:`, e); }
   };
 
@@ -306,7 +377,10 @@ export class Translator {
     if (isThenable(r)) r.catch((e: unknown) => console.error(`tarstack: release (ino ${ino}) failed:`, e));
   }
 
-  readonly release = (req: ll.Req, ino: number, fh: number): void => this.call(req, 'release', ino, this.answerOk, ino, fh);
+  readonly release = (req: ll.Req, ino: number, fh: number): void => {
+    if (this.pt) this.dropOpen(fh);
+    this.call(req, 'release', ino, this.answerOk, ino, fh);
+  };
 
   readonly statfs = (req: ll.Req, ino: number): void => this.call(req, 'statfs', ino, this.answerStatfs, ino);
 
@@ -418,4 +492,10 @@ interface Listing {
   it: Iterator<DirEntry>;
   counted: number[] | null;
   release: boolean;
+}
+
+/** The session's backing-file registry (lowlevel.ts backingOpen/backingClose). */
+export interface Passthrough {
+  open(fd: number): number;
+  close(id: number): void;
 }

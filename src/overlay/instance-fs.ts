@@ -163,7 +163,11 @@ export class InstanceFs implements WritableFileSystem {
       held = [node.lower[0], node.lower[1]];
       this.stack.openFile(held);
     }
-    return { fh: this.handles.openFile(node, fd, flags, held), keepCache: true, directIo: (flags & O_DIRECT) !== 0 };
+    const reply: OpenReply = { fh: this.handles.openFile(node, fd, flags, held), keepCache: true, directIo: (flags & O_DIRECT) !== 0 };
+    // Every byte in the upper file and no limit to count writes against: the kernel may do the
+    // reads and writes itself (passthrough); copy-up, truncate and the like still come here.
+    if (fd >= 0 && node.upper && node.lazy === null && !this.space.limited) reply.backingFd = fd;
+    return reply;
   }
 
   read(_ino: number, fh: number, pos: number, len: number): ReadReply | Promise<ReadReply> {

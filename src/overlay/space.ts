@@ -77,6 +77,8 @@ export function parseSize(text: string): number | undefined {
 export interface DataSpace {
   /** How copy-up serves a change that needs no data: 'meta' (no bytes, so no space) under a limit, else 'lazy'. */
   readonly copyOnChange: DataMode;
+  /** Changes are counted against a limit: every write must come through reserveWrite/settle. */
+  readonly limited: boolean;
   /** ENOSPC unless `need` more bytes fit. */
   reserve(need: number): void;
   /** Bytes an open file has allocated now: the `before` of `settle` (0 when nothing is counted). */
@@ -106,6 +108,7 @@ export function dataSpace(limit: number | undefined, store: UpperStore, dirs: st
 
 class NoLimit implements DataSpace {
   readonly copyOnChange = 'lazy';
+  readonly limited = false;
   reserve(): void {}
   allocated(): number {
     return 0;
@@ -122,6 +125,7 @@ class NoLimit implements DataSpace {
 
 class SpaceLimit implements DataSpace {
   readonly copyOnChange = 'meta';
+  readonly limited = true;
   used: number;
   private lastRecount = 0;
 

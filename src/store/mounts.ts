@@ -45,6 +45,8 @@ export interface MountRecord {
   options?: MountOptions;
   /** Lazily unmounted: still serving the users inside, but no longer at its mount point. */
   detached?: boolean;
+  /** Kernel FUSE features beyond libfuse 3.14's it negotiated (passthrough, max_pages=N). */
+  features?: string[];
 }
 
 export type MountState = 'serving' | 'dead' | 'gone';

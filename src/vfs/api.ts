@@ -62,6 +62,13 @@ export interface OpenReply {
   /** The content never changes while mounted: the kernel may keep its page cache across opens. */
   keepCache: boolean;
   directIo: boolean;
+  /**
+   * A descriptor of a host file that holds every byte of this file and whose writes need nothing
+   * more from the FileSystem (no size limit counted, no lazy chunks): the backend may let the
+   * kernel read, write and map it directly (FUSE passthrough), so that only open and release
+   * reach the FileSystem. The FileSystem keeps owning the descriptor (closed at release).
+   */
+  backingFd?: number;
 }
 
 type Maybe<T> = T | Promise<T>;

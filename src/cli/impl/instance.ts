@@ -47,7 +47,7 @@ async function describe(ctx: Context, r: InstanceRecord): Promise<Record<string,
     tmp: !!r.tmp,
     sizeLimit: r.sizeLimit ?? null,
     dataBytes: dataBytes ? dataBytes([ctx.instances.upper(r), `${ctx.instances.work(r)}/index`]) : null,
-    mounted: mount ? { mountpoint: mount.mountpoint, pid: mount.pid, state: mount.state } : null,
+    mounted: mount ? { mountpoint: mount.mountpoint, pid: mount.pid, state: mount.state, features: mount.features ?? [] } : null,
   };
 }
 

@@ -193,7 +193,7 @@ export async function status(ctx: Context, a: { instance?: string } = {}): Promi
     return;
   }
   const remote = await remoteReach(ctx, all);
-  if (ctx.opts.json) return printJson(all.map((m) => ({ mountpoint: m.mountpoint, kind: m.kind, name: m.name, pid: m.pid, state: m.state, detached: !!m.detached, backend: m.backend, started: m.started, log: m.log, ...(remote.has(m.id) ? { remote: remote.get(m.id) } : {}) })));
+  if (ctx.opts.json) return printJson(all.map((m) => ({ mountpoint: m.mountpoint, kind: m.kind, name: m.name, pid: m.pid, state: m.state, detached: !!m.detached, backend: m.backend, features: m.features ?? [], started: m.started, log: m.log, ...(remote.has(m.id) ? { remote: remote.get(m.id) } : {}) })));
   if (all.length === 0) {
     process.stdout.write('nothing mounted\n');
     return;
@@ -202,6 +202,7 @@ export async function status(ctx: Context, a: { instance?: string } = {}): Promi
     ['MOUNTPOINT', 'KIND', 'NAME', 'PID', 'STATE'],
     all.map((m) => [m.mountpoint, m.kind, m.name, String(m.pid), m.detached ? 'detached (until its last user leaves)' : m.state === 'dead' ? 'dead (server gone: `tarstack umount` clears it, `tarstack mount --all` mounts it again)' : m.state]),
   );
+  for (const m of all.filter((r) => r.features?.length)) process.stdout.write(`${m.mountpoint}: kernel FUSE features: ${m.features!.join(', ')}\n`);
   // Why a server died is in its log: named for each dead mount (logs of dead mounts are kept).
   for (const m of all.filter((r) => r.state === 'dead')) process.stdout.write(`${m.mountpoint}: its server's log: ${m.log}\n`);
   for (const m of all) {

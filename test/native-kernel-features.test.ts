@@ -1,0 +1,253 @@
+// Kernel FUSE features beyond libfuse 3.14 (issue 17, native-bindings/src/kext.c), seen from
+// outside: a writable instance served by a child process, its requests counted by opcode.
+//  - root: FUSE passthrough for upper files; writes and reads of such a file never reach the
+//    daemon, yet stat shows their size and mtime, shared mmap sees them, and an inode open through
+//    the page cache (a lower file being read while it is copied up) keeps every open on that path.
+//  - an ordinary user (fusermount3): passthrough is not negotiated and every byte goes through
+//    the daemon, as before.
+import test, { type ExecutionContext } from 'ava';
+import { fork, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { OP } from '../src/fuse/lowlevel.js';
+import type { MountStats } from '../src/fuse/native-backend.js';
+import { forceUnmount, makeTestRoot, mount, mountAt, removeTestRoot } from './helpers/mounted.js';
+import { ordinaryUser, type UserIds } from './helpers/ordinary-user.js';
+import { fsx } from './helpers/fsx.js';
+import { pack } from './helpers/pack.js';
+
+const CHILD = fileURLToPath(new URL('./helpers/instance-child.js', import.meta.url));
+const MiB = 1 << 20;
+const root = process.getuid?.() === 0 ? makeTestRoot('kext') : '';
+if (root) fs.chmodSync(root, 0o755);
+test.after.always(() => root && removeTestRoot(root));
+
+interface Served {
+  mnt: string;
+  upper: string;
+  stats(): Promise<MountStats>;
+}
+
+let seq = 0;
+async function serve(t: ExecutionContext, user?: UserIds, env: Record<string, string> = {}): Promise<Served> {
+  const dir = path.join(root, `m${++seq}`);
+  const [mnt, upper, work] = ['mnt', 'upper', 'work'].map((d) => path.join(dir, d)) as [string, string, string];
+  for (const d of [dir, mnt, upper, work]) fs.mkdirSync(d, { recursive: true });
+  const tar = path.join(dir, 'lower.tar');
+  fs.writeFileSync(tar, await pack([
+    { name: 'd/', type: 'directory', mode: 0o777 },
+    { name: 'd/lower', body: 'from the layer\n', mode: 0o666 },
+    { name: 'd/big', body: Buffer.alloc(3 * MiB, 5), mode: 0o666 },
+  ]));
+  if (user) for (const p of [dir, mnt, upper, work, tar]) fs.chownSync(p, user.uid, user.gid);
+  const child: ChildProcess = fork(CHILD, [mnt, tar, upper, work], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, ...env },
+    ...(user ? { uid: user.uid, gid: user.gid } : {}),
+  });
+  const messages: Array<{ type: string } & MountStats> = [];
+  let wake: (() => void) | null = null;
+  child.on('message', (m: { type: string } & MountStats) => (messages.push(m), wake?.()));
+  child.on('exit', () => wake?.());
+  const next = async (type: string): Promise<MountStats> => {
+    for (;;) {
+      const i = messages.findIndex((m) => m.type === type);
+      if (i >= 0) return messages.splice(i, 1)[0]!;
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`instance child exited before '${type}'`);
+      await new Promise<void>((r) => (wake = r));
+    }
+  };
+  t.teardown(async () => {
+    if (mountAt(mnt)) spawnSync('fusermount3', ['-u', '-z', mnt], { stdio: 'ignore' });
+    if (child.exitCode === null && child.signalCode === null) await next('ended').catch(() => undefined);
+    if (mountAt(mnt)) forceUnmount(mnt);
+    if (child.exitCode === null && child.signalCode === null) child.kill();
+  });
+  await next('ready');
+  return { mnt, upper, stats: () => (child.send({ type: 'stats' }), next('stats')) };
+}
+
+/** Requests of the named opcodes between two stats. */
+function delta(a: MountStats, b: MountStats): Record<keyof typeof OP, number> {
+  const out = {} as Record<keyof typeof OP, number>;
+  for (const [k, v] of Object.entries(OP)) out[k as keyof typeof OP] = (b.ops[v] ?? 0) - (a.ops[v] ?? 0);
+  return out;
+}
+
+function passthroughKernel(): string | undefined {
+  if (process.getuid?.() !== 0) return 'needs root';
+  const [maj, min] = (/^(\d+)\.(\d+)/.exec(fs.readFileSync('/proc/sys/kernel/osrelease', 'latin1')) ?? []).slice(1).map(Number);
+  if (!maj || maj < 6 || (maj === 6 && (min ?? 0) < 9)) return 'needs kernel 6.9+';
+  return undefined;
+}
+
+const noPassthrough = passthroughKernel();
+const rootTest = noPassthrough ? test.skip : test.serial;
+
+rootTest('root: writes and reads of an upper file pass through; stat, fstat and mmap see them', async (t) => {
+  const m = await serve(t);
+  const s0 = await m.stats();
+  t.true(s0.passthrough, 'FUSE_PASSTHROUGH negotiated');
+  const file = path.join(m.mnt, 'new');
+  const data = Buffer.alloc(4 * MiB, 7);
+  fs.writeFileSync(file, data);
+  const s1 = await m.stats();
+  t.is(delta(s0, s1).WRITE, 0, 'no WRITE reached the daemon');
+  t.is(delta(s0, s1).CREATE, 1);
+  t.is(s1.passthroughOpens - s0.passthroughOpens, 1);
+  t.is(fs.statSync(file).size, data.length, 'size after passthrough writes');
+  t.true(fs.readFileSync(file).equals(data));
+  const s2 = await m.stats();
+  t.is(delta(s1, s2).READ, 0, 'no READ reached the daemon');
+  t.is(fs.statSync(path.join(m.upper, 'new')).size, data.length, 'the bytes are in the upper file');
+
+  // mtime and size after a write through an open file, seen by stat and fstat.
+  fs.utimesSync(file, 1000, 1000);
+  const fd = fs.openSync(file, 'a');
+  try {
+    fs.writeSync(fd, 'tail');
+    t.is(fs.fstatSync(fd).size, data.length + 4);
+    const st = fs.statSync(file);
+    t.is(st.size, data.length + 4);
+    t.true(st.mtimeMs > 1000 * 1000, 'mtime moved with the passthrough write');
+  } finally {
+    fs.closeSync(fd);
+  }
+
+  // A shared mapping writes the backing file, and read() sees it.
+  const py = spawnSync('python3', ['-c', 'import mmap,os,sys\nfd=os.open(sys.argv[1],os.O_RDWR)\nm=mmap.mmap(fd,0,mmap.MAP_SHARED)\nm[0:6]=b"MAPPED"\nm.flush()\nm.close()\nos.close(fd)', file]);
+  t.is(py.status, 0, py.stderr.toString());
+  t.is(fs.readFileSync(file).subarray(0, 6).toString(), 'MAPPED');
+  const s3 = await m.stats();
+  t.is(delta(s2, s3).WRITE + delta(s2, s3).READ, 0, 'neither the append nor the mapping reached the daemon');
+});
+
+rootTest('root: fsx (reads, writes, truncates, shared mmap, several fds) on a passthrough file', async (t) => {
+  const m = await serve(t);
+  const file = path.join(m.mnt, 'fsx');
+  fs.writeFileSync(file, Buffer.alloc(200_000, 3));
+  const s0 = await m.stats();
+  const model = await fsx({ file, seed: 17, ops: 1500, maxSize: 2 * MiB });
+  const s1 = await m.stats();
+  t.true(fs.readFileSync(file).equals(model), 'content equals the model');
+  t.is(fs.statSync(file).size, model.length);
+  t.true(fs.readFileSync(path.join(m.upper, 'fsx')).equals(model), 'and so does the upper file');
+  t.is(delta(s0, s1).WRITE + delta(s0, s1).READ, 0, 'every byte passed through');
+  t.true(delta(s0, s1).SETATTR >= 1, 'truncates still reach the daemon');
+});
+
+rootTest('root: a lower file read while it is copied up stays on the page-cache path until closed', async (t) => {
+  const m = await serve(t);
+  const file = path.join(m.mnt, 'd', 'lower');
+  const reader = fs.openSync(file, 'r');
+  try {
+    const before = Buffer.alloc(4);
+    fs.readSync(reader, before, 0, 4, 0);
+    t.is(before.toString(), 'from');
+    const s0 = await m.stats();
+    fs.writeFileSync(file, 'CHANGED\n'); // copy-up while open for reading
+    const s1 = await m.stats();
+    t.true(delta(s0, s1).WRITE >= 1, 'the writer went through the daemon (the inode is open cached)');
+    t.is(s1.passthroughOpens, s0.passthroughOpens);
+    const after = Buffer.alloc(16);
+    const n = fs.readSync(reader, after, 0, 16, 0);
+    t.is(after.subarray(0, n).toString(), 'CHANGED\n', 'the reader sees the copied-up file, as on kernel overlayfs');
+  } finally {
+    fs.closeSync(reader);
+  }
+  // Once the reader is gone, the next open of the now upper file passes through.
+  const s2 = await m.stats();
+  t.is(fs.readFileSync(file, 'latin1'), 'CHANGED\n');
+  const s3 = await m.stats();
+  t.is(s3.passthroughOpens - s2.passthroughOpens, 1);
+  t.is(delta(s2, s3).READ, 0);
+  // A big lower file copied up lazily is not passed through (its chunks come from the layer).
+  const big = path.join(m.mnt, 'd', 'big');
+  const fd = fs.openSync(big, 'r+');
+  try {
+    fs.writeSync(fd, 'X', 0);
+  } finally {
+    fs.closeSync(fd);
+  }
+  const s4 = await m.stats();
+  const got = fs.readFileSync(big);
+  t.is(got.length, 3 * MiB);
+  t.is(got[0], 'X'.charCodeAt(0));
+  t.is(got[MiB + 1], 5);
+  const s5 = await m.stats();
+  t.is(s5.passthroughOpens, s4.passthroughOpens, 'a lazily copied file reads through the daemon');
+  t.true(delta(s4, s5).READ >= 1);
+});
+
+rootTest('root: TARSTACK_PASSTHROUGH=0 is today\'s path', async (t) => {
+  const m = await serve(t, undefined, { TARSTACK_PASSTHROUGH: '0' });
+  const s0 = await m.stats();
+  t.false(s0.passthrough);
+  fs.writeFileSync(path.join(m.mnt, 'new'), Buffer.alloc(MiB, 1));
+  t.is(fs.readFileSync(path.join(m.mnt, 'new')).length, MiB);
+  const s1 = await m.stats();
+  t.true(delta(s0, s1).WRITE >= 1);
+  t.true(delta(s0, s1).READ >= 1);
+  t.is(s1.passthroughOpens, 0);
+});
+
+rootTest('root: `status` names the kernel features a CLI mount uses', async (t) => {
+  const dir = path.join(root, `cli${++seq}`);
+  fs.mkdirSync(dir, { recursive: true });
+  const tar = path.join(dir, 'lower.tar');
+  fs.writeFileSync(tar, await pack([{ name: 'f', body: 'x\n' }]));
+  const m = await mount(t, path.join(dir, 'i'), { kind: 'instance', lowers: [tar] });
+  const st = await m.cli(['status', '--json']);
+  t.is(st.code, 0, st.stderr);
+  const rows = JSON.parse(st.stdout) as Array<{ mountpoint: string; features: string[] }>;
+  t.deepEqual(rows.find((r) => r.mountpoint === m.root)?.features, ['passthrough']);
+  const text = await m.cli(['status']);
+  t.regex(text.stdout, /kernel FUSE features: passthrough/);
+});
+
+const ids = ordinaryUser();
+const userTest = typeof ids === 'string' ? test.skip : test.serial;
+const CAP = Buffer.from('0100000200200000000000000000000000000000', 'hex'); // cap_net_bind_service=ep
+
+(noPassthrough || typeof ids === 'string' ? test.skip : test.serial)('root: a passthrough write by another user clears suid, sgid and security.capability; root\'s keeps them', async (t) => {
+  const user = ids as UserIds;
+  const m = await serve(t);
+  const file = path.join(m.mnt, 'd', 'setid');
+  const capped = path.join(m.mnt, 'd', 'capped');
+  for (const f of [file, capped]) {
+    fs.writeFileSync(f, 'program\n');
+    fs.chmodSync(f, 0o6777);
+  }
+  const setcap = spawnSync('python3', ['-c', 'import os,sys\nos.setxattr(sys.argv[1], "security.capability", bytes.fromhex(sys.argv[2]))', capped, CAP.toString('hex')]);
+  t.is(setcap.status, 0, setcap.stderr.toString());
+  const s0 = await m.stats();
+  fs.appendFileSync(file, 'by root\n'); // CAP_FSETID: the bits stay
+  t.is(fs.statSync(file).mode & 0o7777, 0o6777, 'root keeps suid and sgid');
+  for (const f of [file, capped]) {
+    const w = spawnSync('sh', ['-c', 'echo by-user >> "$1"', 'sh', f], { uid: user.uid, gid: user.gid });
+    t.is(w.status, 0, w.stderr.toString());
+    t.is(fs.statSync(f).mode & 0o7777, 0o777, `${path.basename(f)}: suid and sgid cleared by another user's write`);
+    t.true(fs.readFileSync(f, 'latin1').endsWith('by-user\n'));
+  }
+  const cap = spawnSync('python3', ['-c', 'import os,sys\ntry:\n  os.getxattr(sys.argv[1], "security.capability"); print("kept")\nexcept OSError: print("gone")', capped]);
+  t.is(cap.stdout.toString().trim(), 'gone', 'security.capability removed by the write');
+  const s1 = await m.stats();
+  t.is(delta(s0, s1).WRITE, 0, 'the writes passed through');
+  t.true(s1.passthroughOpens - s0.passthroughOpens >= 3);
+});
+userTest('an ordinary user: no passthrough, every byte through the daemon', async (t) => {
+  const user = ids as UserIds;
+  const m = await serve(t, user);
+  const s0 = await m.stats();
+  t.false(s0.passthrough, 'not negotiated without root');
+  const file = path.join(m.mnt, 'd', 'mine');
+  const w = spawnSync('dd', ['if=/dev/zero', `of=${file}`, 'bs=64k', 'count=16', 'status=none'], { uid: user.uid, gid: user.gid });
+  t.is(w.status, 0, w.stderr.toString());
+  const r = spawnSync('cat', [file], { uid: user.uid, gid: user.gid, maxBuffer: 4 * MiB });
+  t.is(r.stdout.length, MiB);
+  const s1 = await m.stats();
+  t.true(delta(s0, s1).WRITE >= 1);
+  t.true(delta(s0, s1).READ >= 1);
+  t.is(s1.passthroughOpens, 0);
+});
