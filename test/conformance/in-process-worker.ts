@@ -97,10 +97,15 @@ interface Walked {
   ancestors: number[];
 }
 
+/** A path: absolute, or [the current directory, a path relative to it] (only the latter counts against PATH_MAX). */
+export type PathArg = string | [cwd: string, rel: string];
+
 /** namei: `follow` follows a symlink in the last component (one in any other is always followed). */
-async function walk(p: string, follow: boolean): Promise<Walked> {
-  if (p.length + 1 > PATH_MAX) throw E('ENAMETOOLONG');
-  if (p === '') throw E('ENOENT');
+async function walk(arg: PathArg, follow: boolean): Promise<Walked> {
+  const given = typeof arg === 'string' ? arg : arg[1];
+  if (given.length + 1 > PATH_MAX) throw E('ENAMETOOLONG');
+  if (given === '') throw E('ENOENT');
+  const p = typeof arg === 'string' ? arg : `${arg[0]}/${arg[1]}`;
   let rel: string;
   if (p === root) rel = '';
   else if (p.startsWith(root + '/')) rel = p.slice(root.length);
@@ -148,7 +153,7 @@ async function walk(p: string, follow: boolean): Promise<Walked> {
 }
 
 /** An existing object: ENOENT if absent, ENOTDIR if a trailing slash names no directory. */
-async function existing(p: string, follow: boolean): Promise<{ w: Walked; ino: number; attr: Attr }> {
+async function existing(p: PathArg, follow: boolean): Promise<{ w: Walked; ino: number; attr: Attr }> {
   const w = await walk(p, follow);
   if (w.ino === undefined) throw E('ENOENT');
   const attr = await getattr(w.ino);
@@ -157,7 +162,7 @@ async function existing(p: string, follow: boolean): Promise<{ w: Walked; ino: n
 }
 
 /** The object a call names by path (symlinks followed or not) or by an open descriptor. */
-async function target(t: string | number, follow: boolean): Promise<{ ino: number; attr: Attr; fh?: number }> {
+async function target(t: PathArg | number, follow: boolean): Promise<{ ino: number; attr: Attr; fh?: number }> {
   if (typeof t === 'number') {
     const f = fd(t);
     return { ino: f.ino, attr: await getattr(f.ino), fh: f.dir ? undefined : f.fh };
@@ -178,7 +183,7 @@ function add(o: Open): number {
 }
 
 /** A name a call would make: EEXIST if taken, and none of '.', '..'. */
-async function fresh(p: string): Promise<Walked> {
+async function fresh(p: PathArg): Promise<Walked> {
   const w = await walk(p, false);
   if (w.ino !== undefined) throw E('EEXIST');
   return w;
@@ -205,13 +210,13 @@ function xattrCheck(attr: Attr, name: string, writing: boolean, value?: Buffer):
 }
 
 const ops: Record<string, (...a: any[]) => unknown> = {
-  async stat(p: string, follow: boolean) {
+  async stat(p: PathArg, follow: boolean) {
     return (await existing(p, follow)).attr;
   },
   async fstat(n: number) {
     return getattr(fd(n).ino);
   },
-  async open(p: string, flags: number, mode: number) {
+  async open(p: PathArg, flags: number, mode: number) {
     const creat = (flags & O_CREAT) !== 0;
     const excl = creat && (flags & O_EXCL) !== 0;
     const w = await walk(p, !excl && !(flags & O_NOFOLLOW));
@@ -271,7 +276,7 @@ const ops: Record<string, (...a: any[]) => unknown> = {
     }
     return null;
   },
-  async readdir(p: string) {
+  async readdir(p: PathArg) {
     const { ino, attr } = await existing(p, true);
     if (type(attr) !== S_IFDIR) throw E('ENOTDIR');
     const fh = await ifs.opendir(ino);
@@ -281,7 +286,7 @@ const ops: Record<string, (...a: any[]) => unknown> = {
       ifs.releasedir(ino, fh);
     }
   },
-  async truncate(t: string | number, size: number) {
+  async truncate(t: PathArg | number, size: number) {
     if (size < 0) throw E('EINVAL');
     const x = await target(t, true);
     if (typeof t === 'number' && (fd(t).dir || (fd(t).flags & O_ACCMODE) === O_RDONLY)) throw E('EINVAL');
@@ -303,11 +308,11 @@ const ops: Record<string, (...a: any[]) => unknown> = {
     if (mode & 0x02 && mode & 0x10) throw E('EOPNOTSUPP');
     await ifs.fallocate(f.ino, f.fh, mode, offset, len);
   },
-  async mkdir(p: string, mode: number) {
+  async mkdir(p: PathArg, mode: number) {
     const w = await fresh(p);
     ref(await ifs.mkdir(w.dir, w.name, mode & ~init.umask & 0o1777, me));
   },
-  async rmdir(p: string) {
+  async rmdir(p: PathArg) {
     const w = await walk(p, false);
     if (w.name === '.') throw E('EINVAL');
     if (w.name === '..') throw E('ENOTEMPTY');
@@ -316,7 +321,7 @@ const ops: Record<string, (...a: any[]) => unknown> = {
     await ifs.rmdir(w.dir, w.name);
     await forgetRemoved(w.ino);
   },
-  async unlink(p: string) {
+  async unlink(p: PathArg) {
     const w = await walk(p, false);
     if (w.ino === undefined) throw E('ENOENT');
     if (w.ino === 1 || w.name === '.' || w.name === '..') throw E('EISDIR');
@@ -324,7 +329,7 @@ const ops: Record<string, (...a: any[]) => unknown> = {
     await ifs.unlink(w.dir, w.name);
     await forgetRemoved(w.ino);
   },
-  async rename(a: string, b: string, flags: number) {
+  async rename(a: PathArg, b: PathArg, flags: number) {
     if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)) throw E('EINVAL');
     if (flags & RENAME_EXCHANGE && flags & (RENAME_NOREPLACE | RENAME_WHITEOUT)) throw E('EINVAL');
     const from = await walk(a, false);
@@ -350,7 +355,7 @@ const ops: Record<string, (...a: any[]) => unknown> = {
     await ifs.rename(from.dir, from.name, to.dir, to.name, flags);
     if (!(flags & RENAME_EXCHANGE)) await forgetRemoved(to.ino);
   },
-  async link(a: string, b: string) {
+  async link(a: PathArg, b: PathArg) {
     const { w, attr } = await existing(a, false);
     if (type(attr) === S_IFDIR) throw E('EPERM');
     const to = await walk(b, false);
@@ -358,19 +363,19 @@ const ops: Record<string, (...a: any[]) => unknown> = {
     if (to.slash) throw E('ENOENT');
     ref(await ifs.link(w.ino!, to.dir, to.name));
   },
-  async symlink(t: string, p: string) {
+  async symlink(t: string, p: PathArg) {
     const w = await fresh(p);
     if (t === '') throw E('ENOENT');
     if (t.length + 1 > PATH_MAX) throw E('ENAMETOOLONG');
     if (w.slash) throw E('ENOENT');
     ref(await ifs.symlink(w.dir, w.name, t, me));
   },
-  async readlink(p: string) {
+  async readlink(p: PathArg) {
     const { ino, attr } = await existing(p, false);
     if (type(attr) !== S_IFLNK) throw E('EINVAL');
     return ifs.readlink(ino);
   },
-  async mknod(p: string, mode: number, rdev: number) {
+  async mknod(p: PathArg, mode: number, rdev: number) {
     const t = mode & S_IFMT;
     if (t === S_IFDIR) throw E('EPERM');
     if (![0, S_IFREG, 0o010000, 0o020000, 0o060000, 0o140000].includes(t)) throw E('EINVAL');
@@ -384,7 +389,7 @@ const ops: Record<string, (...a: any[]) => unknown> = {
     }
     ref(await ifs.mknod(w.dir, w.name, t | perm, t === 0o020000 || t === 0o060000 ? rdev : 0, me));
   },
-  async setattr(t: string | number, follow: boolean, set: SetAttr) {
+  async setattr(t: PathArg | number, follow: boolean, set: SetAttr) {
     const x = await target(t, follow);
     if (set.mode !== undefined) set.mode &= 0o7777;
     if (set.uid === -1) delete set.uid;
@@ -392,7 +397,7 @@ const ops: Record<string, (...a: any[]) => unknown> = {
     if (Object.keys(set).length === 0) return;
     await ifs.setattr(x.ino, set, x.fh, me);
   },
-  async utimens(t: string | number, as: number, an: number, ms: number, mn: number) {
+  async utimens(t: PathArg | number, as: number, an: number, ms: number, mn: number) {
     const x = await target(t, false);
     const set: SetAttr = {};
     const a = timeSet(as, an);
@@ -402,7 +407,7 @@ const ops: Record<string, (...a: any[]) => unknown> = {
     if (a === undefined && m === undefined) return;
     await ifs.setattr(x.ino, set, x.fh, me);
   },
-  async getxattr(t: string | number, name: string) {
+  async getxattr(t: PathArg | number, name: string) {
     const x = await target(t, false);
     try {
       xattrCheck(x.attr, name, false);
@@ -412,18 +417,18 @@ const ops: Record<string, (...a: any[]) => unknown> = {
       throw err;
     }
   },
-  async setxattr(t: string | number, name: string, value: Uint8Array, flags: number) {
+  async setxattr(t: PathArg | number, name: string, value: Uint8Array, flags: number) {
     if (flags & ~(XATTR_CREATE | XATTR_REPLACE)) throw E('EINVAL');
     const x = await target(t, false);
     xattrCheck(x.attr, name, true, Buffer.from(value));
     await ifs.setxattr(x.ino, name, Buffer.from(value), flags);
   },
-  async removexattr(t: string | number, name: string) {
+  async removexattr(t: PathArg | number, name: string) {
     const x = await target(t, false);
     xattrCheck(x.attr, name, true);
     await ifs.removexattr(x.ino, name);
   },
-  async listxattr(t: string | number) {
+  async listxattr(t: PathArg | number) {
     const x = await target(t, false);
     return ifs.listxattr(x.ino);
   },

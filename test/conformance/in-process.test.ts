@@ -18,7 +18,6 @@ export const IN_PROCESS_LEFT_OUT: Record<string, string> = {
   'special/mkfifo': 'bytes through a fifo are the kernel\'s pipe, not the filesystem\'s',
   'special/socket': 'bind/connect on a socket node are the kernel\'s, in another process (python3)',
   'special/devices': 'reading a device node is the kernel\'s driver, not the filesystem',
-  'defect/1-path-max': 'paths relative to a current directory inside the mount (process.chdir into it)',
 };
 
 const leftOut = (name: string): string | undefined =>

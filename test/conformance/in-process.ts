@@ -8,7 +8,7 @@ import path from 'node:path';
 import { MessageChannel, receiveMessageOnPort, Worker } from 'node:worker_threads';
 import type { Sys } from '../../src/native/sys.js';
 import type { Attr } from '../../src/vfs/api.js';
-import type { Reply, Request, WorkerInit } from './in-process-worker.js';
+import type { PathArg, Reply, Request, WorkerInit } from './in-process-worker.js';
 
 const C = nodeFs.constants;
 const FLAGS: Record<string, number> = {
@@ -66,6 +66,9 @@ class Dirent extends Stats {
 export interface InProcess {
   fs: typeof nodeFs;
   sys: Sys;
+  /** process.chdir and process.cwd while the fs's calls are served here (a current directory inside it) */
+  chdir(d: string): void;
+  cwd(): string;
   close(): Promise<void>;
 }
 
@@ -94,8 +97,17 @@ export function startInProcess(o: { root: string; tar: string; upper: string; wo
       if (dead) throw dead;
     }
   };
-  // absolute, with a trailing slash kept (it means something to the walk)
-  const p = (x: nodeFs.PathLike | number): string | number => (typeof x === 'number' ? x : bytes(path.resolve(String(x)) + (/.\/$/.test(String(x)) ? '/' : '')));
+  /** The current directory when it is inside the fs (process.chdir there is served here: chdir). */
+  let cwd: string | undefined;
+  const real = { chdir: process.chdir.bind(process), cwd: process.cwd.bind(process) }; // process's own may be replaced by these
+  // absolute, with a trailing slash kept (it means something to the walk); relative to a current
+  // directory inside the fs: [that directory, the path], as the kernel walks it
+  const p = (x: nodeFs.PathLike | number): PathArg | number => {
+    if (typeof x === 'number') return x;
+    const s = String(x);
+    if (cwd !== undefined && !path.isAbsolute(s)) return [bytes(cwd), bytes(s)];
+    return bytes(path.resolve(real.cwd(), s) + (/.\/$/.test(s) ? '/' : ''));
+  };
   const buf = (x: unknown): Buffer => Buffer.from(x as Uint8Array);
 
   const stat = (x: nodeFs.PathLike | number, follow: boolean, opts?: { bigint?: boolean }): Stats =>
@@ -151,14 +163,16 @@ export function startInProcess(o: { root: string; tar: string; upper: string; wo
     const o2 = typeof opts === 'number' ? { mode: opts } : opts ?? {};
     const mode = o2.mode ?? 0o777;
     if (!o2.recursive) return void call(['mkdir', p(x), mode]);
-    const full = path.resolve(String(x));
+    const given = String(x);
+    const relative = cwd !== undefined && !path.isAbsolute(given);
+    const full = relative ? path.normalize(given) : path.resolve(real.cwd(), given);
     let first: string | undefined;
     const parts = full.split('/');
-    for (let i = 2; i <= parts.length; i++) {
+    for (let i = relative ? 1 : 2; i <= parts.length; i++) {
       const d = parts.slice(0, i).join('/');
-      if (d !== o.root && !d.startsWith(o.root + '/')) continue;
+      if (!relative && d !== o.root && !d.startsWith(o.root + '/')) continue;
       try {
-        call(['mkdir', bytes(d), mode]);
+        call(['mkdir', p(d), mode]);
         first ??= d;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -268,6 +282,16 @@ export function startInProcess(o: { root: string; tar: string; upper: string; wo
   return {
     fs,
     sys,
+    chdir: (d: string) => {
+      const abs = path.resolve(cwd ?? real.cwd(), d);
+      if (abs !== o.root && !abs.startsWith(o.root + '/')) {
+        cwd = undefined;
+        return real.chdir(abs);
+      }
+      if (!stat(abs, true).isDirectory()) throw errnoError('ENOTDIR', 'chdir', abs);
+      cwd = abs;
+    },
+    cwd: () => cwd ?? real.cwd(),
     close: async () => {
       if (!dead) {
         try {

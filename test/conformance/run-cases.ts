@@ -46,11 +46,14 @@ async function inProcess(root: string, out: string, tar: string, state: string, 
   const umask = process.umask(0); // the daemon's is 0 (the worker may not set it); the cases' is applied as the kernel does
   const ip = startInProcess({ root, tar, upper, work: path.join(state, 'work'), umask });
   const real = { ...io };
+  const { chdir, cwd } = process;
   try {
     Object.assign(io, { fs: ip.fs, sys: ip.sys });
+    Object.assign(process, { chdir: ip.chdir, cwd: ip.cwd });
     run(root, out, names);
   } finally {
     Object.assign(io, real);
+    Object.assign(process, { chdir, cwd });
     await ip.close();
   }
 }
