@@ -82,10 +82,10 @@ export class InodeTable {
     let stIno: number | undefined;
     if (f.upper && f.fresh) {
       type = Number(f.st.mode) & S_IFMT;
-      ino = this.upperIno(f.abs, f.st, type);
+      ino = this.upperIno(f.abs, f.st, type, f.born ? f : undefined);
     } else if (f.upper) {
       type = this.store.shownType(f.abs, f.st);
-      ino = this.store.storedIno(f.abs, f.st) ?? this.upperIno(f.abs, f.st, type);
+      ino = this.store.storedIno(f.abs, f.st) ?? this.upperIno(f.abs, f.st, type, f.born ? f : undefined);
     } else {
       type = this.stack.modeOf(f.parts) & S_IFMT;
       ino = this.stack.inoOf(f.parts[0], f.parts[1]);
@@ -155,8 +155,9 @@ export class InodeTable {
   /**
    * An upper-only entry's inode number: UPPER_BASE + its upper inode, or when the kernel still holds
    * that number for another (deleted) object, a fresh one, stored on the entry (see the header).
+   * `born`: the entry was made just now; its `st` is updated when storing the number restamps it.
    */
-  private upperIno(abs: string, st: fs.BigIntStats, type: number): number {
+  private upperIno(abs: string, st: fs.BigIntStats, type: number, born?: UpperFound): number {
     const plain = UPPER_BASE + Number(st.ino);
     const held = (n: number): boolean => {
       const node = this.nodes.get(n);
@@ -165,7 +166,12 @@ export class InodeTable {
     if (!held(plain)) return plain;
     let fresh = FRESH_BASE + Number(st.ino);
     while (this.nodes.has(fresh)) fresh += UPPER_BASE;
-    if (!this.offline) this.store.setIno(abs, fresh, Number(st.mode) & S_IFMT);
+    if (!this.offline && this.store.setIno(abs, fresh, Number(st.mode) & S_IFMT) && born) {
+      // Just made (`born`), and its number stored on it moved its ctime past its birth; a new
+      // object's three times are one time (POSIX marks all three at creation): now, for all three.
+      this.store.restamp(abs);
+      born.st = this.store.stat(abs);
+    }
     return fresh;
   }
 }

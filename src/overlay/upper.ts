@@ -5,7 +5,7 @@
 // only: deep ones go through a descriptor of their directory (dir-fds.ts), so the only limit on a
 // path is the one the kernel applies to the caller's own.
 import * as fs from 'node:fs';
-import { loadSys, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, type Sys } from '../native/sys.js';
+import { loadSys, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, UTIME_NOW, type Sys } from '../native/sys.js';
 import { Kept, type KeptStat } from './kept.js';
 import { removeTree } from '../util/remove-tree.js';
 import { DirFds } from '../util/dir-fds.js';
@@ -24,6 +24,8 @@ export interface UpperFound {
   abs: string;
   st: fs.BigIntStats;
   fresh?: boolean;
+  /** made just now (an entry-making call): its times are its birth's */
+  born?: boolean;
 }
 
 /** A name the upper hides: a whiteout, or a name its format reserves (`.wh.NAME` files). */
@@ -180,14 +182,24 @@ export class UpperStore {
     return v ? Number(v.toString('latin1')) : userXattrOk(type) ? undefined : this.kept.ino(st.ino);
   }
 
-  setIno(target: string | number, ino: number, type: number): void {
+  /** Stores an object's inode number; true when that changed the object (an xattr on it: its ctime moved). */
+  setIno(target: string | number, ino: number, type: number): boolean {
     if (!this.format.privateMetadata) {
       this.inoByUpper.set(UpperStore.upperKey(typeof target === 'number' ? fs.fstatSync(target, { bigint: true }) : fs.lstatSync(b(target), { bigint: true })), ino);
-      return;
+      return false;
     }
     if (userXattrOk(type)) this.setX(target, X_INO, String(ino));
     else if (this.canTrust) this.setX(target, X_INO_LINK, String(ino));
-    else this.kept.setIno(target, ino);
+    else {
+      this.kept.setIno(target, ino);
+      return false;
+    }
+    return true;
+  }
+
+  /** A new object's atime, mtime and ctime one time again (now), after a change of tarstack's own made just after its birth. */
+  restamp(abs: string): void {
+    this.sys.utimens(abs, 0, UTIME_NOW, 0, UTIME_NOW);
   }
 
   /** An xattr's value, real or kept (kept.ts); null when unset. `type`: the object's, which spares files and directories an lstat. */

@@ -134,8 +134,12 @@ export class ChunkCache {
     this.bytes -= had;
   }
 
-  /** Punch out the least recently used chunks not pinned by a read in progress until under the limit. */
-  private evict(): void {
+  /**
+   * Punch out the least recently used chunks not pinned by a read in progress until under the limit.
+   * Called on every use and when a read's pins go: chunks pinned while the cache filled up are then
+   * evicted too, or the cache would stay over its bound after the reads ended.
+   */
+  evict(): void {
     if (this.bytes <= this.limit) return;
     for (const [key, len] of this.lru) {
       if (this.bytes <= this.limit) break;

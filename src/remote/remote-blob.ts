@@ -224,6 +224,7 @@ export class RemoteBlob {
       if (done) return;
       done = true;
       for (let k = k0; k <= k1; k++) this.file.pins[k]--;
+      this.cache.evict();
     };
   }
 

@@ -3,7 +3,7 @@
 // errno by errno (`o.do`), or an observation (`o.see`); the suite compares that trace with the one
 // kernel overlayfs gives over the same layers, so a case states what to look at, not what to expect.
 import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
+import nodeFs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -55,7 +55,16 @@ export class Trace {
   }
 }
 
-export const sys: Sys = loadSys();
+/**
+ * What the cases call: node:fs and the addon's sys, or (while a case of the in-process configuration
+ * runs, in-process.ts) synchronous stand-ins that send each call to an InstanceFs. Cases and the
+ * helpers here take `fs` and `sys` from this module; `lower` fixtures and the suite use the real ones.
+ */
+export const io: { fs: typeof nodeFs; sys: Sys } = { fs: nodeFs, sys: loadSys() };
+const switched = <T extends object>(pick: () => T): T =>
+  new Proxy({} as T, { get: (_t, k) => (pick() as Record<string | symbol, unknown>)[k], has: (_t, k) => k in pick() });
+export const fs: typeof nodeFs = switched(() => io.fs);
+export const sys: Sys = switched(() => io.sys);
 export { RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT, XATTR_CREATE, XATTR_REPLACE } from '../../src/native/sys.js';
 export const S_IFIFO = 0o010000;
 export const S_IFCHR = 0o020000;
@@ -125,11 +134,11 @@ export function python(code: string, ...args: string[]): string {
 export function clockPast(ns: bigint): void {
   const probe = path.join(os.tmpdir(), `conformance-clock-${process.pid}`);
   for (;;) {
-    fs.writeFileSync(probe, '');
-    const st = fs.statSync(probe, { bigint: true });
+    nodeFs.writeFileSync(probe, '');
+    const st = nodeFs.statSync(probe, { bigint: true });
     if (st.ctimeNs > ns && BigInt(Date.now()) * 1_000_000n > ns) break;
   }
-  fs.rmSync(probe, { force: true });
+  nodeFs.rmSync(probe, { force: true });
 }
 
 export const times = (p: string): { a: bigint; m: bigint; c: bigint } => {

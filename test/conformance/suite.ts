@@ -68,6 +68,19 @@ export async function runCases(m: Mounted | { root: string }, dir: string, calle
 }
 
 /**
+ * Runs the named cases in a child, on a mount at `root` (as root), or with `inProcess` on an InstanceFs
+ * over `tar` in the child itself (in-process.ts), its upper and work dirs in `state`, its root standing
+ * at `root`. Outcomes by case name.
+ */
+export async function runNamed(root: string, out: string, names: string[], inProcess?: { tar: string; state: string }): Promise<Outcomes> {
+  fs.writeFileSync(out, '');
+  const argv = inProcess ? [process.execPath, RUNNER, 'inproc', root, out, inProcess.tar, inProcess.state, ...names] : [process.execPath, RUNNER, 'run', root, out, ...names];
+  const r = await runChild(argv, { cwd: '/' });
+  if (r.code !== 0) throw new Error(`run-cases ${argv[2]} exited ${r.code}: ${r.stderr.trim()}`);
+  return JSON.parse(fs.readFileSync(out, 'utf8')) as Outcomes;
+}
+
+/**
  * Rotation round `round`'s step (each case's rotate hook, or a copy-up: rotate.ts) through a mount:
  * as root in this process (it serves no mount; a child's start would cost more than the round),
  * as an ordinary user in a child.

@@ -1,8 +1,7 @@
 // File bytes: truncate up and down, holes, fallocate's modes, writes past the end, for new files and
 // lower files (copy-up), and shared-mmap coherence with read/write through a python3 child.
-import fs from 'node:fs';
 import path from 'node:path';
-import { python, read, sys, type Case } from '../case.js';
+import { fs, python, read, sys, type Case } from '../case.js';
 
 const FALLOC_FL_KEEP_SIZE = 1;
 const FALLOC_FL_PUNCH_HOLE = 2;

@@ -1,8 +1,7 @@
 // One case per defect issue 12 found, each its reproduction (the issue's shell lines as calls).
 import { createHash } from 'node:crypto';
-import fs from 'node:fs';
 import path from 'node:path';
-import { kind, ls, makeSpecial, nlink, read, S_IFCHR, sys, type Case } from '../case.js';
+import { fs, kind, ls, makeSpecial, nlink, read, S_IFCHR, sys, type Case } from '../case.js';
 
 const bytes = (n: number): Buffer => {
   const b = Buffer.alloc(n);

@@ -1,8 +1,7 @@
 // Link counts of every file type through link, rename and unlink, for objects made in the mount and
 // for objects of the lower layer (copied up on the first change), and hard-link sets of the lower.
-import fs from 'node:fs';
 import path from 'node:path';
-import { makeSpecial, nlink, sameInode, TYPES, type Case } from '../case.js';
+import { fs, makeSpecial, nlink, sameInode, TYPES, type Case } from '../case.js';
 
 const DEVICES = new Set(['c', 'b']);
 

@@ -1,9 +1,8 @@
 // NAME_MAX (255 bytes) names and PATH_MAX (4096 bytes, NUL included) paths: what fits works, one
 // byte more is ENAMETOOLONG, for names in the mount and in the lower. Issue 12's defect 1 (paths near
 // PATH_MAX relative to the current directory) is defects.ts's `defect/1-path-max`.
-import fs from 'node:fs';
 import path from 'node:path';
-import { ls, sys, RENAME_EXCHANGE, type Case } from '../case.js';
+import { fs, ls, sys, RENAME_EXCHANGE, type Case } from '../case.js';
 
 const n255 = 'n'.repeat(255);
 const n256 = 'n'.repeat(256);

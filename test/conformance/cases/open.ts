@@ -1,8 +1,7 @@
 // open(2) flags (O_EXCL, O_TRUNC, O_APPEND, O_CREAT on odd targets) and files unlinked or renamed
 // while open: the open file keeps its data and takes writes; its link count says it is gone.
-import fs from 'node:fs';
 import path from 'node:path';
-import { ls, read, type Case } from '../case.js';
+import { fs, ls, read, type Case } from '../case.js';
 
 const { O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_RDONLY, O_WRONLY, O_RDWR, O_DIRECTORY, O_NOFOLLOW } = fs.constants;
 const at = (dir: string) => (n: string) => path.join(dir, n);

@@ -1,9 +1,8 @@
 // Permission checks as another user (CONFORMANCE_OTHER), modes of files in the mount and in the
 // lower, and sticky directories: who may read, write, remove and rename what. The other user's
 // operations go in batches (one child each), between the owner's changes.
-import fs from 'node:fs';
 import path from 'node:path';
-import { asOther, ls, type Case } from '../case.js';
+import { fs, asOther, ls, type Case } from '../case.js';
 
 const other = (): [number, number] => (process.env.CONFORMANCE_OTHER ?? '').split(':').map(Number) as [number, number];
 

@@ -1,9 +1,8 @@
 // readdir: merged listings of lower and new names with their types, and listing while names are
 // created and removed (POSIX: a name present throughout is returned once; one added or removed
 // meanwhile may or may not be; none twice).
-import fs from 'node:fs';
 import path from 'node:path';
-import { ls, read, type Case } from '../case.js';
+import { fs, ls, read, type Case } from '../case.js';
 
 function listWhile(dir: string, change: (n: number) => void): { names: string[]; twice: string[] } {
   const d = fs.opendirSync(dir, { bufferSize: 1 });

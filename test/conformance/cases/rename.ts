@@ -1,9 +1,8 @@
 // rename(2) and renameat2(2) in their forms: over files, directories, hard links and special files,
 // onto itself, into itself, and with RENAME_NOREPLACE, RENAME_EXCHANGE and RENAME_WHITEOUT, for
 // names made in the mount and names of the lower layer.
-import fs from 'node:fs';
 import path from 'node:path';
-import { kind, ls, makeSpecial, nlink, read, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, sameInode, sys, TYPES, type Case, type Trace } from '../case.js';
+import { fs, kind, ls, makeSpecial, nlink, read, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, sameInode, sys, TYPES, type Case, type Trace } from '../case.js';
 
 const at = (dir: string) => (n: string) => path.join(dir, n);
 

@@ -1,8 +1,7 @@
 // mknod, mkfifo and sockets: each type made and seen with its mode and device numbers, a fifo that
 // carries bytes, a socket bound and connected in the mount, and lower devices kept through copy-up.
-import fs from 'node:fs';
 import path from 'node:path';
-import { kind, ls, makeSpecial, python, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, sys, type Case } from '../case.js';
+import { fs, kind, ls, makeSpecial, python, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, sys, type Case } from '../case.js';
 
 const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;

@@ -2,9 +2,8 @@
 // explicit times with nanoseconds and UTIME_OMIT/UTIME_NOW, symlink times, and lower files' times
 // kept through copy-up. Each change waits first until the clock has moved past the times it looks at,
 // so "advanced" is a fact, never a race with the clock's granularity.
-import fs from 'node:fs';
 import path from 'node:path';
-import { clockPast, sys, times, type Case, type Trace } from '../case.js';
+import { fs, clockPast, sys, times, type Case, type Trace } from '../case.js';
 
 const UTIME_OMIT = -1;
 const UTIME_NOW = -2;

@@ -1,9 +1,8 @@
 // Extended attributes on every file type, made in the mount and in the lower: user.* where Linux
 // allows it (regular files and directories), trusted.* for root on any type, the create/replace
 // flags, missing names, and what listxattr shows.
-import fs from 'node:fs';
 import path from 'node:path';
-import { isRoot, makeSpecial, sys, TYPES, XATTR_CREATE, XATTR_REPLACE, type Case, type Trace } from '../case.js';
+import { fs, isRoot, makeSpecial, sys, TYPES, XATTR_CREATE, XATTR_REPLACE, type Case, type Trace } from '../case.js';
 
 /** The names listxattr shows, minus security.* (the host's LSM may add its own). */
 const list = (p: string): string[] => sys.listxattr(p).filter((n) => !n.startsWith('security.')).sort();
