@@ -11,7 +11,7 @@ import { EntryMaker } from './new-entry.js';
 import { removeTree } from '../util/remove-tree.js';
 import { DirFds } from '../util/dir-fds.js';
 import { S_IFDIR, S_IFMT, S_IFREG } from '../vfs/mode.js';
-import { b } from '../util/latin1.js';
+import { b, toByteString } from '../util/latin1.js';
 import { splitNs } from '../util/attr.js';
 import { Whiteouts, isWhiteout } from './whiteouts.js';
 import { T_OPAQUE, T_REDIRECT, TARSTACK_FORMAT, X_INO, isInternalXattr, X_INO_LINK, X_OPAQUE, X_REDIRECT, userXattrOk, type UpperFormat } from './upper-format.js';
@@ -61,8 +61,8 @@ export class UpperStore {
     const { readOnly = false, format = TARSTACK_FORMAT, keepRefused = false } = opts;
     this.format = format;
     this.sys = loadSys();
-    this.upper = Buffer.from(upperDir, 'utf8').toString('latin1');
-    this.work = Buffer.from(workDir, 'utf8').toString('latin1');
+    this.upper = toByteString(upperDir);
+    this.work = toByteString(workDir);
     this.dirs = new DirFds(this.upper);
     // fuse-overlayfs writes `.wh.` files where mknod is refused: read them when told, or when writing them.
     this.whiteouts = new Whiteouts(this.sys, format.whiteouts, format.whiteouts === 'files' || !!opts.whiteoutFiles, () => this.tmp());
