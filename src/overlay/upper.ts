@@ -1,9 +1,10 @@
 // The upper and work directories of an instance, written as upper-format.ts describes. Every upper
-// operation of an instance goes through UpperStore, and whiteouts (both encodings) are decoded here
-// only: above it, a name is an object, hidden, or absent. Paths here are byte strings: absolute, or
-// relative to the upper root ('' is the root). The absolute paths abs() gives are for immediate use
-// only: deep ones go through a descriptor of their directory (dir-fds.ts), so the only limit on a
-// path is the one the kernel applies to the caller's own.
+// operation of an instance goes through UpperStore (new objects through its `make`, new-entry.ts),
+// and whiteouts (both encodings) are decoded here only: above it, a name is an object, hidden, or
+// absent. Paths here are byte strings: absolute, or relative to the upper root ('' is the root).
+// The absolute paths abs() gives are for immediate use only: deep ones go through a descriptor of
+// their directory (dir-fds.ts), so the only limit on a path is the one the kernel applies to the
+// caller's own.
 import * as fs from 'node:fs';
 import { loadSys, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, UTIME_NOW, type Sys } from '../native/sys.js';
 import { Kept } from './kept.js';
@@ -16,7 +17,6 @@ import { splitNs } from '../util/attr.js';
 import { Whiteouts, isWhiteout } from './whiteouts.js';
 import { T_OPAQUE, T_REDIRECT, TARSTACK_FORMAT, X_INO, isInternalXattr, X_INO_LINK, X_OPAQUE, X_REDIRECT, userXattrOk, type UpperFormat } from './upper-format.js';
 
-export type { NewObject } from './new-entry.js';
 export { TARSTACK_FORMAT, X_LAZY, X_NLINK, isInternalXattr, prepareUpperRoot, type UpperFormat } from './upper-format.js';
 
 /** What the upper holds at a name: `upper: true` tells it from a lower find. `fresh`: just made by this daemon, none of tarstack's metadata on it yet. */
