@@ -127,7 +127,7 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
       const capable = native.sessionInfo(session).capable ?? 0;
       const both = CAP_NO_OPEN_SUPPORT | CAP_NO_OPENDIR_SUPPORT;
       if ((opts.openless ?? true) && fs.immutable && !fs.needsOpen && opts.readOnly && (capable & both) === both) tr.enableOpenless();
-      if (native.sessionInfo(session).passthrough) tr.backing.enable({ open: (fd) => native.backingOpen(session, fd), close: (id) => void native.backingClose(session, id) });
+      if (native.sessionInfo(session).passthrough) tr.enablePassthrough({ open: (fd) => native.backingOpen(session, fd), close: (id) => void native.backingClose(session, id) });
       markReady();
     },
     end: (errno, requests) => {
@@ -154,7 +154,7 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
   let last: ll.SessionInfo = native.sessionInfo(session);
   const stats = (): MountStats => {
     if (!ended) last = native.sessionInfo(session);
-    return { requests: ended ? finalRequests : last.requests ?? 0, ops: last.ops ?? [], passthrough: !!last.passthrough, passthroughOpens: tr.backing.opens(), maxPages: last.maxPages ?? 0 };
+    return { requests: ended ? finalRequests : last.requests ?? 0, ops: last.ops ?? [], passthrough: !!last.passthrough, passthroughOpens: tr.passthroughOpens(), maxPages: last.maxPages ?? 0 };
   };
   const readAheadKb = opts.readAheadKb ?? DEFAULT_READAHEAD_KB;
   if (readAheadKb > 0) setReadAhead(opts.mountpoint, readAheadKb);

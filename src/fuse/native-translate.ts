@@ -7,7 +7,7 @@ import * as ll from './lowlevel.js';
 import { Slot } from './lowlevel.js';
 import type { Attr, Caller, CreateReply, DirEntry, Entry, FileSystem, OpenReply, ReadReply, SetAttr, Statfs, WritableFileSystem } from '../vfs/api.js';
 import { isWritable } from '../vfs/api.js';
-import { BackingOpens } from './passthrough.js';
+import { BackingOpens, type Passthrough } from './passthrough.js';
 
 type Maybe<T> = T | Promise<T>;
 /** The FileSystem methods a request calls, and what each gives back once settled. */
@@ -43,7 +43,7 @@ export class Translator {
   private readonly x: Float64Array;
   private ranges = new Float64Array(3 * 16);
   /** Which opens pass through to a backing file (passthrough.ts); none until enabled. */
-  readonly backing = new BackingOpens();
+  private readonly backing = new BackingOpens();
   constructor(
     private readonly fs: FileSystem,
     private readonly n: ll.Native,
@@ -121,6 +121,16 @@ export class Translator {
 
   enableOpenless(): void {
     this.openless = true;
+  }
+
+  /** Passthrough was negotiated: OpenReply.backingFd is used from now on. */
+  enablePassthrough(pt: Passthrough): void {
+    this.backing.enable(pt);
+  }
+
+  /** Opens that went through a backing file so far (for status and tests). */
+  passthroughOpens(): number {
+    return this.backing.opens();
   }
 
   // ---- the errno funnel --------------------------------------------------------------------
