@@ -2,6 +2,7 @@
 // from the nearest seek point (or from a decoder already positioned there), checks each against
 // its crc32 in the table, and caches it. Serving decodes on the libuv threadpool (Node's thread
 // answers FUSE requests); copy-up and checks decode synchronously. A changed archive is an EIO.
+import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
 import { codecFormat } from './compression.js';
@@ -57,6 +58,8 @@ export interface ArchiveInput {
   /** Compressed bytes a decoder reads at a time (codec.setReadSize); default the codec's 128 KiB. */
   readSize?: number;
   windows?: Pick<ArchiveInput, 'ensure' | 'ensureSync'>;
+  /** Bytes [start, end) decoded into bytes that failed their check: not to be served from a cache again. */
+  invalidate?(start: number, end: number): void;
 }
 const CODEC_READ_AHEAD = 128 * 1024;
 
@@ -101,6 +104,8 @@ export class SeekableArchive {
   private closed = false;
   /** Where recent reads ended (remote input: a read starting at one continues it). */
   private readonly readEnds = new Set<number>();
+  /** TOC chunks found damaged (logged once each). */
+  private readonly reported = new Set<number>();
   private clock = 0;
 
   constructor(private readonly fd: number, readonly table: SeekTable, private readonly label: string, private readonly input?: ArchiveInput) {
@@ -383,8 +388,13 @@ export class SeekableArchive {
     cur.next = -1;
     const at = this.index.pieceStart(job.from);
     if (n !== out.length) throw fsError('EIO', `${this.label}: the compressed data ends early (decoded byte ${at + n} of ${this.size}); the archive changed since it was indexed`);
-    for (let piece = job.from; piece <= job.to; piece++) {
-      if (crcs[piece - job.from] !== this.table.pieceCrc[piece]) {
+    const sha = this.table.pieceSha;
+    for (let piece = job.from, off = 0; piece <= job.to; off += this.index.pieceLen(piece), piece++) {
+      const bad = sha
+        ? !createHash('sha256').update(out.subarray(off, off + this.index.pieceLen(piece))).digest().equals(sha.subarray(piece * 32, piece * 32 + 32))
+        : crcs[piece - job.from] !== this.table.pieceCrc[piece];
+      if (bad && sha) throw this.tocDamage(piece, "its decoded bytes do not match the TOC's digest");
+      if (bad) {
         throw fsError('EIO', `${this.label}: decoded bytes at ${this.index.pieceStart(piece)} do not match the index; the archive changed since it was indexed`);
       }
     }
@@ -399,7 +409,8 @@ export class SeekableArchive {
     }
     // The decoder continues into the next chunk except for xz, whose points are separate blocks.
     const next = job.to + 1;
-    cur.next = this.table.format === 'xz' && this.index.chunkOfPiece(next) !== this.index.chunkOfPiece(job.to) ? -1 : next;
+    // A TOC layer's chunks are not contiguous in the blob's decoded bytes: each is sought.
+    cur.next = (this.table.format === 'xz' || sha) && this.index.chunkOfPiece(next) !== this.index.chunkOfPiece(job.to) ? -1 : next;
     return pieces;
   }
 
@@ -430,8 +441,22 @@ export class SeekableArchive {
     return buf;
   }
 
+  /**
+   * A TOC layer's chunk that does not decode to its digest's bytes: one log line naming the blob's
+   * offset (once per chunk, however often it is read), and the compressed bytes dropped from the
+   * cache, so a later read fetches them again instead of failing on the same copy.
+   */
+  private tocDamage(piece: number, why: string): FsError {
+    const msg = `${this.label}: TOC chunk ${piece} at blob offset ${this.table.inBit[this.index.chunkOfPiece(piece)] / 8}: ${why}; not served`;
+    if (!this.reported.has(piece)) console.error(`tarstack: ${msg}`);
+    this.reported.add(piece);
+    this.input?.invalidate?.(...this.inputRange(piece));
+    return fsError('EIO', msg);
+  }
+
   private failure(err: unknown, piece: number): FsError {
     if (err instanceof FsError) return err;
+    if (this.table.pieceSha && isCodecError(err) && err.code !== 'ENOMEM') return this.tocDamage(piece, `it does not decode (${err.message})`);
     const at = this.index.pieceStart(piece);
     if (isCodecError(err)) return fsError(err.code === 'ENOMEM' ? 'ENOMEM' : 'EIO', `${this.label}: decoding from byte ${at}: ${err.message}`);
     return fsError('EIO', `${this.label}: decoding from byte ${at}: ${String(err)}`);
