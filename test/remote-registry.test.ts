@@ -284,3 +284,37 @@ e2e('htpasswd auth behind TLS: refused in one line without credentials; pulled w
   await s3.ok(['image', 'pull', `${reg.host}/test/img:v1`, '--tls-verify=false', '--name', 'img']);
   await withMount(s3, 'img', (m) => t.deepEqual(fs.readFileSync(path.join(m, 'many/f150')), fs.readFileSync(path.join(root, 'src', 'many/f150'))));
 });
+
+e2e("--cert-dir: a registry whose certificate a CA made here signed is trusted through that CA, by push, pull and the store's server reading later; without it, one line", async (t) => {
+  const dir = path.join(root, `certdir-${++seq}`);
+  const tls = tlsAndUsers(path.join(dir, 'tls'), 'tester', 's3cret');
+  const reg = await startRegistry(dir, tls);
+  t.teardown(() => reg.stop());
+  const certs = path.join(dir, 'certs.d');
+  fs.mkdirSync(certs);
+  fs.copyFileSync(tls.ca, path.join(certs, 'ca.crt'));
+  fs.mkdirSync(path.join(dir, 'empty'));
+  const authFile = path.join(dir, 'auth.json');
+  fs.writeFileSync(authFile, JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from('tester:s3cret').toString('base64') } } }));
+  const env = { REGISTRY_AUTH_FILE: authFile, HOME: dir };
+  const ref = `${reg.host}/test/img:v1`;
+  const maker = session(t, 'certdir-pusher', env);
+  await maker.ok(['image', 'add', `${baseTar}.gz`, '--name', 'base']);
+  await maker.ok(['image', 'add', topTar, '--name', 'top', '--parent', 'base']);
+  const unpushed = await maker.cli(['image', 'push', 'top', ref]);
+  t.is(unpushed.code, 1);
+  t.regex(unpushed.stderr.trim(), /^tarstack: registry 127\.0\.0\.1:\d+: .*\(use --cert-dir with its CA, or --tls-verify=false/);
+  t.regex(await maker.ok(['image', 'push', 'top', ref, '--cert-dir', certs]), /2 of 2 layers uploaded, 2 indexes/);
+  const s = session(t, 'certdir', env);
+  for (const extra of [[], ['--cert-dir', path.join(dir, 'empty')]]) {
+    const refused = await s.cli(['image', 'pull', ref, ...extra]);
+    t.is(refused.code, 1);
+    t.is(refused.stderr.trim().split('\n').length, 1, refused.stderr);
+    t.regex(refused.stderr, /--cert-dir with its CA/);
+  }
+  const missing = await s.cli(['image', 'pull', ref, '--cert-dir', path.join(dir, 'nope')]);
+  t.is(missing.stderr.trim(), `tarstack: --cert-dir ${path.join(dir, 'nope')}: not a directory`);
+  t.regex(await s.ok(['image', 'pull', ref, '--cert-dir', certs, '--name', 'img']), /2 of 2 layer indexes fetched as pushed/);
+  t.is(JSON.parse(await s.ok(['image', 'info', 'img-layer1', '--json'])).remote.certDir, certs);
+  await withMount(s, 'img', (m) => t.deepEqual(fs.readFileSync(path.join(m, BIG)), fs.readFileSync(path.join(root, 'src', BIG))));
+});

@@ -224,3 +224,56 @@ e2e("a TOC whose digest is not the manifest's annotation is not used: one line s
   t.is(JSON.parse(await s.ok(['image', 'info', 'img-layer1', '--json'])).remote.index, 'stream');
   await withMount(s, 'img', (dir) => t.deepEqual(fs.readFileSync(path.join(dir, BIG)), fs.readFileSync(path.join(root, 'src', BIG))));
 });
+
+e2e("two stores pulling the same image share nothing but the registry; within a store, one chunk cache serves every image and instance of a blob", async (t) => {
+  const a = session(t, 'store-a');
+  const b = session(t, 'store-b');
+  const ref = `${registry.host}/test/estargz:v1`;
+  await a.ok(['image', 'pull', ref, '--tls-verify=false', '--name', 'one']);
+  await a.ok(['image', 'pull', ref, '--tls-verify=false', '--name', 'two']);
+  await a.ok(['instance', 'create', 'w', 'one']);
+  await b.ok(['image', 'pull', ref, '--tls-verify=false', '--name', 'three']);
+  const want = fs.readFileSync(path.join(root, 'src', BIG));
+  const digest = JSON.parse(await a.ok(['image', 'info', 'one-layer1', '--json'])).remote.digest as string;
+  /** Blob bytes the registry sent while `fn` read big.bin. */
+  const fetchedBy = async (fn: () => Promise<unknown>): Promise<number> => {
+    await registry.settled();
+    const before = registry.blobBytes();
+    await fn();
+    await registry.settled();
+    return registry.blobBytes() - before;
+  };
+  const readBig = (s: Session, image: string) => () => withMount(s, image, (dir) => t.deepEqual(fs.readFileSync(path.join(dir, BIG)), want), `m-${image}`);
+  const first = await fetchedBy(readBig(a, 'one'));
+  t.true(first >= want.length * 0.9, `the first read of big.bin fetched ${first} bytes`);
+  t.is(await fetchedBy(readBig(a, 'two')), 0, 'another image of the same blob in the store: served from its cache');
+  const viaInstance = await fetchedBy(async () => {
+    const dir = path.join(a.root, 'inst');
+    fs.mkdirSync(dir);
+    const r = await a.cli(['instance', 'mount', 'w', dir]);
+    t.is(r.code, 0, r.stderr);
+    try {
+      t.deepEqual(fs.readFileSync(path.join(dir, BIG)), want);
+    } finally {
+      t.is((await a.cli(['umount', dir])).code, 0);
+    }
+  });
+  t.is(viaInstance, 0, 'an instance of the image: served from the same cache');
+  const cached = (s: Session) => {
+    const out: string[] = [];
+    const walk = (d: string) => {
+      for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+        if (e.isDirectory()) walk(path.join(d, e.name));
+        else if (e.name === digest.slice(7)) out.push(path.join(d, e.name));
+      }
+    };
+    walk(s.home);
+    return out;
+  };
+  t.is(cached(a).length, 1, 'one cache file for the blob in store A');
+  t.is(cached(b).length, 0, 'store B has read nothing yet');
+  const second = await fetchedBy(readBig(b, 'three'));
+  t.true(second >= want.length * 0.9, `store B fetched big.bin again (${second} bytes): it shares no cache with store A`);
+  t.is(cached(b).length, 1);
+  t.log(`big.bin (${want.length} B): store A's first read fetched ${first} B, its second image and its instance 0 B; store B fetched ${second} B`);
+});

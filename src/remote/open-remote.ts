@@ -16,8 +16,8 @@ import { RemoteBlob } from './remote-blob.js';
 import { registryRemote } from './registry-auth.js';
 
 export function remoteOf(rec: RemoteLayerRecord): Remote {
-  if (rec.kind === 'registry') return registryRemote(rec.url, rec.tlsVerify);
-  return { url: rec.url, tlsVerify: rec.tlsVerify, headers: () => ({}) };
+  if (rec.kind === 'registry') return registryRemote(rec.url, rec.tlsVerify, rec.certDir);
+  return { url: rec.url, tlsVerify: rec.tlsVerify, ...(rec.certDir ? { certDir: rec.certDir } : {}), headers: () => ({}) };
 }
 
 /**

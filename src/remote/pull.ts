@@ -2,8 +2,8 @@
 // registry's blobs, read lazily. A layer whose tarstack index was pushed beside it (an artifact
 // referring to the image's manifest) gets that index, checked by digest, and no layer byte is read;
 // any other layer is streamed once to index it, its digest checked at the end of the pass.
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { readIndex, IndexFormatError } from '../tar/index-file.js';
 import type { Staged } from '../store/image-layers.js';
@@ -62,9 +62,10 @@ async function fetchLayersWhole(store: Store, names: string[]): Promise<number> 
 
 const fmtBytes = (n: number): string => (n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : `${(n / 2 ** 20).toFixed(1)} MiB`);
 
-export async function pullImage(store: Store, a: { ref: string; name?: string; tlsVerify: boolean; platform?: string; full?: boolean }): Promise<PullResult> {
+export async function pullImage(store: Store, a: { ref: string; name?: string; tlsVerify: boolean; certDir?: string; platform?: string; full?: boolean }): Promise<PullResult> {
   const ref = parseRef(a.ref);
-  const reg = new Registry(ref.host, a.tlsVerify);
+  const certDir = checkCertDir(a.certDir);
+  const reg = new Registry(ref.host, a.tlsVerify, certDir);
   const { manifest, digest } = await reg.manifest(ref.repo, ref.reference, a.platform);
   const layers = manifest.layers;
   if (layers.length === 0) throw new UserError(`${a.ref}: the image has no layers`);
@@ -82,17 +83,17 @@ export async function pullImage(store: Store, a: { ref: string; name?: string; t
     for (let i = 0; i < n; i++) {
       const l = layers[i];
       const url = await reg.blobUrl(ref.repo, l.digest);
-      const rec = { kind: 'registry' as const, url, ref: a.ref, manifest: digest, tlsVerify: a.tlsVerify };
+      const rec = { kind: 'registry' as const, url, ref: a.ref, manifest: digest, tlsVerify: a.tlsVerify, ...(certDir ? { certDir } : {}) };
       const label = `${ref.host}/${ref.repo} layer ${i + 1}/${n}`;
       const art = pushed.get(l.digest);
       const fetched = art ? await fetchPushedIndex(store, reg, ref.repo, art, l, rec).catch(() => undefined) : undefined;
       const toc = fetched ? undefined : tocOf(l);
-      const fromToc = toc ? await stageFromToc(store, registryRemote(url, a.tlsVerify), l, toc, rec).catch((err: unknown) => {
+      const fromToc = toc ? await stageFromToc(store, registryRemote(url, a.tlsVerify, certDir), l, toc, rec).catch((err: unknown) => {
         if (!(err instanceof TocError)) throw err;
         tocRefused.push(`layer ${i + 1} (${l.digest}): its ${toc.kind} TOC was not used: ${err.message}`);
         return undefined;
       }) : undefined;
-      const s = fetched ?? fromToc ?? (await (await import('./add-remote.js')).stageRemoteLayer(store, registryRemote(url, a.tlsVerify), label, rec, l.digest));
+      const s = fetched ?? fromToc ?? (await (await import('./add-remote.js')).stageRemoteLayer(store, registryRemote(url, a.tlsVerify, certDir), label, rec, l.digest));
       staged.push(s.staged);
       records.push(s.layer);
       indexes.push(s.layer.remote!.index);
@@ -104,6 +105,20 @@ export async function pullImage(store: Store, a: { ref: string; name?: string; t
   }
   const fetched = a.full ? await fetchLayersWhole(store, names) : undefined;
   return { names, manifest: digest, indexes, tocRefused, ...(fetched !== undefined ? { fetched } : {}) };
+}
+
+/** --cert-dir made absolute (the store's server reads with it later), refused in one line unless a directory. */
+export function checkCertDir(dir: string | undefined): string | undefined {
+  if (dir === undefined) return undefined;
+  const abs = resolve(dir);
+  let ok = false;
+  try {
+    ok = statSync(abs).isDirectory();
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new UserError(`--cert-dir ${dir}: not a directory`);
+  return abs;
 }
 
 /** The tarstack index artifacts referring to the image's manifest, by the layer digest they index. */

@@ -354,7 +354,7 @@ function fetchSync(remote: Remote, start: number, end: number): Buffer {
   }
   const sab = new SharedArrayBuffer(8 + Math.max(end - start, 1024));
   const state = new Int32Array(sab, 0, 2);
-  const msg: SyncFetch = { url: remote.url, tlsVerify: remote.tlsVerify, headers: remote.headers(), start, end, deadline: Date.now() + retryDeadlineMs(), sab };
+  const msg: SyncFetch = { url: remote.url, tlsVerify: remote.tlsVerify, ...(remote.certDir ? { certDir: remote.certDir } : {}), headers: remote.headers(), start, end, deadline: Date.now() + retryDeadlineMs(), sab };
   worker.postMessage(msg);
   const limit = Date.now() + retryDeadlineMs() + 10_000;
   while (Atomics.load(state, 0) === 0 && Date.now() < limit) Atomics.wait(state, 0, 0, limit - Date.now());

@@ -70,6 +70,8 @@ export interface RemoteLayerRecord {
   size: number;
   chunkSize: number;
   tlsVerify: boolean;
+  /** --cert-dir as given to the pull (absolute): the CAs reads trust. */
+  certDir?: string;
   /**
    * How the index was made: a streaming pass, fetched as pushed beside the layer, or from the TOC the
    * layer carries (eStargz, zstd:chunked; its chunks' digests in TOC_SHA_FILE, no CHUNKS_FILE).

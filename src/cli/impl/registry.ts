@@ -2,9 +2,9 @@
 import type { Context } from '../context.js';
 import { printJson } from '../output.js';
 
-export async function imagePull(ctx: Context, a: { ref: string; name?: string; tlsVerify?: boolean; platform?: string; full?: boolean }): Promise<void> {
+export async function imagePull(ctx: Context, a: { ref: string; name?: string; tlsVerify?: boolean; certDir?: string; platform?: string; full?: boolean }): Promise<void> {
   const { pullImage } = await import('../../remote/pull.js');
-  const r = await pullImage(ctx, { ref: a.ref, name: a.name, tlsVerify: a.tlsVerify !== false, platform: a.platform, full: !!a.full });
+  const r = await pullImage(ctx, { ref: a.ref, name: a.name, tlsVerify: a.tlsVerify !== false, certDir: a.certDir, platform: a.platform, full: !!a.full });
   if (ctx.opts.json) return printJson({ image: r.names[r.names.length - 1], stack: [...r.names].reverse(), manifest: r.manifest, indexes: [...r.indexes].reverse(), ...(r.tocRefused.length ? { tocRefused: r.tocRefused } : {}), ...(r.fetched !== undefined ? { fetchedBytes: r.fetched } : {}) });
   const count = (k: string) => r.indexes.filter((i) => i === k).length;
   const pushed = count('pushed');
@@ -14,9 +14,9 @@ export async function imagePull(ctx: Context, a: { ref: string; name?: string; t
   process.stdout.write(`pulled image ${r.names[r.names.length - 1]} from ${a.ref} (${r.manifest}): ${[...r.names].reverse().join(' <- ')}; ${pushed} of ${r.names.length} layer indexes fetched as pushed${tocs}, the rest made by a streaming pass${full}\n`);
 }
 
-export async function imagePush(ctx: Context, a: { image: string; ref: string; tlsVerify?: boolean }): Promise<void> {
+export async function imagePush(ctx: Context, a: { image: string; ref: string; tlsVerify?: boolean; certDir?: string }): Promise<void> {
   const { pushImage } = await import('../../remote/push.js');
-  const r = await pushImage(ctx, { image: a.image, ref: a.ref, tlsVerify: a.tlsVerify !== false });
+  const r = await pushImage(ctx, { image: a.image, ref: a.ref, tlsVerify: a.tlsVerify !== false, certDir: a.certDir });
   if (ctx.opts.json) return printJson(r);
   process.stdout.write(`pushed image ${a.image} to ${a.ref} (${r.manifest}): ${r.uploaded} of ${r.layers} layers uploaded, ${r.indexes} indexes (${r.referrers ? 'referrers API' : 'tag-schema fallback'})\n`);
 }
