@@ -15,7 +15,7 @@ import { flipByte } from './helpers/compressed.js';
 import { cliAvailable, tarstackCli, TarstackSession, withMount } from './helpers/mount.js';
 import { CLI_MAIN, makeTestRoot, mount, removeTestRoot } from './helpers/mounted.js';
 import { extractReference } from './helpers/reference.js';
-import { serverSkipReason, skopeoPush, startRegistry, tlsAndUsers, type Registry } from './helpers/remote-servers.js';
+import { serverSkipReason, skopeoPush, startReferrersProxy, startRegistry, tlsAndUsers, type Registry } from './helpers/remote-servers.js';
 import { compareTrees, snapshotTree } from './helpers/tree.js';
 
 const skipReason = !cliAvailable() ? `the tarstack CLI is not built (${CLI_MAIN} is missing)`
@@ -316,5 +316,40 @@ e2e("--cert-dir: a registry whose certificate a CA made here signed is trusted t
   t.is(missing.stderr.trim(), `tarstack: --cert-dir ${path.join(dir, 'nope')}: not a directory`);
   t.regex(await s.ok(['image', 'pull', ref, '--cert-dir', certs, '--name', 'img']), /2 of 2 layer indexes fetched as pushed/);
   t.is(JSON.parse(await s.ok(['image', 'info', 'img-layer1', '--json'])).remote.certDir, certs);
-  await withMount(s, 'img', (m) => t.deepEqual(fs.readFileSync(path.join(m, BIG)), fs.readFileSync(path.join(root, 'src', BIG))));
+  await withMount(s, 'img', (m) => t.true(fs.readFileSync(path.join(m, BIG)).equals(fs.readFileSync(path.join(root, 'src', BIG)))));
+});
+
+e2e('the index found through the referrers API where the registry has it, else through the tag-schema fallback: both pulls read no layer byte', async (t) => {
+  const reg = await startRegistry(path.join(root, `referrers-${++seq}`));
+  t.teardown(() => reg.stop());
+  const proxy = await startReferrersProxy(reg);
+  t.teardown(() => proxy.stop());
+  const maker = session(t, 'referrers-pusher');
+  await maker.ok(['image', 'add', `${baseTar}.gz`, '--name', 'base']);
+  await maker.ok(['image', 'add', topTar, '--name', 'top', '--parent', 'base']);
+  const fallbackTags = () => reg.log().filter((e) => /^PUT \/v2\/test\/\w+\/manifests\/sha256-[0-9a-f]{64} /.test(e.request)).map((e) => e.request.split(' ')[1]);
+  // Without the API (the registry as it is): the tag-schema fallback, an index tagged sha256-HEX.
+  t.regex(await maker.ok(['image', 'push', 'top', `${reg.host}/test/plain:v1`, '--tls-verify=false']), /2 indexes \(tag-schema fallback\)/);
+  await reg.settled();
+  t.is(fallbackTags().length, 1);
+  // With it (the proxy answers the referrers API): no fallback tag is written.
+  t.regex(await maker.ok(['image', 'push', 'top', `${proxy.host}/test/api:v1`, '--tls-verify=false']), /2 indexes \(referrers API\)/);
+  t.is(proxy.recorded.length, 2);
+  await reg.settled();
+  t.is(fallbackTags().length, 1, 'no tag-schema index for the push through the referrers API');
+  for (const [host, repo] of [[reg.host, 'plain'], [proxy.host, 'api']]) {
+    const s = session(t, `referrers-${repo}`);
+    await reg.settled();
+    const logged = reg.log().length;
+    const served = proxy.served.length;
+    t.regex(await s.ok(['image', 'pull', `${host}/test/${repo}:v1`, '--tls-verify=false', '--name', 'img']), /2 of 2 layer indexes fetched as pushed/);
+    await reg.settled();
+    const requests = reg.log().slice(logged).map((e) => `${e.request.split(' ')[0]} ${e.request.split(' ')[1]} ${e.status}`);
+    if (repo === 'api') {
+      t.is(proxy.served.length, served + 1, 'the referrers list came from the API');
+      t.false(requests.some((r) => /manifests\/sha256-/.test(r)), requests.join('\n'));
+    } else t.true(requests.some((r) => /^GET \/v2\/test\/plain\/manifests\/sha256-[0-9a-f]{64} 200$/.test(r)), requests.join('\n'));
+    t.false(requests.some((r) => /^GET \S+\/blobs\/\S+ 206/.test(r)), 'no layer byte read by the pull');
+    await withMount(s, 'img', (dir) => t.deepEqual(fs.readFileSync(path.join(dir, 'many/f150')), fs.readFileSync(path.join(root, 'src', 'many/f150'))));
+  }
 });
