@@ -322,7 +322,7 @@ e2e("--cert-dir: a registry whose certificate a CA made here signed is trusted t
 e2e('the index found through the referrers API where the registry has it, else through the tag-schema fallback: both pulls read no layer byte', async (t) => {
   const reg = await startRegistry(path.join(root, `referrers-${++seq}`));
   t.teardown(() => reg.stop());
-  const proxy = await startReferrersProxy(reg);
+  const proxy = await startReferrersProxy(path.join(root, `referrers-proxy-${seq}`), reg);
   t.teardown(() => proxy.stop());
   const maker = session(t, 'referrers-pusher');
   await maker.ok(['image', 'add', `${baseTar}.gz`, '--name', 'base']);
@@ -334,19 +334,19 @@ e2e('the index found through the referrers API where the registry has it, else t
   t.is(fallbackTags().length, 1);
   // With it (the proxy answers the referrers API): no fallback tag is written.
   t.regex(await maker.ok(['image', 'push', 'top', `${proxy.host}/test/api:v1`, '--tls-verify=false']), /2 indexes \(referrers API\)/);
-  t.is(proxy.recorded.length, 2);
+  t.is(proxy.recorded().length, 2);
   await reg.settled();
   t.is(fallbackTags().length, 1, 'no tag-schema index for the push through the referrers API');
   for (const [host, repo] of [[reg.host, 'plain'], [proxy.host, 'api']]) {
     const s = session(t, `referrers-${repo}`);
     await reg.settled();
     const logged = reg.log().length;
-    const served = proxy.served.length;
+    const served = proxy.served().length;
     t.regex(await s.ok(['image', 'pull', `${host}/test/${repo}:v1`, '--tls-verify=false', '--name', 'img']), /2 of 2 layer indexes fetched as pushed/);
     await reg.settled();
     const requests = reg.log().slice(logged).map((e) => `${e.request.split(' ')[0]} ${e.request.split(' ')[1]} ${e.status}`);
     if (repo === 'api') {
-      t.is(proxy.served.length, served + 1, 'the referrers list came from the API');
+      t.is(proxy.served().length, served + 1, 'the referrers list came from the API');
       t.false(requests.some((r) => /manifests\/sha256-/.test(r)), requests.join('\n'));
     } else t.true(requests.some((r) => /^GET \/v2\/test\/plain\/manifests\/sha256-[0-9a-f]{64} 200$/.test(r)), requests.join('\n'));
     t.false(requests.some((r) => /^GET \S+\/blobs\/\S+ 206/.test(r)), 'no layer byte read by the pull');

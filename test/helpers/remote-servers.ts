@@ -3,7 +3,6 @@
 // Debian's docker-registry (the distribution registry, filesystem storage; optionally htpasswd auth
 // behind TLS). Readiness is waited for as a condition (the port answers), never by sleeping.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -206,70 +205,26 @@ export function tlsAndUsers(dir: string, user: string, password: string): { ca: 
   return { ca: f('ca.crt'), cert: f('server.crt'), key: f('server.key'), htpasswd: f('htpasswd') };
 }
 
-export interface ReferrersProxy {
+export interface ReferrersProxy extends Server {
   host: string;
   /** Referrers lists it answered (GET /v2/REPO/referrers/DIGEST), and manifests with a subject it recorded. */
-  served: string[];
-  recorded: string[];
-  stop(): Promise<void>;
+  served(): string[];
+  recorded(): string[];
 }
 
 /**
  * The OCI distribution spec 1.1's referrers API in front of a registry without it (Debian's
- * docker-registry is distribution 2.8): every request passes through to `reg`, but a manifest PUT
- * whose body has a `subject` is recorded (and answered with the OCI-Subject header, as a registry
- * with the API does), and GET /v2/REPO/referrers/DIGEST answers the recorded descriptors as an OCI
- * index. So the client's referrers path is tested against the API's wire shape; the rest is the
- * real registry.
+ * docker-registry is distribution 2.8), as a process of its own (helpers/referrers-proxy.ts: the
+ * test's own thread blocks in reads of the mounts it checks, and the store's server reads through
+ * this). Everything else passes through to the real registry.
  */
-export async function startReferrersProxy(reg: Registry): Promise<ReferrersProxy> {
-  const byRepoSubject = new Map<string, Array<Record<string, unknown>>>();
-  const served: string[] = [];
-  const recorded: string[] = [];
-  const server = http.createServer((req, res) => {
-    const parts: Buffer[] = [];
-    req.on('data', (b: Buffer) => parts.push(b));
-    req.on('end', () => {
-      const body = Buffer.concat(parts);
-      const url = req.url ?? '/';
-      const ref = /^\/v2\/(.+)\/referrers\/(sha256:[0-9a-f]{64})/.exec(url);
-      if (req.method === 'GET' && ref) {
-        served.push(url);
-        const list = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: byRepoSubject.get(`${ref[1]}@${ref[2]}`) ?? [] }));
-        res.writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json', 'content-length': list.length });
-        res.end(list);
-        return;
-      }
-      const headers = req.headers; // Host stays the proxy's: the registry's upload locations come back through it
-      const up = http.request(`${reg.url}${url}`, { method: req.method, headers }, (ans) => {
-        const out = { ...ans.headers };
-        const man = /^\/v2\/(.+)\/manifests\/[^/]+$/.exec(url);
-        if (req.method === 'PUT' && man && ans.statusCode === 201) {
-          const m = JSON.parse(body.toString()) as { subject?: { digest: string }; mediaType?: string; artifactType?: string; annotations?: Record<string, string> };
-          if (m.subject) {
-            const key = `${man[1]}@${m.subject.digest}`;
-            const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
-            byRepoSubject.set(key, [...(byRepoSubject.get(key) ?? []), { mediaType: m.mediaType, digest, size: body.length, artifactType: m.artifactType, annotations: m.annotations }]);
-            recorded.push(digest);
-            out['oci-subject'] = m.subject.digest;
-          }
-        }
-        res.writeHead(ans.statusCode ?? 502, out);
-        ans.pipe(res);
-      });
-      up.on('error', () => res.destroy());
-      up.end(body);
-    });
-  });
+export async function startReferrersProxy(dir: string, reg: Registry): Promise<ReferrersProxy> {
+  fs.mkdirSync(dir, { recursive: true });
   const port = await freePort();
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-  return {
-    host: `127.0.0.1:${port}`,
-    served,
-    recorded,
-    stop: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
-  };
+  const logFile = path.join(dir, 'referrers.log');
+  const script = new URL('./referrers-proxy.js', import.meta.url).pathname;
+  const child = spawn(process.execPath, [script, reg.url, String(port), logFile], { stdio: 'ignore' });
+  const s = await started(child, port, `http://127.0.0.1:${port}`, 'the referrers proxy');
+  const entries = (kind: string) => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '').split('\n').filter((l) => l.startsWith(`${kind} `)).map((l) => l.slice(kind.length + 1));
+  return { ...s, host: `127.0.0.1:${port}`, served: () => entries('served'), recorded: () => entries('recorded') };
 }
