@@ -41,6 +41,7 @@ test('plain hot commands are parsed by hand, with the keys yargs gives their han
   t.deepEqual(parsed('image pull h:5000/app:1 --tls-verify=false --name app --full'), { ref: 'h:5000/app:1', 'tls-verify': false, tlsVerify: false, name: 'app', full: true });
   t.deepEqual(parsed('image pull h/app --platform=linux/arm64'), { ref: 'h/app', platform: 'linux/arm64', ...tls });
   t.deepEqual(parsed('image pull h/app --tls-verify'), { ref: 'h/app', ...tls });
+  t.deepEqual(parsed('image pull h/app --cert-dir /etc/certs'), { ref: 'h/app', 'cert-dir': '/etc/certs', certDir: '/etc/certs', ...tls });
 });
 
 test('anything unusual is left to the full parser', (t) => {

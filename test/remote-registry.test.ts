@@ -15,7 +15,7 @@ import { flipByte } from './helpers/compressed.js';
 import { cliAvailable, tarstackCli, TarstackSession, withMount } from './helpers/mount.js';
 import { CLI_MAIN, makeTestRoot, mount, removeTestRoot } from './helpers/mounted.js';
 import { extractReference } from './helpers/reference.js';
-import { serverSkipReason, skopeoPush, startRegistry, tlsAndUsers, type Registry } from './helpers/remote-servers.js';
+import { serverSkipReason, skopeoPush, startReferrersProxy, startRegistry, tlsAndUsers, type Registry } from './helpers/remote-servers.js';
 import { compareTrees, snapshotTree } from './helpers/tree.js';
 
 const skipReason = !cliAvailable() ? `the tarstack CLI is not built (${CLI_MAIN} is missing)`
@@ -283,4 +283,73 @@ e2e('htpasswd auth behind TLS: refused in one line without credentials; pulled w
   const s3 = session(t, 'auth-ok', { REGISTRY_AUTH_FILE: authFile, HOME: dir });
   await s3.ok(['image', 'pull', `${reg.host}/test/img:v1`, '--tls-verify=false', '--name', 'img']);
   await withMount(s3, 'img', (m) => t.deepEqual(fs.readFileSync(path.join(m, 'many/f150')), fs.readFileSync(path.join(root, 'src', 'many/f150'))));
+});
+
+e2e("--cert-dir: a registry whose certificate a CA made here signed is trusted through that CA, by push, pull and the store's server reading later; without it, one line", async (t) => {
+  const dir = path.join(root, `certdir-${++seq}`);
+  const tls = tlsAndUsers(path.join(dir, 'tls'), 'tester', 's3cret');
+  const reg = await startRegistry(dir, tls);
+  t.teardown(() => reg.stop());
+  const certs = path.join(dir, 'certs.d');
+  fs.mkdirSync(certs);
+  fs.copyFileSync(tls.ca, path.join(certs, 'ca.crt'));
+  fs.mkdirSync(path.join(dir, 'empty'));
+  const authFile = path.join(dir, 'auth.json');
+  fs.writeFileSync(authFile, JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from('tester:s3cret').toString('base64') } } }));
+  const env = { REGISTRY_AUTH_FILE: authFile, HOME: dir };
+  const ref = `${reg.host}/test/img:v1`;
+  const maker = session(t, 'certdir-pusher', env);
+  await maker.ok(['image', 'add', `${baseTar}.gz`, '--name', 'base']);
+  await maker.ok(['image', 'add', topTar, '--name', 'top', '--parent', 'base']);
+  const unpushed = await maker.cli(['image', 'push', 'top', ref]);
+  t.is(unpushed.code, 1);
+  t.regex(unpushed.stderr.trim(), /^tarstack: registry 127\.0\.0\.1:\d+: .*\(use --cert-dir with its CA, or --tls-verify=false/);
+  t.regex(await maker.ok(['image', 'push', 'top', ref, '--cert-dir', certs]), /2 of 2 layers uploaded, 2 indexes/);
+  const s = session(t, 'certdir', env);
+  for (const extra of [[], ['--cert-dir', path.join(dir, 'empty')]]) {
+    const refused = await s.cli(['image', 'pull', ref, ...extra]);
+    t.is(refused.code, 1);
+    t.is(refused.stderr.trim().split('\n').length, 1, refused.stderr);
+    t.regex(refused.stderr, /--cert-dir with its CA/);
+  }
+  const missing = await s.cli(['image', 'pull', ref, '--cert-dir', path.join(dir, 'nope')]);
+  t.is(missing.stderr.trim(), `tarstack: --cert-dir ${path.join(dir, 'nope')}: not a directory`);
+  t.regex(await s.ok(['image', 'pull', ref, '--cert-dir', certs, '--name', 'img']), /2 of 2 layer indexes fetched as pushed/);
+  t.is(JSON.parse(await s.ok(['image', 'info', 'img-layer1', '--json'])).remote.certDir, certs);
+  await withMount(s, 'img', (m) => t.true(fs.readFileSync(path.join(m, BIG)).equals(fs.readFileSync(path.join(root, 'src', BIG)))));
+});
+
+e2e('the index found through the referrers API where the registry has it, else through the tag-schema fallback: both pulls read no layer byte', async (t) => {
+  const reg = await startRegistry(path.join(root, `referrers-${++seq}`));
+  t.teardown(() => reg.stop());
+  const proxy = await startReferrersProxy(path.join(root, `referrers-proxy-${seq}`), reg);
+  t.teardown(() => proxy.stop());
+  const maker = session(t, 'referrers-pusher');
+  await maker.ok(['image', 'add', `${baseTar}.gz`, '--name', 'base']);
+  await maker.ok(['image', 'add', topTar, '--name', 'top', '--parent', 'base']);
+  const fallbackTags = () => reg.log().filter((e) => /^PUT \/v2\/test\/\w+\/manifests\/sha256-[0-9a-f]{64} /.test(e.request)).map((e) => e.request.split(' ')[1]);
+  // Without the API (the registry as it is): the tag-schema fallback, an index tagged sha256-HEX.
+  t.regex(await maker.ok(['image', 'push', 'top', `${reg.host}/test/plain:v1`, '--tls-verify=false']), /2 indexes \(tag-schema fallback\)/);
+  await reg.settled();
+  t.is(fallbackTags().length, 1);
+  // With it (the proxy answers the referrers API): no fallback tag is written.
+  t.regex(await maker.ok(['image', 'push', 'top', `${proxy.host}/test/api:v1`, '--tls-verify=false']), /2 indexes \(referrers API\)/);
+  t.is(proxy.recorded().length, 2);
+  await reg.settled();
+  t.is(fallbackTags().length, 1, 'no tag-schema index for the push through the referrers API');
+  for (const [host, repo] of [[reg.host, 'plain'], [proxy.host, 'api']]) {
+    const s = session(t, `referrers-${repo}`);
+    await reg.settled();
+    const logged = reg.log().length;
+    const served = proxy.served().length;
+    t.regex(await s.ok(['image', 'pull', `${host}/test/${repo}:v1`, '--tls-verify=false', '--name', 'img']), /2 of 2 layer indexes fetched as pushed/);
+    await reg.settled();
+    const requests = reg.log().slice(logged).map((e) => `${e.request.split(' ')[0]} ${e.request.split(' ')[1]} ${e.status}`);
+    if (repo === 'api') {
+      t.is(proxy.served().length, served + 1, 'the referrers list came from the API');
+      t.false(requests.some((r) => /manifests\/sha256-/.test(r)), requests.join('\n'));
+    } else t.true(requests.some((r) => /^GET \/v2\/test\/plain\/manifests\/sha256-[0-9a-f]{64} 200$/.test(r)), requests.join('\n'));
+    t.false(requests.some((r) => /^GET \S+\/blobs\/\S+ 206/.test(r)), 'no layer byte read by the pull');
+    await withMount(s, 'img', (dir) => t.deepEqual(fs.readFileSync(path.join(dir, 'many/f150')), fs.readFileSync(path.join(root, 'src', 'many/f150'))));
+  }
 });

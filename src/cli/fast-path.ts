@@ -39,7 +39,7 @@ const VERBS: Record<string, Verb> = {
   // the first step of every first mount: yargs would be a third of its start-up
   'image add': { positionals: ['tar'], required: 1, flags: ['copy', 'recompress', 'tls-verify'], values: ['name', 'parent'], defaults: { 'tls-verify': true, tlsVerify: true }, impl: imageImpl, name: 'imageAdd' },
   // a pull with the index pushed is mostly start-up too
-  'image pull': { positionals: ['ref'], required: 1, flags: ['full', 'tls-verify'], boolValues: ['tls-verify'], values: ['name', 'platform'], defaults: { 'tls-verify': true, tlsVerify: true }, impl: () => import('./impl/registry.js'), name: 'imagePull' },
+  'image pull': { positionals: ['ref'], required: 1, flags: ['full', 'tls-verify'], boolValues: ['tls-verify'], values: ['name', 'platform', 'cert-dir'], defaults: { 'tls-verify': true, tlsVerify: true }, impl: () => import('./impl/registry.js'), name: 'imagePull' },
 };
 
 /** Global options every command takes (commands.ts): booleans, and --store with its value. */

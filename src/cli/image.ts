@@ -107,6 +107,7 @@ export const imageCommand: CommandModule<GlobalOptions, Args> = {
             .positional('ref', { type: 'string', demandOption: true, describe: 'HOST[:PORT]/NAME[:TAG|@sha256:…], as podman takes it' })
             .option('name', { type: 'string', describe: 'name of the (top) image (default: the last part of NAME)' })
             .option('tls-verify', { type: 'boolean', default: true, describe: "check the registry's TLS certificate (false also allows plain http)" })
+            .option('cert-dir', { type: 'string', describe: 'a directory of CA certificates (*.crt) and a client certificate (*.cert, *.key) for the registry, as podman takes; default /etc/containers/certs.d/HOST:PORT' })
             .option('platform', { type: 'string', describe: 'os/arch[/variant] to pick from an index (default: this machine)' })
             .option('full', { type: 'boolean', describe: 'then fetch every layer into the chunk cache, for offline use (see --cache-size)' })
             .example('$0 image pull localhost:5000/app:1.0 --tls-verify=false', 'one image per layer, the top named "app"'),
@@ -119,6 +120,7 @@ export const imageCommand: CommandModule<GlobalOptions, Args> = {
           image(c)
             .positional('ref', { type: 'string', demandOption: true, describe: 'HOST[:PORT]/NAME[:TAG]' })
             .option('tls-verify', { type: 'boolean', default: true, describe: "check the registry's TLS certificate (false also allows plain http)" })
+            .option('cert-dir', { type: 'string', describe: 'a directory of CA certificates (*.crt) and a client certificate (*.cert, *.key) for the registry, as podman takes; default /etc/containers/certs.d/HOST:PORT' })
             .example('$0 image push app localhost:5000/app:1.0 --tls-verify=false', 'other machines then pull it without reading its layers through'),
         run(registryImpl, 'imagePush'),
       )

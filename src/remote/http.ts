@@ -4,7 +4,7 @@
 // node:http and node:https (with TLS) load at the first request: the store's server loads this file
 // for every mount (open-image.ts), and most mounts never go on the network.
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
-import { createReadStream } from 'node:fs';
+import { createReadStream, existsSync, readdirSync, readFileSync } from 'node:fs';
 
 /** Where a blob lives and how to ask for it. */
 export interface Remote {
@@ -14,6 +14,8 @@ export interface Remote {
   headers(): Record<string, string>;
   /** A 401 came back: renew the headers (a Bearer token expired); false if nothing changed. */
   renew?(challenge: string | undefined): Promise<boolean>;
+  /** A directory of CA certificates (*.crt) and a client pair (*.cert, *.key), as podman's --cert-dir. */
+  certDir?: string;
 }
 
 export class HttpError extends Error {
@@ -29,19 +31,29 @@ export function retryDeadlineMs(): number {
 }
 /** A request idle this long (no bytes) is abandoned and retried. */
 const IDLE_MS = 5_000;
+/**
+ * An upload's wait for its answer: a registry reads the whole body, then hashes and moves it before
+ * it says a word (seconds for a large layer on a busy machine), so silence then is not a dead peer.
+ */
+const UPLOAD_IDLE_MS = 120_000;
 
 interface Net {
   http: typeof import('node:http');
   https: typeof import('node:https');
+  tls: typeof import('node:tls');
   /** One keep-alive agent per TLS mode. */
   agents: { http: import('node:http').Agent; https: import('node:https').Agent; insecure: import('node:https').Agent };
+  /** Agents trusting a cert dir's CAs, by dir. */
+  byDir: Map<string, import('node:https').Agent>;
 }
 let net: Promise<Net> | undefined;
 
 function loadNet(): Promise<Net> {
-  net ??= Promise.all([import('node:http'), import('node:https')]).then(([http, https]) => ({
+  net ??= Promise.all([import('node:http'), import('node:https'), import('node:tls')]).then(([http, https, tls]) => ({
     http,
     https,
+    tls,
+    byDir: new Map(),
     agents: {
       http: new http.Agent({ keepAlive: true, maxSockets: 8 }),
       https: new https.Agent({ keepAlive: true, maxSockets: 8 }),
@@ -65,15 +77,48 @@ export interface RequestOptions {
   tlsVerify?: boolean;
   /** Redirects to follow (a registry may send a blob to its storage). */
   redirects?: number;
+  /** See Remote.certDir. */
+  certDir?: string;
+}
+
+/** Where podman looks for a registry's certificates when no --cert-dir is given. */
+export const SYSTEM_CERT_DIRS = ['/etc/containers/certs.d', '/etc/docker/certs.d'];
+
+/**
+ * The https agent for a request: with a cert dir (given, or the host's in SYSTEM_CERT_DIRS), one
+ * trusting the system's CAs and the dir's *.crt, presenting its *.cert/*.key pair if it has one, as
+ * podman and skopeo read such a dir. Agents are kept per dir (keep-alive).
+ */
+function httpsAgent(n: Net, u: URL, tlsVerify: boolean, certDir: string | undefined): import('node:https').Agent {
+  if (!tlsVerify) return n.agents.insecure;
+  const dir = certDir ?? SYSTEM_CERT_DIRS.map((d) => `${d}/${u.host}`).find((d) => existsSync(d));
+  if (!dir) return n.agents.https;
+  let agent = n.byDir.get(dir);
+  if (agent) return agent;
+  let names: string[];
+  try {
+    names = readdirSync(dir).sort();
+  } catch (err) {
+    throw new HttpError(0, `--cert-dir ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, false);
+  }
+  const read = (f: string): string => readFileSync(`${dir}/${f}`, 'utf8');
+  const cas = names.filter((f) => f.endsWith('.crt')).map(read);
+  const cert = names.find((f) => f.endsWith('.cert'));
+  const key = cert && names.find((f) => f === `${cert.slice(0, -5)}.key`);
+  if (cert && !key) throw new HttpError(0, `--cert-dir ${dir}: ${cert} has no ${cert.slice(0, -5)}.key beside it`, false);
+  agent = new n.https.Agent({ keepAlive: true, maxSockets: 8, ca: [...n.tls.rootCertificates, ...cas], ...(cert && key ? { cert: read(cert), key: read(key) } : {}) });
+  n.byDir.set(dir, agent);
+  return agent;
 }
 
 /** One request, its body read in full; network failures reject (retryable), any status resolves. */
 export async function request(url: string, o: RequestOptions = {}): Promise<Response> {
-  const { http, https, agents } = await loadNet();
+  const n = await loadNet();
+  const { http, https, agents } = n;
+  const u = new URL(url);
+  const tls = u.protocol === 'https:';
+  const agent = tls ? httpsAgent(n, u, o.tlsVerify !== false, o.certDir) : agents.http;
   return new Promise((resolve, reject) => {
-    const u = new URL(url);
-    const tls = u.protocol === 'https:';
-    const agent = tls ? (o.tlsVerify === false ? agents.insecure : agents.https) : agents.http;
     const req = (tls ? https : http).request(u, { method: o.method ?? 'GET', headers: { ...o.headers, ...(o.body ? { 'content-length': String(Buffer.isBuffer(o.body) ? o.body.length : o.body.size) } : {}) }, agent }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (b: Buffer) => parts.push(b));
@@ -94,7 +139,8 @@ export async function request(url: string, o: RequestOptions = {}): Promise<Resp
         resolve({ status, headers: res.headers, body: Buffer.concat(parts) });
       });
     });
-    req.setTimeout(IDLE_MS, () => req.destroy(new Error(`no answer for ${IDLE_MS / 1000} s`)));
+    const idle = o.body ? UPLOAD_IDLE_MS : IDLE_MS;
+    req.setTimeout(idle, () => req.destroy(new Error(`no answer for ${idle / 1000} s`)));
     req.on('error', (e) => reject(new HttpError(0, `${u.host}: ${(e as NodeJS.ErrnoException).code ?? e.message}`, !/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test((e as NodeJS.ErrnoException).code ?? ''))));
     if (o.body && !Buffer.isBuffer(o.body)) {
       const src = createReadStream(o.body.file);
@@ -111,7 +157,7 @@ export async function getRange(r: Remote, start: number, end: number, deadline =
   for (;;) {
     let err: HttpError;
     try {
-      const res = await request(r.url, { headers: { ...r.headers(), range: `bytes=${start}-${end - 1}` }, tlsVerify: r.tlsVerify });
+      const res = await request(r.url, { headers: { ...r.headers(), range: `bytes=${start}-${end - 1}` }, tlsVerify: r.tlsVerify, certDir: r.certDir });
       if (res.status === 206 && res.body.length === end - start) return res.body;
       if (res.status === 200 && start === 0 && res.body.length === end) return res.body;
       if (res.status === 401 && !renewed && r.renew && (await r.renew(header(res.headers['www-authenticate'])))) {
@@ -155,12 +201,14 @@ export interface DownloadSink {
  */
 export async function download(r: Remote, sink: DownloadSink, onProgress?: (done: number, total: number) => void, signal?: AbortSignal): Promise<{ sha256: string; size: number }> {
   const { createHash } = await import('node:crypto');
-  const { http, https, agents } = await loadNet();
+  const n = await loadNet();
+  const { http, https, agents } = n;
   for (let attempt = 0; ; attempt++) {
+    const u = new URL(r.url);
+    const tls = u.protocol === 'https:';
+    const agent = tls ? httpsAgent(n, u, r.tlsVerify, r.certDir) : agents.http;
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
-      const u = new URL(r.url);
-      const tls = u.protocol === 'https:';
-      const req = (tls ? https : http).get(u, { headers: r.headers(), agent: tls ? (r.tlsVerify ? agents.https : agents.insecure) : agents.http, signal }, resolve);
+      const req = (tls ? https : http).get(u, { headers: r.headers(), agent, signal }, resolve);
       req.setTimeout(IDLE_MS, () => req.destroy(new Error(`no answer for ${IDLE_MS / 1000} s`)));
       req.on('error', (e) => reject(new HttpError(0, `${u.host}: ${(e as NodeJS.ErrnoException).code ?? e.message}`, true)));
     });

@@ -2,18 +2,23 @@
 // registry's blobs, read lazily. A layer whose tarstack index was pushed beside it (an artifact
 // referring to the image's manifest) gets that index, checked by digest, and no layer byte is read;
 // any other layer is streamed once to index it, its digest checked at the end of the pass.
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { readIndex, IndexFormatError } from '../tar/index-file.js';
 import type { Staged } from '../store/image-layers.js';
 import { tarLayerRecord } from '../store/layer-record.js';
-import { CHUNKS_FILE, INDEX_FILE, WINDOW_CHUNKS_FILE, type ImageRecord, type RemoteLayerRecord } from '../store/images.js';
+import { writeIndex } from '../tar/index-file.js';
+import { CHUNK_SIZE } from './remote-blob.js';
+import { fetchToc, indexFromToc, TocError, tocOf } from './toc.js';
+import type { Remote } from './http.js';
+import { CHUNKS_FILE, INDEX_FILE, TOC_SHA_FILE, WINDOW_CHUNKS_FILE, type ImageRecord, type RemoteLayerRecord } from '../store/images.js';
 import { checkName } from '../store/paths.js';
 import type { Store } from '../store/store.js';
 import { UserError } from '../util/errors.js';
 import { cacheBytesLimit } from './chunk-cache.js';
 import { registryRemote } from './registry-auth.js';
+import { HttpError } from './http.js';
 import { digestOf, MT, parseRef, Registry, type Descriptor } from './registry.js';
 
 const LAYER_TYPES = /^application\/vnd\.(oci\.image\.layer\.v1\.tar|docker\.image\.rootfs\.diff\.tar)(\.gzip|\+gzip|\+zstd)?$/;
@@ -26,10 +31,15 @@ export function nameOfRef(repo: string): string {
   return repo.split('/').pop()!.replace(/[^A-Za-z0-9._+@-]/g, '_');
 }
 
+/** How a pulled layer got its index. */
+export type IndexSource = RemoteLayerRecord['index'];
+
 export interface PullResult {
   names: string[];
   manifest: string;
-  indexes: Array<'pushed' | 'stream'>;
+  indexes: IndexSource[];
+  /** Layers whose TOC was announced but not used (then streamed), and why. */
+  tocRefused: string[];
   /** With --full: bytes of blobs now held in the cache. */
   fetched?: number;
 }
@@ -52,9 +62,10 @@ async function fetchLayersWhole(store: Store, names: string[]): Promise<number> 
 
 const fmtBytes = (n: number): string => (n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : `${(n / 2 ** 20).toFixed(1)} MiB`);
 
-export async function pullImage(store: Store, a: { ref: string; name?: string; tlsVerify: boolean; platform?: string; full?: boolean }): Promise<PullResult> {
+export async function pullImage(store: Store, a: { ref: string; name?: string; tlsVerify: boolean; certDir?: string; platform?: string; full?: boolean }): Promise<PullResult> {
   const ref = parseRef(a.ref);
-  const reg = new Registry(ref.host, a.tlsVerify);
+  const certDir = checkCertDir(a.certDir);
+  const reg = new Registry(ref.host, a.tlsVerify, certDir);
   const { manifest, digest } = await reg.manifest(ref.repo, ref.reference, a.platform);
   const layers = manifest.layers;
   if (layers.length === 0) throw new UserError(`${a.ref}: the image has no layers`);
@@ -66,19 +77,26 @@ export async function pullImage(store: Store, a: { ref: string; name?: string; t
   const pushed = await pushedIndexes(reg, ref.repo, digest);
   const staged: Staged[] = [];
   const records: Array<ImageRecord['layer']> = [];
-  const indexes: Array<'pushed' | 'stream'> = [];
+  const indexes: IndexSource[] = [];
+  const tocRefused: string[] = [];
   try {
     for (let i = 0; i < n; i++) {
       const l = layers[i];
       const url = await reg.blobUrl(ref.repo, l.digest);
-      const rec = { kind: 'registry' as const, url, ref: a.ref, manifest: digest, tlsVerify: a.tlsVerify };
+      const rec = { kind: 'registry' as const, url, ref: a.ref, manifest: digest, tlsVerify: a.tlsVerify, ...(certDir ? { certDir } : {}) };
       const label = `${ref.host}/${ref.repo} layer ${i + 1}/${n}`;
       const art = pushed.get(l.digest);
       const fetched = art ? await fetchPushedIndex(store, reg, ref.repo, art, l, rec).catch(() => undefined) : undefined;
-      const s = fetched ?? (await (await import('./add-remote.js')).stageRemoteLayer(store, registryRemote(url, a.tlsVerify), label, rec, l.digest));
+      const toc = fetched ? undefined : tocOf(l);
+      const fromToc = toc ? await stageFromToc(store, registryRemote(url, a.tlsVerify, certDir), l, toc, rec).catch((err: unknown) => {
+        if (!(err instanceof TocError)) throw err;
+        tocRefused.push(`layer ${i + 1} (${l.digest}): its ${toc.kind} TOC was not used: ${err.message}`);
+        return undefined;
+      }) : undefined;
+      const s = fetched ?? fromToc ?? (await (await import('./add-remote.js')).stageRemoteLayer(store, registryRemote(url, a.tlsVerify, certDir), label, rec, l.digest));
       staged.push(s.staged);
       records.push(s.layer);
-      indexes.push(fetched ? 'pushed' : 'stream');
+      indexes.push(s.layer.remote!.index);
     }
     await store.locked(() => store.images.commitChain(staged, names, records, null));
   } catch (err) {
@@ -86,7 +104,21 @@ export async function pullImage(store: Store, a: { ref: string; name?: string; t
     throw err;
   }
   const fetched = a.full ? await fetchLayersWhole(store, names) : undefined;
-  return { names, manifest: digest, indexes, ...(fetched !== undefined ? { fetched } : {}) };
+  return { names, manifest: digest, indexes, tocRefused, ...(fetched !== undefined ? { fetched } : {}) };
+}
+
+/** --cert-dir made absolute (the store's server reads with it later), refused in one line unless a directory. */
+export function checkCertDir(dir: string | undefined): string | undefined {
+  if (dir === undefined) return undefined;
+  const abs = resolve(dir);
+  let ok = false;
+  try {
+    ok = statSync(abs).isDirectory();
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new UserError(`--cert-dir ${dir}: not a directory`);
+  return abs;
 }
 
 /** The tarstack index artifacts referring to the image's manifest, by the layer digest they index. */
@@ -141,6 +173,34 @@ async function fetchPushedIndex(store: Store, reg: Registry, repo: string, art: 
     }
     const remote: RemoteLayerRecord = { ...rec, digest: layer.digest, size: layer.size, chunkSize, index: 'pushed', ...(windows ? { windows } : {}) };
     return { staged, layer: { ...tarLayerRecord(data, rec.url, false), identity: { size: layer.size, mtimeNs: '0', ino: 0, dev: 0 }, remote } };
+  } catch (err) {
+    store.images.discard(s);
+    throw err;
+  }
+}
+
+/**
+ * Stage a layer from the TOC it carries (eStargz, zstd:chunked): the TOC fetched by range and checked
+ * against the manifest's annotation, then made the index (remote/toc.ts). A TocError: not usable, the
+ * layer is streamed instead (a TOC that does not match its annotation means the blob does not match
+ * its manifest, which the streaming pass then says).
+ */
+async function stageFromToc(store: Store, remote: Remote, layer: Descriptor, toc: NonNullable<ReturnType<typeof tocOf>>, rec: Omit<RemoteLayerRecord, 'digest' | 'size' | 'chunkSize' | 'index'>): Promise<{ staged: Staged; layer: ImageRecord['layer'] }> {
+  let json: Buffer;
+  try {
+    json = await fetchToc(remote, layer.size, toc);
+  } catch (err) {
+    if (err instanceof HttpError) throw new TocError(err.message);
+    throw err;
+  }
+  const { data, chunkSha } = indexFromToc(json, toc.kind, layer.size, 0);
+  const s = store.images.stage();
+  const staged: Staged = { ...s, tar: rec.url };
+  try {
+    writeIndex(join(s.dir, INDEX_FILE), data);
+    writeFileSync(join(s.dir, TOC_SHA_FILE), chunkSha);
+    const remoteRec: RemoteLayerRecord = { ...rec, digest: layer.digest, size: layer.size, chunkSize: CHUNK_SIZE, index: toc.kind };
+    return { staged, layer: { ...tarLayerRecord(data, rec.url, false), identity: { size: layer.size, mtimeNs: '0', ino: 0, dev: 0 }, remote: remoteRec } };
   } catch (err) {
     store.images.discard(s);
     throw err;

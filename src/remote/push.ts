@@ -14,7 +14,7 @@ import type { ImageRecord } from '../store/images.js';
 import type { Store } from '../store/store.js';
 import { UserError } from '../util/errors.js';
 import { CHUNK_SIZE, chunkDigestsOf, chunkDigestsOfBuffer, WINDOW_CHUNK_SIZE } from './remote-blob.js';
-import { CHUNK_ANNOTATION, LAYER_ANNOTATION, WINDOW_CHUNK_ANNOTATION } from './pull.js';
+import { CHUNK_ANNOTATION, checkCertDir, LAYER_ANNOTATION, WINDOW_CHUNK_ANNOTATION } from './pull.js';
 import { digestOf, hostPlatform, MT, parseRef, Registry, type Descriptor } from './registry.js';
 
 const LAYER_MT: Record<string, string> = { none: 'application/vnd.oci.image.layer.v1.tar', gzip: 'application/vnd.oci.image.layer.v1.tar+gzip', zstd: 'application/vnd.oci.image.layer.v1.tar+zstd' };
@@ -33,12 +33,12 @@ export interface PushResult {
   referrers: boolean;
 }
 
-export async function pushImage(store: Store, a: { image: string; ref: string; tlsVerify: boolean }): Promise<PushResult> {
+export async function pushImage(store: Store, a: { image: string; ref: string; tlsVerify: boolean; certDir?: string }): Promise<PushResult> {
   const ref = parseRef(a.ref);
   if (ref.reference.startsWith('sha256:')) throw new UserError(`${a.ref}: push to a tag, not a digest`);
   const top = store.images.closed(a.image, 'be pushed');
   const stack = store.images.stack(top).reverse(); // bottom first, as a manifest lists layers
-  const reg = new Registry(ref.host, a.tlsVerify);
+  const reg = new Registry(ref.host, a.tlsVerify, checkCertDir(a.certDir));
   const layers: Descriptor[] = [];
   const diffIds: string[] = [];
   let uploaded = 0;

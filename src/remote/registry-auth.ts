@@ -48,7 +48,7 @@ function parseChallenge(c: string): { scheme: string; params: Record<string, str
 }
 
 /** Answer a 401's challenge for `host`: the Authorization header to use from now on, or an AuthError. */
-async function answer(host: string, challenge: string | undefined, tlsVerify: boolean): Promise<string> {
+async function answer(host: string, challenge: string | undefined, tlsVerify: boolean, certDir?: string): Promise<string> {
   const creds = credentialsFor(host);
   const basic = creds ? `Basic ${Buffer.from(creds).toString('base64')}` : undefined;
   const { scheme, params } = parseChallenge(challenge ?? '');
@@ -60,7 +60,7 @@ async function answer(host: string, challenge: string | undefined, tlsVerify: bo
   const url = new URL(params.realm);
   if (params.service) url.searchParams.set('service', params.service);
   if (params.scope) url.searchParams.set('scope', params.scope);
-  const res = await request(url.toString(), { headers: basic ? { authorization: basic } : {}, tlsVerify });
+  const res = await request(url.toString(), { headers: basic ? { authorization: basic } : {}, tlsVerify, certDir });
   if (res.status !== 200) throw new AuthError(`registry ${host}: its token service refused ${creds ? 'the credentials' : 'anonymous access'} (HTTP ${res.status})`);
   const body = JSON.parse(res.body.toString()) as { token?: string; access_token?: string };
   const token = body.token ?? body.access_token;
@@ -69,18 +69,19 @@ async function answer(host: string, challenge: string | undefined, tlsVerify: bo
 }
 
 /** A blob URL of a registry as a Remote: current credentials in its headers, renewed on 401. */
-export function registryRemote(url: string, tlsVerify: boolean): Remote {
+export function registryRemote(url: string, tlsVerify: boolean, certDir?: string): Remote {
   const host = new URL(url).host;
   return {
     url,
     tlsVerify,
+    ...(certDir ? { certDir } : {}),
     headers: (): Record<string, string> => {
       const h = tokens.get(host);
       return h ? { authorization: h } : {};
     },
     renew: async (challenge) => {
       try {
-        tokens.set(host, await answer(host, challenge, tlsVerify));
+        tokens.set(host, await answer(host, challenge, tlsVerify, certDir));
         return true;
       } catch {
         return false;
@@ -98,7 +99,7 @@ export async function registryRequest(url: string, o: RequestOptions = {}): Prom
   };
   let res = await send();
   if (res.status !== 401) return res;
-  tokens.set(host, await answer(host, header(res.headers['www-authenticate']), o.tlsVerify !== false));
+  tokens.set(host, await answer(host, header(res.headers['www-authenticate']), o.tlsVerify !== false, o.certDir));
   res = await send();
   if (res.status === 401) throw new AuthError(`registry ${host} refused the credentials${credentialsFor(host) ? '' : ' (none were found)'} (HTTP 401)`);
   return res;

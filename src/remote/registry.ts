@@ -66,7 +66,7 @@ export function hostPlatform(): string {
 export class Registry {
   private base: string | undefined;
 
-  constructor(readonly host: string, readonly tlsVerify: boolean) {}
+  constructor(readonly host: string, readonly tlsVerify: boolean, readonly certDir?: string) {}
 
   /** https, or with --tls-verify=false whichever of https and http answers. */
   async baseUrl(): Promise<string> {
@@ -74,7 +74,7 @@ export class Registry {
     const https = `https://${this.host}`;
     if (this.tlsVerify) return (this.base = https);
     try {
-      await request(`${https}/v2/`, { tlsVerify: false });
+      await request(`${https}/v2/`, { tlsVerify: false, certDir: this.certDir });
       this.base = https;
     } catch {
       this.base = `http://${this.host}`;
@@ -90,10 +90,10 @@ export class Registry {
   async call(path: string, o: { method?: string; headers?: Record<string, string>; body?: Buffer | { file: string; size: number } } = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
     const url = path.startsWith('http') ? path : `${await this.baseUrl()}${path}`;
     try {
-      return await registryRequest(url, { ...o, tlsVerify: this.tlsVerify });
+      return await registryRequest(url, { ...o, tlsVerify: this.tlsVerify, certDir: this.certDir });
     } catch (err) {
       if (err instanceof AuthError) throw new UserError(err.message);
-      if (err instanceof HttpError) throw new UserError(`registry ${this.host}: ${err.message.replace(`${this.host}: `, '')}${/CERT|SELF_SIGNED|VERIFY/.test(err.message) ? ' (use --tls-verify=false for a registry without a trusted certificate)' : ''}`);
+      if (err instanceof HttpError) throw new UserError(`registry ${this.host}: ${err.message.replace(`${this.host}: `, '')}${/CERT|SELF_SIGNED|VERIFY/.test(err.message) ? ' (use --cert-dir with its CA, or --tls-verify=false for a registry without a trusted certificate)' : ''}`);
       throw err;
     }
   }

@@ -121,9 +121,13 @@ export class RemoteBlob {
   /** The blob holding its index's seek windows, when they stay remote (closed with this one). */
   windows?: RemoteBlob;
 
-  constructor(private readonly cache: ChunkCache, readonly info: RemoteBlobInfo, private readonly digests: Buffer, private readonly remote: Remote, private readonly readAheadOn = true) {
+  /**
+   * `digests` null: a layer indexed from its own TOC, whose chunks nothing hashed; its decoded bytes
+   * are checked instead (SeekTable.pieceSha), and its chunks here are never marked checked.
+   */
+  constructor(private readonly cache: ChunkCache, readonly info: RemoteBlobInfo, private readonly digests: Buffer | null, private readonly remote: Remote, private readonly readAheadOn = true) {
     this.hex = info.digest.replace(/^sha256:/, '');
-    if (digests.length !== Math.ceil(info.size / info.chunkSize) * 32) throw new Error(`${info.digest}: its chunk digests do not cover the blob`);
+    if (digests && digests.length !== Math.ceil(info.size / info.chunkSize) * 32) throw new Error(`${info.digest}: its chunk digests do not cover the blob`);
     this.file = cache.open(this.hex, info.size, info.chunkSize);
   }
 
@@ -201,6 +205,25 @@ export class RemoteBlob {
     }
   }
 
+  /**
+   * Chunks covering [start, end) no longer trusted (a TOC layer's decoded bytes did not match): marked
+   * missing, so the next read fetches them again instead of serving the same bad bytes from the cache.
+   */
+  invalidate(start: number, end: number): void {
+    end = Math.min(end, this.info.size);
+    if (end <= start) return;
+    const [k0, k1] = this.chunks(start, end);
+    for (let k = k0; k <= k1; k++) {
+      if (!this.file.present[k]) continue;
+      this.cache.forget(this.file, k);
+      this.file.mark(k, false);
+    }
+  }
+
+  forgetAll(): void {
+    this.invalidate(0, this.info.size);
+  }
+
   /** Chunks on disk now, in bytes. */
   cachedBytes(): number {
     let bytes = 0;
@@ -247,7 +270,7 @@ export class RemoteBlob {
   private usable(k: number): boolean {
     const f = this.file;
     if (!f.present[k]) return false;
-    if (f.verified[k]) return true;
+    if (f.verified[k] || !this.digests) return true;
     const buf = Buffer.allocUnsafe(f.chunkLen(k));
     const n = readSync(f.fd, buf, 0, buf.length, k * f.chunkSize);
     if (n === buf.length && this.matches(k, buf)) {
@@ -289,7 +312,7 @@ export class RemoteBlob {
     writeAll(this.fd, body, a * cs);
     for (let k = a; k <= b; k++) {
       this.file.mark(k, true);
-      this.file.verified[k] = 1;
+      if (this.digests) this.file.verified[k] = 1;
       this.cache.touch(this.file, k);
     }
     this.fetched += body.length;
@@ -302,6 +325,7 @@ export class RemoteBlob {
   }
 
   private matches(k: number, bytes: Buffer): boolean {
+    if (!this.digests) return true;
     return createHash('sha256').update(bytes).digest().equals(this.digests.subarray(k * 32, k * 32 + 32));
   }
 
@@ -330,7 +354,7 @@ function fetchSync(remote: Remote, start: number, end: number): Buffer {
   }
   const sab = new SharedArrayBuffer(8 + Math.max(end - start, 1024));
   const state = new Int32Array(sab, 0, 2);
-  const msg: SyncFetch = { url: remote.url, tlsVerify: remote.tlsVerify, headers: remote.headers(), start, end, deadline: Date.now() + retryDeadlineMs(), sab };
+  const msg: SyncFetch = { url: remote.url, tlsVerify: remote.tlsVerify, ...(remote.certDir ? { certDir: remote.certDir } : {}), headers: remote.headers(), start, end, deadline: Date.now() + retryDeadlineMs(), sab };
   worker.postMessage(msg);
   const limit = Date.now() + retryDeadlineMs() + 10_000;
   while (Atomics.load(state, 0) === 0 && Date.now() < limit) Atomics.wait(state, 0, 0, limit - Date.now());

@@ -6,6 +6,7 @@ import { getRange, type Remote } from './http.js';
 export interface SyncFetch {
   url: string;
   tlsVerify: boolean;
+  certDir?: string;
   headers: Record<string, string>;
   start: number;
   end: number;
@@ -16,7 +17,7 @@ export interface SyncFetch {
 
 parentPort?.on('message', (m: SyncFetch) => {
   const state = new Int32Array(m.sab, 0, 2);
-  const remote: Remote = { url: m.url, tlsVerify: m.tlsVerify, headers: () => m.headers };
+  const remote: Remote = { url: m.url, tlsVerify: m.tlsVerify, certDir: m.certDir, headers: () => m.headers };
   getRange(remote, m.start, m.end, m.deadline).then(
     (b) => {
       Buffer.from(m.sab, 8, b.length).set(b);

@@ -70,8 +70,13 @@ export interface RemoteLayerRecord {
   size: number;
   chunkSize: number;
   tlsVerify: boolean;
-  /** How the index was made: a streaming pass, or fetched as pushed beside the layer. */
-  index: 'stream' | 'pushed';
+  /** --cert-dir as given to the pull (absolute): the CAs reads trust. */
+  certDir?: string;
+  /**
+   * How the index was made: a streaming pass, fetched as pushed beside the layer, or from the TOC the
+   * layer carries (eStargz, zstd:chunked; its chunks' digests in TOC_SHA_FILE, no CHUNKS_FILE).
+   */
+  index: 'stream' | 'pushed' | 'estargz' | 'zstd:chunked';
   /**
    * A pushed index's gzip seek windows, left in the registry (a blob of their own) and read by range
    * as seeks need them: the index file then stops where they start. Their chunk digests are in
@@ -84,6 +89,8 @@ export const IMAGE_META = 'image.json';
 /** A remote layer's chunk digests: sha256 of each chunkSize bytes of the blob, concatenated. */
 export const CHUNKS_FILE = 'chunks';
 export const WINDOW_CHUNKS_FILE = 'windows.chunks';
+/** A TOC-indexed layer's sha256 of each TOC chunk's decoded bytes, in its seek table's order. */
+export const TOC_SHA_FILE = 'toc.sha';
 export const INDEX_FILE = 'index';
 
 function checkImage(o: Record<string, unknown>): void {

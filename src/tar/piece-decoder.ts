@@ -1,7 +1,9 @@
 // Decoding a compressed tar's pieces: one job runs a decoder from its seek point (or from where it
 // stands) through a run of pieces, makes the compressed bytes and seek windows it reads present
-// first (a remote blob), and checks every piece against its crc32 in the seek table before it is
-// kept; a mismatch or a short stream is an EIO. Which decoder runs which job is seekable.ts's.
+// first (a remote blob), and checks every piece against its crc32 in the seek table (a TOC layer's:
+// against its TOC chunk's sha256) before it is kept; a mismatch or a short stream is an EIO. Which
+// decoder runs which job is seekable.ts's.
+import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { codecFormat } from './compression.js';
 import type { SeekIndex, SeekTable } from './seek-table.js';
@@ -38,6 +40,8 @@ export interface ArchiveInput {
   /** Compressed bytes a decoder reads at a time (codec.setReadSize); default the codec's 128 KiB. */
   readSize?: number;
   windows?: Pick<ArchiveInput, 'ensure' | 'ensureSync'>;
+  /** Bytes [start, end) decoded into bytes that failed their check: not to be served from a cache again. */
+  invalidate?(start: number, end: number): void;
 }
 const CODEC_READ_AHEAD = 128 * 1024;
 
@@ -73,6 +77,8 @@ export function planJobs(seek: Seek, from: number, last: number, keepFrom: numbe
 export class PieceDecoder {
   private readonly codec: Codec = loadCodec();
   private windowFd = -1;
+  /** TOC chunks found damaged (logged once each). */
+  private readonly reported = new Set<number>();
 
   /** `keep`: a checked piece of a kept job, before it is returned (the cache). */
   constructor(
@@ -204,8 +210,13 @@ export class PieceDecoder {
     cur.next = -1;
     const at = this.index.pieceStart(job.from);
     if (n !== out.length) throw fsError('EIO', `${this.label}: the compressed data ends early (decoded byte ${at + n} of ${this.table.size}); the archive changed since it was indexed`);
-    for (let piece = job.from; piece <= job.to; piece++) {
-      if (crcs[piece - job.from] !== this.table.pieceCrc[piece]) {
+    const sha = this.table.pieceSha;
+    for (let piece = job.from, off = 0; piece <= job.to; off += this.index.pieceLen(piece), piece++) {
+      const bad = sha
+        ? !createHash('sha256').update(out.subarray(off, off + this.index.pieceLen(piece))).digest().equals(sha.subarray(piece * 32, piece * 32 + 32))
+        : crcs[piece - job.from] !== this.table.pieceCrc[piece];
+      if (bad && sha) throw this.tocDamage(piece, "its decoded bytes do not match the TOC's digest");
+      if (bad) {
         throw fsError('EIO', `${this.label}: decoded bytes at ${this.index.pieceStart(piece)} do not match the index; the archive changed since it was indexed`);
       }
     }
@@ -220,7 +231,8 @@ export class PieceDecoder {
     }
     // The decoder continues into the next chunk except for xz, whose points are separate blocks.
     const next = job.to + 1;
-    cur.next = this.table.format === 'xz' && this.index.chunkOfPiece(next) !== this.index.chunkOfPiece(job.to) ? -1 : next;
+    // A TOC layer's chunks are not contiguous in the blob's decoded bytes: each is sought.
+    cur.next = (this.table.format === 'xz' || sha) && this.index.chunkOfPiece(next) !== this.index.chunkOfPiece(job.to) ? -1 : next;
     return pieces;
   }
 
@@ -236,8 +248,22 @@ export class PieceDecoder {
     return buf;
   }
 
+  /**
+   * A TOC layer's chunk that does not decode to its digest's bytes: one log line naming the blob's
+   * offset (once per chunk, however often it is read), and the compressed bytes dropped from the
+   * cache, so a later read fetches them again instead of failing on the same copy.
+   */
+  private tocDamage(piece: number, why: string): FsError {
+    const msg = `${this.label}: TOC chunk ${piece} at blob offset ${this.table.inBit[this.index.chunkOfPiece(piece)] / 8}: ${why}; not served`;
+    if (!this.reported.has(piece)) console.error(`tarstack: ${msg}`);
+    this.reported.add(piece);
+    this.input?.invalidate?.(...this.inputRange(piece));
+    return fsError('EIO', msg);
+  }
+
   private failure(err: unknown, piece: number): FsError {
     if (err instanceof FsError) return err;
+    if (this.table.pieceSha && isCodecError(err) && err.code !== 'ENOMEM') return this.tocDamage(piece, `it does not decode (${err.message})`);
     const at = this.index.pieceStart(piece);
     if (isCodecError(err)) return fsError(err.code === 'ENOMEM' ? 'ENOMEM' : 'EIO', `${this.label}: decoding from byte ${at}: ${err.message}`);
     return fsError('EIO', `${this.label}: decoding from byte ${at}: ${String(err)}`);

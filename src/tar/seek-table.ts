@@ -41,6 +41,13 @@ export interface SeekTable {
   /** crc32 of the last SAMPLE_BYTES bytes of the compressed file. */
   tailCrc: number;
   windows: WindowStore;
+  /**
+   * A layer indexed from its own TOC (eStargz, zstd:chunked): sha256 of each piece (32 bytes each),
+   * checked instead of pieceCrc (which is not known: nothing decoded the layer), every piece one TOC
+   * chunk whose point decodes nothing but it before the next, so a decoder never runs on from one.
+   * Not in the index file: attached when the layer opens (remote/toc.ts).
+   */
+  pieceSha?: Buffer;
 }
 
 /** Lookups over a table: chunk of an offset, pieces of a chunk. */

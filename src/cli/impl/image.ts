@@ -131,12 +131,19 @@ export function imageInfo(ctx: Context, a: { image: string }): void {
   printTable(['FIELD', 'VALUE'], lines);
 }
 
+const INDEX_SOURCES: Record<RemoteLayerRecord['index'], string> = {
+  pushed: 'tarstack index, fetched from the registry (pushed beside the layer)',
+  estargz: "the layer's eStargz TOC (its digest checked against the manifest; every chunk checked against it)",
+  'zstd:chunked': "the layer's zstd:chunked manifest (its digest checked against the manifest; every chunk checked against it)",
+  stream: 'made by a streaming pass over the layer',
+};
+
 function remoteLines(x: RemoteLayerRecord & { cachedBytes: number }): string[][] {
   return [
     ...(x.ref ? [['registry', `${x.ref}${x.manifest ? ` (manifest ${x.manifest})` : ''}`]] : []),
     ['blob', `${x.digest} (${formatBytes(x.size)})`],
     ['cached', `${formatBytes(x.cachedBytes)} of ${formatBytes(x.size)} (${x.size ? Math.round((100 * x.cachedBytes) / x.size) : 100}%)`],
-    ['index', x.index === 'pushed' ? 'fetched from the registry (pushed beside the layer)' : 'made by a streaming pass'],
+    ['index', INDEX_SOURCES[x.index] ?? x.index],
   ];
 }
 
