@@ -20,6 +20,7 @@ import type { IndexData } from '../tar/index-data.js';
 import type { Member, MemberType } from '../tar/scan.js';
 import { CHEAP_SPACING, type SeekTable } from '../tar/seek-table.js';
 import { CodecFormat, loadCodec, PointKind } from '../native/codec.js';
+import { toByteString } from '../util/latin1.js';
 import { getRange, type Remote } from './http.js';
 import type { Descriptor } from './registry.js';
 
@@ -131,7 +132,7 @@ function zstdDecode(packed: Buffer, size: number): Buffer {
 }
 
 const TYPES: Record<string, MemberType> = { reg: 'file', dir: 'dir', symlink: 'symlink', hardlink: 'hardlink', char: 'char', block: 'block', fifo: 'fifo' };
-const bytes = (s: string | undefined): string => Buffer.from(s ?? '', 'utf8').toString('latin1');
+const bytes = (s: string | undefined): string => toByteString(s ?? '');
 
 function mtimeOf(s: string | undefined): [number, number] {
   if (!s) return [0, 0];
