@@ -7,6 +7,7 @@ import * as ll from './lowlevel.js';
 import { Slot } from './lowlevel.js';
 import type { Attr, Caller, CreateReply, DirEntry, Entry, FileSystem, OpenReply, ReadReply, SetAttr, Statfs, WritableFileSystem } from '../vfs/api.js';
 import { isWritable } from '../vfs/api.js';
+import { BackingOpens, type Passthrough } from './passthrough.js';
 
 type Maybe<T> = T | Promise<T>;
 /** The FileSystem methods a request calls, and what each gives back once settled. */
@@ -41,6 +42,8 @@ export class Translator {
   /** The scratch array shared with C; slots named in ll.Slot. */
   private readonly x: Float64Array;
   private ranges = new Float64Array(3 * 16);
+  /** Which opens pass through to a backing file (passthrough.ts); none until enabled. */
+  private readonly backing = new BackingOpens();
   constructor(
     private readonly fs: FileSystem,
     private readonly n: ll.Native,
@@ -120,68 +123,14 @@ export class Translator {
     this.openless = true;
   }
 
-  // ---- passthrough (FUSE_PASSTHROUGH, kernel 6.9+) -------------------------------------------
-  // The kernel wants every open of an inode alike: while one is passthrough, all are, through the
-  // same backing id (else the open fails with EIO); while one is cached, none may be passthrough.
-  // So the first open decides for as long as any is open, and later ones follow it.
-
-  private pt: Passthrough | null = null;
-  /** Inodes open through a backing file: its id and how many of our open replies use it. */
-  private readonly passed = new Map<number, { id: number; opens: number }>();
-  /** Inodes open in the kernel's page cache (no backing file): how many. */
-  private readonly cachedOpens = new Map<number, number>();
-  /** Each open handle's inode, and whether it passes through. */
-  private readonly handleOf = new Map<number, { ino: number; passed: boolean }>();
-  /** Inodes ever opened through a backing file since the kernel last forgot them. */
-  private readonly everPassed = new Set<number>();
-  private passedOpens = 0;
-
   /** Passthrough was negotiated: OpenReply.backingFd is used from now on. */
   enablePassthrough(pt: Passthrough): void {
-    this.pt = pt;
+    this.backing.enable(pt);
   }
 
   /** Opens that went through a backing file so far (for status and tests). */
   passthroughOpens(): number {
-    return this.passedOpens;
-  }
-
-  /** The backing id for this open (0: none, the page-cache path), counted until its release. */
-  private backingFor(ino: number, o: OpenReply): number {
-    const p = this.passed.get(ino);
-    let id = 0;
-    if (p) {
-      p.opens++;
-      id = p.id;
-    } else if (o.backingFd !== undefined && o.backingFd >= 0 && !this.cachedOpens.get(ino)) {
-      const got = this.pt!.open(o.backingFd);
-      if (got > 0) {
-        this.passed.set(ino, { id: got, opens: 1 });
-        this.everPassed.add(ino);
-        id = got;
-      }
-    }
-    if (id === 0) this.cachedOpens.set(ino, (this.cachedOpens.get(ino) ?? 0) + 1);
-    else this.passedOpens++;
-    this.handleOf.set(o.fh, { ino, passed: id !== 0 });
-    return id;
-  }
-
-  /** Handle `fh` is released (or its open never reached the kernel). */
-  private dropOpen(fh: number): void {
-    const h = this.handleOf.get(fh);
-    if (!h) return;
-    this.handleOf.delete(fh);
-    if (!h.passed) {
-      const n = (this.cachedOpens.get(h.ino) ?? 1) - 1;
-      if (n > 0) this.cachedOpens.set(h.ino, n);
-      else this.cachedOpens.delete(h.ino);
-      return;
-    }
-    const p = this.passed.get(h.ino);
-    if (!p || --p.opens > 0) return;
-    this.passed.delete(h.ino);
-    this.pt!.close(p.id);
+    return this.backing.opens();
   }
 
   // ---- the errno funnel --------------------------------------------------------------------
@@ -267,13 +216,13 @@ export class Translator {
     this.n.replyOpen(req, fh, c);
   };
   private readonly answerOpen = (req: ll.Req, o: OpenReply, ino: number): void => {
-    const id = this.pt ? this.backingFor(ino, o) : 0;
-    if (!this.n.replyOpen(req, o.fh, this.openFlags(ino, o), id)) this.dropOpen(o.fh);
+    const id = this.backing.enabled ? this.backing.backingFor(ino, o) : 0;
+    if (!this.n.replyOpen(req, o.fh, this.openFlags(ino, o), id)) this.backing.dropOpen(o.fh);
   };
 
   private openFlags(ino: number, o: OpenReply): number {
     // Pages cached before the inode's passthrough opens may be stale: a cached open drops them.
-    const keep = (o.keepCache || this.cache.keepCache) && !this.everPassed.has(ino);
+    const keep = (o.keepCache || this.cache.keepCache) && !this.backing.wasPassed(ino);
     return (keep ? ll.OPEN_KEEP_CACHE : 0) | (o.directIo ? ll.OPEN_DIRECT_IO : 0);
   }
   private readonly answerRead = (req: ll.Req, r: ReadReply): void => {
@@ -296,8 +245,8 @@ export class Translator {
     this.putAttr(c.entry.attr);
     this.x[Slot.NODEID] = c.entry.ino;
     this.x[Slot.GENERATION] = c.entry.generation;
-    const id = this.pt ? this.backingFor(c.entry.ino, c.open) : 0;
-    if (!this.n.replyCreate(req, c.open.fh, this.openFlags(c.entry.ino, c.open), id)) this.dropOpen(c.open.fh);
+    const id = this.backing.enabled ? this.backing.backingFor(c.entry.ino, c.open) : 0;
+    if (!this.n.replyCreate(req, c.open.fh, this.openFlags(c.entry.ino, c.open), id)) this.backing.dropOpen(c.open.fh);
   };
   private readonly answerOk = (req: ll.Req): void => {
     this.n.replyErr(req, 0);
@@ -321,7 +270,7 @@ export class Translator {
   readonly lookup = (req: ll.Req, parent: number, name: string): void => this.call(req, 'lookup', parent, this.answerEntry, parent, name);
 
   readonly forget = (ino: number, nlookup: number): void => {
-    this.everPassed.delete(ino); // a node id the kernel forgot has no pages left
+    this.backing.forgot(ino); // a node id the kernel forgot has no pages left
     try { this.fs.forget(ino, nlookup); } catch (e) { console.error(`tarstack: forget (ino ${ino}) failed:`, e); }
   };
 
@@ -378,7 +327,7 @@ export class Translator {
   }
 
   readonly release = (req: ll.Req, ino: number, fh: number): void => {
-    if (this.pt) this.dropOpen(fh);
+    if (this.backing.enabled) this.backing.dropOpen(fh);
     this.call(req, 'release', ino, this.answerOk, ino, fh);
   };
 
@@ -492,10 +441,4 @@ interface Listing {
   it: Iterator<DirEntry>;
   counted: number[] | null;
   release: boolean;
-}
-
-/** The session's backing-file registry (lowlevel.ts backingOpen/backingClose). */
-export interface Passthrough {
-  open(fd: number): number;
-  close(id: number): void;
 }
