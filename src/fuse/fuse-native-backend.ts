@@ -5,7 +5,8 @@
 import { execFile } from 'node:child_process';
 import { read as fsRead } from 'node:fs';
 import { promisify } from 'node:util';
-import Fuse from 'fuse-native';
+import { createRequire } from 'node:module';
+import type FuseNative from 'fuse-native';
 import { LRUCache } from 'lru-cache';
 import type { Attr, FdRange, FileSystem, ReadReply } from '../vfs/api.js';
 import { ROOT_INO } from '../vfs/api.js';
@@ -91,6 +92,9 @@ export const mountFuseNative: Backend = async (fs: FileSystem, opts: MountOption
   // makes the kernel see our inode numbers (hard links, stable st_ino); ro marks the mount read-only.
   const fsname = [opts.fsname.replace(/[,\\]/g, '_'), 'use_ino', opts.readOnly ? 'ro' : '', opts.subtype ? `subtype=${opts.subtype}` : '', ...(opts.flags ?? [])].filter(Boolean).join(',');
   const immutable = fs.immutable;
+  // required here, not imported: the CLI's and the server's bundles (scripts/bundle.mjs) would load
+  // fuse-native and its libfuse 2 addon at every start otherwise
+  const Fuse = createRequire(import.meta.url)('fuse-native') as typeof FuseNative;
   const fuse = new Fuse(opts.mountpoint, ops, {
     fsname,
     kernelCache: immutable,

@@ -39,7 +39,7 @@ export interface StreamedLayer {
 function startIndexer(job: StreamIndexJob): { done: Promise<StreamIndexAnswer>; stop(): Promise<void> } {
   // worker_threads loads at first use, as in remote-blob.ts (remote code loads no more than it needs)
   const { Worker } = createRequire(import.meta.url)('node:worker_threads') as typeof import('node:worker_threads');
-  const w = new Worker(new URL('./stream-index-worker.js', import.meta.url), { workerData: job });
+  const w = new Worker(new URL('../remote/stream-index-worker.js', import.meta.url), { workerData: job });
   const done = new Promise<StreamIndexAnswer>((resolve, reject) => {
     w.once('message', resolve);
     w.once('error', reject);

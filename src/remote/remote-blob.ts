@@ -349,7 +349,7 @@ function fetchSync(remote: Remote, start: number, end: number): Buffer {
   if (!worker) {
     // loaded at the first remote read, not with every mount (the server's start-up)
     const { Worker } = createRequire(import.meta.url)('node:worker_threads') as typeof import('node:worker_threads');
-    worker = new Worker(new URL('./sync-fetch-worker.js', import.meta.url));
+    worker = new Worker(new URL('../remote/sync-fetch-worker.js', import.meta.url));
     worker.unref();
   }
   const sab = new SharedArrayBuffer(8 + Math.max(end - start, 1024));

@@ -4,7 +4,6 @@
 // an unreachable or silent one is named with its pid and log.
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { StorePaths } from '../store/paths.js';
 import { UserError } from '../util/errors.js';
@@ -12,7 +11,8 @@ import { pidAlive } from '../util/proc.js';
 import { reachablePath, secureRunDir, ServerFiles } from './files.js';
 import { PROTOCOL_VERSION, type Reply, type Request, type ServerInfo } from './protocol.js';
 
-const SERVER_MAIN = join(dirname(fileURLToPath(import.meta.url)), 'main.js');
+// by a path from dist/src (not this file's directory): in the CLI's bundle this code sits in dist/src/bundle/
+const SERVER_MAIN = fileURLToPath(new URL('../server/main.js', import.meta.url));
 /**
  * libuv's threads in the server (the default is 4): every mount's copy-up fills, fsyncs and decoding
  * run there, and a mount over a hung filesystem holds some (at most 2 fills each) until it answers.

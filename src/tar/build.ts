@@ -148,10 +148,14 @@ export class LayerBuilder {
       node.devmajor = m.devmajor;
       node.devminor = m.devminor;
     }
+    if (!m.xattrs?.length && !m.sparse) {
+      node.extra = undefined; // the common member: no object made for nothing
+      return;
+    }
     const extra: NodeExtra = {};
     if (m.xattrs?.length) extra.xattrs = m.xattrs.map(([k, v]) => [k, v.toString('base64')]);
     if (m.sparse) extra.sparse = m.sparse.map((s) => [s.offset, s.size]);
-    node.extra = extra.xattrs || extra.sparse ? extra : undefined;
+    node.extra = extra;
   }
 
   /** Walk to the directory holding component `upto`, creating implied directories on the way. */
@@ -279,7 +283,10 @@ function flatten(order: BuildNode[]): Omit<IndexData, 'members' | 'source' | 'wa
     d.parent[i] = node.parent && !(node.flags & NodeFlag.Detached) ? node.parent.id : NONE;
     d.nameOff[i] = nameBytes;
     d.nameLen[i] = node.name.length;
-    nameBytes += names.write(node.name, nameBytes, 'latin1');
+    // byte strings (latin1, made by the scanner): a loop beats a binding call for names this short
+    const name = node.name;
+    for (let j = 0; j < name.length; j++) names[nameBytes + j] = name.charCodeAt(j);
+    nameBytes += name.length;
     d.flags[i] = node.flags;
     const meta = node.inode;
     d.mode[i] = meta.mode;

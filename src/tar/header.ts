@@ -80,8 +80,8 @@ export function decodeHeader(buf: Buffer, off = 0): DecodeResult {
       mtime: requiredNumber(buf, off + 136, 12, 'mtime'),
       typeflag,
       linkname: cString(buf, off + 157, 100),
-      uname: format === 'v7' ? '' : cString(buf, off + 265, 32),
-      gname: format === 'v7' ? '' : cString(buf, off + 297, 32),
+      uname: format === 'v7' ? '' : ownerName(buf, off + 265, 0),
+      gname: format === 'v7' ? '' : ownerName(buf, off + 297, 1),
       devmajor: format === 'v7' ? 0 : parseNumber(buf, off + 329, 8) ?? 0,
       devminor: format === 'v7' ? 0 : parseNumber(buf, off + 337, 8) ?? 0,
       format,
@@ -213,5 +213,30 @@ export function cString(buf: Buffer, off: number, len: number): string {
   const max = off + len;
   let end = off;
   while (end < max && buf[end] !== 0) end++;
-  return buf.toString('latin1', off, end);
+  return end === off ? '' : buf.toString('latin1', off, end);
+}
+
+/**
+ * The last uname and gname decoded, with their bytes: nearly every header of an archive names the
+ * same owner, which is then compared in place instead of made into a new string each time.
+ */
+const lastOwner: Array<{ bytes: Uint8Array; len: number; text: string }> = [
+  { bytes: new Uint8Array(32), len: 0, text: '' },
+  { bytes: new Uint8Array(32), len: 0, text: '' },
+];
+
+/** The 32-byte uname (slot 0) or gname (slot 1) field at `off`, as cString would read it. */
+function ownerName(buf: Buffer, off: number, slot: number): string {
+  const last = lastOwner[slot]!;
+  let len = 0;
+  while (len < 32 && buf[off + len] !== 0) len++;
+  if (len === last.len) {
+    let i = 0;
+    while (i < len && buf[off + i] === last.bytes[i]) i++;
+    if (i === len) return last.text;
+  }
+  last.len = len;
+  last.bytes.set(buf.subarray(off, off + len));
+  last.text = len === 0 ? '' : buf.toString('latin1', off, off + len);
+  return last.text;
 }

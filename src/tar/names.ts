@@ -6,7 +6,16 @@ export type NormalisedName =
   | { ok: true; components: string[]; strippedPrefix: string | undefined }
   | { ok: false; reason: string };
 
+/** A '.' or '..' component anywhere in a name. */
+const DOT_COMPONENT = /(?:^|\/)\.\.?(?:\/|$)/;
+
 export function normaliseName(raw: string): NormalisedName {
+  // the common name (no leading or doubled '/', no '.' or '..' component): split as it is
+  if (raw.length > 0 && raw.charCodeAt(0) !== 0x2f && raw.indexOf('//') < 0 && !DOT_COMPONENT.test(raw)) {
+    const components = raw.split('/');
+    if (components[components.length - 1] === '') components.pop(); // a directory's trailing '/'
+    return { ok: true, components, strippedPrefix: undefined };
+  }
   let start = 0;
   while (start < raw.length && raw.charCodeAt(start) === 0x2f) start++;
   const strippedPrefix = start > 0 ? raw.slice(0, start) : undefined;
