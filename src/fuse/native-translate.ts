@@ -1,6 +1,7 @@
 // Turns kernel requests from the libfuse3 binding (lowlevel.ts) into FileSystem calls and their
 // results into replies. Every request is answered exactly once whether the FileSystem answers
 // synchronously, asynchronously or by throwing; errors become errnos in one place (fail).
+import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { errnoOf, FsError } from '../util/errors.js';
 import * as ll from './lowlevel.js';
@@ -15,8 +16,24 @@ type Result<K extends Method> = Awaited<ReturnType<WritableFileSystem[K]>>;
 
 const { ENOENT, ENOSYS } = constants.errno;
 const O_RDONLY = 0;
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_ISUID = 0o4000;
+const S_ISGID = 0o2000;
+const S_IXGRP = 0o010;
 
 /** A promise or any thenable; decided without allocating for plain values. */
+/** Whether `caller` is in group `gid` (its fsgid or a supplementary group, from /proc). */
+function inGroup(caller: Caller, gid: number): boolean {
+  if (caller.gid === gid) return true;
+  try {
+    const m = /^Groups:(.*)$/m.exec(readFileSync(`/proc/${caller.pid}/status`, 'latin1'));
+    return !!m && m[1]!.trim().split(/\s+/).includes(String(gid)); // '' for none: never a match
+  } catch {
+    return false; // gone already: as a stranger
+  }
+}
+
 function isThenable<T>(v: Maybe<T>): v is Promise<T> {
   return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
 }
@@ -84,9 +101,68 @@ export class Translator {
     h.setxattr = (req, ino, name, value, flags) => this.call(req, 'setxattr', ino, ok, ino, name, value, flags);
     h.removexattr = (req, ino, name) => this.call(req, 'removexattr', ino, ok, ino, name);
     h.fallocate = (req, ino, fh, mode, pos, len) => this.call(req, 'fallocate', ino, ok, ino, fh, mode, pos, len);
-    h.setattr = (req, ino, toSet, fh) => this.call(req, 'setattr', ino, this.answerAttr, ino, this.setAttrIn(toSet), fh === -1 ? undefined : fh, this.caller());
-    h.write = (req, ino, fh, data, pos) => this.call(req, 'write', ino, this.answerWrite, ino, fh, data, pos);
+    h.setattr = (req, ino, toSet, fh) => {
+      const set = this.setAttrIn(toSet);
+      const f = fh === -1 ? undefined : fh;
+      const caller = this.caller();
+      if (!this.x[Slot.CALLER_KILL]) return this.call(req, 'setattr', ino, this.answerAttr, ino, set, f, caller);
+      // Truncate without CAP_FSETID, or chown: the set-id bits go in the same change.
+      this.afterKill(req, 'setattr', ino, undefined, caller, set, () => this.call(req, 'setattr', ino, this.answerAttr, ino, set, f, caller));
+    };
+    h.write = (req, ino, fh, data, pos) => {
+      if (!this.x[Slot.CALLER_KILL]) return this.call(req, 'write', ino, this.answerWrite, ino, fh, data, pos);
+      this.afterKill(req, 'write', ino, fh, this.caller(), null, () => this.call(req, 'write', ino, this.answerWrite, ino, fh, data, pos));
+    };
     h.create = (req, parent, name, mode, flags) => this.call(req, 'create', parent, this.answerCreate, parent, name, mode, flags, this.caller());
+  }
+
+  /**
+   * FUSE_HANDLE_KILLPRIV_V2: the kernel has stopped clearing set-id bits itself (before, fuse_setattr
+   * sent a SETATTR of the mode, with the writer's credentials) and marked this request instead. So
+   * the VFS's rule (setattr_should_drop_suidgid) is kept here, on the attributes the filesystem has
+   * now: a regular file loses suid, and sgid when it is group-executable or the caller is not in
+   * its group (what ext4 and kernel overlayfs do; the kernel's FUSE code without KILLPRIV_V2 kept
+   * the latter).
+   * `into`: fold the new mode into that setattr (truncate, chown) instead of a setattr of its own
+   * before `next` (write, O_TRUNC open). security.capability needs nothing: the kernel still
+   * removes it itself (file_remove_privs asks GETXATTR while the inode may have one).
+   */
+  private afterKill(req: ll.Req, op: string, ino: number, fh: number | undefined, caller: Caller, into: SetAttr | null, next: () => void): void {
+    const fs = this.fs as WritableFileSystem;
+    // A chown is marked whoever makes it; root's keeps sgid without g+x (CAP_FSETID), as ext4's.
+    const capable = into !== null && (into.uid !== undefined || into.gid !== undefined) && caller.uid === 0;
+    const apply = (a: Attr): Maybe<unknown> => {
+      const mode = a.mode;
+      if ((mode & S_IFMT) !== S_IFREG) return undefined;
+      let kill = mode & S_ISUID;
+      if (mode & S_ISGID && (mode & S_IXGRP || (!capable && !inGroup(caller, a.gid)))) kill |= S_ISGID;
+      if (kill === 0) return undefined;
+      this.killed++;
+      if (into) return void (into.mode = (into.mode ?? mode) & 0o7777 & ~kill);
+      const done = (): void => void this.invalAttr?.(ino);
+      const r = fs.setattr(ino, { mode: mode & 0o7777 & ~kill }, fh, caller);
+      return isThenable(r) ? r.then(done) : done();
+    };
+    let r: Maybe<unknown>;
+    try {
+      const a = fs.getattr(ino);
+      r = isThenable(a) ? a.then(apply) : apply(a);
+    } catch (e) {
+      return this.fail(req, op, ino, e);
+    }
+    if (isThenable(r)) r.then(next, (e: unknown) => this.fail(req, op, ino, e));
+    else next();
+  }
+
+  /** Set-id clearings done for FUSE_HANDLE_KILLPRIV_V2 (afterKill). */
+  killed = 0;
+  /** Drops the kernel's cached attributes of an inode (not awaited: see the invalidation rule).
+   *  A write's reply carries none, and the kernel's copy of the mode is from before the clearing. */
+  private invalAttr: ((ino: number) => void) | null = null;
+
+  /** FUSE_HANDLE_KILLPRIV_V2 was negotiated: requests marked CALLER_KILL arrive from now on. */
+  enableKillpriv(invalAttr: (ino: number) => void): void {
+    this.invalAttr = invalAttr;
   }
 
   /** The caller of the request being handled (read before anything else overwrites scratch). */
@@ -338,7 +414,9 @@ export class Translator {
 
   readonly open = (req: ll.Req, ino: number, flags: number): void => {
     if (this.openless) return void this.n.replyErr(req, ENOSYS);
-    this.call(req, 'open', ino, this.answerOpen, ino, flags);
+    if (!this.x[Slot.CALLER_KILL] || !isWritable(this.fs)) return this.call(req, 'open', ino, this.answerOpen, ino, flags);
+    // O_TRUNC by a caller without CAP_FSETID (FUSE_OPEN_KILL_SUIDGID): as a truncate.
+    this.afterKill(req, 'open', ino, undefined, this.caller(), null, () => this.call(req, 'open', ino, this.answerOpen, ino, flags));
   };
 
   readonly read = (req: ll.Req, ino: number, fh: number, pos: number, size: number): void => {
