@@ -337,6 +337,38 @@ rootTest('root: TARSTACK_KILLPRIV=0 and passthrough mounts leave set-id clearing
   }
 });
 
+function maxPagesLimit(): number {
+  try {
+    return Number(fs.readFileSync('/proc/sys/fs/fuse/max_pages_limit', 'latin1').trim()) || 256;
+  } catch {
+    return 256;
+  }
+}
+
+/** READ requests for a cold read of the 3 MiB lower member (dd bs=1M). */
+async function coldReads(m: Served): Promise<number> {
+  const s0 = await m.stats();
+  const r = spawnSync('dd', [`if=${path.join(m.mnt, 'd', 'big')}`, 'of=/dev/null', 'bs=1M', 'status=none']);
+  if (r.status !== 0) throw new Error(r.stderr.toString());
+  return delta(s0, await m.stats()).READ;
+}
+
+rootTest('root: max_pages is what fs.fuse.max_pages_limit allows, TARSTACK_MAX_PAGES is honoured (capped as the kernel caps it), and shown', async (t) => {
+  const limit = maxPagesLimit(); // the test never changes it: the sysctl is the machine's
+  const dflt = await serve(t);
+  t.is((await dflt.stats()).maxPages, limit > 256 ? Math.min(limit, 1024) : 0, `fs.fuse.max_pages_limit ${limit}`);
+  const small = await serve(t, undefined, { TARSTACK_MAX_PAGES: '32' });
+  t.is((await small.stats()).maxPages, 32);
+  // 128 KiB requests at most: the 3 MiB member takes at least 24 READs (4 MiB readahead).
+  const n = await coldReads(small);
+  t.true(n >= 24, `${n} READs of at most 32 pages`);
+  const big = await serve(t, undefined, { TARSTACK_MAX_PAGES: String(limit * 4) });
+  t.is((await big.stats()).maxPages, limit, 'asked beyond the limit: the limit is what the kernel uses');
+  const nBig = await coldReads(big);
+  t.true(nBig < n, `${nBig} READs with ${limit} pages, ${n} with 32`);
+  t.true(fs.readFileSync(path.join(big.mnt, 'd', 'big')).equals(Buffer.alloc(3 * MiB, 5)));
+});
+
 userTest('an ordinary user: no passthrough, every byte through the daemon', async (t) => {
   const user = ids as UserIds;
   const m = await serve(t, user);

@@ -62,15 +62,17 @@ const PASSTHROUGH = process.env.TARSTACK_PASSTHROUGH !== '0' && process.getuid?.
 const KILLPRIV = process.env.TARSTACK_KILLPRIV !== '0';
 
 /**
- * Pages per request: TARSTACK_MAX_PAGES, else what fs.fuse.max_pages_limit allows up to 1024
+ * Pages per request: TARSTACK_MAX_PAGES (capped at fs.fuse.max_pages_limit, as the kernel caps
+ * it), else what fs.fuse.max_pages_limit allows up to 1024
  * (4 MiB requests; root may raise the limit with `sysctl fs.fuse.max_pages_limit=1024`), else
  * 0 when the limit is libfuse's 256 anyway.
  */
 export function maxPagesWanted(): number {
-  const env = Number(process.env.TARSTACK_MAX_PAGES);
-  if (process.env.TARSTACK_MAX_PAGES !== undefined && Number.isInteger(env) && env >= 0) return env;
   let limit = 256;
   try { limit = Number(readFileSync('/proc/sys/fs/fuse/max_pages_limit', 'latin1').trim()) || 256; } catch { /* an older kernel: 256 */ }
+  const env = Number(process.env.TARSTACK_MAX_PAGES);
+  // The kernel takes min(limit, asked): ask for (and so show) what it will use.
+  if (process.env.TARSTACK_MAX_PAGES !== undefined && Number.isInteger(env) && env >= 0) return env === 0 ? 0 : Math.min(env, limit);
   return limit > 256 ? Math.min(limit, 1024) : 0;
 }
 
