@@ -102,6 +102,7 @@ export class Translator {
     h.removexattr = (req, ino, name) => this.call(req, 'removexattr', ino, ok, ino, name);
     h.fallocate = (req, ino, fh, mode, pos, len) => this.call(req, 'fallocate', ino, ok, ino, fh, mode, pos, len);
     h.setattr = (req, ino, toSet, fh) => {
+      this.plain.delete(ino); // a chmod may add set-id bits
       const set = this.setAttrIn(toSet);
       const f = fh === -1 ? undefined : fh;
       const caller = this.caller();
@@ -128,6 +129,7 @@ export class Translator {
    * removes it itself (file_remove_privs asks GETXATTR while the inode may have one).
    */
   private afterKill(req: ll.Req, op: string, ino: number, fh: number | undefined, caller: Caller, into: SetAttr | null, next: () => void): void {
+    if (into === null && this.plain.has(ino)) return next();
     const fs = this.fs as WritableFileSystem;
     // A chown is marked whoever makes it; root's keeps sgid without g+x (CAP_FSETID), as ext4's.
     const capable = into !== null && (into.uid !== undefined || into.gid !== undefined) && caller.uid === 0;
@@ -156,6 +158,10 @@ export class Translator {
 
   /** Set-id clearings done for FUSE_HANDLE_KILLPRIV_V2 (afterKill). */
   killed = 0;
+  /** Files made through this mount without set-id bits and given no SETATTR since: nothing else
+   *  can give them one (the upper is this mount's alone), so a marked write needs no look (the
+   *  common case: every write of an ordinary user's new files). Dropped at FORGET. */
+  private readonly plain = new Set<number>();
   /** Drops the kernel's cached attributes of an inode (not awaited: see the invalidation rule).
    *  A write's reply carries none, and the kernel's copy of the mode is from before the clearing. */
   private invalAttr: ((ino: number) => void) | null = null;
@@ -369,6 +375,7 @@ export class Translator {
     this.n.replyWrite(req, count);
   };
   private readonly answerCreate = (req: ll.Req, c: CreateReply): void => {
+    if (this.invalAttr && (c.entry.attr.mode & (S_ISUID | S_ISGID)) === 0) this.plain.add(c.entry.ino);
     this.putAttr(c.entry.attr);
     this.x[Slot.NODEID] = c.entry.ino;
     this.x[Slot.GENERATION] = c.entry.generation;
@@ -397,6 +404,7 @@ export class Translator {
   readonly lookup = (req: ll.Req, parent: number, name: string): void => this.call(req, 'lookup', parent, this.answerEntry, parent, name);
 
   readonly forget = (ino: number, nlookup: number): void => {
+    this.plain.delete(ino);
     this.everPassed.delete(ino); // a node id the kernel forgot has no pages left
     try { this.fs.forget(ino, nlookup); } catch (e) { console.error(`tarstack: forget (ino ${ino}) failed:`, e); }
   };
