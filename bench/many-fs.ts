@@ -5,6 +5,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fsError } from '../src/util/errors.js';
 import type { Attr, DirEntry, Entry, FileSystem, OpenReply, ReadReply, Statfs } from '../src/vfs/api.js';
+import { S_IFDIR, S_IFREG } from '../src/vfs/mode.js';
 
 export const TOPS = 50;
 export const LEAVES_PER_TOP = 100;
@@ -12,8 +13,6 @@ export const FILES_PER_LEAF = 20;
 export const LEAVES = TOPS * LEAVES_PER_TOP;
 export const FILES = LEAVES * FILES_PER_LEAF;
 
-const S_IFDIR = 0o040000;
-const S_IFREG = 0o100000;
 const TOP0 = 2; // inode numbers: root 1, tops 2.., leaves 1000.., files 100000.., big 999
 const LEAF0 = 1000;
 const FILE0 = 100_000;

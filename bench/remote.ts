@@ -9,6 +9,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { removeTree } from '../src/util/remove-tree.js';
+import { unmount } from '../src/util/unmount.js';
 import { startRegistry, type Registry } from '../test/helpers/remote-servers.js';
 import type { Case, Ctx, Sample, Suite } from './cases.js';
 import type { Mounted, Peer, Source } from './peers.js';
@@ -116,7 +117,7 @@ async function indexedRun(peer: Peer, s: Source, ctx: Ctx): Promise<Record<strin
   }
   await cli(ctx.opts, home, ['image', 'mount', 'img', mnt]);
   const mounted = now() - t0;
-  const untrack = onCleanup(() => void runOk('umount', ['-l', mnt]).catch(() => undefined));
+  const untrack = onCleanup(() => unmount(mnt)); // Ctrl-C or a crash of the bench: umount, forced if it must be
   try {
     await lsAndRead(mnt);
   } finally {

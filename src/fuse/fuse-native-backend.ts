@@ -11,11 +11,10 @@ import type { Attr, FdRange, FileSystem, ReadReply } from '../vfs/api.js';
 import { ROOT_INO } from '../vfs/api.js';
 import type { Backend, Mounted, MountOptions } from './backend.js';
 import { errnoOf, fsError } from '../util/errors.js';
+import { fromByteString, toByteString } from '../util/latin1.js';
 import { mountAt } from '../util/mounts.js';
 
 const pread = promisify(fsRead);
-const toBytes = (s: string): string => Buffer.from(s, 'utf8').toString('latin1');
-const toUtf8 = (s: string): string => Buffer.from(s, 'latin1').toString('utf8');
 
 type Cb = (code: number, ...rest: unknown[]) => void;
 
@@ -30,7 +29,7 @@ export const mountFuseNative: Backend = async (fs: FileSystem, opts: MountOption
     if (hit !== undefined) return hit;
     const cut = path.lastIndexOf('/');
     const parent = await resolve(cut === 0 ? '/' : path.slice(0, cut));
-    const entry = await fs.lookup(parent, toBytes(path.slice(cut + 1)));
+    const entry = await fs.lookup(parent, toByteString(path.slice(cut + 1)));
     paths.set(path, entry.ino);
     return entry.ino;
   };
@@ -58,7 +57,7 @@ export const mountFuseNative: Backend = async (fs: FileSystem, opts: MountOption
     init: (cb: Cb) => cb(0),
     getattr: op('getattr', async (path: string) => [toStat(await fs.getattr(await resolve(path)))]),
     fgetattr: op('fgetattr', async (path: string) => [toStat(await fs.getattr(await resolve(path)))]),
-    readlink: op('readlink', async (path: string) => [toUtf8(await fs.readlink(await resolve(path)))]),
+    readlink: op('readlink', async (path: string) => [fromByteString(await fs.readlink(await resolve(path)))]),
     readdir: op('readdir', async (path: string) => {
       const ino = await resolve(path);
       const fh = await fs.opendir(ino);
@@ -66,7 +65,7 @@ export const mountFuseNative: Backend = async (fs: FileSystem, opts: MountOption
         const names: string[] = [];
         const stats: object[] = [];
         for (const e of fs.readdir(ino, fh, 0)) {
-          names.push(toUtf8(e.name));
+          names.push(fromByteString(e.name));
           stats.push({ mode: e.mode, ino: e.ino });
         }
         return [names, stats];
@@ -84,8 +83,8 @@ export const mountFuseNative: Backend = async (fs: FileSystem, opts: MountOption
       return [await copyReply(reply, buf)];
     }, true),
     statfs: op('statfs', async () => [await fs.statfs(ROOT_INO)]),
-    getxattr: op('getxattr', async (path: string, name: string) => [await fs.getxattr(await resolve(path), toBytes(name))]),
-    listxattr: op('listxattr', async (path: string) => [(await fs.listxattr(await resolve(path))).map(toUtf8)]),
+    getxattr: op('getxattr', async (path: string, name: string) => [await fs.getxattr(await resolve(path), toByteString(name))]),
+    listxattr: op('listxattr', async (path: string) => [(await fs.listxattr(await resolve(path))).map(fromByteString)]),
   };
 
   // fuse-native joins its options into one -o list, so extra options ride inside fsname: use_ino

@@ -8,6 +8,7 @@ import * as ll from './lowlevel.js';
 import { cachePolicy, Translator } from './native-translate.js';
 import { setReadAhead } from './readahead.js';
 import type { FileSystem } from '../vfs/api.js';
+import { isWritable } from '../vfs/api.js';
 
 export interface NativeMountOptions extends MountOptions {
   /** Tuning for benchmarks; the defaults are the measured best. */
@@ -135,7 +136,7 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
       const capable = native.sessionInfo(session).capable ?? 0;
       const both = CAP_NO_OPEN_SUPPORT | CAP_NO_OPENDIR_SUPPORT;
       if ((opts.openless ?? true) && fs.immutable && !fs.needsOpen && opts.readOnly && (capable & both) === both) tr.enableOpenless();
-      if (native.sessionInfo(session).killpriv) tr.enableKillpriv((ino) => void native.notifyInvalInode(session, ino, -1, 0));
+      if (native.sessionInfo(session).killpriv && isWritable(fs)) tr.kill.enable(fs, (ino) => void native.notifyInvalInode(session, ino, -1, 0));
       if (native.sessionInfo(session).passthrough) tr.enablePassthrough({ open: (fd) => native.backingOpen(session, fd), close: (id) => void native.backingClose(session, id) });
       markReady();
     },
@@ -163,7 +164,7 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
   let last: ll.SessionInfo = native.sessionInfo(session);
   const stats = (): MountStats => {
     if (!ended) last = native.sessionInfo(session);
-    return { requests: ended ? finalRequests : last.requests ?? 0, ops: last.ops ?? [], passthrough: !!last.passthrough, passthroughOpens: tr.passthroughOpens(), maxPages: last.maxPages ?? 0, killpriv: !!last.killpriv, killed: tr.killed };
+    return { requests: ended ? finalRequests : last.requests ?? 0, ops: last.ops ?? [], passthrough: !!last.passthrough, passthroughOpens: tr.passthroughOpens(), maxPages: last.maxPages ?? 0, killpriv: !!last.killpriv, killed: tr.kill.killed };
   };
   const readAheadKb = opts.readAheadKb ?? DEFAULT_READAHEAD_KB;
   if (readAheadKb > 0) setReadAhead(opts.mountpoint, readAheadKb);

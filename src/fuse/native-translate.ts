@@ -1,13 +1,15 @@
 // Turns kernel requests from the libfuse3 binding (lowlevel.ts) into FileSystem calls and their
 // results into replies. Every request is answered exactly once whether the FileSystem answers
 // synchronously, asynchronously or by throwing; errors become errnos in one place (fail).
-import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { errnoOf, FsError } from '../util/errors.js';
 import * as ll from './lowlevel.js';
 import { Slot } from './lowlevel.js';
-import type { Attr, Caller, CreateReply, DirEntry, Entry, FileSystem, OpenReply, ReadReply, SetAttr, Statfs, WritableFileSystem } from '../vfs/api.js';
+import type { Attr, CreateReply, DirEntry, Entry, FileSystem, OpenReply, ReadReply, Statfs, WritableFileSystem } from '../vfs/api.js';
 import { isWritable } from '../vfs/api.js';
+import { KillPriv } from './killpriv.js';
+import { callerIn, setAttrIn } from './request-in.js';
+import { BackingOpens, type Passthrough } from './passthrough.js';
 
 type Maybe<T> = T | Promise<T>;
 /** The FileSystem methods a request calls, and what each gives back once settled. */
@@ -16,24 +18,8 @@ type Result<K extends Method> = Awaited<ReturnType<WritableFileSystem[K]>>;
 
 const { ENOENT, ENOSYS } = constants.errno;
 const O_RDONLY = 0;
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
-const S_ISUID = 0o4000;
-const S_ISGID = 0o2000;
-const S_IXGRP = 0o010;
 
 /** A promise or any thenable; decided without allocating for plain values. */
-/** Whether `caller` is in group `gid` (its fsgid or a supplementary group, from /proc). */
-function inGroup(caller: Caller, gid: number): boolean {
-  if (caller.gid === gid) return true;
-  try {
-    const m = /^Groups:(.*)$/m.exec(readFileSync(`/proc/${caller.pid}/status`, 'latin1'));
-    return !!m && m[1]!.trim().split(/\s+/).includes(String(gid)); // '' for none: never a match
-  } catch {
-    return false; // gone already: as a stranger
-  }
-}
-
 function isThenable<T>(v: Maybe<T>): v is Promise<T> {
   return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
 }
@@ -58,6 +44,8 @@ export class Translator {
   /** The scratch array shared with C; slots named in ll.Slot. */
   private readonly x: Float64Array;
   private ranges = new Float64Array(3 * 16);
+  /** Which opens pass through to a backing file (passthrough.ts); none until enabled. */
+  private readonly backing = new BackingOpens();
   constructor(
     private readonly fs: FileSystem,
     private readonly n: ll.Native,
@@ -87,9 +75,9 @@ export class Translator {
   private addWriteHandlers(h: ll.Handlers): void {
     const entry = this.answerEntry;
     const ok = this.answerOk;
-    h.mknod = (req, parent, name, mode, rdev) => this.call(req, 'mknod', parent, entry, parent, name, mode, rdev, this.caller());
-    h.mkdir = (req, parent, name, mode) => this.call(req, 'mkdir', parent, entry, parent, name, mode, this.caller());
-    h.symlink = (req, target, parent, name) => this.call(req, 'symlink', parent, entry, parent, name, target, this.caller());
+    h.mknod = (req, parent, name, mode, rdev) => this.call(req, 'mknod', parent, entry, parent, name, mode, rdev, callerIn(this.x));
+    h.mkdir = (req, parent, name, mode) => this.call(req, 'mkdir', parent, entry, parent, name, mode, callerIn(this.x));
+    h.symlink = (req, target, parent, name) => this.call(req, 'symlink', parent, entry, parent, name, target, callerIn(this.x));
     h.link = (req, ino, np, nn) => this.call(req, 'link', ino, entry, ino, np, nn);
     h.unlink = (req, parent, name) => this.call(req, 'unlink', parent, ok, parent, name);
     h.rmdir = (req, parent, name) => this.call(req, 'rmdir', parent, ok, parent, name);
@@ -102,95 +90,24 @@ export class Translator {
     h.removexattr = (req, ino, name) => this.call(req, 'removexattr', ino, ok, ino, name);
     h.fallocate = (req, ino, fh, mode, pos, len) => this.call(req, 'fallocate', ino, ok, ino, fh, mode, pos, len);
     h.setattr = (req, ino, toSet, fh) => {
-      this.plain.delete(ino); // a chmod may add set-id bits
-      const set = this.setAttrIn(toSet);
+      this.kill.changed(ino); // a chmod may add set-id bits
+      const set = setAttrIn(this.x, toSet);
       const f = fh === -1 ? undefined : fh;
-      const caller = this.caller();
+      const caller = callerIn(this.x);
       if (!this.x[Slot.CALLER_KILL]) return this.call(req, 'setattr', ino, this.answerAttr, ino, set, f, caller);
       // Truncate without CAP_FSETID, or chown: the set-id bits go in the same change.
-      this.afterKill(req, 'setattr', ino, undefined, caller, set, () => this.call(req, 'setattr', ino, this.answerAttr, ino, set, f, caller));
+      this.kill.before(ino, undefined, caller, set, () => this.call(req, 'setattr', ino, this.answerAttr, ino, set, f, caller), (e) => this.fail(req, 'setattr', ino, e));
     };
     h.write = (req, ino, fh, data, pos) => {
       if (!this.x[Slot.CALLER_KILL]) return this.call(req, 'write', ino, this.answerWrite, ino, fh, data, pos);
-      this.afterKill(req, 'write', ino, fh, this.caller(), null, () => this.call(req, 'write', ino, this.answerWrite, ino, fh, data, pos));
+      this.kill.before(ino, fh, callerIn(this.x), null, () => this.call(req, 'write', ino, this.answerWrite, ino, fh, data, pos), (e) => this.fail(req, 'write', ino, e));
     };
-    h.create = (req, parent, name, mode, flags) => this.call(req, 'create', parent, this.answerCreate, parent, name, mode, flags, this.caller());
+    h.create = (req, parent, name, mode, flags) => this.call(req, 'create', parent, this.answerCreate, parent, name, mode, flags, callerIn(this.x));
   }
 
-  /**
-   * FUSE_HANDLE_KILLPRIV_V2: the kernel has stopped clearing set-id bits itself (before, fuse_setattr
-   * sent a SETATTR of the mode, with the writer's credentials) and marked this request instead. So
-   * the VFS's rule (setattr_should_drop_suidgid) is kept here, on the attributes the filesystem has
-   * now: a regular file loses suid, and sgid when it is group-executable or the caller is not in
-   * its group (what ext4 and kernel overlayfs do; the kernel's FUSE code without KILLPRIV_V2 kept
-   * the latter).
-   * `into`: fold the new mode into that setattr (truncate, chown) instead of a setattr of its own
-   * before `next` (write, O_TRUNC open). security.capability needs nothing: the kernel still
-   * removes it itself (file_remove_privs asks GETXATTR while the inode may have one).
-   */
-  private afterKill(req: ll.Req, op: string, ino: number, fh: number | undefined, caller: Caller, into: SetAttr | null, next: () => void): void {
-    if (into === null && this.plain.has(ino)) return next();
-    const fs = this.fs as WritableFileSystem;
-    // A chown is marked whoever makes it; root's keeps sgid without g+x (CAP_FSETID), as ext4's.
-    const capable = into !== null && (into.uid !== undefined || into.gid !== undefined) && caller.uid === 0;
-    const apply = (a: Attr): Maybe<unknown> => {
-      const mode = a.mode;
-      if ((mode & S_IFMT) !== S_IFREG) return undefined;
-      let kill = mode & S_ISUID;
-      if (mode & S_ISGID && (mode & S_IXGRP || (!capable && !inGroup(caller, a.gid)))) kill |= S_ISGID;
-      if (kill === 0) return undefined;
-      this.killed++;
-      if (into) return void (into.mode = (into.mode ?? mode) & 0o7777 & ~kill);
-      const done = (): void => void this.invalAttr?.(ino);
-      const r = fs.setattr(ino, { mode: mode & 0o7777 & ~kill }, fh, caller);
-      return isThenable(r) ? r.then(done) : done();
-    };
-    let r: Maybe<unknown>;
-    try {
-      const a = fs.getattr(ino);
-      r = isThenable(a) ? a.then(apply) : apply(a);
-    } catch (e) {
-      return this.fail(req, op, ino, e);
-    }
-    if (isThenable(r)) r.then(next, (e: unknown) => this.fail(req, op, ino, e));
-    else next();
-  }
+  /** FUSE_HANDLE_KILLPRIV_V2 (killpriv.ts): set-id bits the translator clears; off until enabled. */
+  readonly kill = new KillPriv();
 
-  /** Set-id clearings done for FUSE_HANDLE_KILLPRIV_V2 (afterKill). */
-  killed = 0;
-  /** Files made through this mount without set-id bits and given no SETATTR since: nothing else
-   *  can give them one (the upper is this mount's alone), so a marked write needs no look (the
-   *  common case: every write of an ordinary user's new files). Dropped at FORGET. */
-  private readonly plain = new Set<number>();
-  /** Drops the kernel's cached attributes of an inode (not awaited: see the invalidation rule).
-   *  A write's reply carries none, and the kernel's copy of the mode is from before the clearing. */
-  private invalAttr: ((ino: number) => void) | null = null;
-
-  /** FUSE_HANDLE_KILLPRIV_V2 was negotiated: requests marked CALLER_KILL arrive from now on. */
-  enableKillpriv(invalAttr: (ino: number) => void): void {
-    this.invalAttr = invalAttr;
-  }
-
-  /** The caller of the request being handled (read before anything else overwrites scratch). */
-  private caller(): Caller {
-    const x = this.x;
-    return { uid: x[Slot.CALLER_UID]!, gid: x[Slot.CALLER_GID]!, pid: x[Slot.CALLER_PID]! };
-  }
-
-  /** SETATTR_* bits and scratch's SET_* slots as a SetAttr. */
-  private setAttrIn(toSet: number): SetAttr {
-    const x = this.x;
-    const set: SetAttr = {};
-    if (toSet & ll.SETATTR_MODE) set.mode = x[Slot.SET_MODE];
-    if (toSet & ll.SETATTR_UID) set.uid = x[Slot.SET_UID];
-    if (toSet & ll.SETATTR_GID) set.gid = x[Slot.SET_GID];
-    if (toSet & ll.SETATTR_SIZE) set.size = x[Slot.SET_SIZE];
-    if (toSet & ll.SETATTR_ATIME_NOW) set.atime = 'now';
-    else if (toSet & ll.SETATTR_ATIME) set.atime = { sec: x[Slot.SET_ATIME]!, nsec: x[Slot.SET_ATIME_NSEC]! };
-    if (toSet & ll.SETATTR_MTIME_NOW) set.mtime = 'now';
-    else if (toSet & ll.SETATTR_MTIME) set.mtime = { sec: x[Slot.SET_MTIME]!, nsec: x[Slot.SET_MTIME_NSEC]! };
-    return set;
-  }
 
   /** Zero-message opens: the kernel was answered ENOSYS to its first OPEN and OPENDIR and, as
    *  FUSE_CAP_NO_OPEN(DIR)_SUPPORT promises, sends no OPEN, OPENDIR, RELEASE or RELEASEDIR again
@@ -202,68 +119,14 @@ export class Translator {
     this.openless = true;
   }
 
-  // ---- passthrough (FUSE_PASSTHROUGH, kernel 6.9+) -------------------------------------------
-  // The kernel wants every open of an inode alike: while one is passthrough, all are, through the
-  // same backing id (else the open fails with EIO); while one is cached, none may be passthrough.
-  // So the first open decides for as long as any is open, and later ones follow it.
-
-  private pt: Passthrough | null = null;
-  /** Inodes open through a backing file: its id and how many of our open replies use it. */
-  private readonly passed = new Map<number, { id: number; opens: number }>();
-  /** Inodes open in the kernel's page cache (no backing file): how many. */
-  private readonly cachedOpens = new Map<number, number>();
-  /** Each open handle's inode, and whether it passes through. */
-  private readonly handleOf = new Map<number, { ino: number; passed: boolean }>();
-  /** Inodes ever opened through a backing file since the kernel last forgot them. */
-  private readonly everPassed = new Set<number>();
-  private passedOpens = 0;
-
   /** Passthrough was negotiated: OpenReply.backingFd is used from now on. */
   enablePassthrough(pt: Passthrough): void {
-    this.pt = pt;
+    this.backing.enable(pt);
   }
 
   /** Opens that went through a backing file so far (for status and tests). */
   passthroughOpens(): number {
-    return this.passedOpens;
-  }
-
-  /** The backing id for this open (0: none, the page-cache path), counted until its release. */
-  private backingFor(ino: number, o: OpenReply): number {
-    const p = this.passed.get(ino);
-    let id = 0;
-    if (p) {
-      p.opens++;
-      id = p.id;
-    } else if (o.backingFd !== undefined && o.backingFd >= 0 && !this.cachedOpens.get(ino)) {
-      const got = this.pt!.open(o.backingFd);
-      if (got > 0) {
-        this.passed.set(ino, { id: got, opens: 1 });
-        this.everPassed.add(ino);
-        id = got;
-      }
-    }
-    if (id === 0) this.cachedOpens.set(ino, (this.cachedOpens.get(ino) ?? 0) + 1);
-    else this.passedOpens++;
-    this.handleOf.set(o.fh, { ino, passed: id !== 0 });
-    return id;
-  }
-
-  /** Handle `fh` is released (or its open never reached the kernel). */
-  private dropOpen(fh: number): void {
-    const h = this.handleOf.get(fh);
-    if (!h) return;
-    this.handleOf.delete(fh);
-    if (!h.passed) {
-      const n = (this.cachedOpens.get(h.ino) ?? 1) - 1;
-      if (n > 0) this.cachedOpens.set(h.ino, n);
-      else this.cachedOpens.delete(h.ino);
-      return;
-    }
-    const p = this.passed.get(h.ino);
-    if (!p || --p.opens > 0) return;
-    this.passed.delete(h.ino);
-    this.pt!.close(p.id);
+    return this.backing.opens();
   }
 
   // ---- the errno funnel --------------------------------------------------------------------
@@ -349,13 +212,13 @@ export class Translator {
     this.n.replyOpen(req, fh, c);
   };
   private readonly answerOpen = (req: ll.Req, o: OpenReply, ino: number): void => {
-    const id = this.pt ? this.backingFor(ino, o) : 0;
-    if (!this.n.replyOpen(req, o.fh, this.openFlags(ino, o), id)) this.dropOpen(o.fh);
+    const id = this.backing.enabled ? this.backing.backingFor(ino, o) : 0;
+    if (!this.n.replyOpen(req, o.fh, this.openFlags(ino, o), id)) this.backing.dropOpen(o.fh);
   };
 
   private openFlags(ino: number, o: OpenReply): number {
     // Pages cached before the inode's passthrough opens may be stale: a cached open drops them.
-    const keep = (o.keepCache || this.cache.keepCache) && !this.everPassed.has(ino);
+    const keep = (o.keepCache || this.cache.keepCache) && !this.backing.wasPassed(ino);
     return (keep ? ll.OPEN_KEEP_CACHE : 0) | (o.directIo ? ll.OPEN_DIRECT_IO : 0);
   }
   private readonly answerRead = (req: ll.Req, r: ReadReply): void => {
@@ -375,12 +238,12 @@ export class Translator {
     this.n.replyWrite(req, count);
   };
   private readonly answerCreate = (req: ll.Req, c: CreateReply): void => {
-    if (this.invalAttr && (c.entry.attr.mode & (S_ISUID | S_ISGID)) === 0) this.plain.add(c.entry.ino);
+    this.kill.created(c.entry.ino, c.entry.attr.mode);
     this.putAttr(c.entry.attr);
     this.x[Slot.NODEID] = c.entry.ino;
     this.x[Slot.GENERATION] = c.entry.generation;
-    const id = this.pt ? this.backingFor(c.entry.ino, c.open) : 0;
-    if (!this.n.replyCreate(req, c.open.fh, this.openFlags(c.entry.ino, c.open), id)) this.dropOpen(c.open.fh);
+    const id = this.backing.enabled ? this.backing.backingFor(c.entry.ino, c.open) : 0;
+    if (!this.n.replyCreate(req, c.open.fh, this.openFlags(c.entry.ino, c.open), id)) this.backing.dropOpen(c.open.fh);
   };
   private readonly answerOk = (req: ll.Req): void => {
     this.n.replyErr(req, 0);
@@ -404,8 +267,8 @@ export class Translator {
   readonly lookup = (req: ll.Req, parent: number, name: string): void => this.call(req, 'lookup', parent, this.answerEntry, parent, name);
 
   readonly forget = (ino: number, nlookup: number): void => {
-    this.plain.delete(ino);
-    this.everPassed.delete(ino); // a node id the kernel forgot has no pages left
+    this.kill.forgot(ino);
+    this.backing.forgot(ino); // a node id the kernel forgot has no pages left
     try { this.fs.forget(ino, nlookup); } catch (e) { console.error(`tarstack: forget (ino ${ino}) failed:`, e); }
   };
 
@@ -422,9 +285,9 @@ export class Translator {
 
   readonly open = (req: ll.Req, ino: number, flags: number): void => {
     if (this.openless) return void this.n.replyErr(req, ENOSYS);
-    if (!this.x[Slot.CALLER_KILL] || !isWritable(this.fs)) return this.call(req, 'open', ino, this.answerOpen, ino, flags);
+    if (!this.x[Slot.CALLER_KILL]) return this.call(req, 'open', ino, this.answerOpen, ino, flags);
     // O_TRUNC by a caller without CAP_FSETID (FUSE_OPEN_KILL_SUIDGID): as a truncate.
-    this.afterKill(req, 'open', ino, undefined, this.caller(), null, () => this.call(req, 'open', ino, this.answerOpen, ino, flags));
+    this.kill.before(ino, undefined, callerIn(this.x), null, () => this.call(req, 'open', ino, this.answerOpen, ino, flags), (e) => this.fail(req, 'open', ino, e));
   };
 
   readonly read = (req: ll.Req, ino: number, fh: number, pos: number, size: number): void => {
@@ -464,7 +327,7 @@ export class Translator {
   }
 
   readonly release = (req: ll.Req, ino: number, fh: number): void => {
-    if (this.pt) this.dropOpen(fh);
+    if (this.backing.enabled) this.backing.dropOpen(fh);
     this.call(req, 'release', ino, this.answerOk, ino, fh);
   };
 
@@ -578,10 +441,4 @@ interface Listing {
   it: Iterator<DirEntry>;
   counted: number[] | null;
   release: boolean;
-}
-
-/** The session's backing-file registry (lowlevel.ts backingOpen/backingClose). */
-export interface Passthrough {
-  open(fd: number): number;
-  close(id: number): void;
 }

@@ -11,6 +11,7 @@ import type { Attr } from '../vfs/api.js';
 import { majorOf, minorOf } from '../util/attr.js';
 import { namedWriteError, writingTo } from '../util/error-funnel.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from '../vfs/mode.js';
+import { OPAQUE_MARKER, WHITEOUT_PREFIX } from '../tar/names.js';
 
 const TYPES: Record<number, tarStream.Header['type']> = {
   [S_IFREG]: 'file', [S_IFDIR]: 'directory', [S_IFLNK]: 'symlink', [S_IFCHR]: 'character-device', [S_IFBLK]: 'block-device', [S_IFIFO]: 'fifo',
@@ -18,9 +19,6 @@ const TYPES: Record<number, tarStream.Header['type']> = {
 const USTAR_ID_MAX = 0o777777; // tar-stream writes ids in 6 octal digits
 const USTAR_SIZE_MAX = 0o77777777777;
 const USTAR_TIME_MAX = 0o77777777777;
-
-export const OPAQUE = '.wh..wh..opq';
-export const WHITEOUT = '.wh.';
 
 /** One entry to write; paths are byte strings relative to the root ('' is the root). */
 export interface LayerEntry {
@@ -125,13 +123,13 @@ export class LayerWriter {
 
   /** An OCI whiteout: NAME in directory `dir` is deleted. */
   async whiteout(dir: string, name: string, mtimeSec: number): Promise<void> {
-    await this.marker(dir ? `${dir}/${WHITEOUT}${name}` : `${WHITEOUT}${name}`, mtimeSec);
+    await this.marker(dir ? `${dir}/${WHITEOUT_PREFIX}${name}` : `${WHITEOUT_PREFIX}${name}`, mtimeSec);
     this.whiteouts++;
   }
 
   /** An OCI opaque marker: nothing below `dir` shows through. */
   opaque(dir: string, mtimeSec: number): Promise<void> {
-    return this.marker(dir ? `${dir}/${OPAQUE}` : OPAQUE, mtimeSec);
+    return this.marker(dir ? `${dir}/${OPAQUE_MARKER}` : OPAQUE_MARKER, mtimeSec);
   }
 
   private async marker(path: string, mtimeSec: number): Promise<void> {

@@ -11,15 +11,13 @@ import { splitNs } from '../util/attr.js';
 import { fsError } from '../util/errors.js';
 import { readFully } from '../tar/reader.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../vfs/mode.js';
-import { b } from '../util/latin1.js';
+import { b, fromByteString, toByteString } from '../util/latin1.js';
+import { OPAQUE_MARKER, WHITEOUT_PREFIX } from '../tar/names.js';
 import { DirFds } from '../util/dir-fds.js';
 
 /** Inode keys: st_ino below 2^32 (same device as the root) as is; others numbered from 2^32 on. */
 const DIRECT_SPAN = 2 ** 32;
 export const DIR_LAYER_SPAN = 2 ** 33;
-
-const WH = '.wh.';
-const OPQ = '.wh..wh..opq';
 
 const enum F {
   Whiteout = 1,
@@ -65,7 +63,7 @@ export class DirLayer implements Layer {
 
   constructor(readonly source: string) {
     this.sys = loadSys();
-    this.fds = new DirFds(Buffer.from(source, 'utf8').toString('latin1'));
+    this.fds = new DirFds(toByteString(source));
     const st = fs.statSync(source, { bigint: true });
     if (!st.isDirectory()) throw new Error(`${source} is not a directory`);
     this.rootDev = st.dev;
@@ -98,15 +96,15 @@ export class DirLayer implements Layer {
     try {
       entries = fs.readdirSync(b(path), { encoding: 'buffer', withFileTypes: true });
     } catch (err) {
-      throw fsError('EIO', `directory layer ${this.source}: cannot list ${Buffer.from(path, 'latin1').toString()}: ${(err as NodeJS.ErrnoException).code}`);
+      throw fsError('EIO', `directory layer ${this.source}: cannot list ${fromByteString(path)}: ${(err as NodeJS.ErrnoException).code}`);
     }
     const kids = new Map<string, { type: number; whiteout: boolean }>();
     let opaque = false;
     for (const e of entries) {
       const name = e.name.toString('latin1');
-      if (name.startsWith(WH)) {
-        if (name === OPQ) opaque = true;
-        else if (!name.startsWith(WH + WH) && !kids.has(name.slice(WH.length))) kids.set(name.slice(WH.length), { type: S_IFCHR, whiteout: true });
+      if (name.startsWith(WHITEOUT_PREFIX)) {
+        if (name === OPAQUE_MARKER) opaque = true;
+        else if (!name.startsWith(WHITEOUT_PREFIX + WHITEOUT_PREFIX) && !kids.has(name.slice(WHITEOUT_PREFIX.length))) kids.set(name.slice(WHITEOUT_PREFIX.length), { type: S_IFCHR, whiteout: true });
         continue; // other `.wh..wh.` names are aufs metadata
       }
       const type = direntType(e);
@@ -178,7 +176,7 @@ export class DirLayer implements Layer {
     const path = this.pathOf(dir);
     const opaque =
       ['trusted.overlay.opaque', 'user.overlay.opaque'].some((x) => this.sys.getxattr(path, x)?.toString('latin1') === 'y') ||
-      (f & F.Listed ? false : fs.existsSync(b(`${path}/${OPQ}`)));
+      (f & F.Listed ? false : fs.existsSync(b(`${path}/${OPAQUE_MARKER}`)));
     this.flags[dir] |= F.OpaqueKnown | (opaque ? F.Opaque : 0);
     return opaque;
   }
@@ -314,7 +312,7 @@ export class DirLayer implements Layer {
   readInto(node: number, pos: number, buf: Buffer, off: number, len: number): number {
     const [r] = this.read(node, pos, len);
     if (!r) return 0;
-    if (readFully(r.fd, buf, r.len, r.pos, off) !== r.len) throw fsError('EIO', `${this.source}/${Buffer.from(this.relPathOf(node), 'latin1').toString()} is shorter than when it was listed`);
+    if (readFully(r.fd, buf, r.len, r.pos, off) !== r.len) throw fsError('EIO', `${this.source}/${fromByteString(this.relPathOf(node))} is shorter than when it was listed`);
     return r.len;
   }
 

@@ -14,6 +14,7 @@ import type { UpperFormat } from '../overlay/upper.js';
 import { squashOwners } from './squash.js';
 import { UsageError, type MountRequest } from './options.js';
 import { S_IFCHR } from '../vfs/mode.js';
+import { toByteString } from '../util/latin1.js';
 
 /** Check what the kernel would check before it mounts, so errors come before any daemon starts. */
 export function checkPaths(req: MountRequest): void {
@@ -57,7 +58,7 @@ function openLower(path: string): Layer {
 function whiteoutKind(work: string): UpperFormat['whiteouts'] {
   const probe = join(work, `.tarstack-mknod-probe-${process.pid}`);
   try {
-    loadSys().mknod(Buffer.from(probe, 'utf8').toString('latin1'), S_IFCHR, 0, 0);
+    loadSys().mknod(toByteString(probe), S_IFCHR, 0, 0);
     fs.rmSync(probe, { force: true });
     return 'chardev';
   } catch {

@@ -63,7 +63,7 @@ export class CopyUp {
   private oneDir(node: Inode): void {
     const a = this.lowerAttr(node);
     const tmp = this.store.tmp();
-    this.store.makeDir(tmp, a.mode);
+    this.store.make.dir(tmp, a.mode);
     this.finish(tmp, node, a, -1);
     this.intoParent(node, tmp);
     node.upper = true;
@@ -112,7 +112,7 @@ export class CopyUp {
     let lazy: LazyMap | null = null;
     const type = a.mode & S_IFMT;
     if (type === S_IFREG) {
-      const fd = this.store.makeFile(tmp, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_RDWR, 0o600);
+      const fd = this.store.make.file(tmp, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_RDWR, 0o600);
       try {
         // A lazy copy finds its lower again at the next mount by inode number.
         const mustBeWhole = this.wholeFiles || !this.stack.locatableByIno(lower);
@@ -132,10 +132,10 @@ export class CopyUp {
         fs.closeSync(fd);
       }
     } else if (type === S_IFLNK) {
-      this.store.makeSymlink(tmp, this.stack.readlink(lower));
+      this.store.make.symlink(tmp, this.stack.readlink(lower));
       this.finish(tmp, node, a, -1);
     } else {
-      this.store.makeNode(tmp, a.mode, majorOf(a.rdev), minorOf(a.rdev));
+      this.store.make.node(tmp, a.mode, majorOf(a.rdev), minorOf(a.rdev));
       this.finish(tmp, node, a, -1);
     }
     if (a.nlink > 1 && this.links.indexing) {
@@ -152,7 +152,7 @@ export class CopyUp {
   private finish(tmp: string, node: Inode, a: Attr, fd: number): void {
     const target = fd >= 0 ? fd : tmp;
     const type = a.mode & S_IFMT;
-    this.store.own(tmp, { uid: a.uid, gid: a.gid, mode: a.mode, rdev: a.rdev });
+    this.store.make.own(tmp, { uid: a.uid, gid: a.gid, mode: a.mode, rdev: a.rdev });
     for (const name of this.stack.xattrNames(node.lower!)) {
       if (isInternalXattr(name)) continue;
       this.store.setXattr(target, name, this.stack.getxattr(node.lower!, name)!, 0); // what the host refuses is kept (kept.ts)

@@ -22,7 +22,8 @@ import { LowerStack, type Parts } from './lower-stack.js';
 import { Directories, NAME_MAX } from './directories.js';
 import { InodeAttr } from './inode-attr.js';
 import { dataSpace, type DataSpace } from './space.js';
-import { UpperStore, type NewObject } from './upper.js';
+import { UpperStore } from './upper.js';
+import type { NewObject } from './new-entry.js';
 import type { InstanceOptions } from './instance-options.js';
 import { isWhiteoutNode } from './whiteouts.js';
 import { TARSTACK_FORMAT, isInternalXattr } from './upper-format.js';
@@ -306,7 +307,7 @@ export class InstanceFs implements WritableFileSystem {
 
   /**
    * A new entry, owned by the caller: born in its place where it can be, else built under a temp
-   * name and placed, over a whiteout if one is there (upper.ts, makeNew). A directory placed where a
+   * name and placed, over a whiteout if one is there (new-entry.ts). A directory placed where a
    * lower directory was deleted is opaque, so nothing below shows.
    */
   private createEntry(parent: number, name: string, caller: Caller, what: NewObject): { node: Inode; st: fs.BigIntStats; fd: number | undefined } {
@@ -315,7 +316,7 @@ export class InstanceFs implements WritableFileSystem {
     this.copy.dir(dir);
     const opaque = (what.mode & S_IFMT) === S_IFDIR && this.dirs.lowerHas(dir, name);
     const abs = this.childAbs(dir, name); // after the copy-up: a path is for immediate use (upper.ts)
-    const fd = this.store.makeNew(this.store.abs(dir.relPath()), abs, caller, what, this.umaskZero, opaque);
+    const fd = this.store.make.entry(this.store.abs(dir.relPath()), abs, caller, what, this.umaskZero, opaque);
     const found = { upper: true as const, abs, st: this.store.stat(abs), fresh: !this.store.kept.active, born: true };
     // A device the host refused stands in as an empty file (kept.ts): its type is read back as usual.
     const node = this.inodes.inodeFor(dir, name, found);

@@ -25,9 +25,6 @@ export const X_INO_LINK = 'trusted.tarstack.ino';
 export const isInternalXattr = (name: string): boolean =>
   name.startsWith('user.overlay.') || name.startsWith('user.tarstack.') || name.startsWith('trusted.overlay.') || name.startsWith('trusted.tarstack.');
 
-/** The prefix of whiteout files (`.wh.NAME`) and the OCI opaque marker (`.wh..wh..opq`). */
-export const WH_PREFIX = '.wh.';
-
 /** What an upper written for other readers (kernel overlayfs, containers/storage) looks like. */
 export interface UpperFormat {
   /** Namespace of the opaque and redirect xattrs written: kernel overlayfs reads trusted.* by default, user.* with `userxattr`. */

@@ -1,19 +1,20 @@
 // The upper and work directories of an instance, written as upper-format.ts describes. Every upper
-// operation of an instance goes through UpperStore, and whiteouts (both encodings) are decoded here
-// only: above it, a name is an object, hidden, or absent. Paths here are byte strings: absolute, or
-// relative to the upper root ('' is the root). The absolute paths abs() gives are for immediate use
-// only: deep ones go through a descriptor of their directory (dir-fds.ts), so the only limit on a
-// path is the one the kernel applies to the caller's own.
+// operation of an instance goes through UpperStore (new objects through its `make`, new-entry.ts),
+// and whiteouts (both encodings) are decoded here only: above it, a name is an object, hidden, or
+// absent. Paths here are byte strings: absolute, or relative to the upper root ('' is the root).
+// The absolute paths abs() gives are for immediate use only: deep ones go through a descriptor of
+// their directory (dir-fds.ts), so the only limit on a path is the one the kernel applies to the
+// caller's own.
 import * as fs from 'node:fs';
 import { loadSys, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, UTIME_NOW, type Sys } from '../native/sys.js';
-import { Kept, type KeptStat } from './kept.js';
+import { Kept } from './kept.js';
+import { EntryMaker } from './new-entry.js';
 import { removeTree } from '../util/remove-tree.js';
 import { DirFds } from '../util/dir-fds.js';
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../vfs/mode.js';
-import { b } from '../util/latin1.js';
-import { majorOf, minorOf, splitNs } from '../util/attr.js';
+import { S_IFDIR, S_IFMT, S_IFREG } from '../vfs/mode.js';
+import { b, toByteString } from '../util/latin1.js';
+import { splitNs } from '../util/attr.js';
 import { Whiteouts, isWhiteout } from './whiteouts.js';
-import { newEntryOwner } from './new-owner.js';
 import { T_OPAQUE, T_REDIRECT, TARSTACK_FORMAT, X_INO, isInternalXattr, X_INO_LINK, X_OPAQUE, X_REDIRECT, userXattrOk, type UpperFormat } from './upper-format.js';
 
 export { TARSTACK_FORMAT, X_LAZY, X_NLINK, isInternalXattr, prepareUpperRoot, type UpperFormat } from './upper-format.js';
@@ -31,18 +32,6 @@ export interface UpperFound {
 /** A name the upper hides: a whiteout, or a name its format reserves (`.wh.NAME` files). */
 export const HIDDEN: unique symbol = Symbol('hidden');
 
-/** What a new entry is: its type and mode bits in `mode`; a file's open flags (beyond O_CREAT|O_EXCL|O_RDWR), a symlink's target, a node's device. */
-export type NewObject = { mode: number; rdev?: number } & ({ kind: 'file'; flags: number } | { kind: 'dir' } | { kind: 'symlink'; target: string } | { kind: 'node' });
-
-interface Ids {
-  uid: number;
-  gid: number;
-}
-
-const { O_CREAT, O_EXCL, O_RDWR } = fs.constants;
-const EUID = process.geteuid?.() ?? 0;
-const EGID = process.getegid?.() ?? 0;
-
 export class UpperStore {
   readonly sys: Sys;
   /** Absolute roots as byte strings (latin1 of their UTF-8 bytes). */
@@ -53,6 +42,8 @@ export class UpperStore {
   private tmpSeq = 0;
   /** Owners, modes, devices and xattrs the host refuses, kept by tarstack. */
   readonly kept: Kept;
+  /** New objects, made with their owner and mode (new-entry.ts). */
+  readonly make: EntryMaker;
 
   /**
    * Inode numbers copied-up entries keep when no private xattr may hold them (this mount only), by
@@ -70,13 +61,13 @@ export class UpperStore {
     const { readOnly = false, format = TARSTACK_FORMAT, keepRefused = false } = opts;
     this.format = format;
     this.sys = loadSys();
-    this.upper = Buffer.from(upperDir, 'utf8').toString('latin1');
-    this.work = Buffer.from(workDir, 'utf8').toString('latin1');
+    this.upper = toByteString(upperDir);
+    this.work = toByteString(workDir);
     this.dirs = new DirFds(this.upper);
     // fuse-overlayfs writes `.wh.` files where mknod is refused: read them when told, or when writing them.
     this.whiteouts = new Whiteouts(this.sys, format.whiteouts, format.whiteouts === 'files' || !!opts.whiteoutFiles, () => this.tmp());
     this.kept = new Kept(this.sys, this.work, () => this.tmp(), keepRefused);
-    this.makesAs = !keepRefused && EUID === 0;
+    this.make = new EntryMaker(this, keepRefused);
     if (readOnly) return;
     for (const d of format.privateMetadata ? ['tmp', 'index'] : ['tmp']) fs.mkdirSync(b(`${this.work}/${d}`), { recursive: true, mode: 0o700 });
     // Leftovers of a crash: temp files were never visible, so they simply go.
@@ -129,6 +120,11 @@ export class UpperStore {
   readonly format: UpperFormat;
   /** Whiteouts written and read (whiteouts.ts). */
   private readonly whiteouts: Whiteouts;
+
+  /** The upper may hold `.wh.NAME` whiteout files, so a name may be taken by one. */
+  get readsWhiteoutFiles(): boolean {
+    return this.whiteouts.readsFiles;
+  }
 
   removeTree(absPath: string): void {
     removeTree(b(absPath));
@@ -390,123 +386,6 @@ export class UpperStore {
     const [as, an] = splitNs(st.atimeNs);
     const [ms, mn] = splitNs(st.mtimeNs);
     this.sys.utimens(dirAbs, as, an, ms, mn);
-  }
-
-  // ---- objects: born in place with their owner and mode, or made in the work dir, then placed -----
-
-  /**
-   * Does this process make objects with their maker's owner (root: setfsuid and setfsgid around the
-   * one call that makes an object, native-bindings/src/sys.c), so that none is chowned after? Until
-   * the ids are refused once (a user namespace's root, no CAP_SETPCAP): then chown it is.
-   */
-  private makesAs: boolean;
-
-  makeDir(path: string, mode: number, as?: Ids): void {
-    if (as) this.sys.mkdirAs(path, mode & 0o7777, as.uid, as.gid);
-    else fs.mkdirSync(b(path), { mode: mode & 0o7777 });
-  }
-
-  makeSymlink(path: string, target: string, as?: Ids): void {
-    if (as) this.sys.symlinkAs(target, path, as.uid, as.gid);
-    else fs.symlinkSync(b(target), b(path));
-  }
-
-  /** A new regular file, open: its descriptor. */
-  makeFile(path: string, flags: number, mode: number, as?: Ids): number {
-    return as ? this.sys.openAs(path, flags, mode & 0o7777, as.uid, as.gid) : fs.openSync(b(path), flags, mode & 0o7777);
-  }
-
-  /** mknod, or where the host refuses the device to an ordinary user, an empty file standing in for it. */
-  makeNode(path: string, mode: number, major: number, minor: number, as?: Ids): void {
-    if (this.kept.refusedDevice(mode, major || minor)) fs.closeSync(fs.openSync(b(path), 'wx', 0o600));
-    else if (as) this.sys.mknod(path, mode, major, minor, as.uid, as.gid);
-    else this.sys.mknod(path, mode, major, minor);
-  }
-
-  /**
-   * A new entry for `maker` at `abs` in directory `dirAbs` (`what.mode`: type and permissions as
-   * asked; `exactMode`: this process's umask is 0). Where the one call that makes it can give it its
-   * owner and mode (as root, through the maker's filesystem ids; else when they are this process's
-   * own), it is made in its place and nothing follows, so its atime, mtime and ctime are one time,
-   * as on kernel overlayfs. Else (a whiteout or a `.wh.` file there, an opaque directory, a mode
-   * or owner kept.ts keeps) it is built at a temp name, owned and placed, and its ctime may be later.
-   * A file's descriptor (open for reading and writing) is returned.
-   */
-  makeNew(dirAbs: string, abs: string, maker: Ids, what: NewObject, exactMode: boolean, opaque: boolean): number | undefined {
-    try {
-      return this.makeNewOnce(dirAbs, abs, maker, what, exactMode, opaque);
-    } catch (err) {
-      // the ids would not take (a user namespace's root, no CAP_SETPCAP), so nothing was made: as this process, then chown
-      if ((err as NodeJS.ErrnoException).syscall !== 'setfsuid' || !this.makesAs) throw err;
-      this.makesAs = false;
-      return this.makeNewOnce(dirAbs, abs, maker, what, exactMode, opaque);
-    }
-  }
-
-  private makeNewOnce(dirAbs: string, abs: string, maker: Ids, what: NewObject, exactMode: boolean, opaque: boolean): number | undefined {
-    const type = what.mode & S_IFMT;
-    const dirSt = fs.lstatSync(b(dirAbs));
-    const want = newEntryOwner(this.kept.stat(dirAbs, dirSt) ?? dirSt, maker, what.mode, what.rdev ?? 0);
-    const make = (path: string, mode: number, as?: Ids): number | undefined => {
-      switch (what.kind) {
-        case 'file': return this.makeFile(path, O_CREAT | O_EXCL | O_RDWR | what.flags, mode, as);
-        case 'dir': return void this.makeDir(path, mode, as);
-        case 'symlink': return void this.makeSymlink(path, what.target, as);
-        case 'node': return void this.makeNode(path, type | (mode & 0o7777), majorOf(what.rdev ?? 0), minorOf(what.rdev ?? 0), as);
-      }
-    };
-    const born = exactMode && !opaque && !this.whiteouts.readsFiles ? this.bornRight(want, dirSt) : undefined;
-    if (born) {
-      try {
-        const fd = make(abs, born.mode, born.as);
-        this.kept.fresh(abs);
-        return fd;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err; // a whiteout there: built aside, placed over it
-      }
-    }
-    const as = this.makesAs ? { uid: want.uid, gid: want.gid } : undefined;
-    const tmp = this.tmp();
-    const fd = make(tmp, what.mode, as);
-    try {
-      // What it has now: made in the work dir (not set-gid) with the mode asked, which mkdir takes without set-id bits.
-      const made = exactMode ? { ...(as ?? { uid: EUID, gid: EGID }), mode: type === S_IFDIR ? what.mode & ~0o6000 : what.mode, rdev: want.rdev } : undefined;
-      this.own(tmp, want, type === S_IFREG || type === S_IFDIR || type === S_IFLNK || as ? made : undefined);
-      if (opaque) this.markOpaque(tmp);
-      this.place(tmp, abs, type === S_IFDIR);
-    } catch (err) {
-      if (fd !== undefined) fs.closeSync(fd);
-      throw err;
-    }
-    return fd;
-  }
-
-  /**
-   * How the one call that makes an object gives it `want` in its directory (`dirSt`): the filesystem
-   * ids to make it with and the mode to ask for; undefined when it cannot (kept.ts must keep an owner
-   * or mode the host refuses, or this process cannot take the maker's ids).
-   */
-  private bornRight(want: KeptStat, dirSt: fs.Stats): { as?: Ids; mode: number } | undefined {
-    const type = want.mode & S_IFMT;
-    const mode = this.kept.active ? this.kept.realPerm(type, want.mode) : want.mode & 0o7777;
-    if (this.kept.active && (want.rdev !== 0 || (type | mode) !== want.mode)) return undefined;
-    const as = this.makesAs ? { uid: want.uid, gid: want.gid } : undefined;
-    // what the kernel gives an object made there (a set-gid directory's group, its set-gid bit on a new directory)
-    const got = newEntryOwner(dirSt, as ?? { uid: EUID, gid: EGID }, type | (type === S_IFDIR ? mode & ~0o6000 : mode));
-    return got.uid === want.uid && got.gid === want.gid && got.mode === want.mode ? { as, mode } : undefined;
-  }
-
-  /**
-   * Give a freshly built object its owner and mode: for real as root, else kept (kept.ts). A fresh
-   * symlink, fifo or socket first sheds what an old object of the same upper inode number kept.
-   * `made`: what it has already (made by this process with umask 0).
-   */
-  own(path: string, want: KeptStat, made?: KeptStat): void {
-    this.kept.fresh(path);
-    if (this.kept.active) return this.kept.setStat(path, want);
-    if (made && made.uid === want.uid && made.gid === want.gid && made.mode === want.mode) return;
-    if (!made || made.uid !== want.uid || made.gid !== want.gid) fs.lchownSync(b(path), want.uid, want.gid);
-    if ((want.mode & S_IFMT) !== S_IFLNK) fs.chmodSync(b(path), want.mode & 0o7777); // after chown, which clears set-id bits
   }
 
   /** lstat (a path) or fstat (a descriptor) of an object that must exist. */

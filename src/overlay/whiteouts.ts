@@ -7,9 +7,7 @@ import { RENAME_EXCHANGE, type Sys } from '../native/sys.js';
 import { removeTree } from '../util/remove-tree.js';
 import { S_IFCHR, S_IFMT } from '../vfs/mode.js';
 import { b } from '../util/latin1.js';
-import { WH_PREFIX } from './upper-format.js';
-
-const OPAQUE_MARKER = '.wh..wh..opq';
+import { OPAQUE_MARKER, WHITEOUT_PREFIX } from '../tar/names.js';
 
 /** Is this lstat a whiteout (a character device 0/0)? */
 export function isWhiteout(st: fs.BigIntStats): boolean {
@@ -32,13 +30,13 @@ export class Whiteouts {
 
   /** A name the format reserves: never a user's entry. */
   reserved(name: string): boolean {
-    return this.readsFiles && name.startsWith(WH_PREFIX);
+    return this.readsFiles && name.startsWith(WHITEOUT_PREFIX);
   }
 
   /** A directory entry's name decoded: the name a `.wh.` file whites out, null for a format marker, undefined for a plain name. */
   static decode(name: string): string | null | undefined {
-    if (!name.startsWith(WH_PREFIX)) return undefined;
-    return name === OPAQUE_MARKER ? null : name.slice(WH_PREFIX.length);
+    if (!name.startsWith(WHITEOUT_PREFIX)) return undefined;
+    return name === OPAQUE_MARKER ? null : name.slice(WHITEOUT_PREFIX.length);
   }
 
   /**
@@ -57,7 +55,7 @@ export class Whiteouts {
   /** `.wh.NAME` beside `absPath` (.../NAME): where a whiteout file for it lives. */
   private fileFor(absPath: string): string {
     const slash = absPath.lastIndexOf('/');
-    return `${absPath.slice(0, slash + 1)}${WH_PREFIX}${absPath.slice(slash + 1)}`;
+    return `${absPath.slice(0, slash + 1)}${WHITEOUT_PREFIX}${absPath.slice(slash + 1)}`;
   }
 
   /** Atomically replace whatever is at `absPath` by a whiteout; a directory goes to the work dir to be removed. */

@@ -2,6 +2,7 @@
 // daemon must never stat its own mount point, which would deadlock it, and a hung FUSE mount must
 // never block whoever cleans it up. The one parser of mountinfo in src, test and bench.
 import { readFileSync } from 'node:fs';
+import { fromByteString } from './latin1.js';
 
 export interface MountInfo {
   id: number;
@@ -32,7 +33,7 @@ export function listMounts(): MountInfo[] {
     out.push({
       id: Number(f[0]),
       majorMinor: f[2]!,
-      mountpoint: Buffer.from(unescape(f[4]!), 'latin1').toString('utf8'),
+      mountpoint: fromByteString(unescape(f[4]!)),
       options: f[5]!,
       fstype: f[dash + 1]!,
       source: unescape(f[dash + 2] ?? ''),

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadSys, type Sys } from '../../src/native/sys.js';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFREG, S_IFSOCK } from '../../src/vfs/mode.js';
 
 export type Step = [label: string, outcome: unknown];
 
@@ -66,10 +67,7 @@ const switched = <T extends object>(pick: () => T): T =>
 export const fs: typeof nodeFs = switched(() => io.fs);
 export const sys: Sys = switched(() => io.sys);
 export { RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT, XATTR_CREATE, XATTR_REPLACE } from '../../src/native/sys.js';
-export const S_IFIFO = 0o010000;
-export const S_IFCHR = 0o020000;
-export const S_IFBLK = 0o060000;
-export const S_IFSOCK = 0o140000;
+export { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFREG, S_IFSOCK };
 
 /** The file type of path (not followed) as one letter, or its errno. */
 export function kind(p: string): string {

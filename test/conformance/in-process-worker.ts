@@ -10,6 +10,7 @@ import { InstanceFs } from '../../src/overlay/instance-fs.js';
 import { indexTarFile } from '../../src/tar/indexer.js';
 import { tarLayer } from '../../src/layer/tar-layer.js';
 import type { Attr, Caller, FdRange, SetAttr } from '../../src/vfs/api.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../../src/vfs/mode.js';
 import { RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, UTIME_NOW, UTIME_OMIT, XATTR_CREATE, XATTR_REPLACE } from '../../src/native/sys.js';
 
 export interface WorkerInit {
@@ -27,10 +28,6 @@ export type Reply = { ok: unknown } | { errno: string } | { bug: string };
 
 const { O_ACCMODE = 3, O_RDONLY, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_DIRECTORY, O_NOFOLLOW, O_NOCTTY } = fs.constants as Record<string, number>;
 const O_CLOEXEC = 0o2000000;
-const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
-const S_IFREG = 0o100000;
-const S_IFLNK = 0o120000;
 const PATH_MAX = 4096;
 const NAME_MAX = 255;
 const MAXSYMLINKS = 40;

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { MessageChannel, receiveMessageOnPort, Worker } from 'node:worker_threads';
 import type { Sys } from '../../src/native/sys.js';
 import type { Attr } from '../../src/vfs/api.js';
+import { fromByteString, toByteString } from '../../src/util/latin1.js';
 import type { PathArg, Reply, Request, WorkerInit } from './in-process-worker.js';
 
 const C = nodeFs.constants;
@@ -21,8 +22,8 @@ const FLAGS: Record<string, number> = {
 const flagsOf = (f: string | number | undefined, def: string): number => (typeof f === 'number' ? f : FLAGS[f ?? def] ?? FLAGS[def]!);
 
 /** Paths and names cross as byte strings (latin1), as the filesystem takes them. */
-const bytes = (s: string): string => Buffer.from(s, 'utf8').toString('latin1');
-const text = (s: string): string => Buffer.from(s, 'latin1').toString('utf8');
+const bytes = toByteString;
+const text = fromByteString;
 
 function errnoError(code: string, op: string, p?: unknown): Error {
   const e = new Error(`${code}: in-process ${op}${typeof p === 'string' ? ` '${p}'` : ''}`) as NodeJS.ErrnoException;

@@ -5,11 +5,9 @@
 import { constants } from 'node:os';
 import * as ll from '../../src/fuse/lowlevel.js';
 import { Slot } from '../../src/fuse/lowlevel.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../../src/vfs/mode.js';
 
 const E = constants.errno;
-const S_IFDIR = 0o040000;
-const S_IFREG = 0o100000;
-const S_IFLNK = 0o120000;
 
 interface Ino {
   ino: number;
@@ -40,7 +38,7 @@ function nowPair(): [number, number] {
 function make(mode: number): Ino {
   const [s, ns] = nowPair();
   const i: Ino = { ino: nextIno++, mode, nlink: 1, uid: x[Slot.CALLER_UID]!, gid: x[Slot.CALLER_GID]!, rdev: 0, data: Buffer.alloc(0), xattrs: new Map(), t: [s, ns, s, ns, s, ns] };
-  if ((mode & 0o170000) === S_IFDIR) (i.children = new Map()), (i.nlink = 2);
+  if ((mode & S_IFMT) === S_IFDIR) (i.children = new Map()), (i.nlink = 2);
   inodes.set(i.ino, i);
   return i;
 }
@@ -98,7 +96,7 @@ const handlers: ll.Handlers = {
     const i = inodes.get(ino)!;
     const v = Array.from(x.subarray(Slot.SET_MODE, Slot.SET_CTIME_NSEC + 1));
     log.push({ op: 'setattr', ino, toSet, fh, v });
-    if (toSet & ll.SETATTR_MODE) i.mode = (i.mode & 0o170000) | (v[0]! & 0o7777);
+    if (toSet & ll.SETATTR_MODE) i.mode = (i.mode & S_IFMT) | (v[0]! & 0o7777);
     if (toSet & ll.SETATTR_SIZE) {
       const b = Buffer.alloc(v[3]!);
       i.data.copy(b, 0, 0, Math.min(b.length, i.data.length));

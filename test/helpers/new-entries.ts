@@ -5,12 +5,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { loadSys } from '../../src/native/sys.js';
+import { S_IFIFO, S_IFREG } from '../../src/vfs/mode.js';
 
 const [dir, countArg] = process.argv.slice(2);
 const count = Number(countArg);
 const sys = loadSys();
-const S_IFIFO = 0o010000;
-const S_IFREG = 0o100000;
 const makers: Record<string, (p: string) => void> = {
   create: (p) => fs.closeSync(fs.openSync(p, 'wx', 0o640)),
   mknod: (p) => sys.mknod(p, S_IFREG | 0o600, 0, 0),

@@ -3,10 +3,9 @@
 // Semantics per the OCI image spec, "Whiteouts": they hide lower layers only, never same-layer siblings.
 import fs from 'node:fs';
 import path from 'node:path';
+import { OPAQUE_MARKER, WHITEOUT_PREFIX } from '../../src/tar/names.js';
 import { execOk } from './exec.js';
 
-const PREFIX = '.wh.';
-const OPAQUE = '.wh..wh..opq';
 
 function markOpaque(dir: string): void {
   execOk(['setfattr', '-n', 'trusted.overlay.opaque', '-v', 'y', dir]);
@@ -27,14 +26,14 @@ export function convertOciWhiteouts(layerDir: string): void {
   let changed = false;
   for (const name of names) {
     const p = path.join(layerDir, name);
-    if (name === OPAQUE) {
+    if (name === OPAQUE_MARKER) {
       changed = true;
       fs.unlinkSync(p);
       markOpaque(layerDir);
-    } else if (name.startsWith(PREFIX)) {
+    } else if (name.startsWith(WHITEOUT_PREFIX)) {
       changed = true;
       fs.unlinkSync(p);
-      const hidden = path.join(layerDir, name.slice(PREFIX.length));
+      const hidden = path.join(layerDir, name.slice(WHITEOUT_PREFIX.length));
       const same = fs.lstatSync(hidden, { throwIfNoEntry: false });
       // The same layer also has NAME: it stays; if it is a dir, nothing from below may show through it.
       if (same?.isDirectory()) markOpaque(hidden);

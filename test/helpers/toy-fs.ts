@@ -6,10 +6,8 @@ import { constants } from 'node:fs';
 import { fsError } from '../../src/util/errors.js';
 import type { Attr, DirEntry, Entry, FdRange, FileSystem, OpenReply, ReadReply, Statfs } from '../../src/vfs/api.js';
 import { ROOT_INO } from '../../src/vfs/api.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../../src/vfs/mode.js';
 
-const S_IFDIR = 0o040000;
-const S_IFREG = 0o100000;
-const S_IFLNK = 0o120000;
 export const INO_BASE = 2 ** 40; // every inode but the root is above 2^32
 
 type Content =
@@ -59,7 +57,7 @@ export class ToyFs implements FileSystem {
     const node = this.makeNode(ino, mode, parent, size);
     this.nodes.set(ino, node);
     dir.children!.set(name, ino);
-    if ((mode & 0o170000) === S_IFDIR) {
+    if ((mode & S_IFMT) === S_IFDIR) {
       node.children = new Map();
       node.attr.nlink = 2;
       dir.attr.nlink++;

@@ -6,6 +6,7 @@ import { formatBytes, printJson, printTable } from '../output.js';
 import type { InstanceRecord } from '../../store/instances.js';
 import type { Change } from '../../overlay/diff.js';
 import { UserError } from '../../util/errors.js';
+import { fromByteString, toByteString } from '../../util/latin1.js';
 import { duBytes } from '../../util/du.js';
 
 // Loaded by the verbs that use them: `list` and `info` are run often and need none (start-up time).
@@ -124,14 +125,13 @@ export async function instanceRename(ctx: Context, a: { instance: string; newNam
 export async function instanceDiff(ctx: Context, a: { instance: string; porcelain?: boolean }): Promise<void> {
   const changes = await (await views()).diffInstance(ctx, ctx.instances.get(a.instance));
   // Paths are bytes: porcelain and tree output write them as they are; JSON can only carry UTF-8.
-  if (ctx.opts.json) return printJson(changes.map((c) => ({ ...c, path: Buffer.from(c.path, 'latin1').toString('utf8') })));
+  if (ctx.opts.json) return printJson(changes.map((c) => ({ ...c, path: fromByteString(c.path) })));
   const text = a.porcelain ? changes.map((c) => `${c.change[0].toUpperCase()} ${c.path}\n`).join('') : renderTree(changes);
   process.stdout.write(Buffer.from(text, 'latin1'));
 }
 
 /** tree's glyphs as UTF-8 bytes in a byte string, like the paths they are drawn beside. */
-const utf8Bytes = (s: string): string => Buffer.from(s, 'utf8').toString('latin1');
-const [MID, LAST, BAR] = ['├── ', '└── ', '│   '].map(utf8Bytes);
+const [MID, LAST, BAR] = ['├── ', '└── ', '│   '].map(toByteString);
 
 /** The changes as `tree` draws a directory (byte strings in, byte string out), each entry marked [A], [M] or [D]. */
 export function renderTree(changes: Change[]): string {

@@ -1,10 +1,8 @@
 // mknod, mkfifo and sockets: each type made and seen with its mode and device numbers, a fifo that
 // carries bytes, a socket bound and connected in the mount, and lower devices kept through copy-up.
 import path from 'node:path';
-import { fs, kind, ls, makeSpecial, python, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, sys, type Case } from '../case.js';
+import { fs, kind, ls, makeSpecial, python, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFREG, S_IFSOCK, sys, type Case } from '../case.js';
 
-const S_IFREG = 0o100000;
-const S_IFDIR = 0o040000;
 const describe = (p: string): string => {
   const st = fs.lstatSync(p);
   return `${kind(p)} ${(st.mode & 0o7777).toString(8)} ${st.rdev ? `${Math.floor(st.rdev / 256)}:${st.rdev % 256}` : '0'} ${st.size}`;
