@@ -236,11 +236,145 @@ const CAP = Buffer.from('0100000200200000000000000000000000000000', 'hex'); // c
   t.is(delta(s0, s1).WRITE, 0, 'the writes passed through');
   t.true(s1.passthroughOpens - s0.passthroughOpens >= 3);
 });
+/**
+ * What other users do to set-id files, on the mount `dir` and the same in a kernel overlayfs over
+ * the same start: returns each file's mode and whether it kept security.capability, in both.
+ */
+const SETID_CASES: Array<{ name: string; mode: number; how: string }> = [
+  { name: 'w-suid', mode: 0o6777, how: 'user-append' }, // suid, sgid with g+x: both go
+  { name: 'w-sgid-nox', mode: 0o2767, how: 'user-append' }, // sgid without g+x, writer not in the group: goes
+  { name: 'w-own-group', mode: 0o2767, how: 'user-append-own-group' }, // writer in the file's group: stays
+  { name: 't-suid', mode: 0o6777, how: 'user-truncate' },
+  { name: 'o-suid', mode: 0o6777, how: 'user-open-trunc' },
+  { name: 'c-suid', mode: 0o6777, how: 'root-chown' }, // chown: suid goes even for root; sgid with g+x too
+  { name: 'c-sgid-nox', mode: 0o2767, how: 'root-chown' }, // root's chown keeps sgid without g+x
+  { name: 'r-suid', mode: 0o6777, how: 'root-append' }, // CAP_FSETID: stays
+  { name: 'cap', mode: 0o777, how: 'root-append-cap' }, // security.capability goes on any write
+];
+
+function setidRun(dir: string, user: UserIds): Record<string, string> {
+  const out: Record<string, string> = {};
+  const as = (uid: number, gid: number, code: string, file: string): void => {
+    const r = spawnSync('python3', ['-c', code, file], uid === 0 ? {} : { uid, gid });
+    if (r.status !== 0) throw new Error(`${code} ${file}: ${r.stderr.toString()}`);
+  };
+  for (const c of SETID_CASES) {
+    const f = path.join(dir, c.name);
+    if (c.how === 'user-append-own-group') fs.chownSync(f, 0, user.gid);
+    if (c.how === 'root-append-cap') as(0, 0, `import os,sys\nos.setxattr(sys.argv[1], "security.capability", bytes.fromhex("${CAP.toString('hex')}"))`, f);
+    const append = 'import sys\nopen(sys.argv[1], "a").write("more\\n")';
+    if (c.how.startsWith('user-append')) as(user.uid, user.gid, append, f);
+    if (c.how === 'user-truncate') as(user.uid, user.gid, 'import os,sys\nos.truncate(sys.argv[1], 3)', f);
+    if (c.how === 'user-open-trunc') as(user.uid, user.gid, 'import os,sys\nos.close(os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC))', f);
+    if (c.how === 'root-chown') fs.chownSync(f, user.uid, user.gid);
+    if (c.how.startsWith('root-append')) as(0, 0, append, f);
+    const cap = spawnSync('python3', ['-c', 'import os,sys\ntry:\n  os.getxattr(sys.argv[1], "security.capability"); print("cap")\nexcept OSError: print("-")', f]).stdout.toString().trim();
+    out[c.name] = `${(fs.statSync(f).mode & 0o7777).toString(8)} ${cap}`;
+  }
+  return out;
+}
+
+function setidStart(dir: string): void {
+  for (const c of SETID_CASES) {
+    fs.writeFileSync(path.join(dir, c.name), 'program\n');
+    fs.chmodSync(path.join(dir, c.name), c.mode);
+  }
+}
+
+(noPassthrough || typeof ids === 'string' ? test.skip : test.serial)('root, FUSE_HANDLE_KILLPRIV_V2 (no passthrough): set-id bits and security.capability go as on kernel overlayfs; GETXATTR only before an inode\'s first write', async (t) => {
+  const user = ids as UserIds;
+  // The reference: kernel overlayfs over ext4 (or what the test root is on), in the same run.
+  const ref = path.join(root, `ovl${++seq}`);
+  const [lower, upper, work, mnt] = ['lower', 'upper', 'work', 'mnt'].map((d) => path.join(ref, d)) as [string, string, string, string];
+  for (const d of [lower, upper, work, mnt]) fs.mkdirSync(d, { recursive: true });
+  fs.chmodSync(upper, 0o777);
+  const ov = spawnSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, mnt]);
+  t.is(ov.status, 0, ov.stderr.toString());
+  t.teardown(() => void (mountAt(mnt) && spawnSync('umount', ['-l', mnt])));
+  setidStart(mnt);
+  const want = setidRun(mnt, user);
+
+  const m = await serve(t, undefined, { TARSTACK_PASSTHROUGH: '0' });
+  const s0 = await m.stats();
+  t.true(s0.killpriv, 'FUSE_HANDLE_KILLPRIV_V2 negotiated');
+  const dir = path.join(m.mnt, 'd');
+  setidStart(dir);
+  const got = setidRun(dir, user);
+  t.deepEqual(got, want, 'each file as kernel overlayfs left it');
+  t.is(want['w-suid'], '777 -'); // the reference itself, so that a change of kernel shows
+  t.is(want['r-suid'], '6777 -');
+  const s1 = await m.stats();
+  t.true(s1.killed - s0.killed >= 5, 'the translator cleared them (the kernel no longer does)');
+
+  // The kernel asks security.capability before an inode's first write only, not before each.
+  const file = path.join(dir, 'many');
+  fs.writeFileSync(file, '');
+  fs.chmodSync(file, 0o666);
+  const w = spawnSync('python3', ['-c', 'import os,sys\nfd=os.open(sys.argv[1], os.O_WRONLY)\nfor i in range(50): os.write(fd, b"x")\nos.close(fd)', file], { uid: user.uid, gid: user.gid });
+  t.is(w.status, 0, w.stderr.toString());
+  const s2 = await m.stats();
+  t.is(delta(s1, s2).WRITE, 50);
+  t.true(delta(s1, s2).GETXATTR <= 1, `GETXATTR ${delta(s1, s2).GETXATTR} for 50 writes`);
+  t.is(fs.readFileSync(file, 'latin1'), 'x'.repeat(50));
+});
+
+rootTest('root: TARSTACK_KILLPRIV=0 and passthrough mounts leave set-id clearing to the kernel (a GETXATTR before every write)', async (t) => {
+  const envs: Array<Record<string, string>> = [{ TARSTACK_KILLPRIV: '0', TARSTACK_PASSTHROUGH: '0' }, {}];
+  for (const env of envs) {
+    const m = await serve(t, undefined, env);
+    const s0 = await m.stats();
+    t.false(s0.killpriv, JSON.stringify(env));
+    const file = path.join(m.mnt, 'd', 'many');
+    const fd = fs.openSync(file, 'w');
+    try {
+      for (let i = 0; i < 20; i++) fs.writeSync(fd, 'x');
+    } finally {
+      fs.closeSync(fd);
+    }
+    const s1 = await m.stats();
+    t.is(delta(s0, s1).GETXATTR, 20, `${JSON.stringify(env)}: one per write(2)`);
+    t.is(s1.killed, 0);
+  }
+});
+
+function maxPagesLimit(): number {
+  try {
+    return Number(fs.readFileSync('/proc/sys/fs/fuse/max_pages_limit', 'latin1').trim()) || 256;
+  } catch {
+    return 256;
+  }
+}
+
+/** READ requests for a cold read of the 3 MiB lower member (dd bs=1M). */
+async function coldReads(m: Served): Promise<number> {
+  const s0 = await m.stats();
+  const r = spawnSync('dd', [`if=${path.join(m.mnt, 'd', 'big')}`, 'of=/dev/null', 'bs=1M', 'status=none']);
+  if (r.status !== 0) throw new Error(r.stderr.toString());
+  return delta(s0, await m.stats()).READ;
+}
+
+rootTest('root: max_pages is what fs.fuse.max_pages_limit allows, TARSTACK_MAX_PAGES is honoured (capped as the kernel caps it), and shown', async (t) => {
+  const limit = maxPagesLimit(); // the test never changes it: the sysctl is the machine's
+  const dflt = await serve(t);
+  t.is((await dflt.stats()).maxPages, limit > 256 ? Math.min(limit, 1024) : 0, `fs.fuse.max_pages_limit ${limit}`);
+  const small = await serve(t, undefined, { TARSTACK_MAX_PAGES: '32' });
+  t.is((await small.stats()).maxPages, 32);
+  // 128 KiB requests at most: the 3 MiB member takes at least 24 READs (4 MiB readahead).
+  const n = await coldReads(small);
+  t.true(n >= 24, `${n} READs of at most 32 pages`);
+  const big = await serve(t, undefined, { TARSTACK_MAX_PAGES: String(limit * 4) });
+  t.is((await big.stats()).maxPages, limit, 'asked beyond the limit: the limit is what the kernel uses');
+  const nBig = await coldReads(big);
+  t.true(nBig < n, `${nBig} READs with ${limit} pages, ${n} with 32`);
+  t.true(fs.readFileSync(path.join(big.mnt, 'd', 'big')).equals(Buffer.alloc(3 * MiB, 5)));
+});
+
 userTest('an ordinary user: no passthrough, every byte through the daemon', async (t) => {
   const user = ids as UserIds;
   const m = await serve(t, user);
   const s0 = await m.stats();
   t.false(s0.passthrough, 'not negotiated without root');
+  t.true(s0.killpriv, 'FUSE_HANDLE_KILLPRIV_V2 is (no passthrough beside it)');
   const file = path.join(m.mnt, 'd', 'mine');
   const w = spawnSync('dd', ['if=/dev/zero', `of=${file}`, 'bs=64k', 'count=16', 'status=none'], { uid: user.uid, gid: user.gid });
   t.is(w.status, 0, w.stderr.toString());

@@ -1,5 +1,6 @@
 // What the kernel's FUSE offers beyond libfuse 3.14's negotiation (issue 17): passthrough of open
-// files to a backing file (kernel 6.9+, CAP_SYS_ADMIN) and request sizes above 256 pages. libfuse
+// files to a backing file (kernel 6.9+, CAP_SYS_ADMIN), request sizes above 256 pages, and
+// FUSE_HANDLE_KILLPRIV_V2 (the daemon clears suid/sgid itself, see req_kill). libfuse
 // 3.14 reads and writes /dev/fuse through hooks once fuse_session_custom_io() is given them; we
 // give them after fuse_session_mount() on the fd it opened, so mounting (mount(2) as root,
 // fusermount3 otherwise) and every request and reply stay libfuse's. The hooks only
@@ -58,12 +59,40 @@ _Static_assert(offsetof(struct k_open_out, backing_id) == offsetof(struct fuse_o
 // Set by Node's thread around one fuse_reply_open/create (0: no edit).
 static _Thread_local int32_t open_backing_id;
 
+// With FUSE_HANDLE_KILLPRIV_V2 the kernel no longer clears suid/sgid itself; it marks the requests
+// after which the filesystem must (fs/fuse/file.c, dir.c): a WRITE or a truncating SETATTR by a
+// caller without CAP_FSETID, a chown of a non-directory by anyone, an O_TRUNC OPEN/CREATE by a
+// caller without CAP_FSETID. libfuse 3.14 drops those bits while parsing, so the flag is read here
+// and handed to JS with the request (scratch CALLER_KILL): requests are read and processed one at
+// a time on Node's thread, so the next request processed is this one.
+static int req_kill(const struct fuse_in_header *h, size_t n) {
+  const void *in = h + 1;
+  size_t len = n - sizeof *h;
+  switch (h->opcode) {
+  case FUSE_WRITE:
+    return len >= sizeof(struct fuse_write_in) &&
+           (((const struct fuse_write_in *)in)->write_flags & FUSE_WRITE_KILL_SUIDGID) != 0;
+  case FUSE_SETATTR:
+    return len >= sizeof(struct fuse_setattr_in) &&
+           (((const struct fuse_setattr_in *)in)->valid & FATTR_KILL_SUIDGID) != 0;
+  case FUSE_OPEN:
+    return len >= sizeof(struct fuse_open_in) &&
+           (((const struct fuse_open_in *)in)->open_flags & FUSE_OPEN_KILL_SUIDGID) != 0;
+  case FUSE_CREATE:
+    return len >= sizeof(struct fuse_create_in) &&
+           (((const struct fuse_create_in *)in)->open_flags & FUSE_OPEN_KILL_SUIDGID) != 0;
+  default:
+    return 0;
+  }
+}
+
 static ssize_t hook_read(int fd, void *buf, size_t len, void *userdata) {
   tsn_session *s = userdata;
   ssize_t n = read(fd, buf, len);
   if (n < (ssize_t)sizeof(struct fuse_in_header)) return n;
   const struct fuse_in_header *h = buf;
   if (h->opcode < TSN_OPCODES) s->ops[h->opcode]++;
+  s->ext.req_kill = s->ext.killpriv ? req_kill(h, (size_t)n) : 0;
   if (h->opcode == FUSE_INIT && (size_t)n >= sizeof *h + offsetof(struct fuse_init_in, unused)) {
     const struct fuse_init_in *in = (const void *)(h + 1);
     uint64_t flags = in->flags;
@@ -74,6 +103,10 @@ static ssize_t hook_read(int fd, void *buf, size_t len, void *userdata) {
     // Decided now, before libfuse calls the init handler, so that JS sees it there.
     s->ext.passthrough = s->cfg.passthrough && (flags & K_FUSE_PASSTHROUGH) && (flags & FUSE_INIT_EXT);
     s->ext.max_pages = s->cfg.max_pages > 0 && (flags & FUSE_MAX_PAGES) ? s->cfg.max_pages : 0;
+    // Not beside passthrough: a passed-through write reaches the daemon as nothing at all (no
+    // WRITE to carry the kill bit), and fuse_setattr drops the kernel's own clearing with V2, so
+    // another user's write would keep suid. Passthrough mounts keep the kernel's clearing.
+    s->ext.killpriv = s->cfg.killpriv && !s->ext.passthrough && (flags & FUSE_HANDLE_KILLPRIV_V2) ? 1 : 0;
   }
   return n;
 }
@@ -83,6 +116,10 @@ static void edit_init(tsn_session *s, struct k_init_out *o) {
   if (s->ext.max_pages > 0) {
     o->flags |= FUSE_MAX_PAGES;
     o->max_pages = (uint16_t)s->ext.max_pages;
+  }
+  if (s->ext.killpriv) { // v1's unconditional contract stays off (op_init drops it)
+    o->flags &= ~(uint32_t)FUSE_HANDLE_KILLPRIV;
+    o->flags |= FUSE_HANDLE_KILLPRIV_V2;
   }
   if (s->ext.passthrough) { // the kernel refuses it beside writeback caching, which we never ask for
     o->flags &= ~(uint32_t)FUSE_WRITEBACK_CACHE;

@@ -95,6 +95,7 @@ static int begin(call *c, fuse_req_t req, uint32_t size) {
   double *x = c->s->te->scratch;
   x[TSN_CALLER_UID] = ctx->uid, x[TSN_CALLER_GID] = ctx->gid;
   x[TSN_CALLER_PID] = ctx->pid, x[TSN_CALLER_UMASK] = ctx->umask;
+  x[TSN_CALLER_KILL] = c->s->ext.req_kill;
   num(c, c->id);
   return 0;
 }

@@ -380,6 +380,7 @@ napi_value tsn_js_mount(napi_env env, napi_callback_info info) {
   if (s->cfg.read_threads < 1 || s->cfg.read_threads > 64) s->cfg.read_threads = 4;
   s->cfg.kernel_ext = (int)cfg_num(env, argv[3], "kernelExt", 1);
   s->cfg.passthrough = (int)cfg_num(env, argv[3], "passthrough", 0);
+  s->cfg.killpriv = (int)cfg_num(env, argv[3], "killpriv", 0);
   double mp = cfg_num(env, argv[3], "maxPages", 0);
   s->cfg.max_pages = mp >= 1 && mp <= 65535 ? (unsigned)mp : 0;
   tsn_lane_init(&s->reads, (unsigned)s->cfg.read_threads, reads_drained);
@@ -489,6 +490,7 @@ napi_value tsn_js_session_info(napi_env env, napi_callback_info info) {
   // What kext.c negotiated beyond libfuse, and the requests it counted by opcode.
   set_num(env, obj, "hooked", s->ext.hooked);
   set_num(env, obj, "passthrough", s->ext.passthrough);
+  set_num(env, obj, "killpriv", s->ext.killpriv);
   set_num(env, obj, "maxPages", s->ext.max_pages);
   set_num(env, obj, "kernelFlags", (double)s->ext.kernel_flags);
   napi_value ops;

@@ -23,7 +23,7 @@
 // both sides must agree on. Each is named once, here; the addon exports the lists (`layout`) and
 // src/fuse/lowlevel.ts refuses to start unless its own names and numbers are the same.
 //   OUT  0..13 attr, 14..17 what an entry adds; statfs replies reuse 0..8.
-//   IN  20..29 setattr values. CTX 32..35 caller of the current request, written before each
+//   IN  20..29 setattr values. CTX 32..36 caller of the current request, written before each
 //   handler (stale once it returns).
 #define TSN_SLOTS(X)                                                                              \
   X(ATTR_INO, 0) X(ATTR_MODE, 1) X(ATTR_NLINK, 2) X(ATTR_UID, 3) X(ATTR_GID, 4) X(ATTR_RDEV, 5)    \
@@ -38,6 +38,7 @@
   X(SET_ATIME_NSEC, 25) X(SET_MTIME, 26) X(SET_MTIME_NSEC, 27) X(SET_CTIME, 28)                    \
   X(SET_CTIME_NSEC, 29)                                                                            \
   X(CALLER_UID, 32) X(CALLER_GID, 33) X(CALLER_PID, 34) X(CALLER_UMASK, 35)                        \
+  X(CALLER_KILL, 36) /* 1: the request carried FUSE_HANDLE_KILLPRIV_V2's kill-suid/sgid bit */     \
   X(SCRATCH_LEN, 40)
 // replyOpen/replyCreate flag bits.
 #define TSN_OPEN_FLAGS(X) X(KEEP_CACHE, 1) X(DIRECT_IO, 2) X(CACHE_READDIR, 4) X(NONSEEKABLE, 8)
@@ -56,7 +57,7 @@ enum { TSN_OPEN_FLAGS(TSN_ENUM_OPEN) };
 #undef TSN_ENUM_OPEN
 _Static_assert(TSN_ATTR_CTIME_NSEC < TSN_GENERATION && TSN_STATFS_NAMEMAX < TSN_GENERATION &&
                    TSN_NODEID < TSN_SET_MODE && TSN_SET_CTIME_NSEC < TSN_CALLER_UID &&
-                   TSN_CALLER_UMASK < TSN_SCRATCH_LEN,
+                   TSN_CALLER_KILL < TSN_SCRATCH_LEN,
                "scratch regions overlap");
 
 // JS handlers a session may have; a missing one leaves the op unset so libfuse answers ENOSYS.
@@ -166,12 +167,14 @@ typedef struct tsn_config {
   int kernel_ext;     // read/write /dev/fuse through kext.c's hooks (0: libfuse's own, as before)
   int passthrough;    // ask for FUSE_PASSTHROUGH (kext.c); backingOpen needs CAP_SYS_ADMIN anyway
   unsigned max_pages; // > 0: FUSE_MAX_PAGES with this (the kernel caps it at fs.fuse.max_pages_limit)
+  int killpriv;       // ask for FUSE_HANDLE_KILLPRIV_V2 (kext.c): JS clears set-id bits itself
 } tsn_config;
 
 #define TSN_OPCODES 64 // requests counted by opcode below this (FUSE_STATX is 52)
 
 typedef struct tsn_ext { // what kext.c saw and negotiated
-  int hooked, passthrough;
+  int hooked, passthrough, killpriv;
+  int req_kill; // the request being processed (Node's thread) carried a KILL_SUIDGID bit
   unsigned max_pages; // asked for in INIT's reply (0: libfuse's 256)
   unsigned kernel_minor;
   uint64_t kernel_flags; // INIT's offer, flags2 included

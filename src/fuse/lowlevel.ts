@@ -77,6 +77,9 @@ export interface SessionConfig {
   /** Pages a request may carry (FUSE_MAX_PAGES); the kernel caps it at fs.fuse.max_pages_limit.
    *  0 (default): libfuse's 256. */
   maxPages?: number;
+  /** 1: ask the kernel for FUSE_HANDLE_KILLPRIV_V2: it stops clearing suid/sgid itself and marks
+   *  the requests after which the filesystem must (Slot.CALLER_KILL). */
+  killpriv?: 0 | 1;
 }
 
 export interface SessionInfo {
@@ -96,6 +99,8 @@ export interface SessionInfo {
   passthrough?: number;
   /** max_pages asked for in INIT's reply (0: libfuse's). */
   maxPages?: number;
+  /** FUSE_HANDLE_KILLPRIV_V2 was negotiated. */
+  killpriv?: number;
   /** INIT's offer (flags | flags2 << 32). */
   kernelFlags?: number;
   /** Requests read, by FUSE opcode (OP below); counted only while hooked. */
@@ -103,7 +108,7 @@ export interface SessionInfo {
 }
 
 /** FUSE opcodes of include/uapi/linux/fuse.h that tests and status count. */
-export const OP = { LOOKUP: 1, GETATTR: 3, SETATTR: 4, OPEN: 14, READ: 15, WRITE: 16, RELEASE: 18, GETXATTR: 22, FLUSH: 25, CREATE: 35 } as const;
+export const OP = { LOOKUP: 1, GETATTR: 3, SETATTR: 4, OPEN: 14, READ: 15, WRITE: 16, RELEASE: 18, GETXATTR: 22, REMOVEXATTR: 24, FLUSH: 25, CREATE: 35 } as const;
 
 export interface PoolStats {
   threads: number;
@@ -180,6 +185,9 @@ export const Slot = {
   SET_MODE: 20, SET_UID: 21, SET_GID: 22, SET_SIZE: 23, SET_ATIME: 24, SET_ATIME_NSEC: 25,
   SET_MTIME: 26, SET_MTIME_NSEC: 27, SET_CTIME: 28, SET_CTIME_NSEC: 29,
   CALLER_UID: 32, CALLER_GID: 33, CALLER_PID: 34, CALLER_UMASK: 35,
+  /** 1: the request carried FUSE_HANDLE_KILLPRIV_V2's kill bit (write/truncate without
+   *  CAP_FSETID, chown of a non-directory, O_TRUNC open without CAP_FSETID). */
+  CALLER_KILL: 36,
   SCRATCH_LEN: 40,
 } as const;
 

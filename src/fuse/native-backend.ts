@@ -8,6 +8,7 @@ import * as ll from './lowlevel.js';
 import { cachePolicy, Translator } from './native-translate.js';
 import { setReadAhead } from './readahead.js';
 import type { FileSystem } from '../vfs/api.js';
+import { isWritable } from '../vfs/api.js';
 
 export interface NativeMountOptions extends MountOptions {
   /** Tuning for benchmarks; the defaults are the measured best. */
@@ -39,6 +40,10 @@ export interface MountStats {
   passthroughOpens: number;
   /** max_pages asked for (0: libfuse's 256; the kernel caps it at fs.fuse.max_pages_limit). */
   maxPages: number;
+  /** FUSE_HANDLE_KILLPRIV_V2 negotiated: set-id bits are cleared by the translator. */
+  killpriv: boolean;
+  /** Set-id clearings the translator did for it. */
+  killed: number;
 }
 
 const CAP_NO_OPEN_SUPPORT = 1 << 17; // FUSE_CAP_* of fuse_common.h
@@ -54,17 +59,21 @@ const DEFAULT_SESSION: ll.SessionConfig = { readdirplus: 1, nowait: 1, readThrea
 const KERNEL_EXT = process.env.TARSTACK_KERNEL_EXT === '0' ? 0 : 1;
 // FUSE passthrough (TARSTACK_PASSTHROUGH=0 disables): only root may register backing files.
 const PASSTHROUGH = process.env.TARSTACK_PASSTHROUGH !== '0' && process.getuid?.() === 0;
+// FUSE_HANDLE_KILLPRIV_V2 (TARSTACK_KILLPRIV=0 disables): the translator clears set-id bits itself.
+const KILLPRIV = process.env.TARSTACK_KILLPRIV !== '0';
 
 /**
- * Pages per request: TARSTACK_MAX_PAGES, else what fs.fuse.max_pages_limit allows up to 1024
+ * Pages per request: TARSTACK_MAX_PAGES (capped at fs.fuse.max_pages_limit, as the kernel caps
+ * it), else what fs.fuse.max_pages_limit allows up to 1024
  * (4 MiB requests; root may raise the limit with `sysctl fs.fuse.max_pages_limit=1024`), else
  * 0 when the limit is libfuse's 256 anyway.
  */
 export function maxPagesWanted(): number {
-  const env = Number(process.env.TARSTACK_MAX_PAGES);
-  if (process.env.TARSTACK_MAX_PAGES !== undefined && Number.isInteger(env) && env >= 0) return env;
   let limit = 256;
   try { limit = Number(readFileSync('/proc/sys/fs/fuse/max_pages_limit', 'latin1').trim()) || 256; } catch { /* an older kernel: 256 */ }
+  const env = Number(process.env.TARSTACK_MAX_PAGES);
+  // The kernel takes min(limit, asked): ask for (and so show) what it will use.
+  if (process.env.TARSTACK_MAX_PAGES !== undefined && Number.isInteger(env) && env >= 0) return env === 0 ? 0 : Math.min(env, limit);
   return limit > 256 ? Math.min(limit, 1024) : 0;
 }
 
@@ -127,6 +136,7 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
       const capable = native.sessionInfo(session).capable ?? 0;
       const both = CAP_NO_OPEN_SUPPORT | CAP_NO_OPENDIR_SUPPORT;
       if ((opts.openless ?? true) && fs.immutable && !fs.needsOpen && opts.readOnly && (capable & both) === both) tr.enableOpenless();
+      if (native.sessionInfo(session).killpriv && isWritable(fs)) tr.kill.enable(fs, (ino) => void native.notifyInvalInode(session, ino, -1, 0));
       if (native.sessionInfo(session).passthrough) tr.enablePassthrough({ open: (fd) => native.backingOpen(session, fd), close: (id) => void native.backingClose(session, id) });
       markReady();
     },
@@ -140,7 +150,7 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
   };
   // A writable FileSystem keeps a node per inode the kernel holds: always-readdirplus would make
   // `ls -f` of a million-entry directory hold a million of them, so the kernel chooses (auto).
-  const kernel: ll.SessionConfig = { kernelExt: KERNEL_EXT, maxPages: KERNEL_EXT ? maxPagesWanted() : 0, passthrough: KERNEL_EXT && PASSTHROUGH && !fs.immutable && !opts.readOnly ? 1 : 0 };
+  const kernel: ll.SessionConfig = { kernelExt: KERNEL_EXT, maxPages: KERNEL_EXT ? maxPagesWanted() : 0, passthrough: KERNEL_EXT && PASSTHROUGH && !fs.immutable && !opts.readOnly ? 1 : 0, killpriv: KERNEL_EXT && KILLPRIV && !fs.immutable && !opts.readOnly ? 1 : 0 };
   const session = native.mount(opts.mountpoint, mountArgs(opts), handlers, { ...DEFAULT_SESSION, ...kernel, ...(fs.immutable ? {} : { readdirplus: 2 as const }), ...opts.session });
   // The kernel queues INIT before mount(2) returns, so it is read on this loop's next turn; the only
   // other outcome is the session ending (aborted, unmounted), which rejects `ready`. No timer: a busy
@@ -154,7 +164,7 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
   let last: ll.SessionInfo = native.sessionInfo(session);
   const stats = (): MountStats => {
     if (!ended) last = native.sessionInfo(session);
-    return { requests: ended ? finalRequests : last.requests ?? 0, ops: last.ops ?? [], passthrough: !!last.passthrough, passthroughOpens: tr.passthroughOpens(), maxPages: last.maxPages ?? 0 };
+    return { requests: ended ? finalRequests : last.requests ?? 0, ops: last.ops ?? [], passthrough: !!last.passthrough, passthroughOpens: tr.passthroughOpens(), maxPages: last.maxPages ?? 0, killpriv: !!last.killpriv, killed: tr.kill.killed };
   };
   const readAheadKb = opts.readAheadKb ?? DEFAULT_READAHEAD_KB;
   if (readAheadKb > 0) setReadAhead(opts.mountpoint, readAheadKb);
@@ -174,7 +184,7 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
     stats,
     features() {
       const s = stats();
-      return [...(s.passthrough ? ['passthrough'] : []), ...(s.maxPages > 0 ? [`max_pages=${s.maxPages}`] : [])];
+      return [...(s.passthrough ? ['passthrough'] : []), ...(s.killpriv ? ['killpriv_v2'] : []), ...(s.maxPages > 0 ? [`max_pages=${s.maxPages}`] : [])];
     },
     invalidateInode(ino: number, off = 0, len = 0) {
       return ended ? Promise.resolve(0) : native.notifyInvalInode(session, ino, off, len);

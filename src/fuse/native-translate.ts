@@ -5,8 +5,10 @@ import { constants } from 'node:os';
 import { errnoOf, FsError } from '../util/errors.js';
 import * as ll from './lowlevel.js';
 import { Slot } from './lowlevel.js';
-import type { Attr, Caller, CreateReply, DirEntry, Entry, FileSystem, OpenReply, ReadReply, SetAttr, Statfs, WritableFileSystem } from '../vfs/api.js';
+import type { Attr, CreateReply, DirEntry, Entry, FileSystem, OpenReply, ReadReply, Statfs, WritableFileSystem } from '../vfs/api.js';
 import { isWritable } from '../vfs/api.js';
+import { KillPriv } from './killpriv.js';
+import { callerIn, setAttrIn } from './request-in.js';
 import { BackingOpens, type Passthrough } from './passthrough.js';
 
 type Maybe<T> = T | Promise<T>;
@@ -73,9 +75,9 @@ export class Translator {
   private addWriteHandlers(h: ll.Handlers): void {
     const entry = this.answerEntry;
     const ok = this.answerOk;
-    h.mknod = (req, parent, name, mode, rdev) => this.call(req, 'mknod', parent, entry, parent, name, mode, rdev, this.caller());
-    h.mkdir = (req, parent, name, mode) => this.call(req, 'mkdir', parent, entry, parent, name, mode, this.caller());
-    h.symlink = (req, target, parent, name) => this.call(req, 'symlink', parent, entry, parent, name, target, this.caller());
+    h.mknod = (req, parent, name, mode, rdev) => this.call(req, 'mknod', parent, entry, parent, name, mode, rdev, callerIn(this.x));
+    h.mkdir = (req, parent, name, mode) => this.call(req, 'mkdir', parent, entry, parent, name, mode, callerIn(this.x));
+    h.symlink = (req, target, parent, name) => this.call(req, 'symlink', parent, entry, parent, name, target, callerIn(this.x));
     h.link = (req, ino, np, nn) => this.call(req, 'link', ino, entry, ino, np, nn);
     h.unlink = (req, parent, name) => this.call(req, 'unlink', parent, ok, parent, name);
     h.rmdir = (req, parent, name) => this.call(req, 'rmdir', parent, ok, parent, name);
@@ -87,31 +89,25 @@ export class Translator {
     h.setxattr = (req, ino, name, value, flags) => this.call(req, 'setxattr', ino, ok, ino, name, value, flags);
     h.removexattr = (req, ino, name) => this.call(req, 'removexattr', ino, ok, ino, name);
     h.fallocate = (req, ino, fh, mode, pos, len) => this.call(req, 'fallocate', ino, ok, ino, fh, mode, pos, len);
-    h.setattr = (req, ino, toSet, fh) => this.call(req, 'setattr', ino, this.answerAttr, ino, this.setAttrIn(toSet), fh === -1 ? undefined : fh, this.caller());
-    h.write = (req, ino, fh, data, pos) => this.call(req, 'write', ino, this.answerWrite, ino, fh, data, pos);
-    h.create = (req, parent, name, mode, flags) => this.call(req, 'create', parent, this.answerCreate, parent, name, mode, flags, this.caller());
+    h.setattr = (req, ino, toSet, fh) => {
+      this.kill.changed(ino); // a chmod may add set-id bits
+      const set = setAttrIn(this.x, toSet);
+      const f = fh === -1 ? undefined : fh;
+      const caller = callerIn(this.x);
+      if (!this.x[Slot.CALLER_KILL]) return this.call(req, 'setattr', ino, this.answerAttr, ino, set, f, caller);
+      // Truncate without CAP_FSETID, or chown: the set-id bits go in the same change.
+      this.kill.before(ino, undefined, caller, set, () => this.call(req, 'setattr', ino, this.answerAttr, ino, set, f, caller), (e) => this.fail(req, 'setattr', ino, e));
+    };
+    h.write = (req, ino, fh, data, pos) => {
+      if (!this.x[Slot.CALLER_KILL]) return this.call(req, 'write', ino, this.answerWrite, ino, fh, data, pos);
+      this.kill.before(ino, fh, callerIn(this.x), null, () => this.call(req, 'write', ino, this.answerWrite, ino, fh, data, pos), (e) => this.fail(req, 'write', ino, e));
+    };
+    h.create = (req, parent, name, mode, flags) => this.call(req, 'create', parent, this.answerCreate, parent, name, mode, flags, callerIn(this.x));
   }
 
-  /** The caller of the request being handled (read before anything else overwrites scratch). */
-  private caller(): Caller {
-    const x = this.x;
-    return { uid: x[Slot.CALLER_UID]!, gid: x[Slot.CALLER_GID]!, pid: x[Slot.CALLER_PID]! };
-  }
+  /** FUSE_HANDLE_KILLPRIV_V2 (killpriv.ts): set-id bits the translator clears; off until enabled. */
+  readonly kill = new KillPriv();
 
-  /** SETATTR_* bits and scratch's SET_* slots as a SetAttr. */
-  private setAttrIn(toSet: number): SetAttr {
-    const x = this.x;
-    const set: SetAttr = {};
-    if (toSet & ll.SETATTR_MODE) set.mode = x[Slot.SET_MODE];
-    if (toSet & ll.SETATTR_UID) set.uid = x[Slot.SET_UID];
-    if (toSet & ll.SETATTR_GID) set.gid = x[Slot.SET_GID];
-    if (toSet & ll.SETATTR_SIZE) set.size = x[Slot.SET_SIZE];
-    if (toSet & ll.SETATTR_ATIME_NOW) set.atime = 'now';
-    else if (toSet & ll.SETATTR_ATIME) set.atime = { sec: x[Slot.SET_ATIME]!, nsec: x[Slot.SET_ATIME_NSEC]! };
-    if (toSet & ll.SETATTR_MTIME_NOW) set.mtime = 'now';
-    else if (toSet & ll.SETATTR_MTIME) set.mtime = { sec: x[Slot.SET_MTIME]!, nsec: x[Slot.SET_MTIME_NSEC]! };
-    return set;
-  }
 
   /** Zero-message opens: the kernel was answered ENOSYS to its first OPEN and OPENDIR and, as
    *  FUSE_CAP_NO_OPEN(DIR)_SUPPORT promises, sends no OPEN, OPENDIR, RELEASE or RELEASEDIR again
@@ -242,6 +238,7 @@ export class Translator {
     this.n.replyWrite(req, count);
   };
   private readonly answerCreate = (req: ll.Req, c: CreateReply): void => {
+    this.kill.created(c.entry.ino, c.entry.attr.mode);
     this.putAttr(c.entry.attr);
     this.x[Slot.NODEID] = c.entry.ino;
     this.x[Slot.GENERATION] = c.entry.generation;
@@ -270,6 +267,7 @@ export class Translator {
   readonly lookup = (req: ll.Req, parent: number, name: string): void => this.call(req, 'lookup', parent, this.answerEntry, parent, name);
 
   readonly forget = (ino: number, nlookup: number): void => {
+    this.kill.forgot(ino);
     this.backing.forgot(ino); // a node id the kernel forgot has no pages left
     try { this.fs.forget(ino, nlookup); } catch (e) { console.error(`tarstack: forget (ino ${ino}) failed:`, e); }
   };
@@ -287,7 +285,9 @@ export class Translator {
 
   readonly open = (req: ll.Req, ino: number, flags: number): void => {
     if (this.openless) return void this.n.replyErr(req, ENOSYS);
-    this.call(req, 'open', ino, this.answerOpen, ino, flags);
+    if (!this.x[Slot.CALLER_KILL]) return this.call(req, 'open', ino, this.answerOpen, ino, flags);
+    // O_TRUNC by a caller without CAP_FSETID (FUSE_OPEN_KILL_SUIDGID): as a truncate.
+    this.kill.before(ino, undefined, callerIn(this.x), null, () => this.call(req, 'open', ino, this.answerOpen, ino, flags), (e) => this.fail(req, 'open', ino, e));
   };
 
   readonly read = (req: ll.Req, ino: number, fh: number, pos: number, size: number): void => {

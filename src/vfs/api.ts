@@ -224,8 +224,9 @@ export interface WritableFileSystem extends FileSystem {
   /**
    * chmod, chown, truncate and utimensat in one: only the fields present change; `fh` when the
    * change came through an open file (ftruncate, fchmod). Returns the attributes after the change.
-   * With default_permissions the kernel has checked ownership; it also clears set-id bits itself
-   * (handle_killpriv is off) by sending the mode. A mode change of a symlink is ignored. EISDIR:
+   * With default_permissions the kernel has checked ownership. Set-id bits to clear after a write,
+   * truncate or chown arrive as a mode too: sent by the kernel, or under FUSE_HANDLE_KILLPRIV_V2
+   * by the native translator (native-bindings/README.md), so a FileSystem never clears them itself. A mode change of a symlink is ignored. EISDIR:
    * a size for a directory.
    */
   setattr(ino: number, set: SetAttr, fh: number | undefined, caller: Caller): Maybe<Attr>;
