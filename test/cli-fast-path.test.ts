@@ -34,6 +34,9 @@ test('plain hot commands are parsed by hand, with the keys yargs gives their han
   t.deepEqual(parsed('umount /mnt/x --lazy'), { target: '/mnt/x', lazy: true });
   t.deepEqual(parsed('status --json'), { json: true });
   t.deepEqual(parsed('list'), {});
+  t.deepEqual(parsed('create work img'), { instance: 'work', image: 'img' });
+  t.deepEqual(parsed('instance create work img --tmp --size 1G --json'), { instance: 'work', image: 'img', tmp: true, size: '1G', json: true });
+  t.deepEqual(parsed('create --size=512M work img'), { instance: 'work', image: 'img', size: '512M' });
   const tls = { 'tls-verify': true, tlsVerify: true }; // yargs's default
   t.deepEqual(parsed('image add x.tar'), { tar: 'x.tar', ...tls });
   t.deepEqual(parsed('image add x.tar --name img --parent=base --copy'), { tar: 'x.tar', name: 'img', parent: 'base', copy: true, ...tls });
@@ -65,7 +68,17 @@ test('anything unusual is left to the full parser', (t) => {
     'image list',
     'list extra',
     'status a b',
-    'create a b',
+    'create a',
+    'create a b c',
+    'create a b --dir /x',
+    'create a b --dir=/x',
+    'create a b --size',
+    'create a b --size=',
+    'create a b --size -1',
+    'create a b --size 1G --size 2G',
+    'create a b --tmp --tmp',
+    'create a b --no-tmp',
+    'create a b --help',
     '--version list',
     'umount -z /x',
     'image add',
@@ -94,6 +107,21 @@ async function same(t: ExecutionContext, s: InstanceSession, line: string[]): Pr
   const show = (r: CliResult) => ({ code: r.code, stdout: r.stdout.replace(/"started": "[^"]*"/g, ''), stderr: r.stderr });
   t.deepEqual(show(fast), show(full), line.join(' '));
   return fast;
+}
+
+/** `create NAME img EXTRA…` by both routes, under two names: the same answer and the same instance. */
+async function sameCreate(t: ExecutionContext, s: InstanceSession, extra: string[]): Promise<void> {
+  const made: Array<{ code: number | null; stdout: string; stderr: string; info: unknown }> = [];
+  for (const [name, env] of [['fast', {}], ['full', { TARSTACK_FULL_PARSE: '1' }]] as const) {
+    const n = `made-${name}-${extra.join('').replace(/[^a-z0-9]/gi, '')}`;
+    const r = await tarstackCli(['create', n, 'img', ...extra], { env: { TARSTACK_HOME: s.home, ...env } });
+    t.is(r.code, 0, r.stderr);
+    const info = JSON.parse((await s.ok(['info', n, '--json'])).stdout) as Record<string, unknown>;
+    const id = String(info.id);
+    const plain = (x: string) => x.replaceAll(n, 'NAME').replaceAll(id, 'ID').replace(/"created": "[^"]*"/g, '');
+    made.push({ code: r.code, stdout: plain(r.stdout), stderr: r.stderr, info: JSON.parse(plain(JSON.stringify({ ...info, created: '' }))) });
+  }
+  t.deepEqual(made[0], made[1], `create ${extra.join(' ')}`);
 }
 
 it('both routes print the same and exit the same, for answers and for mistakes', async (t) => {
@@ -134,8 +162,15 @@ it('both routes print the same and exit the same, for answers and for mistakes',
     ['image', 'add', path.join(dir, 'img.tar'), '--name', 'img', '--parent', 'nosuch'],
     ['image', 'add', full, '--copy'],
   ]) await same(t, s, line);
+  for (const line of [
+    ['create', 'a', 'img'], // "a" exists
+    ['create', 'new', 'nosuch'],
+    ['create', 'new', 'img', '--size', 'lots'],
+    ['instance', 'create', 'A', 'img', '--tmp'], // "A" exists too
+  ]) await same(t, s, line);
+  for (const extra of [[], ['--tmp', '--size', '1G'], ['--json'], ['--tmp', '--size=512M', '--json']]) await sameCreate(t, s, extra);
   const list = (await same(t, s, ['list'])).stdout.split('\n').slice(1, -1).map((l) => l.split(/\s+/)[0]);
-  t.deepEqual(list, ['a', 'A', 'a-1', 'b'], 'names listed case-insensitively');
+  t.deepEqual(list.filter((n) => !n.startsWith('made-')), ['a', 'A', 'a-1', 'b'], 'names listed case-insensitively');
   await s.umountInstance(at, at);
 });
 

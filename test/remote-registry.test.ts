@@ -10,7 +10,7 @@ import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { seededBytes } from './helpers/bytes.js';
+import { sameBytes, seededBytes } from './helpers/bytes.js';
 import { flipByte } from './helpers/compressed.js';
 import { cliAvailable, tarstackCli, TarstackSession, withMount } from './helpers/mount.js';
 import { CLI_MAIN, makeTestRoot, mount, removeTestRoot } from './helpers/mounted.js';
@@ -120,7 +120,7 @@ e2e('push, then pull on a second store with the index pushed: no layer byte read
   t.regex(pushed, /2 of 2 layers uploaded, 2 indexes/);
   // The layers went byte for byte: the registry's blob is the file the store holds.
   const manifest = JSON.parse(execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${registry.host}/test/pushed:v1`]).toString()) as { layers: Array<{ digest: string }> };
-  t.deepEqual(fs.readFileSync(registry.blobFile(manifest.layers[0].digest)), fs.readFileSync(`${baseTar}.gz`));
+  sameBytes(t, fs.readFileSync(registry.blobFile(manifest.layers[0].digest)), fs.readFileSync(`${baseTar}.gz`), 'the pushed blob');
 
   const s = session(t, 'puller');
   await registry.settled();

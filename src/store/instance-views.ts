@@ -1,17 +1,16 @@
 // An instance against its image, as `diff`, `commit` and `image close` read them: the image as a
 // read-only overlay and the instance offline (its upper over the same stack, no mount); a fresh
 // upper's root made to carry the image root's owner, mode, times and xattrs; and the layer that
-// holds only an image's root (an open image's placeholder).
+// holds only an image's root (an open image's placeholder). `create` loads this module for the
+// upper's root only: the instance side, diff, freeze and the tar writer load where they are used.
 import { existsSync } from 'node:fs';
 import type { Attr } from '../vfs/api.js';
 import { ROOT_INO } from '../vfs/api.js';
 import { Overlay } from '../overlay/overlay.js';
-import { InstanceFs } from '../overlay/instance-fs.js';
-import { diffTrees, type Change } from '../overlay/diff.js';
+import type { InstanceFs } from '../overlay/instance-fs.js';
+import type { Change } from '../overlay/diff.js';
 import { prepareUpperRoot } from '../overlay/upper.js';
-import { freezeChanges, type FreezeResult } from '../image/freeze.js';
-import { LayerWriter } from '../image/layer-writer.js';
-import { xattrsOf } from '../image/fs-read.js';
+import type { FreezeResult } from '../image/freeze.js';
 import type { ImageRecord } from './images.js';
 import type { InstanceRecord } from './instances.js';
 import { openStack } from './open-image.js';
@@ -22,6 +21,7 @@ import type { Store } from './store.js';
  * work dir, or `changes` when they are elsewhere); both closed after.
  */
 export async function withInstanceViews<T>(store: Store, r: InstanceRecord, fn: (image: Overlay, inst: InstanceFs) => Promise<T>, changes = ownChanges(store, r)): Promise<T> {
+  const { InstanceFs } = await import('../overlay/instance-fs.js');
   const stack = store.images.stack(store.images.byId(r.image));
   const image = new Overlay(openStack(store.images, stack));
   try {
@@ -46,12 +46,14 @@ function currentChanges(store: Store, r: InstanceRecord): { upper: string; work:
 }
 
 /** What changed in the instance against its image (while a `--tmp` mount serves it: what that mount changed). */
-export function diffInstance(store: Store, r: InstanceRecord): Promise<Change[]> {
+export async function diffInstance(store: Store, r: InstanceRecord): Promise<Change[]> {
+  const { diffTrees } = await import('../overlay/diff.js');
   return withInstanceViews(store, r, (image, inst) => diffTrees(image, inst), currentChanges(store, r));
 }
 
 /** The instance's changes against its image written as one layer tar (the caller holds the instance's lock). */
-export function freezeInstance(store: Store, r: InstanceRecord, tar: string): Promise<FreezeResult> {
+export async function freezeInstance(store: Store, r: InstanceRecord, tar: string): Promise<FreezeResult> {
+  const { freezeChanges } = await import('../image/freeze.js');
   return withInstanceViews(store, r, (image, inst) => freezeChanges(image, inst, tar));
 }
 
@@ -70,6 +72,7 @@ export function upperPreparer(store: Store, imageId: string): (upper: string) =>
 
 /** A layer holding only the root directory, with the parent's root metadata (so it changes nothing) or a fresh one's. */
 export async function writeRootLayer(store: Store, parent: ImageRecord | null, tar: string): Promise<void> {
+  const [{ LayerWriter }, { xattrsOf }] = await Promise.all([import('../image/layer-writer.js'), import('../image/fs-read.js')]);
   let attr: Attr;
   let xattrs: Array<[string, Buffer]> = [];
   if (parent) {

@@ -1,7 +1,9 @@
 // Instances through the CLI for the instance suites: whether this build has them at all (so the
 // suites skip with one message until it does), and a session that creates, mounts and diffs them.
 import type { ExecutionContext } from 'ava';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { CLI_MAIN, cliAvailable, tarstackCli, TarstackSession, type CliResult } from './mount.js';
 import { strayMounts } from './mounted.js';
@@ -13,14 +15,36 @@ export async function instanceSkipReason(): Promise<string | undefined> {
   if (!cliAvailable()) return `the tarstack CLI is not built (${CLI_MAIN} is missing)`;
   if (process.getuid?.() !== 0) return 'needs root (owners, trusted.* xattrs, kernel overlayfs as the reference)';
   if (!fs.existsSync('/dev/fuse')) return 'needs /dev/fuse';
+  return instancesProbe();
+}
+
+/**
+ * The CLI half of the probe, run once per build of the CLI: a yargs --help is ~0.4 s of CPU and 25
+ * suites ask. Its answer is kept in the temp dir under a name made of the CLI's files and their
+ * mtimes, so a rebuild asks again.
+ */
+async function instancesProbe(): Promise<string | undefined> {
+  const cliDir = path.dirname(CLI_MAIN);
+  const key = crypto.createHash('sha256');
+  for (const f of fs.readdirSync(cliDir).filter((n) => n.endsWith('.js')).sort()) key.update(`${f}\0${fs.statSync(path.join(cliDir, f)).mtimeMs}\0`);
+  const cached = path.join(os.tmpdir(), `tarstack-test-instances-probe-${key.update(CLI_MAIN).digest('hex').slice(0, 16)}.json`);
+  try {
+    return (JSON.parse(fs.readFileSync(cached, 'utf8')) as { reason?: string }).reason;
+  } catch {
+    // not asked yet for this build
+  }
   const home = fs.mkdtempSync('/tmp/tarstack-probe-');
+  let reason: string | undefined;
   try {
     const r = await tarstackCli(['instance', '--help'], { env: { TARSTACK_HOME: home } });
-    if (r.code !== 0 || !/\bcreate\b/.test(r.stdout)) return `this tarstack has no instances yet (\`tarstack instance --help\` exited ${r.code} without listing \`create\`)`;
+    if (r.code !== 0 || !/\bcreate\b/.test(r.stdout)) reason = `this tarstack has no instances yet (\`tarstack instance --help\` exited ${r.code} without listing \`create\`)`;
   } finally {
     fs.rmSync(home, { recursive: true, force: true });
   }
-  return undefined;
+  const tmp = `${cached}.${process.pid}`;
+  fs.writeFileSync(tmp, JSON.stringify(reason === undefined ? {} : { reason }));
+  fs.renameSync(tmp, cached); // whole, for suites starting at the same time
+  return reason;
 }
 
 /** The last stdout line: where a mount command says it mounted. */

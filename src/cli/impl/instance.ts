@@ -14,7 +14,8 @@ const views = (): Promise<typeof import('../../store/instance-views.js')> => imp
 const space = (): Promise<typeof import('../../overlay/space.js')> => import('../../overlay/space.js');
 
 export async function instanceCreate(ctx: Context, a: { instance: string; image: string; tmp?: boolean; size?: string; dir?: string[] }): Promise<void> {
-  const [{ upperPreparer }, { parseSize }, { createDirs }] = await Promise.all([views(), space(), import('./create-dirs.js')]);
+  // create-dirs (the instance's whole filesystem) only for --dir: a plain create is run by the dozen
+  const [{ upperPreparer }, { parseSize }, dirs] = await Promise.all([views(), space(), a.dir?.length ? import('./create-dirs.js') : undefined]);
   const sizeLimit = a.size === undefined ? undefined : parseSize(a.size);
   if (a.size !== undefined && sizeLimit === undefined) throw new UserError(`--size ${JSON.stringify(a.size)}: give a size such as 512M, 1G or 1.5GiB`);
   const r = await ctx.locked(async () => {
@@ -23,7 +24,7 @@ export async function instanceCreate(ctx: Context, a: { instance: string; image:
     const made = ctx.instances.create(a.instance, image.id, upperPreparer(ctx, image.id), { ...(a.tmp ? { tmp: true } : {}), ...(sizeLimit ? { sizeLimit } : {}) });
     if (a.dir?.length) {
       try {
-        await createDirs(ctx, made, a.dir);
+        await dirs!.createDirs(ctx, made, a.dir);
       } catch (err) {
         ctx.instances.remove(made);
         throw err;
