@@ -10,11 +10,11 @@ import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { sameBytes, seededBytes } from './helpers/bytes.js';
+import { sameBytes } from './helpers/bytes.js';
 import { flipByte } from './helpers/compressed.js';
-import { cliAvailable, tarstackCli, TarstackSession, withMount } from './helpers/mount.js';
-import { CLI_MAIN, makeTestRoot, mount, removeTestRoot } from './helpers/mounted.js';
-import { extractReference } from './helpers/reference.js';
+import { cliAvailable, withMount } from './helpers/mount.js';
+import { CLI_MAIN, makeTestRoot, removeTestRoot } from './helpers/mounted.js';
+import { BIG, exportStack, makeStack, referenceTree, RemoteSession, type Stack } from './helpers/remote-stack.js';
 import { serverSkipReason, skopeoPush, startReferrersProxy, startRegistry, tlsAndUsers, type Registry } from './helpers/remote-servers.js';
 import { compareTrees, snapshotTree } from './helpers/tree.js';
 
@@ -25,56 +25,16 @@ const e2e = skipReason ? test.skip : test.serial;
 if (skipReason) test.skip(`remote registry suite skipped: ${skipReason}`, () => undefined);
 
 const root = skipReason ? '' : makeTestRoot('remote-registry');
-const BIG = 'data/big.bin';
 let registry: Registry;
-let baseTar = '';
-let topTar = '';
 let archive = ''; // the stack base <- top as an OCI layout archive, made by `tarstack image export --layers`
 
-class Session extends TarstackSession {
-  constructor(root: string, t: ExecutionContext, private readonly env: NodeJS.ProcessEnv = {}) {
-    super(root, t);
-  }
-  override cli(args: string[]) {
-    return tarstackCli(args, { env: { TARSTACK_HOME: this.home, ...this.env } });
-  }
-  async ok(args: string[]): Promise<string> {
-    const r = await this.cli(args);
-    if (r.code !== 0) throw new Error(`tarstack ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
-    return r.stdout;
-  }
-}
-
-if (!skipReason) {
-  const src = path.join(root, 'src');
-  fs.mkdirSync(path.join(src, 'data'), { recursive: true });
-  fs.mkdirSync(path.join(src, 'many'));
-  fs.writeFileSync(path.join(src, BIG), seededBytes(6 << 20, 1));
-  fs.writeFileSync(path.join(src, 'data', 'gone'), 'hidden by the top layer\n');
-  for (let i = 0; i < 200; i++) fs.writeFileSync(path.join(src, 'many', `f${i}`), seededBytes(i * 37, 1000 + i).toString('base64'));
-  fs.symlinkSync('../data/big.bin', path.join(src, 'many', 'link'));
-  baseTar = path.join(root, 'base.tar');
-  execFileSync('tar', ['-cf', baseTar, '-C', src, 'many', 'data']);
-  execFileSync('gzip', ['-k', baseTar]);
-  const top = path.join(root, 'top');
-  fs.mkdirSync(path.join(top, 'data'), { recursive: true });
-  fs.writeFileSync(path.join(top, 'data', '.wh.gone'), '');
-  fs.writeFileSync(path.join(top, 'data', 'new'), 'top layer\n');
-  topTar = path.join(root, 'top.tar');
-  execFileSync('tar', ['-cf', topTar, '-C', top, 'data']);
-}
+const stack: Stack = skipReason ? { baseTar: '', topTar: '' } : makeStack(root);
+const { baseTar, topTar } = stack;
 
 test.before(async () => {
   if (skipReason) return;
   registry = await startRegistry(path.join(root, 'registry'));
-  const s = new TarstackSession(path.join(root, 'maker'));
-  for (const [tar, name, parent] of [[`${baseTar}.gz`, 'base'], [topTar, 'top', 'base']] as const) {
-    const r = await s.cli(['image', 'add', tar, '--name', name, ...(parent ? ['--parent', parent] : [])]);
-    if (r.code !== 0) throw new Error(r.stderr);
-  }
-  archive = path.join(root, 'stack.oci.tar');
-  const r = await s.cli(['image', 'export', 'top', '--layers', '-o', archive]);
-  if (r.code !== 0) throw new Error(r.stderr);
+  archive = await exportStack(root, stack);
   skopeoPush(archive, `${registry.host}/test/oci:v1`);
   skopeoPush(archive, `${registry.host}/test/docker:v1`, ['--format', 'v2s2']);
 });
@@ -84,18 +44,10 @@ test.after.always(async () => {
 });
 
 let seq = 0;
-const session = (t: ExecutionContext, label: string, env: NodeJS.ProcessEnv = {}) => new Session(path.join(root, `${label}-${++seq}`), t, env);
+const session = (t: ExecutionContext, label: string, env: NodeJS.ProcessEnv = {}) => new RemoteSession(path.join(root, `${label}-${++seq}`), t, env);
 
 /** GNU tar's extraction of the layers, merged by kernel overlayfs; fn gets its snapshot. */
-async function reference(t: ExecutionContext, dir: string): Promise<ReturnType<typeof snapshotTree>> {
-  const layers = [topTar, baseTar].map((tar, i) => extractReference(tar, path.join(dir, `ref${i}`)).dir);
-  const merged = await mount(t, path.join(dir, 'merged'), { kind: 'kernel', lowers: layers, upper: null, convertOci: true });
-  try {
-    return snapshotTree(merged.root);
-  } finally {
-    await merged.unmount();
-  }
-}
+const reference = (t: ExecutionContext, dir: string) => referenceTree(t, dir, stack);
 
 for (const kind of ['oci', 'docker']) {
   e2e(`pull (${kind === 'oci' ? 'OCI' : 'Docker schema 2'} manifest): the stack equals GNU tar's layers merged by overlayfs; each layer streamed once`, async (t) => {

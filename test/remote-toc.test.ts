@@ -11,12 +11,11 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { seededBytes } from './helpers/bytes.js';
 import { flipByte } from './helpers/compressed.js';
 import { estargz, ociLayout } from './helpers/estargz.js';
-import { cliAvailable, tarstackCli, TarstackSession, withMount } from './helpers/mount.js';
-import { CLI_MAIN, makeTestRoot, mount, removeTestRoot } from './helpers/mounted.js';
-import { extractReference } from './helpers/reference.js';
+import { cliAvailable, withMount } from './helpers/mount.js';
+import { CLI_MAIN, makeTestRoot, removeTestRoot } from './helpers/mounted.js';
+import { BIG, exportStack, makeStack, referenceTree, RemoteSession, type Stack } from './helpers/remote-stack.js';
 import { serverSkipReason, skopeoPush, startRegistry, type Registry } from './helpers/remote-servers.js';
 import { compareTrees, snapshotTree } from './helpers/tree.js';
 import { execOk } from './helpers/exec.js';
@@ -28,50 +27,18 @@ const e2e = skipReason ? test.skip : test.serial;
 if (skipReason) test.skip(`remote TOC suite skipped: ${skipReason}`, () => undefined);
 
 const root = skipReason ? '' : makeTestRoot('remote-toc');
-const BIG = 'data/big.bin';
 let registry: Registry;
 /** The zstd:chunked image's own registry: skopeo would reuse the gzip blob of a layer another push left in the same one. */
 let chunkedReg: Registry;
-let baseTar = '';
-let topTar = '';
 let archive = '';
 const ARCH = ({ x64: 'amd64', arm64: 'arm64' } as Record<string, string>)[process.arch] ?? process.arch;
 const ESTARGZ_MT = 'application/vnd.oci.image.layer.v1.tar+gzip';
 
-class Session extends TarstackSession {
-  constructor(root: string, t: ExecutionContext, private readonly env: NodeJS.ProcessEnv = {}) {
-    super(root, t);
-  }
-  override cli(args: string[]) {
-    return tarstackCli(args, { env: { TARSTACK_HOME: this.home, ...this.env } });
-  }
-  async ok(args: string[]): Promise<string> {
-    const r = await this.cli(args);
-    if (r.code !== 0) throw new Error(`tarstack ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
-    return r.stdout;
-  }
-}
-
-if (!skipReason) {
-  const src = path.join(root, 'src');
-  fs.mkdirSync(path.join(src, 'data'), { recursive: true });
-  fs.mkdirSync(path.join(src, 'many'));
-  fs.writeFileSync(path.join(src, BIG), seededBytes(6 << 20, 1));
-  fs.writeFileSync(path.join(src, 'data', 'gone'), 'hidden by the top layer\n');
+const stack: Stack = skipReason ? { baseTar: '', topTar: '' } : makeStack(root, (src) => {
   fs.writeFileSync(path.join(src, 'data', 'empty'), '');
-  for (let i = 0; i < 200; i++) fs.writeFileSync(path.join(src, 'many', `f${i}`), seededBytes(i * 37, 1000 + i).toString('base64'));
-  fs.symlinkSync('../data/big.bin', path.join(src, 'many', 'link'));
   fs.linkSync(path.join(src, 'many', 'f7'), path.join(src, 'many', 'hard'));
-  baseTar = path.join(root, 'base.tar');
-  execFileSync('tar', ['-cf', baseTar, '-C', src, 'many', 'data']);
-  execFileSync('gzip', ['-k', baseTar]);
-  const top = path.join(root, 'top');
-  fs.mkdirSync(path.join(top, 'data'), { recursive: true });
-  fs.writeFileSync(path.join(top, 'data', '.wh.gone'), '');
-  fs.writeFileSync(path.join(top, 'data', 'new'), 'top layer\n');
-  topTar = path.join(root, 'top.tar');
-  execFileSync('tar', ['-cf', topTar, '-C', top, 'data']);
-}
+});
+const { baseTar, topTar } = stack;
 
 /** The stack as eStargz layers (the writer's chunks 64 KiB), into `reg` as REPO:v1; its manifest's layers. */
 function pushEstargz(reg: Registry, repo: string, annotate: (i: number, digest: string) => string = (_, d) => d): void {
@@ -87,14 +54,7 @@ function pushEstargz(reg: Registry, repo: string, annotate: (i: number, digest: 
 test.before(async () => {
   if (skipReason) return;
   registry = await startRegistry(path.join(root, 'registry'));
-  const s = new TarstackSession(path.join(root, 'maker'));
-  for (const [tar, name, parent] of [[`${baseTar}.gz`, 'base'], [topTar, 'top', 'base']] as const) {
-    const r = await s.cli(['image', 'add', tar, '--name', name, ...(parent ? ['--parent', parent] : [])]);
-    if (r.code !== 0) throw new Error(r.stderr);
-  }
-  archive = path.join(root, 'stack.oci.tar');
-  const r = await s.cli(['image', 'export', 'top', '--layers', '-o', archive]);
-  if (r.code !== 0) throw new Error(r.stderr);
+  archive = await exportStack(root, stack);
   skopeoPush(archive, `${registry.host}/test/gzip:v1`);
   // skopeo recompresses only uncompressed layers: the stack as plain tars, made zstd:chunked on the way.
   const plain = path.join(root, 'layout-plain');
@@ -113,18 +73,10 @@ test.after.always(async () => {
 });
 
 let seq = 0;
-const session = (t: ExecutionContext, label: string, env: NodeJS.ProcessEnv = {}) => new Session(path.join(root, `${label}-${++seq}`), t, env);
+const session = (t: ExecutionContext, label: string, env: NodeJS.ProcessEnv = {}) => new RemoteSession(path.join(root, `${label}-${++seq}`), t, env);
 
 /** GNU tar's extraction of the layers, merged by kernel overlayfs. */
-async function reference(t: ExecutionContext, dir: string): Promise<ReturnType<typeof snapshotTree>> {
-  const layers = [topTar, baseTar].map((tar, i) => extractReference(tar, path.join(dir, `ref${i}`)).dir);
-  const merged = await mount(t, path.join(dir, 'merged'), { kind: 'kernel', lowers: layers, upper: null, convertOci: true });
-  try {
-    return snapshotTree(merged.root);
-  } finally {
-    await merged.unmount();
-  }
-}
+const reference = (t: ExecutionContext, dir: string) => referenceTree(t, dir, stack);
 
 const regOf = (repo: string): Registry => (repo === 'test/chunked' ? chunkedReg : registry);
 
@@ -133,7 +85,7 @@ function manifestOf(repo: string): { layers: Array<{ digest: string; size: numbe
 }
 
 /** Pull REPO:v1 into a new store: bytes of layer blobs on the wire (the access log) and the pull's time. */
-async function timedPull(t: ExecutionContext, label: string, repo: string): Promise<{ s: Session; bytes: number; ms: number; out: string }> {
+async function timedPull(t: ExecutionContext, label: string, repo: string): Promise<{ s: RemoteSession; bytes: number; ms: number; out: string }> {
   const s = session(t, label);
   const reg = regOf(repo);
   await reg.settled();
@@ -244,7 +196,7 @@ e2e("two stores pulling the same image share nothing but the registry; within a 
     return registry.blobBytes() - before;
   };
   // Buffer.equals: t.deepEqual of 6 MiB buffers takes minutes
-  const readBig = (s: Session, image: string) => () => withMount(s, image, (dir) => t.true(fs.readFileSync(path.join(dir, BIG)).equals(want)), `m-${image}`);
+  const readBig = (s: RemoteSession, image: string) => () => withMount(s, image, (dir) => t.true(fs.readFileSync(path.join(dir, BIG)).equals(want)), `m-${image}`);
   const first = await fetchedBy(readBig(a, 'one'));
   t.true(first >= want.length * 0.9, `the first read of big.bin fetched ${first} bytes`);
   t.is(await fetchedBy(readBig(a, 'two')), 0, 'another image of the same blob in the store: served from its cache');
@@ -260,7 +212,7 @@ e2e("two stores pulling the same image share nothing but the registry; within a 
     }
   });
   t.is(viaInstance, 0, 'an instance of the image: served from the same cache');
-  const cached = (s: Session) => {
+  const cached = (s: RemoteSession) => {
     const out: string[] = [];
     const walk = (d: string) => {
       for (const e of fs.readdirSync(d, { withFileTypes: true })) {
