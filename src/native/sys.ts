@@ -22,6 +22,8 @@ export interface Sys {
   utimens(target: string | number, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
   rename2(from: string, to: string, flags: number): void;
   fallocate(fd: number, mode: number, offset: number, length: number): void;
+  /** posix_fadvise(2); `length` 0 means to the end of the file. */
+  fadvise(fd: number, offset: number, length: number, advice: number): void;
   flock(fd: number, op: number): void;
   dup2(from: number, to: number): void;
 }
@@ -33,6 +35,7 @@ export const RENAME_EXCHANGE = 2;
 export const RENAME_WHITEOUT = 4;
 export const UTIME_OMIT = -1;
 export const UTIME_NOW = -2;
+export const POSIX_FADV_SEQUENTIAL = 2;
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;
 

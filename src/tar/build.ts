@@ -207,7 +207,8 @@ export class LayerBuilder {
     for (let i = 0; i < order.length; i++) {
       const n = order[i];
       if (!n.children) continue;
-      const kids = [...n.children.values()].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+      const kids = [...n.children.values()];
+      if (!inOrder(kids)) kids.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
       for (const k of kids) {
         k.id = order.length;
         order.push(k);
@@ -226,6 +227,12 @@ export class LayerBuilder {
     }
     return flatten(order);
   }
+}
+
+/** Whether names are already sorted (a tar made with `--sort=name`, or of a sorted walk): no sort then. */
+function inOrder(kids: BuildNode[]): boolean {
+  for (let i = 1; i < kids.length; i++) if (kids[i - 1]!.name > kids[i]!.name) return false;
+  return true;
 }
 
 function typeBits(t: Member['type']): number {

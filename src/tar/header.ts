@@ -153,10 +153,7 @@ export function isZeroBlock(buf: Uint8Array, off: number): boolean {
  * Some old tars summed signed chars; both are accepted, as GNU tar does.
  */
 function checksumMatches(buf: Uint8Array, off: number, stored: number): boolean {
-  let unsigned = 8 * 0x20; // the checksum field itself counts as spaces
-  for (let i = off; i < off + 148; i++) unsigned += buf[i];
-  for (let i = off + 156; i < off + BLOCK; i++) unsigned += buf[i];
-  if (stored === unsigned) return true;
+  if (stored === unsignedSum(buf, off)) return true;
   let signed = 8 * 0x20; // the rare old tar that summed signed chars
   for (let i = 0; i < BLOCK; i++) {
     if (i >= 148 && i < 156) continue;
@@ -164,6 +161,26 @@ function checksumMatches(buf: Uint8Array, off: number, stored: number): boolean 
     signed += b > 127 ? b - 256 : b;
   }
   return stored === signed;
+}
+
+/**
+ * The unsigned byte sum of a header, the checksum field counted as spaces. A block at a 4-aligned
+ * address (every block of a scan's window) is summed a word at a time, two bytes to a 16-bit lane
+ * (126 words of at most 2 x 255 a lane never carry out of it): less than half the byte loop's CPU.
+ */
+function unsignedSum(buf: Uint8Array, off: number): number {
+  let sum = 8 * 0x20; // the checksum field itself counts as spaces
+  const at = buf.byteOffset + off;
+  if ((at & 3) !== 0 || off + BLOCK > buf.length) {
+    for (let i = off; i < off + 148; i++) sum += buf[i];
+    for (let i = off + 156; i < off + BLOCK; i++) sum += buf[i];
+    return sum;
+  }
+  const words = new Uint32Array(buf.buffer, at, BLOCK / 4);
+  let lanes = 0;
+  for (let i = 0; i < 37; i++) lanes = (lanes + (words[i] & 0xff00ff) + ((words[i] >>> 8) & 0xff00ff)) | 0; // bytes 0-147
+  for (let i = 39; i < 128; i++) lanes = (lanes + (words[i] & 0xff00ff) + ((words[i] >>> 8) & 0xff00ff)) | 0; // 156-511
+  return sum + (lanes & 0xffff) + (lanes >>> 16);
 }
 
 /**

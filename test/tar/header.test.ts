@@ -65,6 +65,18 @@ test('checksum: unsigned and old signed sums accepted, a wrong one rejected', (t
   t.is(decodeHeader(Buffer.alloc(BLOCK)).kind, 'zero');
 });
 
+test('checksum: the same verdict wherever the block sits (word sums when 4-aligned, bytes else)', (t) => {
+  // every byte 0xff outside the checksum field: the largest sum a block can have
+  const full = withChecksum(block({ 0: '\xff'.repeat(100), 100: '0000644\0', 124: '00000000000\0', 136: '0\0', 156: '0', 157: '\xff'.repeat(100), 265: '\xff'.repeat(247) }));
+  for (const at of [0, 1, 2, 3, 4, 512]) {
+    const big = Buffer.alloc(at + BLOCK + 8);
+    full.copy(big, at);
+    t.is(decodeHeader(big, at).kind, 'header', `at ${at}`);
+    big[at + 300] ^= 0x80;
+    t.is(decodeHeader(big, at).kind, 'bad', `changed, at ${at}`);
+  }
+});
+
 test('non-UTF-8 name bytes survive as a byte string', async (t) => {
   const tar = await pack([{ name: 'x', body: 'a' }]);
   const raw = Buffer.from(tar.subarray(0, BLOCK));
