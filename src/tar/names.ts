@@ -6,12 +6,34 @@ export type NormalisedName =
   | { ok: true; components: string[]; strippedPrefix: string | undefined }
   | { ok: false; reason: string };
 
+/** The longest name component Linux takes (NAME_MAX): longer ones are skipped. */
+export const NAME_MAX = 255;
+
 /** A '.' or '..' component anywhere in a name. */
 const DOT_COMPONENT = /(?:^|\/)\.\.?(?:\/|$)/;
 
+/** The common name: no leading or doubled '/', no '.' or '..' component; its components are as written. */
+export function isPlainName(raw: string): boolean {
+  return raw.length > 0 && raw.charCodeAt(0) !== 0x2f && raw.indexOf('//') < 0 && !DOT_COMPONENT.test(raw);
+}
+
+/**
+ * The last component of `raw` when `raw` names an entry directly in `dir` (a plain name's directory
+ * part, as written) and that component is plain, at most NAME_MAX bytes; else undefined.
+ */
+export function nameIn(dir: string, raw: string): string | undefined {
+  const start = dir.length + 1;
+  if (raw.length <= start || raw.charCodeAt(dir.length) !== 0x2f || !raw.startsWith(dir)) return undefined;
+  const end = raw.charCodeAt(raw.length - 1) === 0x2f ? raw.length - 1 : raw.length; // a directory's trailing '/'
+  const slash = raw.indexOf('/', start);
+  if (end === start || end - start > NAME_MAX || (slash >= 0 && slash < end)) return undefined;
+  if (raw.charCodeAt(start) === 0x2e && (end === start + 1 || (end === start + 2 && raw.charCodeAt(start + 1) === 0x2e))) return undefined; // '.', '..'
+  return raw.slice(start, end);
+}
+
 export function normaliseName(raw: string): NormalisedName {
-  // the common name (no leading or doubled '/', no '.' or '..' component): split as it is
-  if (raw.length > 0 && raw.charCodeAt(0) !== 0x2f && raw.indexOf('//') < 0 && !DOT_COMPONENT.test(raw)) {
+  // the common name: split as it is
+  if (isPlainName(raw)) {
     const components = raw.split('/');
     if (components[components.length - 1] === '') components.pop(); // a directory's trailing '/'
     return { ok: true, components, strippedPrefix: undefined };

@@ -66,6 +66,28 @@ test('whiteouts and opaque markers never show as names', async (t) => {
   t.deepEqual(Object.keys(flat).sort(), ['d', 'd/kept']);
 });
 
+test('a sibling finds its parent by the last member\'s directory, never once that directory was replaced', async (t) => {
+  const tar = await pack([
+    { name: 'p/e/', type: 'directory' },
+    { name: 'p/e/.wh..wh..opq', body: '' }, // e stays empty, and is the directory members after it are looked up in
+    { name: './p/e', body: 'a file over the empty directory' }, // not a plain name: the lookup cache stays as it was
+    { name: 'p/e/z', body: 'no: its parent is a file now' },
+    { name: 'p/d/', type: 'directory' },
+    { name: 'p/d/x', body: 'x' },
+    { name: 'p/d/y/', type: 'directory' },
+    { name: 'p/d/y', body: 'over the empty directory' },
+    { name: 'p/d/y/w', body: 'w' },
+    { name: 'p/d/..', body: 'no' },
+    { name: 'p/d/.', type: 'directory', mode: 0o700 },
+  ]);
+  const { flat, warnings } = await tree(tar);
+  t.deepEqual(Object.keys(flat).sort(), ['p', 'p/d', 'p/d/x', 'p/d/y', 'p/e']);
+  t.is(flat['p/e'].content, 'a file over the empty directory');
+  t.is(flat['p/d'].mode, 0o700);
+  t.is(flat['p/d/y'].type, 'file');
+  t.deepEqual(warnings.sort(), ['PARENT_NOT_DIR', 'PARENT_NOT_DIR', 'UNSAFE_NAME']);
+});
+
 test('the index file round-trips every array', async (t) => {
   const tmp = tempDir();
   try {
