@@ -8,7 +8,6 @@ import { basename, join } from 'node:path';
 import { indexTarFile, type IndexOptions, type IndexResult } from '../tar/indexer.js';
 import { writeIndex } from '../tar/index-file.js';
 import type { IndexData } from '../tar/index-data.js';
-import { recompressToZstd } from '../tar/recompress.js';
 import { TarFormatError } from '../tar/scan.js';
 import { UserError } from '../util/errors.js';
 import { writingTo } from '../util/error-funnel.js';
@@ -70,6 +69,7 @@ export async function addTarImage(store: Store, a: AddTar): Promise<{ record: Im
       stored = 'layer.tar.zst';
       source = join(staged.dir, stored);
       const dest = source;
+      const { recompressToZstd } = await import('../tar/recompress.js');
       await store.withProgress(`recompressing ${basename(a.tar)}`, (onProgress) => writingTo(dest, () => recompressToZstd(a.tar, dest, onProgress))).catch((err: unknown) => {
         throw asUserError(a.given, err);
       });

@@ -7,7 +7,6 @@ import { layerCounts, type ImageRecord, type LayerCompression, type RemoteLayerR
 import { addDirImage, addTarImage, defaultImageName } from '../../store/image-layers.js';
 import { checkName } from '../../store/paths.js';
 import { cachedBytes } from '../../remote/chunk-cache.js';
-import { openLayer } from '../../store/open-image.js';
 import { UserError } from '../../util/errors.js';
 
 export async function imageAdd(ctx: Context, a: { tar: string; name?: string; parent?: string; copy?: boolean; recompress?: boolean; tlsVerify?: boolean }): Promise<void> {
@@ -185,7 +184,8 @@ export async function imageRm(ctx: Context, a: { image: string }): Promise<void>
   process.stdout.write(`removed image ${a.image}\n`);
 }
 
-export function imageVerify(ctx: Context, a: { image: string }): void {
+export async function imageVerify(ctx: Context, a: { image: string }): Promise<void> {
+  const { openLayer } = await import('../../store/open-image.js'); // only here: `image add` loads none of the layer code
   const r = ctx.images.get(a.image);
   const results: Array<{ image: string; tar: string; members: number; ok: boolean; error?: string; dir?: boolean }> = [];
   for (const layer of ctx.images.stack(r)) {
