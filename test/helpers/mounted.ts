@@ -62,7 +62,8 @@ export interface Mounted {
   readonly store: string | undefined;
   /** The user who mounted it, if not root: only they may enter without allow_other. */
   readonly user: Ids | undefined;
-  /** The result of the command that made the mount (the CLI's or tarstack-overlay's; kernel: none). */
+  /** The result of the command that made the mount (the CLI's or the mount program's, with pipesHeld;
+   *  kernel: mount(8)'s, without). */
   readonly result: RunResult | undefined;
   /** Runs argv as the user who mounted (root: as ourselves). */
   run(argv: string[], opts?: { cwd?: string }): Promise<RunResult>;
