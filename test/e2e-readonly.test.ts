@@ -11,7 +11,7 @@ import { cliAvailable, TarstackSession, withMount, type CliResult } from './help
 import { CLI_MAIN, makeTestRoot, mount, removeTestRoot, storeProcesses, strayMounts } from './helpers/mounted.js';
 import { extractReference, gnuReference as reference } from './helpers/reference.js';
 import { compareTrees, snapshotTree } from './helpers/tree.js';
-import { waitFor } from './helpers/children.js';
+import { waitNoneLeft } from './helpers/children.js';
 
 const skipReason = !cliAvailable() ? `the tarstack CLI is not built (${CLI_MAIN} is missing)`
   : process.getuid?.() !== 0 ? 'needs root (devices, owners, trusted.* xattrs, overlayfs)'
@@ -141,7 +141,7 @@ e2e('inode numbers are stable across remounts; hard-linked names share one', asy
   await s.addImage(fixture('gnu-posix').path, 'img');
   const inodes = async () => withMount(s, 'img', (dir) => snapshotTree(dir, { hash: false, xattrs: false }).records.map((r) => [r.path, r.ino, r.type] as const));
   const first = await inodes();
-  await waitFor(() => storeProcesses(s.home).length === 0); // it may take a while to exit on a busy machine
+  await waitNoneLeft(() => storeProcesses(s.home)); // it may take a while to exit on a busy machine
   t.deepEqual(storeProcesses(s.home), [], 'umount ends the daemon');
   const second = await inodes();
   t.deepEqual(second, first);

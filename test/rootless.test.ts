@@ -5,7 +5,7 @@
 import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { waitFor } from './helpers/children.js';
+import { waitNoneLeft } from './helpers/children.js';
 import { makeTestRoot, mountAt, removeTestRoot } from './helpers/mounted.js';
 import { ordinaryUser, UserSession, USER, type UserIds } from './helpers/ordinary-user.js';
 import { pack } from './helpers/pack.js';
@@ -59,7 +59,7 @@ async function setup(t: ExecutionContext) {
  * ends the test at ava's timeout).
  */
 async function processesAfterGrace(s: UserSession): Promise<number[]> {
-  await waitFor(() => s.processes().length === 0, 100);
+  await waitNoneLeft(() => s.processes());
   return s.processes();
 }
 

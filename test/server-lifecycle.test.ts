@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { assertOneLineError, InstanceSession, instanceSkipReason, lastLine } from './helpers/instances.js';
 import { CLI_MAIN, makeTestRoot, removeTestRoot, storeProcesses, strayMounts, tarstackCli } from './helpers/mount.js';
-import { alive, makeTar, serverPid, serverStatus, status, waitFor } from './server-support.js';
+import { alive, makeTar, serverPid, serverStatus, status, waitFor, waitForNone } from './server-support.js';
 
 const skipReason = (await instanceSkipReason()) ?? (fs.existsSync('/usr/bin/systemd-socket-activate') ? undefined : 'needs systemd-socket-activate');
 if (skipReason) test.skip(`server suite skipped: ${skipReason}`, () => undefined);
@@ -45,7 +45,7 @@ serial('CLIs racing to start the server get one; mounts arriving as it leaves st
   t.deepEqual(results.map((r) => [r.code, lastLine(r)]), names.map((n) => [0, path.join(s.root, `mnt-${n}`)]), results.map((r) => r.stderr).join(''));
   t.is(new Set((await status(s)).map((r) => r.pid)).size, 1, 'one server for all');
   await s.ok(['umount', '--all']);
-  await waitFor('that server to leave', () => storeProcesses(s.home).length === 0);
+  await waitForNone('that server to leave', () => storeProcesses(s.home));
 
   // With no grace period the server leaves at once after each umount; the next mount must still work.
   const env = { TARSTACK_HOME: s.home, TARSTACK_SERVER_GRACE_MS: '0' };
@@ -57,7 +57,7 @@ serial('CLIs racing to start the server get one; mounts arriving as it leaves st
     t.is((await tarstackCli(['umount', 'a'], { env })).code, 0);
   }
   t.true(pids.size > 1, 'servers came and went');
-  await waitFor('the last server to leave', () => storeProcesses(s.home).length === 0);
+  await waitForNone('the last server to leave', () => storeProcesses(s.home));
   t.deepEqual(strayMounts(s.root), []);
 });
 
@@ -144,7 +144,7 @@ serial('what a CLI meets instead of a healthy server: one line each, never a han
   const a = await s.mountInstance('a');
   t.true(alive(serverPid(s)!), 'a new server replaced the dead one');
   await s.umountInstance('a', a);
-  await waitFor('the server to leave', () => storeProcesses(s.home).length === 0);
+  await waitForNone('the server to leave', () => storeProcesses(s.home));
   fs.writeFileSync(path.join(run, 'server.json'), '{ damaged');
   await s.mountInstance('a');
 
@@ -168,7 +168,7 @@ serial('what a CLI meets instead of a healthy server: one line each, never a han
   assertOneLineError(t, nested, 'mount inside a mount of the same server');
   t.regex(nested.stderr, /inside .*mnt-a/);
   await s.ok(['umount', '--all']);
-  await waitFor('the server to leave', () => storeProcesses(s.home).length === 0);
+  await waitForNone('the server to leave', () => storeProcesses(s.home));
 
   // A run directory that is not ours.
   fs.chownSync(run, 12345, 12345);

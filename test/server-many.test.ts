@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { instanceSkipReason } from './helpers/instances.js';
 import { makeTestRoot, removeTestRoot, storeProcesses, strayMounts } from './helpers/mount.js';
-import { rssOf, serverStatus, sessionWithImage, status, waitFor } from './server-support.js';
+import { rssOf, serverStatus, sessionWithImage, status, waitForNone } from './server-support.js';
 
 const skipReason = await instanceSkipReason();
 if (skipReason) test.skip(`server suite skipped: ${skipReason}`, () => undefined);
@@ -57,7 +57,7 @@ serial(`${N} instances and an image mount served by one server, sharing one open
 
   t.is((await s.ok(['umount', '--all'])).code, 0);
   t.deepEqual(strayMounts(s.root), []);
-  await waitFor('the server to leave after its last mount', () => storeProcesses(s.home).length === 0);
+  await waitForNone('the server to leave after its last mount', () => storeProcesses(s.home));
   t.false(fs.existsSync(path.join(s.home, 'run', 'server.json')), 'server.json goes with it');
   t.false(fs.existsSync(path.join(s.home, 'run', 'server.sock')), 'and its socket');
 });

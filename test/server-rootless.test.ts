@@ -8,7 +8,7 @@ import { makeTestRoot, removeTestRoot } from './helpers/mount.js';
 import { mountAt } from '../src/util/mounts.js';
 import { ordinaryUser, UserSession, type UserIds } from './helpers/ordinary-user.js';
 import { exec } from './helpers/exec.js';
-import { makeTar, waitFor } from './server-support.js';
+import { makeTar, waitForNone } from './server-support.js';
 
 const SECOND = 'tarstack-ci2';
 
@@ -86,6 +86,6 @@ test.serial("two users' servers never see each other's stores or sockets", async
 
   for (const x of [a, b]) {
     await x.s.ok(['umount', x.mnt]);
-    await waitFor('the server to leave after its last mount', () => x.s.processes().length === 0);
+    await waitForNone('the server to leave after its last mount', () => x.s.processes());
   }
 });

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { InstanceSession } from './helpers/instances.js';
 import { execOk } from './helpers/exec.js';
+import { waitNoneLeft } from './helpers/children.js';
 
 export interface StatusRow {
   mountpoint: string;
@@ -67,6 +68,12 @@ export async function waitFor(what: string, ok: () => boolean | Promise<boolean>
   } finally {
     pendingWaits.delete(what);
   }
+}
+
+/** Waits, as waitFor, until find() (a /proc scan) names no running process: between scans it waits
+ *  on the pids found (children.ts's waitNoneLeft), not a scan every 20 ms. */
+export async function waitForNone(what: string, find: () => number[]): Promise<void> {
+  await waitFor(what, () => waitNoneLeft(find));
 }
 
 /** A tar of `files` (relative name -> content) at `tar`, made with GNU tar. */

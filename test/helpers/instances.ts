@@ -63,8 +63,8 @@ export function assertOneLineError(t: ExecutionContext, r: CliResult, what: stri
 /** A TarstackSession with instance verbs; its cleanup already unmounts anything under its root. */
 export class InstanceSession extends TarstackSession {
   /** Runs a CLI command that must succeed; returns its result. */
-  async ok(args: string[]): Promise<CliResult> {
-    const r = await this.cli(args);
+  async ok(args: string[], opts: { checkPipes?: boolean } = {}): Promise<CliResult> {
+    const r = await this.cli(args, opts);
     if (r.code !== 0) throw new Error(`tarstack ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
     return r;
   }
@@ -77,7 +77,7 @@ export class InstanceSession extends TarstackSession {
    *  DIR defaults to root/mnt-INSTANCE (created); pass null for the CLI's default under the store. */
   async mountInstance(instance: string, dir: string | null = path.join(this.root, `mnt-${instance}`)): Promise<string> {
     if (dir) fs.mkdirSync(dir, { recursive: true });
-    const r = await this.ok(['mount', instance, ...(dir ? [dir] : [])]);
+    const r = await this.ok(['mount', instance, ...(dir ? [dir] : [])], { checkPipes: true });
     if (r.pipesHeld) throw new Error('the mount daemon kept the CLI\'s stdout/stderr open');
     const printed = lastLine(r);
     if (dir && printed !== dir) throw new Error(`mount printed ${JSON.stringify(printed)} last, not ${dir}`);

@@ -21,9 +21,9 @@ export type CliResult = RunResult;
  * store. Resolves on the CLI's exit, not on its pipes closing: a daemon that kept our pipes open
  * would otherwise hang the test (and `$(tarstack mount ...)` in a shell the same way).
  */
-export function tarstackCli(args: string[], opts: { env: NodeJS.ProcessEnv }): Promise<CliResult> {
+export function tarstackCli(args: string[], opts: { env: NodeJS.ProcessEnv; checkPipes?: boolean }): Promise<CliResult> {
   if (!opts.env['TARSTACK_HOME']) throw new Error('tarstackCli: set TARSTACK_HOME to a temp store');
-  return runChild([process.execPath, CLI_MAIN, ...args], { env: opts.env });
+  return runChild([process.execPath, CLI_MAIN, ...args], { env: opts.env, checkPipes: opts.checkPipes });
 }
 
 /** @deprecated use mounted.ts's strayMounts (fields mountpoint, fstype); this shape stays only
@@ -42,8 +42,9 @@ export class TarstackSession {
     t?.teardown(() => this.cleanup());
   }
 
-  cli(args: string[]): Promise<CliResult> {
-    return tarstackCli(args, { env: { TARSTACK_HOME: this.home } });
+  /** checkPipes: set the result's pipesHeld (children.ts), for commands that may start a daemon. */
+  cli(args: string[], opts: { checkPipes?: boolean } = {}): Promise<CliResult> {
+    return tarstackCli(args, { env: { TARSTACK_HOME: this.home }, ...opts });
   }
 
   /** `image add`, which must succeed. */
@@ -58,7 +59,7 @@ export class TarstackSession {
     const dir = path.join(this.root, name);
     fs.mkdirSync(dir, { recursive: true });
     this.mounted.add(dir);
-    const r = await this.cli(['image', 'mount', image, dir]);
+    const r = await this.cli(['image', 'mount', image, dir], { checkPipes: true });
     if (r.code !== 0) throw new Error(`image mount ${image} exited ${r.code}: ${r.stderr.trim()}`);
     if (r.pipesHeld) throw new Error('the mount daemon kept the CLI\'s stdout/stderr open: `$(tarstack image mount ...)` would hang');
     const last = r.stdout.trimEnd().split('\n').pop();

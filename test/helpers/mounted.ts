@@ -62,7 +62,8 @@ export interface Mounted {
   readonly store: string | undefined;
   /** The user who mounted it, if not root: only they may enter without allow_other. */
   readonly user: Ids | undefined;
-  /** The result of the command that made the mount (the CLI's or tarstack-overlay's; kernel: none). */
+  /** The result of the command that made the mount (the CLI's or the mount program's, with pipesHeld;
+   *  kernel: mount(8)'s, without). */
   readonly result: RunResult | undefined;
   /** Runs argv as the user who mounted (root: as ourselves). */
   run(argv: string[], opts?: { cwd?: string }): Promise<RunResult>;
@@ -187,7 +188,7 @@ async function viaCli(dir: string, c: Extract<MountConfig, { kind: 'instance' | 
     fs.mkdirSync(root);
     daemons = () => storeProcesses(store);
   }
-  const cli = (args: string[]) => runChild([process.execPath, CLI_MAIN, ...args], { env, ...(c.user ? { uid: c.user.uid, gid: c.user.gid, cleanEnv: true } : {}) });
+  const cli = (args: string[], checkPipes = false) => runChild([process.execPath, CLI_MAIN, ...args], { env, checkPipes, ...(c.user ? { uid: c.user.uid, gid: c.user.gid, cleanEnv: true } : {}) });
   const ok = async (args: string[]) => {
     const r = await cli(args);
     if (r.code !== 0) throw new Error(`tarstack ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
@@ -203,7 +204,7 @@ async function viaCli(dir: string, c: Extract<MountConfig, { kind: 'instance' | 
   }
   return made(c.kind, root, {
     upper, store, env, ...(c.user ? { user: c.user } : {}), daemons,
-    mountCmd: () => cli(c.kind === 'instance' ? ['mount', 'i', root, ...(c.options ?? [])] : ['image', 'mount', top, root, ...(c.options ?? [])]),
+    mountCmd: () => cli(c.kind === 'instance' ? ['mount', 'i', root, ...(c.options ?? [])] : ['image', 'mount', top, root, ...(c.options ?? [])], true),
     umountCmd: () => cli(['umount', root]),
   });
 }
@@ -258,14 +259,14 @@ async function viaMountProgram(dir: string, c: Extract<MountConfig, { kind: 'ove
   return made('overlay-program', root, {
     upper,
     daemons: () => (c.program ? fuseServers(root) : overlayDaemons(root)),
-    mountCmd: () => (c.program ? runChild([c.program, ...args]) : runMountProg(args)),
+    mountCmd: () => (c.program ? runChild([c.program, ...args], { checkPipes: true }) : runMountProg(args)),
     umountCmd: () => runChild(['umount', root]),
   });
 }
 
-/** `node dist/src/mountprog/main.js ARGS`: tarstack-overlay, resolved on its exit. */
+/** `node dist/src/mountprog/main.js ARGS`: tarstack-overlay, resolved on its exit (with pipesHeld). */
 export function runMountProg(args: string[]): Promise<RunResult> {
-  return runChild([process.execPath, MOUNTPROG_MAIN, ...args]);
+  return runChild([process.execPath, MOUNTPROG_MAIN, ...args], { checkPipes: true });
 }
 
 /** Pids of tarstack-overlay daemons serving a mount point at or below `root`. */

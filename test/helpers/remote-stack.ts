@@ -71,8 +71,8 @@ export class RemoteSession extends TarstackSession {
   constructor(root: string, t: ExecutionContext, private readonly env: NodeJS.ProcessEnv = {}) {
     super(root, t);
   }
-  override cli(args: string[]) {
-    return tarstackCli(args, { env: { TARSTACK_HOME: this.home, ...this.env } });
+  override cli(args: string[], opts: { checkPipes?: boolean } = {}) {
+    return tarstackCli(args, { env: { TARSTACK_HOME: this.home, ...this.env }, ...opts });
   }
   async ok(args: string[]): Promise<string> {
     const r = await this.cli(args);

@@ -17,8 +17,8 @@ export class StackSession extends InstanceSession {
     super(root, t);
   }
 
-  override cli(args: string[]): Promise<CliResult> {
-    return tarstackCli(args, { env: { TARSTACK_HOME: this.home, ...this.env } });
+  override cli(args: string[], opts: { checkPipes?: boolean } = {}): Promise<CliResult> {
+    return tarstackCli(args, { env: { TARSTACK_HOME: this.home, ...this.env }, ...opts });
   }
 
   async json<T>(args: string[]): Promise<T> {
