@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { waitFor } from './helpers/children.js';
-import { forceUnmount, fuseConnection, isMounted, makeTempDir, removeDir, startChild, type ChildMount } from './helpers/mount-harness.js';
+import { forceUnmount, abortConnection, isMounted, makeTempDir, removeDir, startChild, type ChildMount } from './helpers/mount-harness.js';
 import { BIG_POS, BIG_SIZE } from './helpers/toy-tree.js';
 
 const VALGRIND = ['--error-exitcode=99', '--leak-check=full', '--show-leak-kinds=definite', '--errors-for-leak-kinds=definite', '--smc-check=all-non-file', '--quiet'];
@@ -132,7 +132,7 @@ async function sessionsPass(base: string): Promise<void> {
     for (let k = 0; k < 6; k++) dds.push(spawn('dd', [`if=${join(a, 'ranged')}`, 'of=/dev/null', 'bs=4096', 'count=1', `skip=${k * 2048}`, 'status=none'], { stdio: 'ignore' }));
     await waitFor(async () => (await stats()).pools.reads.running >= 4, 100);
     const aEnded = m.next('ended-0');
-    fs.writeFileSync(`/sys/fs/fuse/connections/${fuseConnection(a)}/abort`, '1');
+    abortConnection(a);
     await aEnded;
     forceUnmount(a);
     fs.readFileSync(join(b, 'small'));

@@ -6,7 +6,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
-import { ChildMount, forceUnmount, fuseConnection, isMounted, makeTempDir, removeDir, startChild, type Message } from './helpers/mount-harness.js';
+import { ChildMount, forceUnmount, abortConnection, isMounted, makeTempDir, removeDir, startChild, type Message } from './helpers/mount-harness.js';
 import { HANG_SIZE, SMALL } from './helpers/toy-sessions.js';
 import type { PoolStats } from '../src/fuse/lowlevel.js';
 
@@ -130,7 +130,7 @@ test.serial('a session that ends (unmounted, closed, aborted) leaves the others 
 
   if (isRoot) {
     const aborted = many.next('ended-2');
-    fs.writeFileSync(`/sys/fs/fuse/connections/${fuseConnection(mps[2]!)}/abort`, '1'); // the session reads ENODEV
+    abortConnection(mps[2]!); // the session reads ENODEV
     await aborted;
     forceUnmount(mps[2]!);
     await allAnswer(t, mps.slice(3), 4);
@@ -167,7 +167,7 @@ test.serial('stuck reads of one session (a hung disk) delay no other, not even w
 
   // A ends while its reads are stuck in the pool: the end waits for none of them.
   const aEnded = c.next('ended-0');
-  fs.writeFileSync(`/sys/fs/fuse/connections/${fuseConnection(a!)}/abort`, '1');
+  abortConnection(a!);
   await aEnded;
   forceUnmount(a!);
   t.true((await readAt(join(b!, 'ranged'), 6 * MIB, 4096)).equals(backing.subarray(6 * MIB, 6 * MIB + 4096)), 'B is answered after A ended');

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isMounted, mountAt } from '../../src/util/mounts.js';
 import { removeTree } from '../../src/util/remove-tree.js';
-import { forceUnmount } from '../../src/util/unmount.js';
+import { abortFuseConnection, forceUnmount } from '../../src/util/unmount.js';
 
 export { forceUnmount, isMounted };
 
@@ -99,10 +99,11 @@ export async function startChild(script: string, mountpoint: string, args: strin
   }
 }
 
-/** The fusectl connection number of a FUSE mount at `mountpoint`, or undefined if none. */
-export function fuseConnection(mountpoint: string): number | undefined {
+/** Aborts the FUSE connection of the mount at `mountpoint` through fusectl (mounted first on a machine
+ *  where nothing has yet: a fresh boot has /sys/fs/fuse/connections empty); throws if it cannot. */
+export function abortConnection(mountpoint: string): void {
   const m = mountAt(mountpoint);
-  return m?.fstype.startsWith('fuse') ? Number(m.majorMinor.split(':')[1]) : undefined;
+  if (!m || !abortFuseConnection(m)) throw new Error(`cannot abort the FUSE connection of ${mountpoint}`);
 }
 
 /** Removes a temp dir, forcing off anything still mounted inside it first (rm would walk into it). */
