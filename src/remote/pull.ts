@@ -17,6 +17,7 @@ import { checkName } from '../store/paths.js';
 import type { Store } from '../store/store.js';
 import { UserError } from '../util/errors.js';
 import { cacheBytesLimit } from './chunk-cache.js';
+import { IndexingThread } from './indexing-thread.js';
 import { registryRemote } from './registry-auth.js';
 import { HttpError } from './http.js';
 import { digestOf, MT, parseRef, Registry, type Descriptor } from './registry.js';
@@ -66,15 +67,27 @@ export async function pullImage(store: Store, a: { ref: string; name?: string; t
   const ref = parseRef(a.ref);
   const certDir = checkCertDir(a.certDir);
   const reg = new Registry(ref.host, a.tlsVerify, certDir);
-  const { manifest, digest } = await reg.manifest(ref.repo, ref.reference, a.platform);
-  const layers = manifest.layers;
-  if (layers.length === 0) throw new UserError(`${a.ref}: the image has no layers`);
-  for (const l of layers) if (!LAYER_TYPES.test(l.mediaType)) throw new UserError(`${a.ref}: layer ${l.digest} is ${l.mediaType}, which tarstack does not serve`);
+  // A layer may have to be streamed: the indexing thread starts first, so its start-up runs beside
+  // the registry's first answers, and is closed as soon as they show no layer needs it.
+  const indexing = new Indexing();
+  indexing.get();
+  let layers: Descriptor[], digest: string, names: string[], pushed: Map<string, Descriptor>;
+  try {
+    let manifest;
+    ({ manifest, digest } = await reg.manifest(ref.repo, ref.reference, a.platform));
+    layers = manifest.layers;
+    if (layers.length === 0) throw new UserError(`${a.ref}: the image has no layers`);
+    for (const l of layers) if (!LAYER_TYPES.test(l.mediaType)) throw new UserError(`${a.ref}: layer ${l.digest} is ${l.mediaType}, which tarstack does not serve`);
+    const top = checkName('image', a.name ?? nameOfRef(ref.repo));
+    names = layers.map((_, i) => checkName('image', i === layers.length - 1 ? top : `${top}-layer${i + 1}`));
+    for (const name of names) store.images.checkFree(name, name === top ? '--name' : undefined);
+    pushed = await pushedIndexes(reg, ref.repo, digest);
+  } catch (err) {
+    await indexing.close();
+    throw err;
+  }
+  if (layers.every((l) => pushed.has(l.digest) || tocOf(l))) void indexing.close();
   const n = layers.length;
-  const top = checkName('image', a.name ?? nameOfRef(ref.repo));
-  const names = layers.map((_, i) => checkName('image', i === n - 1 ? top : `${top}-layer${i + 1}`));
-  for (const name of names) store.images.checkFree(name, name === top ? '--name' : undefined);
-  const pushed = await pushedIndexes(reg, ref.repo, digest);
   const staged: Staged[] = [];
   const records: Array<ImageRecord['layer']> = [];
   const indexes: IndexSource[] = [];
@@ -93,7 +106,7 @@ export async function pullImage(store: Store, a: { ref: string; name?: string; t
         tocRefused.push(`layer ${i + 1} (${l.digest}): its ${toc.kind} TOC was not used: ${err.message}`);
         return undefined;
       }) : undefined;
-      const s = fetched ?? fromToc ?? (await (await import('./add-remote.js')).stageRemoteLayer(store, registryRemote(url, a.tlsVerify, certDir), label, rec, l.digest));
+      const s = fetched ?? fromToc ?? (await (await import('./add-remote.js')).stageRemoteLayer(store, registryRemote(url, a.tlsVerify, certDir), label, rec, l.digest, indexing.get()));
       staged.push(s.staged);
       records.push(s.layer);
       indexes.push(s.layer.remote!.index);
@@ -102,9 +115,24 @@ export async function pullImage(store: Store, a: { ref: string; name?: string; t
   } catch (err) {
     for (const s of staged) store.images.discard(s);
     throw err;
+  } finally {
+    await indexing.close();
   }
   const fetched = a.full ? await fetchLayersWhole(store, names) : undefined;
   return { names, manifest: digest, indexes, tocRefused, ...(fetched !== undefined ? { fetched } : {}) };
+}
+
+/** A pull's indexing thread: started early, again on demand after a close, closed at the end. */
+class Indexing {
+  private thread: IndexingThread | undefined;
+  get(): IndexingThread {
+    return (this.thread ??= new IndexingThread());
+  }
+  async close(): Promise<void> {
+    const t = this.thread;
+    this.thread = undefined;
+    await t?.close();
+  }
 }
 
 /** --cert-dir made absolute (the store's server reads with it later), refused in one line unless a directory. */
