@@ -2,8 +2,7 @@
 // while the main thread is still writing it, waiting on a SharedArrayBuffer for the bytes each read
 // needs, so the layer is decoded as its bytes arrive instead of after the download. It writes the
 // index file and answers with the layer record; a failed download (state 2) abandons it. One thread
-// takes a job per message, layer after layer: a pull starts it before its first download, so its
-// start-up (a Node context, the indexer's modules) is not on the layers' path.
+// takes a job per message, layer after layer (indexing-thread.ts).
 import { parentPort } from 'node:worker_threads';
 import { indexTarFile } from '../tar/indexer.js';
 import { writeIndex } from '../tar/index-file.js';
