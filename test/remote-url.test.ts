@@ -5,6 +5,8 @@
 import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { sameBytes, seededBytes } from './helpers/bytes.js';
 import { compress, flipByte, type Shape } from './helpers/compressed.js';
@@ -123,6 +125,22 @@ e2e('image add URL: a server without the tar, or not a tar, is one line', async 
   t.not(notar.code, 0);
   t.is(notar.stderr.trim().split('\n').length, 1, notar.stderr);
   t.deepEqual(fs.readdirSync(path.join(s.home, 'images')).filter((n) => !n.startsWith('.')), []);
+});
+
+e2e('image add URL: a server that ignores Range (and does not say it takes ranges) is one line, and nothing is added', async (t) => {
+  const s = session(t, 'norange');
+  const body = fs.readFileSync(path.join(www, 'tree.tar'));
+  const server = http.createServer((_req, res) => res.writeHead(200, { 'content-length': body.length }).end(body));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const r = await s.cli(['image', 'add', `http://127.0.0.1:${(server.address() as AddressInfo).port}/tree.tar`, '--name', 'img']);
+    t.not(r.code, 0);
+    t.regex(r.stderr, /^tarstack: .*ignores Range requests/);
+    t.is(r.stderr.trim().split('\n').length, 1, r.stderr);
+    t.deepEqual(fs.readdirSync(path.join(s.home, 'images')).filter((n) => !n.startsWith('.')), []);
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
 });
 
 e2e('a writable instance of a remote image: copy-up of a file never read fetches it (synchronously) and keeps its bytes', async (t) => {

@@ -6,15 +6,15 @@
 // file is removed: from then on reads are range requests through the store's chunk cache.
 import { closeSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { createRequire } from 'node:module';
 import type { Staged } from '../store/image-layers.js';
 import { CHUNKS_FILE, INDEX_FILE, type ImageRecord, type RemoteLayerRecord } from '../store/images.js';
 import type { Store } from '../store/store.js';
 import { UserError } from '../util/errors.js';
 import { writingTo } from '../util/error-funnel.js';
-import { download, getRange, HttpError, type Remote } from './http.js';
+import { download, getRange, header, HttpError, type Remote } from './http.js';
 import { CHUNK_SIZE, ChunkHasher } from './remote-blob.js';
-import type { StreamIndexAnswer, StreamIndexJob } from './stream-index-worker.js';
+import { fence, IndexingThread, SHARED_BYTES, sharedCounts } from './indexing-thread.js';
+import type { StreamIndexAnswer } from './stream-index-worker.js';
 
 /**
  * Seek points of a streamed remote layer every 1 MiB of output (local tars: 4 MiB): a read far from
@@ -35,58 +35,45 @@ export interface StreamedLayer {
   layer: ImageRecord['layer'];
 }
 
-/** The indexing worker for a download of `size` bytes into `file` (see stream-index-worker.ts). */
-function startIndexer(job: StreamIndexJob): { done: Promise<StreamIndexAnswer>; stop(): Promise<void> } {
-  // worker_threads loads at first use, as in remote-blob.ts (remote code loads no more than it needs)
-  const { Worker } = createRequire(import.meta.url)('node:worker_threads') as typeof import('node:worker_threads');
-  const w = new Worker(new URL('../remote/stream-index-worker.js', import.meta.url), { workerData: job });
-  const done = new Promise<StreamIndexAnswer>((resolve, reject) => {
-    w.once('message', resolve);
-    w.once('error', reject);
-    w.once('exit', (code) => reject(new Error(`the indexing thread exited (${code}) without an answer`)));
-  });
-  done.catch(() => undefined);
-  return { done, stop: async () => void (await w.terminate()) };
-}
-
 /**
  * Stage one remote layer: `want` (sha256:HEX), when known, is checked at the end of the pass.
- * `rec` is the rest of the record (kind, url, ref…).
+ * `rec` is the rest of the record (kind, url, ref…). `thread` indexes it (the caller's, started
+ * early and kept for its next layers), else a thread of its own.
  */
-export async function stageRemoteLayer(store: Store, remote: Remote, label: string, rec: Omit<RemoteLayerRecord, 'digest' | 'size' | 'chunkSize' | 'index'>, want?: string): Promise<StreamedLayer> {
-  // A server that ignores Range would make every read a full download: refuse it now.
-  try {
-    await getRange(remote, 0, 1, Date.now() + 5000);
-  } catch (err) {
-    if (err instanceof HttpError) throw new UserError(`${label}: ${err.message}`);
-    throw err;
-  }
+export async function stageRemoteLayer(store: Store, remote: Remote, label: string, rec: Omit<RemoteLayerRecord, 'digest' | 'size' | 'chunkSize' | 'index'>, want?: string, thread?: IndexingThread): Promise<StreamedLayer> {
   const s = store.images.stage();
   const staged: Staged = { ...s, tar: join(s.dir, 'download.tmp') };
   const tmp = staged.tar;
-  const sab = new SharedArrayBuffer(16);
+  const own = thread ? undefined : new IndexingThread();
+  const indexing = (thread ?? own)!;
+  const sab = new SharedArrayBuffer(SHARED_BYTES);
   const state = new Int32Array(sab, 0, 2);
-  const written = new Float64Array(sab, 8, 1);
+  const [written, wanted] = sharedCounts(sab);
+  wanted[0] = Infinity;
   const signal = (st: number): void => {
     if (st) Atomics.store(state, 1, st);
     Atomics.add(state, 0, 1);
     Atomics.notify(state, 0);
   };
   const abort = new AbortController();
-  let indexer: ReturnType<typeof startIndexer> | undefined;
-  let indexFailed: Error | undefined;
+  let indexer: Promise<StreamIndexAnswer> | undefined;
+  /** What ended the download early: the indexer refusing the tar, or the server refusing ranges. */
+  let failed: Error | undefined;
+  const fail = (err: Error): void => {
+    failed ??= err;
+    abort.abort(failed);
+  };
+  let rangeChecked: Promise<void> | undefined;
   let fd: number | undefined;
   let announced = 0;
   const start = (size: number): void => {
     announced = size;
-    indexer = startIndexer({ file: tmp, size, url: rec.url, spacing: REMOTE_SEEK.spacing, indexPath: join(s.dir, INDEX_FILE), sab });
+    indexer = indexing.run({ file: tmp, size, url: rec.url, spacing: REMOTE_SEEK.spacing, indexPath: join(s.dir, INDEX_FILE), sab });
+    indexer.catch(() => undefined);
     // A tar the indexer refuses ends the download at once.
-    void indexer.done.then((a) => {
-      if (!a.ok && a.message !== 'abandoned') {
-        indexFailed = a.format ? new UserError(`${label}: ${a.message}`) : new Error(a.message);
-        abort.abort(indexFailed);
-      }
-    });
+    void indexer.then((a) => {
+      if (!a.ok && a.message !== 'abandoned') fail(a.format ? new UserError(`${label}: ${a.message}`) : new Error(a.message));
+    }, () => undefined);
   };
   try {
     fd = writingTo(tmp, () => openSync(tmp, 'w'));
@@ -96,39 +83,58 @@ export async function stageRemoteLayer(store: Store, remote: Remote, label: stri
       const out = fd;
       got = await store.withProgress(`fetching ${label}`, (onProgress) =>
         download(remote, {
-          start: (total) => total > 0 && start(total),
+          start: (total, headers) => {
+            // A server that ignores Range would make every read a full download: one that does not
+            // say it takes ranges is asked for one byte, beside the download, which it ends if refused.
+            if (!/\bbytes\b/i.test(header(headers['accept-ranges']) ?? '')) rangeChecked = checkRanges(remote, label).catch(fail);
+            if (total > 0) start(total);
+          },
           data: (b) => {
             writingTo(tmp, () => writeAll(out, b, written[0]));
             hasher.update(b);
             written[0] += b.length;
-            signal(0);
+            fence(state);
+            if (written[0] >= wanted[0]) signal(0);
           },
         }, onProgress, abort.signal),
       );
     } catch (err) {
-      if (indexFailed) throw indexFailed;
+      if (failed) throw failed;
       if (err instanceof HttpError) throw new UserError(`${label}: ${err.message}`);
       throw err;
     }
+    await rangeChecked;
+    if (failed) throw failed;
     const digest = `sha256:${got.sha256}`;
     if (want && want !== digest) throw new UserError(`${label}: the blob's digest is ${digest}, not ${want} as the manifest says; nothing was added`);
     if (indexer && got.size !== announced) throw new UserError(`${label}: the server sent ${got.size} bytes, not the ${announced} it announced`);
     signal(1);
     if (!indexer) start(got.size); // no Content-Length: indexed once it is all here
-    const answer = await indexer!.done;
-    if (!answer.ok) throw indexFailed ?? (answer.format ? new UserError(`${label}: ${answer.message}`) : new Error(answer.message));
+    const answer = await indexer!;
+    if (!answer.ok) throw failed ?? (answer.format ? new UserError(`${label}: ${answer.message}`) : new Error(answer.message));
     writingTo(join(s.dir, CHUNKS_FILE), () => writeFileSync(join(s.dir, CHUNKS_FILE), hasher.digests()));
     const remoteRec: RemoteLayerRecord = { ...rec, digest, size: got.size, chunkSize: CHUNK_SIZE, index: 'stream' };
     const layer = { ...answer.layer, identity: { size: got.size, mtimeNs: '0', ino: 0, dev: 0 }, remote: remoteRec };
     return { staged, layer };
   } catch (err) {
-    signal(2);
-    await indexer?.stop();
+    signal(2); // a job still running ends at its next read
+    await indexer?.catch(() => undefined); // and writes nowhere in the staged directory after this
     store.images.discard(staged);
     throw err;
   } finally {
+    await own?.close();
     if (fd !== undefined) closeSync(fd);
     rmSync(tmp, { force: true });
+  }
+}
+
+/** Refused in one line unless the server answers a range request with that range. */
+async function checkRanges(remote: Remote, label: string): Promise<void> {
+  try {
+    await getRange(remote, 0, 1, Date.now() + 5000);
+  } catch (err) {
+    if (err instanceof HttpError) throw new UserError(`${label}: ${err.message}`);
+    throw err;
   }
 }
 
@@ -142,7 +148,8 @@ export async function addUrlImage(store: Store, a: { url: string; name: string; 
   store.images.checkFree(a.name, '--name');
   const parent = a.parent ? store.images.closed(a.parent, 'be a parent') : null;
   const remote: Remote = { url: a.url, tlsVerify: a.tlsVerify, headers: () => ({}) };
-  const { staged, layer } = await stageRemoteLayer(store, remote, a.url, { kind: 'url', url: a.url, tlsVerify: a.tlsVerify });
+  const thread = new IndexingThread(); // starting beside the Range probe
+  const { staged, layer } = await stageRemoteLayer(store, remote, a.url, { kind: 'url', url: a.url, tlsVerify: a.tlsVerify }, undefined, thread).finally(() => thread.close());
   try {
     return await store.locked(() => {
       if (parent && !store.images.list().some((x) => x.id === parent.id)) throw new UserError(`parent image "${parent.name}" was removed meanwhile`);

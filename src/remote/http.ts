@@ -190,8 +190,8 @@ export function hostOf(url: string): string {
 
 /** Where a download's bytes go, as they arrive (in order, each call before the next). */
 export interface DownloadSink {
-  /** The response started: its Content-Length (0 when the server sent none). */
-  start?(total: number): void;
+  /** The response started: its Content-Length (0 when the server sent none), and its headers. */
+  start?(total: number, headers: IncomingHttpHeaders): void;
   data(b: Buffer): void;
 }
 
@@ -234,7 +234,7 @@ export async function download(r: Remote, sink: DownloadSink, onProgress?: (done
         reject(err);
       };
       try {
-        sink.start?.(total);
+        sink.start?.(total, res.headers);
       } catch (err) {
         fail(err);
         return;
@@ -250,9 +250,14 @@ export async function download(r: Remote, sink: DownloadSink, onProgress?: (done
         size += b.length;
         onProgress?.(size, total);
       });
-      res.on('aborted', () => reject(new HttpError(0, `${hostOf(r.url)}: the download was cut short`, true)));
+      const cutShort = (): void => reject(new HttpError(0, `${hostOf(r.url)}: the download was cut short`, true));
+      res.on('aborted', cutShort);
       res.on('error', (e) => reject(signal?.aborted ? signal.reason : new HttpError(0, `${hostOf(r.url)}: ${e.message}`, true)));
-      res.on('end', () => (res.complete ? resolve() : reject(new HttpError(0, `${hostOf(r.url)}: the download was cut short`, true))));
+      res.on('end', () => (res.complete ? resolve() : cutShort()));
+      // Abandoned once the body had all come, a response closes with no 'error' nor 'end': the
+      // download must still settle (else nothing keeps the process alive and it exits mid-await).
+      res.on('close', () => (signal?.aborted ? reject(signal.reason) : res.complete ? undefined : cutShort()));
+      signal?.addEventListener('abort', () => fail(signal.reason), { once: true });
     });
     return { sha256: hash.digest('hex'), size };
   }
