@@ -6,6 +6,9 @@
 // copied, then imported). Figures: pull + mount seconds; after `ls -R` and 10 files read, bytes over
 // the wire as a share of the layer bytes (counted from the registry's access log); without the
 // index, pull seconds against downloading and decompressing the layers once (`curl | gzip -dc`, peer "curl + gzip -dc").
+// Source `big`: a plain tar layer holding one 1 GiB member (random bytes), pushed with its index; cold
+// sequential read of the member (fresh store, page cache dropped, `dd bs=1M`) against `curl -r` of the
+// same byte range of the blob (peer "curl -r"); plain, not gzip, so the figure is the remote reading.
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { removeTree } from '../src/util/remove-tree.js';
@@ -13,8 +16,8 @@ import { unmount } from '../src/util/unmount.js';
 import { startRegistry, type Registry } from '../test/helpers/remote-servers.js';
 import type { Case, Ctx, Sample, Suite } from './cases.js';
 import type { Mounted, Peer, Source } from './peers.js';
-import { timesAtMost, valueAtMost, type FigureSpec } from './report.js';
-import { onCleanup, runOk, sh } from './sys.js';
+import { shareOfPeerAtLeast, timesAtMost, valueAtMost, type FigureSpec } from './report.js';
+import { dropCaches, onCleanup, runOk, sh } from './sys.js';
 
 class CommandPeer implements Peer {
   readonly fuse = true;
@@ -35,6 +38,7 @@ class CommandPeer implements Peer {
 const PULL = new CommandPeer('tarstack-pull', 'tarstack pull', '/usr/bin/docker-registry');
 const COPY = new CommandPeer('skopeo-import', 'skopeo copy + image import', '/usr/bin/skopeo');
 const CURL = new CommandPeer('curl-gunzip', 'curl + gzip -dc', '/usr/bin/curl');
+const CURL_RANGE = new CommandPeer('curl-range', 'curl -r', '/usr/bin/curl');
 
 let registry: Registry | undefined;
 let layerBytes = 0;
@@ -51,7 +55,52 @@ async function cli(ctx: { tarstack: string }, home: string, args: string[], time
   return (await runOk(process.execPath, [join(ctx.tarstack, 'dist/src/cli/main.js'), ...args], { env: { ...process.env, TARSTACK_HOME: home }, timeoutS })).stdout;
 }
 
-async function source(_name: string, o: { data: string; quick: boolean; tarstack: string }, log: (s: string) => void): Promise<{ source: Source; describe: string }> {
+interface BigSource extends Source {
+  ref: string;
+  /** The blob's URL, and where the member's bytes are in it. */
+  blobUrl: string;
+  start: number;
+  size: number;
+}
+
+type Opts = { data: string; quick: boolean; tarstack: string };
+
+async function started(o: Opts): Promise<Registry> {
+  if (registry) return registry;
+  const work = join(o.data, 'run', 'remote');
+  mkdirSync(work, { recursive: true });
+  const reg = await startRegistry(join(work, 'registry'));
+  registry = reg;
+  onCleanup(() => reg.child.kill('SIGKILL'));
+  return reg;
+}
+
+/** One member of 1 GiB (64 MiB quick) of random bytes, in a plain tar layer pushed with its index. */
+async function bigSource(o: Opts, log: (s: string) => void): Promise<{ source: Source; describe: string }> {
+  const mib = o.quick ? 64 : 1024;
+  const base = join(o.data, 'remote', `big-${mib}`);
+  const tar = join(base, 'big.tar');
+  if (!existsSync(join(base, '.complete'))) {
+    log(`remote: making a tar of one ${mib} MiB member`);
+    removeTree(base, { mounts: 'force' });
+    mkdirSync(join(base, 'tree'), { recursive: true });
+    await runOk('sh', ['-c', 'head -c "$1" /dev/urandom > "$0"/tree/big.bin && tar -cf "$0"/big.tar -C "$0"/tree big.bin && rm "$0"/tree/big.bin', base, `${mib}M`], { timeoutS: 600 });
+    writeFileSync(join(base, '.complete'), '');
+  }
+  const reg = await started(o);
+  const maker = join(o.data, 'run', 'remote', 'big-maker');
+  const ref = `${reg.host}/bench/big:v1`;
+  await cli(o, maker, ['image', 'add', tar, '--name', 'big']);
+  await cli(o, maker, ['image', 'push', 'big', ref, '--tls-verify=false']);
+  const manifest = JSON.parse((await runOk('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`])).stdout) as { layers: Array<{ digest: string }> };
+  // GNU tar's -R: the block of the member's header; its data is the next block on.
+  const block = Number(/^block (\d+):/.exec((await runOk('tar', ['-tvRf', tar])).stdout)![1]);
+  const src: BigSource = { name: 'big', ref, blobUrl: `${reg.url}/v2/bench/big/blobs/${manifest.layers[0]!.digest}`, start: (block + 1) * 512, size: mib * 2 ** 20 };
+  return { source: src, describe: `one ${mib} MiB member (random bytes) in a plain tar layer, index pushed, in a local docker-registry` };
+}
+
+async function source(name: string, o: Opts, log: (s: string) => void): Promise<{ source: Source; describe: string }> {
+  if (name === 'big') return bigSource(o, log);
   const base = join(o.data, 'remote', o.quick ? 'quick' : 'full');
   const tar = join(base, 'base.tar.gz');
   const dirs = o.quick ? ['usr/include/linux'] : ['usr/include', 'usr/share/perl', 'usr/share/zoneinfo'];
@@ -65,10 +114,7 @@ async function source(_name: string, o: { data: string; quick: boolean; tarstack
     writeFileSync(join(base, '.complete'), '');
   }
   const work = join(o.data, 'run', 'remote');
-  mkdirSync(work, { recursive: true });
-  registry = await startRegistry(join(work, 'registry'));
-  const reg = registry;
-  onCleanup(() => reg.child.kill('SIGKILL'));
+  const reg = await started(o);
   const maker = join(work, 'maker');
   await cli(o, maker, ['image', 'add', tar, '--name', 'base']);
   await cli(o, maker, ['image', 'add', join(base, 'top.tar'), '--name', 'top', '--parent', 'base']);
@@ -89,6 +135,7 @@ const fig = (id: string, label: string, unit: FigureSpec['unit'], target?: Figur
 const PULL_MOUNT = fig('remote-pull-mount', 'pull + mount, index pushed (s)', 's', valueAtMost(1, 's'));
 const WIRE = fig('remote-wire', 'bytes over the wire / layer bytes: pull, mount, ls -R, 10 files read (index pushed)', '%', valueAtMost(5, '%'));
 const ALL = fig('remote-total', 'pull, mount, ls -R, 10 files read (s)', 's');
+const SEQ: FigureSpec = { id: 'remote-seq-cold', label: 'cold sequential read of a member from the registry (dd bs=1M), vs curl -r of its bytes', unit: 'MiB/s', better: 'higher', target: shareOfPeerAtLeast(0.7, CURL_RANGE.name) };
 const STREAM = fig('remote-pull-stream', 'pull without the index: streaming pass (s), vs curl + gzip -dc of the layers', 's', timesAtMost(1.3, CURL.name));
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e9;
@@ -144,14 +191,50 @@ async function streamRun(peer: Peer, s: Source, ctx: Ctx): Promise<Record<string
   return { [STREAM.id]: { value } };
 }
 
+/** Fresh store, index pulled, mounted, page cache dropped: then the member read once, as dd or curl -r. */
+async function seqRun(peer: Peer, s: Source, ctx: Ctx): Promise<Record<string, Sample>> {
+  const src = s as BigSource;
+  const reg = registry!;
+  const dir = join(ctx.opts.data, 'run', 'remote', `${peer.id}-${++runs}`);
+  const home = join(dir, 'store');
+  const mnt = join(dir, 'mnt');
+  mkdirSync(mnt, { recursive: true });
+  let untrack = (): void => undefined;
+  if (peer === PULL) {
+    await cli(ctx.opts, home, ['image', 'pull', src.ref, '--tls-verify=false', '--name', 'img']);
+    await cli(ctx.opts, home, ['image', 'mount', 'img', mnt]);
+    untrack = onCleanup(() => unmount(mnt));
+  }
+  try {
+    await reg.settled();
+    const logged = reg.log().length;
+    const before = reg.blobBytes();
+    dropCaches();
+    const t0 = now();
+    if (peer === PULL) await runOk('dd', [`if=${join(mnt, 'big.bin')}`, 'of=/dev/null', 'bs=1M'], { timeoutS: 600 });
+    else await runOk('curl', ['-sf', '-r', `${src.start}-${src.start + src.size - 1}`, '-o', '/dev/null', src.blobUrl], { timeoutS: 600 });
+    const secs = now() - t0;
+    await reg.settled();
+    const requests = reg.log().length - logged - 1; // less the marker
+    return { [SEQ.id]: { value: src.size / 2 ** 20 / secs, also: { requests, 'MiB over the wire': (reg.blobBytes() - before) / 2 ** 20 } } };
+  } finally {
+    if (peer === PULL) {
+      await cli(ctx.opts, home, ['umount', mnt]);
+      untrack();
+    }
+    removeTree(dir, { mounts: 'refuse' });
+  }
+}
+
 const cases: Case[] = [
   { name: 'remote-indexed', source: 'rootfs', figures: [PULL_MOUNT, WIRE, ALL], takes: (p) => p === PULL || p === COPY, run: indexedRun },
   { name: 'remote-stream', source: 'rootfs', figures: [STREAM], takes: (p) => p === PULL || p === CURL, run: streamRun },
+  { name: 'remote-seq-cold', source: 'big', figures: [SEQ], takes: (p) => p === PULL || p === CURL_RANGE, run: seqRun },
 ];
 
 export const remoteSuite: Suite = {
   section: { id: 'remote', title: 'Images pulled from an OCI registry, read lazily', subject: PULL.name, reference: COPY.name },
-  peers: () => [PULL, COPY, CURL],
+  peers: () => [PULL, COPY, CURL, CURL_RANGE],
   source,
   cases: () => cases,
 };

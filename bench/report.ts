@@ -76,6 +76,11 @@ export const timesAtMost = (r: number, of: string): Target => ({
   text: `≤ ${r}× ${of}`,
   met: (c, s) => map(ratioOf(c, s.subject, s.reference), (x) => x <= r),
 });
+/** The subject at least `r` of a named peer's figure (not the section's reference): "≥ 70 % of curl -r". */
+export const shareOfPeerAtLeast = (r: number, peer: string): Target => ({
+  text: `≥ ${r * 100} % of ${peer}`,
+  met: (c, s) => map(ratioOf(c, s.subject, peer), (x) => x >= r),
+});
 export const secondsAtMost = (v: number): Target => valueAtMost(v, 's');
 export const valueAtMost = (v: number, unit: Unit): Target => ({
   text: `≤ ${v} ${unit}`,
