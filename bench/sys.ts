@@ -158,6 +158,17 @@ export function dropCaches(): void {
 
 // ---- /proc ----
 
+/** CPU seconds (user + sys) a process has used so far, its threads included; 0 if it is gone. */
+export function cpuSecondsOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+  } catch {
+    return 0;
+  }
+}
+
 /** A field of /proc/PID/status in KiB (VmHWM, VmRSS), or undefined if the process is gone. */
 export function statusKiB(pid: number, field: string): number | undefined {
   try {
