@@ -27,11 +27,12 @@ export const WINDOW_CHUNK_SIZE = 4 * 1024;
 const RUN_BYTES = 4 << 20;
 /**
  * Read-ahead of a sequential reader: the first sequential read fetches AHEAD_MIN bytes ahead, each
- * next one twice as many, up to AHEAD_MAX; a read elsewhere starts over. Two reads in a row from one
- * small file must not cost a megabyte, a long sequential read must not cost a request a chunk.
+ * next one twice as many, up to AHEAD_MAX, and from then on to the end of an aligned RUN_BYTES block
+ * (aheadEnd); a read elsewhere starts over. Two reads in a row from one small file must not cost a
+ * megabyte, a long sequential read must not cost a request a chunk (nor one a kernel read).
  */
 const AHEAD_MIN = 32 * 1024;
-const AHEAD_MAX = 1 << 20;
+const AHEAD_MAX = RUN_BYTES;
 /** Compressed bytes a decoder of a remote blob reads at a time (the codec's default is 128 KiB). */
 const DECODER_READ_SIZE = 4 * 1024;
 
@@ -153,7 +154,9 @@ export class RemoteBlob {
       if (!again) this.ahead = sequential ? Math.min(AHEAD_MAX, this.ahead ? this.ahead * 2 : AHEAD_MIN) : 0;
       this.lastStart = start;
       this.lastEnd = end;
-      for (const [a, b] of this.plan(k0, k1)) void this.fetchRun(a, b).catch(() => undefined);
+      // A sequential reader's read-ahead goes out with its read, in the same requests.
+      const to = sequential && this.readAheadOn ? this.aheadEnd(k1 + 1) : k1;
+      for (const [a, b] of this.plan(k0, to)) void this.fetchRun(a, b).catch(() => undefined); // the waits below report failures
       const waits = new Set<Promise<void>>();
       for (let k = k0; k <= k1; k++) {
         const w = this.inflight.get(k);
@@ -161,7 +164,6 @@ export class RemoteBlob {
       }
       await Promise.all(waits);
       for (let k = k0; k <= k1; k++) this.cache.touch(this.file, k);
-      if (sequential && this.readAheadOn) this.readAhead(k1 + 1);
       return unpin;
     } catch (err) {
       unpin();
@@ -318,10 +320,15 @@ export class RemoteBlob {
     this.fetched += body.length;
   }
 
-  private readAhead(from: number): void {
+  /** The last chunk a sequential reader's read-ahead reaches, from chunk `from` on. */
+  private aheadEnd(from: number): number {
     const to = Math.min(this.file.count - 1, from + Math.ceil(this.ahead / this.info.chunkSize) - 1);
-    if (from > to) return;
-    for (const [a, b] of this.plan(from, to)) this.fetchRun(a, b).catch(() => undefined); // a real read reports failures
+    if (this.ahead < AHEAD_MAX) return Math.max(from - 1, to);
+    // At full speed, to the end of an aligned RUN_BYTES block: one request a block, not one a read.
+    // The kernel keeps several 1 MiB reads in flight, each would fetch its own megabyte, and a
+    // registry spends ~3 ms of CPU a request (measured: 1030 requests for 1 GiB, 3x curl's CPU).
+    const block = RUN_BYTES / this.info.chunkSize;
+    return Math.min(this.file.count - 1, (Math.floor(to / block) + 1) * block - 1);
   }
 
   private matches(k: number, bytes: Buffer): boolean {
