@@ -146,13 +146,17 @@ async function lsAndRead(mnt: string): Promise<void> {
   for (const f of files) readFileSync(join(mnt, f));
 }
 
+/** A run's directory, with a store and a mount point in it. */
+function runDirs(peer: Peer, ctx: Ctx): { dir: string; home: string; mnt: string } {
+  const dir = join(ctx.opts.data, 'run', 'remote', `${peer.id}-${++runs}`);
+  mkdirSync(join(dir, 'mnt'), { recursive: true });
+  return { dir, home: join(dir, 'store'), mnt: join(dir, 'mnt') };
+}
+
 async function indexedRun(peer: Peer, s: Source, ctx: Ctx): Promise<Record<string, Sample>> {
   const src = s as RemoteSource;
   const reg = registry!;
-  const dir = join(ctx.opts.data, 'run', 'remote', `${peer.id}-${++runs}`);
-  const home = join(dir, 'store');
-  const mnt = join(dir, 'mnt');
-  mkdirSync(mnt, { recursive: true });
+  const { dir, home, mnt } = runDirs(peer, ctx);
   await reg.settled();
   const before = reg.blobBytes();
   const t0 = now();
@@ -195,10 +199,7 @@ async function streamRun(peer: Peer, s: Source, ctx: Ctx): Promise<Record<string
 async function seqRun(peer: Peer, s: Source, ctx: Ctx): Promise<Record<string, Sample>> {
   const src = s as BigSource;
   const reg = registry!;
-  const dir = join(ctx.opts.data, 'run', 'remote', `${peer.id}-${++runs}`);
-  const home = join(dir, 'store');
-  const mnt = join(dir, 'mnt');
-  mkdirSync(mnt, { recursive: true });
+  const { dir, home, mnt } = runDirs(peer, ctx);
   let untrack = (): void => undefined;
   if (peer === PULL) {
     await cli(ctx.opts, home, ['image', 'pull', src.ref, '--tls-verify=false', '--name', 'img']);
