@@ -178,7 +178,10 @@ export class RemoteBlob {
     const [k0, k1] = this.chunks(start, end);
     const unpin = this.pin(k0, k1);
     try {
-      for (const [a, b] of this.plan(k0, k1)) {
+      // Chunks an async read is fetching are fetched here too: their answer cannot arrive while this
+      // thread waits, and the caller reads the cache file as soon as this returns (holes read as zeros).
+      // Both fetches write the same checked bytes.
+      for (const [a, b] of this.plan(k0, k1, false)) {
         const from = a * this.info.chunkSize;
         this.store(a, b, fetchSync(this.remote, from, Math.min(this.info.size, (b + 1) * this.info.chunkSize)));
       }
@@ -255,13 +258,14 @@ export class RemoteBlob {
 
   /**
    * The requests that make chunks [k0, k1] present: runs of missing chunks (at most RUN each), each a
-   * range request; chunks already being fetched are awaited instead. A chunk on disk not yet checked
-   * in this process is checked now (and refetched if it fails).
+   * range request; chunks already being fetched are left out (the caller awaits them) unless
+   * `skipInflight` is false. A chunk on disk not yet checked in this process is checked now (and
+   * refetched if it fails).
    */
-  private plan(k0: number, k1: number): Array<[number, number]> {
+  private plan(k0: number, k1: number, skipInflight = true): Array<[number, number]> {
     const runs: Array<[number, number]> = [];
     for (let k = k0; k <= k1; k++) {
-      if (this.usable(k) || this.inflight.has(k)) continue;
+      if (this.usable(k) || (skipInflight && this.inflight.has(k))) continue;
       const last = runs[runs.length - 1];
       if (last && last[1] === k - 1 && (k - last[0]) * this.info.chunkSize < RUN_BYTES) last[1] = k;
       else runs.push([k, k]);

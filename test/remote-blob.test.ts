@@ -1,0 +1,63 @@
+// RemoteBlob against Debian's nginx-light started here on 127.0.0.1, without a mount: what its
+// synchronous path (copy-up, checks) leaves in the chunk cache while an async read of the same
+// chunks is still on the wire.
+import test from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
+import { seededBytes, sameBytes } from './helpers/bytes.js';
+import { makeTestRoot, removeTestRoot } from './helpers/mounted.js';
+import { serverSkipReason, startNginx, type Nginx } from './helpers/remote-servers.js';
+import { ChunkCache } from '../src/remote/chunk-cache.js';
+import { CHUNK_SIZE, chunkDigestsOf, RemoteBlob } from '../src/remote/remote-blob.js';
+
+const skipReason = serverSkipReason();
+const it = skipReason ? test.skip : test.serial;
+if (skipReason) test.skip(`remote blob suite skipped: ${skipReason}`, () => undefined);
+
+const root = skipReason ? '' : makeTestRoot('remote-blob');
+const www = path.join(root, 'www');
+const SIZE = 40 * CHUNK_SIZE + 123;
+const data = seededBytes(SIZE, 7);
+let nginx: Nginx;
+
+test.before(async () => {
+  if (skipReason) return;
+  fs.mkdirSync(www);
+  fs.writeFileSync(path.join(www, 'blob'), data);
+  nginx = await startNginx(path.join(root, 'nginx'), www);
+});
+test.after.always(async () => {
+  await nginx?.stop();
+  if (root) removeTestRoot(root);
+});
+
+function readAll(fd: number, size: number): Buffer {
+  const out = Buffer.alloc(size);
+  for (let got = 0; got < size; ) {
+    const n = fs.readSync(fd, out, got, size - got, got);
+    if (n === 0) break;
+    got += n;
+  }
+  return out;
+}
+
+it('a synchronous read of chunks an async read is still fetching gets their bytes, not holes', async (t) => {
+  const cache = new ChunkCache(path.join(root, 'cache'), 1 << 30);
+  const digests = chunkDigestsOf(path.join(www, 'blob'), SIZE, CHUNK_SIZE);
+  const blob = new RemoteBlob(cache, { digest: `sha256:${'ab'.repeat(32)}`, size: SIZE, chunkSize: CHUNK_SIZE }, digests, { url: `${nginx.url}/blob`, tlsVerify: false, headers: () => ({}) });
+  try {
+    // The async read's range request is out, its chunks in flight; its answer can only be handled
+    // once this thread returns to the event loop, which ensureSync does not.
+    const pending = blob.ensure(0, SIZE);
+    const unpin = blob.ensureSync(0, SIZE);
+    try {
+      sameBytes(t, readAll(blob.fd, SIZE), data, 'the cache file once ensureSync returns');
+    } finally {
+      unpin();
+    }
+    (await pending)();
+    sameBytes(t, readAll(blob.fd, SIZE), data, 'the cache file after the async read wrote the same bytes');
+  } finally {
+    blob.close();
+  }
+});
