@@ -81,6 +81,11 @@ export const shareOfPeerAtLeast = (r: number, peer: string): Target => ({
   text: `≥ ${r * 100} % of ${peer}`,
   met: (c, s) => map(ratioOf(c, s.subject, peer), (x) => x >= r),
 });
+/** The subject at most `r` times a named peer's figure (not the section's reference): "≤ 1.3× curl + gzip -dc". */
+export const timesOfPeerAtMost = (r: number, peer: string): Target => ({
+  text: `≤ ${r}× ${peer}`,
+  met: (c, s) => map(ratioOf(c, s.subject, peer), (x) => x <= r),
+});
 export const secondsAtMost = (v: number): Target => valueAtMost(v, 's');
 export const valueAtMost = (v: number, unit: Unit): Target => ({
   text: `≤ ${v} ${unit}`,
