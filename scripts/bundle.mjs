@@ -44,7 +44,7 @@ await esbuild.build({
 // tsc wrote it), and so does util/errors.ts: its UserError is the one class every module must share
 // (the funnel tells a user's mistake from a bug by it). The other hot modules hold no state that must
 // be one: an unbundled module importing one of them gets its own copy.
-const HOT = /^src\/(cli\/(main|fast-path)|util\/(error-funnel|mounts|proc|latin1)|store\/(paths|lock)|daemon\/spawn|server\/(client|files|protocol)|native\/(sys|addon))\.ts$/;
+const HOT = /^src\/(cli\/(main|fast-path)|util\/(error-funnel|mounts|proc|latin1)|store\/(paths|lock)|server\/(client|files|protocol)|native\/(sys|addon))\.ts$/;
 const cliDir = join(root, 'src/cli');
 await esbuild.build({
   absWorkingDir: root,
