@@ -3,12 +3,13 @@
 // mount starts, rebuilt over tsc's output as one file bundling its own modules and lru-cache
 // (esbuild, from the TypeScript sources). Unbundled, its start loaded ~90 modules, and Node's ESM
 // loader resolving and reading them one by one cost it more CPU than Node's own start; bundled, the
-// server reaches its first answer with ~40 % less CPU. The CLI stays as tsc writes it: its fast path
-// loads a handful of modules, fewer bytes than a bundle of every command (measured: a bundled CLI
-// started slower). Every other module stays as tsc wrote it (tests and tools import those). The
-// bundle sits at the same depth below dist/ as tsc's output, so its `new URL('../…', import.meta.url)`
-// paths mean the same. Without esbuild in node_modules, tsc's unbundled server is left as it is.
-import { dirname, join } from 'node:path';
+// server reaches its first answer with ~40 % less CPU. The CLI's entry (dist/src/cli/main.js) is
+// rebuilt with its fast path's dozen modules only, not every command (measured: a bundle of every
+// command started slower; see below). Every other module stays as tsc wrote it (tests and tools
+// import those). Each bundle sits at the same depth below dist/ as tsc's output, so its
+// `new URL('../…', import.meta.url)` paths mean the same. Without esbuild in node_modules, tsc's
+// unbundled server and CLI are left as they are.
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -34,4 +35,41 @@ await esbuild.build({
   // bundled CommonJS packages (tar-stream's) require Node's own modules: give them a require
   banner: { js: "import { createRequire as __bundleRequire } from 'node:module';\nconst require = __bundleRequire(import.meta.url);" },
   logLevel: 'warning',
+});
+
+// The CLI's entry (dist/src/cli/main.js) bundles only what its fast path runs (fast-path.ts asking a
+// running server: a dozen small modules that Node's ESM loader otherwise resolves, reads and links one
+// by one, a third of a `mount`'s CPU above Node's own start). Everything else stays a module of its
+// own, imported by the path from dist/src/cli/ (so every command's code loads only when it runs, as
+// tsc wrote it), and so does util/errors.ts: its UserError is the one class every module must share
+// (the funnel tells a user's mistake from a bug by it). The other hot modules hold no state that must
+// be one: an unbundled module importing one of them gets its own copy.
+const HOT = /^src\/(cli\/(main|fast-path)|util\/(error-funnel|mounts|proc|latin1)|store\/(paths|lock)|server\/(client|files|protocol)|native\/(sys|addon))\.ts$/;
+const cliDir = join(root, 'src/cli');
+await esbuild.build({
+  absWorkingDir: root,
+  entryPoints: ['src/cli/main.ts'],
+  outfile: 'dist/src/cli/main.js',
+  bundle: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  sourcemap: true,
+  allowOverwrite: true,
+  logLevel: 'warning',
+  plugins: [
+    {
+      name: 'hot-modules-only',
+      setup(build) {
+        build.onResolve({ filter: /^\.\.?\// }, (a) => {
+          if (a.kind === 'entry-point') return undefined;
+          const ts = join(a.resolveDir, a.path).replace(/\.js$/, '.ts');
+          if (HOT.test(relative(root, ts))) return { path: ts };
+          let rel = relative(cliDir, ts).replace(/\.ts$/, '.js');
+          if (!rel.startsWith('.')) rel = `./${rel}`;
+          return { path: rel, external: true };
+        });
+      },
+    },
+  ],
 });

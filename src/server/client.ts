@@ -104,9 +104,15 @@ export interface AskOptions {
  */
 export async function askServer(paths: StorePaths, req: Request, opts: AskOptions): Promise<Extract<Reply, { ok: true }> | undefined> {
   const files = new ServerFiles(paths);
+  let code: Promise<StartCode> | undefined;
   for (let attempt = 0; ; attempt++) {
     const info = files.readInfo();
     const who = describe(files, info);
+    // Nobody said they serve (or that one died): the code that starts a server loads while we look.
+    if (opts.start && (!info || !pidAlive(info.pid)) && !code) {
+      code = loadStartCode();
+      code.catch(() => undefined); // unused when a server answers after all; else awaited below
+    }
     const out = await send(info?.socket ?? files.socket, req, opts.timeoutMs ?? REPLY_TIMEOUT_MS, who, info?.pid);
     if ('reply' in out) {
       if (out.reply.ok) return out.reply;
@@ -118,20 +124,29 @@ export async function askServer(paths: StorePaths, req: Request, opts: AskOption
     if (!opts.start) return undefined;
     if (attempt >= 2) throw new UserError(`${who} could not be reached after starting it`);
     if (!('absent' in out)) opts.beforeRetry?.();
-    await startServer(files);
+    await startServer(files, await (code ??= loadStartCode()));
   }
 }
 
-/** Start a detached server unless one just started; CLIs starting at once take turns. */
-async function startServer(files: ServerFiles): Promise<void> {
+/**
+ * What starting a server takes, loaded only then: a CLI asking a running server never needs it
+ * (start-up time; the mount records bring node:crypto, for their ids).
+ */
+type StartCode = [typeof import('../store/lock.js'), typeof import('../daemon/spawn.js'), typeof import('../store/mounts.js')];
+const loadStartCode = (): Promise<StartCode> => Promise.all([import('../store/lock.js'), import('../daemon/spawn.js'), import('../store/mounts.js')]);
+
+/**
+ * Start a detached server unless one just started; CLIs starting at once take turns. Old logs are
+ * pruned while the server starts (it is the wait of a first mount).
+ */
+async function startServer(files: ServerFiles, [{ withLock }, { startDetached }, { Mounts }]: StartCode): Promise<void> {
   secureRunDir(files.paths);
-  // Loaded only here: a CLI asking a running server never needs them (start-up time; the mount
-  // records bring node:crypto, for their ids).
-  const [{ withLock }, { startDetached }, { Mounts }] = await Promise.all([import('../store/lock.js'), import('../daemon/spawn.js'), import('../store/mounts.js')]);
   await withLock(files.startLock, async () => {
     const info = files.readInfo();
     if (info && pidAlive(info.pid)) return; // started by another CLI meanwhile
-    const log = files.newLog(new Set(new Mounts(files.paths).list().map((m) => m.log)));
-    await startDetached(SERVER_MAIN, ['--store', files.paths.root, '--log', log], log, '/', { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? String(THREADPOOL) });
+    const log = files.newLog();
+    const started = startDetached(SERVER_MAIN, ['--store', files.paths.root, '--log', log], log, '/', { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? String(THREADPOOL) });
+    const pruned = Promise.resolve().then(() => files.pruneLogs(new Set(new Mounts(files.paths).list().map((m) => m.log))));
+    await Promise.all([started, pruned.catch(() => undefined)]); // housekeeping: never fails a start
   });
 }

@@ -56,10 +56,10 @@ export class ServerFiles {
   }
 
   /**
-   * A log file for a server about to start, made the newest (server.log links to it); older ones
-   * past the last KEEP_LOGS go, except those a mount record names (`status` shows a dead mount's).
+   * A log file for a server about to start, made the newest (server.log links to it). Older logs are
+   * pruned apart (pruneLogs), while that server starts.
    */
-  newLog(named: Set<string>): string {
+  newLog(): string {
     mkdirSync(this.paths.logs, { recursive: true, mode: 0o700 });
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     const log = join(this.paths.logs, `server-${stamp}-${process.pid}.log`);
@@ -74,6 +74,11 @@ export class ServerFiles {
     rmSync(tmp, { force: true });
     symlinkSync(basename(log), tmp);
     renameSync(tmp, link);
+    return log;
+  }
+
+  /** Logs past the last KEEP_LOGS go, except those a mount record names (`status` shows a dead mount's). */
+  pruneLogs(named: Set<string>): void {
     const logs = readdirSync(this.paths.logs).filter((n) => /^server-.*\.log$/.test(n)).sort();
     for (const old of logs.slice(0, Math.max(0, logs.length - KEEP_LOGS))) {
       const path = join(this.paths.logs, old);
@@ -81,7 +86,6 @@ export class ServerFiles {
       rmSync(path, { force: true });
       rmSync(`${path}.1`, { force: true });
     }
-    return log;
   }
 
   /**
