@@ -10,15 +10,22 @@ import type { Readiness } from './protocol.js';
 
 const READY_TIMEOUT_MS = 120_000;
 
+/** How a daemon is started: `cwd` where it runs (a daemon started from a directory would keep it busy), `nodeArgs` Node's own flags. */
+export interface DetachedOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  nodeArgs?: string[];
+}
+
 /**
- * Start `node main ...argv` detached, its output appended to `logPath`; resolve with its pid once it
- * reports ready on fd 3. `cwd`: where it runs (a daemon started from a directory would keep it busy).
+ * Start `node ...nodeArgs main ...argv` detached, its output appended to `logPath`; resolve with its
+ * pid once it reports ready on fd 3.
  */
-export async function startDetached(main: string, argv: string[], logPath: string, cwd?: string, env?: NodeJS.ProcessEnv): Promise<number> {
+export async function startDetached(main: string, argv: string[], logPath: string, { cwd, env, nodeArgs = [] }: DetachedOptions = {}): Promise<number> {
   const args = { log: logPath };
   mkdirSync(dirname(args.log), { recursive: true });
   const log = openSync(args.log, 'a');
-  const child = spawn(process.execPath, [main, ...argv], { detached: true, stdio: ['ignore', log, log, 'pipe'], ...(cwd ? { cwd } : {}), ...(env ? { env } : {}) });
+  const child = spawn(process.execPath, [...nodeArgs, main, ...argv], { detached: true, stdio: ['ignore', log, log, 'pipe'], ...(cwd ? { cwd } : {}), ...(env ? { env } : {}) });
   closeSync(log);
   const pipe = child.stdio[3] as Readable;
   let text = '';

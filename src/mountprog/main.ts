@@ -83,7 +83,7 @@ async function main(argv: string[]): Promise<void> {
   // The daemon's log lives in the workdir (the one place that is ours); a read-only mount keeps none.
   const log = req.work !== undefined ? join(req.work, 'tarstack-overlay.log') : '/dev/null';
   if (req.work !== undefined) rotateLog(log); // one mount after another appends: kept under ~2 MiB
-  await startDetached(SELF, [SERVE_FLAG, JSON.stringify(req)], log, '/'); // paths are absolute; hold no cwd busy
+  await startDetached(SELF, [SERVE_FLAG, JSON.stringify(req)], log, { cwd: '/' }); // paths are absolute; hold no cwd busy
 }
 
 main(process.argv.slice(2)).catch(report);

@@ -18,6 +18,13 @@ const SERVER_MAIN = fileURLToPath(new URL('../server/main.js', import.meta.url))
  * run there, and a mount over a hung filesystem holds some (at most 2 fills each) until it answers.
  */
 const THREADPOOL = 16;
+/**
+ * V8's young generation in the server, per semi-space (MiB; Node 20's default grows to 16). Every
+ * FUSE request leaves short-lived garbage, and with the default the young generation grew to tens
+ * of MiB as mounts were added (issue 14: RSS per added instance). Scavenges cost by what survives,
+ * which here is little, so smaller ones cost little CPU.
+ */
+const SEMI_SPACE_MIB = 2;
 /** A mount may copy a --tmp upper or wait for the kernel's INIT: generous, but never forever. */
 const REPLY_TIMEOUT_MS = 120_000;
 
@@ -145,7 +152,11 @@ async function startServer(files: ServerFiles, [{ withLock }, { startDetached },
     const info = files.readInfo();
     if (info && pidAlive(info.pid)) return; // started by another CLI meanwhile
     const log = files.newLog();
-    const started = startDetached(SERVER_MAIN, ['--store', files.paths.root, '--log', log], log, '/', { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? String(THREADPOOL) });
+    const started = startDetached(SERVER_MAIN, ['--store', files.paths.root, '--log', log], log, {
+      cwd: '/',
+      env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? String(THREADPOOL) },
+      nodeArgs: [`--max-semi-space-size=${SEMI_SPACE_MIB}`],
+    });
     const pruned = Promise.resolve().then(() => files.pruneLogs(new Set(new Mounts(files.paths).list().map((m) => m.log))));
     await Promise.all([started, pruned.catch(() => undefined)]); // housekeeping: never fails a start
   });
