@@ -16,7 +16,7 @@ import { unmount } from '../src/util/unmount.js';
 import { startRegistry, type Registry } from '../test/helpers/remote-servers.js';
 import type { Case, Ctx, Sample, Suite } from './cases.js';
 import type { Mounted, Peer, Source } from './peers.js';
-import { shareOfPeerAtLeast, timesOfPeerAtMost, valueAtMost, type FigureSpec } from './report.js';
+import { shareAtLeast, timesAtMost, valueAtMost, type FigureSpec } from './report.js';
 import { cpuSecondsOf, dropCaches, fuseServers, onCleanup, runOk, sh } from './sys.js';
 
 class CommandPeer implements Peer {
@@ -135,8 +135,8 @@ const fig = (id: string, label: string, unit: FigureSpec['unit'], target?: Figur
 const PULL_MOUNT = fig('remote-pull-mount', 'pull + mount, index pushed (s)', 's', valueAtMost(1, 's'));
 const WIRE = fig('remote-wire', 'bytes over the wire / layer bytes: pull, mount, ls -R, 10 files read (index pushed)', '%', valueAtMost(5, '%'));
 const ALL = fig('remote-total', 'pull, mount, ls -R, 10 files read (s)', 's');
-const SEQ: FigureSpec = { id: 'remote-seq-cold', label: 'cold sequential read of a member from the registry (dd bs=1M), vs curl -r of its bytes', unit: 'MiB/s', better: 'higher', target: shareOfPeerAtLeast(0.7, CURL_RANGE.name) };
-const STREAM = fig('remote-pull-stream', 'pull without the index: streaming pass (s), vs curl + gzip -dc of the layers', 's', timesOfPeerAtMost(1.3, CURL.name));
+const SEQ: FigureSpec = { id: 'remote-seq-cold', label: 'cold sequential read of a member from the registry (dd bs=1M), vs curl -r of its bytes', unit: 'MiB/s', better: 'higher', target: shareAtLeast(0.7, { peer: CURL_RANGE.name }) };
+const STREAM = fig('remote-pull-stream', 'pull without the index: streaming pass (s), vs curl + gzip -dc of the layers', 's', timesAtMost(1.3, { peer: CURL.name }));
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e9;
 let runs = 0;

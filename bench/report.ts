@@ -63,29 +63,25 @@ const ratioOf = (cells: Record<string, Cell>, subject: string, peer: string | un
   return t !== undefined && p !== undefined && p > 0 ? t / p : undefined;
 };
 
-export const ratioAtMost = (r: number): Target => ({
-  text: `≤ ${r}× kernel`,
-  met: (c, s) => map(ratioOf(c, s.subject, s.reference), (x) => x <= r),
-});
-export const shareAtLeast = (r: number, of = 'kernel'): Target => ({
-  text: `≥ ${r * 100} % of ${of}`,
-  met: (c, s) => map(ratioOf(c, s.subject, s.reference), (x) => x >= r),
-});
-/** The subject at most `r` times the reference (a decompressor: "≤ 1.3× gzip -dc"). */
-export const timesAtMost = (r: number, of: string): Target => ({
-  text: `≤ ${r}× ${of}`,
-  met: (c, s) => map(ratioOf(c, s.subject, s.reference), (x) => x <= r),
-});
-/** The subject at least `r` of a named peer's figure (not the section's reference): "≥ 70 % of curl -r". */
-export const shareOfPeerAtLeast = (r: number, peer: string): Target => ({
-  text: `≥ ${r * 100} % of ${peer}`,
-  met: (c, s) => map(ratioOf(c, s.subject, peer), (x) => x >= r),
-});
-/** The subject at most `r` times a named peer's figure (not the section's reference): "≤ 1.3× curl + gzip -dc". */
-export const timesOfPeerAtMost = (r: number, peer: string): Target => ({
-  text: `≤ ${r}× ${peer}`,
-  met: (c, s) => map(ratioOf(c, s.subject, peer), (x) => x <= r),
-});
+/**
+ * What a ratio target compares the subject with: a name for the section's reference (as the text
+ * calls it), or `{ peer }`, another peer of the section by its name ("≥ 70 % of curl -r").
+ */
+type Versus = string | { peer: string };
+const versus = (v: Versus): { text: string; peer: (s: Section) => string | undefined } =>
+  typeof v === 'string' ? { text: v, peer: (s) => s.reference } : { text: v.peer, peer: () => v.peer };
+
+export const shareAtLeast = (r: number, of: Versus = 'kernel'): Target => {
+  const v = versus(of);
+  return { text: `≥ ${r * 100} % of ${v.text}`, met: (c, s) => map(ratioOf(c, s.subject, v.peer(s)), (x) => x >= r) };
+};
+/** The subject at most `r` times what it is compared with (a decompressor: "≤ 1.3× gzip -dc"). */
+export const timesAtMost = (r: number, of: Versus): Target => {
+  const v = versus(of);
+  return { text: `≤ ${r}× ${v.text}`, met: (c, s) => map(ratioOf(c, s.subject, v.peer(s)), (x) => x <= r) };
+};
+/** The subject at most `r` times kernel overlayfs (the peers suite's reference). */
+export const ratioAtMost = (r: number): Target => timesAtMost(r, 'kernel');
 export const secondsAtMost = (v: number): Target => valueAtMost(v, 's');
 export const valueAtMost = (v: number, unit: Unit): Target => ({
   text: `≤ ${v} ${unit}`,
