@@ -42,13 +42,11 @@ export class LayerBuilder {
   /**
    * The directory of the last member whose name was plain (see isPlainName), by its path as the
    * archive spells it: a sibling's parent is then found without splitting its name and walking from
-   * the root (the walk was most of add()'s CPU for a tar of 100k small files). Valid while no name
-   * has been taken over or removed (`replaced` counts those): a directory it names may be one.
+   * the root (the walk was most of add()'s CPU for a tar of 100k small files). Forgotten whenever a
+   * name is taken over or removed (forgetLastDir): a directory it names may be one.
    */
   private lastDir: BuildNode | undefined;
   private lastDirPath = '';
-  private lastDirGen = 0;
-  private replaced = 0;
 
   constructor(private readonly opts: BuildOptions) {
     this.root.children = new Map();
@@ -70,7 +68,7 @@ export class LayerBuilder {
   add(m: Member): void {
     this.memberCount++;
     let parent = this.lastDir;
-    let name = parent && this.lastDirGen === this.replaced ? nameIn(this.lastDirPath, m.path) : undefined;
+    let name = parent ? nameIn(this.lastDirPath, m.path) : undefined;
     if (name === undefined) {
       const norm = normaliseName(m.path);
       if (!norm.ok) return this.warn('UNSAFE_NAME', `skipped "${printable(m.path)}": ${norm.reason}`, m.headerOffset);
@@ -90,10 +88,13 @@ export class LayerBuilder {
         const end = m.path.charCodeAt(m.path.length - 1) === 0x2f ? m.path.length - 1 : m.path.length;
         this.lastDirPath = m.path.slice(0, m.path.lastIndexOf('/', end - 1));
         this.lastDir = parent;
-        this.lastDirGen = this.replaced;
       }
     }
     this.place(parent!, name, m);
+  }
+
+  private forgetLastDir(): void {
+    this.lastDir = undefined;
   }
 
   /** The member called `name` in directory `parent` (both resolved and checked). */
@@ -122,7 +123,7 @@ export class LayerBuilder {
     const existing = parent.children!.get(name);
     if (m.type === 'dir' && existing && existing.flags & NodeFlag.Whiteout) {
       // A directory replacing a whited-out one is new in this layer: nothing below shows through.
-      this.replaced++;
+      this.forgetLastDir();
       parent.children!.delete(name);
       const dir = this.newNode(name, parent, m);
       dir.flags |= NodeFlag.Opaque;
@@ -137,7 +138,7 @@ export class LayerBuilder {
       // tar -x cannot unlink a non-empty directory to put a file there ("File exists").
       return this.warn('DIR_NOT_EMPTY', `skipped "${printable(m.path)}": a non-empty directory of that name exists`, m.headerOffset);
     }
-    if (existing) this.replaced++; // a name taken over (a later duplicate, or a file over an empty directory)
+    if (existing) this.forgetLastDir(); // a name taken over (a later duplicate, or a file over an empty directory)
     if (m.type === 'hardlink') {
       const target = this.resolveLinkTarget(m);
       if (!target) return;
@@ -190,7 +191,7 @@ export class LayerBuilder {
       let next = dir.children!.get(comps[i]);
       let opaque = 0;
       if (next && next.flags & NodeFlag.Whiteout) {
-        this.replaced++;
+        this.forgetLastDir();
         dir.children!.delete(comps[i]); // whited out, then made again in this layer
         next = undefined;
         opaque = NodeFlag.Opaque;
