@@ -44,8 +44,8 @@ export async function stageRemoteLayer(store: Store, remote: Remote, label: stri
   const s = store.images.stage();
   const staged: Staged = { ...s, tar: join(s.dir, 'download.tmp') };
   const tmp = staged.tar;
-  const own = thread ? undefined : new IndexingThread();
-  const indexing = (thread ?? own)!;
+  const indexing = thread ?? new IndexingThread(); // started before the download is asked for
+  const own = thread ? undefined : indexing;
   const sab = new SharedArrayBuffer(SHARED_BYTES);
   const state = new Int32Array(sab, 0, 2);
   const [written, wanted] = sharedCounts(sab);
@@ -148,8 +148,7 @@ export async function addUrlImage(store: Store, a: { url: string; name: string; 
   store.images.checkFree(a.name, '--name');
   const parent = a.parent ? store.images.closed(a.parent, 'be a parent') : null;
   const remote: Remote = { url: a.url, tlsVerify: a.tlsVerify, headers: () => ({}) };
-  const thread = new IndexingThread(); // starting beside the Range probe
-  const { staged, layer } = await stageRemoteLayer(store, remote, a.url, { kind: 'url', url: a.url, tlsVerify: a.tlsVerify }, undefined, thread).finally(() => thread.close());
+  const { staged, layer } = await stageRemoteLayer(store, remote, a.url, { kind: 'url', url: a.url, tlsVerify: a.tlsVerify });
   try {
     return await store.locked(() => {
       if (parent && !store.images.list().some((x) => x.id === parent.id)) throw new UserError(`parent image "${parent.name}" was removed meanwhile`);
