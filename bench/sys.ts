@@ -3,6 +3,7 @@
 // readers for peak RSS and process start times (the FUSE servers of a mountpoint: src/util).
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { pidStartTicks, statFields } from '../src/util/proc.js';
 export { fuseServers } from '../src/util/fuse-servers.js';
 
 export interface RunResult {
@@ -160,13 +161,8 @@ export function dropCaches(): void {
 
 /** CPU seconds (user + sys) a process has used so far, its threads included; 0 if it is gone. */
 export function cpuSecondsOf(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
-  } catch {
-    return 0;
-  }
+  const f = statFields(pid);
+  return f ? (Number(f[11]) + Number(f[12])) / clockTicks : 0; // utime, stime in clock ticks
 }
 
 /** A field of /proc/PID/status in KiB (VmHWM, VmRSS), or undefined if the process is gone. */
@@ -215,15 +211,10 @@ function bootMinusMonoNs(): bigint {
  * this returns the middle of that tick: ±5 ms.
  */
 export function startMonoNs(pid: number): bigint | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = BigInt(fields[19]!); // field 22 overall; fields[0] is field 3
-    const tickNs = 1_000_000_000n / BigInt(clockTicks);
-    return ticks * tickNs + tickNs / 2n - bootMinusMonoNs();
-  } catch {
-    return undefined;
-  }
+  const ticks = pidStartTicks(pid);
+  if (ticks === undefined) return undefined;
+  const tickNs = 1_000_000_000n / BigInt(clockTicks);
+  return BigInt(ticks) * tickNs + tickNs / 2n - bootMinusMonoNs();
 }
 
 /** Ends a process we started (found by pid): SIGTERM, then SIGKILL after graceMs. */

@@ -2,12 +2,11 @@
 // default socket, where systemd may listen for it), start it when asked and nobody serves, send one
 // request and read one reply. Every failure is one line: a dead server's stale socket is replaced,
 // an unreachable or silent one is named with its pid and log.
-import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { StorePaths } from '../store/paths.js';
 import { UserError } from '../util/errors.js';
-import { pidAlive } from '../util/proc.js';
+import { pidAlive, statFields } from '../util/proc.js';
 import { reachablePath, secureRunDir, ServerFiles } from './files.js';
 import { PROTOCOL_VERSION, type Reply, type Request, type ServerInfo } from './protocol.js';
 
@@ -33,12 +32,8 @@ type Outcome = { reply: Reply } | { absent: true } | { gone: true };
 
 /** A process stopped by a signal (state T or t in /proc/PID/stat). */
 function stopped(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return /^[Tt]$/.test(stat.charAt(stat.lastIndexOf(')') + 2));
-  } catch {
-    return false;
-  }
+  const state = statFields(pid)?.[0];
+  return state === 'T' || state === 't';
 }
 
 function send(socket: string, req: Request, timeoutMs: number, who: string, pid: number | undefined): Promise<Outcome> {

@@ -15,11 +15,21 @@ export function pidAlive(pid: number): boolean {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  const f = statFields(pid);
+  return f !== undefined && f[0] !== 'Z';
+}
+
+/**
+ * The fields of /proc/PID/stat after the command name (which may hold spaces and parentheses): [0]
+ * is field 3 (state), [11] and [12] utime and stime, [19] field 22 (start time); undefined when the
+ * process is gone.
+ */
+export function statFields(pid: number): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return stat.charAt(stat.lastIndexOf(')') + 2) !== 'Z';
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return false;
+    return undefined;
   }
 }
 
@@ -28,12 +38,8 @@ export function pidAlive(pid: number): boolean {
  * gone: with the pid it names one process for good, so a pid reused after a crash is told apart.
  */
 export function pidStartTicks(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
-  } catch {
-    return undefined;
-  }
+  const f = statFields(pid);
+  return f && Number(f[19]);
 }
 
 export interface Holder {
