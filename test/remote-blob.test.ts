@@ -8,7 +8,8 @@ import { seededBytes, sameBytes } from './helpers/bytes.js';
 import { makeTestRoot, removeTestRoot } from './helpers/mounted.js';
 import { serverSkipReason, startNginx, type Nginx } from './helpers/remote-servers.js';
 import { ChunkCache } from '../src/remote/chunk-cache.js';
-import { CHUNK_SIZE, chunkDigestsOf, RemoteBlob } from '../src/remote/remote-blob.js';
+import { CHUNK_SIZE, chunkDigestsOf } from '../src/remote/chunk-digests.js';
+import { RemoteBlob } from '../src/remote/remote-blob.js';
 
 const skipReason = serverSkipReason();
 const it = skipReason ? test.skip : test.serial;

@@ -12,7 +12,7 @@ import type { Store } from '../store/store.js';
 import { UserError } from '../util/errors.js';
 import { writingTo } from '../util/error-funnel.js';
 import { download, getRange, header, HttpError, type Remote } from './http.js';
-import { CHUNK_SIZE, ChunkHasher } from './remote-blob.js';
+import { CHUNK_SIZE, ChunkHasher } from './chunk-digests.js';
 import { fence, IndexingThread, SHARED_BYTES, sharedCounts } from './indexing-thread.js';
 import type { StreamIndexAnswer } from './stream-index-worker.js';
 

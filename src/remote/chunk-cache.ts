@@ -32,6 +32,8 @@ export function cacheDir(storeRoot: string): string {
 
 /** A blob's cache file, opened by every layer that reads it; `present[k]` = chunk k is on disk. */
 export class BlobFile {
+  /** The file's number in its cache (LRU keys). */
+  id = 0;
   readonly fd: number;
   private readonly mapFd: number;
   readonly present: Uint8Array;
@@ -69,6 +71,12 @@ export class BlobFile {
     writeSync(this.mapFd, this.present, k, 1, k);
   }
 
+  /** Chunks [a, b] are on disk (one write of the map). */
+  markRange(a: number, b: number): void {
+    this.present.fill(1, a, b + 1);
+    writeSync(this.mapFd, this.present, a, b + 1 - a, a);
+  }
+
   punch(k: number): void {
     loadSys().fallocate(this.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, k * this.chunkSize, this.chunkLen(k));
     this.mark(k, false);
@@ -83,8 +91,10 @@ export class BlobFile {
 /** The chunk cache of one store: blob files shared by digest, chunks evicted least recently used first. */
 export class ChunkCache {
   private readonly files = new Map<string, BlobFile>();
-  /** Chunks on disk, least recently used first: key `hex:k` → bytes. */
-  private readonly lru = new Map<string, number>();
+  private readonly byId = new Map<number, BlobFile>();
+  private nextId = 1;
+  /** Chunks on disk, least recently used first: key (see key()) → bytes. */
+  private readonly lru = new Map<number, number>();
   private bytes = 0;
 
   constructor(readonly dir: string, readonly limit: number) {}
@@ -95,12 +105,14 @@ export class ChunkCache {
     if (!f) {
       mkdirSync(this.dir, { recursive: true });
       f = new BlobFile(hex, join(this.dir, hex), size, chunkSize);
+      f.id = this.nextId++;
       this.files.set(hex, f);
-      const old = new Map<string, number>();
-      for (let k = 0; k < f.count; k++) if (f.present[k]) old.set(`${hex}:${k}`, f.chunkLen(k));
-      for (const [key, len] of this.lru) old.set(key, len);
+      this.byId.set(f.id, f);
+      const old = new Map<number, number>();
+      for (let k = 0; k < f.count; k++) if (f.present[k]) old.set(key(f, k), f.chunkLen(k));
+      for (const [at, len] of this.lru) old.set(at, len);
       this.lru.clear();
-      for (const [key, len] of old) this.lru.set(key, len);
+      for (const [at, len] of old) this.lru.set(at, len);
       this.bytes = [...this.lru.values()].reduce((a, b) => a + b, 0);
     }
     f.users++;
@@ -112,25 +124,26 @@ export class ChunkCache {
     // Kept open while it has chunks in the LRU: their eviction needs the descriptor.
     if (!f.present.some((p) => p === 1)) {
       this.files.delete(f.hex);
+      this.byId.delete(f.id);
       f.close();
     }
   }
 
   /** A chunk was used (or just written): it becomes the most recent. */
   touch(f: BlobFile, k: number): void {
-    const key = `${f.hex}:${k}`;
-    const had = this.lru.get(key);
-    if (had !== undefined) this.lru.delete(key);
+    const at = key(f, k);
+    const had = this.lru.get(at);
+    if (had !== undefined) this.lru.delete(at);
     else this.bytes += f.chunkLen(k);
-    this.lru.set(key, f.chunkLen(k));
+    this.lru.set(at, f.chunkLen(k));
     this.evict();
   }
 
   forget(f: BlobFile, k: number): void {
-    const key = `${f.hex}:${k}`;
-    const had = this.lru.get(key);
+    const at = key(f, k);
+    const had = this.lru.get(at);
     if (had === undefined) return;
-    this.lru.delete(key);
+    this.lru.delete(at);
     this.bytes -= had;
   }
 
@@ -141,13 +154,12 @@ export class ChunkCache {
    */
   evict(): void {
     if (this.bytes <= this.limit) return;
-    for (const [key, len] of this.lru) {
+    for (const [at, len] of this.lru) {
       if (this.bytes <= this.limit) break;
-      const at = key.lastIndexOf(':');
-      const f = this.files.get(key.slice(0, at));
-      const k = Number(key.slice(at + 1));
+      const f = this.byId.get(Math.floor(at / CHUNKS_PER_FILE));
+      const k = at % CHUNKS_PER_FILE;
       if (f && f.pins[k] > 0) continue;
-      this.lru.delete(key);
+      this.lru.delete(at);
       this.bytes -= len;
       if (f) f.punch(k);
     }
@@ -157,6 +169,10 @@ export class ChunkCache {
     return { bytes: this.bytes, limit: this.limit };
   }
 }
+
+/** LRU keys: a number per chunk, file id × CHUNKS_PER_FILE + chunk (no string built per use). */
+const CHUNKS_PER_FILE = 2 ** 32;
+const key = (f: BlobFile, k: number): number => f.id * CHUNKS_PER_FILE + k;
 
 const caches = new Map<string, ChunkCache>();
 

@@ -79,6 +79,12 @@ export interface RequestOptions {
   redirects?: number;
   /** See Remote.certDir. */
   certDir?: string;
+  /**
+   * Asked once the status is known: a function that takes the body's bytes as they arrive (the
+   * Response's body is then empty), or undefined to collect them. A throw from it ends the request
+   * with that error.
+   */
+  sink?: (status: number) => ((b: Buffer) => void) | undefined;
 }
 
 /** Where podman looks for a registry's certificates when no --cert-dir is given. */
@@ -121,7 +127,20 @@ export async function request(url: string, o: RequestOptions = {}): Promise<Resp
   return new Promise((resolve, reject) => {
     const req = (tls ? https : http).request(u, { method: o.method ?? 'GET', headers: { ...o.headers, ...(o.body ? { 'content-length': String(Buffer.isBuffer(o.body) ? o.body.length : o.body.size) } : {}) }, agent }, (res) => {
       const parts: Buffer[] = [];
-      res.on('data', (b: Buffer) => parts.push(b));
+      const sink = o.sink?.(res.statusCode ?? 0);
+      res.on(
+        'data',
+        sink
+          ? (b: Buffer) => {
+              try {
+                sink(b);
+              } catch (err) {
+                reject(err);
+                req.destroy();
+              }
+            }
+          : (b: Buffer) => parts.push(b),
+      );
       res.on('error', (e) => reject(new HttpError(0, `${u.host}: ${e.message}`, true)));
       res.on('aborted', () => reject(new HttpError(0, `${u.host}: the response was cut short`, true)));
       res.on('end', () => {
@@ -152,20 +171,41 @@ export async function request(url: string, o: RequestOptions = {}): Promise<Resp
 
 /** Bytes [start, end) of a remote blob: retried with backoff until the deadline, then an HttpError. */
 export async function getRange(r: Remote, start: number, end: number, deadline = Date.now() + retryDeadlineMs()): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  await streamRange(r, start, end, (b) => parts.push(b), deadline);
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+}
+
+/**
+ * Bytes [start, end) of a remote blob handed to `sink` in order as they arrive (no copy of the whole
+ * range in memory); a failure is retried with backoff until the deadline, resuming after the last
+ * byte the sink took, then an HttpError. A throw from the sink ends it (never retried).
+ */
+export async function streamRange(r: Remote, start: number, end: number, sink: (b: Buffer) => void, deadline = Date.now() + retryDeadlineMs()): Promise<void> {
   let wait = 50;
   let renewed = false;
+  let got = 0;
   for (;;) {
     let err: HttpError;
+    const from = start + got;
+    const take = (status: number): ((b: Buffer) => void) | undefined => {
+      // 206: the range; 200 from the blob's start: the whole blob, right if it is [0, end)
+      if (status !== 206 && !(status === 200 && from === 0)) return undefined;
+      return (b) => {
+        if (b.length > end - start - got) throw status === 206 ? new HttpError(206, `${hostOf(r.url)}: range ${from}-${end - 1} came back with more bytes`, false) : ignoresRange(r);
+        got += b.length;
+        sink(b);
+      };
+    };
     try {
-      const res = await request(r.url, { headers: { ...r.headers(), range: `bytes=${start}-${end - 1}` }, tlsVerify: r.tlsVerify, certDir: r.certDir });
-      if (res.status === 206 && res.body.length === end - start) return res.body;
-      if (res.status === 200 && start === 0 && res.body.length === end) return res.body;
+      const res = await request(r.url, { headers: { ...r.headers(), range: `bytes=${from}-${end - 1}` }, tlsVerify: r.tlsVerify, certDir: r.certDir, sink: take });
+      if ((res.status === 206 || (res.status === 200 && from === 0)) && start + got === end) return;
       if (res.status === 401 && !renewed && r.renew && (await r.renew(header(res.headers['www-authenticate'])))) {
         renewed = true;
         continue;
       }
-      if (res.status === 200) throw new HttpError(200, `${hostOf(r.url)} ignores Range requests; tarstack reads remote layers by range`, false);
-      err = new HttpError(res.status, res.status === 206 ? `${hostOf(r.url)}: range ${start}-${end - 1} came back with ${res.body.length} bytes` : `${hostOf(r.url)}: HTTP ${res.status} for bytes ${start}-${end - 1}`, res.status >= 500 || res.status === 429 || res.status === 206);
+      if (res.status === 200 && from > 0) throw ignoresRange(r);
+      err = new HttpError(res.status, res.status === 206 || res.status === 200 ? `${hostOf(r.url)}: range ${from}-${end - 1} came back with ${start + got - from} bytes` : `${hostOf(r.url)}: HTTP ${res.status} for bytes ${from}-${end - 1}`, res.status >= 500 || res.status === 429 || res.status === 206);
     } catch (e) {
       if (!(e instanceof HttpError)) throw e;
       err = e;
@@ -175,6 +215,8 @@ export async function getRange(r: Remote, start: number, end: number, deadline =
     wait = Math.min(wait * 2, 1000);
   }
 }
+
+const ignoresRange = (r: Remote): HttpError => new HttpError(200, `${hostOf(r.url)} ignores Range requests; tarstack reads remote layers by range`, false);
 
 export function header(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;

@@ -9,7 +9,7 @@ import { readIndex, IndexFormatError } from '../tar/index-file.js';
 import type { Staged } from '../store/image-layers.js';
 import { tarLayerRecord } from '../store/layer-record.js';
 import { writeIndex } from '../tar/index-file.js';
-import { CHUNK_SIZE } from './remote-blob.js';
+import { CHUNK_SIZE } from './chunk-digests.js';
 import { fetchToc, indexFromToc, TocError, tocOf } from './toc.js';
 import type { Remote } from './http.js';
 import { CHUNKS_FILE, INDEX_FILE, TOC_SHA_FILE, WINDOW_CHUNKS_FILE, type ImageRecord, type RemoteLayerRecord } from '../store/images.js';

@@ -13,7 +13,7 @@ import { imageTarChunks } from '../store/open-image.js';
 import type { ImageRecord } from '../store/images.js';
 import type { Store } from '../store/store.js';
 import { UserError } from '../util/errors.js';
-import { CHUNK_SIZE, chunkDigestsOf, chunkDigestsOfBuffer, WINDOW_CHUNK_SIZE } from './remote-blob.js';
+import { CHUNK_SIZE, chunkDigestsOf, chunkDigestsOfBuffer, WINDOW_CHUNK_SIZE } from './chunk-digests.js';
 import { CHUNK_ANNOTATION, checkCertDir, LAYER_ANNOTATION, WINDOW_CHUNK_ANNOTATION } from './pull.js';
 import { digestOf, hostPlatform, MT, parseRef, Registry, type Descriptor } from './registry.js';
 

@@ -4,27 +4,20 @@
 // A mismatch or a registry that stays unreachable past the retry deadline is EIO, with one log line
 // naming the blob and the offset; never wrong bytes.
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readSync, writeSync } from 'node:fs';
+import { readSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Worker } from 'node:worker_threads';
 import { fsError, FsError } from '../util/errors.js';
-import { getRange, hostOf, retryDeadlineMs, type Remote } from './http.js';
+import { hostOf, retryDeadlineMs, streamRange, type Remote } from './http.js';
 import type { BlobFile, ChunkCache } from './chunk-cache.js';
 import type { SyncFetch } from './sync-fetch-worker.js';
 
 /**
- * Bytes per chunk: the unit fetched, checked and cached. Measured with the bench's `remote` suite
- * (ls -R and 10 small files of a 25 MiB gzip layer, index pushed): 256 KiB chunks put 8.5 MiB on the
- * wire, 64 KiB 1.7 MiB, most of it rounding up the compressed range a read needs (a seek point's
- * 256 KiB piece is ~50 KiB compressed); 16 KiB keeps a small read near its own size, while neighbours
- * missing together still go in one request (RUN) and sequential reading fetches ahead (AHEAD_MIN
- * doubling to AHEAD_MAX bytes), so a large read costs few requests. The digests cost 0.2 %.
+ * Bytes fetched in one request at most. Chunks are stored as their bytes arrive, so a long request
+ * costs no wait; a registry spends milliseconds of CPU a request (docker-registry: ~5 ms), so fewer
+ * requests pay (a 1 GiB sequential read: 1,030 requests at 1 MiB, 263 at 4 MiB, 64 at 16 MiB).
  */
-export const CHUNK_SIZE = 16 * 1024;
-/** Chunks of a pushed index's seek windows: a window is 5-32 KiB deflated, and only those seeked to are read. */
-export const WINDOW_CHUNK_SIZE = 4 * 1024;
-/** Bytes fetched in one request at most. */
-const RUN_BYTES = 4 << 20;
+const RUN_BYTES = 16 << 20;
 /**
  * Read-ahead of a sequential reader: the first sequential read fetches AHEAD_MIN bytes ahead, each
  * next one twice as many, up to AHEAD_MAX, and from then on to the end of an aligned RUN_BYTES block
@@ -44,73 +37,13 @@ export interface RemoteBlobInfo {
   chunkSize: number;
 }
 
-/** sha256 of every chunk of a file, concatenated (what the index records, 32 bytes a chunk). */
-export function chunkDigestsOf(path: string, size: number, chunkSize: number): Buffer {
-  const n = Math.ceil(size / chunkSize);
-  const out = Buffer.alloc(n * 32);
-  const fd = openSync(path, 'r');
-  const buf = Buffer.allocUnsafe(chunkSize);
-  try {
-    for (let k = 0; k < n; k++) {
-      const len = Math.min(chunkSize, size - k * chunkSize);
-      let got = 0;
-      while (got < len) got += readSync(fd, buf, got, len - got, k * chunkSize + got) || len;
-      createHash('sha256').update(buf.subarray(0, len)).digest().copy(out, k * 32);
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return out;
-}
-
-/** The same, of bytes in memory. */
-export function chunkDigestsOfBuffer(b: Buffer, chunkSize: number): Buffer {
-  const h = new ChunkHasher(chunkSize);
-  h.update(b);
-  return h.digests();
-}
-
-/** The same, of bytes as they arrive (a download). */
-export class ChunkHasher {
-  private readonly out: Buffer[] = [];
-  private h = createHash('sha256');
-  private left: number;
-
-  constructor(private readonly chunkSize: number) {
-    this.left = chunkSize;
-  }
-
-  update(b: Buffer): void {
-    let at = 0;
-    while (at < b.length) {
-      const n = Math.min(this.left, b.length - at);
-      this.h.update(b.subarray(at, at + n));
-      at += n;
-      this.left -= n;
-      if (this.left === 0) {
-        this.out.push(this.h.digest());
-        this.h = createHash('sha256');
-        this.left = this.chunkSize;
-      }
-    }
-  }
-
-  /** The digests of every chunk, the last (short) one included. */
-  digests(): Buffer {
-    if (this.left < this.chunkSize) {
-      this.out.push(this.h.digest());
-      this.left = this.chunkSize;
-    }
-    return Buffer.concat(this.out);
-  }
-}
-
 type Unpin = () => void;
 
 export class RemoteBlob {
   readonly file: BlobFile;
   readonly hex: string;
-  private readonly inflight = new Map<number, Promise<void>>();
+  /** Chunk → the request that is fetching it. */
+  private readonly inflight = new Map<number, Run>();
   private readonly reported = new Set<number>();
   private lastStart = -1;
   private lastEnd = -1;
@@ -156,13 +89,14 @@ export class RemoteBlob {
       this.lastEnd = end;
       // A sequential reader's read-ahead goes out with its read, in the same requests.
       const to = sequential && this.readAheadOn ? this.aheadEnd(k1 + 1) : k1;
-      for (const [a, b] of this.plan(k0, to)) void this.fetchRun(a, b).catch(() => undefined); // the waits below report failures
-      const waits = new Set<Promise<void>>();
+      for (const [a, b] of this.plan(k0, to)) this.fetchRun(a, b);
+      // each request the range waits on, up to the last chunk wanted from it
+      const waits = new Map<Run, number>();
       for (let k = k0; k <= k1; k++) {
-        const w = this.inflight.get(k);
-        if (w) waits.add(w);
+        const run = this.inflight.get(k);
+        if (run) waits.set(run, k);
       }
-      await Promise.all(waits);
+      await Promise.all([...waits].map(([run, k]) => run.until(k)));
       for (let k = k0; k <= k1; k++) this.cache.touch(this.file, k);
       return unpin;
     } catch (err) {
@@ -183,7 +117,7 @@ export class RemoteBlob {
       // Both fetches write the same checked bytes.
       for (const [a, b] of this.plan(k0, k1, false)) {
         const from = a * this.info.chunkSize;
-        this.store(a, b, fetchSync(this.remote, from, Math.min(this.info.size, (b + 1) * this.info.chunkSize)));
+        this.writer(a)(fetchSync(this.remote, from, Math.min(this.info.size, (b + 1) * this.info.chunkSize)));
       }
       for (let k = k0; k <= k1; k++) this.cache.touch(this.file, k);
       return unpin;
@@ -288,40 +222,99 @@ export class RemoteBlob {
     return false;
   }
 
-  private fetchRun(a: number, b: number): Promise<void> {
+  /** One range request for chunks [a, b], each stored as soon as its bytes are in. */
+  private fetchRun(a: number, b: number): void {
     const cs = this.info.chunkSize;
-    const work = getRange(this.remote, a * cs, Math.min(this.info.size, (b + 1) * cs)).then(
-      (body) => this.store(a, b, body),
+    const run = new Run();
+    run.next = a;
+    for (let k = a; k <= b; k++) this.inflight.set(k, run);
+    const leave = (): void => {
+      for (let k = a; k <= b; k++) if (this.inflight.get(k) === run) this.inflight.delete(k);
+    };
+    const write = this.writer(a);
+    const sink = (bytes: Buffer): void => {
+      run.next = write(bytes);
+      run.advanced();
+    };
+    streamRange(this.remote, a * cs, Math.min(this.info.size, (b + 1) * cs), sink).then(
+      () => {
+        leave();
+        run.advanced();
+      },
       (err: unknown) => {
-        throw this.failure(err, a * cs);
+        leave();
+        run.fail(this.failure(err, run.next * cs));
       },
     );
-    for (let k = a; k <= b; k++) {
-      this.inflight.set(k, work);
-      void work.finally(() => this.inflight.get(k) === work && this.inflight.delete(k)).catch(() => undefined);
-    }
-    return work;
   }
 
-  /** Check chunks [a, b] of `body` against the index, then write them to the cache file. */
-  private store(a: number, b: number, body: Buffer): void {
+  /**
+   * A sink for the bytes of chunks `k`, `k+1`, ... in order, in pieces of any size: each whole chunk
+   * is checked against the index, written to the cache file and marked present (the whole chunks of
+   * one piece in one write); returns the first chunk not yet stored. A chunk that does not match is
+   * EIO (logged once), those before it stay stored.
+   */
+  private writer(k: number): (piece: Buffer) => number {
+    const f = this.file;
     const cs = this.info.chunkSize;
-    for (let k = a; k <= b; k++) {
-      const chunk = body.subarray((k - a) * cs, (k - a) * cs + this.file.chunkLen(k));
-      if (!this.matches(k, chunk)) {
-        const msg = `${this.label}: the bytes at offset ${k * cs} do not match the index (chunk ${k}); not served`;
-        if (!this.reported.has(k)) console.error(`tarstack: ${msg}`); // once per chunk, however often it is read
-        this.reported.add(k);
-        throw fsError('EIO', msg);
+    let stage: Buffer | undefined;
+    let staged = 0;
+    return (b) => {
+      const first = k;
+      let at = 0;
+      let span = -1; // start in b of checked whole chunks not yet written
+      let spanPos = 0; // and their offset in the blob
+      const flush = (): void => {
+        if (span >= 0) writeAll(f.fd, b.subarray(span, at), spanPos);
+        span = -1;
+      };
+      try {
+        while (at < b.length) {
+          const len = f.chunkLen(k);
+          if (staged === 0 && b.length - at >= len) {
+            this.check(k, b.subarray(at, at + len));
+            if (span < 0) (span = at), (spanPos = k * cs);
+            at += len;
+            k++;
+            if (len < cs) flush(); // the blob's short last chunk
+            continue;
+          }
+          flush();
+          stage ??= Buffer.allocUnsafe(cs);
+          const n = Math.min(len - staged, b.length - at);
+          b.copy(stage, staged, at, at + n);
+          staged += n;
+          at += n;
+          if (staged < len) continue;
+          this.check(k, stage.subarray(0, len));
+          writeAll(f.fd, stage.subarray(0, len), k * cs);
+          staged = 0;
+          k++;
+        }
+      } finally {
+        flush();
+        if (k > first) this.stored(first, k - 1);
       }
-    }
-    writeAll(this.fd, body, a * cs);
+      return k;
+    };
+  }
+
+  /** Chunks [a, b] are written and checked: present from now on. */
+  private stored(a: number, b: number): void {
+    this.file.markRange(a, b);
     for (let k = a; k <= b; k++) {
-      this.file.mark(k, true);
       if (this.digests) this.file.verified[k] = 1;
       this.cache.touch(this.file, k);
+      this.fetched += this.file.chunkLen(k);
     }
-    this.fetched += body.length;
+  }
+
+  private check(k: number, chunk: Buffer): void {
+    if (this.matches(k, chunk)) return;
+    const msg = `${this.label}: the bytes at offset ${k * this.info.chunkSize} do not match the index (chunk ${k}); not served`;
+    if (!this.reported.has(k)) console.error(`tarstack: ${msg}`); // once per chunk, however often it is read
+    this.reported.add(k);
+    throw fsError('EIO', msg);
   }
 
   /** The last chunk a sequential reader's read-ahead reaches, from chunk `from` on. */
@@ -345,6 +338,38 @@ export class RemoteBlob {
     const msg = `${this.label}: reading offset ${offset}: ${(err as Error).message ?? String(err)}`;
     console.error(`tarstack: ${msg}`);
     return fsError('EIO', msg);
+  }
+}
+
+/** A range request in flight: which of its chunks are stored, and who waits for which. */
+class Run {
+  /** The first chunk not yet stored. */
+  next = 0;
+  private failure: unknown;
+  private waiters: Array<{ k: number; resolve: () => void; reject: (err: unknown) => void }> = [];
+
+  /** Settles once chunk k is stored, or rejects if the request fails before. */
+  until(k: number): Promise<void> {
+    if (k < this.next) return Promise.resolve();
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => this.waiters.push({ k, resolve, reject }));
+  }
+
+  advanced(): void {
+    if (this.waiters.length === 0) return;
+    const left = [];
+    for (const w of this.waiters) {
+      if (w.k < this.next) w.resolve();
+      else left.push(w);
+    }
+    this.waiters = left;
+  }
+
+  fail(err: unknown): void {
+    this.advanced();
+    this.failure = err;
+    for (const w of this.waiters) w.reject(err);
+    this.waiters = [];
   }
 }
 
