@@ -3,6 +3,8 @@
 // chunks is still on the wire.
 import test from 'ava';
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { seededBytes, sameBytes } from './helpers/bytes.js';
 import { makeTestRoot, removeTestRoot } from './helpers/mounted.js';
@@ -60,5 +62,38 @@ it('a synchronous read of chunks an async read is still fetching gets their byte
     sameBytes(t, readAll(blob.fd, SIZE), data, 'the cache file after the async read wrote the same bytes');
   } finally {
     blob.close();
+  }
+});
+
+it('a range response cut short is resumed from the byte where it stopped, not fetched again from its start', async (t) => {
+  // A server that sends the first answer's headers and CUT bytes, then closes the connection; later
+  // answers are whole. The retry must ask for what is left (its Range starts after those bytes).
+  const CUT = 5 * CHUNK_SIZE + 1000;
+  const ranges: string[] = [];
+  const server = http.createServer((req, res) => {
+    const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
+    if (!m) return void res.writeHead(416).end();
+    ranges.push(req.headers.range!);
+    const [from, to] = [Number(m[1]), Number(m[2])];
+    res.writeHead(206, { 'content-length': to - from + 1, 'content-range': `bytes ${from}-${to}/${SIZE}`, 'accept-ranges': 'bytes' });
+    if (ranges.length > 1) return void res.end(data.subarray(from, to + 1));
+    res.write(data.subarray(from, from + CUT), () => res.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const cache = new ChunkCache(path.join(root, 'cache-cut'), 1 << 30);
+  const digests = chunkDigestsOf(path.join(www, 'blob'), SIZE, CHUNK_SIZE);
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/blob`;
+  const blob = new RemoteBlob(cache, { digest: `sha256:${'cd'.repeat(32)}`, size: SIZE, chunkSize: CHUNK_SIZE }, digests, { url, tlsVerify: false, headers: () => ({}) });
+  try {
+    (await blob.ensure(0, SIZE))();
+    sameBytes(t, readAll(blob.fd, SIZE), data, 'the cache file after the resumed fetch');
+    t.is(ranges.length, 2, ranges.join(', '));
+    t.is(ranges[0], `bytes=0-${SIZE - 1}`);
+    const resumedAt = Number(/^bytes=(\d+)-/.exec(ranges[1]!)![1]);
+    t.true(resumedAt > 0 && resumedAt <= CUT, `the retry asked for ${ranges[1]}`);
+    t.is(blob.fetched, SIZE);
+  } finally {
+    blob.close();
+    await new Promise((resolve) => server.close(resolve));
   }
 });

@@ -19,7 +19,7 @@ export interface Remote {
 }
 
 export class HttpError extends Error {
-  constructor(readonly status: number, message: string, readonly retryable: boolean) {
+  constructor(readonly status: number, message: string, readonly retryable: boolean, readonly challenge?: string) {
     super(message);
   }
 }
@@ -205,7 +205,7 @@ export async function streamRange(r: Remote, start: number, end: number, sink: (
         continue;
       }
       if (res.status === 200 && from > 0) throw ignoresRange(r);
-      err = new HttpError(res.status, res.status === 206 || res.status === 200 ? `${hostOf(r.url)}: range ${from}-${end - 1} came back with ${start + got - from} bytes` : `${hostOf(r.url)}: HTTP ${res.status} for bytes ${from}-${end - 1}`, res.status >= 500 || res.status === 429 || res.status === 206);
+      err = new HttpError(res.status, res.status === 206 || res.status === 200 ? `${hostOf(r.url)}: range ${from}-${end - 1} came back with ${start + got - from} bytes` : `${hostOf(r.url)}: HTTP ${res.status} for bytes ${from}-${end - 1}`, res.status >= 500 || res.status === 429 || res.status === 206, header(res.headers['www-authenticate']));
     } catch (e) {
       if (!(e instanceof HttpError)) throw e;
       err = e;

@@ -3,14 +3,12 @@
 // fetched chunk checked against the sha256 the index recorded for it before it is written or used.
 // A mismatch or a registry that stays unreachable past the retry deadline is EIO, with one log line
 // naming the blob and the offset; never wrong bytes.
-import { createHash } from 'node:crypto';
-import { readSync, writeSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import type { Worker } from 'node:worker_threads';
+import { readSync } from 'node:fs';
 import { fsError, FsError } from '../util/errors.js';
-import { hostOf, retryDeadlineMs, streamRange, type Remote } from './http.js';
+import { hostOf, type Remote } from './http.js';
 import type { BlobFile, ChunkCache } from './chunk-cache.js';
-import type { SyncFetch } from './sync-fetch-worker.js';
+import { chunkMatches, chunkSink } from './chunk-digests.js';
+import { ChunkJob, ChunkMismatch, fetchSync } from './fetch-thread.js';
 
 /**
  * Bytes fetched in one request at most. Chunks are stored as their bytes arrive, so a long request
@@ -222,7 +220,11 @@ export class RemoteBlob {
     return false;
   }
 
-  /** One range request for chunks [a, b], each stored as soon as its bytes are in. */
+  /**
+   * One range request for chunks [a, b], streamed by the fetch thread, which checks each chunk and
+   * writes it to the cache file; here they are marked present as it reports them, and waiting reads
+   * go on. The blob's file stays open until the request ends (its descriptor is written to there).
+   */
   private fetchRun(a: number, b: number): void {
     const cs = this.info.chunkSize;
     const run = new Run();
@@ -230,73 +232,32 @@ export class RemoteBlob {
     for (let k = a; k <= b; k++) this.inflight.set(k, run);
     const leave = (): void => {
       for (let k = a; k <= b; k++) if (this.inflight.get(k) === run) this.inflight.delete(k);
+      this.cache.release(this.file);
     };
-    const write = this.writer(a);
-    const sink = (bytes: Buffer): void => {
-      run.next = write(bytes);
+    this.file.users++;
+    const progress = (next: number): void => {
+      if (next > run.next) this.stored(run.next, next - 1);
+      run.next = next;
       run.advanced();
     };
-    streamRange(this.remote, a * cs, Math.min(this.info.size, (b + 1) * cs), sink).then(
+    run.job = new ChunkJob(this.remote, { fd: this.fd, size: this.info.size, chunkSize: cs, first: a, last: b, digests: this.digests && Buffer.from(this.digests.subarray(a * 32, (b + 1) * 32)) }, progress);
+    run.job.done.then(
       () => {
         leave();
         run.advanced();
       },
       (err: unknown) => {
         leave();
-        run.fail(this.failure(err, run.next * cs));
+        run.fail(err instanceof ChunkMismatch ? this.mismatch(err.chunk) : this.failure(err, run.next * cs));
       },
     );
   }
 
-  /**
-   * A sink for the bytes of chunks `k`, `k+1`, ... in order, in pieces of any size: each whole chunk
-   * is checked against the index, written to the cache file and marked present (the whole chunks of
-   * one piece in one write); returns the first chunk not yet stored. A chunk that does not match is
-   * EIO (logged once), those before it stay stored.
-   */
+  /** A sink for chunks `k`, `k+1`, ... checked, written and marked present here (ensureSync). */
   private writer(k: number): (piece: Buffer) => number {
-    const f = this.file;
-    const cs = this.info.chunkSize;
-    let stage: Buffer | undefined;
-    let staged = 0;
-    return (b) => {
-      const first = k;
-      let at = 0;
-      let span = -1; // start in b of checked whole chunks not yet written
-      let spanPos = 0; // and their offset in the blob
-      const flush = (): void => {
-        if (span >= 0) writeAll(f.fd, b.subarray(span, at), spanPos);
-        span = -1;
-      };
-      try {
-        while (at < b.length) {
-          const len = f.chunkLen(k);
-          if (staged === 0 && b.length - at >= len) {
-            this.check(k, b.subarray(at, at + len));
-            if (span < 0) (span = at), (spanPos = k * cs);
-            at += len;
-            k++;
-            if (len < cs) flush(); // the blob's short last chunk
-            continue;
-          }
-          flush();
-          stage ??= Buffer.allocUnsafe(cs);
-          const n = Math.min(len - staged, b.length - at);
-          b.copy(stage, staged, at, at + n);
-          staged += n;
-          at += n;
-          if (staged < len) continue;
-          this.check(k, stage.subarray(0, len));
-          writeAll(f.fd, stage.subarray(0, len), k * cs);
-          staged = 0;
-          k++;
-        }
-      } finally {
-        flush();
-        if (k > first) this.stored(first, k - 1);
-      }
-      return k;
-    };
+    return chunkSink(this.fd, this.info.size, this.info.chunkSize, k, (j, chunk) => {
+      if (!this.matches(j, chunk)) throw this.mismatch(j);
+    }, (x, y) => this.stored(x, y));
   }
 
   /** Chunks [a, b] are written and checked: present from now on. */
@@ -309,12 +270,12 @@ export class RemoteBlob {
     }
   }
 
-  private check(k: number, chunk: Buffer): void {
-    if (this.matches(k, chunk)) return;
+  /** EIO for chunk k, whose bytes did not match the index (logged once). */
+  private mismatch(k: number): FsError {
     const msg = `${this.label}: the bytes at offset ${k * this.info.chunkSize} do not match the index (chunk ${k}); not served`;
     if (!this.reported.has(k)) console.error(`tarstack: ${msg}`); // once per chunk, however often it is read
     this.reported.add(k);
-    throw fsError('EIO', msg);
+    return fsError('EIO', msg);
   }
 
   /** The last chunk a sequential reader's read-ahead reaches, from chunk `from` on. */
@@ -329,8 +290,7 @@ export class RemoteBlob {
   }
 
   private matches(k: number, bytes: Buffer): boolean {
-    if (!this.digests) return true;
-    return createHash('sha256').update(bytes).digest().equals(this.digests.subarray(k * 32, k * 32 + 32));
+    return !this.digests || chunkMatches(this.digests, k, bytes);
   }
 
   private failure(err: unknown, offset: number): FsError {
@@ -345,6 +305,7 @@ export class RemoteBlob {
 class Run {
   /** The first chunk not yet stored. */
   next = 0;
+  job?: ChunkJob;
   private failure: unknown;
   private waiters: Array<{ k: number; resolve: () => void; reject: (err: unknown) => void }> = [];
 
@@ -352,17 +313,21 @@ class Run {
   until(k: number): Promise<void> {
     if (k < this.next) return Promise.resolve();
     if (this.failure !== undefined) return Promise.reject(this.failure);
+    this.job?.want(k);
     return new Promise((resolve, reject) => this.waiters.push({ k, resolve, reject }));
   }
 
+  /** `next` moved on: the reads it covers go on; the fetch is asked to tell when the next one can. */
   advanced(): void {
     if (this.waiters.length === 0) return;
     const left = [];
+    let want = Infinity;
     for (const w of this.waiters) {
       if (w.k < this.next) w.resolve();
-      else left.push(w);
+      else left.push(w), (want = Math.min(want, w.k));
     }
     this.waiters = left;
+    if (left.length && this.failure === undefined) this.job?.want(want);
   }
 
   fail(err: unknown): void {
@@ -371,30 +336,4 @@ class Run {
     for (const w of this.waiters) w.reject(err);
     this.waiters = [];
   }
-}
-
-function writeAll(fd: number, b: Buffer, pos: number): void {
-  let done = 0;
-  while (done < b.length) done += writeSync(fd, b, done, b.length - done, pos + done);
-}
-
-let worker: Worker | undefined;
-
-/** Bytes [start, end) fetched by the sync-fetch worker while this thread waits (bounded by the retry deadline). */
-function fetchSync(remote: Remote, start: number, end: number): Buffer {
-  if (!worker) {
-    // loaded at the first remote read, not with every mount (the server's start-up)
-    const { Worker } = createRequire(import.meta.url)('node:worker_threads') as typeof import('node:worker_threads');
-    worker = new Worker(new URL('../remote/sync-fetch-worker.js', import.meta.url));
-    worker.unref();
-  }
-  const sab = new SharedArrayBuffer(8 + Math.max(end - start, 1024));
-  const state = new Int32Array(sab, 0, 2);
-  const msg: SyncFetch = { url: remote.url, tlsVerify: remote.tlsVerify, ...(remote.certDir ? { certDir: remote.certDir } : {}), headers: remote.headers(), start, end, deadline: Date.now() + retryDeadlineMs(), sab };
-  worker.postMessage(msg);
-  const limit = Date.now() + retryDeadlineMs() + 10_000;
-  while (Atomics.load(state, 0) === 0 && Date.now() < limit) Atomics.wait(state, 0, 0, limit - Date.now());
-  if (state[0] === 0) throw new Error(`no answer from ${hostOf(remote.url)}`);
-  if (state[0] === 2) throw new Error(Buffer.from(sab, 8, state[1]).toString());
-  return Buffer.from(Buffer.from(sab, 8, end - start));
 }
