@@ -65,6 +65,23 @@ it('a synchronous read of chunks an async read is still fetching gets their byte
   }
 });
 
+it('chunks a synchronous read fetched while an async fetch of them was on the wire, then evicted, are fetched again, not served as holes', async (t) => {
+  // A cache of two chunks: what ensureSync stores is punched out as soon as it unpins. The async
+  // fetch of the same chunks reports them stored afterwards; they must not count as present unless
+  // their bytes are there.
+  const cache = new ChunkCache(path.join(root, 'cache-small'), 2 * CHUNK_SIZE);
+  const digests = chunkDigestsOf(path.join(www, 'blob'), SIZE, CHUNK_SIZE);
+  const blob = new RemoteBlob(cache, { digest: `sha256:${'ef'.repeat(32)}`, size: SIZE, chunkSize: CHUNK_SIZE }, digests, { url: `${nginx.url}/blob`, tlsVerify: false, headers: () => ({}) });
+  try {
+    const pending = blob.ensure(0, SIZE);
+    blob.ensureSync(0, SIZE)();
+    (await pending)();
+    sameBytes(t, await blob.read(0, SIZE), data, 'read after both fetches and the evictions');
+  } finally {
+    blob.close();
+  }
+});
+
 it('a range response cut short is resumed from the byte where it stopped, not fetched again from its start', async (t) => {
   // A server that sends the first answer's headers and CUT bytes, then closes the connection; later
   // answers are whole. The retry must ask for what is left (its Range starts after those bytes).

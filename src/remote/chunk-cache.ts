@@ -129,8 +129,11 @@ export class ChunkCache {
     }
   }
 
-  /** A chunk was used (or just written): it becomes the most recent. */
+  /** A chunk on disk was used (or just written): it becomes the most recent. */
   touch(f: BlobFile, k: number): void {
+    // Only chunks marked on disk: a chunk a fetch in flight owns may already be written there, and
+    // punched out before the fetch marks it, it would be marked over a hole.
+    if (!f.present[k]) return;
     const at = key(f, k);
     const had = this.lru.get(at);
     if (had !== undefined) this.lru.delete(at);

@@ -236,6 +236,8 @@ export class RemoteBlob {
     };
     this.file.users++;
     const progress = (next: number): void => {
+      // stored chunks leave `inflight` at once: from now on they are the cache's (and may be evicted)
+      for (let k = run.next; k < next; k++) if (this.inflight.get(k) === run) this.inflight.delete(k);
       if (next > run.next) this.stored(run.next, next - 1);
       run.next = next;
       run.advanced();
@@ -253,11 +255,24 @@ export class RemoteBlob {
     );
   }
 
-  /** A sink for chunks `k`, `k+1`, ... checked, written and marked present here (ensureSync). */
+  /**
+   * A sink for chunks `k`, `k+1`, ... checked and written here (ensureSync), and marked present
+   * unless a fetch in flight owns them: that fetch marks them when it has written them too. Marked
+   * here, they could be evicted (punched out) before its news arrives, and then marked again over
+   * the hole.
+   */
   private writer(k: number): (piece: Buffer) => number {
     return chunkSink(this.fd, this.info.size, this.info.chunkSize, k, (j, chunk) => {
       if (!this.matches(j, chunk)) throw this.mismatch(j);
-    }, (x, y) => this.stored(x, y));
+    }, (x, y) => {
+      for (let j = x; j <= y; j++) {
+        if (this.inflight.has(j)) continue;
+        let e = j;
+        while (e < y && !this.inflight.has(e + 1)) e++;
+        this.stored(j, e);
+        j = e;
+      }
+    });
   }
 
   /** Chunks [a, b] are written and checked: present from now on. */
