@@ -509,12 +509,13 @@ napi_value tsn_js_session_info(napi_env env, napi_callback_info info) {
   set_num(env, obj, "killpriv", s->ext.killpriv);
   set_num(env, obj, "maxPages", s->ext.max_pages);
   set_num(env, obj, "kernelFlags", (double)s->ext.kernel_flags);
-  double ur[3];
+  double ur[4];
   tsn_uring_info(s, ur);
   set_num(env, obj, "uring", s->ext.uring);
   set_num(env, obj, "uringRequests", ur[0]);
   set_num(env, obj, "uringEntries", ur[1]);
   set_num(env, obj, "uringCommits", ur[2]);
+  set_num(env, obj, "uringReads", ur[3]);
   napi_value ops;
   if (napi_create_array_with_length(env, TSN_OPCODES, &ops) == napi_ok) {
     for (uint32_t i = 0; i < TSN_OPCODES; i++) {

@@ -86,6 +86,7 @@ typedef struct tsn_slot {
   uint32_t size;   // readdir: buffer size the kernel asked for; read: bytes asked for
   uint32_t dirlen; // readdir: bytes packed so far
   char *dirbuf;    // readdir: packing buffer, allocated on the first entry
+  void *ring_ent;  // the io_uring entry the request came in (uring.c), else NULL
 } tsn_slot;
 
 #define TSN_SLOT_BITS 22
@@ -239,8 +240,12 @@ int tsn_uring_prepare(tsn_session *s, size_t payload); // 0: INIT's reply may as
 int tsn_uring_register(tsn_session *s);                // after INIT's reply was written
 ssize_t tsn_uring_reply(tsn_uring *u, const struct iovec *iov, int count); // -1: not a ring request
 int tsn_uring_end(tsn_session *s); // 1: a handle closes and lets go of one session reference
+void *tsn_uring_current(tsn_session *s); // the entry of the request being processed, else NULL
+// A read of a ring request, straight into its entry with IORING_OP_READ; -1: not taken.
+int tsn_uring_read(tsn_session *s, void *ent, fuse_req_t req, const tsn_range *r, size_t n,
+                   size_t total);
 void tsn_uring_free(tsn_uring *u);
-void tsn_uring_info(tsn_session *s, double out[3]); // requests, entries, commits
+void tsn_uring_info(tsn_session *s, double out[4]); // requests, entries, commits, data reads
 
 // session.c
 void tsn_session_end(tsn_session *s, int call_js);

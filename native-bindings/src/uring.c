@@ -59,7 +59,16 @@ typedef struct ent {
   struct iovec iov[2];
   uint64_t unique; // the request userspace holds in it; 0: the kernel has the entry
   uint16_t qid;
+  // A READ being read into the payload by the ring (tsn_uring_read): its ranges, how many reads
+  // are still in flight, the first error.
+  fuse_req_t read_req;
+  tsn_range *rd;
+  size_t *rd_done, nrd, rd_total;
+  unsigned rd_pending;
+  int rd_err;
 } ent;
+
+#define READ_TAG (1ULL << 63) // user_data of a data read: tag | entry << 20 | range
 
 struct tsn_uring {
   tsn_session *s;
@@ -77,7 +86,8 @@ struct tsn_uring {
   unsigned *done; // entries answered by a worker, to commit from Node's thread
   char *mem;
   size_t mem_len, payload;
-  double requests, commits;
+  ent *current; // the entry whose request libfuse is processing (Node's thread)
+  double requests, commits, reads;
 };
 
 static int ring_setup(unsigned entries, struct io_uring_params *p) {
@@ -140,6 +150,7 @@ static void unmap(tsn_uring *u) {
 void tsn_uring_free(tsn_uring *u) {
   if (u == NULL) return;
   unmap(u);
+  for (unsigned i = 0; i < u->nents && u->ents; i++) free(u->ents[i].rd), free(u->ents[i].rd_done);
   if (u->efd >= 0) close(u->efd);
   if (u->mem) munmap(u->mem, u->mem_len);
   pthread_mutex_destroy(&u->mu);
@@ -170,10 +181,12 @@ int tsn_uring_prepare(tsn_session *s, size_t payload) {
   // and TASKRUN_FLAG shows pending work in the SQ ring's flags, so the spin below looks at memory
   // and enters the kernel only when there is something to take.
   struct io_uring_params p = {
-    .flags = IORING_SETUP_SQE128 | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG
+    .flags = IORING_SETUP_SQE128 | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+             IORING_SETUP_CQSIZE,
+    .cq_entries = 1024, // the entries' commands and the data reads in flight
   };
   unsigned sq = 1;
-  while (sq < u->nents) sq <<= 1;
+  while (sq < 2 * u->nents) sq <<= 1;
   if (u->ents == NULL || u->done == NULL || (u->fd = ring_setup(sq, &p)) < 0 ||
       !(p.features & IORING_FEAT_SINGLE_MMAP)) {
     goto fail;
@@ -263,7 +276,7 @@ ssize_t tsn_uring_reply(tsn_uring *u, const struct iovec *iov, int count) {
   size_t total = 0;
   for (int i = 1; i < count; i++) {
     if (total + iov[i].iov_len > u->payload) break;
-    memcpy(e->payload + total, iov[i].iov_base, iov[i].iov_len);
+    if (iov[i].iov_base != e->payload + total) memcpy(e->payload + total, iov[i].iov_base, iov[i].iov_len);
     total += iov[i].iov_len;
   }
   struct fuse_out_header *out = (void *)e->hdr->in_out;
@@ -309,7 +322,96 @@ static void take(tsn_uring *u, ent *e) {
   s->requests++;
   u->requests++;
   struct fuse_buf buf = { .size = len, .mem = start };
+  u->current = e;
   fuse_session_process_buf(s->se, &buf);
+  u->current = NULL;
+}
+
+void *tsn_uring_current(tsn_session *s) {
+  return s->uring != NULL && s->ext.uring ? s->uring->current : NULL;
+}
+
+// One SQE reading what is left of range i of the entry's read (Node's thread).
+static void read_range(tsn_uring *u, ent *e, size_t i, size_t off) {
+  const tsn_range *r = &e->rd[i];
+  unsigned tail = *u->sq_tail, idx = tail & *u->sq_mask;
+  struct io_uring_sqe *sqe = (void *)(u->sqes + (size_t)idx * SQE_SIZE);
+  memset(sqe, 0, SQE_SIZE);
+  sqe->opcode = IORING_OP_READ;
+  sqe->fd = r->fd;
+  sqe->off = (uint64_t)r->pos + e->rd_done[i];
+  sqe->addr = (uint64_t)(uintptr_t)(e->payload + off + e->rd_done[i]);
+  sqe->len = (uint32_t)(r->len - e->rd_done[i]);
+  sqe->user_data = READ_TAG | (uint64_t)(e - u->ents) << 20 | i;
+  u->sq_array[idx] = idx;
+  __atomic_store_n(u->sq_tail, tail + 1, __ATOMIC_RELEASE);
+  e->rd_pending++;
+  while (ring_enter(u->fd, 1, 0) < 0 && errno == EINTR) {}
+}
+
+static size_t range_off(const ent *e, size_t i) {
+  size_t off = 0;
+  for (size_t k = 0; k < i; k++) off += e->rd[k].len;
+  return off;
+}
+
+// The last read of an entry's request is in: answer it from the payload (no copy, see
+// tsn_uring_reply), which commits the entry.
+static void read_done(ent *e) {
+  fuse_req_t req = e->read_req;
+  int err = e->rd_err;
+  size_t total = e->rd_total;
+  free(e->rd);
+  free(e->rd_done);
+  e->rd = NULL, e->rd_done = NULL, e->read_req = NULL;
+  if (err) fuse_reply_err(req, err);
+  else fuse_reply_buf(req, e->payload, total);
+}
+
+int tsn_uring_read(tsn_session *s, void *entp, fuse_req_t req, const tsn_range *r, size_t n,
+                   size_t total) {
+  tsn_uring *u = s->uring;
+  ent *e = entp;
+  if (u == NULL || !s->ext.uring || u->closed || e->read_req != NULL || total > u->payload ||
+      n >= (1u << 20)) {
+    return -1;
+  }
+  e->rd = malloc(n * sizeof *e->rd + 1);
+  e->rd_done = calloc(n + 1, sizeof *e->rd_done);
+  if (e->rd == NULL || e->rd_done == NULL) {
+    free(e->rd), free(e->rd_done);
+    e->rd = NULL, e->rd_done = NULL;
+    return -1;
+  }
+  memcpy(e->rd, r, n * sizeof *r);
+  u->reads++;
+  e->nrd = n, e->rd_total = total, e->rd_err = 0, e->rd_pending = 0, e->read_req = req;
+  size_t off = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (r[i].fd < 0) memset(e->payload + off, 0, r[i].len);
+    else if (r[i].len > 0) read_range(u, e, i, off);
+    off += r[i].len;
+  }
+  if (e->rd_pending == 0) read_done(e);
+  return 0;
+}
+
+static void read_cqe(tsn_uring *u, const struct io_uring_cqe *cqe) {
+  unsigned idx = (unsigned)((cqe->user_data & ~READ_TAG) >> 20);
+  size_t i = (size_t)(cqe->user_data & ((1u << 20) - 1));
+  if (idx >= u->nents) return;
+  ent *e = &u->ents[idx];
+  if (e->read_req == NULL || i >= e->nrd) return;
+  e->rd_pending--;
+  if (cqe->res < 0) {
+    if (!e->rd_err) e->rd_err = -cqe->res;
+  } else if (cqe->res == 0) {
+    if (!e->rd_err) e->rd_err = EIO; // shorter than the index says: a truncated tar
+  } else {
+    e->rd_done[i] += (size_t)cqe->res;
+    if (e->rd_done[i] < e->rd[i].len && !e->rd_err && !u->closed) read_range(u, e, i, range_off(e, i));
+  }
+  if (e->rd_pending == 0) read_done(e);
 }
 
 static int reap(tsn_uring *u, int max) {
@@ -324,6 +426,11 @@ static int reap(tsn_uring *u, int max) {
     if (head == tail || n >= max) return n + (int)nd;
     struct io_uring_cqe cqe = u->cqes[head & *u->cq_mask];
     __atomic_store_n(u->cq_head, head + 1, __ATOMIC_RELEASE);
+    if (cqe.user_data & READ_TAG) {
+      read_cqe(u, &cqe);
+      n++;
+      continue;
+    }
     if (cqe.user_data >= u->nents) continue;
     if (cqe.res < 0) { // the connection is going (-ENOTCONN) or the entry was refused
       if (cqe.res != -ENOTCONN && cqe.res != -ECANCELED) {
@@ -386,6 +493,12 @@ static void on_uring_closed(uv_handle_t *h) {
 int tsn_uring_end(tsn_session *s) {
   tsn_uring *u = s->uring;
   if (u == NULL) return 0;
+  for (unsigned i = 0; i < u->nents; i++) { // reads still in flight: answered EIO now
+    if (u->ents[i].read_req != NULL) {
+      u->ents[i].rd_err = EIO;
+      read_done(&u->ents[i]);
+    }
+  }
   pthread_mutex_lock(&u->mu);
   u->closed = 1;
   pthread_mutex_unlock(&u->mu);
@@ -396,9 +509,10 @@ int tsn_uring_end(tsn_session *s) {
   return 1;
 }
 
-void tsn_uring_info(tsn_session *s, double out[3]) {
+void tsn_uring_info(tsn_session *s, double out[4]) {
   tsn_uring *u = s->uring;
   out[0] = u ? u->requests : 0;
   out[1] = u ? u->nents : 0;
   out[2] = u ? u->commits : 0;
+  out[3] = u ? u->reads : 0;
 }

@@ -116,6 +116,8 @@ export interface SessionInfo {
   uringEntries?: number;
   /** Replies committed to ring entries. */
   uringCommits?: number;
+  /** Cold file-range reads the ring read into their entry (IORING_OP_READ) instead of the read pool. */
+  uringReads?: number;
   /** Requests read, by FUSE opcode (OP below); counted only while hooked. */
   ops?: number[];
 }

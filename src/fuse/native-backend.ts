@@ -48,6 +48,8 @@ export interface MountStats {
   uring: boolean;
   /** Requests taken from the ring, of `requests`. */
   uringRequests: number;
+  /** Of their READs, those read by the ring itself (cold ranges; warm ones are copied in). */
+  uringReads: number;
 }
 
 const CAP_NO_OPEN_SUPPORT = 1 << 17; // FUSE_CAP_* of fuse_common.h
@@ -171,7 +173,7 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
   let last: ll.SessionInfo = native.sessionInfo(session);
   const stats = (): MountStats => {
     if (!ended) last = native.sessionInfo(session);
-    return { requests: ended ? finalRequests : last.requests ?? 0, ops: last.ops ?? [], passthrough: !!last.passthrough, passthroughOpens: tr.passthroughOpens(), maxPages: last.maxPages ?? 0, killpriv: !!last.killpriv, killed: tr.kill.killed, uring: !!last.uring, uringRequests: last.uringRequests ?? 0 };
+    return { requests: ended ? finalRequests : last.requests ?? 0, ops: last.ops ?? [], passthrough: !!last.passthrough, passthroughOpens: tr.passthroughOpens(), maxPages: last.maxPages ?? 0, killpriv: !!last.killpriv, killed: tr.kill.killed, uring: !!last.uring, uringRequests: last.uringRequests ?? 0, uringReads: last.uringReads ?? 0 };
   };
   const readAheadKb = opts.readAheadKb ?? DEFAULT_READAHEAD_KB;
   if (readAheadKb > 0) setReadAhead(opts.mountpoint, readAheadKb);

@@ -9,7 +9,7 @@ import { OP } from '../../src/fuse/lowlevel.js';
 import type { MountStats } from '../../src/fuse/native-backend.js';
 import { forceUnmount, mountAt } from './mounted.js';
 import type { UserIds } from './ordinary-user.js';
-import { pack } from './pack.js';
+import { pack, type PackEntry } from './pack.js';
 
 const CHILD = fileURLToPath(new URL('./instance-child.js', import.meta.url));
 const MiB = 1 << 20;
@@ -21,8 +21,9 @@ export interface Served {
   stats(): Promise<MountStats>;
 }
 
-/** serve(t, user?, env?) mounts a fresh instance under root (m1, m2, ...); teardown unmounts it. */
-export function servedIn(root: string): (t: ExecutionContext, user?: UserIds, env?: Record<string, string>) => Promise<Served> {
+/** serve(t, user?, env?) mounts a fresh instance under root (m1, m2, ...), its layer holding `extra`
+ *  too; teardown unmounts it. */
+export function servedIn(root: string, extra: PackEntry[] = []): (t: ExecutionContext, user?: UserIds, env?: Record<string, string>) => Promise<Served> {
   let seq = 0;
   return async (t, user, env = {}) => {
     const dir = path.join(root, `m${++seq}`);
@@ -33,6 +34,7 @@ export function servedIn(root: string): (t: ExecutionContext, user?: UserIds, en
       { name: 'd/', type: 'directory', mode: 0o777 },
       { name: 'd/lower', body: 'from the layer\n', mode: 0o666 },
       { name: 'd/big', body: Buffer.alloc(3 * MiB, 5), mode: 0o666 },
+      ...extra,
     ]));
     if (user) for (const p of [dir, mnt, upper, work, tar]) fs.chownSync(p, user.uid, user.gid);
     const child: ChildProcess = fork(CHILD, [mnt, tar, upper, work], {
