@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #define K_FUSE_PASSTHROUGH (1ULL << 37) // uapi 7.40
+#define K_FUSE_OVER_IO_URING (1ULL << 41) // uapi 7.42, offered only while enable_uring is Y
+#define K_DEFAULT_MAX_PAGES 32            // the kernel's pages per request without FUSE_MAX_PAGES
 #define K_FOPEN_PASSTHROUGH (1u << 7)
 #define K_MAX_STACK_DEPTH 1 // backing files on a plain filesystem (ext4, xfs...), not on a stack
 
@@ -86,13 +88,19 @@ static int req_kill(const struct fuse_in_header *h, size_t n) {
   }
 }
 
+// Every request read from /dev/fuse or taken from the ring (uring.c), just before libfuse processes it.
+void tsn_kext_note_request(tsn_session *s, const void *buf, size_t n) {
+  const struct fuse_in_header *h = buf;
+  if (h->opcode < TSN_OPCODES) s->ops[h->opcode]++;
+  s->ext.req_kill = s->ext.killpriv ? req_kill(h, n) : 0;
+}
+
 static ssize_t hook_read(int fd, void *buf, size_t len, void *userdata) {
   tsn_session *s = userdata;
   ssize_t n = read(fd, buf, len);
   if (n < (ssize_t)sizeof(struct fuse_in_header)) return n;
   const struct fuse_in_header *h = buf;
-  if (h->opcode < TSN_OPCODES) s->ops[h->opcode]++;
-  s->ext.req_kill = s->ext.killpriv ? req_kill(h, (size_t)n) : 0;
+  tsn_kext_note_request(s, buf, (size_t)n);
   if (h->opcode == FUSE_INIT && (size_t)n >= sizeof *h + offsetof(struct fuse_init_in, unused)) {
     const struct fuse_init_in *in = (const void *)(h + 1);
     uint64_t flags = in->flags;
@@ -127,6 +135,15 @@ static void edit_init(tsn_session *s, struct k_init_out *o) {
     o->flags2 |= (uint32_t)(K_FUSE_PASSTHROUGH >> 32);
     o->max_stack_depth = K_MAX_STACK_DEPTH;
   }
+  // io_uring: the ring is made before asking (a connection that negotiated it blocks every request
+  // until each queue has an entry), with payloads as big as the kernel's biggest request.
+  size_t pages = (o->flags & FUSE_MAX_PAGES) ? o->max_pages : K_DEFAULT_MAX_PAGES;
+  size_t payload = pages * 4096 > o->max_write ? pages * 4096 : o->max_write;
+  if (s->cfg.uring && (s->ext.kernel_flags & K_FUSE_OVER_IO_URING) &&
+      tsn_uring_prepare(s, payload < 8192 ? 8192 : payload) == 0) {
+    o->flags |= FUSE_INIT_EXT;
+    o->flags2 |= (uint32_t)(K_FUSE_OVER_IO_URING >> 32);
+  }
 }
 
 static ssize_t hook_writev(int fd, struct iovec *iov, int count, void *userdata) {
@@ -138,6 +155,9 @@ static ssize_t hook_writev(int fd, struct iovec *iov, int count, void *userdata)
       if (iov[1].iov_len == sizeof(struct k_init_out) && s->ext.kernel_minor >= 23) {
         edit_init(s, iov[1].iov_base);
       }
+      ssize_t res = writev(fd, iov, count);
+      if (s->uring != NULL && res > 0) tsn_uring_register(s); // the kernel is initialized now
+      return res;
     } else if (oh->error == 0 && open_backing_id > 0 && iov[1].iov_len >= sizeof(struct k_open_out)) {
       // OPEN's reply is a fuse_open_out, CREATE's an entry followed by one: the last 16 bytes.
       struct k_open_out *oo = (void *)((char *)iov[1].iov_base + iov[1].iov_len - sizeof *oo);
@@ -146,6 +166,10 @@ static ssize_t hook_writev(int fd, struct iovec *iov, int count, void *userdata)
       oo->backing_id = open_backing_id;
       open_backing_id = 0;
     }
+  }
+  if (s->ext.uring && count >= 1) {
+    ssize_t res = tsn_uring_reply(s->uring, iov, count);
+    if (res >= 0) return res;
   }
   return writev(fd, iov, count);
 }

@@ -176,12 +176,15 @@ napi_value tsn_js_reply_ranges(napi_env env, napi_callback_info info) {
     return tsn_throw(env, "tarstack_native: ranges longer than the kernel asked for");
   }
   tsn_session *s = slot->s;
+  void *ring_ent = slot->ring_ent;
   j->req = tsn_req_take(te, id);
   j->n = n;
   j->total = total;
   j->base.run = serve;
   if (s->cfg.nowait && serve_nowait(te, j) == 0) {
     free(j);
+  } else if (ring_ent != NULL && tsn_uring_read(s, ring_ent, j->req, j->r, n, total) == 0) {
+    free(j); // read by the ring into the request's own entry: no worker, no copy
   } else if (tsn_pool_submit(&tsn_read_pool, &s->reads, &j->base) != 0) {
     fuse_reply_err(j->req, EIO); // the session is ending
     free(j);

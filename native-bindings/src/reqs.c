@@ -34,6 +34,7 @@ double tsn_req_put(tsn_session *s, fuse_req_t req, uint32_t size) {
   slot->size = size;
   slot->dirlen = 0;
   slot->dirbuf = NULL;
+  slot->ring_ent = tsn_uring_current(s);
   te->nslots++;
   return (double)slot->gen * TSN_SLOT_MAX + i;
 }

@@ -94,18 +94,19 @@ static void release_js(tsn_session *s) {
 // The last holder of an ended session lets go: the fuse_session goes, then the struct. Runs on
 // Node's thread, or on the worker that finished the session's last read or notification (neither
 // touches N-API). /dev/fuse was closed at the end already (fuse_session_unmount closes it).
-static void session_unref(tsn_session *s) {
+void tsn_session_unref(tsn_session *s) {
   if (--s->refs > 0) return;
   if (s->se) fuse_session_destroy(s->se);
+  tsn_uring_free(s->uring);
   free(s);
 }
 
 static void reads_drained(tsn_lane *l) {
-  session_unref(TSN_CONTAINER(l, tsn_session, reads));
+  tsn_session_unref(TSN_CONTAINER(l, tsn_session, reads));
 }
 
 static void notes_drained(tsn_lane *l) {
-  session_unref(TSN_CONTAINER(l, tsn_session, notes));
+  tsn_session_unref(TSN_CONTAINER(l, tsn_session, notes));
 }
 
 // The handle is closed a loop turn after the end: only now may the async context the last
@@ -113,7 +114,7 @@ static void notes_drained(tsn_lane *l) {
 static void on_poll_closed(uv_handle_t *h) {
   tsn_session *s = h->data;
   if (!s->env_gone) release_js(s);
-  session_unref(s);
+  tsn_session_unref(s);
 }
 
 // Ends the session once, without waiting for anything: no more requests are read, reads and
@@ -128,11 +129,12 @@ void tsn_session_end(tsn_session *s, int call_js) {
   s->state = TSN_ENDED;
   s->env_gone = !call_js;
   uv_poll_stop(&s->poll);
-  s->refs = 3; // the poll handle, the reads lane, the notes lane
+  s->refs = 3; // the poll handle, the reads lane, the notes lane (and the ring's handle, below)
   int reads_busy = 0, notes_busy = 0;
   tsn_reads_cancel(tsn_lane_close(&tsn_read_pool, &s->reads, &reads_busy));
   tsn_notes_cancel(s->te, tsn_lane_close(&tsn_note_pool, &s->notes, &notes_busy), call_js);
   tsn_req_fail_session(s->te, s, EIO);
+  s->refs += tsn_uring_end(s);
   // After an external unmount the fd reports POLLERR and this only closes it.
   live_remove(s->se);
   fuse_session_exit(s->se); // late answers from workers then fail quietly (EBADF)
@@ -146,21 +148,25 @@ void tsn_session_end(tsn_session *s, int call_js) {
   }
   if (s->handle) s->handle->s = NULL;
   if (call_js) end_js(s);
-  if (!reads_busy) session_unref(s);
-  if (!notes_busy) session_unref(s);
+  if (!reads_busy) tsn_session_unref(s);
+  if (!notes_busy) tsn_session_unref(s);
   uv_close((uv_handle_t *)&s->poll, on_poll_closed);
 }
 
-static int64_t now_ns(void) {
+int64_t tsn_now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void on_poll(uv_poll_t *h, int status, int events) {
-  (void)events;
-  tsn_session *s = h->data;
-  if (s->state != TSN_LIVE) return;
+// Spinning for the next request helps only while nothing else wants the CPU: not while the read
+// pool works (its thread needs it; 2 vCPUs here), nor when the env serves other sessions (their
+// requests would wait for this one's spin).
+int tsn_session_may_spin(tsn_session *s) {
+  return s->cfg.spin_us > 0 && s->te->nsessions <= 1 && !tsn_pool_busy(&tsn_read_pool);
+}
+
+void tsn_session_run(tsn_session *s, int (*body)(tsn_session *, int), int status) {
   napi_env env = s->te->env;
   napi_handle_scope hs;
   napi_callback_scope cs = NULL;
@@ -171,22 +177,26 @@ static void on_poll(uv_poll_t *h, int status, int events) {
       napi_open_callback_scope(env, resource, s->actx, &cs) != napi_ok) {
     cs = NULL;
   }
+  s->in_poll = 1;
+  int end = body(s, status);
+  s->in_poll = 0;
+  if (end || s->end_requested) tsn_session_end(s, 1);
+  if (cs) napi_close_callback_scope(env, cs);
+  napi_close_handle_scope(env, hs);
+}
+
+static int poll_body(tsn_session *s, int status) {
   // libuv reports POLLERR as UV_EBADF: the connection is gone (unmounted or aborted), not an error.
   int end = status < 0;
   if (end) s->end_errno = status == UV_EBADF ? 0 : -status;
-  s->in_poll = 1;
   int64_t spin_until = -1;
   for (int i = 0; !end && i < BATCH; i++) {
     int res = fuse_session_receive_buf(s->se, &s->te->recv);
     if (res == -EAGAIN) {
       // A program making one call after another sends its next request a few microseconds after
       // our answer; reading again for a moment spares the wakeup of this thread (~25 us on a VM).
-      // Not while the read pool works: its thread needs the CPU more (2 vCPUs here). Not when
-      // the env serves other sessions either: their requests would wait for this one's spin.
-      if (i == 0 || s->cfg.spin_us == 0 || s->te->nsessions > 1 || tsn_pool_busy(&tsn_read_pool)) {
-        break;
-      }
-      int64_t now = now_ns();
+      if (i == 0 || !tsn_session_may_spin(s)) break;
+      int64_t now = tsn_now_ns();
       if (spin_until < 0) spin_until = now + (int64_t)s->cfg.spin_us * 1000;
       if (now >= spin_until) break;
       i--;
@@ -203,10 +213,13 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     fuse_session_process_buf(s->se, &s->te->recv);
     if (fuse_session_exited(s->se) || s->end_requested) end = 1;
   }
-  s->in_poll = 0;
-  if (end) tsn_session_end(s, 1);
-  if (cs) napi_close_callback_scope(env, cs);
-  napi_close_handle_scope(env, hs);
+  return end;
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  (void)events;
+  tsn_session *s = h->data;
+  if (s->state == TSN_LIVE) tsn_session_run(s, poll_body, status);
 }
 
 static void handle_finalize(napi_env env, void *data, void *hint) {
@@ -286,7 +299,7 @@ static napi_value fail(napi_env env, tsn_session *s, const char *msg) {
   }
   release_js(s);
   s->refs = 1;
-  session_unref(s);
+  tsn_session_unref(s);
   if (msg) napi_throw_error(env, NULL, msg);
   return NULL;
 }
@@ -381,6 +394,9 @@ napi_value tsn_js_mount(napi_env env, napi_callback_info info) {
   s->cfg.kernel_ext = (int)cfg_num(env, argv[3], "kernelExt", 1);
   s->cfg.passthrough = (int)cfg_num(env, argv[3], "passthrough", 0);
   s->cfg.killpriv = (int)cfg_num(env, argv[3], "killpriv", 0);
+  s->cfg.uring = (int)cfg_num(env, argv[3], "uring", 0);
+  s->cfg.uring_depth = (int)cfg_num(env, argv[3], "uringDepth", 8);
+  if (s->cfg.uring_depth < 1 || s->cfg.uring_depth > 64) s->cfg.uring_depth = 8;
   double mp = cfg_num(env, argv[3], "maxPages", 0);
   s->cfg.max_pages = mp >= 1 && mp <= 65535 ? (unsigned)mp : 0;
   tsn_lane_init(&s->reads, (unsigned)s->cfg.read_threads, reads_drained);
@@ -493,6 +509,13 @@ napi_value tsn_js_session_info(napi_env env, napi_callback_info info) {
   set_num(env, obj, "killpriv", s->ext.killpriv);
   set_num(env, obj, "maxPages", s->ext.max_pages);
   set_num(env, obj, "kernelFlags", (double)s->ext.kernel_flags);
+  double ur[4];
+  tsn_uring_info(s, ur);
+  set_num(env, obj, "uring", s->ext.uring);
+  set_num(env, obj, "uringRequests", ur[0]);
+  set_num(env, obj, "uringEntries", ur[1]);
+  set_num(env, obj, "uringCommits", ur[2]);
+  set_num(env, obj, "uringReads", ur[3]);
   napi_value ops;
   if (napi_create_array_with_length(env, TSN_OPCODES, &ops) == napi_ok) {
     for (uint32_t i = 0; i < TSN_OPCODES; i++) {

@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include <uv.h>
 
 // The Float64Array shared with JS, so attributes cross without allocating, and the other numbers
@@ -85,6 +86,7 @@ typedef struct tsn_slot {
   uint32_t size;   // readdir: buffer size the kernel asked for; read: bytes asked for
   uint32_t dirlen; // readdir: bytes packed so far
   char *dirbuf;    // readdir: packing buffer, allocated on the first entry
+  void *ring_ent;  // the io_uring entry the request came in (uring.c), else NULL
 } tsn_slot;
 
 #define TSN_SLOT_BITS 22
@@ -168,18 +170,23 @@ typedef struct tsn_config {
   int passthrough;    // ask for FUSE_PASSTHROUGH (kext.c); backingOpen needs CAP_SYS_ADMIN anyway
   unsigned max_pages; // > 0: FUSE_MAX_PAGES with this (the kernel caps it at fs.fuse.max_pages_limit)
   int killpriv;       // ask for FUSE_HANDLE_KILLPRIV_V2 (kext.c): JS clears set-id bits itself
+  int uring;          // ask for FUSE_OVER_IO_URING when the kernel offers it (uring.c)
+  int uring_depth;    // ring entries per CPU queue
 } tsn_config;
 
 #define TSN_OPCODES 64 // requests counted by opcode below this (FUSE_STATX is 52)
 
 typedef struct tsn_ext { // what kext.c saw and negotiated
   int hooked, passthrough, killpriv;
+  int uring; // requests come through io_uring (uring.c): negotiated and every entry registered
   int req_kill; // the request being processed (Node's thread) carried a KILL_SUIDGID bit
   unsigned max_pages; // asked for in INIT's reply (0: libfuse's 256)
   unsigned kernel_minor;
   uint64_t kernel_flags; // INIT's offer, flags2 included
   uint64_t init_unique;  // the INIT request whose reply is still to be edited
 } tsn_ext;
+
+typedef struct tsn_uring tsn_uring;
 
 typedef struct tsn_session {
   tsn_env *te;
@@ -198,6 +205,7 @@ typedef struct tsn_session {
   int end_errno; // why the session ended: 0 after a clean unmount
   double requests;
   tsn_ext ext;
+  tsn_uring *uring; // prepared when INIT's reply asked for io_uring
   double ops[TSN_OPCODES]; // requests read, by opcode (counted when kext.c's hooks are on)
   double conn_info[8]; // max_read max_write max_readahead capable want max_background time_gran proto_minor
   tsn_lane reads, notes; // its queues in tsn_read_pool and tsn_note_pool
@@ -223,11 +231,30 @@ void tsn_fill_ops(tsn_session *s, struct fuse_lowlevel_ops *ops);
 int tsn_kext_start(tsn_session *s); // after fuse_session_mount: hooks on its fd
 void tsn_kext_mark_open(int32_t backing_id); // the next OPEN/CREATE reply from this thread
 void tsn_kext_unmark_open(void);
+void tsn_kext_note_request(tsn_session *s, const void *buf, size_t n); // count it, take its kill bit
 napi_value tsn_js_backing_open(napi_env, napi_callback_info);
 napi_value tsn_js_backing_close(napi_env, napi_callback_info);
 
+// uring.c
+int tsn_uring_prepare(tsn_session *s, size_t payload); // 0: INIT's reply may ask for io_uring
+int tsn_uring_register(tsn_session *s);                // after INIT's reply was written
+ssize_t tsn_uring_reply(tsn_uring *u, const struct iovec *iov, int count); // -1: not a ring request
+int tsn_uring_end(tsn_session *s); // 1: a handle closes and lets go of one session reference
+void *tsn_uring_current(tsn_session *s); // the entry of the request being processed, else NULL
+// A read of a ring request, straight into its entry with IORING_OP_READ; -1: not taken.
+int tsn_uring_read(tsn_session *s, void *ent, fuse_req_t req, const tsn_range *r, size_t n,
+                   size_t total);
+void tsn_uring_free(tsn_uring *u);
+void tsn_uring_info(tsn_session *s, double out[4]); // requests, entries, commits, data reads
+
 // session.c
 void tsn_session_end(tsn_session *s, int call_js);
+void tsn_session_unref(tsn_session *s);
+// Runs body(s, status) on Node's thread with the session's handle and callback scopes open; a
+// non-zero return (or an end asked for meanwhile) ends the session.
+void tsn_session_run(tsn_session *s, int (*body)(tsn_session *, int), int status);
+int tsn_session_may_spin(tsn_session *s);
+int64_t tsn_now_ns(void);
 napi_value tsn_js_mount(napi_env env, napi_callback_info info);
 napi_value tsn_js_unmount(napi_env env, napi_callback_info info);
 napi_value tsn_js_session_info(napi_env env, napi_callback_info info);

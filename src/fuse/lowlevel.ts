@@ -80,6 +80,11 @@ export interface SessionConfig {
   /** 1: ask the kernel for FUSE_HANDLE_KILLPRIV_V2: it stops clearing suid/sgid itself and marks
    *  the requests after which the filesystem must (Slot.CALLER_KILL). */
   killpriv?: 0 | 1;
+  /** 1: ask for FUSE over io_uring (kernel 6.14+, offered while /sys/module/fuse/parameters/
+   *  enable_uring is Y): requests then come through per-CPU ring entries (native-bindings/src/uring.c). */
+  uring?: 0 | 1;
+  /** Ring entries per CPU queue (default 8). */
+  uringDepth?: number;
 }
 
 export interface SessionInfo {
@@ -103,6 +108,16 @@ export interface SessionInfo {
   killpriv?: number;
   /** INIT's offer (flags | flags2 << 32). */
   kernelFlags?: number;
+  /** FUSE over io_uring negotiated and every ring entry registered. */
+  uring?: number;
+  /** Requests taken from the ring (the rest came through /dev/fuse). */
+  uringRequests?: number;
+  /** Ring entries (CPU queues x depth), once prepared. */
+  uringEntries?: number;
+  /** Replies committed to ring entries. */
+  uringCommits?: number;
+  /** Cold file-range reads the ring read into their entry (IORING_OP_READ) instead of the read pool. */
+  uringReads?: number;
   /** Requests read, by FUSE opcode (OP below); counted only while hooked. */
   ops?: number[];
 }

@@ -44,6 +44,12 @@ export interface MountStats {
   killpriv: boolean;
   /** Set-id clearings the translator did for it. */
   killed: number;
+  /** FUSE over io_uring in use (TARSTACK_URING=1, enable_uring Y). */
+  uring: boolean;
+  /** Requests taken from the ring, of `requests`. */
+  uringRequests: number;
+  /** Of their READs, those read by the ring itself (cold ranges; warm ones are copied in). */
+  uringReads: number;
 }
 
 const CAP_NO_OPEN_SUPPORT = 1 << 17; // FUSE_CAP_* of fuse_common.h
@@ -61,6 +67,9 @@ const KERNEL_EXT = process.env.TARSTACK_KERNEL_EXT === '0' ? 0 : 1;
 const PASSTHROUGH = process.env.TARSTACK_PASSTHROUGH !== '0' && process.getuid?.() === 0;
 // FUSE_HANDLE_KILLPRIV_V2 (TARSTACK_KILLPRIV=0 disables): the translator clears set-id bits itself.
 const KILLPRIV = process.env.TARSTACK_KILLPRIV !== '0';
+// FUSE over io_uring (TARSTACK_URING=1 asks; off by default, see native-bindings/README.md): used
+// when the kernel offers it in INIT (enable_uring Y), else /dev/fuse as always.
+const URING = process.env.TARSTACK_URING === '1' ? 1 : 0;
 
 /**
  * Pages per request: TARSTACK_MAX_PAGES (capped at fs.fuse.max_pages_limit, as the kernel caps
@@ -150,7 +159,7 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
   };
   // A writable FileSystem keeps a node per inode the kernel holds: always-readdirplus would make
   // `ls -f` of a million-entry directory hold a million of them, so the kernel chooses (auto).
-  const kernel: ll.SessionConfig = { kernelExt: KERNEL_EXT, maxPages: KERNEL_EXT ? maxPagesWanted() : 0, passthrough: KERNEL_EXT && PASSTHROUGH && !fs.immutable && !opts.readOnly ? 1 : 0, killpriv: KERNEL_EXT && KILLPRIV && !fs.immutable && !opts.readOnly ? 1 : 0 };
+  const kernel: ll.SessionConfig = { kernelExt: KERNEL_EXT, maxPages: KERNEL_EXT ? maxPagesWanted() : 0, passthrough: KERNEL_EXT && PASSTHROUGH && !fs.immutable && !opts.readOnly ? 1 : 0, killpriv: KERNEL_EXT && KILLPRIV && !fs.immutable && !opts.readOnly ? 1 : 0, uring: KERNEL_EXT ? URING : 0 };
   const session = native.mount(opts.mountpoint, mountArgs(opts), handlers, { ...DEFAULT_SESSION, ...kernel, ...(fs.immutable ? {} : { readdirplus: 2 as const }), ...opts.session });
   // The kernel queues INIT before mount(2) returns, so it is read on this loop's next turn; the only
   // other outcome is the session ending (aborted, unmounted), which rejects `ready`. No timer: a busy
@@ -164,7 +173,7 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
   let last: ll.SessionInfo = native.sessionInfo(session);
   const stats = (): MountStats => {
     if (!ended) last = native.sessionInfo(session);
-    return { requests: ended ? finalRequests : last.requests ?? 0, ops: last.ops ?? [], passthrough: !!last.passthrough, passthroughOpens: tr.passthroughOpens(), maxPages: last.maxPages ?? 0, killpriv: !!last.killpriv, killed: tr.kill.killed };
+    return { requests: ended ? finalRequests : last.requests ?? 0, ops: last.ops ?? [], passthrough: !!last.passthrough, passthroughOpens: tr.passthroughOpens(), maxPages: last.maxPages ?? 0, killpriv: !!last.killpriv, killed: tr.kill.killed, uring: !!last.uring, uringRequests: last.uringRequests ?? 0, uringReads: last.uringReads ?? 0 };
   };
   const readAheadKb = opts.readAheadKb ?? DEFAULT_READAHEAD_KB;
   if (readAheadKb > 0) setReadAhead(opts.mountpoint, readAheadKb);
@@ -184,7 +193,7 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
     stats,
     features() {
       const s = stats();
-      return [...(s.passthrough ? ['passthrough'] : []), ...(s.killpriv ? ['killpriv_v2'] : []), ...(s.maxPages > 0 ? [`max_pages=${s.maxPages}`] : [])];
+      return [...(s.passthrough ? ['passthrough'] : []), ...(s.killpriv ? ['killpriv_v2'] : []), ...(s.uring ? ['io_uring'] : []), ...(s.maxPages > 0 ? [`max_pages=${s.maxPages}`] : [])];
     },
     invalidateInode(ino: number, off = 0, len = 0) {
       return ended ? Promise.resolve(0) : native.notifyInvalInode(session, ino, off, len);
