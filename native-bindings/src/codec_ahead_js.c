@@ -11,6 +11,7 @@ struct ahead_ctx {
   napi_threadsafe_function tsfn; // NULL without onReady
   int pending; // a call to onReady is queued (atomic)
   int stopped; // aheadStop ran: queued calls are dropped
+  size_t queued; // pushed and not popped: while any are, the callback keeps Node's loop alive
 };
 
 typedef struct {
@@ -73,7 +74,7 @@ napi_value tsc_js_ahead_start(napi_env env, napi_callback_info info) {
       free(c);
       return tsc_js_throw(env, "ENOMEM", "codec: cannot create the decode-ahead callback");
     }
-    napi_unref_threadsafe_function(env, c->tsfn); // a pending decode does not keep the process alive
+    napi_unref_threadsafe_function(env, c->tsfn); // an idle stream does not keep the process alive
   }
   h->ahead = tsc_ahead_new(h->d, c->tsfn ? ready : NULL, c);
   if (h->ahead == NULL) {
@@ -119,6 +120,7 @@ napi_value tsc_js_ahead_push(napi_env env, napi_callback_info info) {
     free(r);
     return tsc_js_throw(env, "EINVAL", "codec: aheadPush expects a Buffer, a piece size and a Uint32Array of enough piece checksums or null");
   }
+  if (h->actx->tsfn && h->actx->queued++ == 0) napi_ref_threadsafe_function(env, h->actx->tsfn);
   tsc_ahead_push(h->ahead, r);
   return tsn_undefined(env);
 }
@@ -136,6 +138,7 @@ napi_value tsc_js_ahead_pop(napi_env env, napi_callback_info info) {
     return out;
   }
   drop_tag(env, r->tag);
+  if (h->actx->tsfn && --h->actx->queued == 0) napi_unref_threadsafe_function(env, h->actx->tsfn);
   if (r->n < 0) {
     tsc_js_throw(env, tsc_js_code_name(r->errcode), r->err);
   } else if (napi_create_double(env, (double)r->n, &v[0]) == napi_ok && napi_create_double(env, (double)r->in_pos, &v[1]) == napi_ok &&
