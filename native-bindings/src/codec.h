@@ -88,7 +88,10 @@ typedef struct tsc_areq {
 typedef struct tsc_ahead tsc_ahead;
 
 // `ready(arg)` is called on the decoding thread after each request is done (may be NULL).
-tsc_ahead *tsc_ahead_new(tsc_dec *d, void (*ready)(void *), void *arg);
+// `crc_on_pop`: the thread only decodes, and the consumer calls tsc_areq_crcs on what it pops (the
+// checksums cost a quarter of zstd's decoding time; the consumer's core has more to spare).
+tsc_ahead *tsc_ahead_new(tsc_dec *d, int crc_on_pop, void (*ready)(void *), void *arg);
+void tsc_areq_crcs(tsc_areq *r);
 void tsc_ahead_push(tsc_ahead *a, tsc_areq *r);
 // The oldest pushed request once done (NULL: none done; with `wait`, waits unless nothing is pushed).
 tsc_areq *tsc_ahead_pop(tsc_ahead *a, int wait);

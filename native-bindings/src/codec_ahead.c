@@ -18,6 +18,7 @@ struct tsc_ahead {
   tsc_areq *head, *tail;     // pushed and not popped, oldest first
   tsc_areq *todo;            // the oldest not yet decoded
   int stop, failed, ended;
+  int crc_on_pop;
   int errcode;
   char err[256];
   void (*ready)(void *);
@@ -42,7 +43,11 @@ static void decode_one(tsc_ahead *a, tsc_areq *r) {
   }
   if ((size_t)r->n < r->len) a->ended = 1;
   if (a->d->scanning) r->pts = tsc_take_points(a->d, &r->npts);
-  for (size_t at = 0; r->crcs && at < (size_t)r->n; at += r->piece) {
+  if (!a->crc_on_pop) tsc_areq_crcs(r);
+}
+
+void tsc_areq_crcs(tsc_areq *r) {
+  for (size_t at = 0; r->crcs && r->n > 0 && at < (size_t)r->n; at += r->piece) {
     size_t k = (size_t)r->n - at < r->piece ? (size_t)r->n - at : r->piece;
     r->crcs[at / r->piece] = (uint32_t)crc32(0L, r->out + at, (uInt)k);
   }
@@ -71,9 +76,10 @@ static void *run(void *arg) {
   return NULL;
 }
 
-tsc_ahead *tsc_ahead_new(tsc_dec *d, void (*ready)(void *), void *arg) {
+tsc_ahead *tsc_ahead_new(tsc_dec *d, int crc_on_pop, void (*ready)(void *), void *arg) {
   tsc_ahead *a = calloc(1, sizeof *a);
   if (a == NULL) return NULL;
+  a->crc_on_pop = crc_on_pop;
   a->d = d;
   a->ready = ready;
   a->arg = arg;

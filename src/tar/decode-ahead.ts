@@ -43,9 +43,12 @@ export class AheadStream {
     decoder.aheadStart(cur, () => this.drain());
   }
 
-  /** The stream's next piece to push: a read of [pushedTo, pushedTo + WINDOW) can wait for it. */
+  /**
+   * Reads of pieces up to here wait for the stream (advancing it) rather than end it: the kernel's
+   * readahead asks up to read_ahead_kb (4 MiB) past the reader, several requests at once.
+   */
   get reach(): number {
-    return this.ending ? this.pushedTo : this.lastRead + WINDOW;
+    return this.ending ? this.pushedTo : Math.max(this.lastRead, this.pushedTo) + 2 * WINDOW;
   }
 
   get position(): number {
@@ -68,8 +71,10 @@ export class AheadStream {
     } catch (err) {
       this.fail(err);
     }
+    // An idle stream keeps its (sleeping) thread: the kernel's readahead sends reads out of order,
+    // and ending at each one behind the window started a thread per MiB. seekable.ts ends streams
+    // when it needs their decoders, and at close.
     if (this.pushedTo >= this.index.pieces) this.end();
-    else if (this.jobs.length === 0) this.end(); // nothing more it may decode: no thread kept waiting
   }
 
   /** No more pushes; the stream stops once what was pushed is decoded (the decoder then stands after it). */

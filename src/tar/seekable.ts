@@ -148,7 +148,7 @@ export class SeekableArchive {
       if (!continues) return;
     }
     for (const s of this.streams.values()) {
-      if (next <= s.position && s.position <= next + WINDOW) return s.advance(next - 1);
+      if (next >= s.position - 2 * WINDOW && next < s.reach) return s.advance(next - 1);
     }
     for (let piece = next; piece < next + AHEAD && piece < this.index.pieces; piece++) {
       if (cache.has(this.serial + piece) || this.inflight.has(piece)) continue;
