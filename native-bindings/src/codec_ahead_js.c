@@ -1,16 +1,17 @@
 // The decode-ahead calls of the `codec` object (codec_ahead.c as JS sees it). aheadStart gives the
 // handle's decoder to a thread of its own; aheadPush queues an output Buffer (kept alive until
 // popped or stopped); aheadPop hands back finished ones in push order, waiting if asked (indexing)
-// or not (serving, told by `onReady` through a threadsafe function, at most one call queued at a
-// time); aheadStop, close and garbage collection end the thread, and the handle must seek again.
+// or not (serving, told by `onReady` through a threadsafe function after each one); aheadStop,
+// close and garbage collection end the thread, and the handle must seek again. A call to onReady
+// may still come after aheadStop (queued before it): the JS side ignores it.
 #include "codec_js.h"
 
 #include <stdlib.h>
 
+// Freed by aheadStop, after the thread that uses it is joined: the threadsafe function's own
+// finalizer would run only on a later loop turn, which a process that exits never reaches.
 struct ahead_ctx {
   napi_threadsafe_function tsfn; // NULL without onReady
-  int pending; // a call to onReady is queued (atomic)
-  int stopped; // aheadStop ran: queued calls are dropped
   size_t queued; // pushed and not popped: while any are, the callback keeps Node's loop alive
 };
 
@@ -20,22 +21,16 @@ typedef struct {
 
 static void ready(void *arg) {
   ahead_ctx *c = arg;
-  if (!__atomic_exchange_n(&c->pending, 1, __ATOMIC_SEQ_CST)) napi_call_threadsafe_function(c->tsfn, NULL, napi_tsfn_nonblocking);
+  napi_call_threadsafe_function(c->tsfn, NULL, napi_tsfn_nonblocking);
 }
 
+// Touches nothing of ours: it may run after aheadStop freed the context.
 static void call_js(napi_env env, napi_value cb, void *context, void *data) {
-  (void)data;
-  ahead_ctx *c = context;
-  if (env == NULL || c->stopped) return;
-  __atomic_store_n(&c->pending, 0, __ATOMIC_SEQ_CST);
+  (void)context, (void)data;
+  if (env == NULL) return;
   napi_value undef;
   napi_get_undefined(env, &undef);
   napi_call_function(env, undef, cb, 0, NULL, NULL);
-}
-
-static void ctx_finalize(napi_env env, void *data, void *hint) {
-  (void)env, (void)hint;
-  free(data);
 }
 
 static void drop_tag(napi_env env, tag *t) {
@@ -54,9 +49,8 @@ void tsc_js_ahead_stop(napi_env env, handle *h) {
   ahead_ctx *c = h->actx;
   h->actx = NULL;
   if (c == NULL) return;
-  c->stopped = 1;
-  if (c->tsfn) napi_release_threadsafe_function(c->tsfn, napi_tsfn_abort); // frees c once released
-  else free(c);
+  if (c->tsfn) napi_release_threadsafe_function(c->tsfn, napi_tsfn_abort);
+  free(c);
 }
 
 // aheadStart(handle, onReady: () => void | null)
@@ -70,7 +64,7 @@ napi_value tsc_js_ahead_start(napi_env env, napi_callback_info info) {
   if (c == NULL) return tsc_js_throw(env, "ENOMEM", "codec: out of memory");
   if (t == napi_function) {
     if (napi_create_string_utf8(env, "tarstack:ahead", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-        napi_create_threadsafe_function(env, argv[1], NULL, name, 0, 1, NULL, ctx_finalize, c, call_js, &c->tsfn) != napi_ok) {
+        napi_create_threadsafe_function(env, argv[1], NULL, name, 0, 1, NULL, NULL, NULL, call_js, &c->tsfn) != napi_ok) {
       free(c);
       return tsc_js_throw(env, "ENOMEM", "codec: cannot create the decode-ahead callback");
     }
@@ -81,7 +75,7 @@ napi_value tsc_js_ahead_start(napi_env env, napi_callback_info info) {
   h->ahead = tsc_ahead_new(h->d, c->tsfn != NULL, c->tsfn ? ready : NULL, c);
   if (h->ahead == NULL) {
     if (c->tsfn) napi_release_threadsafe_function(c->tsfn, napi_tsfn_abort);
-    else free(c);
+    free(c);
     return tsc_js_throw(env, "ENOMEM", "codec: cannot start a decode-ahead thread");
   }
   h->actx = c;

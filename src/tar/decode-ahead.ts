@@ -106,7 +106,7 @@ export class AheadStream {
     }
   }
 
-  /** Called on Node's thread when jobs are done: check and cache them, in order. Never throws. */
+  /** Called on Node's thread when jobs are done (also late, once stopped: then a no-op): check and cache them, in order. Never throws. */
   private drain(): void {
     try {
       while (this.jobs.length > 0 && !this.ended) {
