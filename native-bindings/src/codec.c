@@ -2,8 +2,7 @@
 // synchronous (copy-up, indexing) or on the libuv threadpool as a Promise (serving, so Node's
 // thread, which answers FUSE requests, never inflates megabytes). A handle is used by one call at a
 // time: an async decode marks it busy until it settles, and a second use throws.
-#include "tsn.h"
-#include "codec.h"
+#include "codec_js.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -11,12 +10,7 @@
 #include <string.h>
 #include <zlib.h>
 
-typedef struct {
-  tsc_dec *d; // NULL once closed
-  int busy;
-} handle;
-
-static const char *code_name(int code) {
+const char *tsc_js_code_name(int code) {
   switch (code) {
     case TSC_ETRUNC: return "ETRUNC";
     case TSC_EIO: return "EIO";
@@ -26,7 +20,7 @@ static const char *code_name(int code) {
   }
 }
 
-static napi_value make_error(napi_env env, const char *code, const char *msg) {
+napi_value tsc_js_error(napi_env env, const char *code, const char *msg) {
   napi_value c, m, e = NULL;
   if (napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c) == napi_ok &&
       napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m) == napi_ok) {
@@ -35,8 +29,8 @@ static napi_value make_error(napi_env env, const char *code, const char *msg) {
   return e;
 }
 
-static napi_value throw_code(napi_env env, const char *code, const char *msg) {
-  napi_value e = make_error(env, code, msg);
+napi_value tsc_js_throw(napi_env env, const char *code, const char *msg) {
+  napi_value e = tsc_js_error(env, code, msg);
   if (e) napi_throw(env, e);
   return NULL;
 }
@@ -44,20 +38,24 @@ static napi_value throw_code(napi_env env, const char *code, const char *msg) {
 static void handle_finalize(napi_env env, void *data, void *hint) {
   (void)env, (void)hint;
   handle *h = data;
+  tsc_js_ahead_stop(env, h);
   tsc_free(h->d);
   free(h);
 }
 
-static handle *get_handle(napi_env env, napi_value v) {
+// The handle in `v`; with `busy_ok` also while it decodes ahead (never while on the threadpool).
+handle *tsc_js_handle(napi_env env, napi_value v, int busy_ok) {
   handle *h = NULL;
   if (napi_get_value_external(env, v, (void **)&h) != napi_ok || h == NULL) {
     tsn_throw(env, "tarstack_native: expected a codec handle");
     return NULL;
   }
-  if (h->d == NULL) return throw_code(env, "EBADF", "codec handle is closed"), NULL;
-  if (h->busy) return throw_code(env, "EBUSY", "codec handle is busy"), NULL;
+  if (h->d == NULL) return tsc_js_throw(env, "EBADF", "codec handle is closed"), NULL;
+  if (h->busy || (h->ahead && !busy_ok)) return tsc_js_throw(env, "EBUSY", "codec handle is busy"), NULL;
   return h;
 }
+
+static handle *get_handle(napi_env env, napi_value v) { return tsc_js_handle(env, v, 0); }
 
 static int get_bytes(napi_env env, napi_value v, unsigned char **data, size_t *len, int nullable) {
   napi_valuetype t;
@@ -82,12 +80,12 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     return NULL;
   }
   handle *h = calloc(1, sizeof *h);
-  if (h == NULL) return throw_code(env, "ENOMEM", "codec: out of memory");
+  if (h == NULL) return tsc_js_throw(env, "ENOMEM", "codec: out of memory");
   h->d = tsc_new((int)format, (int)fd, (uint64_t)size);
   if (h->d == NULL) {
     int e = errno;
     free(h);
-    return throw_code(env, e == EINVAL ? "EINVAL" : e == EBADF ? "EBADF" : "ENOMEM", "codec: cannot create a decoder");
+    return tsc_js_throw(env, e == EINVAL ? "EINVAL" : e == EBADF ? "EBADF" : "ENOMEM", "codec: cannot create a decoder");
   }
   if (napi_create_external(env, h, handle_finalize, NULL, &out) != napi_ok) {
     tsc_free(h->d);
@@ -101,8 +99,9 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
 static napi_value js_close(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (tsn_get_args(env, info, 1, argv) != 0) return NULL;
-  handle *h = get_handle(env, argv[0]);
+  handle *h = tsc_js_handle(env, argv[0], 1);
   if (h == NULL) return NULL;
+  tsc_js_ahead_stop(env, h); // a decode-ahead thread ends first: it owns the decoder
   tsc_free(h->d);
   h->d = NULL;
   return tsn_undefined(env);
@@ -115,7 +114,7 @@ static napi_value js_scan_begin(napi_env env, napi_callback_info info) {
   if (tsn_get_args(env, info, 3, argv) != 0) return NULL;
   handle *h = get_handle(env, argv[0]);
   if (h == NULL || tsn_num(env, argv[1], &spacing) != 0 || tsn_num(env, argv[2], &cheap) != 0) return NULL;
-  if (tsc_scan_begin(h->d, (uint64_t)spacing, (uint64_t)cheap) != 0) return throw_code(env, code_name(tsc_errcode(h->d)), tsc_error(h->d));
+  if (tsc_scan_begin(h->d, (uint64_t)spacing, (uint64_t)cheap) != 0) return tsc_js_throw(env, tsc_js_code_name(tsc_errcode(h->d)), tsc_error(h->d));
   return tsn_undefined(env);
 }
 
@@ -127,6 +126,13 @@ static napi_value js_take_points(napi_env env, napi_callback_info info) {
   if (h == NULL) return NULL;
   size_t n;
   tsc_point *p = tsc_take_points(h->d, &n);
+  arr = tsc_js_points(env, p, n);
+  tsc_points_free(p, n);
+  return arr;
+}
+
+napi_value tsc_js_points(napi_env env, const tsc_point *p, size_t n) {
+  napi_value arr = NULL;
   int ok = napi_create_array_with_length(env, n, &arr) == napi_ok;
   for (size_t i = 0; ok && i < n; i++) {
     napi_value row, v[4];
@@ -138,7 +144,6 @@ static napi_value js_take_points(napi_env env, napi_callback_info info) {
     for (uint32_t k = 0; ok && k < 4; k++) ok = napi_set_element(env, row, k, v[k]) == napi_ok;
     if (ok) ok = napi_set_element(env, arr, (uint32_t)i, row) == napi_ok;
   }
-  tsc_points_free(p, n);
   return ok ? arr : NULL;
 }
 
@@ -239,7 +244,7 @@ static napi_value js_decode_sync(napi_env env, napi_callback_info info) {
   job j;
   if (parse_job(env, info, &j, argv) != 0) return NULL;
   run(&j);
-  if (j.n < 0) return throw_code(env, code_name(j.errcode), j.err);
+  if (j.n < 0) return tsc_js_throw(env, tsc_js_code_name(j.errcode), j.err);
   napi_create_double(env, (double)j.n, &v);
   return v;
 }
@@ -257,9 +262,9 @@ static void done_decode(napi_env env, napi_status status, void *data) {
   }
   napi_value v = NULL;
   if (status != napi_ok) {
-    napi_reject_deferred(env, j->deferred, make_error(env, "ECANCELED", "codec: decode cancelled"));
+    napi_reject_deferred(env, j->deferred, tsc_js_error(env, "ECANCELED", "codec: decode cancelled"));
   } else if (j->n < 0) {
-    napi_reject_deferred(env, j->deferred, make_error(env, code_name(j->errcode), j->err));
+    napi_reject_deferred(env, j->deferred, tsc_js_error(env, tsc_js_code_name(j->errcode), j->err));
   } else if (napi_create_double(env, (double)j->n, &v) == napi_ok) {
     napi_resolve_deferred(env, j->deferred, v);
   }
@@ -271,7 +276,7 @@ static void done_decode(napi_env env, napi_status status, void *data) {
 static napi_value js_decode(napi_env env, napi_callback_info info) {
   napi_value argv[7], promise = NULL, name;
   job *j = malloc(sizeof *j);
-  if (j == NULL) return throw_code(env, "ENOMEM", "codec: out of memory");
+  if (j == NULL) return tsc_js_throw(env, "ENOMEM", "codec: out of memory");
   if (parse_job(env, info, j, argv) != 0) {
     free(j);
     return NULL;
@@ -294,7 +299,7 @@ static napi_value js_decode(napi_env env, napi_callback_info info) {
       if (j->refs[i]) napi_delete_reference(env, j->refs[i]);
     }
     free(j); // a created promise is left pending: the throw below is what the caller sees
-    return throw_code(env, "ENOMEM", "codec: cannot queue a decode");
+    return tsc_js_throw(env, "ENOMEM", "codec: cannot queue a decode");
   }
   j->h->busy = 1;
   return promise;
@@ -323,10 +328,10 @@ static void done_zstd(napi_env env, napi_status status, void *data) {
   zjob *z = data;
   napi_delete_reference(env, z->src_ref);
   napi_value v = NULL;
-  if (status != napi_ok) napi_reject_deferred(env, z->deferred, make_error(env, "ECANCELED", "codec: compression cancelled"));
-  else if (z->n == 0) napi_reject_deferred(env, z->deferred, make_error(env, "ENOMEM", z->err));
+  if (status != napi_ok) napi_reject_deferred(env, z->deferred, tsc_js_error(env, "ECANCELED", "codec: compression cancelled"));
+  else if (z->n == 0) napi_reject_deferred(env, z->deferred, tsc_js_error(env, "ENOMEM", z->err));
   else if (napi_create_buffer_copy(env, z->n, z->dst, NULL, &v) == napi_ok) napi_resolve_deferred(env, z->deferred, v);
-  else napi_reject_deferred(env, z->deferred, make_error(env, "ENOMEM", "codec: out of memory"));
+  else napi_reject_deferred(env, z->deferred, tsc_js_error(env, "ENOMEM", "codec: out of memory"));
   free(z->dst);
   napi_delete_async_work(env, z->work);
   free(z);
@@ -339,7 +344,7 @@ static napi_value js_zstd_frame(napi_env env, napi_callback_info info) {
   size_t len;
   if (tsn_get_args(env, info, 2, argv) != 0 || get_bytes(env, argv[0], &src, &len, 0) != 0 || tsn_num(env, argv[1], &level) != 0) return NULL;
   zjob *z = calloc(1, sizeof *z);
-  if (z == NULL) return throw_code(env, "ENOMEM", "codec: out of memory");
+  if (z == NULL) return tsc_js_throw(env, "ENOMEM", "codec: out of memory");
   z->src = src;
   z->len = len;
   z->level = (int)level;
@@ -364,6 +369,9 @@ static napi_value js_zstd_frame(napi_env env, napi_callback_info info) {
 }
 
 int tsn_codec_init(napi_env env, napi_value exports) {
+  // Node's zlib (Chromium's) checks the CPU for its SIMD crc32 only on this call or a stream init:
+  // without it, a zstd-only process checksums its pieces at a third of the speed.
+  crc32(0L, Z_NULL, 0);
   static const struct {
     const char *name;
     napi_callback cb;
@@ -371,6 +379,7 @@ int tsn_codec_init(napi_env env, napi_value exports) {
     { "open", js_open }, { "close", js_close }, { "scanBegin", js_scan_begin },
     { "takePoints", js_take_points }, { "inPos", js_in_pos }, { "setReadSize", js_set_read_size }, { "trailingGarbage", js_trailing },
     { "decodeSync", js_decode_sync }, { "decode", js_decode }, { "zstdFrame", js_zstd_frame },
+    { "aheadStart", tsc_js_ahead_start }, { "aheadPush", tsc_js_ahead_push }, { "aheadPop", tsc_js_ahead_pop }, { "aheadStop", tsc_js_ahead_stop_js },
   };
   napi_value codec;
   if (napi_create_object(env, &codec) != napi_ok) return -1;

@@ -66,3 +66,36 @@ int tsc_trailing_garbage(const tsc_dec *d);
 size_t tsc_zstd_frame(const void *src, size_t len, int level, void **dst, char *err, size_t errlen);
 
 #endif
+
+// Decode ahead (codec_ahead.c): the decoder runs on a thread of its own, decoding the requests
+// pushed (an output buffer each) in order, back to back, while the consumer uses the ones before.
+// The decoder belongs to that thread until tsc_ahead_free; afterwards it must seek before decoding.
+typedef struct tsc_areq {
+  unsigned char *out; // filled by the thread
+  size_t len, piece;
+  uint32_t *crcs; // crc32 of each `piece` slice of the output, when not NULL
+  void *tag;      // the caller's
+  // results, once popped
+  int64_t n; // bytes decoded (fewer than len only at the end); -1: failed (errcode, err)
+  uint64_t in_pos;
+  tsc_point *pts; // scan mode: points recorded while decoding this request (freed with the request)
+  size_t npts;
+  int errcode;
+  char err[256];
+  int done;
+  struct tsc_areq *next;
+} tsc_areq;
+typedef struct tsc_ahead tsc_ahead;
+
+// `ready(arg)` is called on the decoding thread after each request is done (may be NULL).
+// `crc_on_pop`: the thread only decodes, and the consumer calls tsc_areq_crcs on what it pops (the
+// checksums cost a quarter of zstd's decoding time; the consumer's core has more to spare).
+tsc_ahead *tsc_ahead_new(tsc_dec *d, int crc_on_pop, void (*ready)(void *), void *arg);
+void tsc_areq_crcs(tsc_areq *r);
+void tsc_ahead_push(tsc_ahead *a, tsc_areq *r);
+// The oldest pushed request once done (NULL: none done; with `wait`, waits unless nothing is pushed).
+tsc_areq *tsc_ahead_pop(tsc_ahead *a, int wait);
+// Stops the thread (it finishes the request it is decoding) and frees the requests not popped,
+// calling `drop` on each first.
+void tsc_ahead_free(tsc_ahead *a, void (*drop)(tsc_areq *, void *), void *arg);
+void tsc_areq_free(tsc_areq *r);

@@ -40,6 +40,18 @@ export interface Codec {
    */
   decodeSync(h: CodecHandle, kind: number, inBit: number, window: Buffer | null, out: Buffer, pieceSize: number, crcs: Uint32Array | null): number;
   decode(h: CodecHandle, kind: number, inBit: number, window: Buffer | null, out: Buffer, pieceSize: number, crcs: Uint32Array | null): Promise<number>;
+  /**
+   * Decode ahead: the handle's decoder moves to a thread of its own, which decodes the Buffers
+   * pushed, in order and back to back. `onReady` (serving) is called on Node's thread when one or
+   * more are done; without it (indexing) aheadPop waits. Other calls on the handle throw EBUSY
+   * until aheadStop or close; after aheadStop the decoder stands nowhere (seek first).
+   */
+  aheadStart(h: CodecHandle, onReady: (() => void) | null): void;
+  /** Queue `out` (kept alive until popped); crcs as in decode. */
+  aheadPush(h: CodecHandle, out: Buffer, pieceSize: number, crcs: Uint32Array | null): void;
+  /** The oldest pushed Buffer's result once decoded (bytes, compressed bytes consumed, scan points), else null; throws its failure. */
+  aheadPop(h: CodecHandle, wait: boolean): [n: number, inPos: number, points: ScanPoint[]] | null;
+  aheadStop(h: CodecHandle): void;
   /** One zstd frame with content size and checksum, compressed on the threadpool. */
   zstdFrame(src: Buffer, level: number): Promise<Buffer>;
 }
@@ -51,7 +63,7 @@ export function loadCodec(): Codec {
 }
 
 export interface CodecError extends Error {
-  code: 'ECORRUPT' | 'ETRUNC' | 'EIO' | 'ENOMEM' | 'EUNSUPPORTED' | 'EBUSY' | 'EBADF' | 'ECANCELED';
+  code: 'ECORRUPT' | 'ETRUNC' | 'EIO' | 'ENOMEM' | 'EUNSUPPORTED' | 'EBUSY' | 'EBADF' | 'ECANCELED' | 'EINVAL';
 }
 
 export function isCodecError(err: unknown): err is CodecError {

@@ -196,6 +196,38 @@ export class PieceDecoder {
     return this.finish(cur, job, out, n, crcs);
   }
 
+  /**
+   * Decoding ahead on `cur`'s own thread (codec aheadStart), for a local archive read sequentially:
+   * jobs pushed run back to back; `onReady` (Node's thread) says some are done. Kept jobs only.
+   */
+  aheadStart(cur: Decoder, onReady: () => void): void {
+    this.codec.aheadStart(cur.h, onReady);
+  }
+
+  aheadPush(cur: Decoder, job: Job): { out: Buffer; crcs: Uint32Array } {
+    const out = this.jobBuffer(cur, job);
+    const crcs = new Uint32Array(job.to - job.from + 1);
+    this.codec.aheadPush(cur.h, out, this.table.pieceSize, crcs);
+    return { out, crcs };
+  }
+
+  /** The oldest pushed job's pieces once decoded and checked (then cached), null while it decodes; throws its failure. */
+  aheadPop(cur: Decoder, job: Job, out: Buffer, crcs: Uint32Array): Buffer[] | null {
+    let r: ReturnType<Codec['aheadPop']>;
+    try {
+      r = this.codec.aheadPop(cur.h, false);
+    } catch (err) {
+      cur.next = -1;
+      throw this.failure(err, job.from);
+    }
+    return r && this.finish(cur, job, out, r[0], crcs);
+  }
+
+  /** Back to one call at a time; where the decoder stands is `cur.next` as the last aheadPop left it. */
+  aheadStop(cur: Decoder): void {
+    this.codec.aheadStop(cur.h);
+  }
+
   /** Where a job decodes: a new buffer for kept pieces, else the decoder's reused scratch. */
   private jobBuffer(cur: Decoder, job: Job): Buffer {
     const start = this.index.pieceStart(job.from);

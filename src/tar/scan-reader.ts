@@ -1,7 +1,9 @@
 // Indexing a compressed tar: one sequential decode of the whole file that serves the header
 // scanner as an ArchiveReader and, on the way, builds the seek table (points from the native
-// decoder, their gzip windows deflated, a crc32 of every piece). Recent output is kept in 1 MiB
-// blocks; the rare read behind them (a huge extension header) re-decodes from the points so far.
+// decoder, their gzip windows deflated, a crc32 of every piece). The decoder runs ahead on a thread
+// of its own (codec aheadStart), AHEAD blocks in front of the scan, so decoding overlaps checksumming
+// and header scanning. Recent output is kept in 1 MiB blocks; the rare read behind them (a huge
+// extension header) re-decodes from the points so far.
 import { deflateRawSync, crc32 } from 'node:zlib';
 import type { ArchiveReader } from './reader.js';
 import { codecFormat } from './compression.js';
@@ -10,6 +12,8 @@ import { loadCodec, isCodecError, type Codec, type CodecHandle } from '../native
 import { TarFormatError } from './scan.js';
 
 const STEP = 1024 * 1024;
+/** Blocks decoding ahead of the scan (a file still being written is decoded in step instead). */
+const AHEAD = 4;
 
 export interface ScanOptions {
   spacing?: number;
@@ -46,10 +50,13 @@ export class ScanReader implements ArchiveReader {
   private readonly codec: Codec;
   private readonly h: CodecHandle;
   private blocks: Block[] = [];
+  private readonly queue: Buffer[] = []; // pushed to the decode-ahead thread, oldest first
   private spare: Buffer[] = [];
   private head = 0; // uncompressed bytes decoded
   private ended = false;
   private lowWater = 0; // start of the last read: kept for the scanner's look-backs
+  private inPos = 0; // compressed bytes consumed by the decoded blocks
+  private readonly ahead: boolean;
   private readonly retain: number;
   private readonly pieceSize: number;
   // the table being built
@@ -74,6 +81,12 @@ export class ScanReader implements ArchiveReader {
     if (format === 'xz') opts.gate?.(compressedSize);
     this.h = this.codec.open(codecFormat(format), fd, compressedSize);
     this.guard(() => this.codec.scanBegin(this.h, opts.spacing ?? SPACING, opts.cheapSpacing ?? CHEAP_SPACING));
+    // gate() must run before each block's input is read, on this thread: no decoding ahead then.
+    this.ahead = !opts.gate;
+    if (this.ahead) {
+      this.codec.aheadStart(this.h, null);
+      while (this.queue.length < AHEAD) this.push();
+    }
   }
 
   get size(): number {
@@ -81,7 +94,7 @@ export class ScanReader implements ArchiveReader {
   }
 
   progress(): [number, number] {
-    return [this.codec.inPos(this.h), this.compressedSize];
+    return [this.inPos, this.compressedSize];
   }
 
   has(end: number): boolean {
@@ -130,6 +143,7 @@ export class ScanReader implements ArchiveReader {
       tailCrc: sampleCrc(this.fd, this.compressedSize - tail, tail),
       windows: Buffer.concat(this.windows, this.windowBytes),
     };
+    if (this.ahead) this.codec.aheadStop(this.h);
     const trailingGarbage = this.codec.trailingGarbage(this.h);
     this.close();
     return { table: t, trailingGarbage };
@@ -150,16 +164,41 @@ export class ScanReader implements ArchiveReader {
     const kept: Block[] = [];
     this.blocks.forEach((b, i) => (i >= this.blocks.length - 2 || near(b) ? kept.push(b) : this.spare.push(b.buf)));
     this.blocks = kept;
-    const buf = this.spare.pop() ?? Buffer.allocUnsafe(STEP);
-    this.opts.gate?.(Math.min(this.compressedSize, this.codec.inPos(this.h) + STEP_INPUT));
-    const n = this.guard(() => this.codec.decodeSync(this.h, 0, 0, null, buf, STEP, null));
-    this.bytesRead = this.codec.inPos(this.h);
-    for (const p of this.codec.takePoints(this.h)) this.pending.push(p);
+    const [buf, n] = this.ahead ? this.popAhead() : this.decodeHere();
+    this.bytesRead = this.inPos;
     this.sum(buf, this.head, n);
     if (n > 0) this.blocks.push({ start: this.head, buf, len: n });
     this.head += n;
     if (n < STEP) this.ended = true;
+    if (this.ahead && !this.ended) this.push();
     if (this.opts.onProgress) this.opts.onProgress(...this.progress());
+  }
+
+  /** The next block, decoded on this thread (after gate() says its input is there). */
+  private decodeHere(): [Buffer, number] {
+    const buf = this.spare.pop() ?? Buffer.allocUnsafe(STEP);
+    this.opts.gate?.(Math.min(this.compressedSize, this.inPos + STEP_INPUT));
+    const n = this.guard(() => this.codec.decodeSync(this.h, 0, 0, null, buf, STEP, null));
+    this.inPos = this.codec.inPos(this.h);
+    for (const p of this.codec.takePoints(this.h)) this.pending.push(p);
+    return [buf, n];
+  }
+
+  /** The oldest block queued on the decode-ahead thread, waiting for it if need be. */
+  private popAhead(): [Buffer, number] {
+    const buf = this.queue.shift()!;
+    const r = this.guard(() => this.codec.aheadPop(this.h, true));
+    if (!r) throw new Error('tarstack: the decode-ahead queue is empty'); // a bug: step() pushes one per pop
+    const [n, inPos, points] = r;
+    this.inPos = inPos;
+    for (const p of points) this.pending.push(p);
+    return [buf, n];
+  }
+
+  private push(): void {
+    const buf = this.spare.pop() ?? Buffer.allocUnsafe(STEP);
+    this.codec.aheadPush(this.h, buf, STEP, null);
+    this.queue.push(buf);
   }
 
   /** Piece checksums over [at, at+n): pieces restart at every seek point. */
@@ -232,7 +271,7 @@ export class ScanReader implements ArchiveReader {
       return f();
     } catch (err) {
       if (isCodecError(err) && err.code !== 'EBUSY' && err.code !== 'EBADF') {
-        throw new TarFormatError(`${this.format}: ${err.message}`, this.codec.inPos(this.h));
+        throw new TarFormatError(`${this.format}: ${err.message}`, this.inPos);
       }
       throw err;
     }

@@ -6,6 +6,7 @@
 import { LRUCache } from 'lru-cache';
 import { SeekIndex, type SeekTable } from './seek-table.js';
 import { NO_SEEK, PieceDecoder, planJobs, type ArchiveInput, type Decoder } from './piece-decoder.js';
+import { AheadStream, WINDOW } from './decode-ahead.js';
 import { fsError } from '../util/errors.js';
 import type { ArchiveReader } from './reader.js';
 
@@ -42,6 +43,8 @@ export class SeekableArchive {
   private readonly cursors: Cursor[] = [];
   private syncCursor: Cursor | undefined;
   private readonly inflight = new Map<number, Promise<Buffer>>();
+  /** Decoders decoding ahead of a sequential reader on their own thread (local archives only). */
+  private readonly streams = new Map<Cursor, AheadStream>();
   private closed = false;
   /** Where recent reads ended (remote input: a read starting at one continues it). */
   private readonly readEnds = new Set<number>();
@@ -98,6 +101,7 @@ export class SeekableArchive {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const s of this.streams.values()) s.abort(fsError('EIO', `${this.label}: the layer is closed`));
     for (const c of [...this.cursors, ...(this.syncCursor ? [this.syncCursor] : [])]) {
       if (c.busy) void c.busy.then(() => this.decoder.closeDecoder(c));
       else this.decoder.closeDecoder(c);
@@ -130,7 +134,8 @@ export class SeekableArchive {
 
   /**
    * Sequential reading: keep the AHEAD pieces after the one just read decoded or decoding, as one job
-   * on a decoder already standing at the first missing one (so random reads start nothing). A remote
+   * on a decoder already standing at the first missing one (so random reads start nothing); a local
+   * archive's decoder then goes on decoding ahead on its own thread (decode-ahead.ts). A remote
    * blob's pieces cost bytes on the wire: there, only a read that continues an earlier one (a file
    * read on, not a small file read whole) prefetches.
    */
@@ -142,10 +147,14 @@ export class SeekableArchive {
       if (this.readEnds.size > READ_ENDS) this.readEnds.delete(this.readEnds.values().next().value as number);
       if (!continues) return;
     }
+    for (const s of this.streams.values()) {
+      if (next >= s.position - 2 * WINDOW && next < s.reach) return s.advance(next - 1);
+    }
     for (let piece = next; piece < next + AHEAD && piece < this.index.pieces; piece++) {
       if (cache.has(this.serial + piece) || this.inflight.has(piece)) continue;
       const cur = this.cursors.find((c) => !c.busy && c.next === piece);
       if (!cur) return;
+      if (!this.input) return this.stream(cur, next - 1);
       const chunk = this.index.chunkOfPiece(piece);
       const last = Math.min(piece + AHEAD - 1, this.index.pieceFirst[chunk + 1] - 1);
       this.start(cur, last, -1, piece).catch(() => undefined); // a real read of these pieces reports any failure
@@ -169,12 +178,20 @@ export class SeekableArchive {
       if (pending) return pending;
       const chunk = this.index.chunkOfPiece(piece);
       const first = this.index.pieceFirst[chunk];
+      for (const s of this.streams.values()) {
+        if (piece >= s.position && piece < s.reach) {
+          s.advance(piece);
+          const p = this.inflight.get(piece);
+          if (p) return p;
+        }
+      }
       let best: Cursor | undefined;
       for (const cur of this.cursors) {
-        const at = cur.busy ? cur.until : cur.next;
+        const at = this.streams.get(cur)?.position ?? (cur.busy ? cur.until : cur.next);
         if (at >= first && at <= piece && (!best || at > (best.busy ? best.until : best.next))) best = cur;
       }
       if (best?.busy) {
+        this.streams.get(best)?.end(); // too far ahead of its stream: it stops, then decodes this
         await best.busy;
         continue;
       }
@@ -185,6 +202,7 @@ export class SeekableArchive {
         this.cursors.push(free);
       }
       if (free) return this.start(free, piece, chunk);
+      for (const s of this.streams.values()) s.end(); // a stream left idle would never free its decoder
       await Promise.race(this.cursors.map((x) => x.busy));
     }
   }
@@ -215,6 +233,18 @@ export class SeekableArchive {
       void p.finally(() => this.inflight.get(piece) === p && this.inflight.delete(piece)).catch(() => undefined);
     }
     return this.inflight.get(last)!;
+  }
+
+  /** `cur` decodes ahead of a reader that has read up to piece `lastRead`, until the stream ends. */
+  private stream(cur: Cursor, lastRead: number): void {
+    const s = new AheadStream(this.decoder, this.table, this.index, cur, this.inflight, lastRead);
+    this.streams.set(cur, s);
+    cur.used = ++this.clock;
+    cur.busy = s.done.finally(() => {
+      cur.busy = null;
+      this.streams.delete(cur);
+    });
+    s.advance(lastRead);
   }
 
   /** Piece `piece` decoded on this thread (copy-up, checks), by the one synchronous decoder. */

@@ -1,0 +1,134 @@
+// Decoding ahead on a decoder's own thread (native codec aheadStart/Push/Pop/Stop, and
+// src/tar/decode-ahead.ts as SeekableArchive uses it): the bytes are `zstd -dc`'s whatever the
+// sizes pushed, checksums match, and stopping or closing while the thread decodes neither crashes
+// nor hangs nor serves anything; reads that would wait on a closed stream fail with EIO.
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { closeSync, openSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { indexTarFile } from '../../src/tar/indexer.js';
+import { SeekableArchive } from '../../src/tar/seekable.js';
+import { CodecFormat, loadCodec } from '../../src/native/codec.js';
+import { FsError } from '../../src/util/errors.js';
+import { seededBytes } from '../helpers/bytes.js';
+import { tempDir } from '../helpers/layers.js';
+
+const tmp = tempDir();
+test.after.always(() => tmp.cleanup());
+
+// One zstd frame (what `zstd` and `tar --zstd` make), half random, half text.
+const member = Buffer.concat([seededBytes(3 << 20, 3), Buffer.from('decode ahead of the reader, '.repeat(120_000))]);
+writeFileSync(join(tmp.dir, 'member.bin'), member);
+const tarPath = join(tmp.dir, 'one.tar');
+execFileSync('tar', ['-cf', tarPath, '--format=gnu', '-C', tmp.dir, 'member.bin']);
+const zst = `${tarPath}.zst`;
+execFileSync('zstd', ['-q', '-3', '-f', tarPath, '-o', zst]);
+const decoded = execFileSync('zstd', ['-dc', zst], { maxBuffer: 1 << 30 });
+const SEEK = { spacing: 64 * 1024, cheapSpacing: 16 * 1024, pieceSize: 16 * 1024 };
+
+test('aheadPush buffers of any sizes come back in order as zstd -dc bytes, with their checksums', (t) => {
+  const codec = loadCodec();
+  const fd = openSync(zst, 'r');
+  const h = codec.open(CodecFormat.Zstd, fd, statSync(zst).size);
+  try {
+    codec.decodeSync(h, 3, 0, null, Buffer.alloc(0), 1, null); // seek to the frame at 0
+    codec.aheadStart(h, null);
+    t.throws(() => codec.decodeSync(h, 0, 0, null, Buffer.alloc(16), 16, null), { code: 'EBUSY' });
+    const sizes = seededBytes(64, 5);
+    const pushed: Array<{ out: Buffer; crcs: Uint32Array }> = [];
+    let at = 0;
+    const got: Buffer[] = [];
+    for (let i = 0; at < decoded.length + 1; i++) {
+      const len = 1 + ((sizes[i % 64] * 9973 + i * 131) % 400_000);
+      const out = Buffer.alloc(len);
+      const crcs = new Uint32Array(Math.ceil(len / 4096));
+      codec.aheadPush(h, out, 4096, crcs);
+      pushed.push({ out, crcs });
+      at += len;
+      if (pushed.length > 3) {
+        const p = pushed.shift()!;
+        const r = codec.aheadPop(h, true)!;
+        got.push(p.out.subarray(0, r[0]));
+      }
+    }
+    for (const p of pushed) {
+      const r = codec.aheadPop(h, true)!;
+      got.push(p.out.subarray(0, r[0]));
+      for (let k = 0; k * 4096 < r[0]; k++) t.is(p.crcs[k], crc32(p.out.subarray(k * 4096, Math.min(r[0], (k + 1) * 4096))));
+    }
+    t.is(codec.aheadPop(h, true), null, 'nothing pushed: no wait');
+    t.true(Buffer.concat(got).equals(decoded));
+  } finally {
+    codec.close(h);
+    closeSync(fd);
+  }
+});
+
+test('stopping or closing a handle while its thread decodes drops what was pushed; the handle is usable again after a stop', (t) => {
+  const codec = loadCodec();
+  const fd = openSync(zst, 'r');
+  try {
+    for (const how of ['stop', 'close'] as const) {
+      const h = codec.open(CodecFormat.Zstd, fd, statSync(zst).size);
+      codec.decodeSync(h, 3, 0, null, Buffer.alloc(0), 1, null);
+      let called = 0;
+      codec.aheadStart(h, () => called++);
+      for (let i = 0; i < 40; i++) codec.aheadPush(h, Buffer.alloc(256 * 1024), 16384, new Uint32Array(16));
+      if (how === 'close') {
+        codec.close(h);
+        t.throws(() => codec.aheadPop(h, true), { code: 'EBADF' });
+        continue;
+      }
+      codec.aheadStop(h);
+      t.is(codec.aheadPop(h, false), null);
+      const again = Buffer.alloc(1000);
+      t.is(codec.decodeSync(h, 3, 0, null, again, 1000, null), 1000, 'seeks and decodes on this thread again');
+      t.true(again.equals(decoded.subarray(0, 1000)));
+      codec.close(h);
+    }
+  } finally {
+    closeSync(fd);
+  }
+});
+
+test('sequential reads stream ahead; reads at random offsets meanwhile, near the stream and far from it, equal zstd -dc', async (t) => {
+  const { data } = indexTarFile(zst, { seek: SEEK });
+  t.is(data.seek!.count, 1, 'one frame: one seek point');
+  const a = new SeekableArchive(openSync(zst, 'r'), data.seek!, zst);
+  try {
+    const r = seededBytes(400, 9);
+    let streamed = false;
+    for (let pos = 0, i = 0; pos < decoded.length; pos += 65536, i++) {
+      const reads = [a.read(pos, 65536)];
+      // a readahead-like read a little further on, and a random one anywhere
+      const near = Math.min(decoded.length - 1, pos + (r[i % 400] % 8) * 65536);
+      const far = (r.readUInt32LE((i * 4) % 396) * 7) % decoded.length;
+      if (i % 5 === 0) reads.push(a.read(near, 4096), a.read(far, 5000));
+      const got = await Promise.all(reads);
+      t.true(got[0].equals(decoded.subarray(pos, pos + 65536)), `sequential read at ${pos}`);
+      if (got.length > 1) {
+        t.true(got[1].equals(decoded.subarray(near, near + 4096)), `read at ${near}`);
+        t.true(got[2].equals(decoded.subarray(far, far + 5000)), `read at ${far}`);
+      }
+      streamed ||= (a as unknown as { streams: Map<unknown, unknown> }).streams.size > 0;
+    }
+    t.true(streamed, 'a decoder streamed ahead of the sequential reader');
+  } finally {
+    a.close();
+  }
+});
+
+test('closing the archive while its stream decodes: waiting reads fail with EIO, later ones too, and nothing hangs', async (t) => {
+  const { data } = indexTarFile(zst, { seek: SEEK });
+  const a = new SeekableArchive(openSync(zst, 'r'), data.seek!, zst);
+  t.true((await a.read(0, 65536)).equals(decoded.subarray(0, 65536)));
+  t.true((await a.read(65536, 65536)).equals(decoded.subarray(65536, 131072)));
+  const pending = Promise.allSettled([a.read(131072 + 16 * 16384, 4096), a.read(131072 + 40 * 16384, 4096)]);
+  a.close();
+  for (const r of await pending) {
+    if (r.status === 'rejected') t.true(r.reason instanceof FsError && r.reason.code === 'EIO');
+    else t.pass('decoded before the close');
+  }
+  await t.throwsAsync(async () => a.read(decoded.length - 10, 10), { code: 'EIO' });
+});
