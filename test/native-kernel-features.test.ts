@@ -6,18 +6,17 @@
 //  - an ordinary user (fusermount3): passthrough is not negotiated and every byte goes through
 //    the daemon, as before.
 import test, { type ExecutionContext } from 'ava';
-import { fork, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { OP } from '../src/fuse/lowlevel.js';
 import type { MountStats } from '../src/fuse/native-backend.js';
-import { forceUnmount, makeTestRoot, mount, mountAt, removeTestRoot } from './helpers/mounted.js';
+import { makeTestRoot, mount, mountAt, removeTestRoot } from './helpers/mounted.js';
+import { serveInstance } from './helpers/instance-served.js';
 import { ordinaryUser, type UserIds } from './helpers/ordinary-user.js';
 import { fsx } from './helpers/fsx.js';
 import { pack } from './helpers/pack.js';
 
-const CHILD = fileURLToPath(new URL('./helpers/instance-child.js', import.meta.url));
 const MiB = 1 << 20;
 const root = process.getuid?.() === 0 ? makeTestRoot('kext') : '';
 if (root) fs.chmodSync(root, 0o755);
@@ -41,31 +40,8 @@ async function serve(t: ExecutionContext, user?: UserIds, env: Record<string, st
     { name: 'd/big', body: Buffer.alloc(3 * MiB, 5), mode: 0o666 },
   ]));
   if (user) for (const p of [dir, mnt, upper, work, tar]) fs.chownSync(p, user.uid, user.gid);
-  const child: ChildProcess = fork(CHILD, [mnt, tar, upper, work], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    env: { ...process.env, ...env },
-    ...(user ? { uid: user.uid, gid: user.gid } : {}),
-  });
-  const messages: Array<{ type: string } & MountStats> = [];
-  let wake: (() => void) | null = null;
-  child.on('message', (m: { type: string } & MountStats) => (messages.push(m), wake?.()));
-  child.on('exit', () => wake?.());
-  const next = async (type: string): Promise<MountStats> => {
-    for (;;) {
-      const i = messages.findIndex((m) => m.type === type);
-      if (i >= 0) return messages.splice(i, 1)[0]!;
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`instance child exited before '${type}'`);
-      await new Promise<void>((r) => (wake = r));
-    }
-  };
-  t.teardown(async () => {
-    if (mountAt(mnt)) spawnSync('fusermount3', ['-u', '-z', mnt], { stdio: 'ignore' });
-    if (child.exitCode === null && child.signalCode === null) await next('ended').catch(() => undefined);
-    if (mountAt(mnt)) forceUnmount(mnt);
-    if (child.exitCode === null && child.signalCode === null) child.kill();
-  });
-  await next('ready');
-  return { mnt, upper, stats: () => (child.send({ type: 'stats' }), next('stats')) };
+  const stats = await serveInstance(t, [mnt, tar, upper, work], env, user);
+  return { mnt, upper, stats };
 }
 
 /** Requests of the named opcodes between two stats. */
