@@ -140,6 +140,110 @@ static int serve_nowait(tsn_env *te, job *j) {
   return 0;
 }
 
+// Answers j's request from the page cache on Node's thread if it can, else in the read pool.
+static void answer(tsn_session *s, job *j, void *ring_ent) {
+  j->base.run = serve;
+  if (s->cfg.nowait && serve_nowait(s->te, j) == 0) {
+    free(j);
+  } else if (ring_ent != NULL && tsn_uring_read(s, ring_ent, j->req, j->r, j->n, j->total) == 0) {
+    free(j); // read by the ring into the request's own entry: no worker, no copy
+  } else if (tsn_pool_submit(&tsn_read_pool, &s->reads, &j->base) != 0) {
+    fuse_reply_err(j->req, EIO); // the session is ending
+    free(j);
+  }
+}
+
+// Files whose bytes are one fixed range of an open descriptor (a plain tar's member on an
+// immutable mount): ino -> (fd, pos, size), so their READs are answered here without entering JS.
+// Open addressing; only Node's thread touches it (op_read and readDirect).
+typedef struct tsn_direct {
+  uint64_t ino; // 0: empty slot; DIRECT_GONE: removed
+  int fd;
+  off_t pos;
+  uint64_t size;
+} tsn_direct;
+#define DIRECT_GONE UINT64_MAX
+
+static tsn_direct *direct_find(tsn_session *s, uint64_t ino, int for_insert) {
+  if (s->direct_cap == 0) return NULL;
+  size_t mask = s->direct_cap - 1, i = (size_t)(ino * 0x9E3779B97F4A7C15ull) & mask;
+  tsn_direct *gone = NULL;
+  for (size_t n = 0; n < s->direct_cap; n++, i = (i + 1) & mask) {
+    tsn_direct *d = &s->direct[i];
+    if (d->ino == ino) return d;
+    if (d->ino == DIRECT_GONE && gone == NULL) gone = d;
+    if (d->ino == 0) return for_insert ? (gone ? gone : d) : NULL;
+  }
+  return for_insert ? gone : NULL;
+}
+
+static int direct_grow(tsn_session *s) {
+  size_t cap = s->direct_cap ? s->direct_cap * 2 : 64;
+  tsn_direct *old = s->direct, *t = calloc(cap, sizeof *t);
+  size_t oldcap = s->direct_cap;
+  if (t == NULL) return -1;
+  s->direct = t, s->direct_cap = cap, s->direct_used = 0;
+  for (size_t i = 0; i < oldcap; i++) {
+    if (old[i].ino == 0 || old[i].ino == DIRECT_GONE) continue;
+    *direct_find(s, old[i].ino, 1) = old[i];
+    s->direct_used++;
+  }
+  free(old);
+  return 0;
+}
+
+void tsn_direct_free(tsn_session *s) {
+  free(s->direct);
+  s->direct = NULL;
+  s->direct_cap = s->direct_used = 0;
+}
+
+// op_read's first stop: 1 if the file is registered and the request is answered (or queued).
+int tsn_read_direct(tsn_session *s, fuse_req_t req, uint64_t ino, size_t size, off_t off) {
+  tsn_direct *d = direct_find(s, ino, 0);
+  if (d == NULL) return 0;
+  s->direct_reads++;
+  uint64_t end = (uint64_t)off + size;
+  if (off < 0 || (uint64_t)off >= d->size || size == 0) return fuse_reply_buf(req, NULL, 0), 1;
+  if (end > d->size) end = d->size;
+  job *j = malloc(sizeof *j + sizeof(tsn_range));
+  if (j == NULL) return fuse_reply_err(req, ENOMEM), 1;
+  j->req = req;
+  j->n = 1;
+  j->total = (size_t)(end - (uint64_t)off);
+  j->r[0] = (tsn_range){ .fd = d->fd, .pos = d->pos + off, .len = j->total };
+  answer(s, j, tsn_uring_current(s));
+  return 1;
+}
+
+// readDirect(session, ino, fd, pos, size): from now on READs of ino are bytes [pos, pos+size) of
+// fd, answered without JS; fd -1 forgets ino. The caller keeps fd open while the session lives.
+// false if the session has ended or memory ran out (reads then keep going through JS).
+napi_value tsn_js_read_direct(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  double ino, fd, pos, size;
+  if (tsn_get_args(env, info, 5, argv) != 0 || tsn_num(env, argv[1], &ino) != 0 ||
+      tsn_num(env, argv[2], &fd) != 0 || tsn_num(env, argv[3], &pos) != 0 ||
+      tsn_num(env, argv[4], &size) != 0) {
+    return NULL;
+  }
+  tsn_session *s = tsn_handle_session(env, argv[0]);
+  if (s == NULL || s->state != TSN_LIVE || !(ino >= 1) || (double)(uint64_t)ino != ino) {
+    return tsn_bool(env, 0);
+  }
+  if (fd < 0) {
+    tsn_direct *d = direct_find(s, (uint64_t)ino, 0);
+    if (d != NULL) d->ino = DIRECT_GONE;
+    return tsn_bool(env, 1);
+  }
+  if (!(pos >= 0) || !(size >= 0)) return tsn_throw(env, "tarstack_native: readDirect: bad range");
+  if ((s->direct_used + 1) * 2 > s->direct_cap && direct_grow(s) != 0) return tsn_bool(env, 0);
+  tsn_direct *d = direct_find(s, (uint64_t)ino, 1);
+  if (d->ino != (uint64_t)ino) s->direct_used++;
+  *d = (tsn_direct){ .ino = (uint64_t)ino, .fd = (int)fd, .pos = (off_t)pos, .size = (uint64_t)size };
+  return tsn_bool(env, 1);
+}
+
 // replyRanges(id, ranges: Float64Array of fd,pos,len triples, count): answers a read with the
 // concatenation of the ranges (fd -1 = zeros). The request leaves JS's hands at once.
 napi_value tsn_js_reply_ranges(napi_env env, napi_callback_info info) {
@@ -175,20 +279,12 @@ napi_value tsn_js_reply_ranges(napi_env env, napi_callback_info info) {
     free(j);
     return tsn_throw(env, "tarstack_native: ranges longer than the kernel asked for");
   }
-  tsn_session *s = slot->s;
+  tsn_session *s = slot->s; // the slot is free once taken
   void *ring_ent = slot->ring_ent;
-  j->req = tsn_req_take(te, id);
   j->n = n;
   j->total = total;
-  j->base.run = serve;
-  if (s->cfg.nowait && serve_nowait(te, j) == 0) {
-    free(j);
-  } else if (ring_ent != NULL && tsn_uring_read(s, ring_ent, j->req, j->r, n, total) == 0) {
-    free(j); // read by the ring into the request's own entry: no worker, no copy
-  } else if (tsn_pool_submit(&tsn_read_pool, &s->reads, &j->base) != 0) {
-    fuse_reply_err(j->req, EIO); // the session is ending
-    free(j);
-  }
+  j->req = tsn_req_take(te, id);
+  answer(s, j, ring_ent);
   return tsn_bool(env, 1);
 }
 

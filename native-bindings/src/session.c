@@ -98,6 +98,7 @@ void tsn_session_unref(tsn_session *s) {
   if (--s->refs > 0) return;
   if (s->se) fuse_session_destroy(s->se);
   tsn_uring_free(s->uring);
+  tsn_direct_free(s);
   free(s);
 }
 
@@ -502,6 +503,7 @@ napi_value tsn_js_session_info(napi_env env, napi_callback_info info) {
   set_num(env, obj, "live", s != NULL && s->state == TSN_LIVE);
   if (s == NULL) return obj;
   set_num(env, obj, "requests", s->requests);
+  set_num(env, obj, "directReads", s->direct_reads);
   for (int i = 0; i < 8; i++) set_num(env, obj, keys[i], s->conn_info[i]);
   // What kext.c negotiated beyond libfuse, and the requests it counted by opcode.
   set_num(env, obj, "hooked", s->ext.hooked);

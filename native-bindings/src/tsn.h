@@ -209,6 +209,9 @@ typedef struct tsn_session {
   double ops[TSN_OPCODES]; // requests read, by opcode (counted when kext.c's hooks are on)
   double conn_info[8]; // max_read max_write max_readahead capable want max_background time_gran proto_minor
   tsn_lane reads, notes; // its queues in tsn_read_pool and tsn_note_pool
+  struct tsn_direct *direct; // files whose READs C answers without JS (readpool.c), or NULL
+  size_t direct_cap, direct_used;
+  double direct_reads; // READs answered that way
   struct tsn_session *next;
 } tsn_session;
 
@@ -223,6 +226,11 @@ tsn_slot *tsn_req_find(tsn_env *te, double id);
 fuse_req_t tsn_req_take(tsn_env *te, double id);
 void tsn_req_fail_session(tsn_env *te, tsn_session *s, int err);
 void tsn_reqs_free(tsn_env *te);
+
+// readpool.c: READs of files registered with readDirect, answered without entering JS
+int tsn_read_direct(tsn_session *s, fuse_req_t req, uint64_t ino, size_t size, off_t off);
+void tsn_direct_free(tsn_session *s);
+napi_value tsn_js_read_direct(napi_env, napi_callback_info);
 
 // ops.c
 void tsn_fill_ops(tsn_session *s, struct fuse_lowlevel_ops *ops);

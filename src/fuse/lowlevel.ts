@@ -118,6 +118,8 @@ export interface SessionInfo {
   uringCommits?: number;
   /** Cold file-range reads the ring read into their entry (IORING_OP_READ) instead of the read pool. */
   uringReads?: number;
+  /** READs answered in C from a readDirect registration, without JS. */
+  directReads?: number;
   /** Requests read, by FUSE opcode (OP below); counted only while hooked. */
   ops?: number[];
 }
@@ -170,6 +172,10 @@ export interface Native {
   replyXattr(req: Req, value: Buffer): boolean;
   /** Triples fd,pos,len (fd -1 = zeros), answered off Node's loop when the data is cold. */
   replyRanges(req: Req, ranges: Float64Array, count: number): boolean;
+  /** From now on C answers READs of `ino` as bytes [pos, pos+size) of `fd` (which must stay open
+   *  while the session lives) without calling the read handler; fd -1 forgets `ino`. False when the
+   *  session has ended or memory ran out (reads keep coming to JS). */
+  readDirect(s: Session, ino: number, fd: number, pos: number, size: number): boolean;
   dirAdd(req: Req, name: string, ino: number, mode: number, next: number): boolean;
   /** Attributes in scratch's ATTR_* slots; nodeid 0 (for . and ..) gives the kernel no reference. */
   dirAddPlus(req: Req, name: string, next: number, nodeid: number): boolean;

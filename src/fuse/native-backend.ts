@@ -34,6 +34,8 @@ export interface MountStats {
   requests: number;
   /** Requests by FUSE opcode (lowlevel.ts OP), while kext.c's hooks count them. */
   ops: number[];
+  /** READs answered in C without calling the FileSystem (plain tar members, readDirect). */
+  directReads: number;
   /** FUSE_PASSTHROUGH negotiated (root, kernel 6.9+, a writable mount). */
   passthrough: boolean;
   /** Opens answered with a backing file so far. */
@@ -65,6 +67,8 @@ const DEFAULT_SESSION: ll.SessionConfig = { readdirplus: 1, nowait: 1, readThrea
 const KERNEL_EXT = process.env.TARSTACK_KERNEL_EXT === '0' ? 0 : 1;
 // FUSE passthrough (TARSTACK_PASSTHROUGH=0 disables): only root may register backing files.
 const PASSTHROUGH = process.env.TARSTACK_PASSTHROUGH !== '0' && process.getuid?.() === 0;
+// Direct reads (TARSTACK_DIRECT_READS=0 disables): READs of a plain tar's members answered in C, not JS.
+const DIRECT_READS = process.env.TARSTACK_DIRECT_READS !== '0';
 // FUSE_HANDLE_KILLPRIV_V2 (TARSTACK_KILLPRIV=0 disables): the translator clears set-id bits itself.
 const KILLPRIV = process.env.TARSTACK_KILLPRIV !== '0';
 // FUSE over io_uring (TARSTACK_URING=1 asks; off by default, see native-bindings/README.md): used
@@ -145,6 +149,7 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
       const capable = native.sessionInfo(session).capable ?? 0;
       const both = CAP_NO_OPEN_SUPPORT | CAP_NO_OPENDIR_SUPPORT;
       if ((opts.openless ?? true) && fs.immutable && !fs.needsOpen && opts.readOnly && (capable & both) === both) tr.enableOpenless();
+      if (DIRECT_READS) tr.enableDirectReads((ino, fd, pos, size) => native.readDirect(session, ino, fd, pos, size));
       if (native.sessionInfo(session).killpriv && isWritable(fs)) tr.kill.enable(fs, (ino) => void native.notifyInvalInode(session, ino, -1, 0));
       if (native.sessionInfo(session).passthrough) tr.enablePassthrough({ open: (fd) => native.backingOpen(session, fd), close: (id) => void native.backingClose(session, id) });
       markReady();
@@ -173,7 +178,7 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
   let last: ll.SessionInfo = native.sessionInfo(session);
   const stats = (): MountStats => {
     if (!ended) last = native.sessionInfo(session);
-    return { requests: ended ? finalRequests : last.requests ?? 0, ops: last.ops ?? [], passthrough: !!last.passthrough, passthroughOpens: tr.passthroughOpens(), maxPages: last.maxPages ?? 0, killpriv: !!last.killpriv, killed: tr.kill.killed, uring: !!last.uring, uringRequests: last.uringRequests ?? 0, uringReads: last.uringReads ?? 0 };
+    return { requests: ended ? finalRequests : last.requests ?? 0, ops: last.ops ?? [], directReads: last.directReads ?? 0, passthrough: !!last.passthrough, passthroughOpens: tr.passthroughOpens(), maxPages: last.maxPages ?? 0, killpriv: !!last.killpriv, killed: tr.kill.killed, uring: !!last.uring, uringRequests: last.uringRequests ?? 0, uringReads: last.uringReads ?? 0 };
   };
   const readAheadKb = opts.readAheadKb ?? DEFAULT_READAHEAD_KB;
   if (readAheadKb > 0) setReadAhead(opts.mountpoint, readAheadKb);

@@ -10,10 +10,11 @@ import { isWritable } from '../vfs/api.js';
 import { KillPriv } from './killpriv.js';
 import { callerIn, setAttrIn } from './request-in.js';
 import { BackingOpens, type Passthrough } from './passthrough.js';
+import { DirectReads, type Register } from './direct-reads.js';
 
 type Maybe<T> = T | Promise<T>;
 /** The FileSystem methods a request calls, and what each gives back once settled. */
-type Method = Exclude<keyof WritableFileSystem, 'immutable' | 'needsOpen' | 'readdir' | 'forget' | 'destroy'>;
+type Method = Exclude<keyof WritableFileSystem, 'immutable' | 'needsOpen' | 'readdir' | 'forget' | 'destroy' | 'fileRange'>;
 type Result<K extends Method> = Awaited<ReturnType<WritableFileSystem[K]>>;
 
 const { ENOENT, ENOSYS } = constants.errno;
@@ -46,6 +47,7 @@ export class Translator {
   private ranges = new Float64Array(3 * 16);
   /** Which opens pass through to a backing file (passthrough.ts); none until enabled. */
   private readonly backing = new BackingOpens();
+  private readonly direct = new DirectReads();
   constructor(
     private readonly fs: FileSystem,
     private readonly n: ll.Native,
@@ -108,16 +110,16 @@ export class Translator {
   /** FUSE_HANDLE_KILLPRIV_V2 (killpriv.ts): set-id bits the translator clears; off until enabled. */
   readonly kill = new KillPriv();
 
-
   /** Zero-message opens: the kernel was answered ENOSYS to its first OPEN and OPENDIR and, as
    *  FUSE_CAP_NO_OPEN(DIR)_SUPPORT promises, sends no OPEN, OPENDIR, RELEASE or RELEASEDIR again
    *  (keep_cache and cache_readdir become its defaults). Each READ and READDIR then opens and
    *  releases a handle of its own. Only for immutable, read-only mounts: nothing can notice. */
   private openless = false;
 
-  enableOpenless(): void {
-    this.openless = true;
-  }
+  enableOpenless(): void { this.openless = true; }
+
+  /** READs C answers without JS (direct-reads.ts); openless mounts only. */
+  enableDirectReads(register: Register): void { if (this.openless) this.direct.enable(this.fs, register); }
 
   /** Passthrough was negotiated: OpenReply.backingFd is used from now on. */
   enablePassthrough(pt: Passthrough): void {
@@ -269,6 +271,7 @@ export class Translator {
   readonly forget = (ino: number, nlookup: number): void => {
     this.kill.forgot(ino);
     this.backing.forgot(ino); // a node id the kernel forgot has no pages left
+    this.direct.forgot(ino);
     try { this.fs.forget(ino, nlookup); } catch (e) { console.error(`tarstack: forget (ino ${ino}) failed:`, e); }
   };
 
@@ -296,6 +299,7 @@ export class Translator {
   };
 
   private readOpenless(req: ll.Req, ino: number, pos: number, size: number): void {
+    this.direct.reading(ino);
     let o: Maybe<OpenReply>;
     try { o = this.fs.open(ino, O_RDONLY); } catch (e) { return this.fail(req, 'read', ino, e); }
     if (!isThenable(o)) return this.readReleasing(req, ino, o.fh, pos, size);

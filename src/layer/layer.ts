@@ -1,7 +1,7 @@
 // The read interface every lower layer implements (TarLayer, DirLayer). Nodes
 // are numbers local to the layer, 0 being its root. "Absent" is a value (ABSENT), never a throw;
 // whiteouts are decoded at the layer boundary so the overlay never sees `.wh.` names.
-import type { Attr, ReadReply } from '../vfs/api.js';
+import type { Attr, FdRange, ReadReply } from '../vfs/api.js';
 
 export const ABSENT = -1;
 
@@ -45,6 +45,9 @@ export interface Layer {
    * A failure (EIO: the archive changed) throws or rejects with FsError.
    */
   read(node: number, pos: number, len: number): ReadReply | Promise<ReadReply>;
+  /** All of a regular file's bytes as one range of a descriptor open for the layer's life, when
+   *  they are that (FileSystem.fileRange); optional. */
+  fileRange?(node: number): FdRange | undefined;
   /** The same bytes copied into `buf` at `off` now (copy-up): the count, short only at the file's end. */
   readInto(node: number, pos: number, buf: Buffer, off: number, len: number): number;
   /** An open file handle starts / stops reading the node (layers that need a descriptor per file). */

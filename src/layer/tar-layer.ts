@@ -11,7 +11,7 @@ import { readFully } from '../tar/reader.js';
 import { SeekableArchive, type ArchiveInput } from '../tar/seekable.js';
 import { makedev } from '../util/attr.js';
 import { fsError } from '../util/errors.js';
-import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT } from '../vfs/mode.js';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../vfs/mode.js';
 
 const DIR_SIZE = 4096;
 
@@ -165,6 +165,14 @@ export class TarLayer implements Layer {
     const parts = ranges.map((r) => (r.fd < 0 ? Buffer.alloc(r.len) : a.read(r.pos, r.len)));
     if (parts.every((p) => Buffer.isBuffer(p))) return Buffer.concat(parts as Buffer[]);
     return Promise.all(parts).then((bufs) => Buffer.concat(bufs));
+  }
+
+  /** A plain tar's member that is not sparse: its bytes are one range of the tar, for good. */
+  fileRange(node: number): FdRange | undefined {
+    const d = this.d;
+    if (this.archive || this.partial || (d.mode[node] & S_IFMT) !== S_IFREG) return undefined;
+    if (d.extra[node] && this.extra(node).sparse) return undefined;
+    return { fd: this.fd, pos: d.dataOff[node], len: d.size[node] };
   }
 
   readInto(node: number, pos: number, buf: Buffer, off: number, len: number): number {

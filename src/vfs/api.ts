@@ -162,6 +162,13 @@ export interface FileSystem {
    * shorter than promised) is EIO, never short data. EBADF: `fh` is no open handle. No default.
    */
   read(ino: number, fh: number, pos: number, len: number): Maybe<ReadReply>;
+  /**
+   * Optional, immutable trees only: where all of regular file `ino`'s bytes are, as one range of a
+   * descriptor that stays open while the tree is mounted (a plain tar's member): its `len` is the
+   * file's size. The backend may then answer reads of `ino` itself, without calling read().
+   * undefined: read() must be asked (a compressed, remote or sparse member, a directory's file).
+   */
+  fileRange?(ino: number): FdRange | undefined;
   /** Closes a file handle after the last close(2) of it. The kernel ignores the answer; an
    *  unknown `fh` is no error. Default: drop the handle. */
   release(ino: number, fh: number): Maybe<void>;

@@ -1,5 +1,7 @@
-// A writable instance (a tar layer with d/, d/lower, a 3 MiB d/big; an upper) served by a child
-// process (instance-child.ts), so a test can count by opcode what reaches the daemon.
+// Test mounts served by a child process (instance-child.ts), so a test can count by opcode what
+// reaches the daemon: serveInstance starts one for given paths (a writable instance, or with upper
+// and work '-' the tar as a read-only image); servedIn makes fresh instances of a small layer (d/,
+// d/lower, a 3 MiB d/big). Each is unmounted and ended in the test's teardown, whatever happened.
 import type { ExecutionContext } from 'ava';
 import { fork, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -13,6 +15,36 @@ import { pack, type PackEntry } from './pack.js';
 
 const CHILD = fileURLToPath(new URL('./instance-child.js', import.meta.url));
 const MiB = 1 << 20;
+
+/** Resolves once the child serves; the function asks it for its MountStats. */
+export async function serveInstance(t: ExecutionContext, args: [mnt: string, tar: string, upper: string, work: string], env: Record<string, string> = {}, user?: UserIds): Promise<() => Promise<MountStats>> {
+  const mnt = args[0];
+  const child: ChildProcess = fork(CHILD, args, {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, ...env },
+    ...(user ? { uid: user.uid, gid: user.gid } : {}),
+  });
+  const messages: Array<{ type: string } & MountStats> = [];
+  let wake: (() => void) | null = null;
+  child.on('message', (m: { type: string } & MountStats) => (messages.push(m), wake?.()));
+  child.on('exit', () => wake?.());
+  const next = async (type: string): Promise<MountStats> => {
+    for (;;) {
+      const i = messages.findIndex((m) => m.type === type);
+      if (i >= 0) return messages.splice(i, 1)[0]!;
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`instance child exited before '${type}'`);
+      await new Promise<void>((r) => (wake = r));
+    }
+  };
+  t.teardown(async () => {
+    if (mountAt(mnt)) spawnSync('fusermount3', ['-u', '-z', mnt], { stdio: 'ignore' });
+    if (child.exitCode === null && child.signalCode === null) await next('ended').catch(() => undefined);
+    if (mountAt(mnt)) forceUnmount(mnt);
+    if (child.exitCode === null && child.signalCode === null) child.kill();
+  });
+  await next('ready');
+  return () => (child.send({ type: 'stats' }), next('stats'));
+}
 
 export interface Served {
   mnt: string;
@@ -37,31 +69,8 @@ export function servedIn(root: string, extra: PackEntry[] = []): (t: ExecutionCo
       ...extra,
     ]));
     if (user) for (const p of [dir, mnt, upper, work, tar]) fs.chownSync(p, user.uid, user.gid);
-    const child: ChildProcess = fork(CHILD, [mnt, tar, upper, work], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      env: { ...process.env, ...env },
-      ...(user ? { uid: user.uid, gid: user.gid } : {}),
-    });
-    const messages: Array<{ type: string } & MountStats> = [];
-    let wake: (() => void) | null = null;
-    child.on('message', (m: { type: string } & MountStats) => (messages.push(m), wake?.()));
-    child.on('exit', () => wake?.());
-    const next = async (type: string): Promise<MountStats> => {
-      for (;;) {
-        const i = messages.findIndex((m) => m.type === type);
-        if (i >= 0) return messages.splice(i, 1)[0]!;
-        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`instance child exited before '${type}'`);
-        await new Promise<void>((r) => (wake = r));
-      }
-    };
-    t.teardown(async () => {
-      if (mountAt(mnt)) spawnSync('fusermount3', ['-u', '-z', mnt], { stdio: 'ignore' });
-      if (child.exitCode === null && child.signalCode === null) await next('ended').catch(() => undefined);
-      if (mountAt(mnt)) forceUnmount(mnt);
-      if (child.exitCode === null && child.signalCode === null) child.kill();
-    });
-    await next('ready');
-    return { mnt, upper, tar, stats: () => (child.send({ type: 'stats' }), next('stats')) };
+    const stats = await serveInstance(t, [mnt, tar, upper, work], env, user);
+    return { mnt, upper, tar, stats };
   };
 }
 
