@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { OP } from '../src/fuse/lowlevel.js';
 import type { MountStats } from '../src/fuse/native-backend.js';
-import { delta, servedIn, type Served } from './helpers/instance-served.js';
+import { delta, servedIn, serveInstance, type Served } from './helpers/instance-served.js';
 import { makeTestRoot, mount, removeTestRoot } from './helpers/mounted.js';
 import { pack } from './helpers/pack.js';
 
@@ -94,6 +94,25 @@ uringTest('TARSTACK_URING=1 with enable_uring Y: requests come through the ring,
   const all = s1.requests - s0.requests;
   t.true(ring > 0);
   t.is(all - ring, offRing(s0, s1), 'every request but FORGETs and INTERRUPTs came through the ring');
+});
+
+uringTest('an image mount over the ring: READs answered in C (direct reads) go through their ring entries, the bytes right', async (t) => {
+  setUring(true);
+  const dir = path.join(root, 'image');
+  const mnt = path.join(dir, 'mnt');
+  fs.mkdirSync(mnt, { recursive: true });
+  const tar = path.join(dir, 'image.tar');
+  fs.writeFileSync(tar, await pack([{ name: 'pattern', body: LOWER, mode: 0o644 }]));
+  const stats = await serveInstance(t, [mnt, tar, '-', '-'], { TARSTACK_URING: '1' });
+  const s0 = await stats();
+  t.true(s0.uring);
+  const file = path.join(mnt, 'pattern');
+  t.true(fs.readFileSync(file).equals(LOWER), 'first read');
+  dropCache(file);
+  t.true(fs.readFileSync(file).equals(LOWER), 'read again after its pages were dropped');
+  const s1 = await stats();
+  t.true(s1.directReads > s0.directReads, `READs answered in C (${s1.directReads - s0.directReads})`);
+  t.true(s1.uringRequests > s0.uringRequests);
 });
 
 uringTest('enable_uring Y without TARSTACK_URING, and TARSTACK_URING=1 with enable_uring N: /dev/fuse as before', async (t) => {
