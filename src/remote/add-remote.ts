@@ -4,7 +4,8 @@
 // seek points, zstd frames, as for a local tar) and waits for bytes it has not got yet; the blob's
 // digest and its chunk digests are computed on the way, the digest checked at the end, and the temp
 // file is removed: from then on reads are range requests through the store's chunk cache.
-import { closeSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFully } from '../tar/reader.js';
 import { join } from 'node:path';
 import type { Staged } from '../store/image-layers.js';
 import { CHUNKS_FILE, INDEX_FILE, type ImageRecord, type RemoteLayerRecord } from '../store/images.js';
@@ -90,7 +91,7 @@ export async function stageRemoteLayer(store: Store, remote: Remote, label: stri
             if (total > 0) start(total);
           },
           data: (b) => {
-            writingTo(tmp, () => writeAll(out, b, written[0]));
+            writingTo(tmp, () => writeFully(out, b, written[0]));
             hasher.update(b);
             written[0] += b.length;
             fence(state);
@@ -138,10 +139,6 @@ async function checkRanges(remote: Remote, label: string): Promise<void> {
   }
 }
 
-function writeAll(fd: number, b: Buffer, pos: number): void {
-  let done = 0;
-  while (done < b.length) done += writeSync(fd, b, done, b.length - done, pos + done);
-}
 
 /** `image add URL`: one remote tar as an image. */
 export async function addUrlImage(store: Store, a: { url: string; name: string; parent?: string; tlsVerify: boolean }): Promise<ImageRecord> {

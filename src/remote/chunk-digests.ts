@@ -1,7 +1,8 @@
 // The chunks of a remote blob and their digests: the unit a read fetches, checks and caches, and the
 // sha256 of each that an index records (32 bytes a chunk, concatenated).
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { writeFully } from '../tar/reader.js';
 
 /**
  * Bytes per chunk: the unit fetched, checked and cached. Measured with the bench's `remote` suite
@@ -98,7 +99,7 @@ export function chunkSink(fd: number, size: number, chunkSize: number, k: number
     let span = -1; // start in b of checked whole chunks not yet written
     let spanPos = 0; // and their offset in the blob
     const flush = (): void => {
-      if (span >= 0) writeAll(fd, b.subarray(span, at), spanPos);
+      if (span >= 0) writeFully(fd, b.subarray(span, at), spanPos);
       span = -1;
     };
     try {
@@ -120,7 +121,7 @@ export function chunkSink(fd: number, size: number, chunkSize: number, k: number
         at += n;
         if (staged < len) continue;
         check(k, stage.subarray(0, len));
-        writeAll(fd, stage.subarray(0, len), k * cs);
+        writeFully(fd, stage.subarray(0, len), k * cs);
         staged = 0;
         k++;
       }
@@ -132,7 +133,3 @@ export function chunkSink(fd: number, size: number, chunkSize: number, k: number
   };
 }
 
-function writeAll(fd: number, b: Buffer, pos: number): void {
-  let done = 0;
-  while (done < b.length) done += writeSync(fd, b, done, b.length - done, pos + done);
-}

@@ -4,6 +4,7 @@
 // A mismatch or a registry that stays unreachable past the retry deadline is EIO, with one log line
 // naming the blob and the offset; never wrong bytes.
 import { readSync } from 'node:fs';
+import { readFully } from '../tar/reader.js';
 import { fsError, FsError } from '../util/errors.js';
 import { hostOf, type Remote } from './http.js';
 import type { BlobFile, ChunkCache } from './chunk-cache.js';
@@ -130,12 +131,7 @@ export class RemoteBlob {
     const unpin = await this.ensure(pos, pos + len);
     try {
       const out = Buffer.allocUnsafe(Math.max(0, Math.min(len, this.info.size - pos)));
-      let got = 0;
-      while (got < out.length) {
-        const n = readSync(this.fd, out, got, out.length - got, pos + got);
-        if (n === 0) break;
-        got += n;
-      }
+      readFully(this.fd, out, out.length, pos);
       return out;
     } finally {
       unpin();

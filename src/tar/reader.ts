@@ -1,7 +1,7 @@
 // Positional reads of an archive through one reusable window. Consecutive headers (a tar of small
 // files) are served from a window that grows to 1 MiB; a jump over a large body reads only a small
 // window at the next header, so indexing reads about as many bytes as the archive has headers.
-import { fstatSync, readSync } from 'node:fs';
+import { fstatSync, readSync, writeSync } from 'node:fs';
 
 const MIN_WINDOW = 16 * 1024;
 const MAX_WINDOW = 1024 * 1024;
@@ -64,6 +64,12 @@ export function readFully(fd: number, buf: Buffer, len: number, pos: number, off
     done += n;
   }
   return done;
+}
+
+/** A positioned write of all of `buf` (writeSync may write less than asked). */
+export function writeFully(fd: number, buf: Buffer, pos: number): void {
+  let done = 0;
+  while (done < buf.length) done += writeSync(fd, buf, done, buf.length - done, pos + done);
 }
 
 /** An in-memory archive (tests, and archives already in a buffer). */
