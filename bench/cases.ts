@@ -13,7 +13,8 @@ import { workJob } from './verify.js';
 
 export interface Options {
   quick: boolean;
-  data: string; // data and scratch dir
+  data: string; // data dir (the generated trees and tars, kept between runs)
+  run: string; // this run's scratch dir: <data>/run/<pid>, so runs side by side never touch each other's mounts
   tarstack: string; // the checkout measured
   variants: Map<string, string>; // binding suite: extra libfuse3 binding peers, name → SessionConfig JSON
   formats: string[]; // compressed suite: gzip, zstd, zstd-seekable

@@ -119,7 +119,7 @@ function instancesCase(n: number): Case {
     name, source: 'instances', figures, single: true,
     async run(peer, s, ctx) {
       const img = s as Image;
-      const base = join(ctx.opts.data, 'run', 'instances', peer.id);
+      const base = join(ctx.opts.run, 'instances', peer.id);
       removeTree(base, { mounts: 'force' });
       const dirs = Array.from({ length: n }, (_, i) => join(base, `m${i}`));
       for (const d of dirs) mkdirSync(d, { recursive: true });
@@ -165,7 +165,7 @@ function cliStartCase(): Case {
     name, source: 'instances', figures, single: true,
     async run(peer, s, ctx) {
       const img = s as Image;
-      const base = join(ctx.opts.data, 'run', 'cli-start', peer.id);
+      const base = join(ctx.opts.run, 'cli-start', peer.id);
       removeTree(base, { mounts: 'force' });
       const [held, timed] = [join(base, 'held'), join(base, 'timed')];
       for (const d of [held, timed]) mkdirSync(d, { recursive: true });

@@ -2,9 +2,9 @@
 // suite, interleaved run by run, after checking that a peer serves the right tree where the data has
 // a manifest; prints one ratio table per suite; cleans up every mount and process, also on Ctrl-C
 // or a crash.
-import { mkdirSync, readFileSync, statfsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statfsSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { removeTree } from '../src/util/remove-tree.js';
@@ -19,7 +19,7 @@ import { remoteSuite } from './remote.js';
 import type { Peer, Source } from './peers.js';
 import { json, markdown, type Cell, type FigureResult, type Meta } from './report.js';
 import { chartableSections, ratioChart, type ReportJson } from './chart.js';
-import { cleanupNow, cpuBusy, installCleanupHandlers, killGroup, nowNs, run, sleep, start, statusKiB } from './sys.js';
+import { alive, cleanupNow, cpuBusy, installCleanupHandlers, killGroup, nowNs, run, sleep, start, statusKiB } from './sys.js';
 import { wrongTree } from './verify.js';
 
 const SUITES: Suite[] = [peersSuite, bindingSuite, sessionsSuite, instancesSuite, compressedSuite, mountProgramSuite, remoteSuite];
@@ -56,7 +56,7 @@ async function main(): Promise<void> {
     .parseAsync();
 
   const o: Options = {
-    quick: argv.quick, data: argv.data, tarstack: argv.tarstack,
+    quick: argv.quick, data: argv.data, run: join(argv.data, 'run', String(process.pid)), tarstack: argv.tarstack,
     variants: new Map(argv.variant.map((v) => v.split(/=(.*)/s) as [string, string])),
     formats: argv.formats.split(','), mib: argv.mib, sessions: argv.sessions,
   };
@@ -71,8 +71,8 @@ async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('run as root: it mounts, and drops the page cache');
   installCleanupHandlers();
 
-  const workDir = join(o.data, 'run');
-  removeTree(workDir, { mounts: 'force' }); // a killed earlier run may have left mounts and uppers
+  const workDir = o.run;
+  removeStaleRuns(dirname(workDir));
   mkdirSync(workDir, { recursive: true });
   const fs = statfsSync(o.data);
   if (fs.bavail * fs.bsize < RUN_SPACE_BYTES) {
@@ -263,3 +263,13 @@ main().then(() => cleanupNow(), (e: unknown) => {
   cleanupNow();
   process.exitCode = 1;
 });
+
+/**
+ * Scratch dirs of earlier runs that are gone: a killed run may have left mounts and uppers. A run
+ * still going (another checkout's bench on the same data) keeps its own.
+ */
+function removeStaleRuns(runs: string): void {
+  for (const name of existsSync(runs) ? readdirSync(runs) : []) {
+    if (!/^\d+$/.test(name) || !alive(Number(name))) removeTree(join(runs, name), { mounts: 'force' });
+  }
+}

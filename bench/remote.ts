@@ -63,11 +63,11 @@ interface BigSource extends Source {
   size: number;
 }
 
-type Opts = { data: string; quick: boolean; tarstack: string };
+type Opts = { data: string; run: string; quick: boolean; tarstack: string };
 
 async function started(o: Opts): Promise<Registry> {
   if (registry) return registry;
-  const work = join(o.data, 'run', 'remote');
+  const work = join(o.run, 'remote');
   mkdirSync(work, { recursive: true });
   const reg = await startRegistry(join(work, 'registry'));
   registry = reg;
@@ -88,7 +88,7 @@ async function bigSource(o: Opts, log: (s: string) => void): Promise<{ source: S
     writeFileSync(join(base, '.complete'), '');
   }
   const reg = await started(o);
-  const maker = join(o.data, 'run', 'remote', 'big-maker');
+  const maker = join(o.run, 'remote', 'big-maker');
   const ref = `${reg.host}/bench/big:v1`;
   await cli(o, maker, ['image', 'add', tar, '--name', 'big']);
   await cli(o, maker, ['image', 'push', 'big', ref, '--tls-verify=false']);
@@ -113,7 +113,7 @@ async function source(name: string, o: Opts, log: (s: string) => void): Promise<
     await runOk('tar', ['-cf', join(base, 'top.tar'), '-C', join(base, 'top'), 'etc']);
     writeFileSync(join(base, '.complete'), '');
   }
-  const work = join(o.data, 'run', 'remote');
+  const work = join(o.run, 'remote');
   const reg = await started(o);
   const maker = join(work, 'maker');
   await cli(o, maker, ['image', 'add', tar, '--name', 'base']);
@@ -148,7 +148,7 @@ async function lsAndRead(mnt: string): Promise<void> {
 
 /** A run's directory, with a store and a mount point in it. */
 function runDirs(peer: Peer, ctx: Ctx): { dir: string; home: string; mnt: string } {
-  const dir = join(ctx.opts.data, 'run', 'remote', `${peer.id}-${++runs}`);
+  const dir = join(ctx.opts.run, 'remote', `${peer.id}-${++runs}`);
   mkdirSync(join(dir, 'mnt'), { recursive: true });
   return { dir, home: join(dir, 'store'), mnt: join(dir, 'mnt') };
 }
@@ -185,7 +185,7 @@ async function indexedRun(peer: Peer, s: Source, ctx: Ctx): Promise<Record<strin
 async function streamRun(peer: Peer, s: Source, ctx: Ctx): Promise<Record<string, Sample>> {
   const src = s as RemoteSource;
   const reg = registry!;
-  const dir = join(ctx.opts.data, 'run', 'remote', `${peer.id}-${++runs}`);
+  const dir = join(ctx.opts.run, 'remote', `${peer.id}-${++runs}`);
   mkdirSync(dir, { recursive: true });
   const t0 = now();
   if (peer === PULL) await cli(ctx.opts, join(dir, 'store'), ['image', 'pull', src.plain, '--tls-verify=false', '--name', 'img']);

@@ -259,7 +259,7 @@ function sessionsCase(name: string, write: boolean, n: number): Case {
   return {
     name, source: 'tiny', figures, takes: (p) => p.id === 'native',
     async run(_peer, _s, ctx) {
-      const r = await measureSessions(n, write, join(ctx.opts.data, 'run', 'sessions'));
+      const r = await measureSessions(n, write, join(ctx.opts.run, 'sessions'));
       const v = (value: number, also?: Record<string, number>): Sample => ({ value, ...(also ? { also } : {}) });
       const [rss, anon, heap, threads, rssAll, mount, unmount] = figures.map((f) => f.id);
       return {
