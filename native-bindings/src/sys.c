@@ -20,7 +20,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-static napi_value sys_error(napi_env env, int err, const char *syscall) {
+napi_value tsn_throw_errno(napi_env env, int err, const char *syscall) {
   const char *code = strerrorname_np(err);
   char msg[160];
   snprintf(msg, sizeof msg, "%s: %s", syscall, strerror(err));
@@ -86,7 +86,7 @@ static napi_value js_getxattr(napi_env env, napi_callback_info info) {
     ssize_t n = t.path ? lgetxattr(t.path, name, NULL, 0) : fgetxattr(t.fd, name, NULL, 0);
     if (n < 0) {
       if (errno == ENODATA) napi_get_null(env, &out);
-      else sys_error(env, errno, "getxattr");
+      else tsn_throw_errno(env, errno, "getxattr");
       break;
     }
     void *data;
@@ -95,7 +95,7 @@ static napi_value js_getxattr(napi_env env, napi_callback_info info) {
     ssize_t m = t.path ? lgetxattr(t.path, name, data, (size_t)n) : fgetxattr(t.fd, name, data, (size_t)n);
     if (m < 0 && errno == ERANGE) continue; // it grew meanwhile
     if (m < 0) {
-      sys_error(env, errno, "getxattr");
+      tsn_throw_errno(env, errno, "getxattr");
       break;
     }
     if (m == n) {
@@ -122,7 +122,7 @@ static napi_value js_setxattr(napi_env env, napi_callback_info info) {
   char *name = tsn_latin1(env, argv[1], &nl);
   if (name != NULL && get_buf(env, argv[2], &data, &len) == 0 && get_int(env, argv[3], &flags) == 0) {
     int r = t.path ? lsetxattr(t.path, name, data, len, (int)flags) : fsetxattr(t.fd, name, data, len, (int)flags);
-    if (r != 0) sys_error(env, errno, "setxattr");
+    if (r != 0) tsn_throw_errno(env, errno, "setxattr");
   }
   free(t.path);
   free(name);
@@ -137,7 +137,7 @@ static napi_value js_removexattr(napi_env env, napi_callback_info info) {
   char *name = tsn_latin1(env, argv[1], &nl);
   if (name != NULL) {
     int r = t.path ? lremovexattr(t.path, name) : fremovexattr(t.fd, name);
-    if (r != 0) sys_error(env, errno, "removexattr");
+    if (r != 0) tsn_throw_errno(env, errno, "removexattr");
   }
   free(t.path);
   free(name);
@@ -153,19 +153,19 @@ static napi_value js_listxattr(napi_env env, napi_callback_info info) {
   for (;;) {
     ssize_t n = t.path ? llistxattr(t.path, NULL, 0) : flistxattr(t.fd, NULL, 0);
     if (n < 0) {
-      sys_error(env, errno, "listxattr");
+      tsn_throw_errno(env, errno, "listxattr");
       break;
     }
     free(list);
     list = malloc((size_t)n + 1);
     if (list == NULL) {
-      sys_error(env, ENOMEM, "listxattr");
+      tsn_throw_errno(env, ENOMEM, "listxattr");
       break;
     }
     ssize_t m = n == 0 ? 0 : t.path ? llistxattr(t.path, list, (size_t)n) : flistxattr(t.fd, list, (size_t)n);
     if (m < 0 && errno == ERANGE) continue;
     if (m < 0) {
-      sys_error(env, errno, "listxattr");
+      tsn_throw_errno(env, errno, "listxattr");
       break;
     }
     if (napi_create_array(env, &out) != napi_ok) break;
@@ -234,7 +234,7 @@ static int take_ids(fs_ids *s, int64_t uid, int64_t gid) {
 // Before a creating call made as uid/gid: 0, or -1 with the error thrown (the thread's ids unchanged).
 static int begin_as(napi_env env, fs_ids *s, int64_t uid, int64_t gid) {
   int err = take_ids(s, uid, gid);
-  if (err != 0) sys_error(env, err, "setfsuid");
+  if (err != 0) tsn_throw_errno(env, err, "setfsuid");
   return err != 0 ? -1 : 0;
 }
 
@@ -243,7 +243,7 @@ static int begin_as(napi_env env, fs_ids *s, int64_t uid, int64_t gid) {
 static int end_as(napi_env env, fs_ids *s, int r, const char *what) {
   int err = r < 0 ? errno : 0;
   give_back(s);
-  if (err != 0) sys_error(env, err, what);
+  if (err != 0) tsn_throw_errno(env, err, what);
   return r;
 }
 
@@ -343,7 +343,7 @@ static napi_value js_utimens(napi_env env, napi_callback_info info) {
   to_timespec(v[0], v[1], &ts[0]);
   to_timespec(v[2], v[3], &ts[1]);
   int r = t.path ? utimensat(AT_FDCWD, t.path, ts, AT_SYMLINK_NOFOLLOW) : futimens(t.fd, ts);
-  if (r != 0) sys_error(env, errno, "utimensat");
+  if (r != 0) tsn_throw_errno(env, errno, "utimensat");
   free(t.path);
   return tsn_undefined(env);
 }
@@ -356,7 +356,7 @@ static napi_value js_rename2(napi_env env, napi_callback_info info) {
   size_t n;
   char *from = tsn_latin1(env, argv[0], &n);
   char *to = from ? tsn_latin1(env, argv[1], &n) : NULL;
-  if (from && to && renameat2(AT_FDCWD, from, AT_FDCWD, to, (unsigned)flags) != 0) sys_error(env, errno, "renameat2");
+  if (from && to && renameat2(AT_FDCWD, from, AT_FDCWD, to, (unsigned)flags) != 0) tsn_throw_errno(env, errno, "renameat2");
   free(from);
   free(to);
   return tsn_undefined(env);
@@ -367,7 +367,7 @@ static napi_value js_fallocate(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   int64_t fd, mode, off, len;
   if (tsn_get_args(env, info, 4, argv) != 0 || get_int(env, argv[0], &fd) != 0 || get_int(env, argv[1], &mode) != 0 || get_int(env, argv[2], &off) != 0 || get_int(env, argv[3], &len) != 0) return NULL;
-  if (fallocate((int)fd, (int)mode, (off_t)off, (off_t)len) != 0) sys_error(env, errno, "fallocate");
+  if (fallocate((int)fd, (int)mode, (off_t)off, (off_t)len) != 0) tsn_throw_errno(env, errno, "fallocate");
   return tsn_undefined(env);
 }
 
@@ -379,7 +379,7 @@ static napi_value js_fadvise(napi_env env, napi_callback_info info) {
   int64_t fd, off, len, advice;
   if (tsn_get_args(env, info, 4, argv) != 0 || get_int(env, argv[0], &fd) != 0 || get_int(env, argv[1], &off) != 0 || get_int(env, argv[2], &len) != 0 || get_int(env, argv[3], &advice) != 0) return NULL;
   int err = posix_fadvise((int)fd, (off_t)off, (off_t)len, (int)advice);
-  if (err != 0) sys_error(env, err, "posix_fadvise");
+  if (err != 0) tsn_throw_errno(env, err, "posix_fadvise");
   return tsn_undefined(env);
 }
 
@@ -389,7 +389,7 @@ static napi_value js_flock(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   int64_t fd, op;
   if (tsn_get_args(env, info, 2, argv) != 0 || get_int(env, argv[0], &fd) != 0 || get_int(env, argv[1], &op) != 0) return NULL;
-  if (flock((int)fd, (int)op) != 0) sys_error(env, errno, "flock");
+  if (flock((int)fd, (int)op) != 0) tsn_throw_errno(env, errno, "flock");
   return tsn_undefined(env);
 }
 
@@ -401,7 +401,7 @@ static napi_value js_dup2(napi_env env, napi_callback_info info) {
   int r;
   do r = dup2((int)from, (int)to);
   while (r < 0 && errno == EINTR);
-  if (r < 0) sys_error(env, errno, "dup2");
+  if (r < 0) tsn_throw_errno(env, errno, "dup2");
   return tsn_undefined(env);
 }
 
@@ -425,5 +425,6 @@ int tsn_sys_init(napi_env env, napi_value exports) {
       return -1;
     }
   }
+  if (tsn_tree_init(env, sys) != 0) return -1;
   return napi_set_named_property(env, exports, "sys", sys) == napi_ok ? 0 : -1;
 }

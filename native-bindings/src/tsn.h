@@ -305,6 +305,9 @@ int tsn_num(napi_env env, napi_value v, double *out);
 
 // sys.c: the `sys` object of system calls Node lacks.
 int tsn_sys_init(napi_env env, napi_value exports);
+int tsn_tree_init(napi_env env, napi_value sys); // tree.c: removeTree, entryKinds on the sys object
+// Throws an Error with Node's code/errno/syscall for errno `err` (as fs does); returns NULL.
+napi_value tsn_throw_errno(napi_env env, int err, const char *syscall);
 napi_value tsn_bool(napi_env env, int b);
 napi_value tsn_undefined(napi_env env);
 napi_value tsn_throw(napi_env env, const char *msg);

@@ -26,7 +26,14 @@ export interface Sys {
   fadvise(fd: number, offset: number, length: number, advice: number): void;
   flock(fd: number, op: number): void;
   dup2(from: number, to: number): void;
+  /** rm -rf by directory descriptors (tree.c); throws EXDEV at a mount below, ELOOP past its depth bound. */
+  removeTree(path: Buffer): void;
+  /** A directory's entries as [name, kind, ...]: kind is the d_type, or KIND_WHITEOUT for a character device 0/0. */
+  entryKinds(path: Buffer): Array<string | number>;
 }
+
+/** entryKinds' kind of a whiteout (d_type values are below 16). */
+export const KIND_WHITEOUT = 255;
 
 export const XATTR_CREATE = 1;
 export const XATTR_REPLACE = 2;

@@ -57,7 +57,8 @@ export class Directories {
 
   /** Does the directory show no entry at all (rmdir's test)? */
   isEmpty(dir: Inode): boolean {
-    return this.listing(dir).isEmpty();
+    const hides = dir.upper ? this.store.hiddenOnly(this.store.abs(dir.relPath())) : new Set<string>();
+    return hides !== undefined && new MergedListing(this.stack, dir.lower, [], hides).isEmpty();
   }
 
   /**

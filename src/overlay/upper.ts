@@ -6,7 +6,7 @@
 // their directory (dir-fds.ts), so the only limit on a path is the one the kernel applies to the
 // caller's own.
 import * as fs from 'node:fs';
-import { loadSys, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, UTIME_NOW, type Sys } from '../native/sys.js';
+import { KIND_WHITEOUT, loadSys, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, UTIME_NOW, type Sys } from '../native/sys.js';
 import { Kept } from './kept.js';
 import { EntryMaker } from './new-entry.js';
 import { removeTree } from '../util/remove-tree.js';
@@ -264,6 +264,28 @@ export class UpperStore {
       out.push({ name, st, whiteout: isWhiteout(st) });
     }
     return out;
+  }
+
+  /**
+   * The names an upper directory hides when it holds whiteouts only (rmdir's test); undefined as
+   * soon as one entry would show. No stat but of character devices (tree.c entryKinds).
+   */
+  hiddenOnly(dirAbs: string): Set<string> | undefined {
+    let kinds: Array<string | number>;
+    try {
+      kinds = this.sys.entryKinds(b(dirAbs));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Set();
+      throw err;
+    }
+    const hides = new Set<string>();
+    for (let i = 0; i < kinds.length; i += 2) {
+      const name = kinds[i] as string;
+      const hidden = Whiteouts.decode(name);
+      if (hidden === undefined && kinds[i + 1] !== KIND_WHITEOUT) return undefined;
+      if (hidden !== null) hides.add(hidden ?? name);
+    }
+    return hides;
   }
 
   /** Put a freshly built entry `tmp` at `abs`, replacing a whiteout there if any. */

@@ -1,9 +1,12 @@
-// Removing a directory tree of any depth: fs.rmSync recurses in JavaScript and overflows the stack
-// on a tar's 10,000-deep chain (or fails with ENAMETOOLONG past PATH_MAX), so those fall back to
-// rm(1), which walks by descriptors. Test and bench scratch trees may hold mounts: rm -rf through a
+// Removing a directory tree of any depth: first in C (sys.removeTree: by directory descriptors,
+// unlinking before looking, no stat per entry: an instance's rmdir and reset pay this per
+// directory), which stops rather than cross into another filesystem or go past its depth bound;
+// then fs.rmSync, which recurses in JavaScript and overflows the stack on a tar's 10,000-deep chain
+// (or fails with ENAMETOOLONG past PATH_MAX), so those fall back to rm(1). Test and bench scratch trees may hold mounts: rm -rf through a
 // mount deletes what the mount serves, so those callers say what to do about them.
 import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
+import { loadSys } from '../native/sys.js';
 import { mountsBelow } from './mounts.js';
 import { forceUnmount } from './unmount.js';
 
@@ -18,6 +21,11 @@ export function removeTree(path: string | Buffer, opts: RemoveOptions = {}): voi
     if (opts.mounts === 'force') for (const m of mountsBelow(path).reverse()) forceUnmount(m.mountpoint);
     const left = mountsBelow(path);
     if (left.length) throw new Error(`not removing ${path}: mounted below it: ${left.map((m) => `${m.mountpoint} (${m.fstype})`).join(', ')}`);
+  }
+  try {
+    return loadSys().removeTree(typeof path === 'string' ? Buffer.from(path) : path);
+  } catch {
+    // a mount below, too deep, or refused: the general path does it, or says why not
   }
   try {
     rmSync(path, { recursive: true, force: true });
