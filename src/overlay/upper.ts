@@ -65,7 +65,7 @@ export class UpperStore {
     this.work = toByteString(workDir);
     this.dirs = new DirFds(this.upper);
     // fuse-overlayfs writes `.wh.` files where mknod is refused: read them when told, or when writing them.
-    this.whiteouts = new Whiteouts(this.sys, format.whiteouts, format.whiteouts === 'files' || !!opts.whiteoutFiles, () => this.tmp());
+    this.whiteouts = new Whiteouts(this.sys, format.whiteouts, format.whiteouts === 'files' || !!opts.whiteoutFiles, () => this.tmp(), `${this.work}/tmp/whiteout`);
     this.kept = new Kept(this.sys, this.work, () => this.tmp(), keepRefused);
     this.make = new EntryMaker(this, keepRefused);
     if (readOnly) return;

@@ -17,6 +17,9 @@ export function isWhiteout(st: fs.BigIntStats): boolean {
 /** Is a node of this mode and device number (dev_t) a whiteout's encoding, a character device 0/0? */
 export const isWhiteoutNode = (mode: number, rdev: number): boolean => (mode & S_IFMT) === S_IFCHR && rdev === 0;
 
+/** link(2) errors that mean this filesystem or its settings refuse the shared whiteout's links. */
+const LINKS_REFUSED = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EXDEV']);
+
 export class Whiteouts {
   constructor(
     private readonly sys: Sys,
@@ -26,7 +29,12 @@ export class Whiteouts {
     readonly readsFiles: boolean,
     /** A fresh temp name in the work dir. */
     private readonly tmp: () => string,
+    /** Where the one whiteout inode every whiteout made links to lives (in the work dir's tmp). */
+    private readonly sharedPath: string,
   ) {}
+
+  /** Do hard links to the shared whiteout work here (until one is refused: then one inode each)? */
+  private linking = true;
 
   /** A name the format reserves: never a user's entry. */
   reserved(name: string): boolean {
@@ -69,7 +77,7 @@ export class Whiteouts {
       return;
     }
     const wh = this.tmp();
-    this.sys.mknod(wh, S_IFCHR | 0o000, 0, 0);
+    this.make(wh);
     if (isDir) {
       this.sys.rename2(wh, absPath, RENAME_EXCHANGE);
       removeTree(b(wh)); // the old directory, now at the temp name
@@ -84,7 +92,34 @@ export class Whiteouts {
    */
   at(absPath: string): void {
     if (this.kind === 'files') fs.closeSync(fs.openSync(b(this.fileFor(absPath)), 'wx', 0o600));
-    else this.sys.mknod(absPath, S_IFCHR | 0o000, 0, 0);
+    else this.make(absPath);
+  }
+
+  /**
+   * A character device 0/0 at `path` (nothing there): a hard link to one shared whiteout inode, as
+   * kernel overlayfs makes them (ovl_whiteout, since Linux 5.8). A link allocates no inode; after
+   * many deletions ext4 looks long for a free one it may reuse, which made each `rm` cost far more
+   * here than on kernel overlayfs. The shared one is made anew when missing or full (EMLINK).
+   */
+  private make(path: string): void {
+    for (let tries = 0; this.linking && tries < 2; tries++) {
+      try {
+        return fs.linkSync(b(this.sharedPath), b(path));
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? '';
+        if (code === 'EEXIST') throw err;
+        if (LINKS_REFUSED.has(code)) this.linking = false;
+        else if ((code === 'ENOENT' || code === 'EMLINK') && tries === 0) this.renewShared();
+        else break; // mknod says what is wrong (no space, no such directory...)
+      }
+    }
+    this.sys.mknod(path, S_IFCHR | 0o000, 0, 0);
+  }
+
+  private renewShared(): void {
+    const wh = this.tmp();
+    this.sys.mknod(wh, S_IFCHR | 0o000, 0, 0);
+    fs.renameSync(b(wh), b(this.sharedPath));
   }
 
   /** Can a rename leave a whiteout at its source atomically (RENAME_WHITEOUT makes character devices)? */

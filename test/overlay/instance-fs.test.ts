@@ -1,7 +1,7 @@
 // Writable instance semantics through the FileSystem API, without a mount: copy-up, whiteouts,
 // opaque directories, O(1) directory renames, hard links through copy-up, lazy copy-up of big files.
 import test from 'ava';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InstanceFs } from '../../src/overlay/instance-fs.js';
 import { loadSys } from '../../src/native/sys.js';
@@ -69,6 +69,42 @@ test('unlink of a lower name leaves a whiteout; rm -rf collapses into one', asyn
   const names = [...fs.readdir(1, fs.opendir(1), 0)].map((e) => e.name);
   t.false(names.includes('d'));
   t.false(names.includes('f'));
+});
+
+test('whiteouts are links to one whiteout inode, as kernel overlayfs makes them; a lost shared one is made anew', async (t) => {
+  const { fs, upper, work } = await setup(t);
+  fs.unlink(1, 'f');
+  fs.unlink(fs.lookup(1, 'd').ino, 'a');
+  const [f, a] = [lstatSync(join(upper, 'f')), lstatSync(join(upper, 'd', 'a'))];
+  t.true(f.isCharacterDevice() && f.rdev === 0);
+  t.is(a.ino, f.ino, 'one inode: no inode allocated per whiteout');
+  t.true(a.nlink >= 3, 'the shared one in the work dir, and the two whiteouts');
+  rmSync(join(work, 'tmp', 'whiteout'));
+  fs.unlink(1, 'x');
+  const x = lstatSync(join(upper, 'x'));
+  t.true(x.isCharacterDevice() && x.rdev === 0);
+  t.not(x.ino, f.ino);
+  t.throws(() => fs.lookup(1, 'x'), { code: 'ENOENT' });
+});
+
+test('rmdir\'s emptiness test: whiteouts and .wh. files hide names, a device that is not 0/0 shows', async (t) => {
+  const { fs, upper, reopen } = await setup(t);
+  const d = fs.lookup(1, 'd').ino;
+  fs.unlink(fs.lookup(d, 'sub').ino, 'deep');
+  fs.rmdir(d, 'sub');
+  fs.unlink(d, 'a');
+  // made behind the instance's back, as another tool or an older upper would have them
+  loadSys().mknod(join(upper, 'd', 'tty'), 0o20644, 1, 3);
+  writeFileSync(join(upper, 'd', '.wh.gone'), '');
+  const again = reopen();
+  t.teardown(() => again.destroy());
+  t.throws(() => again.rmdir(1, 'd'), { code: 'ENOTEMPTY' }, 'a character device 1/3 is an entry');
+  rmSync(join(upper, 'd', 'tty'));
+  const third = reopen();
+  t.teardown(() => third.destroy());
+  third.rmdir(1, 'd');
+  t.true(lstatSync(join(upper, 'd')).isCharacterDevice(), 'only whiteouts were left: one whiteout for the whole directory');
+  t.throws(() => third.lookup(1, 'd'), { code: 'ENOENT' });
 });
 
 test('a directory made where a lower one was deleted is opaque', async (t) => {
