@@ -317,7 +317,7 @@ export class InstanceFs implements WritableFileSystem {
     const opaque = (what.mode & S_IFMT) === S_IFDIR && this.dirs.lowerHas(dir, name);
     const abs = this.childAbs(dir, name); // after the copy-up: a path is for immediate use (upper.ts)
     const fd = this.store.make.entry(this.store.abs(dir.relPath()), abs, caller, what, this.umaskZero, opaque);
-    const found = { upper: true as const, abs, st: this.store.stat(abs), fresh: !this.store.kept.active, born: true };
+    const found = { upper: true as const, abs, st: this.store.stat(fd ?? abs), fresh: !this.store.kept.active, born: true };
     // A device the host refused stands in as an empty file (kept.ts): its type is read back as usual.
     const node = this.inodes.inodeFor(dir, name, found);
     return { node, st: found.st, fd };
