@@ -199,7 +199,7 @@ static void run(job *j) {
   if (j->crcs) {
     for (size_t i = 0; i < j->ncrcs && i * j->piece < (size_t)j->n; i++) {
       size_t at = i * j->piece, k = (size_t)j->n - at < j->piece ? (size_t)j->n - at : j->piece;
-      j->crcs[i] = (uint32_t)crc32(0L, j->out + at, (uInt)k);
+      j->crcs[i] = tsc_crc32(0, j->out + at, k);
     }
   }
   return;

@@ -70,9 +70,9 @@ napi_value tsc_js_ahead_start(napi_env env, napi_callback_info info) {
     }
     napi_unref_threadsafe_function(env, c->tsfn); // an idle stream does not keep the process alive
   }
-  // serving: the thread decodes and Node's thread checksums (the other core, which the FUSE replies
-  // leave room on); indexing passes no checksums here.
-  h->ahead = tsc_ahead_new(h->d, c->tsfn != NULL, c->tsfn ? ready : NULL, c);
+  // serving asks for piece checksums, made on the thread (Node's thread has the FUSE replies to
+  // make); indexing passes none.
+  h->ahead = tsc_ahead_new(h->d, c->tsfn ? ready : NULL, c);
   if (h->ahead == NULL) {
     if (c->tsfn) napi_release_threadsafe_function(c->tsfn, napi_tsfn_abort);
     free(c);
@@ -133,7 +133,6 @@ napi_value tsc_js_ahead_pop(napi_env env, napi_callback_info info) {
     napi_get_null(env, &out);
     return out;
   }
-  if (h->actx->tsfn) tsc_areq_crcs(r);
   drop_tag(env, r->tag);
   if (h->actx->tsfn && --h->actx->queued == 0) napi_unref_threadsafe_function(env, h->actx->tsfn);
   if (r->n < 0) {
