@@ -10,6 +10,13 @@ import { fsError } from '../util/errors.js';
 
 /** Pieces (4 MiB) a stream may decode past the last piece read. */
 export const WINDOW = 16;
+/**
+ * Jobs pushed one after another decode side by side into one slab of this size, so that a read
+ * across pieces of different jobs is a view of the slab (seekable.ts assemble), not a new Buffer
+ * and a copy per READ: the member's data rarely starts on a piece boundary, so nearly every 1 MiB
+ * READ spans two jobs.
+ */
+const SLAB = 8 << 20;
 
 interface Pushed {
   job: Job;
@@ -25,6 +32,8 @@ export class AheadStream {
   private readonly jobs: Pushed[] = [];
   private ending = false;
   private ended = false;
+  private slab: Buffer | null = null;
+  private slabUsed = 0;
   private resolveEnded!: () => void;
   /** Settles once the thread is stopped and the decoder is one-call-at-a-time again (cur.next valid). */
   readonly done: Promise<void>;
@@ -93,7 +102,7 @@ export class AheadStream {
   }
 
   private push(job: Job): void {
-    const { out, crcs } = this.decoder.aheadPush(this.cur, job);
+    const { out, crcs } = this.decoder.aheadPush(this.cur, job, (len) => this.slice(len));
     let resolve!: (bufs: Buffer[]) => void;
     let reject!: (err: unknown) => void;
     const work = new Promise<Buffer[]>((res, rej) => ((resolve = res), (reject = rej)));
@@ -104,6 +113,16 @@ export class AheadStream {
       this.inflight.set(piece, p);
       void p.finally(() => this.inflight.get(piece) === p && this.inflight.delete(piece)).catch(() => undefined);
     }
+  }
+
+  /** The next `len` bytes of the slab; a new slab when they do not fit (the old one lives while its pieces do). */
+  private slice(len: number): Buffer {
+    if (!this.slab || this.slab.length - this.slabUsed < len) {
+      this.slab = Buffer.allocUnsafe(Math.max(SLAB, len));
+      this.slabUsed = 0;
+    }
+    this.slabUsed += len;
+    return this.slab.subarray(this.slabUsed - len, this.slabUsed);
   }
 
   /** Called on Node's thread when jobs are done (also late, once stopped: then a no-op): check and cache them, in order. Never throws. */

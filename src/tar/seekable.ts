@@ -117,10 +117,14 @@ export class SeekableArchive {
     return this.assemble(bufs, first, pos, end);
   }
 
-  /** Bytes [pos, end) out of the consecutive pieces `bufs`, the first of which is piece `first`. */
+  /**
+   * Bytes [pos, end) out of the consecutive pieces `bufs`, the first of which is piece `first`: a view
+   * when they lie side by side in memory (a stream's slab, decode-ahead.ts; pieces are never written
+   * once checked), else a copy.
+   */
   private assemble(bufs: Buffer[], first: number, pos: number, end: number): Buffer {
     const start = this.index.pieceStart(first);
-    if (bufs.length === 1) return bufs[0].subarray(pos - start, end - start);
+    if (bufs.length === 1 || adjacent(bufs)) return Buffer.from(bufs[0].buffer, bufs[0].byteOffset + pos - start, end - pos);
     const out = Buffer.allocUnsafe(end - pos);
     let at = 0;
     let pieceStart = start;
@@ -269,6 +273,14 @@ export class SeekableArchive {
   }
 
 
+}
+
+/** Whether each buffer starts in memory where the one before ends. */
+function adjacent(bufs: Buffer[]): boolean {
+  for (let i = 1; i < bufs.length; i++) {
+    if (bufs[i].buffer !== bufs[0].buffer || bufs[i].byteOffset !== bufs[i - 1].byteOffset + bufs[i - 1].length) return false;
+  }
+  return true;
 }
 
 /** The decoded tar as an ArchiveReader (synchronous): member checksums, image verify. */
