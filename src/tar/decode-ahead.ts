@@ -14,7 +14,9 @@ export const WINDOW = 16;
  * Jobs pushed one after another decode side by side into one slab of this size, so that a read
  * across pieces of different jobs is a view of the slab (seekable.ts assemble), not a new Buffer
  * and a copy per READ: the member's data rarely starts on a piece boundary, so nearly every 1 MiB
- * READ spans two jobs.
+ * READ spans two jobs. A stream's slabs grow from one job's size to SLAB, each as big as what the
+ * stream has pushed so far, so a stream that stops early pins little more than it decoded (a slab
+ * lives while any of its pieces is cached).
  */
 const SLAB = 8 << 20;
 
@@ -34,6 +36,7 @@ export class AheadStream {
   private ended = false;
   private slab: Buffer | null = null;
   private slabUsed = 0;
+  private sliced = 0;
   private resolveEnded!: () => void;
   /** Settles once the thread is stopped and the decoder is one-call-at-a-time again (cur.next valid). */
   readonly done: Promise<void>;
@@ -118,9 +121,10 @@ export class AheadStream {
   /** The next `len` bytes of the slab; a new slab when they do not fit (the old one lives while its pieces do). */
   private slice(len: number): Buffer {
     if (!this.slab || this.slab.length - this.slabUsed < len) {
-      this.slab = Buffer.allocUnsafe(Math.max(SLAB, len));
+      this.slab = Buffer.allocUnsafe(Math.max(len, Math.min(SLAB, this.sliced)));
       this.slabUsed = 0;
     }
+    this.sliced += len;
     this.slabUsed += len;
     return this.slab.subarray(this.slabUsed - len, this.slabUsed);
   }

@@ -65,6 +65,42 @@ test('aheadPush buffers of any sizes come back in order as zstd -dc bytes, with 
   }
 });
 
+test('piece checksums made on the thread, serving or not, equal zlib crc32 for every piece size and tail', async (t) => {
+  const codec = loadCodec();
+  const fd = openSync(zst, 'r');
+  try {
+    for (const serving of [false, true]) {
+      const h = codec.open(CodecFormat.Zstd, fd, statSync(zst).size);
+      codec.decodeSync(h, 3, 0, null, Buffer.alloc(0), 1, null);
+      let ready = (): void => undefined;
+      codec.aheadStart(h, serving ? () => ready() : null);
+      // sizes around the folding code's steps (16, 64, 256 bytes) and pieces that end in every tail
+      const pushed: Array<{ out: Buffer; crcs: Uint32Array; piece: number }> = [];
+      for (const piece of [1, 15, 16, 17, 63, 64, 65, 255, 256, 257, 271, 1000, 4144, 65553, 262144]) {
+        const out = Buffer.alloc(piece * 3 + 200);
+        const crcs = new Uint32Array(Math.ceil(out.length / piece));
+        codec.aheadPush(h, out, piece, crcs);
+        pushed.push({ out, crcs, piece });
+      }
+      for (const p of pushed) {
+        let r = codec.aheadPop(h, !serving);
+        while (!r) {
+          await new Promise<void>((res) => (ready = res));
+          r = codec.aheadPop(h, false);
+        }
+        t.is(r[0], p.out.length);
+        for (let k = 0; k * p.piece < r[0]; k++) {
+          t.is(p.crcs[k], crc32(p.out.subarray(k * p.piece, Math.min(r[0], (k + 1) * p.piece))), `piece size ${p.piece}, piece ${k}`);
+        }
+      }
+      codec.aheadStop(h);
+      codec.close(h);
+    }
+  } finally {
+    closeSync(fd);
+  }
+});
+
 test('stopping or closing a handle while its thread decodes drops what was pushed; the handle is usable again after a stop', (t) => {
   const codec = loadCodec();
   const fd = openSync(zst, 'r');
@@ -114,6 +150,24 @@ test('sequential reads stream ahead; reads at random offsets meanwhile, near the
       streamed ||= (a as unknown as { streams: Map<unknown, unknown> }).streams.size > 0;
     }
     t.true(streamed, 'a decoder streamed ahead of the sequential reader');
+  } finally {
+    a.close();
+  }
+});
+
+test('streamed reads at odd offsets across pieces of different jobs equal zstd -dc, and are views of the decoded pieces', async (t) => {
+  const { data } = indexTarFile(zst, { seek: SEEK });
+  const a = new SeekableArchive(openSync(zst, 'r'), data.seek!, zst);
+  try {
+    let views = 0;
+    // like a member whose data starts 1 KiB into the tar: every read spans pieces, most two jobs
+    for (let pos = 1024; pos < decoded.length; pos += 100_000) {
+      const got = await a.read(pos, 100_000);
+      t.true(got.equals(decoded.subarray(pos, pos + 100_000)), `read at ${pos}`);
+      // a copy has a buffer of its own (100,000 bytes); a job's is 4 pieces (64 KiB); a slab holds several jobs
+      if (got.buffer.byteLength > 2 * 4 * SEEK.pieceSize) views++;
+    }
+    t.true(views > 0, 'reads of a streamed member are views of its slab, not copies');
   } finally {
     a.close();
   }
