@@ -16,9 +16,12 @@ export const WINDOW = 16;
  * and a copy per READ: the member's data rarely starts on a piece boundary, so nearly every 1 MiB
  * READ spans two jobs. A stream's slabs grow from one job's size to SLAB, each as big as what the
  * stream has pushed so far, so a stream that stops early pins little more than it decoded (a slab
- * lives while any of its pieces is cached).
+ * lives while any of its pieces is cached). Full-size slabs come from the codec (slab()): their
+ * memory is reused once the GC has collected them, not unmapped and faulted in again.
  */
 const SLAB = 8 << 20;
+/** Streams decoding in this process: when the last one stops, the slabs kept for reuse are freed. */
+let live = 0;
 
 interface Pushed {
   job: Job;
@@ -53,6 +56,7 @@ export class AheadStream {
     this.pushedTo = cur.next;
     this.done = new Promise((resolve) => (this.resolveEnded = resolve));
     decoder.aheadStart(cur, () => this.drain());
+    live++;
   }
 
   /**
@@ -121,7 +125,8 @@ export class AheadStream {
   /** The next `len` bytes of the slab; a new slab when they do not fit (the old one lives while its pieces do). */
   private slice(len: number): Buffer {
     if (!this.slab || this.slab.length - this.slabUsed < len) {
-      this.slab = Buffer.allocUnsafe(Math.max(len, Math.min(SLAB, this.sliced)));
+      const size = Math.max(len, Math.min(SLAB, this.sliced));
+      this.slab = size === SLAB ? this.decoder.slab() : Buffer.allocUnsafe(size);
       this.slabUsed = 0;
     }
     this.sliced += len;
@@ -159,6 +164,7 @@ export class AheadStream {
     } catch {
       // closed already
     }
+    if (--live === 0) this.decoder.slabsRelease();
     this.resolveEnded();
   }
 }

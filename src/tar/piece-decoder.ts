@@ -224,6 +224,15 @@ export class PieceDecoder {
     return r && this.finish(cur, job, out, r[0], crcs);
   }
 
+  /** An 8 MiB slab for decode-ahead output (SLAB in decode-ahead.ts), reused once the GC has collected it; `release`: free the ones kept. */
+  slab(): Buffer {
+    return this.codec.slab();
+  }
+
+  slabsRelease(): void {
+    this.codec.slabsRelease();
+  }
+
   /** Back to one call at a time; where the decoder stands is `cur.next` as the last aheadPop left it. */
   aheadStop(cur: Decoder): void {
     this.codec.aheadStop(cur.h);

@@ -4,8 +4,11 @@
 // nor hangs nor serves anything; reads that would wait on a closed stream fail with EIO.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { closeSync, openSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setImmediate as turn } from 'node:timers/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { crc32 } from 'node:zlib';
 import { indexTarFile } from '../../src/tar/indexer.js';
 import { SeekableArchive } from '../../src/tar/seekable.js';
@@ -26,6 +29,15 @@ const zst = `${tarPath}.zst`;
 execFileSync('zstd', ['-q', '-3', '-f', tarPath, '-o', zst]);
 const decoded = execFileSync('zstd', ['-dc', zst], { maxBuffer: 1 << 30 });
 const SEEK = { spacing: 64 * 1024, cheapSpacing: 16 * 1024, pieceSize: 16 * 1024 };
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+/** A full GC, then a loop turn: external Buffers' finalizers (slabs going back for reuse) run on it. */
+async function collect(): Promise<void> {
+  gc();
+  await turn();
+  gc();
+  await turn();
+}
 
 test('aheadPush buffers of any sizes come back in order as zstd -dc bytes, with their checksums', (t) => {
   const codec = loadCodec();
@@ -168,6 +180,47 @@ test('streamed reads at odd offsets across pieces of different jobs equal zstd -
       if (got.buffer.byteLength > 2 * 4 * SEEK.pieceSize) views++;
     }
     t.true(views > 0, 'reads of a streamed member are views of its slab, not copies');
+  } finally {
+    a.close();
+  }
+});
+
+test('a slab is reused only once the GC has collected it and every view of it', async (t) => {
+  const codec = loadCodec();
+  let whole: Buffer | null = codec.slab();
+  whole.fill(7);
+  const view = Buffer.from(whole.buffer, whole.byteOffset + 4096, 100_000);
+  whole = null;
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < 12; i++) codec.slab().fill(9);
+    await collect();
+  }
+  t.true(view.equals(Buffer.alloc(100_000, 7)), 'a view alone keeps its slab');
+  codec.slabsRelease();
+});
+
+test('a stream through many slabs, the GC collecting them as it reads, equals zstd -dc', async (t) => {
+  // 40 MiB: the stream's slabs grow to full size (8 MiB) and the first ones are reused
+  const text = Buffer.from('slabs are reused once collected; '.repeat(1 << 20)).subarray(0, 32 << 20);
+  const body = Buffer.concat([seededBytes(8 << 20, 11), text]);
+  const dir = join(tmp.dir, 'slabs');
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'member.bin'), body);
+  const tarFile = join(dir, 'one.tar');
+  execFileSync('tar', ['-cf', tarFile, '--format=gnu', '-C', dir, 'member.bin']);
+  execFileSync('zstd', ['-q', '-1', '-f', tarFile, '-o', `${tarFile}.zst`]);
+  const want = readFileSync(tarFile);
+  const { data } = indexTarFile(`${tarFile}.zst`, {});
+  const a = new SeekableArchive(openSync(`${tarFile}.zst`, 'r'), data.seek!, tarFile);
+  try {
+    let read = 0;
+    for (let pos = 512 + 1024, i = 0; pos < want.length; pos += 1 << 20, i++) {
+      const got = await a.read(pos, 1 << 20);
+      if (!got.equals(want.subarray(pos, pos + (1 << 20)))) return t.fail(`read at ${pos}`);
+      read += got.length;
+      if (i % 6 === 5) await collect();
+    }
+    t.is(read, want.length - 1536);
   } finally {
     a.close();
   }
