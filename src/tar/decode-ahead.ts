@@ -19,7 +19,7 @@ export const WINDOW = 16;
  * lives while any of its pieces is cached). Full-size slabs come from the codec (slab()): their
  * memory is reused once the GC has collected them, not unmapped and faulted in again.
  */
-const SLAB = 8 << 20;
+export const SLAB = 8 << 20;
 /** Streams decoding in this process: when the last one stops, the slabs kept for reuse are freed. */
 let live = 0;
 
