@@ -199,7 +199,7 @@ static void run(job *j) {
   if (j->crcs) {
     for (size_t i = 0; i < j->ncrcs && i * j->piece < (size_t)j->n; i++) {
       size_t at = i * j->piece, k = (size_t)j->n - at < j->piece ? (size_t)j->n - at : j->piece;
-      j->crcs[i] = (uint32_t)crc32(0L, j->out + at, (uInt)k);
+      j->crcs[i] = tsc_crc32(0, j->out + at, k);
     }
   }
   return;
@@ -380,6 +380,7 @@ int tsn_codec_init(napi_env env, napi_value exports) {
     { "takePoints", js_take_points }, { "inPos", js_in_pos }, { "setReadSize", js_set_read_size }, { "trailingGarbage", js_trailing },
     { "decodeSync", js_decode_sync }, { "decode", js_decode }, { "zstdFrame", js_zstd_frame },
     { "aheadStart", tsc_js_ahead_start }, { "aheadPush", tsc_js_ahead_push }, { "aheadPop", tsc_js_ahead_pop }, { "aheadStop", tsc_js_ahead_stop_js },
+    { "slab", tsc_js_slab }, { "slabsRelease", tsc_js_slabs_release },
   };
   napi_value codec;
   if (napi_create_object(env, &codec) != napi_ok) return -1;

@@ -21,6 +21,11 @@ enum tsc_kind {
 // Error classes, mapped to JS error codes by codec.c.
 enum tsc_err { TSC_OK = 0, TSC_ECORRUPT, TSC_ETRUNC, TSC_EIO, TSC_ENOMEM, TSC_EUNSUPPORTED };
 
+// crc32 as zlib's crc32(crc, buf, len), several times faster where the CPU folds (crc32_fold.c).
+uint32_t tsc_crc32(uint32_t crc, const uint8_t *buf, size_t len);
+// Which way it runs: 2 VPCLMULQDQ (AVX-512), 1 PCLMULQDQ, 0 zlib's crc32.
+int tsc_crc32_level(void);
+
 typedef struct {
   double in_bit;
   double out;
@@ -88,10 +93,9 @@ typedef struct tsc_areq {
 typedef struct tsc_ahead tsc_ahead;
 
 // `ready(arg)` is called on the decoding thread after each request is done (may be NULL).
-// `crc_on_pop`: the thread only decodes, and the consumer calls tsc_areq_crcs on what it pops (the
-// checksums cost a quarter of zstd's decoding time; the consumer's core has more to spare).
-tsc_ahead *tsc_ahead_new(tsc_dec *d, int crc_on_pop, void (*ready)(void *), void *arg);
-void tsc_areq_crcs(tsc_areq *r);
+// Each request's piece checksums (when it asks for them) are made on the thread, right after its
+// decode while the bytes are hot in cache (tsc_crc32 folds at tens of GB/s: a few % of decoding).
+tsc_ahead *tsc_ahead_new(tsc_dec *d, void (*ready)(void *), void *arg);
 void tsc_ahead_push(tsc_ahead *a, tsc_areq *r);
 // The oldest pushed request once done (NULL: none done; with `wait`, waits unless nothing is pushed).
 tsc_areq *tsc_ahead_pop(tsc_ahead *a, int wait);

@@ -8,7 +8,6 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <zlib.h>
 
 struct tsc_ahead {
   tsc_dec *d;
@@ -18,12 +17,18 @@ struct tsc_ahead {
   tsc_areq *head, *tail;     // pushed and not popped, oldest first
   tsc_areq *todo;            // the oldest not yet decoded
   int stop, failed, ended;
-  int crc_on_pop;
   int errcode;
   char err[256];
   void (*ready)(void *);
   void *arg;
 };
+
+static void areq_crcs(tsc_areq *r) {
+  for (size_t at = 0; r->crcs && r->n > 0 && at < (size_t)r->n; at += r->piece) {
+    size_t k = (size_t)r->n - at < r->piece ? (size_t)r->n - at : r->piece;
+    r->crcs[at / r->piece] = tsc_crc32(0, r->out + at, k);
+  }
+}
 
 static void decode_one(tsc_ahead *a, tsc_areq *r) {
   if (a->failed) {
@@ -43,14 +48,7 @@ static void decode_one(tsc_ahead *a, tsc_areq *r) {
   }
   if ((size_t)r->n < r->len) a->ended = 1;
   if (a->d->scanning) r->pts = tsc_take_points(a->d, &r->npts);
-  if (!a->crc_on_pop) tsc_areq_crcs(r);
-}
-
-void tsc_areq_crcs(tsc_areq *r) {
-  for (size_t at = 0; r->crcs && r->n > 0 && at < (size_t)r->n; at += r->piece) {
-    size_t k = (size_t)r->n - at < r->piece ? (size_t)r->n - at : r->piece;
-    r->crcs[at / r->piece] = (uint32_t)crc32(0L, r->out + at, (uInt)k);
-  }
+  areq_crcs(r);
 }
 
 static void *run(void *arg) {
@@ -76,10 +74,9 @@ static void *run(void *arg) {
   return NULL;
 }
 
-tsc_ahead *tsc_ahead_new(tsc_dec *d, int crc_on_pop, void (*ready)(void *), void *arg) {
+tsc_ahead *tsc_ahead_new(tsc_dec *d, void (*ready)(void *), void *arg) {
   tsc_ahead *a = calloc(1, sizeof *a);
   if (a == NULL) return NULL;
-  a->crc_on_pop = crc_on_pop;
   a->d = d;
   a->ready = ready;
   a->arg = arg;

@@ -6,6 +6,7 @@
 // may still come after aheadStop (queued before it): the JS side ignores it.
 #include "codec_js.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 
 // Freed by aheadStop, after the thread that uses it is joined: the threadsafe function's own
@@ -70,9 +71,9 @@ napi_value tsc_js_ahead_start(napi_env env, napi_callback_info info) {
     }
     napi_unref_threadsafe_function(env, c->tsfn); // an idle stream does not keep the process alive
   }
-  // serving: the thread decodes and Node's thread checksums (the other core, which the FUSE replies
-  // leave room on); indexing passes no checksums here.
-  h->ahead = tsc_ahead_new(h->d, c->tsfn != NULL, c->tsfn ? ready : NULL, c);
+  // serving asks for piece checksums, made on the thread (Node's thread has the FUSE replies to
+  // make); indexing passes none.
+  h->ahead = tsc_ahead_new(h->d, c->tsfn ? ready : NULL, c);
   if (h->ahead == NULL) {
     if (c->tsfn) napi_release_threadsafe_function(c->tsfn, napi_tsfn_abort);
     free(c);
@@ -133,7 +134,6 @@ napi_value tsc_js_ahead_pop(napi_env env, napi_callback_info info) {
     napi_get_null(env, &out);
     return out;
   }
-  if (h->actx->tsfn) tsc_areq_crcs(r);
   drop_tag(env, r->tag);
   if (h->actx->tsfn && --h->actx->queued == 0) napi_unref_threadsafe_function(env, h->actx->tsfn);
   if (r->n < 0) {
@@ -155,5 +155,52 @@ napi_value tsc_js_ahead_stop_js(napi_env env, napi_callback_info info) {
   handle *h = tsc_js_handle(env, argv[0], 1);
   if (h == NULL) return NULL;
   tsc_js_ahead_stop(env, h);
+  return tsn_undefined(env);
+}
+
+// Slabs: the memory decode-ahead streams decode into (src/tar/decode-ahead.ts), one size, reused.
+// Allocating 8 MiB per 8 MiB decoded cost a page fault per 4 KiB on the decoding thread (glibc
+// trims the freed heap and maps it back: ~130k faults per GiB). A slab is handed to JS as an
+// external Buffer; only when the GC has collected that Buffer (no view of it is left anywhere) does
+// its finalizer put the memory back here, so reuse never changes bytes a view still shows. V8
+// counts an external Buffer's size as it does its own Buffers' (telling it again with
+// napi_adjust_external_memory made every GC a full mark-compact). At most SLAB_KEEP wait here for
+// reuse; slabsRelease frees them (no stream left).
+#define SLAB_KEEP 8
+static pthread_mutex_t slab_mu = PTHREAD_MUTEX_INITIALIZER;
+static void *slab_free[SLAB_KEEP];
+static size_t slab_nfree;
+
+static void slab_back(napi_env env, void *data, void *hint) {
+  size_t bytes = (size_t)(uintptr_t)hint;
+  pthread_mutex_lock(&slab_mu);
+  if (bytes == TSC_SLAB_BYTES && slab_nfree < SLAB_KEEP) data = (slab_free[slab_nfree++] = data, NULL);
+  pthread_mutex_unlock(&slab_mu);
+  free(data);
+}
+
+// slab() -> a Buffer of TSC_SLAB_BYTES, its contents undefined.
+napi_value tsc_js_slab(napi_env env, napi_callback_info info) {
+  (void)info;
+  void *p = NULL;
+  pthread_mutex_lock(&slab_mu);
+  if (slab_nfree > 0) p = slab_free[--slab_nfree];
+  pthread_mutex_unlock(&slab_mu);
+  if (p == NULL) p = malloc(TSC_SLAB_BYTES);
+  if (p == NULL) return tsc_js_throw(env, "ENOMEM", "codec: out of memory");
+  napi_value buf;
+  if (napi_create_external_buffer(env, TSC_SLAB_BYTES, p, slab_back, (void *)(uintptr_t)TSC_SLAB_BYTES, &buf) != napi_ok) {
+    free(p);
+    return tsc_js_throw(env, "ENOMEM", "codec: cannot make a slab Buffer");
+  }
+  return buf;
+}
+
+// slabsRelease(): the slabs waiting for reuse are freed.
+napi_value tsc_js_slabs_release(napi_env env, napi_callback_info info) {
+  (void)info;
+  pthread_mutex_lock(&slab_mu);
+  while (slab_nfree > 0) free(slab_free[--slab_nfree]);
+  pthread_mutex_unlock(&slab_mu);
   return tsn_undefined(env);
 }

@@ -52,6 +52,10 @@ export interface Codec {
   /** The oldest pushed Buffer's result once decoded (bytes, compressed bytes consumed, scan points), else null; throws its failure. */
   aheadPop(h: CodecHandle, wait: boolean): [n: number, inPos: number, points: ScanPoint[]] | null;
   aheadStop(h: CodecHandle): void;
+  /** An 8 MiB Buffer for decode-ahead output, its memory reused only once the GC has collected it (no view left). */
+  slab(): Buffer;
+  /** Frees the slabs kept for reuse (no stream decoding). */
+  slabsRelease(): void;
   /** One zstd frame with content size and checksum, compressed on the threadpool. */
   zstdFrame(src: Buffer, level: number): Promise<Buffer>;
 }

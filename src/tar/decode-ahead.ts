@@ -10,6 +10,18 @@ import { fsError } from '../util/errors.js';
 
 /** Pieces (4 MiB) a stream may decode past the last piece read. */
 export const WINDOW = 16;
+/**
+ * Jobs pushed one after another decode side by side into one slab of this size, so that a read
+ * across pieces of different jobs is a view of the slab (seekable.ts assemble), not a new Buffer
+ * and a copy per READ: the member's data rarely starts on a piece boundary, so nearly every 1 MiB
+ * READ spans two jobs. A stream's slabs grow from one job's size to SLAB, each as big as what the
+ * stream has pushed so far, so a stream that stops early pins little more than it decoded (a slab
+ * lives while any of its pieces is cached). Full-size slabs come from the codec (slab()): their
+ * memory is reused once the GC has collected them, not unmapped and faulted in again.
+ */
+export const SLAB = 8 << 20;
+/** Streams decoding in this process: when the last one stops, the slabs kept for reuse are freed. */
+let live = 0;
 
 interface Pushed {
   job: Job;
@@ -25,6 +37,9 @@ export class AheadStream {
   private readonly jobs: Pushed[] = [];
   private ending = false;
   private ended = false;
+  private slab: Buffer | null = null;
+  private slabUsed = 0;
+  private sliced = 0;
   private resolveEnded!: () => void;
   /** Settles once the thread is stopped and the decoder is one-call-at-a-time again (cur.next valid). */
   readonly done: Promise<void>;
@@ -41,6 +56,7 @@ export class AheadStream {
     this.pushedTo = cur.next;
     this.done = new Promise((resolve) => (this.resolveEnded = resolve));
     decoder.aheadStart(cur, () => this.drain());
+    live++;
   }
 
   /**
@@ -93,7 +109,7 @@ export class AheadStream {
   }
 
   private push(job: Job): void {
-    const { out, crcs } = this.decoder.aheadPush(this.cur, job);
+    const { out, crcs } = this.decoder.aheadPush(this.cur, job, (len) => this.slice(len));
     let resolve!: (bufs: Buffer[]) => void;
     let reject!: (err: unknown) => void;
     const work = new Promise<Buffer[]>((res, rej) => ((resolve = res), (reject = rej)));
@@ -104,6 +120,18 @@ export class AheadStream {
       this.inflight.set(piece, p);
       void p.finally(() => this.inflight.get(piece) === p && this.inflight.delete(piece)).catch(() => undefined);
     }
+  }
+
+  /** The next `len` bytes of the slab; a new slab when they do not fit (the old one lives while its pieces do). */
+  private slice(len: number): Buffer {
+    if (!this.slab || this.slab.length - this.slabUsed < len) {
+      const size = Math.max(len, Math.min(SLAB, this.sliced));
+      this.slab = size === SLAB ? this.decoder.slab() : Buffer.allocUnsafe(size);
+      this.slabUsed = 0;
+    }
+    this.sliced += len;
+    this.slabUsed += len;
+    return this.slab.subarray(this.slabUsed - len, this.slabUsed);
   }
 
   /** Called on Node's thread when jobs are done (also late, once stopped: then a no-op): check and cache them, in order. Never throws. */
@@ -136,6 +164,7 @@ export class AheadStream {
     } catch {
       // closed already
     }
+    if (--live === 0) this.decoder.slabsRelease();
     this.resolveEnded();
   }
 }

@@ -204,11 +204,12 @@ export class PieceDecoder {
     this.codec.aheadStart(cur.h, onReady);
   }
 
-  aheadPush(cur: Decoder, job: Job): { out: Buffer; crcs: Uint32Array } {
-    const out = this.jobBuffer(cur, job);
+  /** `out(len)`: where the job's pieces decode (the stream's slab); kept, so never written again once checked. */
+  aheadPush(cur: Decoder, job: Job, out: (len: number) => Buffer): { out: Buffer; crcs: Uint32Array } {
+    const buf = out(this.jobLength(job));
     const crcs = new Uint32Array(job.to - job.from + 1);
-    this.codec.aheadPush(cur.h, out, this.table.pieceSize, crcs);
-    return { out, crcs };
+    this.codec.aheadPush(cur.h, buf, this.table.pieceSize, crcs);
+    return { out: buf, crcs };
   }
 
   /** The oldest pushed job's pieces once decoded and checked (then cached), null while it decodes; throws its failure. */
@@ -223,6 +224,15 @@ export class PieceDecoder {
     return r && this.finish(cur, job, out, r[0], crcs);
   }
 
+  /** An 8 MiB slab for decode-ahead output (SLAB in decode-ahead.ts), reused once the GC has collected it; `release`: free the ones kept. */
+  slab(): Buffer {
+    return this.codec.slab();
+  }
+
+  slabsRelease(): void {
+    this.codec.slabsRelease();
+  }
+
   /** Back to one call at a time; where the decoder stands is `cur.next` as the last aheadPop left it. */
   aheadStop(cur: Decoder): void {
     this.codec.aheadStop(cur.h);
@@ -230,11 +240,14 @@ export class PieceDecoder {
 
   /** Where a job decodes: a new buffer for kept pieces, else the decoder's reused scratch. */
   private jobBuffer(cur: Decoder, job: Job): Buffer {
-    const start = this.index.pieceStart(job.from);
-    const len = this.index.pieceStart(job.to) + this.index.pieceLen(job.to) - start;
+    const len = this.jobLength(job);
     if (job.keep) return Buffer.allocUnsafe(len);
     cur.scratch ??= Buffer.allocUnsafe(JOB_PIECES * this.table.pieceSize);
     return cur.scratch.subarray(0, len);
+  }
+
+  private jobLength(job: Job): number {
+    return this.index.pieceStart(job.to) + this.index.pieceLen(job.to) - this.index.pieceStart(job.from);
   }
 
   /** Check every piece against the table; only then may it be cached or served. */

@@ -6,7 +6,7 @@
 import { LRUCache } from 'lru-cache';
 import { SeekIndex, type SeekTable } from './seek-table.js';
 import { NO_SEEK, PieceDecoder, planJobs, type ArchiveInput, type Decoder } from './piece-decoder.js';
-import { AheadStream, WINDOW } from './decode-ahead.js';
+import { AheadStream, SLAB, WINDOW } from './decode-ahead.js';
 import { fsError } from '../util/errors.js';
 import type { ArchiveReader } from './reader.js';
 
@@ -19,6 +19,11 @@ export type { ArchiveInput } from './piece-decoder.js';
 export const PIECE_CACHE_BYTES = 32 * 1024 * 1024;
 const cache = new LRUCache<number, Buffer>({ maxSize: PIECE_CACHE_BYTES, sizeCalculation: (b) => b.length });
 let serials = 0;
+
+/** Copies of at least this many bytes are slices of a shared arena slab (copyTarget). */
+const ARENA_MIN = 64 * 1024;
+let arena: Buffer | null = null;
+let arenaUsed = 0;
 
 /** Decoders per archive for serving: the libuv threadpool's 4 threads; more would only queue. */
 const MAX_CURSORS = 4;
@@ -117,11 +122,15 @@ export class SeekableArchive {
     return this.assemble(bufs, first, pos, end);
   }
 
-  /** Bytes [pos, end) out of the consecutive pieces `bufs`, the first of which is piece `first`. */
+  /**
+   * Bytes [pos, end) out of the consecutive pieces `bufs`, the first of which is piece `first`: a view
+   * when they lie side by side in memory (a stream's slab, decode-ahead.ts; pieces are never written
+   * once checked), else a copy.
+   */
   private assemble(bufs: Buffer[], first: number, pos: number, end: number): Buffer {
     const start = this.index.pieceStart(first);
-    if (bufs.length === 1) return bufs[0].subarray(pos - start, end - start);
-    const out = Buffer.allocUnsafe(end - pos);
+    if (bufs.length === 1 || adjacent(bufs)) return Buffer.from(bufs[0].buffer, bufs[0].byteOffset + pos - start, end - pos);
+    const out = this.copyTarget(end - pos);
     let at = 0;
     let pieceStart = start;
     for (const b of bufs) {
@@ -130,6 +139,21 @@ export class SeekableArchive {
       pieceStart += b.length;
     }
     return out;
+  }
+
+  /**
+   * Where a read across two slabs is copied: a slice of a shared slab (the codec's, reused once the
+   * GC has collected every slice of it), so that a stream's READ in eight is not a fresh 1 MiB
+   * mapping faulted in page by page. Small copies are ordinary Buffers.
+   */
+  private copyTarget(len: number): Buffer {
+    if (len < ARENA_MIN) return Buffer.allocUnsafe(len);
+    if (!arena || arena.length - arenaUsed < len) {
+      arena = len <= SLAB ? this.decoder.slab() : Buffer.allocUnsafe(len);
+      arenaUsed = 0;
+    }
+    arenaUsed += len;
+    return arena.subarray(arenaUsed - len, arenaUsed);
   }
 
   /**
@@ -269,6 +293,14 @@ export class SeekableArchive {
   }
 
 
+}
+
+/** Whether each buffer starts in memory where the one before ends. */
+function adjacent(bufs: Buffer[]): boolean {
+  for (let i = 1; i < bufs.length; i++) {
+    if (bufs[i].buffer !== bufs[0].buffer || bufs[i].byteOffset !== bufs[i - 1].byteOffset + bufs[i - 1].length) return false;
+  }
+  return true;
 }
 
 /** The decoded tar as an ArchiveReader (synchronous): member checksums, image verify. */

@@ -4,8 +4,11 @@
 // nor hangs nor serves anything; reads that would wait on a closed stream fail with EIO.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { closeSync, openSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setImmediate as turn } from 'node:timers/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { crc32 } from 'node:zlib';
 import { indexTarFile } from '../../src/tar/indexer.js';
 import { SeekableArchive } from '../../src/tar/seekable.js';
@@ -26,6 +29,15 @@ const zst = `${tarPath}.zst`;
 execFileSync('zstd', ['-q', '-3', '-f', tarPath, '-o', zst]);
 const decoded = execFileSync('zstd', ['-dc', zst], { maxBuffer: 1 << 30 });
 const SEEK = { spacing: 64 * 1024, cheapSpacing: 16 * 1024, pieceSize: 16 * 1024 };
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+/** A full GC, then a loop turn: external Buffers' finalizers (slabs going back for reuse) run on it. */
+async function collect(): Promise<void> {
+  gc();
+  await turn();
+  gc();
+  await turn();
+}
 
 test('aheadPush buffers of any sizes come back in order as zstd -dc bytes, with their checksums', (t) => {
   const codec = loadCodec();
@@ -61,6 +73,42 @@ test('aheadPush buffers of any sizes come back in order as zstd -dc bytes, with 
     t.true(Buffer.concat(got).equals(decoded));
   } finally {
     codec.close(h);
+    closeSync(fd);
+  }
+});
+
+test('piece checksums made on the thread, serving or not, equal zlib crc32 for every piece size and tail', async (t) => {
+  const codec = loadCodec();
+  const fd = openSync(zst, 'r');
+  try {
+    for (const serving of [false, true]) {
+      const h = codec.open(CodecFormat.Zstd, fd, statSync(zst).size);
+      codec.decodeSync(h, 3, 0, null, Buffer.alloc(0), 1, null);
+      let ready = (): void => undefined;
+      codec.aheadStart(h, serving ? () => ready() : null);
+      // sizes around the folding code's steps (16, 64, 256 bytes) and pieces that end in every tail
+      const pushed: Array<{ out: Buffer; crcs: Uint32Array; piece: number }> = [];
+      for (const piece of [1, 15, 16, 17, 63, 64, 65, 255, 256, 257, 271, 1000, 4144, 65553, 262144]) {
+        const out = Buffer.alloc(piece * 3 + 200);
+        const crcs = new Uint32Array(Math.ceil(out.length / piece));
+        codec.aheadPush(h, out, piece, crcs);
+        pushed.push({ out, crcs, piece });
+      }
+      for (const p of pushed) {
+        let r = codec.aheadPop(h, !serving);
+        while (!r) {
+          await new Promise<void>((res) => (ready = res));
+          r = codec.aheadPop(h, false);
+        }
+        t.is(r[0], p.out.length);
+        for (let k = 0; k * p.piece < r[0]; k++) {
+          t.is(p.crcs[k], crc32(p.out.subarray(k * p.piece, Math.min(r[0], (k + 1) * p.piece))), `piece size ${p.piece}, piece ${k}`);
+        }
+      }
+      codec.aheadStop(h);
+      codec.close(h);
+    }
+  } finally {
     closeSync(fd);
   }
 });
@@ -114,6 +162,65 @@ test('sequential reads stream ahead; reads at random offsets meanwhile, near the
       streamed ||= (a as unknown as { streams: Map<unknown, unknown> }).streams.size > 0;
     }
     t.true(streamed, 'a decoder streamed ahead of the sequential reader');
+  } finally {
+    a.close();
+  }
+});
+
+test('streamed reads at odd offsets across pieces of different jobs equal zstd -dc, and are views of the decoded pieces', async (t) => {
+  const { data } = indexTarFile(zst, { seek: SEEK });
+  const a = new SeekableArchive(openSync(zst, 'r'), data.seek!, zst);
+  try {
+    let views = 0;
+    // like a member whose data starts 1 KiB into the tar: every read spans pieces, most two jobs
+    for (let pos = 1024; pos < decoded.length; pos += 100_000) {
+      const got = await a.read(pos, 100_000);
+      t.true(got.equals(decoded.subarray(pos, pos + 100_000)), `read at ${pos}`);
+      // a copy has a buffer of its own (100,000 bytes); a job's is 4 pieces (64 KiB); a slab holds several jobs
+      if (got.buffer.byteLength > 2 * 4 * SEEK.pieceSize) views++;
+    }
+    t.true(views > 0, 'reads of a streamed member are views of its slab, not copies');
+  } finally {
+    a.close();
+  }
+});
+
+test('a slab is reused only once the GC has collected it and every view of it', async (t) => {
+  const codec = loadCodec();
+  let whole: Buffer | null = codec.slab();
+  whole.fill(7);
+  const view = Buffer.from(whole.buffer, whole.byteOffset + 4096, 100_000);
+  whole = null;
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < 12; i++) codec.slab().fill(9);
+    await collect();
+  }
+  t.true(view.equals(Buffer.alloc(100_000, 7)), 'a view alone keeps its slab');
+  codec.slabsRelease();
+});
+
+test('a stream through many slabs, the GC collecting them as it reads, equals zstd -dc', async (t) => {
+  // 40 MiB: the stream's slabs grow to full size (8 MiB) and the first ones are reused
+  const text = Buffer.from('slabs are reused once collected; '.repeat(1 << 20)).subarray(0, 32 << 20);
+  const body = Buffer.concat([seededBytes(8 << 20, 11), text]);
+  const dir = join(tmp.dir, 'slabs');
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'member.bin'), body);
+  const tarFile = join(dir, 'one.tar');
+  execFileSync('tar', ['-cf', tarFile, '--format=gnu', '-C', dir, 'member.bin']);
+  execFileSync('zstd', ['-q', '-1', '-f', tarFile, '-o', `${tarFile}.zst`]);
+  const want = readFileSync(tarFile);
+  const { data } = indexTarFile(`${tarFile}.zst`, {});
+  const a = new SeekableArchive(openSync(`${tarFile}.zst`, 'r'), data.seek!, tarFile);
+  try {
+    let read = 0;
+    for (let pos = 512 + 1024, i = 0; pos < want.length; pos += 1 << 20, i++) {
+      const got = await a.read(pos, 1 << 20);
+      if (!got.equals(want.subarray(pos, pos + (1 << 20)))) return t.fail(`read at ${pos}`);
+      read += got.length;
+      if (i % 6 === 5) await collect();
+    }
+    t.is(read, want.length - 1536);
   } finally {
     a.close();
   }
