@@ -368,6 +368,21 @@ static napi_value js_zstd_frame(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+// crc32(data: Uint8Array, crc) -> zlib.crc32(data, crc), folded (crc32_fold.c): indexing's piece
+// checksums on Node's thread.
+napi_value tsc_js_crc32(napi_env env, napi_callback_info info) {
+  napi_value argv[2], v = NULL;
+  if (tsn_get_args(env, info, 2, argv) != 0) return NULL;
+  napi_typedarray_type tt;
+  size_t len = 0;
+  void *data = NULL;
+  uint32_t crc = 0;
+  if (napi_get_typedarray_info(env, argv[0], &tt, &len, &data, NULL, NULL) != napi_ok || tt != napi_uint8_array) return tsn_throw(env, "crc32: expected a Uint8Array");
+  if (napi_get_value_uint32(env, argv[1], &crc) != napi_ok) return tsn_throw(env, "crc32: expected a number");
+  napi_create_uint32(env, tsc_crc32(crc, data, len), &v);
+  return v;
+}
+
 int tsn_codec_init(napi_env env, napi_value exports) {
   // Node's zlib (Chromium's) checks the CPU for its SIMD crc32 only on this call or a stream init:
   // without it, a zstd-only process checksums its pieces at a third of the speed.
@@ -379,7 +394,7 @@ int tsn_codec_init(napi_env env, napi_value exports) {
     { "open", js_open }, { "close", js_close }, { "scanBegin", js_scan_begin },
     { "takePoints", js_take_points }, { "inPos", js_in_pos }, { "setReadSize", js_set_read_size }, { "trailingGarbage", js_trailing },
     { "decodeSync", js_decode_sync }, { "decode", js_decode }, { "zstdFrame", js_zstd_frame },
-    { "aheadStart", tsc_js_ahead_start }, { "aheadPush", tsc_js_ahead_push }, { "aheadPop", tsc_js_ahead_pop }, { "aheadStop", tsc_js_ahead_stop_js },
+    { "aheadStart", tsc_js_ahead_start }, { "aheadPush", tsc_js_ahead_push }, { "aheadPop", tsc_js_ahead_pop }, { "aheadStop", tsc_js_ahead_stop_js }, { "crc32", tsc_js_crc32 },
     { "slab", tsc_js_slab }, { "slabsRelease", tsc_js_slabs_release },
   };
   napi_value codec;

@@ -25,6 +25,7 @@ napi_value tsc_js_ahead_start(napi_env env, napi_callback_info info);
 napi_value tsc_js_ahead_push(napi_env env, napi_callback_info info);
 napi_value tsc_js_ahead_pop(napi_env env, napi_callback_info info);
 napi_value tsc_js_ahead_stop_js(napi_env env, napi_callback_info info);
+napi_value tsc_js_crc32(napi_env env, napi_callback_info info);
 // Decode-ahead slabs: 8 MiB, reused once the GC has collected the Buffer over one.
 #define TSC_SLAB_BYTES ((size_t)8 << 20)
 napi_value tsc_js_slab(napi_env env, napi_callback_info info);

@@ -4,7 +4,7 @@
 // of its own (codec aheadStart), AHEAD blocks in front of the scan, so decoding overlaps checksumming
 // and header scanning. Recent output is kept in 1 MiB blocks; the rare read behind them (a huge
 // extension header) re-decodes from the points so far.
-import { deflateRawSync, crc32 } from 'node:zlib';
+import { deflateRawSync } from 'node:zlib';
 import type { ArchiveReader } from './reader.js';
 import { codecFormat } from './compression.js';
 import { CHEAP_SPACING, PIECE, SAMPLE_BYTES, SPACING, sampleCrc, type Compression, type SeekTable } from './seek-table.js';
@@ -210,7 +210,7 @@ export class ScanReader implements ArchiveReader {
       if (pos >= end) break;
       const nextPoint = this.pending.length ? this.pending[0][1] : Infinity;
       const stop = Math.min(end, this.pieceEnd, nextPoint);
-      this.crc = crc32(buf.subarray(pos - at, stop - at), this.crc);
+      this.crc = this.codec.crc32(buf.subarray(pos - at, stop - at), this.crc);
       pos = stop;
       if (pos === this.pieceEnd) this.endPiece(pos);
     }

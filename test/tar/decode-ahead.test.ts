@@ -239,3 +239,17 @@ test('closing the archive while its stream decodes: waiting reads fail with EIO,
   }
   await t.throwsAsync(async () => a.read(decoded.length - 10, 10), { code: 'EIO' });
 });
+
+test('codec crc32 (folded with carry-less multiplies) equals zlib.crc32 at every length, alignment and starting value', (t) => {
+  const codec = loadCodec();
+  const bytes = seededBytes((1 << 20) + 64, 9);
+  for (let len = 0; len < 300; len++) {
+    for (const off of [0, 1, 7, 16, 33]) {
+      const seed = (len * 2654435761 + off) >>> 0;
+      const b = bytes.subarray(off, off + len);
+      if (codec.crc32(b, seed) !== crc32(b, seed)) return t.fail(`length ${len} at offset ${off}`);
+    }
+  }
+  for (const len of [1 << 16, (1 << 20) + 13]) t.is(codec.crc32(bytes.subarray(3, 3 + len), 0), crc32(bytes.subarray(3, 3 + len)));
+  t.is(codec.crc32(Buffer.alloc(0), 0x1234), 0x1234);
+});
