@@ -72,6 +72,33 @@ size_t tsc_zstd_frame(const void *src, size_t len, int level, void **dst, char *
 
 #endif
 
+// zstd frame checksums checked by the consumer (codec_zsum.c): where a frame ended in the output,
+// at which compressed byte, and the checksum it carries (has_sum 0: none, a skippable frame).
+typedef struct {
+  uint64_t out_end, in_end;
+  uint32_t expected;
+  int has_sum;
+} tsc_zend;
+typedef struct {
+  uint64_t v[4], total;
+  unsigned char mem[32];
+  unsigned memsize;
+} tsc_xxh64;
+typedef struct {
+  uint64_t pos; // output bytes fed so far
+  tsc_xxh64 h;  // of the current frame's bytes
+} tsc_zcheck;
+void tsc_xxh64_reset(tsc_xxh64 *s);
+void tsc_xxh64_update(tsc_xxh64 *s, const unsigned char *p, size_t n);
+uint64_t tsc_xxh64_digest(const tsc_xxh64 *s);
+void tsc_zcheck_init(tsc_zcheck *c);
+// The next `n` output bytes and the frame ends among them (in order): 0, or -1 with `err` on a mismatch.
+int tsc_zcheck_feed(tsc_zcheck *c, const unsigned char *out, size_t n, const tsc_zend *e, size_t ne, char *err, size_t errlen);
+// A zstd decoder in scan mode leaves its frame checksums to the consumer from now on: it records
+// frame ends (tsc_take_zends) instead of checking. 0 (and nothing changes) for other decoders.
+int tsc_zs_defer(tsc_dec *d);
+tsc_zend *tsc_take_zends(tsc_dec *d, size_t *n);
+
 // Decode ahead (codec_ahead.c): the decoder runs on a thread of its own, decoding the requests
 // pushed (an output buffer each) in order, back to back, while the consumer uses the ones before.
 // The decoder belongs to that thread until tsc_ahead_free; afterwards it must seek before decoding.
@@ -85,6 +112,8 @@ typedef struct tsc_areq {
   uint64_t in_pos;
   tsc_point *pts; // scan mode: points recorded while decoding this request (freed with the request)
   size_t npts;
+  tsc_zend *zends; // zstd frame ends in this request's output when checksums are deferred
+  size_t nzends;
   int errcode;
   char err[256];
   int done;

@@ -48,6 +48,7 @@ static void decode_one(tsc_ahead *a, tsc_areq *r) {
   }
   if ((size_t)r->n < r->len) a->ended = 1;
   if (a->d->scanning) r->pts = tsc_take_points(a->d, &r->npts);
+  r->zends = tsc_take_zends(a->d, &r->nzends);
   areq_crcs(r);
 }
 
@@ -139,5 +140,6 @@ void tsc_ahead_free(tsc_ahead *a, void (*drop)(tsc_areq *, void *), void *arg) {
 void tsc_areq_free(tsc_areq *r) {
   if (r == NULL) return;
   tsc_points_free(r->pts, r->npts);
+  free(r->zends);
   free(r);
 }

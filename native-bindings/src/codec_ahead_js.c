@@ -14,6 +14,8 @@
 struct ahead_ctx {
   napi_threadsafe_function tsfn; // NULL without onReady
   size_t queued; // pushed and not popped: while any are, the callback keeps Node's loop alive
+  int zcheck;    // indexing zstd: the frame checksums are checked here, on pop (codec_zsum.c)
+  tsc_zcheck zc;
 };
 
 typedef struct {
@@ -72,7 +74,12 @@ napi_value tsc_js_ahead_start(napi_env env, napi_callback_info info) {
     napi_unref_threadsafe_function(env, c->tsfn); // an idle stream does not keep the process alive
   }
   // serving asks for piece checksums, made on the thread (Node's thread has the FUSE replies to
-  // make); indexing passes none.
+  // make); indexing passes none. Indexing zstd: the thread skips the frame checksums and Node's
+  // thread, which mostly waits for it, checks them on pop (codec_zsum.c).
+  if (c->tsfn == NULL && tsc_zs_defer(h->d)) {
+    c->zcheck = 1;
+    tsc_zcheck_init(&c->zc);
+  }
   h->ahead = tsc_ahead_new(h->d, c->tsfn ? ready : NULL, c);
   if (h->ahead == NULL) {
     if (c->tsfn) napi_release_threadsafe_function(c->tsfn, napi_tsfn_abort);
@@ -134,7 +141,11 @@ napi_value tsc_js_ahead_pop(napi_env env, napi_callback_info info) {
     napi_get_null(env, &out);
     return out;
   }
-  drop_tag(env, r->tag);
+  if (r->n >= 0 && h->actx->zcheck && tsc_zcheck_feed(&h->actx->zc, r->out, (size_t)r->n, r->zends, r->nzends, r->err, sizeof r->err) != 0) {
+    r->n = -1;
+    r->errcode = TSC_ECORRUPT;
+  }
+  drop_tag(env, r->tag); // the Buffer is the caller's again
   if (h->actx->tsfn && --h->actx->queued == 0) napi_unref_threadsafe_function(env, h->actx->tsfn);
   if (r->n < 0) {
     tsc_js_throw(env, tsc_js_code_name(r->errcode), r->err);

@@ -49,6 +49,9 @@ struct tsc_dec {
   // zstd
   ZSTD_DStream *zs;
   int zs_frame_done;
+  int zs_defer, zs_has_sum; // checksums left to the consumer (tsc_zs_defer); the current frame has one
+  tsc_zend *zends;
+  size_t nzends, zcap;
   // xz
   lzma_stream lz;
   int lz_ready;

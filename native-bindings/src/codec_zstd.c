@@ -1,6 +1,7 @@
 // zstd (RFC 8878): frames are independent, so a frame start is a seek point with nothing to store;
 // a multi-frame file (pzstd, t2sz, the seekable format, `image add --recompress`) gets one per
 // frame. Skippable frames, including the seekable format's seek table, are skipped by libzstd.
+#define ZSTD_STATIC_LINKING_ONLY // ZSTD_d_forceIgnoreChecksum, ZSTD_getFrameHeader (exported by Debian's libzstd)
 #include "codec_impl.h"
 
 #include <stdio.h>
@@ -15,6 +16,69 @@ int tsc_zs_init(tsc_dec *d) {
 
 void tsc_zs_end(tsc_dec *d) {
   ZSTD_freeDStream(d->zs);
+  free(d->zends);
+}
+
+// Checksums stay libzstd's unless deferred, and a seek ends deferring (codec_zsum.c).
+static int set_defer(tsc_dec *d, int on) {
+  size_t r = ZSTD_DCtx_setParameter(d->zs, ZSTD_d_forceIgnoreChecksum, on ? ZSTD_d_ignoreChecksum : ZSTD_d_validateChecksum);
+  if (ZSTD_isError(r)) return tsc_fail(d, TSC_ENOMEM, "zstd: %s", ZSTD_getErrorName(r));
+  d->zs_defer = on;
+  d->nzends = 0;
+  return 0;
+}
+
+int tsc_zs_defer(tsc_dec *d) {
+  if (d->format != TSC_ZSTD || !d->scanning || d->out_total != 0 || !d->zs_frame_done) return 0;
+  return set_defer(d, 1) == 0;
+}
+
+tsc_zend *tsc_take_zends(tsc_dec *d, size_t *n) {
+  *n = 0;
+  if (d->format != TSC_ZSTD || d->nzends == 0) return NULL;
+  tsc_zend *e = d->zends;
+  *n = d->nzends;
+  d->zends = NULL;
+  d->nzends = d->zcap = 0;
+  return e;
+}
+
+// A frame starts at the next input byte: does it carry a checksum? (Not a frame: libzstd says so next.)
+static int frame_begins(tsc_dec *d, size_t avail) {
+  ZSTD_frameHeader h;
+  size_t r = ZSTD_getFrameHeader(&h, d->in + d->in_off, avail);
+  if (!ZSTD_isError(r) && r > 0) {
+    unsigned char b[ZSTD_FRAMEHEADERSIZE_MAX];
+    int got = tsc_peek(d, tsc_in_pos(d), b, sizeof b);
+    if (got < 0) return -1;
+    r = ZSTD_getFrameHeader(&h, b, (size_t)got);
+  }
+  d->zs_has_sum = r == 0 && h.frameType == ZSTD_frame && h.checksumFlag;
+  return 0;
+}
+
+// The frame just decoded ended at the last input byte consumed: its checksum (its last 4 bytes) is the consumer's to check.
+static int frame_ends(tsc_dec *d) {
+  if (d->nzends == d->zcap) {
+    size_t cap = d->zcap ? d->zcap * 2 : 16;
+    tsc_zend *e = realloc(d->zends, cap * sizeof *e);
+    if (e == NULL) return tsc_fail(d, TSC_ENOMEM, "out of memory for zstd frame ends");
+    d->zends = e;
+    d->zcap = cap;
+  }
+  tsc_zend *e = &d->zends[d->nzends++];
+  e->out_end = d->out_total;
+  e->in_end = tsc_in_pos(d);
+  e->has_sum = d->zs_has_sum;
+  e->expected = 0;
+  if (e->has_sum) {
+    unsigned char b[4];
+    int got = tsc_peek(d, e->in_end - 4, b, 4);
+    if (got < 0) return -1;
+    if (got < 4) return tsc_fail(d, TSC_ETRUNC, "truncated zstd data: no checksum at byte %llu", (unsigned long long)e->in_end);
+    e->expected = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+  }
+  return 0;
 }
 
 int tsc_zs_seek(tsc_dec *d, uint64_t pos) {
@@ -22,7 +86,7 @@ int tsc_zs_seek(tsc_dec *d, uint64_t pos) {
   if (ZSTD_isError(r)) return tsc_fail(d, TSC_ENOMEM, "zstd: %s", ZSTD_getErrorName(r));
   tsc_set_in(d, pos);
   d->zs_frame_done = 1;
-  return 0;
+  return d->zs_defer ? set_defer(d, 0) : 0;
 }
 
 int64_t tsc_zs_decode(tsc_dec *d, unsigned char *out, size_t len) {
@@ -37,6 +101,7 @@ int64_t tsc_zs_decode(tsc_dec *d, unsigned char *out, size_t len) {
     if (d->scanning && d->zs_frame_done && (!d->have_point || (double)d->out_total - d->last_out >= (double)d->cheap)) {
       if (tsc_add_point(d, (double)tsc_in_pos(d) * 8, (double)d->out_total, TSC_ZSTD_FRAME, NULL, 0) != 0) return -1;
     }
+    if (d->zs_defer && d->zs_frame_done && frame_begins(d, (size_t)avail) != 0) return -1;
     ZSTD_inBuffer ib = { d->in + d->in_off, (size_t)avail, 0 };
     ZSTD_outBuffer ob = { out + done, len - done, 0 };
     size_t r = ZSTD_decompressStream(d->zs, &ob, &ib);
@@ -50,6 +115,7 @@ int64_t tsc_zs_decode(tsc_dec *d, unsigned char *out, size_t len) {
     d->out_total += ob.pos;
     // 0: a frame is complete and flushed; the next input byte starts another frame.
     d->zs_frame_done = r == 0;
+    if (d->zs_defer && r == 0 && frame_ends(d) != 0) return -1;
     if (avail == 0 && ib.pos == 0 && ob.pos == 0 && r != 0) {
       return tsc_fail(d, TSC_ETRUNC, "truncated zstd data: the compressed stream ends at byte %llu inside a frame", (unsigned long long)tsc_in_pos(d));
     }

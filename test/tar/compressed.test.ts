@@ -168,6 +168,23 @@ for (const shape of ['gzip', 'zstd-multi', 'xz-blocks'] as const) {
   }
 }
 
+// Only the frame checksum (XXH64 of the content) can tell: indexing checks it on Node's thread, off
+// the decoding thread (native-bindings/src/codec_zsum.c), and must still refuse the archive.
+for (const shape of ['zstd', 'zstd-multi'] as const) {
+  test(`${shape}: a frame whose stored checksum does not match its content fails indexing with one line`, (t) => {
+    const dir = join(tmp.dir, `bad-sum-${shape}`);
+    mkdirSync(dir);
+    const v = compress(plainTar, dir, shape);
+    const z = readFileSync(v.path);
+    const second = z.indexOf(Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), 4); // the second frame's magic
+    t.true(shape === 'zstd' || second > 0);
+    flipByte(v.path, shape === 'zstd' ? z.length - 1 : second - 1); // a frame's last byte: its checksum's
+    const err = t.throws(() => indexTarFile(v.path, { seek: SEEK }), { instanceOf: TarFormatError });
+    t.regex(err!.message, /^zstd: .*checksum/);
+    t.notRegex(err!.message, /\n/);
+  });
+}
+
 test('gzip: damage that decodes into a bad tar header is named as damaged gzip data, not as a bad tar', (t) => {
   // Stored (level 0) deflate blocks carry the tar as it is: a flipped byte inside a member's header
   // leaves the deflate stream valid, so the scanner meets a bad header before the gzip trailer's
