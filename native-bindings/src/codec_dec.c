@@ -104,17 +104,21 @@ int tsc_peek(tsc_dec *d, uint64_t pos, unsigned char *buf, size_t n) {
   return (int)got;
 }
 
+int tsc_reserve(tsc_dec *d, void **arr, size_t *cap, size_t n, size_t size, size_t first, const char *what) {
+  if (n < *cap) return 0;
+  size_t c = *cap ? *cap * 2 : first;
+  void *p = realloc(*arr, c * size);
+  if (p == NULL) return tsc_fail(d, TSC_ENOMEM, "out of memory for %s", what);
+  *arr = p;
+  *cap = c;
+  return 0;
+}
+
 // Points are kept strictly increasing in output offset: an empty member or a skippable frame
 // adds no new place to start from, and the earlier point decodes through it anyway.
 int tsc_add_point(tsc_dec *d, double in_bit, double out, uint32_t kind, const unsigned char *win, uint32_t wlen) {
   if (d->have_point && out <= d->last_out) return 0;
-  if (d->npts == d->cap) {
-    size_t cap = d->cap ? d->cap * 2 : 64;
-    tsc_point *p = realloc(d->pts, cap * sizeof *p);
-    if (p == NULL) return tsc_fail(d, TSC_ENOMEM, "out of memory for seek points");
-    d->pts = p;
-    d->cap = cap;
-  }
+  if (tsc_reserve(d, (void **)&d->pts, &d->cap, d->npts, sizeof *d->pts, 64, "seek points") != 0) return -1;
   tsc_point *pt = &d->pts[d->npts];
   pt->in_bit = in_bit;
   pt->out = out;

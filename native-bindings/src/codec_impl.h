@@ -63,6 +63,8 @@ ssize_t tsc_fill(tsc_dec *d); // bytes available at in + in_off (reads when empt
 void tsc_set_in(tsc_dec *d, uint64_t pos);
 int tsc_peek(tsc_dec *d, uint64_t pos, unsigned char *buf, size_t n); // bytes read (< n at EOF), -1 error
 int tsc_fail(tsc_dec *d, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+// Room for element `n` of a growing array (doubling from `first`): 0, or -1 with ENOMEM set on `d`.
+int tsc_reserve(tsc_dec *d, void **arr, size_t *cap, size_t n, size_t size, size_t first, const char *what);
 int tsc_add_point(tsc_dec *d, double in_bit, double out, uint32_t kind, const unsigned char *win, uint32_t wlen);
 
 // Format entry points.

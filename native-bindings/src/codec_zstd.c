@@ -59,13 +59,7 @@ static int frame_begins(tsc_dec *d, size_t avail) {
 
 // The frame just decoded ended at the last input byte consumed: its checksum (its last 4 bytes) is the consumer's to check.
 static int frame_ends(tsc_dec *d) {
-  if (d->nzends == d->zcap) {
-    size_t cap = d->zcap ? d->zcap * 2 : 16;
-    tsc_zend *e = realloc(d->zends, cap * sizeof *e);
-    if (e == NULL) return tsc_fail(d, TSC_ENOMEM, "out of memory for zstd frame ends");
-    d->zends = e;
-    d->zcap = cap;
-  }
+  if (tsc_reserve(d, (void **)&d->zends, &d->zcap, d->nzends, sizeof *d->zends, 16, "zstd frame ends") != 0) return -1;
   tsc_zend *e = &d->zends[d->nzends++];
   e->out_end = d->out_total;
   e->in_end = tsc_in_pos(d);
