@@ -73,3 +73,39 @@ await esbuild.build({
     },
   ],
 });
+
+// `image add` of a local tar (dist/src/cli/impl/image.js) with the indexer it runs: ~30 modules
+// (store/image-layers.ts, tar/, index-file.ts, …) that Node's loader otherwise resolves, reads and
+// links one by one before the first byte is decoded. Kept external (imported from where tsc wrote
+// them): what the CLI's handler has loaded already (the store's collections, output.ts, context.ts),
+// util/errors.ts (its UserError must be one class), native/addon.ts (it finds the addon relative to
+// its own file), and whatever is imported only on demand (a URL, --recompress, a layer opened).
+const implDir = join(root, 'src/cli/impl');
+const SHARED = /^src\/(util\/errors|native\/addon|cli\/(output|context)|store\/(store|images|paths|meta|instances|mounts|stackpoints|lock))\.ts$/;
+await esbuild.build({
+  absWorkingDir: root,
+  entryPoints: ['src/cli/impl/image.ts'],
+  outfile: 'dist/src/cli/impl/image.js',
+  bundle: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  sourcemap: true,
+  allowOverwrite: true,
+  logLevel: 'warning',
+  plugins: [
+    {
+      name: 'image-add-path',
+      setup(build) {
+        build.onResolve({ filter: /^\.\.?\// }, (a) => {
+          if (a.kind === 'entry-point') return undefined;
+          const ts = join(a.resolveDir, a.path).replace(/\.js$/, '.ts');
+          if (a.kind !== 'dynamic-import' && !SHARED.test(relative(root, ts))) return { path: ts };
+          let rel = relative(implDir, ts).replace(/\.ts$/, '.js');
+          if (!rel.startsWith('.')) rel = `./${rel}`;
+          return { path: rel, external: true };
+        });
+      },
+    },
+  ],
+});
