@@ -45,34 +45,7 @@ await esbuild.build({
 // (the funnel tells a user's mistake from a bug by it). The other hot modules hold no state that must
 // be one: an unbundled module importing one of them gets its own copy.
 const HOT = /^src\/(cli\/(main|fast-path)|util\/(error-funnel|mounts|proc|latin1)|store\/(paths|lock)|server\/(client|files|protocol)|native\/(sys|addon))\.ts$/;
-const cliDir = join(root, 'src/cli');
-await esbuild.build({
-  absWorkingDir: root,
-  entryPoints: ['src/cli/main.ts'],
-  outfile: 'dist/src/cli/main.js',
-  bundle: true,
-  format: 'esm',
-  platform: 'node',
-  target: 'node20',
-  sourcemap: true,
-  allowOverwrite: true,
-  logLevel: 'warning',
-  plugins: [
-    {
-      name: 'hot-modules-only',
-      setup(build) {
-        build.onResolve({ filter: /^\.\.?\// }, (a) => {
-          if (a.kind === 'entry-point') return undefined;
-          const ts = join(a.resolveDir, a.path).replace(/\.js$/, '.ts');
-          if (HOT.test(relative(root, ts))) return { path: ts };
-          let rel = relative(cliDir, ts).replace(/\.ts$/, '.js');
-          if (!rel.startsWith('.')) rel = `./${rel}`;
-          return { path: rel, external: true };
-        });
-      },
-    },
-  ],
-});
+await partialBundle('src/cli/main.ts', (ts) => HOT.test(ts));
 
 // `image add` of a local tar (dist/src/cli/impl/image.js) with the indexer it runs: ~30 modules
 // (store/image-layers.ts, tar/, index-file.ts, …) that Node's loader otherwise resolves, reads and
@@ -80,32 +53,41 @@ await esbuild.build({
 // them): what the CLI's handler has loaded already (the store's collections, output.ts, context.ts),
 // util/errors.ts (its UserError must be one class), native/addon.ts (it finds the addon relative to
 // its own file), and whatever is imported only on demand (a URL, --recompress, a layer opened).
-const implDir = join(root, 'src/cli/impl');
 const SHARED = /^src\/(util\/errors|native\/addon|cli\/(output|context)|store\/(store|images|paths|meta|instances|mounts|stackpoints|lock))\.ts$/;
-await esbuild.build({
-  absWorkingDir: root,
-  entryPoints: ['src/cli/impl/image.ts'],
-  outfile: 'dist/src/cli/impl/image.js',
-  bundle: true,
-  format: 'esm',
-  platform: 'node',
-  target: 'node20',
-  sourcemap: true,
-  allowOverwrite: true,
-  logLevel: 'warning',
-  plugins: [
-    {
-      name: 'image-add-path',
-      setup(build) {
-        build.onResolve({ filter: /^\.\.?\// }, (a) => {
-          if (a.kind === 'entry-point') return undefined;
-          const ts = join(a.resolveDir, a.path).replace(/\.js$/, '.ts');
-          if (a.kind !== 'dynamic-import' && !SHARED.test(relative(root, ts))) return { path: ts };
-          let rel = relative(implDir, ts).replace(/\.ts$/, '.js');
-          if (!rel.startsWith('.')) rel = `./${rel}`;
-          return { path: rel, external: true };
-        });
+await partialBundle('src/cli/impl/image.ts', (ts, kind) => kind !== 'dynamic-import' && !SHARED.test(ts));
+
+/**
+ * `entry` (a .ts under src/) rebuilt over tsc's output as one file holding the modules `inline(path,
+ * import kind)` picks (paths relative to the repository); every other relative import stays external,
+ * imported from where tsc wrote it.
+ */
+function partialBundle(entry, inline) {
+  const outDir = join(root, dirname(entry));
+  return esbuild.build({
+    absWorkingDir: root,
+    entryPoints: [entry],
+    outfile: join('dist', entry.replace(/\.ts$/, '.js')),
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    sourcemap: true,
+    allowOverwrite: true,
+    logLevel: 'warning',
+    plugins: [
+      {
+        name: 'partial-bundle',
+        setup(build) {
+          build.onResolve({ filter: /^\.\.?\// }, (a) => {
+            if (a.kind === 'entry-point') return undefined;
+            const ts = join(a.resolveDir, a.path).replace(/\.js$/, '.ts');
+            if (inline(relative(root, ts), a.kind)) return { path: ts };
+            let rel = relative(outDir, ts).replace(/\.ts$/, '.js');
+            if (!rel.startsWith('.')) rel = `./${rel}`;
+            return { path: rel, external: true };
+          });
+        },
       },
-    },
-  ],
-});
+    ],
+  });
+}
