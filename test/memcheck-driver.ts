@@ -6,11 +6,14 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { waitFor } from './helpers/children.js';
 import { forceUnmount, abortConnection, isMounted, makeTempDir, removeDir, startChild, type ChildMount } from './helpers/mount-harness.js';
 import { BIG_POS, BIG_SIZE } from './helpers/toy-tree.js';
 
-const VALGRIND = ['--error-exitcode=99', '--leak-check=full', '--show-leak-kinds=definite', '--errors-for-leak-kinds=definite', '--smc-check=all-non-file', '--quiet'];
+/** Suppressions: V8's conservative stack scan (test/valgrind.supp), seen once a mark-compact runs. */
+const SUPPRESSIONS = fileURLToPath(new URL('../../test/valgrind.supp', import.meta.url));
+const VALGRIND = ['--error-exitcode=99', '--leak-check=full', '--show-leak-kinds=definite', '--errors-for-leak-kinds=definite', '--smc-check=all-non-file', `--suppressions=${SUPPRESSIONS}`, '--quiet'];
 const isRoot = process.getuid?.() === 0;
 
 function dropCaches(what: '1' | '2' | '3'): void {
@@ -154,6 +157,41 @@ async function sessionsPass(base: string): Promise<void> {
   }
 }
 
+/**
+ * Streamed reads (stream.c): a .tar.zst image whose member is read sequentially (answered from a
+ * native stream's slabs), partly (a stream left idle), at random beside it, after the inode was
+ * forgotten (root), and unmounted while a stream still holds its decoder and slabs.
+ */
+async function streamsPass(base: string): Promise<void> {
+  const dir = join(base, 'streams');
+  const mnt = join(dir, 'mnt');
+  fs.mkdirSync(mnt, { recursive: true });
+  fs.mkdirSync(join(dir, 'tree'));
+  const body = Buffer.concat([randomBytes(3 << 20), Buffer.alloc(5 << 20, 'text of a member '), randomBytes(4321)]);
+  fs.writeFileSync(join(dir, 'tree', 'member'), body);
+  execFileSync('sh', ['-c', 'tar -cf - -C "$1" member | zstd -q -3 > "$2"', 'sh', join(dir, 'tree'), join(dir, 'image.tar.zst')]);
+  const m = await underValgrind('./helpers/instance-child.js', mnt, [join(dir, 'image.tar.zst'), '-', '-'], {});
+  const file = join(mnt, 'member');
+  try {
+    if (!fs.readFileSync(file).equals(body)) throw new Error('streams pass: wrong bytes');
+    dropCaches('1');
+    execFileSync('dd', [`if=${file}`, 'of=/dev/null', 'bs=1M', 'count=3', 'status=none']);
+    const fd = fs.openSync(file, 'r');
+    for (const pos of [7 << 20, 12345, 5 << 20]) fs.readSync(fd, Buffer.alloc(65536), 0, 65536, pos);
+    fs.closeSync(fd);
+    if (isRoot) dropCaches('3'); // FORGET drops the registration
+    execFileSync('dd', [`if=${file}`, 'of=/dev/null', 'bs=1M', 'count=5', 'status=none']);
+    if (!((await m.ask('stats')).streamedReads as number > 0)) throw new Error('streams pass: no READ was answered from a stream');
+    const ended = m.next('ended');
+    execFileSync('fusermount3', ['-u', mnt]);
+    await ended;
+    const code = await m.exited;
+    if (code !== 0) throw new Error(`streams pass: valgrind/child exit ${code}`);
+  } finally {
+    await m.cleanup();
+  }
+}
+
 /** The codecs (no mount): decodes, seeks, damage, closing while busy, zstd frames. */
 function codecPass(): void {
   const child = new URL('./helpers/codec-child.js', import.meta.url).pathname;
@@ -168,6 +206,7 @@ const PASSES: [name: string, what: string, run: (base: string) => Promise<void> 
   ['pool', 'toy tree, every read through the pool + plain readdir', (base) => toyPass(base, { readdirplus: 0, nowait: 0 })],
   ['sessions', 'many sessions in one process, one ending with reads stuck in the pool', sessionsPass],
   ['codecs', 'gzip/zstd/xz codecs', () => codecPass()],
+  ['streams', 'a .tar.zst member read through a native stream, left idle, unmounted', streamsPass],
 ];
 
 async function main(): Promise<void> {

@@ -11,8 +11,7 @@ import path from 'node:path';
 import { OP } from '../src/fuse/lowlevel.js';
 import type { MountStats } from '../src/fuse/native-backend.js';
 import { makeTestRoot, removeTestRoot } from './helpers/mounted.js';
-import { serveInstance } from './helpers/instance-served.js';
-import { pack } from './helpers/pack.js';
+import { serveImageOf } from './helpers/instance-served.js';
 
 const MiB = 1 << 20;
 const root = makeTestRoot('direct');
@@ -23,16 +22,11 @@ const small = Buffer.from('a small member\n');
 
 let seq = 0;
 async function serveImage(t: ExecutionContext, env: Record<string, string> = {}): Promise<{ mnt: string; stats(): Promise<MountStats> }> {
-  const dir = path.join(root, `m${++seq}`);
-  const mnt = path.join(dir, 'mnt');
-  fs.mkdirSync(mnt, { recursive: true });
-  const tar = path.join(dir, 'image.tar');
-  fs.writeFileSync(tar, await pack([
+  return serveImageOf(t, path.join(root, `m${++seq}`), [
     { name: 'd/', type: 'directory', mode: 0o755 },
     { name: 'd/small', body: small, mode: 0o644 },
     { name: 'd/big', body: big, mode: 0o644 },
-  ]));
-  return { mnt, stats: await serveInstance(t, [mnt, tar, '-', '-'], env) };
+  ], env);
 }
 
 /** Drops the mount's page cache of a file (posix_fadvise DONTNEED, through dd): its next reads are READs again. */

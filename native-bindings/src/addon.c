@@ -92,7 +92,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "replyXattrSize", tsn_js_reply_xattr_size },
     { "replyXattr", tsn_js_reply_xattr },
     { "replyRanges", tsn_js_reply_ranges },
-    { "readDirect", tsn_js_read_direct },
+    { "readDirect", tsn_js_read_direct }, { "readStreamed", tsn_js_read_streamed },
     { "dirAdd", tsn_js_dir_add },
     { "dirAddPlus", tsn_js_dir_add_plus },
     { "replyDir", tsn_js_reply_dir },

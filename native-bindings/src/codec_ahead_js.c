@@ -46,6 +46,7 @@ static void drop_tag(napi_env env, tag *t) {
 static void drop(tsc_areq *r, void *env) { drop_tag(env, r->tag); }
 
 void tsc_js_ahead_stop(napi_env env, handle *h) {
+  if (h->stream) return tsr_handle_stop(h); // a stream's thread (stream.c)
   if (h->ahead == NULL) return;
   tsc_ahead_free(h->ahead, drop, env); // joins the thread: nothing decodes into our buffers after this
   h->ahead = NULL;
@@ -97,7 +98,7 @@ napi_value tsc_js_ahead_push(napi_env env, napi_callback_info info) {
   if (tsn_get_args(env, info, 4, argv) != 0) return NULL;
   handle *h = tsc_js_handle(env, argv[0], 1);
   if (h == NULL) return NULL;
-  if (h->ahead == NULL) return tsc_js_throw(env, "EINVAL", "codec: not decoding ahead");
+  if (h->ahead == NULL || h->stream) return tsc_js_throw(env, "EINVAL", "codec: not decoding ahead");
   tsc_areq *r = calloc(1, sizeof *r);
   tag *tg = calloc(1, sizeof *tg);
   if (r == NULL || tg == NULL) {
@@ -136,6 +137,7 @@ napi_value tsc_js_ahead_pop(napi_env env, napi_callback_info info) {
   if (tsn_get_args(env, info, 2, argv) != 0) return NULL;
   handle *h = tsc_js_handle(env, argv[0], 1);
   if (h == NULL || napi_get_value_bool(env, argv[1], &wait) != napi_ok) return NULL;
+  if (h->stream) return tsc_js_throw(env, "EBUSY", "codec handle is streaming");
   tsc_areq *r = h->ahead ? tsc_ahead_pop(h->ahead, wait) : NULL;
   if (r == NULL) {
     napi_get_null(env, &out);

@@ -12,6 +12,7 @@ typedef struct {
   int busy;   // an async decode is on the threadpool
   tsc_ahead *ahead; // decoding ahead on its own thread (aheadStart .. aheadStop)
   ahead_ctx *actx;
+  struct tsr_stream *stream; // streaming (stream.c): its thread is `ahead`
 } handle;
 
 const char *tsc_js_code_name(int code);
@@ -30,5 +31,12 @@ napi_value tsc_js_crc32(napi_env env, napi_callback_info info);
 #define TSC_SLAB_BYTES ((size_t)8 << 20)
 napi_value tsc_js_slab(napi_env env, napi_callback_info info);
 napi_value tsc_js_slabs_release(napi_env env, napi_callback_info info);
+
+// stream.c: streamed reads, answered from C slabs (the codec side)
+void tsr_handle_stop(handle *h);
+napi_value tsr_js_start(napi_env env, napi_callback_info info);
+napi_value tsr_js_end(napi_env env, napi_callback_info info);
+napi_value tsr_js_abort(napi_env env, napi_callback_info info);
+napi_value tsr_js_info(napi_env env, napi_callback_info info);
 
 #endif

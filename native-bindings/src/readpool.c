@@ -159,8 +159,9 @@ static void answer(tsn_session *s, job *j, void *ring_ent) {
 typedef struct tsn_direct {
   uint64_t ino; // 0: empty slot; DIRECT_GONE: removed
   int fd;
-  off_t pos;
+  off_t pos; // with a stream: where the file's bytes start in the stream's decoded data
   uint64_t size;
+  tsr_stream *stream; // readStreamed: the file's bytes come from this stream (stream.c), else NULL
 } tsn_direct;
 #define DIRECT_GONE UINT64_MAX
 
@@ -192,16 +193,45 @@ static int direct_grow(tsn_session *s) {
   return 0;
 }
 
+static void direct_drop(tsn_direct *d) {
+  if (d->stream) tsr_unref(d->stream);
+  d->stream = NULL;
+  d->ino = DIRECT_GONE;
+}
+
+// Session end (Node's thread): the registrations let go of their streams.
+void tsn_direct_end(tsn_session *s) {
+  for (size_t i = 0; i < s->direct_cap; i++) {
+    if (s->direct[i].stream) direct_drop(&s->direct[i]);
+  }
+}
+
 void tsn_direct_free(tsn_session *s) {
   free(s->direct);
   s->direct = NULL;
   s->direct_cap = s->direct_used = 0;
 }
 
+// The entry for ino, made if new (an old one's stream let go); NULL: out of memory.
+static tsn_direct *direct_put(tsn_session *s, uint64_t ino) {
+  if ((s->direct_used + 1) * 2 > s->direct_cap && direct_grow(s) != 0) return NULL;
+  tsn_direct *d = direct_find(s, ino, 1);
+  if (d->ino != ino) s->direct_used++;
+  else if (d->stream) tsr_unref(d->stream);
+  d->stream = NULL;
+  return d;
+}
+
 // op_read's first stop: 1 if the file is registered and the request is answered (or queued).
 int tsn_read_direct(tsn_session *s, fuse_req_t req, uint64_t ino, size_t size, off_t off) {
   tsn_direct *d = direct_find(s, ino, 0);
   if (d == NULL) return 0;
+  if (d->stream) {
+    int r = tsr_read(s, req, d->stream, (uint64_t)d->pos, d->size, size, off);
+    if (r < 0) direct_drop(d); // the stream is done: JS answers, and may register a new one
+    if (r > 0) s->streamed_reads++;
+    return r > 0;
+  }
   s->direct_reads++;
   uint64_t end = (uint64_t)off + size;
   if (off < 0 || (uint64_t)off >= d->size || size == 0) return fuse_reply_buf(req, NULL, 0), 1;
@@ -233,14 +263,43 @@ napi_value tsn_js_read_direct(napi_env env, napi_callback_info info) {
   }
   if (fd < 0) {
     tsn_direct *d = direct_find(s, (uint64_t)ino, 0);
-    if (d != NULL) d->ino = DIRECT_GONE;
+    if (d != NULL) direct_drop(d);
     return tsn_bool(env, 1);
   }
   if (!(pos >= 0) || !(size >= 0)) return tsn_throw(env, "tarstack_native: readDirect: bad range");
-  if ((s->direct_used + 1) * 2 > s->direct_cap && direct_grow(s) != 0) return tsn_bool(env, 0);
-  tsn_direct *d = direct_find(s, (uint64_t)ino, 1);
-  if (d->ino != (uint64_t)ino) s->direct_used++;
+  tsn_direct *d = direct_put(s, (uint64_t)ino);
+  if (d == NULL) return tsn_bool(env, 0);
   *d = (tsn_direct){ .ino = (uint64_t)ino, .fd = (int)fd, .pos = (off_t)pos, .size = (uint64_t)size };
+  return tsn_bool(env, 1);
+}
+
+// readStreamed(id, ino, stream, pos, size, off) -> taken: READs of ino are bytes [pos, pos+size)
+// of the stream's decoded data, answered from its slabs while it holds them (stream.c), else by
+// JS; so is this one (request `id`, at offset `off`) if it can be. true: it was answered or parked
+// (JS must not answer it).
+napi_value tsn_js_read_streamed(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  double id, ino, pos, size, off;
+  tsn_env *te = tsn_env_of(env);
+
+  if (te == NULL || tsn_get_args(env, info, 6, argv) != 0 || tsn_num(env, argv[0], &id) != 0 || tsn_num(env, argv[1], &ino) != 0 ||
+      tsn_num(env, argv[3], &pos) != 0 || tsn_num(env, argv[4], &size) != 0 || tsn_num(env, argv[5], &off) != 0) {
+    return NULL;
+  }
+  tsr_stream *st = tsr_get(env, argv[2]);
+  if (st == NULL) return NULL;
+  tsn_slot *slot = tsn_req_find(te, id);
+  if (slot == NULL || slot->s->state != TSN_LIVE || !(ino >= 1) || !(pos >= 0) || !(size >= 0) || !(off >= 0)) {
+    return tsn_bool(env, 0);
+  }
+  tsn_session *s = slot->s;
+  tsn_direct *d = direct_put(s, (uint64_t)ino);
+  if (d == NULL) return tsn_bool(env, 0);
+  tsr_ref(st);
+  *d = (tsn_direct){ .ino = (uint64_t)ino, .fd = -1, .pos = (off_t)pos, .size = (uint64_t)size, .stream = st };
+  if (tsr_read(s, slot->req, st, (uint64_t)pos, (uint64_t)size, slot->size, (off_t)off) <= 0) return tsn_bool(env, 0);
+  s->streamed_reads++;
+  tsn_req_take(te, id); // answered or parked already: the slot only goes
   return tsn_bool(env, 1);
 }
 

@@ -135,6 +135,8 @@ void tsn_session_end(tsn_session *s, int call_js) {
   tsn_reads_cancel(tsn_lane_close(&tsn_read_pool, &s->reads, &reads_busy));
   tsn_notes_cancel(s->te, tsn_lane_close(&tsn_note_pool, &s->notes, &notes_busy), call_js);
   tsn_req_fail_session(s->te, s, EIO);
+  tsr_session_end(s);
+  tsn_direct_end(s);
   s->refs += tsn_uring_end(s);
   // After an external unmount the fd reports POLLERR and this only closes it.
   live_remove(s->se);
@@ -504,6 +506,7 @@ napi_value tsn_js_session_info(napi_env env, napi_callback_info info) {
   if (s == NULL) return obj;
   set_num(env, obj, "requests", s->requests);
   set_num(env, obj, "directReads", s->direct_reads);
+  set_num(env, obj, "streamedReads", s->streamed_reads);
   for (int i = 0; i < 8; i++) set_num(env, obj, keys[i], s->conn_info[i]);
   // What kext.c negotiated beyond libfuse, and the requests it counted by opcode.
   set_num(env, obj, "hooked", s->ext.hooked);

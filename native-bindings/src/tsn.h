@@ -212,6 +212,7 @@ typedef struct tsn_session {
   struct tsn_direct *direct; // files whose READs C answers without JS (readpool.c), or NULL
   size_t direct_cap, direct_used;
   double direct_reads; // READs answered that way
+  double streamed_reads; // READs answered (or parked) from a stream's slabs (stream.c)
   struct tsn_session *next;
 } tsn_session;
 
@@ -231,6 +232,16 @@ void tsn_reqs_free(tsn_env *te);
 int tsn_read_direct(tsn_session *s, fuse_req_t req, uint64_t ino, size_t size, off_t off);
 void tsn_direct_free(tsn_session *s);
 napi_value tsn_js_read_direct(napi_env, napi_callback_info);
+
+// stream.c: READs of a member answered from a decoding stream's checked slabs (no JS)
+typedef struct tsr_stream tsr_stream;
+int tsr_read(tsn_session *s, fuse_req_t req, tsr_stream *st, uint64_t mpos, uint64_t msize, size_t size, off_t off);
+tsr_stream *tsr_get(napi_env env, napi_value v);
+void tsr_ref(tsr_stream *st);
+void tsr_unref(tsr_stream *st);
+void tsr_session_end(tsn_session *s);
+void tsn_direct_end(tsn_session *s); // readpool.c: the registrations let go of their streams
+napi_value tsn_js_read_streamed(napi_env, napi_callback_info);
 
 // ops.c
 void tsn_fill_ops(tsn_session *s, struct fuse_lowlevel_ops *ops);

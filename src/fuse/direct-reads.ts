@@ -1,28 +1,40 @@
 // Direct reads (openless mounts): a file whose bytes are one fixed range of a descriptor
 // (FileSystem.fileRange: a plain tar's member) is registered with C (readpool.c, readDirect) at
 // its first READ, which JS still answers; C then answers its later READs without calling JS,
-// until the kernel forgets the inode. Only for immutable trees: the range never changes.
-import type { FdRange, FileSystem } from '../vfs/api.js';
+// until the kernel forgets the inode. Only for immutable trees: the range never changes. A file
+// being decoded by a native stream (FileSystem.fileStream: a compressed tar's member read
+// sequentially) is registered on that stream (readStreamed) at a READ JS would answer; C answers
+// the READs the stream holds bytes for, JS the rest (and registers again once the stream is done).
+import type { FdRange, FileStream, FileSystem } from '../vfs/api.js';
 
 export type Register = (ino: number, fd: number, pos: number, size: number) => boolean;
+export type Streamed = (req: number, ino: number, stream: object, pos: number, size: number, off: number) => boolean;
 
 export class DirectReads {
   private register: Register | null = null;
+  private streamed: Streamed | null = null;
   private fs: FileSystem | null = null;
   /** Every inode asked, eligible or not: each is asked once until forgotten. */
   private readonly asked = new Set<number>();
 
-  enable(fs: FileSystem, register: Register): void {
+  enable(fs: FileSystem, register: Register, streamed?: Streamed): void {
     if (fs.fileRange) (this.fs = fs), (this.register = register);
+    if (fs.fileStream && streamed) (this.fs = fs), (this.register = register), (this.streamed = streamed);
   }
 
-  /** Before JS answers a READ of `ino`. */
-  reading(ino: number): void {
-    if (this.register === null || this.asked.has(ino)) return;
-    this.asked.add(ino);
-    let r: FdRange | undefined;
-    try { r = this.fs!.fileRange!(ino); } catch { r = undefined; } // this READ reports any error
-    if (r && r.fd >= 0) this.register(ino, r.fd, r.pos, r.len);
+  /** Before JS answers READ `req` of `ino` at `pos`: true if C took it (a streamed file). */
+  reading(req: number, ino: number, pos: number): boolean {
+    if (this.register === null) return false;
+    if (!this.asked.has(ino)) {
+      this.asked.add(ino);
+      let r: FdRange | undefined;
+      try { r = this.fs!.fileRange?.(ino); } catch { r = undefined; } // this READ reports any error
+      if (r && r.fd >= 0) this.register(ino, r.fd, r.pos, r.len);
+    }
+    if (this.streamed === null) return false;
+    let st: FileStream | undefined;
+    try { st = this.fs!.fileStream!(ino, pos); } catch { st = undefined; } // read() reports any error
+    return st !== undefined && this.streamed(req, ino, st.stream, st.pos, st.len, pos);
   }
 
   forgot(ino: number): void {

@@ -120,6 +120,8 @@ export interface SessionInfo {
   uringReads?: number;
   /** READs answered in C from a readDirect registration, without JS. */
   directReads?: number;
+  /** READs answered (or parked until decoded) in C from a native stream's slabs (readStreamed). */
+  streamedReads?: number;
   /** Requests read, by FUSE opcode (OP below); counted only while hooked. */
   ops?: number[];
 }
@@ -176,6 +178,10 @@ export interface Native {
    *  while the session lives) without calling the read handler; fd -1 forgets `ino`. False when the
    *  session has ended or memory ran out (reads keep coming to JS). */
   readDirect(s: Session, ino: number, fd: number, pos: number, size: number): boolean;
+  /** READs of `ino` are bytes [pos, pos+size) of a native stream's output (codec streamStart),
+   *  answered in C while it holds them; so is READ `req` (at file offset `off`) if it can be:
+   *  true, and JS must not answer it. readDirect(ino, -1) forgets `ino`. */
+  readStreamed(req: Req, ino: number, stream: object, pos: number, size: number, off: number): boolean;
   dirAdd(req: Req, name: string, ino: number, mode: number, next: number): boolean;
   /** Attributes in scratch's ATTR_* slots; nodeid 0 (for . and ..) gives the kernel no reference. */
   dirAddPlus(req: Req, name: string, next: number, nodeid: number): boolean;

@@ -36,6 +36,7 @@ export interface MountStats {
   ops: number[];
   /** READs answered in C without calling the FileSystem (plain tar members, readDirect). */
   directReads: number;
+  streamedReads: number;
   /** FUSE_PASSTHROUGH negotiated (root, kernel 6.9+, a writable mount). */
   passthrough: boolean;
   /** Opens answered with a backing file so far. */
@@ -149,7 +150,7 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
       const capable = native.sessionInfo(session).capable ?? 0;
       const both = CAP_NO_OPEN_SUPPORT | CAP_NO_OPENDIR_SUPPORT;
       if ((opts.openless ?? true) && fs.immutable && !fs.needsOpen && opts.readOnly && (capable & both) === both) tr.enableOpenless();
-      if (DIRECT_READS) tr.enableDirectReads((ino, fd, pos, size) => native.readDirect(session, ino, fd, pos, size));
+      if (DIRECT_READS) tr.enableDirectReads((ino, fd, pos, size) => native.readDirect(session, ino, fd, pos, size), (req, ino, st, pos, size, off) => native.readStreamed(req, ino, st, pos, size, off));
       if (native.sessionInfo(session).killpriv && isWritable(fs)) tr.kill.enable(fs, (ino) => void native.notifyInvalInode(session, ino, -1, 0));
       if (native.sessionInfo(session).passthrough) tr.enablePassthrough({ open: (fd) => native.backingOpen(session, fd), close: (id) => void native.backingClose(session, id) });
       markReady();
@@ -178,7 +179,7 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
   let last: ll.SessionInfo = native.sessionInfo(session);
   const stats = (): MountStats => {
     if (!ended) last = native.sessionInfo(session);
-    return { requests: ended ? finalRequests : last.requests ?? 0, ops: last.ops ?? [], directReads: last.directReads ?? 0, passthrough: !!last.passthrough, passthroughOpens: tr.passthroughOpens(), maxPages: last.maxPages ?? 0, killpriv: !!last.killpriv, killed: tr.kill.killed, uring: !!last.uring, uringRequests: last.uringRequests ?? 0, uringReads: last.uringReads ?? 0 };
+    return { requests: ended ? finalRequests : last.requests ?? 0, ops: last.ops ?? [], directReads: last.directReads ?? 0, streamedReads: last.streamedReads ?? 0, passthrough: !!last.passthrough, passthroughOpens: tr.passthroughOpens(), maxPages: last.maxPages ?? 0, killpriv: !!last.killpriv, killed: tr.kill.killed, uring: !!last.uring, uringRequests: last.uringRequests ?? 0, uringReads: last.uringReads ?? 0 };
   };
   const readAheadKb = opts.readAheadKb ?? DEFAULT_READAHEAD_KB;
   if (readAheadKb > 0) setReadAhead(opts.mountpoint, readAheadKb);

@@ -10,11 +10,11 @@ import { isWritable } from '../vfs/api.js';
 import { KillPriv } from './killpriv.js';
 import { callerIn, setAttrIn } from './request-in.js';
 import { BackingOpens, type Passthrough } from './passthrough.js';
-import { DirectReads, type Register } from './direct-reads.js';
+import { DirectReads, type Register, type Streamed } from './direct-reads.js';
 
 type Maybe<T> = T | Promise<T>;
 /** The FileSystem methods a request calls, and what each gives back once settled. */
-type Method = Exclude<keyof WritableFileSystem, 'immutable' | 'needsOpen' | 'readdir' | 'forget' | 'destroy' | 'fileRange'>;
+type Method = Exclude<keyof WritableFileSystem, 'immutable' | 'needsOpen' | 'readdir' | 'forget' | 'destroy' | 'fileRange' | 'fileStream'>;
 type Result<K extends Method> = Awaited<ReturnType<WritableFileSystem[K]>>;
 
 const { ENOENT, ENOSYS } = constants.errno;
@@ -119,7 +119,7 @@ export class Translator {
   enableOpenless(): void { this.openless = true; }
 
   /** READs C answers without JS (direct-reads.ts); openless mounts only. */
-  enableDirectReads(register: Register): void { if (this.openless) this.direct.enable(this.fs, register); }
+  enableDirectReads(register: Register, streamed?: Streamed): void { if (this.openless) this.direct.enable(this.fs, register, streamed); }
 
   /** Passthrough was negotiated: OpenReply.backingFd is used from now on. */
   enablePassthrough(pt: Passthrough): void {
@@ -299,7 +299,7 @@ export class Translator {
   };
 
   private readOpenless(req: ll.Req, ino: number, pos: number, size: number): void {
-    this.direct.reading(ino);
+    if (this.direct.reading(req, ino, pos)) return;
     let o: Maybe<OpenReply>;
     try { o = this.fs.open(ino, O_RDONLY); } catch (e) { return this.fail(req, 'read', ino, e); }
     if (!isThenable(o)) return this.readReleasing(req, ino, o.fh, pos, size);

@@ -1,7 +1,7 @@
 // The read interface every lower layer implements (TarLayer, DirLayer). Nodes
 // are numbers local to the layer, 0 being its root. "Absent" is a value (ABSENT), never a throw;
 // whiteouts are decoded at the layer boundary so the overlay never sees `.wh.` names.
-import type { Attr, FdRange, ReadReply } from '../vfs/api.js';
+import type { Attr, FdRange, FileStream, ReadReply } from '../vfs/api.js';
 
 export const ABSENT = -1;
 
@@ -48,6 +48,8 @@ export interface Layer {
   /** All of a regular file's bytes as one range of a descriptor open for the layer's life, when
    *  they are that (FileSystem.fileRange); optional. */
   fileRange?(node: number): FdRange | undefined;
+  /** A regular file about to be read at `pos` as a native stream's output (FileSystem.fileStream); optional. */
+  fileStream?(node: number, pos: number): FileStream | undefined;
   /** The same bytes copied into `buf` at `off` now (copy-up): the count, short only at the file's end. */
   readInto(node: number, pos: number, buf: Buffer, off: number, len: number): number;
   /** An open file handle starts / stops reading the node (layers that need a descriptor per file). */

@@ -4,7 +4,7 @@
 // unlinked or renamed while mounted is still served.
 import { closeSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
-import type { Attr, FdRange, ReadReply } from '../vfs/api.js';
+import type { Attr, FdRange, FileStream, ReadReply } from '../vfs/api.js';
 import { ABSENT, type Layer } from './layer.js';
 import { NodeFlag, NONE, type IndexData } from '../tar/index-data.js';
 import { readFully } from '../tar/reader.js';
@@ -173,6 +173,15 @@ export class TarLayer implements Layer {
     if (this.archive || this.partial || (d.mode[node] & S_IFMT) !== S_IFREG) return undefined;
     if (d.extra[node] && this.extra(node).sparse) return undefined;
     return { fd: this.fd, pos: d.dataOff[node], len: d.size[node] };
+  }
+
+  /** A compressed tar's member that is not sparse, about to be read at `pos`: its archive's native stream there, if any. */
+  fileStream(node: number, pos: number): FileStream | undefined {
+    const d = this.d;
+    if (!this.archive || this.partial || (d.mode[node] & S_IFMT) !== S_IFREG || pos >= d.size[node]) return undefined;
+    if (d.extra[node] && this.extra(node).sparse) return undefined;
+    const stream = this.archive.fileStream(d.dataOff[node] + pos);
+    return stream && { stream: stream.handle, pos: d.dataOff[node], len: d.size[node] };
   }
 
   readInto(node: number, pos: number, buf: Buffer, off: number, len: number): number {

@@ -5,6 +5,7 @@
 import { loadAddon } from './addon.js';
 
 export type CodecHandle = { readonly __codec: unique symbol };
+export type NativeStreamHandle = { readonly __stream: unique symbol };
 
 export const enum CodecFormat {
   Gzip = 1,
@@ -56,6 +57,20 @@ export interface Codec {
   slab(): Buffer;
   /** Frees the slabs kept for reuse (no stream decoding). */
   slabsRelease(): void;
+  /**
+   * Streamed reads (stream.c): the handle's decoder, standing at piece `base` (decoded byte
+   * `baseOff`) of a chunk whose pieces end at `limit` (byte `endOff`), decodes ahead on its own
+   * thread into C memory, checking each piece against `crcs` (the chunk's [base, limit)); READs
+   * registered with readStreamed are answered from it. The handle is busy until the stream is done;
+   * `onDone(position)` tells where the decoder then stands (-1: seek first) when it stops by itself.
+   */
+  streamStart(h: CodecHandle, base: number, baseOff: number, limit: number, endOff: number, pieceSize: number, crcs: Uint32Array, onDone: (position: number) => void): NativeStreamHandle;
+  /** No more decoding past what parked READs wait for: the position once stopped, -2 while they still decode (onDone follows). */
+  streamEnd(s: NativeStreamHandle): number;
+  /** Stop now; READs waiting get EIO (closing). */
+  streamAbort(s: NativeStreamHandle): void;
+  /** [pieces pushed up to, READs parked up to]; [-1, -1] once done. */
+  streamInfo(s: NativeStreamHandle): [position: number, reach: number];
   /** zlib.crc32(data, crc), folded with carry-less multiplies where the CPU has them (crc32_fold.c): 2.5-8x as fast. */
   crc32(data: Uint8Array, crc: number): number;
   /** One zstd frame with content size and checksum, compressed on the threadpool. */

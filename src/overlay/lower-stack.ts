@@ -3,7 +3,7 @@
 // search, directories merge until one is opaque. Inode numbers come from (layer, node): unique in
 // the mount, stable across remounts, shared by a tar's hard-linked names.
 import { ABSENT, type Layer } from '../layer/layer.js';
-import type { Attr, FdRange, ReadReply } from '../vfs/api.js';
+import type { Attr, FdRange, FileStream, ReadReply } from '../vfs/api.js';
 import { S_IFDIR, S_IFMT } from '../vfs/mode.js';
 
 /** A directory's parts, or a single non-directory: pairs (layer index, node), topmost first. */
@@ -168,6 +168,10 @@ export class LowerStack {
 
   fileRange(parts: Parts): FdRange | undefined {
     return this.layers[parts[0]].fileRange?.(parts[1]);
+  }
+
+  fileStream(parts: Parts, pos: number): FileStream | undefined {
+    return this.layers[parts[0]].fileStream?.(parts[1], pos);
   }
 
   readInto(parts: Parts, pos: number, buf: Buffer, off: number, len: number): number {

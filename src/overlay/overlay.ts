@@ -3,7 +3,7 @@
 // holds and a path-based backend needs no table at all.
 import { LRUCache } from 'lru-cache';
 import { constants } from 'node:fs';
-import type { Attr, DirEntry, Entry, FdRange, FileSystem, OpenReply, ReadReply, Statfs } from '../vfs/api.js';
+import type { Attr, DirEntry, Entry, FdRange, FileStream, FileSystem, OpenReply, ReadReply, Statfs } from '../vfs/api.js';
 import { ROOT_INO } from '../vfs/api.js';
 import { ABSENT, type Layer } from '../layer/layer.js';
 import { fsError } from '../util/errors.js';
@@ -130,6 +130,11 @@ export class Overlay implements FileSystem {
   fileRange(ino: number): FdRange | undefined {
     const parts = this.partsOf(ino);
     return this.stack.readsByHandle(parts) ? undefined : this.stack.fileRange(parts);
+  }
+
+  fileStream(ino: number, pos: number): FileStream | undefined {
+    const parts = this.partsOf(ino);
+    return this.stack.readsByHandle(parts) ? undefined : this.stack.fileStream(parts, pos);
   }
 
   release(_ino: number, fh: number): void {

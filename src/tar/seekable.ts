@@ -7,6 +7,7 @@ import { LRUCache } from 'lru-cache';
 import { SeekIndex, type SeekTable } from './seek-table.js';
 import { NO_SEEK, PieceDecoder, planJobs, type ArchiveInput, type Decoder } from './piece-decoder.js';
 import { AheadStream, SLAB, WINDOW } from './decode-ahead.js';
+import { NativeStream } from './native-stream.js';
 import { fsError } from '../util/errors.js';
 import type { ArchiveReader } from './reader.js';
 
@@ -29,6 +30,8 @@ let arenaUsed = 0;
 const MAX_CURSORS = 4;
 /** Sequential reading keeps this many pieces (1 MiB) decoded or decoding ahead of the reader. */
 const AHEAD = 4;
+/** TARSTACK_NATIVE_STREAMS=0: members read sequentially are served by JS (decode-ahead.ts) only. */
+const NATIVE_STREAMS = process.env.TARSTACK_NATIVE_STREAMS !== '0';
 /** Read ends remembered to tell a continued read (files read at once, each sequentially). */
 const READ_ENDS = 32;
 
@@ -49,7 +52,11 @@ export class SeekableArchive {
   private syncCursor: Cursor | undefined;
   private readonly inflight = new Map<number, Promise<Buffer>>();
   /** Decoders decoding ahead of a sequential reader on their own thread (local archives only). */
-  private readonly streams = new Map<Cursor, AheadStream>();
+  private readonly streams = new Map<Cursor, AheadStream | NativeStream>();
+  /** Decoders whose JS stream was ended for a native one (fileStream): it starts once they are free. */
+  private readonly handover = new Set<Cursor>();
+  /** A file read through a FUSE session that reads natively starts at this piece (fileStream); -1: none. */
+  private nativeWanted = -1;
   private closed = false;
   /** Where recent reads ended (remote input: a read starting at one continues it). */
   private readonly readEnds = new Set<number>();
@@ -88,6 +95,35 @@ export class SeekableArchive {
       at += b.copy(buf, off + (at - pos), at - start, Math.min(b.length, end - start));
     }
     return end > pos ? end - pos : 0;
+  }
+
+  /**
+   * The native stream (native-stream.ts) that serves decoded byte `pos` on, if any: started here
+   * when an idle decoder stands within WINDOW pieces of it (a file read sequentially), after a JS
+   * stream there is ended (its decoder then streams natively at a later read). Local archives
+   * whose decoder runs on through its chunk only (not xz, not a TOC layer).
+   */
+  fileStream(pos: number): NativeStream | undefined {
+    if (this.closed || this.input || this.table.format === 'xz' || this.table.pieceSha || pos >= this.size || !NATIVE_STREAMS) return undefined;
+    const piece = this.index.pieceAt(pos);
+    for (const s of this.streams.values()) {
+      if (s instanceof NativeStream && s.has(piece)) return s;
+      if (s instanceof AheadStream && piece >= s.position - 2 * WINDOW && piece < s.reach) {
+        s.end(); // its decoder streams natively once the pieces it pushed are decoded
+        this.handover.add(s.cur as Cursor);
+        return undefined;
+      }
+    }
+    const cur = this.cursors.find((c) => !c.busy && c.next >= 0 && c.next < this.index.pieces && Math.abs(c.next - piece) <= WINDOW);
+    if (cur) return this.streamNatively(cur);
+    this.nativeWanted = piece; // the decoder this read starts streams natively (prefetch)
+    return undefined;
+  }
+
+  private streamNatively(cur: Cursor): NativeStream {
+    const s = new NativeStream(this.index, this.table, cur);
+    this.track(cur, s);
+    return s;
   }
 
   /** Decode everything once, checking every piece (image verify). */
@@ -178,6 +214,7 @@ export class SeekableArchive {
       if (cache.has(this.serial + piece) || this.inflight.has(piece)) continue;
       const cur = this.cursors.find((c) => !c.busy && c.next === piece);
       if (!cur) return;
+      if (!this.input && Math.abs(next - this.nativeWanted) <= WINDOW) return void ((this.nativeWanted = -1), this.streamNatively(cur));
       if (!this.input) return this.stream(cur, next - 1);
       const chunk = this.index.chunkOfPiece(piece);
       const last = Math.min(piece + AHEAD - 1, this.index.pieceFirst[chunk + 1] - 1);
@@ -262,13 +299,24 @@ export class SeekableArchive {
   /** `cur` decodes ahead of a reader that has read up to piece `lastRead`, until the stream ends. */
   private stream(cur: Cursor, lastRead: number): void {
     const s = new AheadStream(this.decoder, this.table, this.index, cur, this.inflight, lastRead);
+    this.track(cur, s);
+    s.advance(lastRead);
+  }
+
+  /** `cur` is busy with stream `s` until it is done. */
+  private track(cur: Cursor, s: AheadStream | NativeStream): void {
     this.streams.set(cur, s);
     cur.used = ++this.clock;
     cur.busy = s.done.finally(() => {
       cur.busy = null;
       this.streams.delete(cur);
+      if (!this.handover.delete(cur) || this.closed || cur.next < 0 || cur.next >= this.index.pieces) return;
+      try {
+        this.streamNatively(cur);
+      } catch (err) {
+        console.error(`tarstack: ${this.label}: cannot stream natively:`, err);
+      }
     });
-    s.advance(lastRead);
   }
 
   /** Piece `piece` decoded on this thread (copy-up, checks), by the one synchronous decoder. */

@@ -51,6 +51,13 @@ export interface Statfs {
 
 /** What a read returns: bytes, or a range of an open file descriptor the backend copies itself. */
 export type ReadReply = Buffer | FdRange[];
+/** A file's bytes as bytes [pos, pos+len) of a decoding stream's output (FileSystem.fileStream). */
+export interface FileStream {
+  /** The native stream (codec streamStart), opaque here. */
+  stream: object;
+  pos: number;
+  len: number;
+}
 export interface FdRange {
   fd: number; // -1 means a run of zeros (a sparse hole)
   pos: number;
@@ -169,6 +176,13 @@ export interface FileSystem {
    * undefined: read() must be asked (a compressed, remote or sparse member, a directory's file).
    */
   fileRange?(ino: number): FdRange | undefined;
+  /**
+   * Optional, immutable trees only: regular file `ino`, about to be read at `pos`, is being (or
+   * now starts being) decoded by a native stream (a compressed tar's member read sequentially):
+   * the backend may answer its reads from the stream's checked bytes without calling read(), and
+   * calls read() for those the stream does not hold. undefined: read() must be asked.
+   */
+  fileStream?(ino: number, pos: number): FileStream | undefined;
   /** Closes a file handle after the last close(2) of it. The kernel ignores the answer; an
    *  unknown `fh` is no error. Default: drop the handle. */
   release(ino: number, fh: number): Maybe<void>;

@@ -81,3 +81,17 @@ export function delta(a: MountStats, b: MountStats): Record<keyof typeof OP, num
   return out;
 }
 
+
+/** An image of `entries` in dir/image.tar (with `compress`, dir/image.tar.zst: one zstd frame) served read-only at dir/mnt. */
+export async function serveImageOf(t: ExecutionContext, dir: string, entries: PackEntry[], env: Record<string, string> = {}, compress?: 'zstd'): Promise<{ mnt: string; tar: string; stats(): Promise<MountStats> }> {
+  const mnt = path.join(dir, 'mnt');
+  fs.mkdirSync(mnt, { recursive: true });
+  let tar = path.join(dir, 'image.tar');
+  fs.writeFileSync(tar, await pack(entries));
+  if (compress) {
+    const z = spawnSync('zstd', ['-q', '-3', '--rm', tar]);
+    if (z.status !== 0) throw new Error(`zstd: ${z.stderr.toString()}`);
+    tar += '.zst';
+  }
+  return { mnt, tar, stats: await serveInstance(t, [mnt, tar, '-', '-'], env) };
+}
