@@ -28,12 +28,12 @@ const big = content(40);
 const small = Buffer.from('a small member\n');
 
 let seq = 0;
-async function serveZst(t: ExecutionContext, env: Record<string, string> = {}): Promise<{ mnt: string; zst: string; stats(): Promise<MountStats> }> {
+async function serveZst(t: ExecutionContext, env: Record<string, string> = {}, how: 'zstd' | 'zstd-frames' | 'gzip-members' = 'zstd'): Promise<{ mnt: string; zst: string; stats(): Promise<MountStats> }> {
   const m = await serveImageOf(t, path.join(root, `m${++seq}`), [
     { name: 'd/', type: 'directory', mode: 0o755 },
     { name: 'd/small', body: small, mode: 0o644 },
     { name: 'd/big', body: big, mode: 0o644 },
-  ], env, 'zstd');
+  ], env, how);
   return { mnt: m.mnt, zst: m.tar, stats: m.stats };
 }
 
@@ -57,6 +57,17 @@ test.serial('a member read sequentially is answered in C from the stream, with z
   t.true(reads >= 10, `READs reached the daemon (${reads})`);
   t.true(streamed >= reads / 2, `READs answered in C: ${streamed} of ${reads}`);
 });
+
+for (const how of ['zstd-frames', 'gzip-members'] as const) {
+  test.serial(`${how}: a member read sequentially is answered from streams, stream after stream, with the right bytes`, async (t) => {
+    const m = await serveZst(t, {}, how);
+    const r = ddRead(path.join(m.mnt, 'd', 'big'));
+    t.true(r.ok, r.err);
+    t.true(r.out.equals(big));
+    const s = await m.stats();
+    t.true(s.streamedReads >= (s.ops[OP.READ] ?? 0) / 2, `READs answered in C: ${s.streamedReads} of ${s.ops[OP.READ]}`);
+  });
+}
 
 test.serial('random reads beside a sequential one get the right bytes', async (t) => {
   const m = await serveZst(t);

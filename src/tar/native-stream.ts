@@ -18,11 +18,17 @@ export class NativeStream {
   /** Settles once the thread is stopped and the decoder is one-call-at-a-time again (cur.next valid). */
   readonly done: Promise<void>;
 
-  /** `cur` stands at piece cur.next; the stream runs to the end of that piece's chunk at most. */
+  /**
+   * `cur` stands at piece cur.next; the stream runs on through the chunks after while the pieces
+   * stay evenly spaced (each chunk a whole number of pieces: zstd-seekable's 4 MiB frames), to the
+   * end of the first chunk that is not (a gzip seek point's) at most.
+   */
   constructor(index: SeekIndex, table: SeekTable, readonly cur: Decoder) {
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
     this.base = cur.next;
-    this.limit = index.pieceFirst[index.chunkOfPiece(this.base) + 1];
+    let chunk = index.chunkOfPiece(this.base);
+    while (chunk + 1 < table.count && index.chunkLen(chunk) % table.pieceSize === 0) chunk++;
+    this.limit = index.pieceFirst[chunk + 1];
     const endOff = index.pieceStart(this.limit - 1) + index.pieceLen(this.limit - 1);
     const crcs = table.pieceCrc.subarray(this.base, this.limit);
     this.handle = loadCodec().streamStart(cur.h, this.base, index.pieceStart(this.base), this.limit, endOff, table.pieceSize, crcs, (at) => this.finish(at));
