@@ -160,7 +160,7 @@ async function sessionsPass(base: string): Promise<void> {
 /**
  * Streamed reads (stream.c): a .tar.zst image whose member is read sequentially (answered from a
  * native stream's slabs), partly (a stream left idle), at random beside it, after the inode was
- * forgotten (root), and unmounted while a stream still holds its decoder and slabs.
+ * forgotten (root), and the session ended (fusectl abort, as root) under a reader.
  */
 async function streamsPass(base: string): Promise<void> {
   const dir = join(base, 'streams');
@@ -182,9 +182,18 @@ async function streamsPass(base: string): Promise<void> {
     if (isRoot) dropCaches('3'); // FORGET drops the registration
     execFileSync('dd', [`if=${file}`, 'of=/dev/null', 'bs=1M', 'count=5', 'status=none']);
     if (!((await m.ask('stats')).streamedReads as number > 0)) throw new Error('streams pass: no READ was answered from a stream');
+    // the session ends under a reader whose READs wait for the decoder (root: fusectl's abort)
+    dropCaches('1');
+    const served = async (): Promise<number> => (await m.ask('stats')).streamedReads as number;
+    const before = await served();
+    const dd = spawn('dd', [`if=${file}`, 'of=/dev/null', 'bs=1M', 'status=none'], { stdio: 'ignore' });
+    await waitFor(async () => (await served()) > before || dd.exitCode !== null, 20);
     const ended = m.next('ended');
-    execFileSync('fusermount3', ['-u', mnt]);
+    if (isRoot) abortConnection(mnt);
+    else execFileSync('fusermount3', ['-u', '-z', mnt]);
     await ended;
+    if (dd.exitCode === null) dd.kill('SIGKILL');
+    forceUnmount(mnt);
     const code = await m.exited;
     if (code !== 0) throw new Error(`streams pass: valgrind/child exit ${code}`);
   } finally {
