@@ -90,6 +90,19 @@ test.serial('random reads beside a sequential one get the right bytes', async (t
   }
 });
 
+test.serial('a reader that pauses (its stream ends idle) reads on with the right bytes, from a stream again', async (t) => {
+  const m = await serveZst(t);
+  const file = path.join(m.mnt, 'd', 'big');
+  const head = spawnSync('dd', [`if=${file}`, 'bs=1M', 'count=9', 'status=none'], { maxBuffer: 64 * MiB });
+  t.true(head.stdout.equals(big.subarray(0, 9 * MiB)), 'before the pause');
+  await new Promise((r) => setTimeout(r, 2500)); // two idle checks: the stream hands its pieces to the cache and ends
+  const s0 = await m.stats();
+  const tail = spawnSync('dd', [`if=${file}`, 'bs=1M', 'skip=9', 'status=none'], { maxBuffer: 64 * MiB });
+  t.is(tail.status, 0);
+  t.true(tail.stdout.equals(big.subarray(9 * MiB)), 'after the pause');
+  t.true((await m.stats()).streamedReads > s0.streamedReads, 'a stream serves again');
+});
+
 test.serial('TARSTACK_NATIVE_STREAMS=0: no READ is answered from a stream, same bytes', async (t) => {
   const m = await serveZst(t, { TARSTACK_NATIVE_STREAMS: '0' });
   const r = ddRead(path.join(m.mnt, 'd', 'big'));

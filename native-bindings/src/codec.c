@@ -396,7 +396,7 @@ int tsn_codec_init(napi_env env, napi_value exports) {
     { "decodeSync", js_decode_sync }, { "decode", js_decode }, { "zstdFrame", js_zstd_frame },
     { "aheadStart", tsc_js_ahead_start }, { "aheadPush", tsc_js_ahead_push }, { "aheadPop", tsc_js_ahead_pop }, { "aheadStop", tsc_js_ahead_stop_js }, { "crc32", tsc_js_crc32 },
     { "slab", tsc_js_slab }, { "slabsRelease", tsc_js_slabs_release },
-    { "streamStart", tsr_js_start }, { "streamEnd", tsr_js_end }, { "streamAbort", tsr_js_abort }, { "streamInfo", tsr_js_info },
+    { "streamStart", tsr_js_start }, { "streamEnd", tsr_js_end }, { "streamAbort", tsr_js_abort }, { "streamInfo", tsr_js_info }, { "streamCopy", tsr_js_copy },
   };
   napi_value codec;
   if (napi_create_object(env, &codec) != napi_ok) return -1;

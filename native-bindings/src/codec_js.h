@@ -38,5 +38,6 @@ napi_value tsr_js_start(napi_env env, napi_callback_info info);
 napi_value tsr_js_end(napi_env env, napi_callback_info info);
 napi_value tsr_js_abort(napi_env env, napi_callback_info info);
 napi_value tsr_js_info(napi_env env, napi_callback_info info);
+napi_value tsr_js_copy(napi_env env, napi_callback_info info);
 
 #endif

@@ -52,6 +52,7 @@ struct tsr_stream {
   unsigned char *slab[NSLAB];
   int64_t slab_first[NSLAB]; // -1: free
   park *parked;
+  double reads; // READs answered or parked: JS ends a stream no READ came to for a while
   struct tsr_stream *next; // live streams (session end looks for its parked READs)
 };
 
@@ -296,6 +297,7 @@ napi_value tsr_js_start(napi_env env, napi_callback_info info) {
   pthread_mutex_lock(&live_mu);
   st->next = live, live = st;
   pthread_mutex_unlock(&live_mu);
+  fill(st); // WINDOW pieces from where the decoder stands, before any READ
   return ext;
 }
 
@@ -324,17 +326,38 @@ napi_value tsr_js_abort(napi_env env, napi_callback_info info) {
   return tsn_undefined(env);
 }
 
-// streamInfo(stream) -> [pushed, reach]: pieces pushed up to, and how far READs may get parked.
+// streamInfo(stream) -> [pushed, reach, reads]: pieces pushed up to, how far READs may get parked,
+// READs answered or parked so far.
 napi_value tsr_js_info(napi_env env, napi_callback_info info) {
   napi_value argv[1], out, v;
   if (tsn_get_args(env, info, 1, argv) != 0) return NULL;
   tsr_stream *st = get_stream(env, argv[0]);
-  if (st == NULL || napi_create_array_with_length(env, 2, &out) != napi_ok) return NULL;
+  if (st == NULL || napi_create_array_with_length(env, 3, &out) != napi_ok) return NULL;
   double reach = st->state == RUN ? (double)((st->last > st->pushed ? st->last : st->pushed) + 2 * WINDOW) : (double)st->pushed;
-  double vals[2] = { st->state == DONE ? -1 : (double)st->pushed, st->state == DONE ? -1 : reach };
-  for (uint32_t i = 0; i < 2; i++) {
+  double vals[3] = { st->state == DONE ? -1 : (double)st->pushed, st->state == DONE ? -1 : reach, st->reads };
+  for (uint32_t i = 0; i < 3; i++) {
     if (napi_create_double(env, vals[i], &v) != napi_ok || napi_set_element(env, out, i, v) != napi_ok) return NULL;
   }
+  return out;
+}
+
+// streamCopy(stream, piece) -> a Buffer with a copy of the piece if it is checked and held, else
+// null (a piece ahead is then wanted, as a READ of it would be): what a stream ending while idle
+// hands to the piece cache, and what JS answers a READ with that the stream could not take.
+napi_value tsr_js_copy(napi_env env, napi_callback_info info) {
+  napi_value argv[2], out;
+  double piece;
+  if (tsn_get_args(env, info, 2, argv) != 0) return NULL;
+  tsr_stream *st = get_stream(env, argv[0]);
+  if (st == NULL || tsn_num(env, argv[1], &piece) != 0) return NULL;
+  int64_t k = (int64_t)piece;
+  int i = st->state == DONE || st->failed || !(piece >= 0) || k < st->base || k >= st->checked ? -1 : slab_of(st, k);
+  if (i < 0 && st->state == RUN && !st->failed && k > st->last && k < st->limit) st->last = k, fill(st);
+  if (i < 0) return napi_get_null(env, &out) == napi_ok ? out : NULL;
+  uint64_t at = off_of(st, k) - off_of(st, st->slab_first[i]);
+  size_t len = (size_t)(off_of(st, k + 1) - off_of(st, k));
+  void *data;
+  if (napi_create_buffer_copy(env, len, st->slab[i] + at, &data, &out) != napi_ok) return NULL;
   return out;
 }
 
@@ -351,7 +374,7 @@ int tsr_read(tsn_session *s, fuse_req_t req, tsr_stream *st, uint64_t mpos, uint
   int64_t ka = piece_at(st, a), kb = piece_at(st, b - 1);
   if (ka < st->checked && !held(st, ka, kb < st->checked ? kb : st->checked - 1)) return 0; // behind the slabs
   if (st->state == RUN && kb > st->last) st->last = kb, fill(st);
-  if (kb < st->checked) return reply(st, req, a, b), 1;
+  if (kb < st->checked) return st->reads++, reply(st, req, a, b), 1;
   int64_t reach = (st->last > st->pushed ? st->last : st->pushed) + 2 * WINDOW;
   if (st->state != RUN || kb >= reach || kb >= st->checked + QUEUED) return 0;
   park *p = malloc(sizeof *p);
@@ -360,6 +383,7 @@ int tsr_read(tsn_session *s, fuse_req_t req, tsr_stream *st, uint64_t mpos, uint
   park **q = &st->parked;
   while (*q) q = &(*q)->next;
   *q = p;
+  st->reads++;
   fill(st);
   return 1;
 }

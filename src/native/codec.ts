@@ -69,8 +69,10 @@ export interface Codec {
   streamEnd(s: NativeStreamHandle): number;
   /** Stop now; READs waiting get EIO (closing). */
   streamAbort(s: NativeStreamHandle): void;
-  /** [pieces pushed up to, READs parked up to]; [-1, -1] once done. */
-  streamInfo(s: NativeStreamHandle): [position: number, reach: number];
+  /** [pieces pushed up to, READs parked up to, READs answered or parked]; position and reach -1 once done. */
+  streamInfo(s: NativeStreamHandle): [position: number, reach: number, reads: number];
+  /** A copy of piece `piece` if the stream holds it checked, else null. */
+  streamCopy(s: NativeStreamHandle, piece: number): Buffer | null;
   /** zlib.crc32(data, crc), folded with carry-less multiplies where the CPU has them (crc32_fold.c): 2.5-8x as fast. */
   crc32(data: Uint8Array, crc: number): number;
   /** One zstd frame with content size and checksum, compressed on the threadpool. */

@@ -121,7 +121,7 @@ export class SeekableArchive {
   }
 
   private streamNatively(cur: Cursor): NativeStream {
-    const s = new NativeStream(this.index, this.table, cur);
+    const s = new NativeStream(this.index, this.table, cur, (piece, b) => cache.set(this.serial + piece, b));
     this.track(cur, s);
     return s;
   }
@@ -214,7 +214,7 @@ export class SeekableArchive {
       if (cache.has(this.serial + piece) || this.inflight.has(piece)) continue;
       const cur = this.cursors.find((c) => !c.busy && c.next === piece);
       if (!cur) return;
-      if (!this.input && Math.abs(next - this.nativeWanted) <= WINDOW) return void ((this.nativeWanted = -1), this.streamNatively(cur));
+      if (this.nativeWanted >= 0 && Math.abs(next - this.nativeWanted) <= WINDOW) return void ((this.nativeWanted = -1), this.streamNatively(cur));
       if (!this.input) return this.stream(cur, next - 1);
       const chunk = this.index.chunkOfPiece(piece);
       const last = Math.min(piece + AHEAD - 1, this.index.pieceFirst[chunk + 1] - 1);
@@ -240,6 +240,8 @@ export class SeekableArchive {
       const chunk = this.index.chunkOfPiece(piece);
       const first = this.index.pieceFirst[chunk];
       for (const s of this.streams.values()) {
+        const copy = s instanceof NativeStream ? await s.piece(piece) : null; // pushed, held in C
+        if (copy) return cache.set(this.serial + piece, copy), copy;
         if (piece >= s.position && piece < s.reach) {
           s.advance(piece);
           const p = this.inflight.get(piece);
