@@ -70,8 +70,6 @@ int tsc_trailing_garbage(const tsc_dec *d);
 // error with `err` filled.
 size_t tsc_zstd_frame(const void *src, size_t len, int level, void **dst, char *err, size_t errlen);
 
-#endif
-
 // zstd frame checksums checked by the consumer (codec_zsum.c): where a frame ended in the output,
 // at which compressed byte, and the checksum it carries (has_sum 0: none, a skippable frame).
 typedef struct {
@@ -132,3 +130,5 @@ tsc_areq *tsc_ahead_pop(tsc_ahead *a, int wait);
 // calling `drop` on each first.
 void tsc_ahead_free(tsc_ahead *a, void (*drop)(tsc_areq *, void *), void *arg);
 void tsc_areq_free(tsc_areq *r);
+
+#endif
