@@ -196,12 +196,7 @@ static void run(job *j) {
   if (j->kind != 0 && tsc_seek(d, j->kind, j->in_bit, j->cwin, j->cwin_len) != 0) goto fail;
   j->n = tsc_decode(d, j->out, j->len);
   if (j->n < 0) goto fail;
-  if (j->crcs) {
-    for (size_t i = 0; i < j->ncrcs && i * j->piece < (size_t)j->n; i++) {
-      size_t at = i * j->piece, k = (size_t)j->n - at < j->piece ? (size_t)j->n - at : j->piece;
-      j->crcs[i] = tsc_crc32(0, j->out + at, k);
-    }
-  }
+  if (j->crcs) tsc_piece_crcs(j->out, (size_t)j->n, j->piece, j->crcs, j->ncrcs);
   return;
 fail:
   j->errcode = tsc_errcode(d);

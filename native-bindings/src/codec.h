@@ -25,6 +25,8 @@ enum tsc_err { TSC_OK = 0, TSC_ECORRUPT, TSC_ETRUNC, TSC_EIO, TSC_ENOMEM, TSC_EU
 uint32_t tsc_crc32(uint32_t crc, const uint8_t *buf, size_t len);
 // Which way it runs: 2 VPCLMULQDQ (AVX-512), 1 PCLMULQDQ, 0 zlib's crc32.
 int tsc_crc32_level(void);
+// The crc32 of each `piece`-byte slice of out[0, n) (the last may be shorter), at most `ncrcs` of them.
+void tsc_piece_crcs(const uint8_t *out, size_t n, size_t piece, uint32_t *crcs, size_t ncrcs);
 
 typedef struct {
   double in_bit;

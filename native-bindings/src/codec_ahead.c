@@ -23,13 +23,6 @@ struct tsc_ahead {
   void *arg;
 };
 
-static void areq_crcs(tsc_areq *r) {
-  for (size_t at = 0; r->crcs && r->n > 0 && at < (size_t)r->n; at += r->piece) {
-    size_t k = (size_t)r->n - at < r->piece ? (size_t)r->n - at : r->piece;
-    r->crcs[at / r->piece] = tsc_crc32(0, r->out + at, k);
-  }
-}
-
 static void decode_one(tsc_ahead *a, tsc_areq *r) {
   if (a->failed) {
     r->n = -1;
@@ -49,7 +42,8 @@ static void decode_one(tsc_ahead *a, tsc_areq *r) {
   if ((size_t)r->n < r->len) a->ended = 1;
   if (a->d->scanning) r->pts = tsc_take_points(a->d, &r->npts);
   r->zends = tsc_take_zends(a->d, &r->nzends);
-  areq_crcs(r);
+  // a request asking for them has room for one per piece of `len` (its pusher's promise)
+  if (r->crcs) tsc_piece_crcs(r->out, (size_t)r->n, r->piece, r->crcs, (r->len + r->piece - 1) / r->piece);
 }
 
 static void *run(void *arg) {
