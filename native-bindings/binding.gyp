@@ -10,8 +10,8 @@
         "src/codec.c", "src/crc32_fold.c", "src/codec_ahead.c", "src/codec_ahead_js.c", "src/codec_dec.c", "src/codec_gzip.c", "src/codec_zstd.c", "src/codec_xz.c", "src/codec_zsum.c", "src/stream.c"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
-      "cflags": ["<!@(pkg-config --cflags fuse3 libzstd liblzma)", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror=implicit-function-declaration"],
-      "libraries": ["<!@(pkg-config --libs fuse3 libzstd liblzma)", "-lz"],
+      "cflags": ["<!@(pkg-config --cflags fuse3 libzstd liblzma libxxhash)", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror=implicit-function-declaration"],
+      "libraries": ["<!@(pkg-config --libs fuse3 libzstd liblzma libxxhash)", "-lz"],
       "conditions": [
         ["OS!='linux'", { "type": "none" }]
       ]

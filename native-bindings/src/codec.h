@@ -79,18 +79,12 @@ typedef struct {
   uint32_t expected;
   int has_sum;
 } tsc_zend;
+#define XXH_STATIC_LINKING_ONLY // XXH64_state_t by value, in tsc_zcheck
+#include <xxhash.h>
 typedef struct {
-  uint64_t v[4], total;
-  unsigned char mem[32];
-  unsigned memsize;
-} tsc_xxh64;
-typedef struct {
-  uint64_t pos; // output bytes fed so far
-  tsc_xxh64 h;  // of the current frame's bytes
+  uint64_t pos;     // output bytes fed so far
+  XXH64_state_t h;  // of the current frame's bytes (libxxhash)
 } tsc_zcheck;
-void tsc_xxh64_reset(tsc_xxh64 *s);
-void tsc_xxh64_update(tsc_xxh64 *s, const unsigned char *p, size_t n);
-uint64_t tsc_xxh64_digest(const tsc_xxh64 *s);
 void tsc_zcheck_init(tsc_zcheck *c);
 // The next `n` output bytes and the frame ends among them (in order): 0, or -1 with `err` on a mismatch.
 int tsc_zcheck_feed(tsc_zcheck *c, const unsigned char *out, size_t n, const tsc_zend *e, size_t ne, char *err, size_t errlen);
