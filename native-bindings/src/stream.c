@@ -72,6 +72,9 @@ static int slab_of(const tsr_stream *st, int64_t k) {
   return -1;
 }
 
+// How far READs may get parked: twice the window past the furthest READ or push.
+static int64_t reach_of(const tsr_stream *st) { return (st->last > st->pushed ? st->last : st->pushed) + 2 * WINDOW; }
+
 static void unref(tsr_stream *st) {
   if (--st->refs > 0) return;
   free(st->crcs);
@@ -333,7 +336,7 @@ napi_value tsr_js_info(napi_env env, napi_callback_info info) {
   if (tsn_get_args(env, info, 1, argv) != 0) return NULL;
   tsr_stream *st = get_stream(env, argv[0]);
   if (st == NULL || napi_create_array_with_length(env, 3, &out) != napi_ok) return NULL;
-  double reach = st->state == RUN ? (double)((st->last > st->pushed ? st->last : st->pushed) + 2 * WINDOW) : (double)st->pushed;
+  double reach = (double)(st->state == RUN ? reach_of(st) : st->pushed);
   double vals[3] = { st->state == DONE ? -1 : (double)st->pushed, st->state == DONE ? -1 : reach, st->reads };
   for (uint32_t i = 0; i < 3; i++) {
     if (napi_create_double(env, vals[i], &v) != napi_ok || napi_set_element(env, out, i, v) != napi_ok) return NULL;
@@ -375,8 +378,7 @@ int tsr_read(tsn_session *s, fuse_req_t req, tsr_stream *st, uint64_t mpos, uint
   if (ka < st->checked && !held(st, ka, kb < st->checked ? kb : st->checked - 1)) return 0; // behind the slabs
   if (st->state == RUN && kb > st->last) st->last = kb, fill(st);
   if (kb < st->checked) return st->reads++, reply(st, req, a, b), 1;
-  int64_t reach = (st->last > st->pushed ? st->last : st->pushed) + 2 * WINDOW;
-  if (st->state != RUN || kb >= reach || kb >= st->checked + QUEUED) return 0;
+  if (st->state != RUN || kb >= reach_of(st) || kb >= st->checked + QUEUED) return 0;
   park *p = malloc(sizeof *p);
   if (p == NULL) return 0;
   *p = (park){ req, s, a, b, NULL };

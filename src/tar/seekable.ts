@@ -108,7 +108,7 @@ export class SeekableArchive {
     const piece = this.index.pieceAt(pos);
     for (const s of this.streams.values()) {
       if (s instanceof NativeStream && s.has(piece)) return s;
-      if (s instanceof AheadStream && piece >= s.position - 2 * WINDOW && piece < s.reach) {
+      if (s instanceof AheadStream && near(s, piece)) {
         s.end(); // its decoder streams natively once the pieces it pushed are decoded
         this.handover.add(s.cur as Cursor);
         return undefined;
@@ -208,7 +208,7 @@ export class SeekableArchive {
       if (!continues) return;
     }
     for (const s of this.streams.values()) {
-      if (next >= s.position - 2 * WINDOW && next < s.reach) return s.advance(next - 1);
+      if (near(s, next)) return s.advance(next - 1);
     }
     for (let piece = next; piece < next + AHEAD && piece < this.index.pieces; piece++) {
       if (cache.has(this.serial + piece) || this.inflight.has(piece)) continue;
@@ -343,6 +343,11 @@ export class SeekableArchive {
   }
 
 
+}
+
+/** Whether a read of `piece` continues what stream `s` serves: from two windows behind where it stands to its reach. */
+function near(s: AheadStream | NativeStream, piece: number): boolean {
+  return piece >= s.position - 2 * WINDOW && piece < s.reach;
 }
 
 /** Whether each buffer starts in memory where the one before ends. */
