@@ -178,16 +178,18 @@ napi_value tsc_js_ahead_stop_js(napi_env env, napi_callback_info info) {
 // its finalizer put the memory back here, so reuse never changes bytes a view still shows. V8
 // counts an external Buffer's size as it does its own Buffers' (telling it again with
 // napi_adjust_external_memory made every GC a full mark-compact). At most SLAB_KEEP wait here for
-// reuse; slabsRelease frees them (no stream left).
+// reuse; slabsRelease frees them (no stream left), and slabs collected after it are freed too
+// until slab() is asked again.
 #define SLAB_KEEP 8
 static pthread_mutex_t slab_mu = PTHREAD_MUTEX_INITIALIZER;
 static void *slab_free[SLAB_KEEP];
 static size_t slab_nfree;
+static int slab_keeping; // between slab() and slabsRelease()
 
 static void slab_back(napi_env env, void *data, void *hint) {
   size_t bytes = (size_t)(uintptr_t)hint;
   pthread_mutex_lock(&slab_mu);
-  if (bytes == TSC_SLAB_BYTES && slab_nfree < SLAB_KEEP) data = (slab_free[slab_nfree++] = data, NULL);
+  if (slab_keeping && bytes == TSC_SLAB_BYTES && slab_nfree < SLAB_KEEP) data = (slab_free[slab_nfree++] = data, NULL);
   pthread_mutex_unlock(&slab_mu);
   free(data);
 }
@@ -197,6 +199,7 @@ napi_value tsc_js_slab(napi_env env, napi_callback_info info) {
   (void)info;
   void *p = NULL;
   pthread_mutex_lock(&slab_mu);
+  slab_keeping = 1;
   if (slab_nfree > 0) p = slab_free[--slab_nfree];
   pthread_mutex_unlock(&slab_mu);
   if (p == NULL) p = malloc(TSC_SLAB_BYTES);
@@ -213,6 +216,7 @@ napi_value tsc_js_slab(napi_env env, napi_callback_info info) {
 napi_value tsc_js_slabs_release(napi_env env, napi_callback_info info) {
   (void)info;
   pthread_mutex_lock(&slab_mu);
+  slab_keeping = 0;
   while (slab_nfree > 0) free(slab_free[--slab_nfree]);
   pthread_mutex_unlock(&slab_mu);
   return tsn_undefined(env);
