@@ -139,7 +139,6 @@ async function checkRanges(remote: Remote, label: string): Promise<void> {
   }
 }
 
-
 /** `image add URL`: one remote tar as an image. */
 export async function addUrlImage(store: Store, a: { url: string; name: string; parent?: string; tlsVerify: boolean }): Promise<ImageRecord> {
   store.images.checkFree(a.name, '--name');

@@ -132,4 +132,3 @@ export function chunkSink(fd: number, size: number, chunkSize: number, k: number
     return k;
   };
 }
-

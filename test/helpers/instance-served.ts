@@ -81,7 +81,6 @@ export function delta(a: MountStats, b: MountStats): Record<keyof typeof OP, num
   return out;
 }
 
-
 /** How serveImageOf compresses the tar: one zstd frame, 4 MiB zstd frames, 3 MiB gzip members. */
 const COMPRESS = {
   zstd: ['.zst', 'zstd -q -3 -c "$1"'],
