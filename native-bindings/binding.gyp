@@ -1,5 +1,6 @@
 # Builds tarstack_native.node (N-API 8, C only) against the system libfuse3 found by pkg-config, and
-# Debian's libzstd and liblzma (codec*.c). zlib is the one Node itself exports, through its headers.
+# Debian's libzstd and liblzma (codec*.c), libcurl and libcrypto (fetch.c: remote blobs' range GETs
+# and chunk digests). zlib is the one Node itself exports, through its headers.
 {
   "targets": [
     {
@@ -7,11 +8,12 @@
       "sources": [
         "src/addon.c", "src/jsutil.c", "src/reqs.c", "src/session.c", "src/ops.c",
         "src/replies.c", "src/kext.c", "src/uring.c", "src/dir.c", "src/pool.c", "src/readpool.c", "src/notify.c", "src/sys.c", "src/tree.c",
-        "src/codec.c", "src/crc32_fold.c", "src/codec_ahead.c", "src/codec_ahead_js.c", "src/codec_dec.c", "src/codec_gzip.c", "src/codec_zstd.c", "src/codec_xz.c", "src/codec_zsum.c", "src/stream.c"
+        "src/codec.c", "src/crc32_fold.c", "src/codec_ahead.c", "src/codec_ahead_js.c", "src/codec_dec.c", "src/codec_gzip.c", "src/codec_zstd.c", "src/codec_xz.c", "src/codec_zsum.c", "src/stream.c",
+        "src/fetch.c"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
-      "cflags": ["<!@(pkg-config --cflags fuse3 libzstd liblzma libxxhash)", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror=implicit-function-declaration"],
-      "libraries": ["<!@(pkg-config --libs fuse3 libzstd liblzma libxxhash)", "-lz"],
+      "cflags": ["<!@(pkg-config --cflags fuse3 libzstd liblzma libxxhash libcurl libcrypto)", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror=implicit-function-declaration"],
+      "libraries": ["<!@(pkg-config --libs fuse3 libzstd liblzma libxxhash libcurl libcrypto)", "-lz"],
       "conditions": [
         ["OS!='linux'", { "type": "none" }]
       ]

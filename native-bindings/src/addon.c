@@ -125,6 +125,7 @@ static napi_value init(napi_env env, napi_value exports) {
   if (export_layout(env, exports) != 0) return NULL;
   if (tsn_sys_init(env, exports) != 0) return NULL;
   if (tsn_codec_init(env, exports) != 0) return NULL;
+  if (tsn_fetch_init(env, exports) != 0) return NULL;
   napi_value v;
   if (napi_create_uint32(env, FUSE_VERSION, &v) != napi_ok ||
       napi_set_named_property(env, exports, "fuseVersion", v) != napi_ok) {

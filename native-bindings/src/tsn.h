@@ -326,4 +326,7 @@ char *tsn_latin1(napi_env env, napi_value v, size_t *len); // malloc'ed, NUL-ter
 
 // codec.c: the `codec` object of gzip/zstd/xz decoders for compressed tars.
 int tsn_codec_init(napi_env env, napi_value exports);
+
+// fetch.c: the `fetch` object, range GETs of remote blobs (libcurl) checked and cached on native threads.
+int tsn_fetch_init(napi_env env, napi_value exports);
 #endif

@@ -12,7 +12,8 @@ import { CHUNKS_FILE, INDEX_FILE, type ImageRecord, type RemoteLayerRecord } fro
 import type { Store } from '../store/store.js';
 import { UserError } from '../util/errors.js';
 import { writingTo } from '../util/error-funnel.js';
-import { download, getRange, header, HttpError, type Remote } from './http.js';
+import { getRange } from './fetch-thread.js';
+import { download, header, HttpError, type Remote } from './http.js';
 import { CHUNK_SIZE, ChunkHasher } from './chunk-digests.js';
 import { fence, IndexingThread, SHARED_BYTES, sharedCounts } from './indexing-thread.js';
 import type { StreamIndexAnswer } from './stream-index-worker.js';

@@ -1,9 +1,8 @@
-// Node's side of the fetch thread (fetch-worker.ts): one per process, started at the first remote
-// read (not with every mount), kept referenced only while a fetch is outstanding.
-import { createRequire } from 'node:module';
-import type { Worker } from 'node:worker_threads';
-import { header, hostOf, HttpError, retryDeadlineMs, type Remote } from './http.js';
-import type { ChunkFetch, FetchNews, SyncFetch, Target, Want } from './fetch-worker.js';
+// Range GETs of remote blobs, done on native threads (native-bindings/src/fetch.c: libcurl, each
+// chunk's sha256 and its write to the blob's cache file there), so Node's thread, which answers the
+// kernel, only marks what arrived. A fetch holds the loop while it runs, never longer.
+import { loadFetch, NewsEnd, type FetchTarget, type FetchHandle } from '../native/fetch.js';
+import { certDirTrust, hostOf, HttpError, retryDeadlineMs, systemCAs, type CertDirTrust, type Remote } from './http.js';
 
 /** Chunks [first, last] of a blob of `size` bytes to write to `fd`, and the digests of those chunks. */
 export interface ChunkRange {
@@ -22,54 +21,68 @@ export class ChunkMismatch extends Error {
   }
 }
 
-interface Waiter {
-  progress(next: number): void;
-  settle(news: FetchNews): void;
+/** How a fetch ended: done (a range's bytes), or failed with a status (0: no answer), a message and a challenge (401). */
+interface End {
+  failed: boolean;
+  status: number;
+  message: string;
+  challenge?: string;
+  mismatch: number;
+  bytes?: Buffer;
 }
 
-let worker: Worker | undefined;
-let lastId = 0;
-const waiting = new Map<number, Waiter>();
+let systemPem: Buffer | undefined;
+const pems = new WeakMap<CertDirTrust, [Buffer, Buffer | null, Buffer | null]>();
 
-function thread(): Worker {
-  if (worker) return worker;
-  const { Worker } = createRequire(import.meta.url)('node:worker_threads') as typeof import('node:worker_threads');
-  const w = new Worker(new URL('../remote/fetch-worker.js', import.meta.url));
-  w.unref();
-  w.on('message', (n: FetchNews) => {
-    const wt = waiting.get(n.id);
-    if (!wt) return;
-    wt.progress(n.next);
-    if (!n.done && n.error === undefined) return;
-    waiting.delete(n.id);
-    if (waiting.size === 0) w.unref();
-    wt.settle(n);
-  });
-  w.on('error', (err) => {
-    // a thread that died: its fetches fail (retried by the next read), the next fetch starts a new one
-    worker = undefined;
-    for (const [id, wt] of waiting) {
-      waiting.delete(id);
-      wt.settle({ id, next: -1, error: `the fetch thread failed: ${err.message}` });
+/** What fetch.c needs to ask for `remote`: the TLS material is certDirTrust's, as the https agents'. */
+function target(remote: Remote, deadline = Date.now() + retryDeadlineMs()): FetchTarget {
+  let tls: [Buffer | null, Buffer | null, Buffer | null] = [null, null, null];
+  const host = hostOf(remote.url);
+  if (remote.tlsVerify && remote.url.startsWith('https:')) {
+    const t = certDirTrust(host, remote.certDir);
+    if (!t) tls = [(systemPem ??= Buffer.from(systemCAs().join('\n'))), null, null];
+    else {
+      let p = pems.get(t);
+      if (!p) pems.set(t, (p = [Buffer.from(t.ca.join('\n')), t.cert ? Buffer.from(t.cert) : null, t.key ? Buffer.from(t.key) : null]));
+      tls = p;
     }
-  });
-  worker = w;
-  return w;
-}
-
-function target(remote: Remote): Target {
-  return { url: remote.url, tlsVerify: remote.tlsVerify, ...(remote.certDir ? { certDir: remote.certDir } : {}), headers: remote.headers(), deadline: Date.now() + retryDeadlineMs() };
+  }
+  return [remote.url, host, Object.entries(remote.headers()).map(([k, v]) => `${k}: ${v}`), remote.tlsVerify, ...tls, deadline];
 }
 
 /**
- * Chunks of a remote blob fetched, checked and written by the fetch thread. It tells what is stored
+ * Asks with `start(target, onNews)` until it ends; a 401 renews the remote's headers once and asks
+ * again (`again` says so). Resolves when done, else throws ChunkMismatch or the HttpError.
+ */
+async function withRenewal(remote: Remote, start: (t: FetchTarget, again: boolean, end: (e: End) => void) => void, deadline?: number): Promise<End> {
+  for (let renewed = false; ; ) {
+    const e = await new Promise<End>((resolve) => start(target(remote, deadline), renewed, resolve));
+    if (!e.failed) return e;
+    if (e.mismatch >= 0) throw new ChunkMismatch(e.mismatch);
+    if (e.status === 401 && !renewed && remote.renew && (await remote.renew(e.challenge))) {
+      renewed = true;
+      continue;
+    }
+    throw new HttpError(e.status, e.message, false, e.challenge);
+  }
+}
+
+/** The news callback: progress to `progress`, the end to `end`. */
+const onNews = (progress: (next: number) => void, end: (e: End) => void) =>
+  (next: number, how: NewsEnd, status: number, message: string | undefined, challenge: string | undefined, mismatch: number, bytes: Buffer | undefined): void => {
+    progress(next);
+    if (how !== NewsEnd.Progress) end({ failed: how === NewsEnd.Failed, status, message: message ?? 'the fetch failed', challenge, mismatch, bytes });
+  };
+
+/**
+ * Chunks of a remote blob fetched, checked and written on a native thread. It tells what is stored
  * (`progress(next)`: every chunk before `next`) only when a read waits for a chunk (`want`) and at
  * the end, not per piece. `done` rejects with ChunkMismatch, or the request's error after its retries
  * (a 401 renews the remote's headers once and asks again for what is left).
  */
 export class ChunkJob {
   readonly done: Promise<void>;
-  private id = 0;
+  private h: FetchHandle | undefined;
   private first: number;
 
   constructor(private readonly remote: Remote, private readonly r: ChunkRange, private readonly progress: (next: number) => void) {
@@ -79,44 +92,30 @@ export class ChunkJob {
 
   /** A read waits for chunk k: be told once it is stored. */
   want(k: number): void {
-    const m: Want = { kind: 'want', id: this.id, k };
-    thread().postMessage(m);
+    if (this.h) this.advance(loadFetch().want(this.h, k));
+  }
+
+  private advance(next: number): void {
+    if (next > this.first) this.progress((this.first = next));
   }
 
   private async run(): Promise<void> {
-    let renewed = false;
-    for (let want = Infinity; ; want = -1) {
-      const news = await new Promise<FetchNews>((resolve) => {
-        const w = thread();
-        this.id = ++lastId;
-        waiting.set(this.id, { progress: (next) => next > this.first && this.progress((this.first = next)), settle: resolve });
-        w.ref();
-        const { fd, size, chunkSize, last } = this.r;
-        const digests = this.r.digests && this.r.digests.subarray((this.first - this.r.first) * 32);
-        const m: ChunkFetch = { kind: 'chunks', id: this.id, ...target(this.remote), fd, size, chunkSize, first: this.first, last, digests, want };
-        w.postMessage(m);
-      });
-      if (news.done) return;
-      if (news.mismatch !== undefined) throw new ChunkMismatch(news.mismatch);
-      if (news.status === 401 && !renewed && this.remote.renew && (await this.remote.renew(header(news.challenge)))) {
-        renewed = true; // asked again for what is left, told at its first chunk (a read may be waiting)
-        continue;
-      }
-      throw new HttpError(news.status ?? 0, news.error ?? 'the fetch failed', false);
-    }
+    const { fd, size, chunkSize, last } = this.r;
+    await withRenewal(this.remote, (t, again, end) => {
+      const digests = this.r.digests && this.r.digests.subarray((this.first - this.r.first) * 32);
+      // asked again (401): told at its first chunk, a read may be waiting
+      this.h = loadFetch().chunks(t, fd, size, chunkSize, this.first, last, digests, again ? -1 : Infinity, onNews((n) => this.advance(n), end));
+    });
   }
 }
 
-/** Bytes [start, end) fetched by the fetch thread while this thread waits (bounded by the retry deadline). */
+/** Bytes [start, end) of a remote blob, fetched on a native thread: retried until the deadline, then an HttpError. */
+export async function getRange(remote: Remote, start: number, end: number, deadline?: number): Promise<Buffer> {
+  const e = await withRenewal(remote, (t, _again, done) => loadFetch().range(t, start, end, onNews(() => undefined, done)), deadline);
+  return e.bytes!;
+}
+
+/** Bytes [start, end) fetched while this thread waits (bounded by the retry deadline). */
 export function fetchSync(remote: Remote, start: number, end: number): Buffer {
-  const w = thread();
-  const sab = new SharedArrayBuffer(8 + Math.max(end - start, 1024));
-  const state = new Int32Array(sab, 0, 2);
-  const msg: SyncFetch = { kind: 'sync', ...target(remote), start, end, sab };
-  w.postMessage(msg);
-  const limit = Date.now() + retryDeadlineMs() + 10_000;
-  while (Atomics.load(state, 0) === 0 && Date.now() < limit) Atomics.wait(state, 0, 0, limit - Date.now());
-  if (state[0] === 0) throw new Error(`no answer from ${hostOf(remote.url)}`);
-  if (state[0] === 2) throw new Error(Buffer.from(sab, 8, state[1]).toString());
-  return Buffer.from(Buffer.from(sab, 8, end - start));
+  return loadFetch().sync(target(remote), start, end);
 }

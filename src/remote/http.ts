@@ -1,10 +1,12 @@
-// HTTP(S) for remote layers: one keep-alive agent per TLS mode, range GETs, and retries of
-// connection errors, timeouts and 5xx with backoff for a bounded time (then the caller's EIO).
+// HTTP(S) for registries and remote layers: one keep-alive agent per TLS mode, requests and whole
+// downloads. Range GETs of blobs are fetch-thread.ts's (native, with the retries of connection
+// errors, timeouts and 5xx until retryDeadlineMs); both trust what certDirTrust reads.
 // Authorization is the caller's: a `Remote` carries the headers its requests need and may renew them.
 // node:http and node:https (with TLS) load at the first request: the store's server loads this file
 // for every mount (open-image.ts), and most mounts never go on the network.
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { createReadStream, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 
 /** Where a blob lives and how to ask for it. */
 export interface Remote {
@@ -40,7 +42,6 @@ const UPLOAD_IDLE_MS = 120_000;
 interface Net {
   http: typeof import('node:http');
   https: typeof import('node:https');
-  tls: typeof import('node:tls');
   /** One keep-alive agent per TLS mode. */
   agents: { http: import('node:http').Agent; https: import('node:https').Agent; insecure: import('node:https').Agent };
   /** Agents trusting a cert dir's CAs, by dir. */
@@ -49,10 +50,9 @@ interface Net {
 let net: Promise<Net> | undefined;
 
 function loadNet(): Promise<Net> {
-  net ??= Promise.all([import('node:http'), import('node:https'), import('node:tls')]).then(([http, https, tls]) => ({
+  net ??= Promise.all([import('node:http'), import('node:https')]).then(([http, https]) => ({
     http,
     https,
-    tls,
     byDir: new Map(),
     agents: {
       http: new http.Agent({ keepAlive: true, maxSockets: 8 }),
@@ -90,17 +90,27 @@ export interface RequestOptions {
 /** Where podman looks for a registry's certificates when no --cert-dir is given. */
 export const SYSTEM_CERT_DIRS = ['/etc/containers/certs.d', '/etc/docker/certs.d'];
 
+/** What an https request trusts and presents when a cert dir applies (see certDirTrust). */
+export interface CertDirTrust {
+  dir: string;
+  /** The system's CAs (Node's) and the dir's *.crt, PEM each. */
+  ca: string[];
+  cert?: string;
+  key?: string;
+}
+const trusts = new Map<string, CertDirTrust>();
+
 /**
- * The https agent for a request: with a cert dir (given, or the host's in SYSTEM_CERT_DIRS), one
- * trusting the system's CAs and the dir's *.crt, presenting its *.cert/*.key pair if it has one, as
- * podman and skopeo read such a dir. Agents are kept per dir (keep-alive).
+ * The cert dir of a request to `host` (given, or the host's in SYSTEM_CERT_DIRS), read as podman and
+ * skopeo read one: its *.crt trusted beside the system's CAs, its *.cert/*.key pair presented. Read
+ * once per dir; undefined when no dir applies (the system's CAs alone). The https agents and the
+ * fetch thread (fetch-thread.ts) both trust what this returns.
  */
-function httpsAgent(n: Net, u: URL, tlsVerify: boolean, certDir: string | undefined): import('node:https').Agent {
-  if (!tlsVerify) return n.agents.insecure;
-  const dir = certDir ?? SYSTEM_CERT_DIRS.map((d) => `${d}/${u.host}`).find((d) => existsSync(d));
-  if (!dir) return n.agents.https;
-  let agent = n.byDir.get(dir);
-  if (agent) return agent;
+export function certDirTrust(host: string, certDir: string | undefined): CertDirTrust | undefined {
+  const dir = certDir ?? SYSTEM_CERT_DIRS.map((d) => `${d}/${host}`).find((d) => existsSync(d));
+  if (!dir) return undefined;
+  let t = trusts.get(dir);
+  if (t) return t;
   let names: string[];
   try {
     names = readdirSync(dir).sort();
@@ -112,8 +122,25 @@ function httpsAgent(n: Net, u: URL, tlsVerify: boolean, certDir: string | undefi
   const cert = names.find((f) => f.endsWith('.cert'));
   const key = cert && names.find((f) => f === `${cert.slice(0, -5)}.key`);
   if (cert && !key) throw new HttpError(0, `--cert-dir ${dir}: ${cert} has no ${cert.slice(0, -5)}.key beside it`, false);
-  agent = new n.https.Agent({ keepAlive: true, maxSockets: 8, ca: [...n.tls.rootCertificates, ...cas], ...(cert && key ? { cert: read(cert), key: read(key) } : {}) });
-  n.byDir.set(dir, agent);
+  t = { dir, ca: [...systemCAs(), ...cas], ...(cert && key ? { cert: read(cert), key: read(key) } : {}) };
+  trusts.set(dir, t);
+  return t;
+}
+
+/** The CAs Node trusts by default (its https agents' without a cert dir). */
+export function systemCAs(): readonly string[] {
+  return (createRequire(import.meta.url)('node:tls') as typeof import('node:tls')).rootCertificates;
+}
+
+/** The https agent for a request: trusting certDirTrust's CAs, kept per dir (keep-alive). */
+function httpsAgent(n: Net, u: URL, tlsVerify: boolean, certDir: string | undefined): import('node:https').Agent {
+  if (!tlsVerify) return n.agents.insecure;
+  const t = certDirTrust(u.host, certDir);
+  if (!t) return n.agents.https;
+  let agent = n.byDir.get(t.dir);
+  if (agent) return agent;
+  agent = new n.https.Agent({ keepAlive: true, maxSockets: 8, ca: t.ca, ...(t.cert && t.key ? { cert: t.cert, key: t.key } : {}) });
+  n.byDir.set(t.dir, agent);
   return agent;
 }
 
@@ -168,55 +195,6 @@ export async function request(url: string, o: RequestOptions = {}): Promise<Resp
     } else req.end(o.body);
   });
 }
-
-/** Bytes [start, end) of a remote blob: retried with backoff until the deadline, then an HttpError. */
-export async function getRange(r: Remote, start: number, end: number, deadline = Date.now() + retryDeadlineMs()): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  await streamRange(r, start, end, (b) => parts.push(b), deadline);
-  return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-}
-
-/**
- * Bytes [start, end) of a remote blob handed to `sink` in order as they arrive (no copy of the whole
- * range in memory); a failure is retried with backoff until the deadline, resuming after the last
- * byte the sink took, then an HttpError. A throw from the sink ends it (never retried).
- */
-export async function streamRange(r: Remote, start: number, end: number, sink: (b: Buffer) => void, deadline = Date.now() + retryDeadlineMs()): Promise<void> {
-  let wait = 50;
-  let renewed = false;
-  let got = 0;
-  for (;;) {
-    let err: HttpError;
-    const from = start + got;
-    const take = (status: number): ((b: Buffer) => void) | undefined => {
-      // 206: the range; 200 from the blob's start: the whole blob, right if it is [0, end)
-      if (status !== 206 && !(status === 200 && from === 0)) return undefined;
-      return (b) => {
-        if (b.length > end - start - got) throw status === 206 ? new HttpError(206, `${hostOf(r.url)}: range ${from}-${end - 1} came back with more bytes`, false) : ignoresRange(r);
-        got += b.length;
-        sink(b);
-      };
-    };
-    try {
-      const res = await request(r.url, { headers: { ...r.headers(), range: `bytes=${from}-${end - 1}` }, tlsVerify: r.tlsVerify, certDir: r.certDir, sink: take });
-      if ((res.status === 206 || (res.status === 200 && from === 0)) && start + got === end) return;
-      if (res.status === 401 && !renewed && r.renew && (await r.renew(header(res.headers['www-authenticate'])))) {
-        renewed = true;
-        continue;
-      }
-      if (res.status === 200 && from > 0) throw ignoresRange(r);
-      err = new HttpError(res.status, res.status === 206 || res.status === 200 ? `${hostOf(r.url)}: range ${from}-${end - 1} came back with ${start + got - from} bytes` : `${hostOf(r.url)}: HTTP ${res.status} for bytes ${from}-${end - 1}`, res.status >= 500 || res.status === 429 || res.status === 206, header(res.headers['www-authenticate']));
-    } catch (e) {
-      if (!(e instanceof HttpError)) throw e;
-      err = e;
-    }
-    if (!err.retryable || Date.now() + wait > deadline) throw err;
-    await new Promise((res) => setTimeout(res, wait));
-    wait = Math.min(wait * 2, 1000);
-  }
-}
-
-const ignoresRange = (r: Remote): HttpError => new HttpError(200, `${hostOf(r.url)} ignores Range requests; tarstack reads remote layers by range`, false);
 
 export function header(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;

@@ -21,7 +21,8 @@ import type { Member, MemberType } from '../tar/scan.js';
 import { CHEAP_SPACING, type SeekTable } from '../tar/seek-table.js';
 import { CodecFormat, loadCodec, PointKind } from '../native/codec.js';
 import { toByteString } from '../util/latin1.js';
-import { getRange, type Remote } from './http.js';
+import { getRange } from './fetch-thread.js';
+import type { Remote } from './http.js';
 import type { Descriptor } from './registry.js';
 
 export const ESTARGZ_TOC_DIGEST = 'containerd.io/snapshot/stargz/toc.digest';
