@@ -1,6 +1,10 @@
 // Range GETs of remote blobs, done on native threads (native-bindings/src/fetch.c: libcurl, each
 // chunk's sha256 and its write to the blob's cache file there), so Node's thread, which answers the
-// kernel, only marks what arrived. A fetch holds the loop while it runs, never longer.
+// kernel, only marks what arrived. A fetch holds the loop while it runs, never longer. Connection
+// errors, timeouts (no byte for 5 s), 5xx, 429 and short 206 answers are retried with backoff (50 ms
+// doubling to 1 s) until the deadline (retryDeadlineMs), resuming after the last chunk stored; a 200
+// is taken only for a range from 0 (else "ignores Range requests", not retried); redirects are
+// followed (5 at most), Authorization going to the first host only; TLS trusts certDirTrust's CAs.
 import { loadFetch, NewsEnd, type FetchTarget, type FetchHandle } from '../native/fetch.js';
 import { certDirTrust, hostOf, HttpError, retryDeadlineMs, systemCAs, type CertDirTrust, type Remote } from './http.js';
 
