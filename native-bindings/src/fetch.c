@@ -1,8 +1,8 @@
 // The `fetch` object: range GETs of remote blobs with libcurl on native threads, each whole chunk's
 // sha256 (libcrypto) checked against its digest and pwritten to the blob's cache file, so no byte of
-// a remote read passes through JS (src/remote/fetch-thread.ts is its JS side). Retries, timeouts and
-// status handling are those of src/remote/http.ts's streamRange; a job's news reach JS through a
-// threadsafe function that holds the loop only while the job runs.
+// a remote read passes through JS (src/remote/fetch-thread.ts is its JS side, and says what is
+// retried and refused). A job's news reach JS through a threadsafe function that holds the loop
+// only while the job runs.
 #include "tsn.h"
 
 #include <curl/curl.h>
@@ -39,7 +39,6 @@ typedef struct fjob {
   int64_t size, cs, first, last;
   unsigned char *digests; // 32 a chunk from `first`, or NULL
   atomic_llong next, want; // first chunk not stored; the chunk a read waits for (NEVER: none)
-  atomic_int cancel;
   unsigned char *out;
   int64_t start, end, got; // byte range of the request; bytes taken (memory mode)
   // one attempt
@@ -60,14 +59,30 @@ typedef struct fjob {
 } fjob;
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static const EVP_MD *sha256;
+static EVP_MD *sha256; // fetched once, not looked up at every chunk
+static atomic_int running, stopping; // jobs on threads; the process is exiting
 static pthread_mutex_t idle_mu = PTHREAD_MUTEX_INITIALIZER;
 static CURL *idle[IDLE_EASY];
 static int nidle;
 
+// At exit (process.exit while fetching): running jobs are told to stop and given a moment to leave
+// libcurl and libcrypto before the atexit handlers registered before ours (OpenSSL's) tear them down.
+static void stop_at_exit(void) {
+  atomic_store(&stopping, 1);
+  for (int i = 0; i < 100 && atomic_load(&running) > 0; i++) {
+    struct timespec ts = { 0, 5000000 };
+    nanosleep(&ts, NULL);
+  }
+}
+
 static void init_once(void) {
   curl_global_init(CURL_GLOBAL_DEFAULT);
-  sha256 = EVP_sha256();
+  sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+  atexit(stop_at_exit);
+}
+
+static int stopped(void) {
+  return atomic_load(&stopping);
 }
 
 static CURL *easy_get(void) {
@@ -244,7 +259,7 @@ static int chunk_sink(fjob *j, const unsigned char *b, int64_t n) {
 static size_t on_data(char *p, size_t size, size_t nmemb, void *ud) {
   fjob *j = ud;
   int64_t n = (int64_t)(size * nmemb);
-  if (atomic_load(&j->cancel)) return 0;
+  if (stopped()) return 0;
   if (j->status != 206 && !(j->status == 200 && j->from == 0)) return (size_t)n; // an error's body
   if (n > j->end - j->from - j->taken) {
     if (j->status == 206) fail(j, 206, 0, "%s: range %lld-%lld came back with more bytes", j->t.host, (long long)j->from, (long long)(j->end - 1));
@@ -278,7 +293,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud) {
 }
 
 static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d) {
-  return atomic_load(&((fjob *)ud)->cancel) ? 1 : 0;
+  return stopped();
 }
 
 static int cert_error(CURLcode c) {
@@ -325,7 +340,7 @@ static void attempt(fjob *j, CURL *h) {
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
   if (j->out) j->got += j->taken;
   if (j->failed) return; // a refusal from on_data: its reason stands
-  if (atomic_load(&j->cancel)) return fail(j, 0, 0, "%s: abandoned", j->t.host);
+  if (stopped()) return fail(j, 0, 0, "%s: abandoned", j->t.host);
   if (c != CURLE_OK) {
     long oserr = 0;
     curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
@@ -351,7 +366,7 @@ static void run(fjob *j) {
   for (long wait = 50;; wait = wait * 2 < 1000 ? wait * 2 : 1000) {
     attempt(j, h);
     if (!j->failed) break;
-    if (!j->retryable || atomic_load(&j->cancel) || now_ms() + wait > j->t.deadline) break;
+    if (!j->retryable || stopped() || now_ms() + wait > j->t.deadline) break;
     struct timespec ts = { wait / 1000, (wait % 1000) * 1000000L };
     nanosleep(&ts, NULL);
     j->failed = 0, j->err_status = 0;
@@ -361,10 +376,12 @@ static void run(fjob *j) {
 
 static void *thread_main(void *arg) {
   fjob *j = arg;
+  pthread_setname_np(pthread_self(), "tarstack:fetch"); // 15 chars at most: its name in top and perf
   run(j);
   post(j, j->failed ? 2 : 1);
   napi_release_threadsafe_function(j->tsfn, napi_tsfn_release);
   job_unref(j);
+  atomic_fetch_sub(&running, 1);
   return NULL;
 }
 
@@ -454,6 +471,7 @@ static napi_value start(napi_env env, fjob *j, napi_value cb) {
     return throw_msg(env, "fetch: out of memory");
   }
   j->refs++; // the thread's; the handle's is dropped by its finalizer
+  atomic_fetch_add(&running, 1);
   pthread_t th;
   pthread_attr_t at;
   pthread_attr_init(&at);
@@ -462,6 +480,7 @@ static napi_value start(napi_env env, fjob *j, napi_value cb) {
   pthread_attr_destroy(&at);
   if (e != 0) {
     j->refs--;
+    atomic_fetch_sub(&running, 1);
     napi_release_threadsafe_function(j->tsfn, napi_tsfn_abort);
     return tsn_throw_errno(env, e, "pthread_create");
   }
@@ -529,16 +548,6 @@ static napi_value js_want(napi_env env, napi_callback_info info) {
   return r;
 }
 
-// abort(handle): the job ends soon (failed), its thread stops at its next callback or wait
-static napi_value js_abort(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (tsn_get_args(env, info, 1, argv) != 0) return NULL;
-  fjob *j = job_of(env, argv[0]);
-  if (j == NULL) return NULL;
-  atomic_store(&j->cancel, 1);
-  return tsn_undefined(env);
-}
-
 // sync(target, start, end) -> Buffer of bytes [start, end), fetched on this thread; throws Error(message) with `status`
 static napi_value js_sync(napi_env env, napi_callback_info info) {
   napi_value argv[3], buf;
@@ -563,7 +572,7 @@ int tsn_fetch_init(napi_env env, napi_value exports) {
   static const struct {
     const char *name;
     napi_callback cb;
-  } fns[] = { { "chunks", js_chunks }, { "want", js_want }, { "abort", js_abort }, { "range", js_range }, { "sync", js_sync } };
+  } fns[] = { { "chunks", js_chunks }, { "want", js_want }, { "range", js_range }, { "sync", js_sync } };
   napi_value obj;
   if (napi_create_object(env, &obj) != napi_ok) return -1;
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {

@@ -21,8 +21,6 @@ export interface NativeFetch {
   chunks(t: FetchTarget, fd: number, size: number, chunkSize: number, first: number, last: number, digests: Buffer | null, want: number, onNews: OnNews): FetchHandle;
   /** A read waits for chunk k: returns the first chunk not stored; if that is <= k, news come once k is stored. */
   want(h: FetchHandle, k: number): number;
-  /** The job ends soon, failed. */
-  abort(h: FetchHandle): void;
   /** Bytes [start, end) into memory, given by the last news. */
   range(t: FetchTarget, start: number, end: number, onNews: OnNews): FetchHandle;
   /** Bytes [start, end), fetched while the calling thread waits; throws an Error with `status`. */
