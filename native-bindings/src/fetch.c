@@ -55,6 +55,7 @@ typedef struct fjob {
   char err[400];
   EVP_MD_CTX *md;
   napi_threadsafe_function tsfn;
+  int closing; // the tsfn said napi_closing (its environment is going): never used again
   atomic_int refs; // the thread, and the JS handle
 } fjob;
 
@@ -140,17 +141,19 @@ typedef struct {
   size_t len;
 } news;
 
+static void news_free(news *n) {
+  free(n->message), free(n->challenge), free(n->bytes), free(n);
+}
+
 static void post(fjob *j, int end) {
-  news *n = calloc(1, sizeof *n);
+  news *n = j->closing ? NULL : calloc(1, sizeof *n);
   if (n == NULL) return;
   n->next = atomic_load(&j->next), n->end = end, n->mismatch = j->mismatch, n->status = j->err_status;
   if (end == 2) n->message = strdup(j->err), n->challenge = j->challenge ? strdup(j->challenge) : NULL;
   if (end == 1 && j->out) n->bytes = j->out, n->len = (size_t)(j->end - j->start), j->out = NULL;
-  if (napi_call_threadsafe_function(j->tsfn, n, napi_tsfn_blocking) != napi_ok) free(n->message), free(n->challenge), free(n);
-}
-
-static void news_free(news *n) {
-  free(n->message), free(n->challenge), free(n->bytes), free(n);
+  napi_status st = napi_call_threadsafe_function(j->tsfn, n, napi_tsfn_blocking);
+  if (st != napi_ok) news_free(n);
+  if (st == napi_closing) j->closing = 1;
 }
 
 static void bytes_finalize(napi_env env, void *data, void *hint) {
@@ -379,7 +382,7 @@ static void *thread_main(void *arg) {
   pthread_setname_np(pthread_self(), "tarstack:fetch"); // 15 chars at most: its name in top and perf
   run(j);
   post(j, j->failed ? 2 : 1);
-  napi_release_threadsafe_function(j->tsfn, napi_tsfn_release);
+  if (!j->closing) napi_release_threadsafe_function(j->tsfn, napi_tsfn_release);
   job_unref(j);
   atomic_fetch_sub(&running, 1);
   return NULL;
