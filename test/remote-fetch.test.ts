@@ -1,15 +1,17 @@
 // fetch-thread.ts (native-bindings/src/fetch.c) against small HTTP servers started here: redirects
 // (Authorization only to the first host), a 401 renewed once, a chunk that does not match its digest
 // (never retried, never written), a 200 for a range not at 0, 5xx retried, a refused connection
-// given up at the deadline, and progress told to a read that waits. Serial: one test changes the
+// given up at the deadline, TLS through a cert dir (its CA, its client pair) or not verified, and progress told to a read that waits. Serial: one test changes the
 // deadline through the environment.
 import test from 'ava';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { seededBytes, sameBytes } from './helpers/bytes.js';
+import { tlsAndUsers } from './helpers/remote-servers.js';
 import { CHUNK_SIZE, chunkDigestsOfBuffer } from '../src/remote/chunk-digests.js';
 import { ChunkJob, ChunkMismatch, getRange } from '../src/remote/fetch-thread.js';
 import { HttpError, type Remote } from '../src/remote/http.js';
@@ -178,5 +180,40 @@ test.serial('a read that waits for a chunk is told once it is stored, before the
     release();
     f.cleanup();
     await s.close();
+  }
+});
+
+test.serial('TLS: a certificate no CA vouches for is one line, not retried; a cert dir\'s CA and client pair are used; --tls-verify=false verifies nothing', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tarstack-fetch-tls-'));
+  const tls = tlsAndUsers(path.join(dir, 'made'), 'u', 'p');
+  const certs = path.join(dir, 'certs');
+  fs.mkdirSync(certs);
+  fs.copyFileSync(tls.ca, path.join(certs, 'ca.crt'));
+  fs.copyFileSync(tls.cert, path.join(certs, 'client.cert')); // a pair the CA signed: the client's
+  fs.copyFileSync(tls.key, path.join(certs, 'client.key'));
+  let handshakes = 0;
+  const clients: string[] = [];
+  const server = https.createServer({ cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key), ca: fs.readFileSync(tls.ca), requestCert: true, rejectUnauthorized: false }, (req, res) => {
+    clients.push(String((req.socket as import('node:tls').TLSSocket).authorized));
+    const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '')!;
+    res.writeHead(206, { 'content-length': Number(m[2]) - Number(m[1]) + 1 });
+    res.end(data.subarray(Number(m[1]), Number(m[2]) + 1));
+  });
+  server.on('tlsClientError', () => handshakes++);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/b`;
+  try {
+    const err = await t.throwsAsync(getRange({ url, tlsVerify: true, headers: () => ({}) }, 0, 10), { instanceOf: HttpError });
+    t.is(handshakes, 1, 'not retried');
+    const nodeSays = await new Promise<string>((resolve) => https.get(url, () => resolve('answered')).on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message)));
+    t.is(err!.message, `${new URL(url).host}: ${nodeSays}`, 'worded as node:https words it');
+    sameBytes(t, await getRange({ url, tlsVerify: true, certDir: certs, headers: () => ({}) }, 0, 1000), data.subarray(0, 1000), 'through the cert dir');
+    t.deepEqual(clients, ['true'], 'the client pair presented and accepted');
+    sameBytes(t, await getRange({ url, tlsVerify: false, headers: () => ({}) }, 5, 10), data.subarray(5, 10), 'not verified');
+    t.deepEqual(clients, ['true', 'false'], 'no client pair without verification');
+  } finally {
+    server.close();
+    server.closeAllConnections();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <openssl/evp.h>
+#include <openssl/x509_vfy.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -299,6 +300,22 @@ static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_
   return stopped();
 }
 
+// A refused certificate named as Node names it (its err.code), so messages read as before.
+static const char *cert_code(CURL *h) {
+  long v = 0;
+  curl_easy_getinfo(h, CURLINFO_SSL_VERIFYRESULT, &v);
+  switch (v) {
+  case X509_V_OK: return "ERR_TLS_CERT_ALTNAME_INVALID"; // the chain was fine: curl's host check refused it
+  case X509_V_ERR_CERT_HAS_EXPIRED: return "CERT_HAS_EXPIRED";
+  case X509_V_ERR_CERT_NOT_YET_VALID: return "CERT_NOT_YET_VALID";
+  case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT: return "DEPTH_ZERO_SELF_SIGNED_CERT";
+  case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN: return "SELF_SIGNED_CERT_IN_CHAIN";
+  case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY: return "UNABLE_TO_GET_ISSUER_CERT_LOCALLY";
+  case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE: return "UNABLE_TO_VERIFY_LEAF_SIGNATURE";
+  }
+  return X509_verify_cert_error_string(v);
+}
+
 static int cert_error(CURLcode c) {
   return c == CURLE_PEER_FAILED_VERIFICATION || c == CURLE_SSL_CERTPROBLEM || c == CURLE_SSL_CACERT_BADFILE ||
          c == CURLE_SSL_ISSUER_ERROR || c == CURLE_SSL_CRL_BADFILE || c == CURLE_SSL_PINNEDPUBKEYNOTMATCH;
@@ -351,6 +368,7 @@ static void attempt(fjob *j, CURL *h) {
     if (c == CURLE_PARTIAL_FILE || (c == CURLE_RECV_ERROR && oserr == 0)) return fail(j, 0, 1, "%s: the response was cut short", j->t.host);
     if (oserr != 0 && (c == CURLE_COULDNT_CONNECT || c == CURLE_RECV_ERROR || c == CURLE_SEND_ERROR))
       return fail(j, 0, 1, "%s: %s", j->t.host, strerrorname_np((int)oserr));
+    if (c == CURLE_PEER_FAILED_VERIFICATION) return fail(j, 0, 0, "%s: %s", j->t.host, cert_code(h));
     return fail(j, 0, !cert_error(c), "%s: %s", j->t.host, errbuf[0] ? errbuf : curl_easy_strerror(c));
   }
   long st = j->status;
