@@ -234,7 +234,12 @@ export class Translator {
       const g = r[i]!;
       t[3 * i] = g.fd, t[3 * i + 1] = g.pos, t[3 * i + 2] = g.len;
     }
-    this.n.replyRanges(req, t, r.length);
+    if (!r.release) return void this.n.replyRanges(req, t, r.length, false);
+    try {
+      this.n.replyRanges(req, t, r.length, true); // read before it returns: the ranges may go then
+    } finally {
+      r.release();
+    }
   };
   private readonly answerWrite = (req: ll.Req, count: number): void => {
     this.n.replyWrite(req, count);
