@@ -209,3 +209,10 @@ e2e('reads through a cache of two chunks, evicting all the time, get the right b
     sameBytes(t, Buffer.concat([a, b]), want, BIG);
   });
 });
+
+e2e('image export of a remote image through a 2 MiB cache lets go of every chunk it read: the cache stays within its bound', (t) => withBoundedMount(t, 'export', '2M', async (_dir, s, env) => {
+  const out = path.join(s.root, 'export.tar');
+  t.is((await tarstackCli(['image', 'export', 'img', '-o', out], { env })).code, 0);
+  const info = JSON.parse((await tarstackCli(['image', 'info', 'img', '--json'], { env })).stdout);
+  t.true(info.remote.cachedBytes <= 2 << 20, `${info.remote.cachedBytes} bytes cached after the export (chunks kept pinned are never evicted)`);
+}));
