@@ -17,7 +17,7 @@ import { startRegistry, type Registry } from '../test/helpers/remote-servers.js'
 import type { Case, Ctx, Sample, Suite } from './cases.js';
 import type { Mounted, Peer, Source } from './peers.js';
 import { shareAtLeast, timesAtMost, valueAtMost, type FigureSpec } from './report.js';
-import { cpuSecondsOf, dropCaches, fuseServers, onCleanup, runOk, sh } from './sys.js';
+import { cpuSecondsOf, mainThreadCpuSecondsOf, dropCaches, fuseServers, onCleanup, runOk, sh } from './sys.js';
 
 class CommandPeer implements Peer {
   readonly fuse = true;
@@ -212,7 +212,7 @@ async function seqRun(peer: Peer, s: Source, ctx: Ctx): Promise<Record<string, S
     const before = reg.blobBytes();
     dropCaches();
     const server = peer === PULL ? fuseServers(mnt)[0] : undefined;
-    const cpu = (): [number, number] => [server ? cpuSecondsOf(server) : 0, cpuSecondsOf(reg.child.pid!)];
+    const cpu = (): [number, number, number] => [server ? cpuSecondsOf(server) : 0, cpuSecondsOf(reg.child.pid!), server ? mainThreadCpuSecondsOf(server) : 0];
     const cpu0 = cpu();
     const t0 = now();
     if (peer === PULL) await runOk('dd', [`if=${join(mnt, 'big.bin')}`, 'of=/dev/null', 'bs=1M'], { timeoutS: 600 });
@@ -221,7 +221,7 @@ async function seqRun(peer: Peer, s: Source, ctx: Ctx): Promise<Record<string, S
     const cpu1 = cpu();
     await reg.settled();
     const requests = reg.log().length - logged - 1; // less the marker
-    return { [SEQ.id]: { value: src.size / 2 ** 20 / secs, also: { requests, 'server CPU s': cpu1[0] - cpu0[0], 'registry CPU s': cpu1[1] - cpu0[1], 'MiB over the wire': (reg.blobBytes() - before) / 2 ** 20 } } };
+    return { [SEQ.id]: { value: src.size / 2 ** 20 / secs, also: { requests, 'server CPU s': cpu1[0] - cpu0[0], 'its main thread': cpu1[2] - cpu0[2], 'registry CPU s': cpu1[1] - cpu0[1], 'MiB over the wire': (reg.blobBytes() - before) / 2 ** 20 } } };
   } finally {
     if (peer === PULL) {
       await cli(ctx.opts, home, ['umount', mnt]);

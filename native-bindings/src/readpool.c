@@ -117,27 +117,40 @@ static int all_cached(const tsn_range *r, size_t n) {
   return 1;
 }
 
-// Node-thread attempt: answers from the page cache, or returns -EAGAIN if anything is cold. The
-// read still uses RWF_NOWAIT, so pages evicted since the check cost a hop, never a wait.
-static int serve_nowait(tsn_env *te, job *j) {
-  const tsn_range *r = j->r;
-  size_t n = j->n, total = j->total;
-  fuse_req_t req = j->req;
-  if (!all_cached(r, n)) return -EAGAIN;
+// Node's thread's read buffer, grown to hold `total` bytes (kept: fresh memory costs page faults).
+static char *fastbuf(tsn_env *te, size_t total) {
   if (te->fastbuf_cap < total) {
     free(te->fastbuf);
     te->fastbuf_cap = 0;
     if (posix_memalign((void **)&te->fastbuf, 4096, total) != 0) {
       te->fastbuf = NULL;
-      return -EAGAIN;
+      return NULL;
     }
     te->fastbuf_cap = total;
   }
-  int res = fill(r, n, te->fastbuf, 1);
+  return te->fastbuf;
+}
+
+// Node-thread attempt: answers from the page cache, or returns -EAGAIN if anything is cold. The
+// read still uses RWF_NOWAIT, so pages evicted since the check cost a hop, never a wait.
+static int serve_nowait(tsn_env *te, job *j) {
+  if (!all_cached(j->r, j->n)) return -EAGAIN;
+  char *buf = fastbuf(te, j->total);
+  if (buf == NULL) return -EAGAIN;
+  int res = fill(j->r, j->n, buf, 1);
   if (res == -EAGAIN || res == -EOPNOTSUPP) return -EAGAIN;
-  if (res < 0) return fuse_reply_err(req, -res), 0;
-  fuse_reply_buf(req, te->fastbuf, total);
+  if (res < 0) return fuse_reply_err(j->req, -res), 0;
+  fuse_reply_buf(j->req, buf, j->total);
   return 0;
+}
+
+// Read and answered on Node's thread, waiting if need be: ranges valid only until replyRanges
+// returns (a remote blob's chunks, pinned in its cache until then).
+static void serve_now(tsn_env *te, job *j) {
+  char *buf = fastbuf(te, j->total);
+  int res = buf ? fill(j->r, j->n, buf, 0) : -ENOMEM;
+  if (res < 0) fuse_reply_err(j->req, -res);
+  else fuse_reply_buf(j->req, buf, j->total);
 }
 
 // Answers j's request from the page cache on Node's thread if it can, else in the read pool.
@@ -303,14 +316,20 @@ napi_value tsn_js_read_streamed(napi_env env, napi_callback_info info) {
   return tsn_bool(env, 1);
 }
 
-// replyRanges(id, ranges: Float64Array of fd,pos,len triples, count): answers a read with the
-// concatenation of the ranges (fd -1 = zeros). The request leaves JS's hands at once.
+// replyRanges(id, ranges: Float64Array of fd,pos,len triples, count, now?): answers a read with the
+// concatenation of the ranges (fd -1 = zeros). The request leaves JS's hands at once; with `now`
+// the ranges are read before this returns (on Node's thread), so the caller may let them go then.
 napi_value tsn_js_reply_ranges(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
+  napi_value argv[4];
+  size_t argc = 4;
   double id, count;
+  bool now = false;
   tsn_env *te = tsn_env_of(env);
-  if (te == NULL || tsn_get_args(env, info, 3, argv) != 0 || tsn_num(env, argv[0], &id) != 0 ||
-      tsn_num(env, argv[2], &count) != 0) {
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) {
+    return tsn_throw(env, "tarstack_native: too few arguments");
+  }
+  if (te == NULL || tsn_num(env, argv[0], &id) != 0 || tsn_num(env, argv[2], &count) != 0 ||
+      (argc > 3 && napi_get_value_bool(env, argv[3], &now) != napi_ok)) {
     return NULL;
   }
   napi_typedarray_type type;
@@ -343,7 +362,12 @@ napi_value tsn_js_reply_ranges(napi_env env, napi_callback_info info) {
   j->n = n;
   j->total = total;
   j->req = tsn_req_take(te, id);
-  answer(s, j, ring_ent);
+  if (now) {
+    serve_now(te, j);
+    free(j);
+  } else {
+    answer(s, j, ring_ent);
+  }
   return tsn_bool(env, 1);
 }
 

@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { createRequire } from 'node:module';
 import type FuseNative from 'fuse-native';
 import { LRUCache } from 'lru-cache';
-import type { Attr, FdRange, FileSystem, ReadReply } from '../vfs/api.js';
+import { releaseReply, type Attr, type FdRange, type FileSystem, type ReadReply } from '../vfs/api.js';
 import { ROOT_INO } from '../vfs/api.js';
 import type { Backend, Mounted, MountOptions } from './backend.js';
 import { errnoOf, fsError } from '../util/errors.js';
@@ -153,9 +153,16 @@ function toStat(a: Attr): object {
 
 /** Copy a read reply into libfuse's buffer; a short read from the backing file is EIO, never short data. */
 async function copyReply(reply: ReadReply, buf: Buffer): Promise<number> {
-  if (Buffer.isBuffer(reply)) return reply.copy(buf);
+  try {
+    return Buffer.isBuffer(reply) ? reply.copy(buf) : await copyRanges(reply, buf);
+  } finally {
+    releaseReply(reply);
+  }
+}
+
+async function copyRanges(reply: FdRange[], buf: Buffer): Promise<number> {
   let off = 0;
-  for (const r of reply as FdRange[]) {
+  for (const r of reply) {
     if (r.fd < 0) buf.fill(0, off, off + r.len);
     else {
       let done = 0;

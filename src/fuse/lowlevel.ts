@@ -172,8 +172,9 @@ export interface Native {
   replyXattrSize(req: Req, size: number): boolean;
   /** getxattr/listxattr in one: the length for a size-0 probe, ERANGE if too long, else the bytes. */
   replyXattr(req: Req, value: Buffer): boolean;
-  /** Triples fd,pos,len (fd -1 = zeros), answered off Node's loop when the data is cold. */
-  replyRanges(req: Req, ranges: Float64Array, count: number): boolean;
+  /** Triples fd,pos,len (fd -1 = zeros), answered off Node's loop when the data is cold; with
+   *  `now`, read on this thread before it returns (ranges valid only until then). */
+  replyRanges(req: Req, ranges: Float64Array, count: number, now: boolean): boolean;
   /** From now on C answers READs of `ino` as bytes [pos, pos+size) of `fd` (which must stay open
    *  while the session lives) without calling the read handler; fd -1 forgets `ino`. False when the
    *  session has ended or memory ran out (reads keep coming to JS). */

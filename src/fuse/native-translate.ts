@@ -234,7 +234,8 @@ export class Translator {
       const g = r[i]!;
       t[3 * i] = g.fd, t[3 * i + 1] = g.pos, t[3 * i + 2] = g.len;
     }
-    this.n.replyRanges(req, t, r.length);
+    // Ranges held until released (a remote blob's chunks) are read before replyRanges returns.
+    try { this.n.replyRanges(req, t, r.length, r.release !== undefined); } finally { r.release?.(); }
   };
   private readonly answerWrite = (req: ll.Req, count: number): void => {
     this.n.replyWrite(req, count);

@@ -64,20 +64,24 @@ export async function* fileChunks(fs: FileSystem, ino: number, size: number): As
 async function readAt(fs: FileSystem, ino: number, fh: number, pos: number, len: number): Promise<Buffer> {
   const r = await fs.read(ino, fh, pos, len);
   if (Buffer.isBuffer(r)) return r;
-  const out = Buffer.alloc(r.reduce((s, x) => s + x.len, 0));
-  let off = 0;
-  for (const x of r) {
-    if (x.fd >= 0) {
-      let done = 0;
-      while (done < x.len) {
-        const n = readSync(x.fd, out, off + done, x.len - done, x.pos + done);
-        if (n === 0) throw new Error('the image tar ends early');
-        done += n;
+  try {
+    const out = Buffer.alloc(r.reduce((s, x) => s + x.len, 0));
+    let off = 0;
+    for (const x of r) {
+      if (x.fd >= 0) {
+        let done = 0;
+        while (done < x.len) {
+          const n = readSync(x.fd, out, off + done, x.len - done, x.pos + done);
+          if (n === 0) throw new Error('the image tar ends early');
+          done += n;
+        }
       }
+      off += x.len;
     }
-    off += x.len;
+    return out;
+  } finally {
+    r.release?.();
   }
-  return out;
 }
 
 /** Same bytes in two files of equal size? */

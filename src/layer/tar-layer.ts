@@ -4,7 +4,7 @@
 // unlinked or renamed while mounted is still served.
 import { closeSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
-import type { Attr, FdRange, FileStream, ReadReply } from '../vfs/api.js';
+import type { Attr, FdRange, FdRanges, FileStream, ReadReply } from '../vfs/api.js';
 import { ABSENT, type Layer } from './layer.js';
 import { NodeFlag, NONE, type IndexData } from '../tar/index-data.js';
 import { readFully } from '../tar/reader.js';
@@ -22,10 +22,9 @@ export function tarLayer(source: string, d: IndexData, fd: number, archive?: See
 
 /**
  * The bytes of a tar that is not all on disk (a remote blob whose cache file is `fd`): a read first
- * makes its range present. `onClose` releases the blob.
+ * makes its range present (ensure), pinned until it is read. `close` releases the blob.
  */
 export interface PartialTar extends ArchiveInput {
-  read(pos: number, len: number): Promise<Buffer>;
   close(): void;
 }
 
@@ -156,10 +155,7 @@ export class TarLayer implements Layer {
     const ranges = this.ranges(node, pos, len);
     const a = this.archive;
     const p = this.partial;
-    if (!a && p) {
-      const parts = ranges.map((r) => (r.fd < 0 ? Buffer.alloc(r.len) : p.read(r.pos, r.len)));
-      return Promise.all(parts).then((bufs) => (bufs.length === 1 ? bufs[0] : Buffer.concat(bufs)));
-    }
+    if (!a && p) return held(p, ranges);
     if (!a) return ranges;
     if (ranges.length === 1 && ranges[0].fd >= 0) return a.read(ranges[0].pos, ranges[0].len);
     const parts = ranges.map((r) => (r.fd < 0 ? Buffer.alloc(r.len) : a.read(r.pos, r.len)));
@@ -239,6 +235,20 @@ export class TarLayer implements Layer {
     if (this.partial) this.partial.close(); // the cache file is the blob's, shared
     else closeSync(this.fd);
   }
+}
+
+/** Ranges of a partial tar's file, made present and pinned in its cache until the reader releases them. */
+async function held(p: PartialTar, ranges: FdRanges): Promise<FdRanges> {
+  const unpins: Array<() => void> = [];
+  const release = (): void => unpins.forEach((unpin) => unpin());
+  try {
+    for (const r of ranges) if (r.fd >= 0) unpins.push(await p.ensure(r.pos, r.pos + r.len));
+  } catch (err) {
+    release();
+    throw err;
+  }
+  ranges.release = release;
+  return ranges;
 }
 
 /** Map [pos, end) of a sparse file onto stored segments, with holes as zero runs (fd -1). */

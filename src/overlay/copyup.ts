@@ -6,7 +6,7 @@
 // Ordering against crashes: copied bytes are fdatasync'ed before the rename that makes them
 // visible, and before a lazy chunk is marked present (as kernel overlayfs syncs its copy-ups).
 import * as fs from 'node:fs';
-import type { Attr } from '../vfs/api.js';
+import { releaseReply, type Attr } from '../vfs/api.js';
 import { emptyAttr, majorOf, minorOf } from '../util/attr.js';
 import { CHUNK, LazyMap } from './lazy.js';
 import type { LowerStack, Parts } from './lower-stack.js';
@@ -219,10 +219,14 @@ export class CopyUp {
   private async copyBytesOffLoop(lower: Parts, fd: number, pos: number, len: number): Promise<void> {
     const reply = await this.stack.read(lower, pos, len);
     if (Buffer.isBuffer(reply)) return writeAll(fd, reply, pos);
-    let at = pos;
-    for (const r of reply) {
-      await writeAll(fd, r.fd < 0 ? Buffer.alloc(r.len) : await readAll(r.fd, r.len, r.pos), at);
-      at += r.len;
+    try {
+      let at = pos;
+      for (const r of reply) {
+        await writeAll(fd, r.fd < 0 ? Buffer.alloc(r.len) : await readAll(r.fd, r.len, r.pos), at);
+        at += r.len;
+      }
+    } finally {
+      releaseReply(reply);
     }
   }
 

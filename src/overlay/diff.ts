@@ -5,7 +5,7 @@
 // a directory whose entries changed is modified (its mtime moved).
 import type { Attr, FileSystem } from '../vfs/api.js';
 import { ROOT_INO } from '../vfs/api.js';
-import { resolvePath } from '../image/fs-read.js';
+import { resolvePath, sameContent } from '../image/fs-read.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../vfs/mode.js';
 
 export type ChangeKind = 'added' | 'modified' | 'deleted';
@@ -110,33 +110,4 @@ async function differs(image: FileSystem, inst: FileSystem, gi: number, ga: Attr
   for (const name of ix) if (!(await inst.getxattr(ii, name)).equals(await image.getxattr(gi, name))) return true;
   if (type === S_IFREG) return !(await sameContent(image, gi, inst, ii, ia.size));
   return false;
-}
-
-async function sameContent(image: FileSystem, gi: number, inst: FileSystem, ii: number, size: number): Promise<boolean> {
-  const g = await image.open(gi, 0);
-  const i = await inst.open(ii, 0);
-  try {
-    for (let pos = 0; pos < size; pos += 1 << 20) {
-      const len = Math.min(1 << 20, size - pos);
-      const [x, y] = [await readBuf(image, gi, g.fh, pos, len), await readBuf(inst, ii, i.fh, pos, len)];
-      if (!x.equals(y)) return false;
-    }
-    return true;
-  } finally {
-    await image.release(gi, g.fh);
-    await inst.release(ii, i.fh);
-  }
-}
-
-async function readBuf(fs: FileSystem, ino: number, fh: number, pos: number, len: number): Promise<Buffer> {
-  const r = await fs.read(ino, fh, pos, len);
-  if (Buffer.isBuffer(r)) return r;
-  const { readSync } = await import('node:fs');
-  const out = Buffer.alloc(r.reduce((s, x) => s + x.len, 0));
-  let off = 0;
-  for (const x of r) {
-    if (x.fd >= 0) readSync(x.fd, out, off, x.len, x.pos);
-    off += x.len;
-  }
-  return out;
 }

@@ -6,7 +6,7 @@
 // settles, every later change of that file's data waits its turn (pending/track), and at most
 // FILLS_AT_ONCE fills of an instance run at once (a hung lower holds that many of libuv's threads).
 import * as fs from 'node:fs';
-import type { FdRange, ReadReply } from '../vfs/api.js';
+import { releaseReply, type FdRange, type FdRanges, type ReadReply } from '../vfs/api.js';
 import { fsError } from '../util/errors.js';
 import { CHUNK } from './lazy.js';
 import type { CopyUp } from './copyup.js';
@@ -123,7 +123,9 @@ export class FileData {
   private readRanges(fd: number, node: Inode, runs: Array<{ lower: boolean; pos: number; len: number }>): ReadReply | Promise<ReadReply> {
     const parts = runs.map((r) => (r.lower ? this.stack.read(node.lower!, r.pos, r.len) : [{ fd, pos: r.pos, len: r.len }]));
     if (parts.every((p) => Array.isArray(p))) {
-      const out: FdRange[] = [];
+      const out: FdRanges = [];
+      const held = (parts as FdRanges[]).filter((p) => p.release);
+      if (held.length) out.release = () => held.forEach((p) => p.release!());
       parts.forEach((p, i) => {
         const got = (p as FdRange[]).reduce((n, x) => n + x.len, 0);
         out.push(...(p as FdRange[]));
@@ -133,7 +135,12 @@ export class FileData {
     }
     return Promise.all(parts.map(async (p, i) => {
       const got = await p;
-      const buf = Buffer.isBuffer(got) ? got : Buffer.concat(await Promise.all(got.map((x) => (x.fd < 0 ? Buffer.alloc(x.len) : readRange(x)))));
+      let buf: Buffer;
+      try {
+        buf = Buffer.isBuffer(got) ? got : Buffer.concat(await Promise.all(got.map((x) => (x.fd < 0 ? Buffer.alloc(x.len) : readRange(x)))));
+      } finally {
+        releaseReply(got);
+      }
       return buf.length < runs[i]!.len ? Buffer.concat([buf, Buffer.alloc(runs[i]!.len - buf.length)]) : buf;
     })).then((bufs) => Buffer.concat(bufs));
   }

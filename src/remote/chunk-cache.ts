@@ -32,14 +32,14 @@ export function cacheDir(storeRoot: string): string {
 
 /** A blob's cache file, opened by every layer that reads it; `present[k]` = chunk k is on disk. */
 export class BlobFile {
-  /** The file's number in its cache (LRU keys). */
-  id = 0;
   readonly fd: number;
   private readonly mapFd: number;
   readonly present: Uint8Array;
   /** Checked against its digest since this process opened the file. */
   readonly verified: Uint8Array;
   readonly pins: Uint16Array;
+  /** The cache's record of the chunk's last use (ChunkCache.touch), 0: not in its LRU. */
+  readonly used: Float64Array;
   users = 0;
 
   constructor(readonly hex: string, readonly path: string, readonly size: number, readonly chunkSize: number) {
@@ -55,6 +55,7 @@ export class BlobFile {
     readSync(this.mapFd, this.present, 0, n, 0);
     this.verified = new Uint8Array(n);
     this.pins = new Uint16Array(n);
+    this.used = new Float64Array(n);
   }
 
   get count(): number {
@@ -88,13 +89,27 @@ export class BlobFile {
   }
 }
 
+/**
+ * A use of chunks [a, b] of a file, record `t`. The LRU is the queue of these records, least recent
+ * first: a chunk belongs to its latest record only (f.used[k] === t); its older records are stale
+ * for it. One record a read, not a Map entry a chunk: a 1 MiB read of 16 KiB chunks touches 64.
+ */
+interface Use {
+  f: BlobFile;
+  a: number;
+  b: number;
+  t: number;
+}
+
 /** The chunk cache of one store: blob files shared by digest, chunks evicted least recently used first. */
 export class ChunkCache {
   private readonly files = new Map<string, BlobFile>();
-  private readonly byId = new Map<number, BlobFile>();
-  private nextId = 1;
-  /** Chunks on disk, least recently used first: key (see key()) → bytes. */
-  private readonly lru = new Map<number, number>();
+  /** Uses, least recent first from `head` (see Use). */
+  private uses: Use[] = [];
+  private head = 0;
+  private clock = 0;
+  /** Queue length that triggers dropping records stale for every chunk (twice what was kept). */
+  private compactAt = 1024;
   private bytes = 0;
 
   constructor(readonly dir: string, readonly limit: number) {}
@@ -105,15 +120,18 @@ export class ChunkCache {
     if (!f) {
       mkdirSync(this.dir, { recursive: true });
       f = new BlobFile(hex, join(this.dir, hex), size, chunkSize);
-      f.id = this.nextId++;
       this.files.set(hex, f);
-      this.byId.set(f.id, f);
-      const old = new Map<number, number>();
-      for (let k = 0; k < f.count; k++) if (f.present[k]) old.set(key(f, k), f.chunkLen(k));
-      for (const [at, len] of this.lru) old.set(at, len);
-      this.lru.clear();
-      for (const [at, len] of old) this.lru.set(at, len);
-      this.bytes = [...this.lru.values()].reduce((a, b) => a + b, 0);
+      const old: Use[] = [];
+      for (let k = 0; k < f.count; k++) {
+        if (!f.present[k]) continue;
+        const t = ++this.clock;
+        let b = k;
+        while (b + 1 < f.count && f.present[b + 1]) b++;
+        for (let j = k; j <= b; j++) (f.used[j] = t), (this.bytes += f.chunkLen(j));
+        old.push({ f, a: k, b, t });
+        k = b;
+      }
+      this.uses.splice(this.head, 0, ...old);
     }
     f.users++;
     return f;
@@ -124,30 +142,32 @@ export class ChunkCache {
     // Kept open while it has chunks in the LRU: their eviction needs the descriptor.
     if (!f.present.some((p) => p === 1)) {
       this.files.delete(f.hex);
-      this.byId.delete(f.id);
       f.close();
     }
   }
 
-  /** A chunk on disk was used (or just written): it becomes the most recent. */
-  touch(f: BlobFile, k: number): void {
-    // Only chunks marked on disk: a chunk a fetch in flight owns may already be written there, and
-    // punched out before the fetch marks it, it would be marked over a hole.
-    if (!f.present[k]) return;
-    const at = key(f, k);
-    const had = this.lru.get(at);
-    if (had !== undefined) this.lru.delete(at);
-    else this.bytes += f.chunkLen(k);
-    this.lru.set(at, f.chunkLen(k));
+  /** Chunks [a, b] on disk were used (or just written): they become the most recent. */
+  touch(f: BlobFile, a: number, b = a): void {
+    const t = ++this.clock;
+    let any = false;
+    for (let k = a; k <= b; k++) {
+      // Only chunks marked on disk: a chunk a fetch in flight owns may already be written there, and
+      // punched out before the fetch marks it, it would be marked over a hole.
+      if (!f.present[k]) continue;
+      if (f.used[k] === 0) this.bytes += f.chunkLen(k);
+      f.used[k] = t;
+      any = true;
+    }
+    if (!any) return;
+    this.uses.push({ f, a, b, t });
+    if (this.uses.length - this.head > this.compactAt) this.compact();
     this.evict();
   }
 
   forget(f: BlobFile, k: number): void {
-    const at = key(f, k);
-    const had = this.lru.get(at);
-    if (had === undefined) return;
-    this.lru.delete(at);
-    this.bytes -= had;
+    if (f.used[k] === 0) return;
+    f.used[k] = 0;
+    this.bytes -= f.chunkLen(k);
   }
 
   /**
@@ -157,15 +177,27 @@ export class ChunkCache {
    */
   evict(): void {
     if (this.bytes <= this.limit) return;
-    for (const [at, len] of this.lru) {
-      if (this.bytes <= this.limit) break;
-      const f = this.byId.get(Math.floor(at / CHUNKS_PER_FILE));
-      const k = at % CHUNKS_PER_FILE;
-      if (f && f.pins[k] > 0) continue;
-      this.lru.delete(at);
-      this.bytes -= len;
-      if (f) f.punch(k);
+    for (let i = this.head; i < this.uses.length && this.bytes > this.limit; i++) {
+      const { f, a, b, t } = this.uses[i]!;
+      for (let k = a; k <= b && this.bytes > this.limit; k++) {
+        if (f.used[k] !== t || f.pins[k] > 0) continue;
+        f.used[k] = 0;
+        this.bytes -= f.chunkLen(k);
+        f.punch(k);
+      }
     }
+    while (this.head < this.uses.length && !holds(this.uses[this.head]!)) this.head++;
+    if (this.head > 1024 && this.head * 2 > this.uses.length) {
+      this.uses = this.uses.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  /** Drops the records no chunk belongs to any more (chunks used again and again, never evicted). */
+  private compact(): void {
+    this.uses = this.uses.slice(this.head).filter(holds);
+    this.head = 0;
+    this.compactAt = Math.max(1024, 2 * this.uses.length);
   }
 
   stats(): { bytes: number; limit: number } {
@@ -173,9 +205,11 @@ export class ChunkCache {
   }
 }
 
-/** LRU keys: a number per chunk, file id × CHUNKS_PER_FILE + chunk (no string built per use). */
-const CHUNKS_PER_FILE = 2 ** 32;
-const key = (f: BlobFile, k: number): number => f.id * CHUNKS_PER_FILE + k;
+/** Whether some chunk still belongs to this record (is in the LRU under it). */
+function holds(u: Use): boolean {
+  for (let k = u.a; k <= u.b; k++) if (u.f.used[k] === u.t) return true;
+  return false;
+}
 
 const caches = new Map<string, ChunkCache>();
 

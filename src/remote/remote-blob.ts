@@ -41,8 +41,8 @@ type Unpin = () => void;
 export class RemoteBlob {
   readonly file: BlobFile;
   readonly hex: string;
-  /** Chunk → the request that is fetching it. */
-  private readonly inflight = new Map<number, Run>();
+  /** Requests in flight (a few at a time): each is fetching its chunks [next, last]. */
+  private runs: Run[] = [];
   private readonly reported = new Set<number>();
   private lastStart = -1;
   private lastEnd = -1;
@@ -90,13 +90,10 @@ export class RemoteBlob {
       const to = sequential && this.readAheadOn ? this.aheadEnd(k1 + 1) : k1;
       for (const [a, b] of this.plan(k0, to)) this.fetchRun(a, b);
       // each request the range waits on, up to the last chunk wanted from it
-      const waits = new Map<Run, number>();
-      for (let k = k0; k <= k1; k++) {
-        const run = this.inflight.get(k);
-        if (run) waits.set(run, k);
-      }
-      await Promise.all([...waits].map(([run, k]) => run.until(k)));
-      for (let k = k0; k <= k1; k++) this.cache.touch(this.file, k);
+      const waits = [];
+      for (const run of this.runs) if (run.next <= k1 && run.last >= k0) waits.push(run.until(Math.min(k1, run.last)));
+      if (waits.length) await Promise.all(waits);
+      this.cache.touch(this.file, k0, k1);
       return unpin;
     } catch (err) {
       unpin();
@@ -118,7 +115,7 @@ export class RemoteBlob {
         const from = a * this.info.chunkSize;
         this.writer(a)(fetchSync(this.remote, from, Math.min(this.info.size, (b + 1) * this.info.chunkSize)));
       }
-      for (let k = k0; k <= k1; k++) this.cache.touch(this.file, k);
+      this.cache.touch(this.file, k0, k1);
       return unpin;
     } catch (err) {
       unpin();
@@ -193,12 +190,20 @@ export class RemoteBlob {
   private plan(k0: number, k1: number, skipInflight = true): Array<[number, number]> {
     const runs: Array<[number, number]> = [];
     for (let k = k0; k <= k1; k++) {
-      if (this.usable(k) || (skipInflight && this.inflight.has(k))) continue;
+      const run = skipInflight ? this.fetching(k) : undefined;
+      if (run) k = run.last; // a sequential reader's plan spans the request it started earlier: skipped whole
+      if (run || (this.file.verified[k] && this.file.present[k]) || this.usable(k)) continue;
       const last = runs[runs.length - 1];
       if (last && last[1] === k - 1 && (k - last[0]) * this.info.chunkSize < RUN_BYTES) last[1] = k;
       else runs.push([k, k]);
     }
     return runs;
+  }
+
+  /** The request in flight that is fetching chunk k (not yet stored), if any. */
+  private fetching(k: number): Run | undefined {
+    for (const run of this.runs) if (k >= run.next && k <= run.last) return run;
+    return undefined;
   }
 
   private usable(k: number): boolean {
@@ -223,19 +228,18 @@ export class RemoteBlob {
    */
   private fetchRun(a: number, b: number): void {
     const cs = this.info.chunkSize;
-    const run = new Run();
-    run.next = a;
-    for (let k = a; k <= b; k++) this.inflight.set(k, run);
+    const run = new Run(a, b);
+    this.runs.push(run);
     const leave = (): void => {
-      for (let k = a; k <= b; k++) if (this.inflight.get(k) === run) this.inflight.delete(k);
+      this.runs = this.runs.filter((r) => r !== run);
       this.cache.release(this.file);
     };
     this.file.users++;
     const progress = (next: number): void => {
-      // stored chunks leave `inflight` at once: from now on they are the cache's (and may be evicted)
-      for (let k = run.next; k < next; k++) if (this.inflight.get(k) === run) this.inflight.delete(k);
-      if (next > run.next) this.stored(run.next, next - 1);
-      run.next = next;
+      // stored chunks leave the request at once: from now on they are the cache's (and may be evicted)
+      const from = run.next;
+      run.next = Math.max(from, next);
+      if (next > from) this.stored(from, next - 1);
       run.advanced();
     };
     run.job = new ChunkJob(this.remote, { fd: this.fd, size: this.info.size, chunkSize: cs, first: a, last: b, digests: this.digests && Buffer.from(this.digests.subarray(a * 32, (b + 1) * 32)) }, progress);
@@ -262,9 +266,9 @@ export class RemoteBlob {
       if (!this.matches(j, chunk)) throw this.mismatch(j);
     }, (x, y) => {
       for (let j = x; j <= y; j++) {
-        if (this.inflight.has(j)) continue;
+        if (this.fetching(j)) continue;
         let e = j;
-        while (e < y && !this.inflight.has(e + 1)) e++;
+        while (e < y && !this.fetching(e + 1)) e++;
         this.stored(j, e);
         j = e;
       }
@@ -274,11 +278,9 @@ export class RemoteBlob {
   /** Chunks [a, b] are written and checked: present from now on. */
   private stored(a: number, b: number): void {
     this.file.markRange(a, b);
-    for (let k = a; k <= b; k++) {
-      if (this.digests) this.file.verified[k] = 1;
-      this.cache.touch(this.file, k);
-      this.fetched += this.file.chunkLen(k);
-    }
+    if (this.digests) this.file.verified.fill(1, a, b + 1);
+    this.cache.touch(this.file, a, b);
+    this.fetched += Math.min(this.info.size, (b + 1) * this.info.chunkSize) - a * this.info.chunkSize;
   }
 
   /** EIO for chunk k, whose bytes did not match the index (logged once). */
@@ -315,7 +317,11 @@ export class RemoteBlob {
 /** A range request in flight: which of its chunks are stored, and who waits for which. */
 class Run {
   /** The first chunk not yet stored. */
-  next = 0;
+  next: number;
+  constructor(first: number, readonly last: number) {
+    this.next = first;
+  }
+
   job?: ChunkJob;
   private failure: unknown;
   private waiters: Array<{ k: number; resolve: () => void; reject: (err: unknown) => void }> = [];

@@ -50,7 +50,20 @@ export interface Statfs {
 }
 
 /** What a read returns: bytes, or a range of an open file descriptor the backend copies itself. */
-export type ReadReply = Buffer | FdRange[];
+export type ReadReply = Buffer | FdRanges;
+/**
+ * Ranges of open descriptors. With `release`, their bytes stay valid only until it is called (a
+ * remote blob's chunks, pinned in its cache): whoever reads them calls it once, right after, or
+ * on failure.
+ */
+export interface FdRanges extends Array<FdRange> {
+  release?: () => void;
+}
+
+/** A read reply is done with: its ranges may go (see FdRanges). */
+export function releaseReply(r: ReadReply): void {
+  if (!Buffer.isBuffer(r)) r.release?.();
+}
 /** A file's bytes as bytes [pos, pos+len) of a decoding stream's output (FileSystem.fileStream). */
 export interface FileStream {
   /** The native stream (codec streamStart), opaque here. */

@@ -76,6 +76,7 @@ export async function readAll(fs: FileSystem, ino: number, size: number): Promis
     if (r.fd >= 0) readSync(r.fd, b, 0, r.len, r.pos);
     parts.push(b);
   }
+  reply.release?.();
   await fs.release(ino, fh);
   return Buffer.concat(parts).toString('latin1');
 }
