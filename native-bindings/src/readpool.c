@@ -125,12 +125,9 @@ static int serve_nowait(tsn_env *te, job *j) {
   fuse_req_t req = j->req;
   if (!all_cached(r, n)) return -EAGAIN;
   if (te->fastbuf_cap < total) {
-    free(te->fastbuf);
+    tsn_huge_unmap(te->fastbuf, te->fastbuf_cap);
     te->fastbuf_cap = 0;
-    if (posix_memalign((void **)&te->fastbuf, 4096, total) != 0) {
-      te->fastbuf = NULL;
-      return -EAGAIN;
-    }
+    if ((te->fastbuf = tsn_huge_map(total)) == NULL) return -EAGAIN;
     te->fastbuf_cap = total;
   }
   int res = fill(r, n, te->fastbuf, 1);

@@ -136,7 +136,7 @@ static void fill(tsr_stream *st) {
       for (i = 0; i < NSLAB && !recyclable(st, i); i++) {
       }
       if (i == NSLAB) return; // the reader has to move on first
-      if (st->slab[i] == NULL && (st->slab[i] = malloc(SP * st->piece)) == NULL) return;
+      if (st->slab[i] == NULL && (st->slab[i] = tsn_huge_map(SP * st->piece)) == NULL) return;
       st->slab_first[i] = st->pushed;
     }
     int64_t to = st->pushed + JOB;
@@ -171,7 +171,7 @@ static int64_t stop(tsr_stream *st) {
     free(p);
   }
   st->parked = NULL;
-  for (int i = 0; i < NSLAB; i++) free(st->slab[i]), st->slab[i] = NULL, st->slab_first[i] = -1;
+  for (int i = 0; i < NSLAB; i++) tsn_huge_unmap(st->slab[i], SP * st->piece), st->slab[i] = NULL, st->slab_first[i] = -1;
   pthread_mutex_lock(&live_mu);
   for (tsr_stream **q = &live; *q; q = &(*q)->next) {
     if (*q == st) {
