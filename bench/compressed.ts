@@ -148,20 +148,24 @@ function casesFor(f: Format): Case[] {
       },
     });
   }
-  const seq = fig('compressed-seq', `${label('big', f)}: sequential read of the member (dd bs=1M) vs \`${tool(f)} -dc\``, 'MiB/s', 'higher', shareAtLeast(0.7, `${tool(f)} -dc`));
-  cases.push({
-    name: `compressed-seq-${f}`, source: src('big'), figures: [seq],
-    async run(peer, s, ctx) {
-      await sh('cat "$1" > /dev/null', { args: [s.tar!] });
-      if (!tarstack(peer)) {
-        const r = await timedCpu(`${tool(f)} -dc "$1" > /dev/null`, [s.tar!], ctx);
-        return { [seq.id]: { value: statSync(s.tar!.replace(/\.(gz|zst)$/, '')).size / 2 ** 20 / r.wall } };
-      }
-      const m = await peer.mount(s, 'again');
-      const r = await timedCpu('dd if="$1" of=/dev/null bs=1M status=none', [join(m.dir, 'member.bin')], ctx);
-      return { [seq.id]: { value: statSync(member(s)).size / 2 ** 20 / r.wall } };
-    },
-  });
+  // through an image mount, and through a writable instance of the image (its lower files)
+  for (const [kind, mode] of [['', 'again'], ['-instance', 'writable']] as const) {
+    const through = kind ? ', through an instance mount' : '';
+    const seq = fig(`compressed-seq${kind}`, `${label('big', f)}: sequential read of the member (dd bs=1M)${through} vs \`${tool(f)} -dc\``, 'MiB/s', 'higher', shareAtLeast(0.7, `${tool(f)} -dc`));
+    cases.push({
+      name: `compressed-seq${kind}-${f}`, source: src('big'), figures: [seq],
+      async run(peer, s, ctx) {
+        await sh('cat "$1" > /dev/null', { args: [s.tar!] });
+        if (!tarstack(peer)) {
+          const r = await timedCpu(`${tool(f)} -dc "$1" > /dev/null`, [s.tar!], ctx);
+          return { [seq.id]: { value: statSync(s.tar!.replace(/\.(gz|zst)$/, '')).size / 2 ** 20 / r.wall } };
+        }
+        const m = await peer.mount(s, mode);
+        const r = await timedCpu('dd if="$1" of=/dev/null bs=1M status=none', [join(m.dir, 'member.bin')], ctx);
+        return { [seq.id]: { value: statSync(member(s)).size / 2 ** 20 / r.wall } };
+      },
+    });
+  }
   for (const jobs of [1, 4]) {
     const rand = fig(`compressed-rand-${jobs}`, `${label('big', f)}: random 4 KiB reads in the member, ${jobs} job${jobs > 1 ? 's' : ''} (fio psync)`, 'IOPS', 'higher');
     cases.push({

@@ -103,6 +103,23 @@ test.serial('a reader that pauses (its stream ends idle) reads on with the right
   t.true((await m.stats()).streamedReads > s0.streamedReads, 'a stream serves again');
 });
 
+test.serial('reading the member again right after (the first stream still runs, past the start): the right bytes, from a stream again', async (t) => {
+  const m = await serveZst(t);
+  const file = path.join(m.mnt, 'd', 'big');
+  t.true(ddRead(file).out.equals(big), 'first read');
+  // The first read's stream still runs (it ends after a second without READs), past the start.
+  const drop = spawnSync('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none']);
+  t.is(drop.status, 0, drop.stderr.toString());
+  const s0 = await m.stats();
+  const r = ddRead(file);
+  t.true(r.ok && r.out.equals(big), 'second read');
+  const s1 = await m.stats();
+  const reads = (s1.ops[OP.READ] ?? 0) - (s0.ops[OP.READ] ?? 0);
+  const streamed = s1.streamedReads - s0.streamedReads;
+  t.true(reads >= 10, `READs reached the daemon (${reads})`);
+  t.true(streamed >= reads / 2, `READs answered in C the second time: ${streamed} of ${reads}`);
+});
+
 test.serial('TARSTACK_NATIVE_STREAMS=0: no READ is answered from a stream, same bytes', async (t) => {
   const m = await serveZst(t, { TARSTACK_NATIVE_STREAMS: '0' });
   const r = ddRead(path.join(m.mnt, 'd', 'big'));

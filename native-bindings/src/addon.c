@@ -14,7 +14,7 @@ static void env_finalize(napi_env env, void *data, void *hint) {
   tsn_mailbox_close(te);
   tsn_reqs_free(te);
   free(te->recv.mem);
-  free(te->fastbuf);
+  tsn_huge_unmap(te->fastbuf, te->fastbuf_cap);
   free(te);
   if (--live_envs == 0) { // the last user: let idle pool threads go (never waits for a running job)
     tsn_pool_quiesce(&tsn_read_pool);

@@ -150,7 +150,7 @@ static void *worker(void *arg) {
   p->threads--;
   pthread_cond_broadcast(&p->exited);
   pthread_mutex_unlock(&p->mu);
-  if (w.buf) munmap(w.buf, w.cap);
+  tsn_huge_unmap(w.buf, w.cap);
   return NULL;
 }
 
@@ -216,18 +216,34 @@ void tsn_pool_quiesce(tsn_pool *p) {
   pthread_mutex_unlock(&p->mu);
 }
 
+// Memory that FUSE replies are written from: in 2 MiB huge pages where the kernel gives them
+// (transparent_hugepage "madvise" or "always"). Each reply's write(2) to /dev/fuse pins the user
+// pages it copies from (gup): a 1 MiB reply from 4 KiB pages is 256 of them, from a huge page one
+// mapping. Sizes are rounded up to whole huge pages; unmapped with the size asked for.
+#define HUGE ((size_t)2 << 20)
+static size_t huge_len(size_t size) { return size == 0 ? HUGE : (size + HUGE - 1) & ~(HUGE - 1); }
+
+void *tsn_huge_map(size_t size) {
+  size_t len = huge_len(size);
+  char *p = mmap(NULL, len + HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return NULL;
+  size_t head = (HUGE - ((uintptr_t)p & (HUGE - 1))) & (HUGE - 1);
+  if (head) munmap(p, head);
+  munmap(p + head + len, HUGE - head);
+  madvise(p + head, len, MADV_HUGEPAGE); // advice: where it is refused, 4 KiB pages serve as before
+  return p + head;
+}
+
+void tsn_huge_unmap(void *p, size_t size) {
+  if (p) munmap(p, huge_len(size));
+}
+
 void *tsn_worker_buf(tsn_worker *w, size_t size) {
   if (w->cap >= size) return w->buf;
-  if (w->buf) munmap(w->buf, w->cap);
+  tsn_huge_unmap(w->buf, w->cap);
   w->cap = 0;
-  // mmap, not malloc: a 1 MiB block freed to malloc raises glibc's mmap threshold, and later
+  // mapped, not malloc'ed: a 1 MiB block freed to malloc raises glibc's mmap threshold, and later
   // blocks of that size then stay in the heap for good instead of going back to the system.
-  size_t len = (size + 4095) & ~(size_t)4095;
-  w->buf = mmap(NULL, len ? len : 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (w->buf == MAP_FAILED) {
-    w->buf = NULL;
-    return NULL;
-  }
-  w->cap = len ? len : 4096;
+  if ((w->buf = tsn_huge_map(size)) != NULL) w->cap = huge_len(size);
   return w->buf;
 }

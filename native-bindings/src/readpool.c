@@ -120,12 +120,9 @@ static int all_cached(const tsn_range *r, size_t n) {
 // Node's thread's read buffer, grown to hold `total` bytes (kept: fresh memory costs page faults).
 static char *fastbuf(tsn_env *te, size_t total) {
   if (te->fastbuf_cap < total) {
-    free(te->fastbuf);
+    tsn_huge_unmap(te->fastbuf, te->fastbuf_cap);
     te->fastbuf_cap = 0;
-    if (posix_memalign((void **)&te->fastbuf, 4096, total) != 0) {
-      te->fastbuf = NULL;
-      return NULL;
-    }
+    if ((te->fastbuf = tsn_huge_map(total)) == NULL) return NULL;
     te->fastbuf_cap = total;
   }
   return te->fastbuf;

@@ -136,7 +136,7 @@ static void fill(tsr_stream *st) {
       for (i = 0; i < NSLAB && !recyclable(st, i); i++) {
       }
       if (i == NSLAB) return; // the reader has to move on first
-      if (st->slab[i] == NULL && (st->slab[i] = malloc(SP * st->piece)) == NULL) return;
+      if (st->slab[i] == NULL && (st->slab[i] = tsn_huge_map(SP * st->piece)) == NULL) return;
       st->slab_first[i] = st->pushed;
     }
     int64_t to = st->pushed + JOB;
@@ -171,7 +171,7 @@ static int64_t stop(tsr_stream *st) {
     free(p);
   }
   st->parked = NULL;
-  for (int i = 0; i < NSLAB; i++) free(st->slab[i]), st->slab[i] = NULL, st->slab_first[i] = -1;
+  for (int i = 0; i < NSLAB; i++) tsn_huge_unmap(st->slab[i], SP * st->piece), st->slab[i] = NULL, st->slab_first[i] = -1;
   pthread_mutex_lock(&live_mu);
   for (tsr_stream **q = &live; *q; q = &(*q)->next) {
     if (*q == st) {
@@ -329,16 +329,25 @@ napi_value tsr_js_abort(napi_env env, napi_callback_info info) {
   return tsn_undefined(env);
 }
 
-// streamInfo(stream) -> [pushed, reach, reads]: pieces pushed up to, how far READs may get parked,
-// READs answered or parked so far.
+// The first piece of the held run that ends at the last checked one: a READ from there on is
+// answered or parked; one before it (the slabs were reused) is not this stream's any more.
+static int64_t low_of(const tsr_stream *st) {
+  int64_t k = st->checked;
+  for (int i; k > st->base && (i = slab_of(st, k - 1)) >= 0;) k = st->slab_first[i];
+  return k;
+}
+
+// streamInfo(stream) -> [pushed, reach, reads, low]: pieces pushed up to, how far READs may get
+// parked, READs answered or parked so far, the first piece it still serves (low_of).
 napi_value tsr_js_info(napi_env env, napi_callback_info info) {
   napi_value argv[1], out, v;
   if (tsn_get_args(env, info, 1, argv) != 0) return NULL;
   tsr_stream *st = get_stream(env, argv[0]);
-  if (st == NULL || napi_create_array_with_length(env, 3, &out) != napi_ok) return NULL;
+  if (st == NULL || napi_create_array_with_length(env, 4, &out) != napi_ok) return NULL;
   double reach = (double)(st->state == RUN ? reach_of(st) : st->pushed);
-  double vals[3] = { st->state == DONE ? -1 : (double)st->pushed, st->state == DONE ? -1 : reach, st->reads };
-  for (uint32_t i = 0; i < 3; i++) {
+  int done = st->state == DONE;
+  double vals[4] = { done ? -1 : (double)st->pushed, done ? -1 : reach, st->reads, done ? -1 : (double)low_of(st) };
+  for (uint32_t i = 0; i < 4; i++) {
     if (napi_create_double(env, vals[i], &v) != napi_ok || napi_set_element(env, out, i, v) != napi_ok) return NULL;
   }
   return out;

@@ -1,10 +1,12 @@
-// Direct reads (openless mounts): a file whose bytes are one fixed range of a descriptor
-// (FileSystem.fileRange: a plain tar's member) is registered with C (readpool.c, readDirect) at
-// its first READ, which JS still answers; C then answers its later READs without calling JS,
-// until the kernel forgets the inode. Only for immutable trees: the range never changes. A file
-// being decoded by a native stream (FileSystem.fileStream: a compressed tar's member read
-// sequentially) is registered on that stream (readStreamed) at a READ JS would answer; C answers
-// the READs the stream holds bytes for, JS the rest (and registers again once the stream is done).
+// Direct reads: a file whose bytes are one fixed range of a descriptor (FileSystem.fileRange: a
+// plain tar's member) is registered with C (readpool.c, readDirect) at its first READ, which JS
+// still answers; C then answers its later READs without calling JS, until the kernel forgets the
+// inode. A file being decoded by a native stream (FileSystem.fileStream: a compressed tar's member
+// read sequentially) is registered on that stream (readStreamed) at a READ JS would answer; C
+// answers the READs the stream holds bytes for, JS the rest (and registers again once the stream
+// is done). On an immutable tree (an image mount) the range never changes; a writable instance's
+// lower file is registered only while it has no upper copy: the tree tells of a copy-up
+// (FileSystem.watchData) and its registration goes before the next request is read.
 import type { FdRange, FileStream, FileSystem } from '../vfs/api.js';
 
 export type Register = (ino: number, fd: number, pos: number, size: number) => boolean;
@@ -17,9 +19,13 @@ export class DirectReads {
   /** Every inode asked, eligible or not: each is asked once until forgotten. */
   private readonly asked = new Set<number>();
 
-  enable(fs: FileSystem, register: Register, streamed?: Streamed): void {
+  /** Returns what stops it (a mutable tree's watch), or undefined when nothing is enabled. */
+  enable(fs: FileSystem, register: Register, streamed?: Streamed): (() => void) | undefined {
+    if (!fs.immutable && !fs.watchData) return undefined;
     if (fs.fileRange) (this.fs = fs), (this.register = register);
     if (fs.fileStream && streamed) (this.fs = fs), (this.register = register), (this.streamed = streamed);
+    if (this.register === null || fs.immutable) return undefined;
+    return fs.watchData!((ino) => this.forgot(ino));
   }
 
   /** Before JS answers READ `req` of `ino` at `pos`: true if C took it (a streamed file). */

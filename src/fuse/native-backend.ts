@@ -160,6 +160,7 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
       finalRequests = requests;
       if (errno !== 0) console.error(`tarstack: FUSE session for ${opts.mountpoint} ended with errno ${errno}`);
       failReady(new Error(`the FUSE session for ${opts.mountpoint} ended before it served`));
+      tr.ended();
       destroyed();
     },
   };

@@ -14,7 +14,7 @@ import { DirectReads, type Register, type Streamed } from './direct-reads.js';
 
 type Maybe<T> = T | Promise<T>;
 /** The FileSystem methods a request calls, and what each gives back once settled. */
-type Method = Exclude<keyof WritableFileSystem, 'immutable' | 'needsOpen' | 'readdir' | 'forget' | 'destroy' | 'fileRange' | 'fileStream'>;
+type Method = Exclude<keyof WritableFileSystem, 'immutable' | 'needsOpen' | 'readdir' | 'forget' | 'destroy' | 'fileRange' | 'fileStream' | 'watchData'>;
 type Result<K extends Method> = Awaited<ReturnType<WritableFileSystem[K]>>;
 
 const { ENOENT, ENOSYS } = constants.errno;
@@ -118,8 +118,18 @@ export class Translator {
 
   enableOpenless(): void { this.openless = true; }
 
-  /** READs C answers without JS (direct-reads.ts); openless mounts only. */
-  enableDirectReads(register: Register, streamed?: Streamed): void { if (this.openless) this.direct.enable(this.fs, register, streamed); }
+  /** READs C answers without JS (direct-reads.ts): openless mounts, and writable trees that tell of copy-ups. */
+  enableDirectReads(register: Register, streamed?: Streamed): void {
+    if (this.openless || !this.fs.immutable) this.unwatch = this.direct.enable(this.fs, register, streamed);
+  }
+
+  private unwatch: (() => void) | undefined;
+
+  /** The session ended: the tree need not tell it of copy-ups any more. */
+  ended(): void {
+    this.unwatch?.();
+    this.unwatch = undefined;
+  }
 
   /** Passthrough was negotiated: OpenReply.backingFd is used from now on. */
   enablePassthrough(pt: Passthrough): void {
@@ -296,6 +306,7 @@ export class Translator {
 
   readonly read = (req: ll.Req, ino: number, fh: number, pos: number, size: number): void => {
     if (this.openless) return this.readOpenless(req, ino, pos, size);
+    if (this.direct.reading(req, ino, pos)) return;
     this.call(req, 'read', ino, this.answerRead, ino, fh, pos, size);
   };
 

@@ -69,8 +69,8 @@ export interface Codec {
   streamEnd(s: NativeStreamHandle): number;
   /** Stop now; READs waiting get EIO (closing). */
   streamAbort(s: NativeStreamHandle): void;
-  /** [pieces pushed up to, READs parked up to, READs answered or parked]; position and reach -1 once done. */
-  streamInfo(s: NativeStreamHandle): [position: number, reach: number, reads: number];
+  /** [pieces pushed up to, READs parked up to, READs answered or parked, the first piece it still serves]; position, reach and low -1 once done. */
+  streamInfo(s: NativeStreamHandle): [position: number, reach: number, reads: number, low: number];
   /** A copy of piece `piece` if the stream holds it checked, else null. */
   streamCopy(s: NativeStreamHandle, piece: number): Buffer | null;
   /** zlib.crc32(data, crc), folded with carry-less multiplies where the CPU has them (crc32_fold.c): 2.5-8x as fast. */

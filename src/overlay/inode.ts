@@ -70,10 +70,28 @@ export class Inode {
     name: string,
     /** Directories: merged lower parts (none when opaque); others: [layer, node] of the lower origin. */
     public lower: Parts | null,
-    /** An upper object exists for it (at its link's path, or in the index). */
-    public upper: boolean,
+    upper: boolean,
   ) {
     this.first = new Link(dir, name);
+    this.up = upper;
+  }
+
+  private up: boolean;
+  /**
+   * Told once, when the inode gets an upper object: its bytes stop being its lower file's, so a
+   * backend answering its reads from the lower by itself must stop (lower-reads.ts).
+   */
+  onUpper: ((ino: number) => void) | undefined = undefined;
+
+  /** An upper object exists for it (at its link's path, or in the index). */
+  get upper(): boolean {
+    return this.up;
+  }
+
+  set upper(v: boolean) {
+    this.up = v;
+    const told = v ? this.onUpper : undefined;
+    if (told) (this.onUpper = undefined), told(this.ino);
   }
 
   /** The name its upper path is taken from. */

@@ -54,6 +54,11 @@ export class InodeTable {
     return n;
   }
 
+  /** The inode of a number, if the kernel holds it. */
+  known(ino: number): Inode | undefined {
+    return this.nodes.get(ino);
+  }
+
   /** The directory inode of a number: ENOTDIR when it is none, ENOENT once it was removed. */
   dir(ino: number): Inode {
     const n = this.get(ino);

@@ -8,7 +8,7 @@
 // copy-up (copyup.ts), file bytes (file-data.ts), the size limit (space.ts), and the upper on disk
 // (upper.ts, whiteouts.ts, upper-format.ts), through which every upper operation goes.
 import * as fs from 'node:fs';
-import type { Attr, Caller, CreateReply, DirEntry, Entry, OpenReply, ReadReply, SetAttr, Statfs, WritableFileSystem } from '../vfs/api.js';
+import type { Attr, Caller, CreateReply, DirEntry, Entry, FdRange, FileStream, OpenReply, ReadReply, SetAttr, Statfs, WritableFileSystem } from '../vfs/api.js';
 import { ROOT_INO } from '../vfs/api.js';
 import { fsError } from '../util/errors.js';
 import { RENAME_EXCHANGE, RENAME_NOREPLACE, UTIME_NOW, UTIME_OMIT } from '../native/sys.js';
@@ -18,6 +18,7 @@ import { Handles } from './handles.js';
 import type { Inode } from './inode.js';
 import { InodeTable, UPPER_BASE } from './inodes.js';
 import { LinkSets } from './link-sets.js';
+import { LowerReads } from './lower-reads.js';
 import { LowerStack, type Parts } from './lower-stack.js';
 import { Directories, NAME_MAX } from './directories.js';
 import { InodeAttr } from './inode-attr.js';
@@ -44,6 +45,7 @@ export class InstanceFs implements WritableFileSystem {
   private readonly data: FileData;
   private readonly dirs: Directories;
   private readonly attrs: InodeAttr;
+  private readonly lowerReads: LowerReads;
   /** The size limit and its running count (a no-limit object when the instance has none). */
   private readonly space: DataSpace;
   /** The daemon's umask is 0: objects it makes get exactly the mode asked for. */
@@ -64,6 +66,7 @@ export class InstanceFs implements WritableFileSystem {
     this.inodes = new InodeTable(this.stack, this.store, this.links, !!opts.offline);
     this.dirs = new Directories(this.stack, this.store, this.inodes);
     this.attrs = new InodeAttr(this.stack, this.store, this.links, this.inodes, opts.owners === 'mapped');
+    this.lowerReads = new LowerReads(this.inodes, this.stack);
   }
 
   // ---- shared steps ---------------------------------------------------------------------------
@@ -174,6 +177,10 @@ export class InstanceFs implements WritableFileSystem {
   read(_ino: number, fh: number, pos: number, len: number): ReadReply | Promise<ReadReply> {
     return this.data.read(this.handles.file(fh), pos, len);
   }
+
+  readonly fileRange = (ino: number): FdRange | undefined => this.lowerReads.range(ino);
+  readonly fileStream = (ino: number, pos: number): FileStream | undefined => this.lowerReads.stream(ino, pos);
+  readonly watchData = (moved: (ino: number) => void): (() => void) => this.lowerReads.watch(moved);
 
   release(_ino: number, fh: number): void {
     // The last close of a file whose last name went while it was open: its data goes now.

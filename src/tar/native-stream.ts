@@ -62,9 +62,16 @@ export class NativeStream {
     this.end();
   }
 
-  /** Whether piece `piece` is this stream's to serve (C decides about each READ). */
+  /**
+   * Whether piece `piece` is this stream's to serve (C decides about each READ): not before the
+   * pieces it still holds, whose slabs it reused (a second reader, or the same one reading again).
+   */
   has(piece: number): boolean {
-    return !this.ended && piece >= this.base && piece < this.limit;
+    return !this.ended && piece >= this.base && piece < this.limit && piece >= this.low;
+  }
+
+  private get low(): number {
+    return this.ended ? -1 : loadCodec().streamInfo(this.handle)[3];
   }
 
   get position(): number {
@@ -78,11 +85,11 @@ export class NativeStream {
   /**
    * A copy of piece `piece` once decoded and checked, if it is within the stream's reach and the
    * stream still holds it (a READ JS answers, across the piece the stream started at); null if
-   * not. Polled: rare.
+   * not, at once for a piece it has let go of. Polled: rare.
    */
   async piece(piece: number): Promise<Buffer | null> {
     const codec = loadCodec();
-    while (!this.ended && piece >= this.base && piece < this.limit && piece < this.reach) {
+    while (this.has(piece) && piece < this.reach) {
       const b = codec.streamCopy(this.handle, piece);
       if (b) return b;
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));

@@ -183,19 +183,26 @@ export interface FileSystem {
    */
   read(ino: number, fh: number, pos: number, len: number): Maybe<ReadReply>;
   /**
-   * Optional, immutable trees only: where all of regular file `ino`'s bytes are, as one range of a
-   * descriptor that stays open while the tree is mounted (a plain tar's member): its `len` is the
-   * file's size. The backend may then answer reads of `ino` itself, without calling read().
-   * undefined: read() must be asked (a compressed, remote or sparse member, a directory's file).
+   * Optional: where all of regular file `ino`'s bytes are, as one range of a descriptor that stays
+   * open while the tree is mounted (a plain tar's member): its `len` is the file's size. The backend
+   * may then answer reads of `ino` itself, without calling read(), until it forgets `ino` or, on a
+   * tree that is not immutable, until watchData tells it the bytes moved. undefined: read() must be
+   * asked (a compressed, remote or sparse member, a directory's file, an upper file).
    */
   fileRange?(ino: number): FdRange | undefined;
   /**
-   * Optional, immutable trees only: regular file `ino`, about to be read at `pos`, is being (or
-   * now starts being) decoded by a native stream (a compressed tar's member read sequentially):
-   * the backend may answer its reads from the stream's checked bytes without calling read(), and
-   * calls read() for those the stream does not hold. undefined: read() must be asked.
+   * Optional: regular file `ino`, about to be read at `pos`, is being (or now starts being) decoded
+   * by a native stream (a compressed tar's member read sequentially): the backend may answer its
+   * reads from the stream's checked bytes without calling read() (as long as fileRange's answer
+   * would hold), and calls read() for those the stream does not hold. undefined: read() must be asked.
    */
   fileStream?(ino: number, pos: number): FileStream | undefined;
+  /**
+   * A tree that is not immutable offers fileRange/fileStream only with this: `moved(ino)` is called
+   * once a file whose range or stream was handed out changes where its bytes are (a copy-up), before
+   * any of them changes. Returns the function that stops the calls.
+   */
+  watchData?(moved: (ino: number) => void): () => void;
   /** Closes a file handle after the last close(2) of it. The kernel ignores the answer; an
    *  unknown `fh` is no error. Default: drop the handle. */
   release(ino: number, fh: number): Maybe<void>;

@@ -89,9 +89,18 @@ const COMPRESS = {
 } as const;
 
 /** An image of `entries` in dir/image.tar (or compressed: dir/image.tar.zst / .gz) served read-only at dir/mnt. */
-export async function serveImageOf(t: ExecutionContext, dir: string, entries: PackEntry[], env: Record<string, string> = {}, compress?: keyof typeof COMPRESS): Promise<{ mnt: string; tar: string; stats(): Promise<MountStats> }> {
-  const mnt = path.join(dir, 'mnt');
-  fs.mkdirSync(mnt, { recursive: true });
+export function serveImageOf(t: ExecutionContext, dir: string, entries: PackEntry[], env: Record<string, string> = {}, compress?: keyof typeof COMPRESS): Promise<{ mnt: string; tar: string; stats(): Promise<MountStats> }> {
+  return serveLayerOf(t, dir, entries, env, compress, false);
+}
+
+/** The same as a writable instance (upper dir/upper, work dir/work). */
+export function serveInstanceOf(t: ExecutionContext, dir: string, entries: PackEntry[], env: Record<string, string> = {}, compress?: keyof typeof COMPRESS): Promise<{ mnt: string; tar: string; stats(): Promise<MountStats> }> {
+  return serveLayerOf(t, dir, entries, env, compress, true);
+}
+
+async function serveLayerOf(t: ExecutionContext, dir: string, entries: PackEntry[], env: Record<string, string>, compress: keyof typeof COMPRESS | undefined, writable: boolean): Promise<{ mnt: string; tar: string; stats(): Promise<MountStats> }> {
+  const [mnt, upper, work] = ['mnt', 'upper', 'work'].map((d) => path.join(dir, d)) as [string, string, string];
+  for (const d of writable ? [mnt, upper, work] : [mnt]) fs.mkdirSync(d, { recursive: true });
   let tar = path.join(dir, 'image.tar');
   fs.writeFileSync(tar, await pack(entries));
   if (compress) {
@@ -100,5 +109,5 @@ export async function serveImageOf(t: ExecutionContext, dir: string, entries: Pa
     if (z.status !== 0) throw new Error(`${compress}: ${z.stderr.toString()}`);
     tar += ext;
   }
-  return { mnt, tar, stats: await serveInstance(t, [mnt, tar, '-', '-'], env) };
+  return { mnt, tar, stats: await serveInstance(t, [mnt, tar, writable ? upper : '-', writable ? work : '-'], env) };
 }

@@ -20,14 +20,16 @@ export async function instanceSkipReason(): Promise<string | undefined> {
 
 /**
  * The CLI half of the probe, run once per build of the CLI: a yargs --help is ~0.4 s of CPU and 25
- * suites ask. Its answer is kept in the temp dir under a name made of the CLI's files and their
- * mtimes, so a rebuild asks again.
+ * suites ask. Its answer is kept in the temp dir under a name made of the CLI's path, then its
+ * files and their mtimes, so a rebuild asks again; the answer for an earlier build of the same
+ * checkout is removed then, so one file per checkout is kept.
  */
 async function instancesProbe(): Promise<string | undefined> {
   const cliDir = path.dirname(CLI_MAIN);
   const key = crypto.createHash('sha256');
   for (const f of fs.readdirSync(cliDir).filter((n) => n.endsWith('.js')).sort()) key.update(`${f}\0${fs.statSync(path.join(cliDir, f)).mtimeMs}\0`);
-  const cached = path.join(os.tmpdir(), `tarstack-test-instances-probe-${key.update(CLI_MAIN).digest('hex').slice(0, 16)}.json`);
+  const prefix = `tarstack-test-instances-probe-${crypto.createHash('sha256').update(CLI_MAIN).digest('hex').slice(0, 12)}-`;
+  const cached = path.join(os.tmpdir(), `${prefix}${key.digest('hex').slice(0, 12)}.json`);
   try {
     return (JSON.parse(fs.readFileSync(cached, 'utf8')) as { reason?: string }).reason;
   } catch {
@@ -41,6 +43,7 @@ async function instancesProbe(): Promise<string | undefined> {
   } finally {
     fs.rmSync(home, { recursive: true, force: true });
   }
+  for (const old of fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith(prefix) && n.endsWith('.json'))) fs.rmSync(path.join(os.tmpdir(), old), { force: true });
   const tmp = `${cached}.${process.pid}`;
   fs.writeFileSync(tmp, JSON.stringify(reason === undefined ? {} : { reason }));
   fs.renameSync(tmp, cached); // whole, for suites starting at the same time

@@ -253,3 +253,25 @@ test('codec crc32 (folded with carry-less multiplies, 128- and 512-bit) equals z
   for (const len of [1 << 16, (1 << 20) + 13]) t.is(codec.crc32(bytes.subarray(3, 3 + len), 0), crc32(bytes.subarray(3, 3 + len)));
   t.is(codec.crc32(Buffer.alloc(0), 0x1234), 0x1234);
 });
+
+test('a native stream says at once that a piece it let go of is not its own: a reader there gets another decoder, the stream runs on', async (t) => {
+  const { data } = indexTarFile(zst, { seek: SEEK });
+  const fd = openSync(zst, 'r');
+  const a = new SeekableArchive(fd, data.seek!, 'one.tar.zst');
+  const piece = SEEK.pieceSize;
+  try {
+    t.is(a.fileStream(0), undefined, 'no decoder there yet: the next read starts one, to stream natively');
+    t.true(Buffer.from(await a.read(0, piece)).equals(decoded.subarray(0, piece)));
+    const s = a.fileStream(piece);
+    if (!s) return t.fail('no native stream after the first read');
+    const far = Math.floor(decoded.length / piece) - 8; // far past what its slabs hold (8 x 16 pieces)
+    for (let k = 8; k <= far; k += 8) t.true((await s.piece(k))?.equals(decoded.subarray(k * piece, (k + 1) * piece)), `piece ${k} from the stream`);
+    t.is(await s.piece(1), null, 'piece 1: let go of, so not waited for');
+    t.true(s.has(far), 'while the stream runs on');
+    t.not(a.fileStream(piece), s, 'a read there is not handed to it');
+    t.true(Buffer.from(await a.read(piece, 3 * piece)).equals(decoded.subarray(piece, 4 * piece)), 'read there by another decoder');
+  } finally {
+    a.close();
+    closeSync(fd);
+  }
+});
