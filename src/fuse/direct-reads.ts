@@ -19,13 +19,20 @@ export class DirectReads {
   /** Every inode asked, eligible or not: each is asked once until forgotten. */
   private readonly asked = new Set<number>();
 
-  /** Returns what stops it (a mutable tree's watch), or undefined when nothing is enabled. */
-  enable(fs: FileSystem, register: Register, streamed?: Streamed): (() => void) | undefined {
-    if (!fs.immutable && !fs.watchData) return undefined;
+  /** A mutable tree's watch of copy-ups (enable), stopped at the session's end. */
+  private unwatch: (() => void) | undefined;
+
+  enable(fs: FileSystem, register: Register, streamed?: Streamed): void {
+    if (!fs.immutable && !fs.watchData) return;
     if (fs.fileRange) (this.fs = fs), (this.register = register);
     if (fs.fileStream && streamed) (this.fs = fs), (this.register = register), (this.streamed = streamed);
-    if (this.register === null || fs.immutable) return undefined;
-    return fs.watchData!((ino) => this.forgot(ino));
+    if (this.register !== null && !fs.immutable) this.unwatch = fs.watchData!((ino) => this.forgot(ino));
+  }
+
+  /** The session ended. */
+  end(): void {
+    this.unwatch?.();
+    this.unwatch = undefined;
   }
 
   /** Before JS answers READ `req` of `ino` at `pos`: true if C took it (a streamed file). */

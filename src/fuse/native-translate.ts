@@ -119,27 +119,16 @@ export class Translator {
   enableOpenless(): void { this.openless = true; }
 
   /** READs C answers without JS (direct-reads.ts): openless mounts, and writable trees that tell of copy-ups. */
-  enableDirectReads(register: Register, streamed?: Streamed): void {
-    if (this.openless || !this.fs.immutable) this.unwatch = this.direct.enable(this.fs, register, streamed);
-  }
-
-  private unwatch: (() => void) | undefined;
+  enableDirectReads(register: Register, streamed?: Streamed): void { if (this.openless || !this.fs.immutable) this.direct.enable(this.fs, register, streamed); }
 
   /** The session ended: the tree need not tell it of copy-ups any more. */
-  ended(): void {
-    this.unwatch?.();
-    this.unwatch = undefined;
-  }
+  ended(): void { this.direct.end(); }
 
   /** Passthrough was negotiated: OpenReply.backingFd is used from now on. */
-  enablePassthrough(pt: Passthrough): void {
-    this.backing.enable(pt);
-  }
+  enablePassthrough(pt: Passthrough): void { this.backing.enable(pt); }
 
   /** Opens that went through a backing file so far (for status and tests). */
-  passthroughOpens(): number {
-    return this.backing.opens();
-  }
+  passthroughOpens(): number { return this.backing.opens(); }
 
   // ---- the errno funnel --------------------------------------------------------------------
 
