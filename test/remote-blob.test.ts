@@ -12,6 +12,7 @@ import { serverSkipReason, startNginx, type Nginx } from './helpers/remote-serve
 import { ChunkCache } from '../src/remote/chunk-cache.js';
 import { CHUNK_SIZE, chunkDigestsOf } from '../src/remote/chunk-digests.js';
 import { RemoteBlob } from '../src/remote/remote-blob.js';
+import { FsError } from '../src/util/errors.js';
 
 const skipReason = serverSkipReason();
 const it = skipReason ? test.skip : test.serial;
@@ -77,6 +78,22 @@ it('chunks a synchronous read fetched while an async fetch of them was on the wi
     blob.ensureSync(0, SIZE)();
     (await pending)();
     sameBytes(t, await blob.read(0, SIZE), data, 'read after both fetches and the evictions');
+  } finally {
+    blob.close();
+  }
+});
+
+it('a synchronous read of chunks one of which does not match: EIO naming its offset; the chunks before it are kept, none after', (t) => {
+  const cache = new ChunkCache(path.join(root, 'cache-bad'), 1 << 30);
+  const digests = Buffer.from(chunkDigestsOf(path.join(www, 'blob'), SIZE, CHUNK_SIZE));
+  digests[7 * 32] ^= 1; // chunk 7's digest: its bytes on the server no longer match
+  const blob = new RemoteBlob(cache, { digest: `sha256:${'cd'.repeat(32)}`, size: SIZE, chunkSize: CHUNK_SIZE }, digests, { url: `${nginx.url}/blob`, tlsVerify: false, headers: () => ({}) });
+  try {
+    const err = t.throws(() => blob.ensureSync(0, SIZE), { instanceOf: FsError });
+    t.is(err?.code, 'EIO');
+    t.regex(err?.message ?? '', new RegExp(`offset ${7 * CHUNK_SIZE} do not match`));
+    t.is(blob.cachedBytes(), 7 * CHUNK_SIZE, 'chunks 0-6 stored, 7 and after not');
+    sameBytes(t, readAll(blob.fd, 7 * CHUNK_SIZE), data.subarray(0, 7 * CHUNK_SIZE), 'the kept chunks\' bytes');
   } finally {
     blob.close();
   }

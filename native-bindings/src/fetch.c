@@ -230,7 +230,7 @@ static int flush(fjob *j, const unsigned char *b, int64_t *span, int64_t at, int
 }
 
 // Bytes of chunks next, next+1, ... in order: each whole chunk checked, then written (the whole
-// chunks of one piece in one write, as chunkSink in chunk-digests.ts); 0 on a refusal, when the
+// chunks of one piece in one write); 0 on a refusal, when the
 // chunks checked before it are still written and told.
 static int chunk_sink(fjob *j, const unsigned char *b, int64_t n) {
   int64_t k = atomic_load(&j->next), k0 = k, at = 0, span = -1, span_pos = 0, cs = j->cs;
@@ -508,28 +508,36 @@ static napi_value start(napi_env env, fjob *j, napi_value cb) {
   return ext;
 }
 
-// chunks(target, fd, size, chunkSize, first, last, digests | null, want, onNews) -> handle
-static napi_value js_chunks(napi_env env, napi_callback_info info) {
-  napi_value argv[9];
-  double fd, size, cs, first, last, want;
-  if (tsn_get_args(env, info, 9, argv) != 0 || tsn_num(env, argv[1], &fd) || tsn_num(env, argv[2], &size) ||
-      tsn_num(env, argv[3], &cs) || tsn_num(env, argv[4], &first) || tsn_num(env, argv[5], &last) || tsn_num(env, argv[7], &want))
+// A chunk job from (target, fd, size, chunkSize, first, last, digests | null).
+static fjob *chunk_job(napi_env env, napi_value *argv) {
+  double fd, size, cs, first, last;
+  if (tsn_num(env, argv[1], &fd) || tsn_num(env, argv[2], &size) || tsn_num(env, argv[3], &cs) || tsn_num(env, argv[4], &first) ||
+      tsn_num(env, argv[5], &last))
     return NULL;
-  if (cs < 1 || first < 0 || last < first || last * cs >= size) return tsn_throw(env, "fetch: bad chunk range");
+  if (cs < 1 || first < 0 || last < first || last * cs >= size) return tsn_throw(env, "fetch: bad chunk range"), NULL;
   fjob *j = job_new(env, argv[0]);
   if (j == NULL) return NULL;
   size_t dn;
   j->fd = (int)fd, j->size = (int64_t)size, j->cs = (int64_t)cs, j->first = (int64_t)first, j->last = (int64_t)last;
   j->start = j->first * j->cs, j->end = (j->last + 1) * j->cs < j->size ? (j->last + 1) * j->cs : j->size;
   atomic_init(&j->next, j->first);
-  atomic_init(&j->want, want >= 9e15 ? NEVER : (int64_t)want);
   if (copy_buffer(env, argv[6], &j->digests, &dn) != 0) return job_unref(j), NULL;
-  if (j->digests && dn < (size_t)(j->last - j->first + 1) * 32) return job_unref(j), tsn_throw(env, "fetch: too few digests");
+  if (j->digests && dn < (size_t)(j->last - j->first + 1) * 32) return job_unref(j), tsn_throw(env, "fetch: too few digests"), NULL;
+  return j;
+}
+
+// chunks(target, fd, size, chunkSize, first, last, digests | null, want, onNews) -> handle
+static napi_value js_chunks(napi_env env, napi_callback_info info) {
+  napi_value argv[9];
+  double want;
+  fjob *j;
+  if (tsn_get_args(env, info, 9, argv) != 0 || tsn_num(env, argv[7], &want) || (j = chunk_job(env, argv)) == NULL) return NULL;
+  atomic_init(&j->want, want >= 9e15 ? NEVER : (int64_t)want);
   return start(env, j, argv[8]);
 }
 
-// The bytes [start, end) of a target into memory: sync() on this thread, range() on a thread of
-// its own (onNews's last argument when done).
+// The bytes [start, end) of a target into memory, on a thread of its own (onNews's last argument
+// when done).
 static fjob *range_job(napi_env env, napi_value *argv) {
   double start, end;
   if (tsn_num(env, argv[1], &start) || tsn_num(env, argv[2], &end)) return NULL;
@@ -569,22 +577,27 @@ static napi_value js_want(napi_env env, napi_callback_info info) {
   return r;
 }
 
-// sync(target, start, end) -> Buffer of bytes [start, end), fetched on this thread; throws Error(message) with `status`
-static napi_value js_sync(napi_env env, napi_callback_info info) {
-  napi_value argv[3], buf;
+// A failed job thrown as Error(message) with `status`, `mismatch` (the chunk, or -1) and `next`
+// (chunks before it were stored).
+static void throw_failure(napi_env env, fjob *j) {
+  napi_value msg, err, v[3];
+  const char *names[3] = { "status", "mismatch", "next" };
+  double vals[3] = { (double)j->err_status, (double)j->mismatch, (double)atomic_load(&j->next) };
+  if (napi_create_string_utf8(env, j->err, NAPI_AUTO_LENGTH, &msg) != napi_ok || napi_create_error(env, NULL, msg, &err) != napi_ok) return;
+  for (int i = 0; i < 3; i++)
+    if (napi_create_double(env, vals[i], &v[i]) != napi_ok || napi_set_named_property(env, err, names[i], v[i]) != napi_ok) return;
+  napi_throw(env, err);
+}
+
+// chunksSync(target, fd, size, chunkSize, first, last, digests | null) -> last + 1, the chunks
+// fetched, checked and written on this thread; throws (throw_failure: `next` says what was stored)
+static napi_value js_chunks_sync(napi_env env, napi_callback_info info) {
+  napi_value argv[7], r = NULL;
   fjob *j;
-  if (tsn_get_args(env, info, 3, argv) != 0 || (j = range_job(env, argv)) == NULL) return NULL;
+  if (tsn_get_args(env, info, 7, argv) != 0 || (j = chunk_job(env, argv)) == NULL) return NULL;
   run(j);
-  napi_value r = NULL;
-  if (!j->failed) {
-    void *data;
-    if (napi_create_buffer_copy(env, (size_t)(j->end - j->start), j->out, &data, &buf) == napi_ok) r = buf;
-  } else {
-    napi_value msg, err, st;
-    if (napi_create_string_utf8(env, j->err, NAPI_AUTO_LENGTH, &msg) == napi_ok && napi_create_error(env, NULL, msg, &err) == napi_ok &&
-        napi_create_double(env, (double)j->err_status, &st) == napi_ok && napi_set_named_property(env, err, "status", st) == napi_ok)
-      napi_throw(env, err);
-  }
+  if (j->failed) throw_failure(env, j);
+  else napi_create_double(env, (double)atomic_load(&j->next), &r);
   job_unref(j);
   return r;
 }
@@ -593,7 +606,7 @@ int tsn_fetch_init(napi_env env, napi_value exports) {
   static const struct {
     const char *name;
     napi_callback cb;
-  } fns[] = { { "chunks", js_chunks }, { "want", js_want }, { "range", js_range }, { "sync", js_sync } };
+  } fns[] = { { "chunks", js_chunks }, { "want", js_want }, { "range", js_range }, { "chunksSync", js_chunks_sync } };
   napi_value obj;
   if (napi_create_object(env, &obj) != napi_ok) return -1;
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {

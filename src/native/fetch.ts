@@ -23,8 +23,8 @@ export interface NativeFetch {
   want(h: FetchHandle, k: number): number;
   /** Bytes [start, end) into memory, given by the last news. */
   range(t: FetchTarget, start: number, end: number, onNews: OnNews): FetchHandle;
-  /** Bytes [start, end), fetched while the calling thread waits; throws an Error with `status`. */
-  sync(t: FetchTarget, start: number, end: number): Buffer;
+  /** chunks() while the calling thread waits: returns last + 1; throws an Error with `status`, `mismatch` (-1: none) and `next` (the first chunk not stored). */
+  chunksSync(t: FetchTarget, fd: number, size: number, chunkSize: number, first: number, last: number, digests: Buffer | null): number;
 }
 
 let fetch: NativeFetch | undefined;

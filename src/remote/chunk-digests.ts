@@ -2,7 +2,6 @@
 // sha256 of each that an index records (32 bytes a chunk, concatenated).
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
-import { writeFully } from '../tar/reader.js';
 
 /**
  * Bytes per chunk: the unit fetched, checked and cached. Measured with the bench's `remote` suite
@@ -80,55 +79,4 @@ export class ChunkHasher {
 /** Whether `bytes` are chunk k of a blob whose chunk digests are `digests`. */
 export function chunkMatches(digests: Buffer, k: number, bytes: Buffer): boolean {
   return createHash('sha256').update(bytes).digest().equals(digests.subarray(k * 32, k * 32 + 32));
-}
-
-/**
- * A sink for the bytes of a blob's chunks `k`, `k+1`, ... in order, in pieces of any size: each
- * whole chunk is checked (`check` throws to refuse it), written to `fd` at its offset (the whole
- * chunks of one piece in one write) and reported to `stored`; returns the first chunk not yet stored.
- * When a chunk is refused, those before it are still written and reported.
- */
-export function chunkSink(fd: number, size: number, chunkSize: number, k: number, check: (k: number, chunk: Buffer) => void, stored: (a: number, b: number) => void): (piece: Buffer) => number {
-  const cs = chunkSize;
-  const lenOf = (j: number): number => Math.min(cs, size - j * cs);
-  let stage: Buffer | undefined;
-  let staged = 0;
-  return (b) => {
-    const first = k;
-    let at = 0;
-    let span = -1; // start in b of checked whole chunks not yet written
-    let spanPos = 0; // and their offset in the blob
-    const flush = (): void => {
-      if (span >= 0) writeFully(fd, b.subarray(span, at), spanPos);
-      span = -1;
-    };
-    try {
-      while (at < b.length) {
-        const len = lenOf(k);
-        if (staged === 0 && b.length - at >= len) {
-          check(k, b.subarray(at, at + len));
-          if (span < 0) (span = at), (spanPos = k * cs);
-          at += len;
-          k++;
-          if (len < cs) flush(); // the blob's short last chunk
-          continue;
-        }
-        flush();
-        stage ??= Buffer.allocUnsafe(cs);
-        const n = Math.min(len - staged, b.length - at);
-        b.copy(stage, staged, at, at + n);
-        staged += n;
-        at += n;
-        if (staged < len) continue;
-        check(k, stage.subarray(0, len));
-        writeFully(fd, stage.subarray(0, len), k * cs);
-        staged = 0;
-        k++;
-      }
-    } finally {
-      flush();
-      if (k > first) stored(first, k - 1);
-    }
-    return k;
-  };
 }

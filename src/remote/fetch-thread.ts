@@ -119,7 +119,18 @@ export async function getRange(remote: Remote, start: number, end: number, deadl
   return e.bytes!;
 }
 
-/** Bytes [start, end) fetched while this thread waits (bounded by the retry deadline). */
-export function fetchSync(remote: Remote, start: number, end: number): Buffer {
-  return loadFetch().sync(target(remote), start, end);
+/**
+ * Chunks [first, last] fetched, checked and written while this thread waits (bounded by the retry
+ * deadline), as a ChunkJob does on its thread. Throws ChunkMismatch or an HttpError, with `stored`:
+ * the first chunk not stored (those before it were checked and written).
+ */
+export function fetchChunksSync(remote: Remote, r: ChunkRange): void {
+  try {
+    loadFetch().chunksSync(target(remote), r.fd, r.size, r.chunkSize, r.first, r.last, r.digests);
+  } catch (err) {
+    const e = err as Error & { status?: number; mismatch?: number; next?: number };
+    if (e.next === undefined) throw err; // a wrong argument, not the fetch
+    const failure = e.mismatch !== undefined && e.mismatch >= 0 ? new ChunkMismatch(e.mismatch) : new HttpError(e.status ?? 0, e.message, false);
+    throw Object.assign(failure, { stored: e.next });
+  }
 }

@@ -8,8 +8,8 @@ import { readFully } from '../tar/reader.js';
 import { fsError, FsError } from '../util/errors.js';
 import { hostOf, type Remote } from './http.js';
 import type { BlobFile, ChunkCache } from './chunk-cache.js';
-import { chunkMatches, chunkSink } from './chunk-digests.js';
-import { ChunkJob, ChunkMismatch, fetchSync } from './fetch-thread.js';
+import { chunkMatches } from './chunk-digests.js';
+import { ChunkJob, ChunkMismatch, fetchChunksSync } from './fetch-thread.js';
 
 /**
  * Bytes fetched in one request at most. Chunks are stored as their bytes arrive, so a long request
@@ -101,7 +101,7 @@ export class RemoteBlob {
     }
   }
 
-  /** The same, on this thread (copy-up, checks): missing chunks fetched by a worker while it waits. */
+  /** The same, on this thread (copy-up, checks): missing chunks fetched, checked and written while it waits. */
   ensureSync(start: number, end: number): Unpin {
     end = Math.min(end, this.info.size);
     if (end <= start) return () => undefined;
@@ -112,8 +112,15 @@ export class RemoteBlob {
       // thread waits, and the caller reads the cache file as soon as this returns (holes read as zeros).
       // Both fetches write the same checked bytes.
       for (const [a, b] of this.plan(k0, k1, false)) {
-        const from = a * this.info.chunkSize;
-        this.writer(a)(fetchSync(this.remote, from, Math.min(this.info.size, (b + 1) * this.info.chunkSize)));
+        let next = b + 1;
+        try {
+          fetchChunksSync(this.remote, { fd: this.fd, size: this.info.size, chunkSize: this.info.chunkSize, first: a, last: b, digests: this.digests && this.digests.subarray(a * 32, (b + 1) * 32) });
+        } catch (err) {
+          next = (err as { stored?: number }).stored ?? a;
+          throw err instanceof ChunkMismatch ? this.mismatch(err.chunk) : err;
+        } finally {
+          this.storedHere(a, next - 1);
+        }
       }
       this.cache.touch(this.file, k0, k1);
       return unpin;
@@ -256,23 +263,18 @@ export class RemoteBlob {
   }
 
   /**
-   * A sink for chunks `k`, `k+1`, ... checked and written here (ensureSync), and marked present
-   * unless a fetch in flight owns them: that fetch marks them when it has written them too. Marked
-   * here, they could be evicted (punched out) before its news arrives, and then marked again over
-   * the hole.
+   * Chunks [a, b] checked and written here (ensureSync): marked present unless a fetch in flight
+   * owns them, which marks them when it has written them too. Marked here, they could be evicted
+   * (punched out) before its news arrives, and then marked again over the hole.
    */
-  private writer(k: number): (piece: Buffer) => number {
-    return chunkSink(this.fd, this.info.size, this.info.chunkSize, k, (j, chunk) => {
-      if (!this.matches(j, chunk)) throw this.mismatch(j);
-    }, (x, y) => {
-      for (let j = x; j <= y; j++) {
-        if (this.fetching(j)) continue;
-        let e = j;
-        while (e < y && !this.fetching(e + 1)) e++;
-        this.stored(j, e);
-        j = e;
-      }
-    });
+  private storedHere(a: number, b: number): void {
+    for (let j = a; j <= b; j++) {
+      if (this.fetching(j)) continue;
+      let e = j;
+      while (e < b && !this.fetching(e + 1)) e++;
+      this.stored(j, e);
+      j = e;
+    }
   }
 
   /** Chunks [a, b] are written and checked: present from now on. */
