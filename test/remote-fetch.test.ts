@@ -1,7 +1,8 @@
 // fetch-thread.ts (native-bindings/src/fetch.c) against small HTTP servers started here: redirects
 // (Authorization only to the first host), a 401 renewed once, a chunk that does not match its digest
 // (never retried, never written), a 200 for a range not at 0, 5xx retried, a refused connection
-// given up at the deadline, TLS through a cert dir (its CA, its client pair) or not verified, and progress told to a read that waits. Serial: one test changes the
+// given up at the deadline and named by the host it failed at (after a redirect too), TLS through a
+// cert dir (its CA, its client pair) or not verified, and progress told to a read that waits. Serial: one test changes the
 // deadline through the environment.
 import test from 'ava';
 import fs from 'node:fs';
@@ -133,6 +134,22 @@ test.serial('a 200 to a range not at 0 is "ignores Range requests", not retried;
     t.is(s.asked.length, before + 1);
     sameBytes(t, await getRange(remote('/whole'), 0, SIZE), data, 'a 200 for a range from 0: the whole blob');
   } finally {
+    await s.close();
+  }
+});
+
+test.serial('a redirect to a host that refuses: the one line names that host, not the first', async (t) => {
+  const gone = await serve();
+  await gone.close(); // its port now refuses
+  const s = await serve((_req, res) => (res.writeHead(307, { location: `${gone.base}/elsewhere` }).end(), true));
+  const before = process.env.TARSTACK_REMOTE_DEADLINE_MS;
+  process.env.TARSTACK_REMOTE_DEADLINE_MS = '300';
+  try {
+    const err = await t.throwsAsync(getRange({ url: `${s.base}/b`, tlsVerify: true, headers: () => ({}) }, 0, 10), { instanceOf: HttpError });
+    t.is(err!.message, `${gone.base.replace('http://', '')}: ECONNREFUSED`);
+  } finally {
+    if (before === undefined) delete process.env.TARSTACK_REMOTE_DEADLINE_MS;
+    else process.env.TARSTACK_REMOTE_DEADLINE_MS = before;
     await s.close();
   }
 });

@@ -233,6 +233,20 @@ static int cert_error(CURLcode c) {
          c == CURLE_SSL_ISSUER_ERROR || c == CURLE_SSL_CRL_BADFILE || c == CURLE_SSL_PINNEDPUBKEYNOTMATCH;
 }
 
+// host[:port] of the URL the request was at when it ended (as node's URL.host writes it), else `first`.
+static void at_host(CURL *h, const char *first, char *out, size_t n) {
+  char *url = NULL, *host = NULL, *port = NULL;
+  CURLU *u = curl_url();
+  snprintf(out, n, "%s", first);
+  if (u != NULL && curl_easy_getinfo(h, CURLINFO_EFFECTIVE_URL, &url) == CURLE_OK && url != NULL &&
+      curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK && curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+    if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK) snprintf(out, n, "%s:%s", host, port);
+    else snprintf(out, n, "%s", host);
+  }
+  curl_free(host), curl_free(port);
+  curl_url_cleanup(u);
+}
+
 // One request for [from, end); fails the job (retryable or not) unless it got them all.
 static void attempt(fjob *j, CURL *h) {
   char range[64], errbuf[CURL_ERROR_SIZE] = "";
@@ -275,13 +289,15 @@ static void attempt(fjob *j, CURL *h) {
   if (stopped()) return fail(j, 0, 0, "%s: abandoned", j->t.host);
   if (c != CURLE_OK) {
     long oserr = 0;
+    char where[256];
     curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
-    if (c == CURLE_OPERATION_TIMEDOUT) return fail(j, 0, 1, "%s: no answer for %d s", j->t.host, IDLE_S);
-    if (c == CURLE_PARTIAL_FILE || (c == CURLE_RECV_ERROR && oserr == 0)) return fail(j, 0, 1, "%s: the response was cut short", j->t.host);
+    at_host(h, j->t.host, where, sizeof where); // the host it failed at: after a redirect, not the first
+    if (c == CURLE_OPERATION_TIMEDOUT) return fail(j, 0, 1, "%s: no answer for %d s", where, IDLE_S);
+    if (c == CURLE_PARTIAL_FILE || (c == CURLE_RECV_ERROR && oserr == 0)) return fail(j, 0, 1, "%s: the response was cut short", where);
     if (oserr != 0 && (c == CURLE_COULDNT_CONNECT || c == CURLE_RECV_ERROR || c == CURLE_SEND_ERROR))
-      return fail(j, 0, 1, "%s: %s", j->t.host, strerrorname_np((int)oserr));
-    if (c == CURLE_PEER_FAILED_VERIFICATION) return fail(j, 0, 0, "%s: %s", j->t.host, cert_code(h));
-    return fail(j, 0, !cert_error(c), "%s: %s", j->t.host, errbuf[0] ? errbuf : curl_easy_strerror(c));
+      return fail(j, 0, 1, "%s: %s", where, strerrorname_np((int)oserr));
+    if (c == CURLE_PEER_FAILED_VERIFICATION) return fail(j, 0, 0, "%s: %s", where, cert_code(h));
+    return fail(j, 0, !cert_error(c), "%s: %s", where, errbuf[0] ? errbuf : curl_easy_strerror(c));
   }
   long st = j->status;
   int64_t want = j->end - j->from;
