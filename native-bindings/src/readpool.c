@@ -54,15 +54,19 @@ static int fill(const tsn_range *r, size_t n, char *buf, int nowait) {
 }
 
 // A read-pool job: pread into the worker's own buffer (kept between jobs) and answer.
-static void serve(tsn_job *base, tsn_worker *w) {
-  job *j = (job *)base;
-  char *buf = tsn_worker_buf(w, j->total);
+// j's ranges read into buf (NULL: no memory), waiting if need be, and its request answered.
+static void fill_and_reply(job *j, char *buf) {
   int res = buf ? fill(j->r, j->n, buf, 0) : -ENOMEM;
   if (res < 0) {
     fuse_reply_err(j->req, -res);
   } else {
     fuse_reply_buf(j->req, buf, j->total);
   }
+}
+
+static void serve(tsn_job *base, tsn_worker *w) {
+  job *j = (job *)base;
+  fill_and_reply(j, tsn_worker_buf(w, j->total));
   free(j);
 }
 
@@ -144,10 +148,7 @@ static int serve_nowait(tsn_env *te, job *j) {
 // Read and answered on Node's thread, waiting if need be: ranges valid only until replyRanges
 // returns (a remote blob's chunks, pinned in its cache until then).
 static void serve_now(tsn_env *te, job *j) {
-  char *buf = fastbuf(te, j->total);
-  int res = buf ? fill(j->r, j->n, buf, 0) : -ENOMEM;
-  if (res < 0) fuse_reply_err(j->req, -res);
-  else fuse_reply_buf(j->req, buf, j->total);
+  fill_and_reply(j, fastbuf(te, j->total));
 }
 
 // Answers j's request from the page cache on Node's thread if it can, else in the read pool.
