@@ -199,7 +199,7 @@ export class RemoteBlob {
     for (let k = k0; k <= k1; k++) {
       const run = skipInflight ? this.fetching(k) : undefined;
       if (run) k = run.last; // a sequential reader's plan spans the request it started earlier: skipped whole
-      if (run || (this.file.verified[k] && this.file.present[k]) || this.usable(k)) continue;
+      if (run || this.usable(k)) continue;
       const last = runs[runs.length - 1];
       if (last && last[1] === k - 1 && (k - last[0]) * this.info.chunkSize < RUN_BYTES) last[1] = k;
       else runs.push([k, k]);
