@@ -161,20 +161,15 @@ export function dropCaches(): void {
 
 /** CPU seconds (user + sys) a process has used so far, its threads included; 0 if it is gone. */
 export function cpuSecondsOf(pid: number): number {
-  const f = statFields(pid);
-  return f ? (Number(f[11]) + Number(f[12])) / clockTicks : 0; // utime, stime in clock ticks
+  return cpuSeconds(statFields(pid));
 }
 
 /** CPU seconds of a process's main thread alone (Node's event loop in a Node process); 0 if it is gone. */
 export function mainThreadCpuSecondsOf(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'latin1');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / clockTicks;
-  } catch {
-    return 0;
-  }
+  return cpuSeconds(statFields(pid, pid));
 }
+
+const cpuSeconds = (f: string[] | undefined): number => (f ? (Number(f[11]) + Number(f[12])) / clockTicks : 0); // utime, stime in clock ticks
 
 /** A field of /proc/PID/status in KiB (VmHWM, VmRSS), or undefined if the process is gone. */
 export function statusKiB(pid: number, field: string): number | undefined {

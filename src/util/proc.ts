@@ -22,11 +22,11 @@ export function pidAlive(pid: number): boolean {
 /**
  * The fields of /proc/PID/stat after the command name (which may hold spaces and parentheses): [0]
  * is field 3 (state), [11] and [12] utime and stime, [19] field 22 (start time); undefined when the
- * process is gone.
+ * process is gone. With `tid`: one thread's (/proc/PID/task/TID/stat, the same fields).
  */
-export function statFields(pid: number): string[] | undefined {
+export function statFields(pid: number, tid?: number): string[] | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'latin1');
     return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return undefined;
