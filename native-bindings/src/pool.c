@@ -221,10 +221,10 @@ void tsn_pool_quiesce(tsn_pool *p) {
 // pages it copies from (gup): a 1 MiB reply from 4 KiB pages is 256 of them, from a huge page one
 // mapping. Sizes are rounded up to whole huge pages; unmapped with the size asked for.
 #define HUGE ((size_t)2 << 20)
-static size_t huge_len(size_t size) { return size == 0 ? HUGE : (size + HUGE - 1) & ~(HUGE - 1); }
+size_t tsn_huge_len(size_t size) { return size == 0 ? HUGE : (size + HUGE - 1) & ~(HUGE - 1); }
 
 void *tsn_huge_map(size_t size) {
-  size_t len = huge_len(size);
+  size_t len = tsn_huge_len(size);
   char *p = mmap(NULL, len + HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return NULL;
   size_t head = (HUGE - ((uintptr_t)p & (HUGE - 1))) & (HUGE - 1);
@@ -235,7 +235,7 @@ void *tsn_huge_map(size_t size) {
 }
 
 void tsn_huge_unmap(void *p, size_t size) {
-  if (p) munmap(p, huge_len(size));
+  if (p) munmap(p, tsn_huge_len(size));
 }
 
 void *tsn_worker_buf(tsn_worker *w, size_t size) {
@@ -244,6 +244,6 @@ void *tsn_worker_buf(tsn_worker *w, size_t size) {
   w->cap = 0;
   // mapped, not malloc'ed: a 1 MiB block freed to malloc raises glibc's mmap threshold, and later
   // blocks of that size then stay in the heap for good instead of going back to the system.
-  if ((w->buf = tsn_huge_map(size)) != NULL) w->cap = huge_len(size);
+  if ((w->buf = tsn_huge_map(size)) != NULL) w->cap = tsn_huge_len(size);
   return w->buf;
 }

@@ -127,7 +127,7 @@ static char *fastbuf(tsn_env *te, size_t total) {
     tsn_huge_unmap(te->fastbuf, te->fastbuf_cap);
     te->fastbuf_cap = 0;
     if ((te->fastbuf = tsn_huge_map(total)) == NULL) return NULL;
-    te->fastbuf_cap = total;
+    te->fastbuf_cap = tsn_huge_len(total); // all of it: a bigger READ later fits, not mapped again
   }
   return te->fastbuf;
 }

@@ -153,6 +153,7 @@ int tsn_pool_busy(tsn_pool *p);
 void tsn_pool_stats(tsn_pool *p, double out[4]); // threads idle running queued
 void tsn_pool_quiesce(tsn_pool *p); // no job anywhere: end every thread (at the last env's end)
 void *tsn_worker_buf(tsn_worker *w, size_t size);
+size_t tsn_huge_len(size_t size); // what tsn_huge_map maps for `size`: whole 2 MiB pages
 void *tsn_huge_map(size_t size);
 void tsn_huge_unmap(void *p, size_t size);
 
