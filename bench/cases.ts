@@ -3,12 +3,11 @@
 // figure; main.ts interleaves peers run by run and reports medians. Cold runs remount the peer and
 // drop the page cache first. This file: the types, the helpers every suite uses, and the `peers`
 // suite (tarstack against kernel overlayfs, fuse-overlayfs and archivemount on TARGETS.md's data).
-import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadShape, type Shape, type ShapeKind } from './data.js';
 import { makePeers, type Mounted, type Peer, type Source } from './peers.js';
 import { aboveNodeAtMost, ratioAtMost, secondsAtMost, shareAtLeast, type Cell, type FigureSpec, type Section } from './report.js';
-import { dropCaches, run, sh, statusKiB, type RunResult } from './sys.js';
+import { dropCaches, run, sh, statusKiB, type RunAs, type RunResult } from './sys.js';
 import { workJob } from './verify.js';
 
 export interface Options {
@@ -107,24 +106,24 @@ async function once(peer: Peer, shape: Shape, ctx: Ctx, temp: 'cold' | 'warm', o
 }
 
 const findFiles: Op = async (m, shape, ctx) => {
-  const r = await sh('find "$1" -type f | wc -l', { args: [m.dir], timeoutS: ctx.timeoutS });
+  const r = await sh('find "$1" -type f | wc -l', { args: [m.dir], timeoutS: ctx.timeoutS, as: m.as });
   const s = ok(r, 'find');
   if (Number(r.stdout.trim()) !== shape.manifest.files) throw new Error(`find counted ${r.stdout.trim()} files, expected ${shape.manifest.files}`);
   return s;
 };
-const du: Op = async (m, _s, ctx) => ok(await run('du', ['-s', m.dir], { timeoutS: ctx.timeoutS }), 'du');
+const du: Op = async (m, _s, ctx) => ok(await run('du', ['-s', m.dir], { timeoutS: ctx.timeoutS, as: m.as }), 'du');
 // GNU tar skips reading file data when the archive is /dev/null, so the archive goes through cat
-const readAll: Op = async (m, _s, ctx) => ok(await sh('cd "$1" && tar cf - . | cat > /dev/null', { args: [m.dir], timeoutS: ctx.timeoutS }), 'tar');
+const readAll: Op = async (m, _s, ctx) => ok(await sh('cd "$1" && tar cf - . | cat > /dev/null', { args: [m.dir], timeoutS: ctx.timeoutS, as: m.as }), 'tar');
 const seqRead: Op = async (m, shape, ctx) => {
   const big = shape.manifest.bigFile!;
-  const s = ok(await run('dd', [`if=${join(m.dir, big.path)}`, 'of=/dev/null', 'bs=1M', 'status=none'], { timeoutS: ctx.timeoutS }), 'dd');
+  const s = ok(await run('dd', [`if=${join(m.dir, big.path)}`, 'of=/dev/null', 'bs=1M', 'status=none'], { timeoutS: ctx.timeoutS, as: m.as }), 'dd');
   return big.bytes / 2 ** 20 / s;
 };
 const randRead: Op = async (m, shape, ctx) => {
   const file = join(m.dir, shape.manifest.bigFile!.path);
   const r = await run('fio', ['--name=randread', `--filename=${file.replace(/:/g, '\\:')}`, '--readonly', '--rw=randread', '--bs=4k',
     '--direct=0', '--ioengine=psync', '--time_based', `--runtime=${ctx.fioSeconds}`, '--output-format=json'],
-  { timeoutS: ctx.fioSeconds + ctx.timeoutS });
+  { timeoutS: ctx.fioSeconds + ctx.timeoutS, as: m.as });
   ok(r, 'fio');
   return (JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { jobs: { read: { iops: number } }[] }).jobs[0]!.read.iops;
 };
@@ -146,7 +145,7 @@ function peakRss(name: string, shape: ShapeKind, label: string, aboveNodeMiB: nu
     async run(peer, s, ctx) {
       const m = await peer.mount(s, 'again');
       if (m.servers.length === 0) return { [name]: { note: 'server pid not found' } };
-      const r = await sh('find "$1" > /dev/null && cd "$1" && tar cf - . | cat > /dev/null', { args: [m.dir], timeoutS: walkLimitS });
+      const r = await sh('find "$1" > /dev/null && cd "$1" && tar cf - . | cat > /dev/null', { args: [m.dir], timeoutS: walkLimitS, as: m.as });
       if (!r.timedOut) ok(r, 'walk and read');
       const kib = m.servers.map((p) => statusKiB(p, 'VmHWM') ?? 0).reduce((a, b) => a + b, 0);
       const sample: Sample = { value: kib / 1024 };
@@ -155,6 +154,13 @@ function peakRss(name: string, shape: ShapeKind, label: string, aboveNodeMiB: nu
       return { [name]: sample };
     },
   };
+}
+
+/** A file's size seen by the mount's user (root may not look into a rootless mount). */
+async function sizeOf(m: Mounted, file: string): Promise<number> {
+  const r = await run('stat', ['-c', '%s', file], { as: m.as });
+  ok(r, 'stat');
+  return Number(r.stdout.trim());
 }
 
 /** A write case: a fresh writable mount, drop caches, the op, then `sync`; value = op + sync. */
@@ -171,9 +177,9 @@ function writeCase(name: string, shape: ShapeKind, label: string, target: Figure
   };
 }
 
-export async function job(args: string[], ctx: Ctx): Promise<number> {
+export async function job(args: string[], ctx: Ctx, as?: RunAs): Promise<number> {
   try {
-    return (await workJob<{ seconds: number }>(args, ctx.timeoutS)).seconds;
+    return (await workJob<{ seconds: number }>(args, ctx.timeoutS, undefined, as)).seconds;
   } catch (e) {
     if (/timed out/.test((e as Error).message)) throw new Timeout();
     throw e;
@@ -219,22 +225,22 @@ const CASES: Case[] = [
   readCase('rand-read-cold', 'big', { id: 'rand-read-cold', label: 'random 4 KiB reads of the 2 GiB member (fio psync), cold', unit: 'IOPS', better: 'higher', target: shareAtLeast(0.8) }, 'cold', randRead),
   writeCase('append', 'big', 'append 1 byte to the 2 GiB lower file (copy-up), incl. sync', secondsAtMost(0.1), async (m, s, ctx) => {
     const file = join(m.dir, s.manifest.bigFile!.path);
-    const seconds = await job(['append', file], ctx);
-    if (statSync(file).size !== s.manifest.bigFile!.bytes + 1) throw new Error('append: the file did not grow by one byte');
+    const seconds = await job(['append', file], ctx, m.as);
+    if ((await sizeOf(m, file)) !== s.manifest.bigFile!.bytes + 1) throw new Error('append: the file did not grow by one byte');
     return seconds;
   }),
   writeCase('create', 'many', 'create 10,000 one-byte files, incl. sync', ratioAtMost(1.3), (m, s, ctx) =>
-    job(['create', join(m.dir, 'bench-created'), String(s.manifest.files / 10)], ctx)),
+    job(['create', join(m.dir, 'bench-created'), String(s.manifest.files / 10)], ctx, m.as)),
   writeCase('rm-rf', 'many', '`rm -rf` of a 10,000-file lower subtree, incl. sync', ratioAtMost(1.0), async (m, s, ctx) => {
     const dir = join(m.dir, s.manifest.rmSubtree!.path);
-    const seconds = ok(await run('rm', ['-rf', dir], { timeoutS: ctx.timeoutS }), 'rm -rf');
-    if (existsSync(dir)) throw new Error('rm -rf: the subtree is still there');
+    const seconds = ok(await run('rm', ['-rf', dir], { timeoutS: ctx.timeoutS, as: m.as }), 'rm -rf');
+    if ((await run('test', ['-e', dir], { as: m.as })).code !== 1) throw new Error('rm -rf: the subtree is still there');
     return seconds;
   }),
   writeCase('untar', 'many', 'untar a 20,000-file source tree into the mount, incl. sync', undefined, async (m, s, ctx) => {
     const dest = join(m.dir, 'bench-untar');
-    mkdirSync(dest);
-    return ok(await run('tar', ['-xf', s.manifest.untar!.tar, '-C', dest], { timeoutS: ctx.timeoutS }), 'untar');
+    ok(await run('mkdir', [dest], { as: m.as }), 'mkdir');
+    return ok(await run('tar', ['-xf', s.manifest.untar!.tar, '-C', dest], { timeoutS: ctx.timeoutS, as: m.as }), 'untar');
   }),
   {
     // Issue 17's "1 GiB file written through the mount": write (dd bs=1M, incl. fsync), then read it
@@ -249,9 +255,9 @@ const CASES: Case[] = [
       const m = await peer.mount(s, 'writable');
       const file = join(m.dir, 'bench-upper-1g');
       const mib = (s as Shape).manifest.files >= 100000 ? 1024 : 128; // --quick: 128 MiB
-      const dd = async (args: string[]): Promise<number> => ok(await run('dd', [...args, 'bs=1M', 'status=none'], { timeoutS: ctx.timeoutS }), 'dd');
+      const dd = async (args: string[]): Promise<number> => ok(await run('dd', [...args, 'bs=1M', 'status=none'], { timeoutS: ctx.timeoutS, as: m.as }), 'dd');
       const write = await dd(['if=/dev/zero', `of=${file}`, `count=${mib}`, 'conv=fsync']);
-      if (statSync(file).size !== mib * 2 ** 20) throw new Error('upper-seq: the file has the wrong size');
+      if ((await sizeOf(m, file)) !== mib * 2 ** 20) throw new Error('upper-seq: the file has the wrong size');
       dropCaches();
       const cold = await dd([`if=${file}`, 'of=/dev/null']);
       const warm = await dd([`if=${file}`, 'of=/dev/null']);

@@ -44,7 +44,7 @@ async function main(): Promise<void> {
     .option('timeout', { type: 'number', default: 90, describe: 'limit of one timed operation, reported as "> S s"' })
     .option('time-wrong-trees', { type: 'boolean', default: false, describe: 'time peers that serve a wrong tree anyway (shown, never in a ratio)' })
     .option('quiet-wait', { type: 'number', default: 15, describe: `before each run, wait up to S s for the CPUs to be idle (< ${QUIET_BUSY * 100} % busy over 0.5 s)` })
-    .option('variant', { type: 'string', array: true, default: [] as string[], describe: 'binding suite: another libfuse3 binding peer, NAME=\'{"splice":1}\' (SessionConfig JSON)' })
+    .option('variant', { type: 'string', array: true, default: [] as string[], describe: 'another peer NAME: binding suite, a libfuse3 binding with SessionConfig JSON (\'{"splice":1}\'); peers suite, tarstack with more environment (\'{"TARSTACK_URING":"1"}\')' })
     .option('formats', { type: 'string', default: 'gzip', describe: 'compressed suite: gzip,zstd,zstd-seekable' })
     .option('mib', { type: 'number', default: 1024, describe: 'compressed suite: MiB of each data set' })
     .option('sessions', { type: 'number', default: 100, describe: 'sessions suite: mounts served by one process (at least 2)' })
@@ -125,7 +125,7 @@ async function main(): Promise<void> {
       if (!trees.has(key)) {
         log(`${peer.name}: checking the ${source.name} tree`);
         const m = await peer.mount(source, 'again');
-        trees.set(key, await wrongTree(m.dir, shape, 900));
+        trees.set(key, await wrongTree(m.dir, shape, 900, m.as));
         await peer.unmount();
         if (trees.get(key)) log(`${peer.name}: WRONG TREE for ${source.name}: ${trees.get(key)}`);
       }

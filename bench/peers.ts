@@ -3,14 +3,15 @@
 // Kernel overlayfs, fuse-overlayfs and tarstack-overlay serve directory lowers; archivemount and
 // tarstack serve the tar; the FUSE bindings serve a tree from memory in a bench child; `direct` is
 // the tree on the host filesystem, and a decompressor stands for "decompress the archive once".
-import { existsSync, mkdirSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isMounted } from '../src/util/mounts.js';
 import { removeTree } from '../src/util/remove-tree.js';
 import { unmount } from '../src/util/unmount.js';
 import { startChild, type ChildMount } from '../test/helpers/mount-harness.js';
-import { endPid, fuseServers, killGroup, onCleanup, run, runOk, sleep, start, startMonoNs, waitGone, type RunResult } from './sys.js';
+import { ordinaryUser, USER } from '../test/helpers/ordinary-user.js';
+import { endPid, fuseServers, killGroup, onCleanup, run, runOk, sleep, start, startMonoNs, waitGone, type RunAs, type RunResult } from './sys.js';
 import { WORK_JS } from './verify.js';
 
 /** What a peer serves. Each peer uses the fields it understands and refuses a source without them. */
@@ -35,6 +36,8 @@ export interface Mounted {
   daemonStartNs?: bigint; // start of the earliest server process (±5 ms)
   /** FUSE requests the server has answered so far (the binding peers count them). */
   requests?: () => Promise<number>;
+  /** Who may use the mount when not root: a rootless mount admits only its owner's processes. */
+  as?: RunAs;
 }
 
 export interface Peer {
@@ -60,6 +63,8 @@ abstract class BasePeer implements Peer {
   version = '';
   notes: string[] = [];
   private current?: { dir: string; servers: number[]; release: () => void; stop?: () => Promise<void> };
+  /** The ordinary user a rootless peer mounts as; its dirs are theirs, and the cases run as them. */
+  protected runAs?: RunAs;
 
   constructor(protected readonly workDir: string) {}
 
@@ -75,12 +80,19 @@ abstract class BasePeer implements Peer {
     return join(this.workDir, this.id, source.name);
   }
 
+  /** mkdir -p, the made dir given to the peer's user (fusermount3 mounts only on a dir they may write). */
+  protected ownDir(dir: string): string {
+    mkdirSync(dir, { recursive: true });
+    if (this.runAs) chownSync(dir, this.runAs.uid, this.runAs.gid);
+    return dir;
+  }
+
   async mount(source: Source, mode: MountMode, poll = false): Promise<Mounted> {
     await this.unmount();
-    const mnt = join(this.base(source), 'mnt');
-    mkdirSync(mnt, { recursive: true });
+    this.ownDir(this.base(source));
+    const mnt = this.ownDir(join(this.base(source), 'mnt'));
     const untrack = onCleanup(() => unmount(mnt));
-    const poller = poll ? await startPoller(mnt) : undefined;
+    const poller = poll ? await startPoller(mnt, this.runAs) : undefined;
     let made: Awaited<ReturnType<BasePeer['doMount']>>;
     try {
       made = await this.doMount(source, mode, mnt);
@@ -104,6 +116,7 @@ abstract class BasePeer implements Peer {
       readyNs: poller ? await poller.ready : undefined,
       daemonStartNs: starts.length > 0 ? starts.reduce((a, b) => (a < b ? a : b)) : undefined,
       ...(made.requests ? { requests: made.requests } : {}),
+      ...(this.runAs ? { as: this.runAs } : {}),
     };
   }
 
@@ -130,12 +143,12 @@ abstract class BasePeer implements Peer {
 }
 
 /** A poller that stats mnt every 0.2 ms from its own process; `ready` is when it first answered. */
-async function startPoller(mnt: string): Promise<{ ready: Promise<bigint | undefined>; cancel: () => void }> {
+async function startPoller(mnt: string, as?: RunAs): Promise<{ ready: Promise<bigint | undefined>; cancel: () => void }> {
   let armed!: () => void;
   const armedP = new Promise<void>((r) => (armed = r));
   let readyNs: bigint | undefined;
   const job = start(process.execPath, [WORK_JS, 'poll'], {
-    env: { ...process.env, BENCH_POLL_DIR: mnt }, timeoutS: MOUNT_TIMEOUT_S,
+    env: { ...process.env, BENCH_POLL_DIR: mnt }, timeoutS: MOUNT_TIMEOUT_S, as,
     onLine: (line) => {
       const j = JSON.parse(line) as { armed?: boolean; readyNs?: string };
       if (j.armed) armed();
@@ -260,14 +273,21 @@ export class Tarstack extends BasePeer {
   private instances = 0;
 
   /** A variant (`--variant NAME='{"TARSTACK_PASSTHROUGH":"0"}'`) is the same CLI with more
-   *  environment, which its store's server inherits: id and name tarstack-NAME. */
-  constructor(workDir: string, private readonly repo: string, readonly id = 'tarstack', readonly name = 'tarstack', private readonly env: Record<string, string> = {}) {
+   *  environment, which its store's server inherits: id and name tarstack-NAME. A rootless one runs
+   *  every command, its store's server and the cases on its mounts as an ordinary user. */
+  constructor(workDir: string, private readonly repo: string, readonly id = 'tarstack', readonly name = 'tarstack', private readonly env: Record<string, string> = {},
+    private readonly rootless = false) {
     super(workDir);
     this.main = join(repo, 'dist/src/cli/main.js');
   }
 
   async probe(): Promise<string | undefined> {
     if (!existsSync(this.main)) return `not built: ${this.main} is missing (build ${this.repo} first)`;
+    if (this.rootless) {
+      const user = ordinaryUser();
+      if (typeof user === 'string') return user;
+      this.runAs = user;
+    }
     const help = await run(process.execPath, [this.main, '--help'], { timeoutS: 30 });
     if (help.code !== 0) return `\`tarstack --help\` failed: ${firstLine(help)}`;
     const git = await run('git', ['-C', this.repo, 'rev-parse', '--short', 'HEAD']);
@@ -291,8 +311,16 @@ export class Tarstack extends BasePeer {
 
   /** The tarstack CLI on a source's store; fails on a non-zero exit. */
   cli(source: Source, args: string[]): Promise<RunResult> {
-    const env = { ...process.env, ...this.env, TARSTACK_HOME: this.home(source) };
-    return runOk(process.execPath, [this.main, ...args], { env, timeoutS: MOUNT_TIMEOUT_S });
+    return this.cliOn(this.home(source), args, MOUNT_TIMEOUT_S);
+  }
+
+  /** The CLI on the store at home, as the peer's user: root's environment, or a user's own. */
+  private cliOn(home: string, args: string[], timeoutS: number): Promise<RunResult> {
+    const base = this.runAs
+      ? { HOME: dirname(home), PATH: process.env['PATH'] ?? '/usr/bin:/bin', LC_ALL: 'C.UTF-8', USER }
+      : process.env;
+    const env = { ...base, ...this.env, TARSTACK_HOME: home };
+    return runOk(process.execPath, [this.main, ...args], { env, timeoutS, as: this.runAs });
   }
 
   /** A fresh store with the source's image in it; returns the seconds `image add` took. */
@@ -322,8 +350,7 @@ export class Tarstack extends BasePeer {
   }
 
   protected override async doUnmount(mnt: string): Promise<void> {
-    const env = { ...process.env, ...this.env, TARSTACK_HOME: join(dirname(mnt), 'home') };
-    await runOk(process.execPath, [this.main, 'umount', mnt], { env, timeoutS: 60 });
+    await this.cliOn(join(dirname(mnt), 'home'), ['umount', mnt], 60);
   }
 }
 
@@ -385,7 +412,8 @@ export class Direct extends BasePeer {
 /** Every peer of the comparison of tarstack with its peers, in report column order. */
 export function makePeers(workDir: string, tarstackRepo: string, variants = new Map<string, string>()): Peer[] {
   const more = [...variants].map(([name, env]) => new Tarstack(workDir, tarstackRepo, `tarstack-${name}`, `tarstack-${name}`, JSON.parse(env) as Record<string, string>));
-  return [new KernelOverlay(workDir), fuseOverlayfs(workDir), new Archivemount(workDir), new Tarstack(workDir, tarstackRepo), ...more];
+  const rootless = new Tarstack(workDir, tarstackRepo, 'tarstack-rootless', 'tarstack as a user', {}, true);
+  return [new KernelOverlay(workDir), fuseOverlayfs(workDir), new Archivemount(workDir), new Tarstack(workDir, tarstackRepo), rootless, ...more];
 }
 
 /**

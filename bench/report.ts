@@ -93,12 +93,12 @@ export const aboveNodeAtMost = (mib: number): Target => ({
 });
 const map = <T, U>(v: T | undefined, f: (v: T) => U): U | undefined => (v === undefined ? undefined : f(v));
 
-/** The best FUSE peer other than the subject, for the second ratio. */
+/** The best FUSE peer other than the subject and its variants (tarstack-NAME, tarstack as a user), for the second ratio. */
 function bestFuse(f: FigureResult, s: Section, meta: Meta): { peer: string; ratio: number } | undefined {
   let best: { peer: string; value: number } | undefined;
   for (const p of meta.peers) {
     const v = num(f.cells[p.name]);
-    if (!p.fuse || p.name === s.subject || v === undefined || v <= 0) continue;
+    if (!p.fuse || p.name.startsWith(s.subject) || v === undefined || v <= 0) continue;
     if (!best || (f.better === 'lower' ? v < best.value : v > best.value)) best = { peer: p.name, value: v };
   }
   const t = num(f.cells[s.subject]);

@@ -19,6 +19,13 @@ export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   cwd?: string;
   onLine?: (line: string) => void; // called for each stdout line as it arrives
+  as?: RunAs; // run as this user (a rootless mount admits its owner only, not root)
+}
+
+/** An ordinary user's ids: the user a rootless peer mounts as, and whose processes use its mounts. */
+export interface RunAs {
+  uid: number;
+  gid: number;
 }
 
 /** Process groups we started and have not yet seen exit; cleanup kills what is left. */
@@ -36,7 +43,7 @@ export function sleepSync(ms: number): void {
 /** Starts cmd in its own process group; past timeoutS the whole group gets SIGKILL. `done` never rejects on exit status. */
 export function start(cmd: string, args: string[], opts: RunOptions = {}): { pid: number; done: Promise<RunResult> } {
   const startNs = nowNs();
-  const child = spawn(cmd, args, { detached: true, env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd, args, { detached: true, env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'], ...(opts.as ? { uid: opts.as.uid, gid: opts.as.gid } : {}) });
   const pid = child.pid ?? -1;
   if (pid > 0) liveGroups.add(pid);
   const done = new Promise<RunResult>((resolve, reject) => {

@@ -2,22 +2,22 @@
 // `find`, plus the sha256 of the manifest's sample ranges. A peer that fails gets no ratio.
 import { fileURLToPath } from 'node:url';
 import type { Shape } from './data.js';
-import { run } from './sys.js';
+import { run, type RunAs } from './sys.js';
 
 export const WORK_JS = fileURLToPath(new URL('./work.js', import.meta.url));
 
 /** Runs a work.js job; returns its JSON line, or throws with what went wrong. */
-export async function workJob<T>(args: string[], timeoutS: number, env?: NodeJS.ProcessEnv): Promise<T> {
-  const r = await run(process.execPath, [WORK_JS, ...args], { timeoutS, env: { ...process.env, ...env } });
+export async function workJob<T>(args: string[], timeoutS: number, env?: NodeJS.ProcessEnv, as?: RunAs): Promise<T> {
+  const r = await run(process.execPath, [WORK_JS, ...args], { timeoutS, env: { ...process.env, ...env }, as });
   if (r.timedOut) throw new Error(`timed out after ${timeoutS} s`);
   if (r.code !== 0) throw new Error(`work.js ${args[0]}: exit ${r.code}: ${r.stderr.trim().slice(-500)}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
 }
 
-/** undefined when root serves shape's tree, else a short description of the difference. */
-export async function wrongTree(root: string, shape: Shape, timeoutS: number): Promise<string | undefined> {
+/** undefined when root serves shape's tree (seen as `as`), else a short description of the difference. */
+export async function wrongTree(root: string, shape: Shape, timeoutS: number, as?: RunAs): Promise<string | undefined> {
   const m = shape.manifest;
-  const r = await run('find', [root, '-mindepth', '1', '-printf', '%y %s\n'], { timeoutS });
+  const r = await run('find', [root, '-mindepth', '1', '-printf', '%y %s\n'], { timeoutS, as });
   if (r.timedOut) return `find timed out after ${timeoutS} s`;
   let files = 0, dirs = 0, other = 0, bytes = 0;
   for (const line of r.stdout.split('\n')) {
@@ -37,7 +37,7 @@ export async function wrongTree(root: string, shape: Shape, timeoutS: number): P
   if (diffs.length > 0) return diffs.join('; ');
   let hashes: string[];
   try {
-    hashes = await workJob<string[]>(['hash', root, JSON.stringify(m.samples)], timeoutS);
+    hashes = await workJob<string[]>(['hash', root, JSON.stringify(m.samples)], timeoutS, undefined, as);
   } catch (e) {
     return `sample checksums: ${(e as Error).message}`;
   }
