@@ -69,6 +69,30 @@ for (const how of ['zstd-frames', 'gzip-members'] as const) {
   });
 }
 
+// 1 MiB READs of 64 KiB pieces span 17 of them, as max_pages=1024's 4 MiB READs span 17 pieces of
+// 256 KiB. A READ arriving used to let the stream recycle the slab its own first pieces were in
+// (they were more than BEHIND pieces behind its last one, and it was parked only after): C then
+// answered it EIO. Page-cache readers never saw that (the kernel re-read each page alone: 4 KiB
+// READs, answered by JS decoding from the frame's start); O_DIRECT readers got the error.
+test.serial('READs spanning many pieces (4 MiB READs under max_pages=1024) are answered from the stream, never EIO', async (t) => {
+  const m = await serveZst(t, { TARSTACK_TEST_SEEK: JSON.stringify({ pieceSize: 64 * 1024 }) });
+  const file = path.join(m.mnt, 'd', 'big');
+  const direct = spawnSync('dd', [`if=${file}`, 'iflag=direct', 'bs=1M', 'status=none'], { maxBuffer: 256 * MiB });
+  t.is(direct.status, 0, direct.stderr.toString());
+  t.true(direct.stdout.equals(big), 'O_DIRECT read');
+  const drop = spawnSync('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none']);
+  t.is(drop.status, 0, drop.stderr.toString());
+  await new Promise((r) => setTimeout(r, 2500)); // the first stream ends idle: the second read starts its own
+  const s0 = await m.stats();
+  const r = ddRead(file);
+  t.true(r.ok && r.out.equals(big), 'page-cache read');
+  const s1 = await m.stats();
+  const reads = (s1.ops[OP.READ] ?? 0) - (s0.ops[OP.READ] ?? 0);
+  const streamed = s1.streamedReads - s0.streamedReads;
+  t.true(reads >= 10 && reads <= 2 * (big.length / MiB), `READs of up to 1 MiB, not page by page (${reads})`);
+  t.true(streamed >= reads / 2, `READs answered in C: ${streamed} of ${reads}`);
+});
+
 test.serial('random reads beside a sequential one get the right bytes', async (t) => {
   const m = await serveZst(t);
   const file = path.join(m.mnt, 'd', 'big');

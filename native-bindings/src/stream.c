@@ -16,10 +16,11 @@
 #include <sys/uio.h>
 
 #define SP 16     // pieces per slab (4 MiB of 256 KiB pieces)
-#define NSLAB 8   // slabs at most; a sequential reader uses 3-4
+#define NSLAB 10  // slabs at most; a sequential reader uses 3-4 (1 MiB READs) or 6-7 (4 MiB READs)
 #define JOB 4     // pieces per decode job
-#define WINDOW 16 // pieces pushed past the furthest READ (decode-ahead.ts's WINDOW)
-#define BEHIND 8  // pieces kept behind it for the kernel's READs out of order
+#define WINDOW 16 // pieces pushed past the furthest READ (decode-ahead.ts's WINDOW), at least
+#define BEHIND 8  // pieces kept behind it for the kernel's READs out of order, at least
+#define SPAN (SP + 1) // the widest READ the two above grow with: max_pages=1024's 4 MiB of 256 KiB pieces
 #define QUEUED (4 * SP) // pieces pushed past the last checked one at most
 #define MAGIC 0x7a537472u
 
@@ -49,6 +50,7 @@ struct tsr_stream {
   size_t piece;
   uint32_t *crcs; // expected, of pieces [base, limit)
   int64_t pushed, checked, last; // pushed up to, checked up to, furthest piece a READ wanted
+  int64_t span; // pieces the widest READ so far touched (at most SPAN): the window and what stays behind grow with it
   unsigned char *slab[NSLAB];
   int64_t slab_first[NSLAB]; // -1: free
   park *parked;
@@ -72,8 +74,14 @@ static int slab_of(const tsr_stream *st, int64_t k) {
   return -1;
 }
 
+// Decoded ahead of the furthest READ, and kept behind it: two and one of the widest READs (the
+// kernel's readahead asks that far ahead, and its READs may come a READ out of order), at least
+// WINDOW and BEHIND.
+static int64_t window_of(const tsr_stream *st) { return 2 * st->span > WINDOW ? 2 * st->span : WINDOW; }
+static int64_t behind_of(const tsr_stream *st) { return st->span > BEHIND ? st->span : BEHIND; }
+
 // How far READs may get parked: twice the window past the furthest READ or push.
-static int64_t reach_of(const tsr_stream *st) { return (st->last > st->pushed ? st->last : st->pushed) + 2 * WINDOW; }
+static int64_t reach_of(const tsr_stream *st) { return (st->last > st->pushed ? st->last : st->pushed) + 2 * window_of(st); }
 
 static void unref(tsr_stream *st) {
   if (--st->refs > 0) return;
@@ -110,7 +118,7 @@ static int held(const tsr_stream *st, int64_t ka, int64_t kb) {
 static int recyclable(const tsr_stream *st, int i) {
   if (st->slab_first[i] < 0) return 1;
   int64_t end = st->slab_first[i] + SP;
-  if (end > st->checked || end > st->last - BEHIND) return 0;
+  if (end > st->checked || end > st->last - behind_of(st)) return 0;
   for (park *p = st->parked; p; p = p->next) {
     if (piece_at(st, p->a) < end) return 0;
   }
@@ -125,7 +133,7 @@ static void ready(void *arg) {
 // Push jobs up to WINDOW pieces past the furthest READ (and past every parked one), bounded.
 static void fill(tsr_stream *st) {
   if (st->failed || st->state == DONE) return;
-  int64_t want = st->state == RUN ? st->last + WINDOW : 0;
+  int64_t want = st->state == RUN ? st->last + window_of(st) : 0;
   for (park *p = st->parked; p; p = p->next) {
     int64_t kb = piece_at(st, p->b - 1) + 1;
     if (kb > want) want = kb;
@@ -385,16 +393,22 @@ int tsr_read(tsn_session *s, fuse_req_t req, tsr_stream *st, uint64_t mpos, uint
   if (a < st->base_off || b > st->end_off) return 0;
   int64_t ka = piece_at(st, a), kb = piece_at(st, b - 1);
   if (ka < st->checked && !held(st, ka, kb < st->checked ? kb : st->checked - 1)) return 0; // behind the slabs
-  if (st->state == RUN && kb > st->last) st->last = kb, fill(st);
-  if (kb < st->checked) return st->reads++, reply(st, req, a, b), 1;
-  if (st->state != RUN || kb >= reach_of(st) || kb >= st->checked + QUEUED) return 0;
-  park *p = malloc(sizeof *p);
-  if (p == NULL) return 0;
-  *p = (park){ req, s, a, b, NULL };
-  park **q = &st->parked;
-  while (*q) q = &(*q)->next;
-  *q = p;
+  if (kb - ka + 1 > st->span) st->span = kb - ka + 1 < SPAN ? kb - ka + 1 : SPAN;
+  // Answered or parked before the stream moves on: moving on may recycle slabs behind the new
+  // furthest piece, and only a parked READ keeps its own first pieces from that.
+  if (kb < st->checked) {
+    reply(st, req, a, b);
+  } else {
+    if (st->state != RUN || kb >= reach_of(st) || kb >= st->checked + QUEUED) return 0;
+    park *p = malloc(sizeof *p);
+    if (p == NULL) return 0;
+    *p = (park){ req, s, a, b, NULL };
+    park **q = &st->parked;
+    while (*q) q = &(*q)->next;
+    *q = p;
+  }
   st->reads++;
+  if (st->state == RUN && kb > st->last) st->last = kb;
   fill(st);
   return 1;
 }
