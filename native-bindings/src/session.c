@@ -514,13 +514,11 @@ napi_value tsn_js_session_info(napi_env env, napi_callback_info info) {
   set_num(env, obj, "killpriv", s->ext.killpriv);
   set_num(env, obj, "maxPages", s->ext.max_pages);
   set_num(env, obj, "kernelFlags", (double)s->ext.kernel_flags);
-  double ur[4];
+  static const char *const ukeys[6] = { "uringRequests", "uringEntries", "uringCommits", "uringReads", "uringLinked", "uringBroken" };
+  double ur[6];
   tsn_uring_info(s, ur);
   set_num(env, obj, "uring", s->ext.uring);
-  set_num(env, obj, "uringRequests", ur[0]);
-  set_num(env, obj, "uringEntries", ur[1]);
-  set_num(env, obj, "uringCommits", ur[2]);
-  set_num(env, obj, "uringReads", ur[3]);
+  for (int i = 0; i < 6; i++) set_num(env, obj, ukeys[i], ur[i]);
   napi_value ops;
   if (napi_create_array_with_length(env, TSN_OPCODES, &ops) == napi_ok) {
     for (uint32_t i = 0; i < TSN_OPCODES; i++) {
