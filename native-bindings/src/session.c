@@ -24,7 +24,7 @@ static struct live {
 
 static void unmount_at_exit(void) {
   pthread_mutex_lock(&live_mu);
-  for (struct live *l = live_list; l; l = l->next) fuse_session_unmount(l->se);
+  for (struct live *l = live_list; l; l = l->next) tsn_uring_unmount(l->se); // a ring's or not
   pthread_mutex_unlock(&live_mu);
 }
 
@@ -141,7 +141,8 @@ void tsn_session_end(tsn_session *s, int call_js) {
   // After an external unmount the fd reports POLLERR and this only closes it.
   live_remove(s->se);
   fuse_session_exit(s->se); // late answers from workers then fail quietly (EBADF)
-  if (s->mounted) fuse_session_unmount(s->se);
+  if (s->mounted && s->uring != NULL) tsn_uring_unmount(s->se);
+  else if (s->mounted) fuse_session_unmount(s->se);
   for (tsn_session **p = &s->te->sessions; *p; p = &(*p)->next) {
     if (*p == s) {
       *p = s->next;

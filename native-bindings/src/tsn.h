@@ -268,6 +268,7 @@ void *tsn_uring_current(tsn_session *s); // the entry of the request being proce
 int tsn_uring_read(tsn_session *s, void *ent, fuse_req_t req, const tsn_range *r, size_t n,
                    size_t total);
 void tsn_uring_free(tsn_uring *u);
+void tsn_uring_unmount(struct fuse_session *se); // fuse_session_unmount, Node's thread not waiting in it
 void tsn_uring_info(tsn_session *s, double out[6]); // requests, entries, commits, reads, linked, broken
 
 // session.c

@@ -340,9 +340,9 @@ static void on_uring_closed(uv_handle_t *h) {
   tsn_session_unref(h->data);
 }
 
-// Session end (Node's thread), before unmounting: workers' later replies find no entry; the ring
-// goes first so that the kernel cancels its commands and the last close of /dev/fuse (in
-// fuse_session_unmount) aborts the connection as without a ring. Returns 1 if a handle must close
+// Session end (Node's thread), before unmounting (tsn_uring_unmount): workers' later replies find no
+// entry; the ring goes first so that the kernel cancels its commands and the last close of
+// /dev/fuse aborts the connection as without a ring. Returns 1 if a handle must close
 // (its callback lets go of one reference to the session), else 0. Memory goes at the session's
 // last reference (tsn_uring_free), as a worker may still be copying a reply into an entry.
 int tsn_uring_end(tsn_session *s) {
@@ -357,6 +357,28 @@ int tsn_uring_end(tsn_session *s) {
   uv_poll_stop(&u->poll);
   uv_close((uv_handle_t *)&u->poll, on_uring_closed);
   return 1;
+}
+
+static void *unmount_thread(void *se) {
+  fuse_session_unmount(se);
+  return NULL;
+}
+
+// fuse_session_unmount from a thread of its own while Node's thread waits in pthread_join. As root
+// libfuse calls umount2 itself, and the superblock's end (fuse_conn_destroy: fuse_abort_conn, then
+// fuse_wait_aborted until every ring entry is released) runs as task work of the thread that
+// dropped the mount, on its way back from umount2, in an uninterruptible wait. A request the
+// kernel gave an entry just before (fuse_uring_dispatch_ent) is copied in by task work of Node's
+// thread, the ring's submitter; until that runs the entry cannot be released, so if Node's thread
+// were the one waiting it would wait for itself. Waiting in a futex instead, Node's thread is woken
+// for its task work (TWA_SIGNAL_NO_IPI wakes interruptible sleepers), runs it, and waits again.
+void tsn_uring_unmount(struct fuse_session *se) {
+  pthread_t t;
+  if (pthread_create(&t, NULL, unmount_thread, se) != 0) {
+    fuse_session_unmount(se); // no thread: the race stays open for this one unmount
+    return;
+  }
+  pthread_join(t, NULL);
 }
 
 void tsn_uring_info(tsn_session *s, double out[6]) {
