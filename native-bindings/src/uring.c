@@ -320,7 +320,10 @@ static int uring_body(tsn_session *s, int status) {
     // microseconds after the answer; looking at the completion queue costs no system call.
     if (total == 0 || !tsn_session_may_spin(s)) break;
     if (__atomic_load_n(u->sq_flags, __ATOMIC_ACQUIRE) & IORING_SQ_TASKRUN) {
-      ring_enter(u->fd, 0, IORING_ENTER_GETEVENTS); // runs the task work: the request lands
+      // Runs the task work: a request lands (a CQE), or a linked read completes and its commit
+      // goes out with no CQE (uring_read.c). That is an answer too: the spin starts again.
+      ring_enter(u->fd, 0, IORING_ENTER_GETEVENTS);
+      spin_until = -1;
       continue;
     }
     int64_t now = tsn_now_ns();
