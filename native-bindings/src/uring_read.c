@@ -36,6 +36,10 @@ static void read_rest(tsn_uring *u, ent *e, size_t from, size_t to) {
   for (size_t i = 0; i < to; i++) {
     if (i >= from && e->rd[i].fd >= 0 && e->rd_done[i] < e->rd[i].len) {
       if (tsn_uring_queued(u) >= u->sq_entries) tsn_uring_submit(u);
+      if (tsn_uring_queued(u) >= u->sq_entries) { // the kernel took none (no memory): give up
+        if (!e->rd_err) e->rd_err = EIO;
+        break;
+      }
       read_sqe(u, e, i, off, 0);
     }
     off += e->rd[i].len;
@@ -95,6 +99,7 @@ int tsn_uring_read(tsn_session *s, void *entp, fuse_req_t req, const tsn_range *
     tsn_uring_commit(u, e); // the chain's last link, submitted with the reads
   } else {
     read_rest(u, e, 0, n);
+    if (e->rd_pending == 0) read_done(u, e);
   }
   return 0;
 }
