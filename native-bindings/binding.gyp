@@ -7,7 +7,7 @@
       "target_name": "tarstack_native",
       "sources": [
         "src/addon.c", "src/jsutil.c", "src/reqs.c", "src/session.c", "src/ops.c",
-        "src/replies.c", "src/kext.c", "src/uring.c", "src/dir.c", "src/pool.c", "src/readpool.c", "src/notify.c", "src/sys.c", "src/tree.c",
+        "src/replies.c", "src/kext.c", "src/uring.c", "src/uring_read.c", "src/dir.c", "src/pool.c", "src/readpool.c", "src/notify.c", "src/sys.c", "src/tree.c",
         "src/codec.c", "src/crc32_fold.c", "src/codec_ahead.c", "src/codec_ahead_js.c", "src/codec_dec.c", "src/codec_gzip.c", "src/codec_zstd.c", "src/codec_xz.c", "src/codec_zsum.c", "src/stream.c",
         "src/fetch.c", "src/fetch_js.c"
       ],

@@ -109,10 +109,94 @@ uringTest('an image mount over the ring: READs answered in C (direct reads) go t
   const file = path.join(mnt, 'pattern');
   t.true(fs.readFileSync(file).equals(LOWER), 'first read');
   dropCache(file);
-  t.true(fs.readFileSync(file).equals(LOWER), 'read again after its pages were dropped');
+  dropCache(tar);
+  t.true(fs.readFileSync(file).equals(LOWER), 'read again after its pages and the tar\'s were dropped');
   const s1 = await stats();
   t.true(s1.directReads > s0.directReads, `READs answered in C (${s1.directReads - s0.directReads})`);
   t.true(s1.uringRequests > s0.uringRequests);
+  t.true(s1.uringLinked > s0.uringLinked, 'cold reads went as one chain with their commit');
+  t.is(s1.uringBroken, s0.uringBroken, 'no chain broke');
+});
+
+/** A file of 4 KiB data blocks and 4 KiB holes (8 MiB; two in every 16 blocks are holes), archived
+ *  with GNU tar --sparse: a READ of it is many ranges of the tar with zero ranges between. */
+function sparseTar(dir: string): { tar: string; body: Buffer } {
+  const src = path.join(dir, 'src');
+  fs.mkdirSync(src, { recursive: true });
+  const body = Buffer.alloc(8 * MiB);
+  const fd = fs.openSync(path.join(src, 'sparse'), 'w');
+  for (let off = 0; off < body.length; off += 4096) {
+    if ((off / 4096) % 8 === 3 || (off / 4096) % 8 === 6) continue; // holes
+    patterned(4096, off).copy(body, off);
+    fs.writeSync(fd, body, off, 4096, off);
+  }
+  fs.ftruncateSync(fd, body.length);
+  fs.closeSync(fd);
+  const tar = path.join(dir, 'image.tar');
+  const r = spawnSync('tar', ['--sparse', '--format=posix', '-cf', tar, '-C', src, 'sparse']);
+  if (r.status !== 0) throw new Error(r.stderr.toString());
+  return { tar, body };
+}
+
+uringTest('READs over many ranges (a sparse member): chains, or range by range past the SQ ring\'s size; zeros between, the bytes right', async (t) => {
+  setUring(true);
+  const dir = path.join(root, 'sparse');
+  const mnt = path.join(dir, 'mnt');
+  fs.mkdirSync(mnt, { recursive: true });
+  const { tar, body } = sparseTar(dir);
+  const stats = await serveInstance(t, [mnt, tar, '-', '-'], { TARSTACK_URING: '1' });
+  const s0 = await stats();
+  dropCache(tar);
+  const file = path.join(mnt, 'sparse');
+  // Small reads at odd offsets first (each READ a few ranges: the chain), then the whole file.
+  const fd = fs.openSync(file, 'r');
+  try {
+    for (const at of [4096 * 2 + 100, 3 * MiB + 4096 * 5 + 7, 6 * MiB - 3]) {
+      const b = Buffer.alloc(3 * 4096);
+      t.is(fs.readSync(fd, b, 0, b.length, at), b.length);
+      t.true(b.equals(body.subarray(at, at + b.length)), `bytes at ${at}`);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  t.true(fs.readFileSync(file).equals(body), 'the whole file');
+  const s1 = await stats();
+  const [reads, linked] = [s1.uringReads - s0.uringReads, s1.uringLinked - s0.uringLinked];
+  t.true(linked > 0, `READs read as chains (${linked} of ${reads})`);
+  // A READ of 512 KiB or more here is over 31 data ranges: more than a chain fits in the SQ ring.
+  t.true(reads > linked, `big READs read range by range (${reads - linked} of ${reads})`);
+  t.is(s1.uringBroken, s0.uringBroken);
+});
+
+uringTest('a tar truncated after indexing: the short read breaks the chain and the reader gets EIO, as without io_uring', async (t) => {
+  setUring(true);
+  for (const uring of [true, false]) {
+    const dir = path.join(root, `truncated-${uring}`);
+    const mnt = path.join(dir, 'mnt');
+    fs.mkdirSync(mnt, { recursive: true });
+    const tar = path.join(dir, 'image.tar');
+    fs.writeFileSync(tar, await pack([{ name: 'pattern', body: LOWER, mode: 0o644 }]));
+    const stats = await serveInstance(t, [mnt, tar, '-', '-'], uring ? { TARSTACK_URING: '1' } : {});
+    const file = path.join(mnt, 'pattern');
+    const fd = fs.openSync(file, 'r');
+    try {
+      const b = Buffer.alloc(4096);
+      t.is(fs.readSync(fd, b, 0, 4096, 0), 4096); // registers the member for direct reads
+      t.true(b.equals(LOWER.subarray(0, 4096)));
+      const s0 = await stats();
+      // The member's data starts at 512 (one header): cut 100 bytes into its second MiB.
+      fs.truncateSync(tar, 512 + MiB + 100);
+      dropCache(tar);
+      for (const at of [MiB, 2 * MiB]) { // a READ straddling the new end (short), one past it (0 bytes)
+        t.throws(() => fs.readSync(fd, b, 0, 4096, at), { code: 'EIO' }, `${uring ? 'ring' : '/dev/fuse'}: read at ${at}`);
+      }
+      const s1 = await stats();
+      t.is(s1.uring, uring);
+      if (uring) t.true(s1.uringBroken - s0.uringBroken >= 2, `chains broke (${s1.uringBroken - s0.uringBroken})`);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
 });
 
 uringTest('enable_uring Y without TARSTACK_URING, and TARSTACK_URING=1 with enable_uring N: /dev/fuse as before', async (t) => {

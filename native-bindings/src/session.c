@@ -24,7 +24,7 @@ static struct live {
 
 static void unmount_at_exit(void) {
   pthread_mutex_lock(&live_mu);
-  for (struct live *l = live_list; l; l = l->next) fuse_session_unmount(l->se);
+  for (struct live *l = live_list; l; l = l->next) tsn_uring_unmount(l->se); // a ring's or not
   pthread_mutex_unlock(&live_mu);
 }
 
@@ -141,7 +141,8 @@ void tsn_session_end(tsn_session *s, int call_js) {
   // After an external unmount the fd reports POLLERR and this only closes it.
   live_remove(s->se);
   fuse_session_exit(s->se); // late answers from workers then fail quietly (EBADF)
-  if (s->mounted) fuse_session_unmount(s->se);
+  if (s->mounted && s->uring != NULL) tsn_uring_unmount(s->se);
+  else if (s->mounted) fuse_session_unmount(s->se);
   for (tsn_session **p = &s->te->sessions; *p; p = &(*p)->next) {
     if (*p == s) {
       *p = s->next;
@@ -514,13 +515,11 @@ napi_value tsn_js_session_info(napi_env env, napi_callback_info info) {
   set_num(env, obj, "killpriv", s->ext.killpriv);
   set_num(env, obj, "maxPages", s->ext.max_pages);
   set_num(env, obj, "kernelFlags", (double)s->ext.kernel_flags);
-  double ur[4];
+  static const char *const ukeys[6] = { "uringRequests", "uringEntries", "uringCommits", "uringReads", "uringLinked", "uringBroken" };
+  double ur[6];
   tsn_uring_info(s, ur);
   set_num(env, obj, "uring", s->ext.uring);
-  set_num(env, obj, "uringRequests", ur[0]);
-  set_num(env, obj, "uringEntries", ur[1]);
-  set_num(env, obj, "uringCommits", ur[2]);
-  set_num(env, obj, "uringReads", ur[3]);
+  for (int i = 0; i < 6; i++) set_num(env, obj, ukeys[i], ur[i]);
   napi_value ops;
   if (napi_create_array_with_length(env, TSN_OPCODES, &ops) == napi_ok) {
     for (uint32_t i = 0; i < TSN_OPCODES; i++) {

@@ -263,11 +263,13 @@ int tsn_uring_register(tsn_session *s);                // after INIT's reply was
 ssize_t tsn_uring_reply(tsn_uring *u, const struct iovec *iov, int count); // -1: not a ring request
 int tsn_uring_end(tsn_session *s); // 1: a handle closes and lets go of one session reference
 void *tsn_uring_current(tsn_session *s); // the entry of the request being processed, else NULL
-// A read of a ring request, straight into its entry with IORING_OP_READ; -1: not taken.
+// A read of a ring request, straight into its entry with IORING_OP_READ (uring_read.c); -1: not
+// taken. Taken, the request is answered (libfuse's req is let go at once).
 int tsn_uring_read(tsn_session *s, void *ent, fuse_req_t req, const tsn_range *r, size_t n,
                    size_t total);
 void tsn_uring_free(tsn_uring *u);
-void tsn_uring_info(tsn_session *s, double out[4]); // requests, entries, commits, data reads
+void tsn_uring_unmount(struct fuse_session *se); // fuse_session_unmount, Node's thread not waiting in it
+void tsn_uring_info(tsn_session *s, double out[6]); // requests, entries, commits, reads, linked, broken
 
 // session.c
 void tsn_session_end(tsn_session *s, int call_js);

@@ -11,84 +11,16 @@
 // runs as task work of the thread that submitted it, so a read-pool worker that answers parks its
 // entry (`done`) and wakes Node's thread through the eventfd. FORGET and INTERRUPT still come
 // through /dev/fuse (the kernel sends them there), and so does everything before the ring is up.
-// Kernel structs: include/uapi/linux/fuse.h 7.42, which Debian's 7.38 header lacks.
-#include "tsn.h"
+// Cold READs of ring requests are read by the ring itself: uring_read.c.
+#include "uring.h"
 
 #include <errno.h>
-#include <linux/fuse.h>
-#include <linux/io_uring.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <unistd.h>
-
-#define K_IO_URING_CMD_REGISTER 1 // enum fuse_uring_cmd
-#define K_IO_URING_CMD_COMMIT_AND_FETCH 2
-
-struct k_uring_ent_in_out {
-  uint64_t flags, commit_id;
-  uint32_t payload_sz, padding;
-  uint64_t reserved;
-};
-struct k_uring_req_header {
-  char in_out[128]; // fuse_in_header on fetch, fuse_out_header on commit
-  char op_in[128];  // the op's fixed header (in_args[0])
-  struct k_uring_ent_in_out ring_ent_in_out;
-};
-struct k_uring_cmd_req { // in the SQE's 80-byte command area (IORING_SETUP_SQE128)
-  uint64_t flags, commit_id;
-  uint16_t qid;
-  uint8_t padding[6];
-};
-_Static_assert(sizeof(struct k_uring_req_header) == 288, "fuse_uring_req_header");
-_Static_assert(sizeof(struct k_uring_cmd_req) == 24, "fuse_uring_cmd_req");
-_Static_assert(sizeof(struct fuse_in_header) <= 128 && sizeof(struct fuse_out_header) <= 128,
-               "headers fit in_out");
-_Static_assert(offsetof(struct io_uring_sqe, cmd) == 48, "SQE command area");
-
-#define PREFIX 4096 // per entry: its header at 0, the rebuilt request's head just below the payload
-#define SQE_SIZE 128
-
-typedef struct ent {
-  struct k_uring_req_header *hdr;
-  char *payload;
-  struct iovec iov[2];
-  uint64_t unique; // the request userspace holds in it; 0: the kernel has the entry
-  uint16_t qid;
-  // A READ being read into the payload by the ring (tsn_uring_read): its ranges, how many reads
-  // are still in flight, the first error.
-  fuse_req_t read_req;
-  tsn_range *rd;
-  size_t *rd_done, nrd, rd_total;
-  unsigned rd_pending;
-  int rd_err;
-} ent;
-
-#define READ_TAG (1ULL << 63) // user_data of a data read: tag | entry << 20 | range
-
-struct tsn_uring {
-  tsn_session *s;
-  int fd, efd, dev, active;
-  pthread_t loop_thread;
-  uv_poll_t poll;
-  unsigned char *sq, *cq, *sqes;
-  size_t sq_len, cq_len, sqes_len;
-  unsigned *sq_head, *sq_tail, *sq_mask, *sq_array, *sq_flags, *cq_head, *cq_tail, *cq_mask;
-  struct io_uring_cqe *cqes;
-  pthread_mutex_t mu; // ents[].unique, done[], closed: touched by workers' replies too
-  int closed;
-  ent *ents;
-  unsigned nents, queues, ndone;
-  unsigned *done; // entries answered by a worker, to commit from Node's thread
-  char *mem;
-  size_t mem_len, payload;
-  ent *current; // the entry whose request libfuse is processing (Node's thread)
-  double requests, commits, reads;
-};
 
 static int ring_setup(unsigned entries, struct io_uring_params *p) {
   return (int)syscall(__NR_io_uring_setup, entries, p);
@@ -111,10 +43,13 @@ static unsigned possible_cpus(void) {
   return (unsigned)strtoul(buf + n, NULL, 10) + 1;
 }
 
+void tsn_uring_submit(tsn_uring *u) {
+  unsigned n = tsn_uring_queued(u);
+  while (n > 0 && ring_enter(u->fd, n, 0) < 0 && errno == EINTR) {}
+}
+
 static void fill_sqe(tsn_uring *u, const ent *e, uint32_t op) {
-  unsigned tail = *u->sq_tail, idx = tail & *u->sq_mask;
-  struct io_uring_sqe *sqe = (void *)(u->sqes + (size_t)idx * SQE_SIZE);
-  memset(sqe, 0, SQE_SIZE);
+  struct io_uring_sqe *sqe = tsn_uring_sqe(u);
   sqe->opcode = IORING_OP_URING_CMD;
   sqe->fd = u->dev;
   sqe->cmd_op = op;
@@ -124,18 +59,24 @@ static void fill_sqe(tsn_uring *u, const ent *e, uint32_t op) {
   struct k_uring_cmd_req *c = (void *)sqe->cmd;
   c->qid = e->qid;
   c->commit_id = e->unique;
-  u->sq_array[idx] = idx;
-  __atomic_store_n(u->sq_tail, tail + 1, __ATOMIC_RELEASE);
 }
 
-// Node's thread only: the entry's reply goes back and the entry waits for the next request.
-static void commit(tsn_uring *u, ent *e) {
+// Node's thread only: the entry's reply goes back and the entry waits for the next request. Any
+// SQEs queued before it (a READ's linked reads, uring_read.c) go in the same submission.
+void tsn_uring_commit(tsn_uring *u, ent *e) {
   fill_sqe(u, e, K_IO_URING_CMD_COMMIT_AND_FETCH);
   pthread_mutex_lock(&u->mu);
   e->unique = 0;
   pthread_mutex_unlock(&u->mu);
   u->commits++;
-  while (ring_enter(u->fd, 1, 0) < 0 && errno == EINTR) {}
+  tsn_uring_submit(u);
+}
+
+void tsn_uring_put_reply(ent *e, uint64_t unique, int error, size_t total) {
+  struct fuse_out_header *out = (void *)e->hdr->in_out;
+  if (error != 0) total = 0;
+  *out = (struct fuse_out_header){ .len = (uint32_t)(sizeof *out + total), .error = error, .unique = unique };
+  e->hdr->ring_ent_in_out.payload_sz = (uint32_t)total;
 }
 
 static void unmap(tsn_uring *u) {
@@ -150,7 +91,7 @@ static void unmap(tsn_uring *u) {
 void tsn_uring_free(tsn_uring *u) {
   if (u == NULL) return;
   unmap(u);
-  for (unsigned i = 0; i < u->nents && u->ents; i++) free(u->ents[i].rd), free(u->ents[i].rd_done);
+  for (unsigned i = 0; i < u->nents && u->ents; i++) tsn_uring_read_next(&u->ents[i]);
   if (u->efd >= 0) close(u->efd);
   if (u->mem) munmap(u->mem, u->mem_len);
   pthread_mutex_destroy(&u->mu);
@@ -191,6 +132,7 @@ int tsn_uring_prepare(tsn_session *s, size_t payload) {
       !(p.features & IORING_FEAT_SINGLE_MMAP)) {
     goto fail;
   }
+  u->sq_entries = p.sq_entries;
   u->sq_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
   u->cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
   if (u->cq_len > u->sq_len) u->sq_len = u->cq_len;
@@ -279,16 +221,11 @@ ssize_t tsn_uring_reply(tsn_uring *u, const struct iovec *iov, int count) {
     if (iov[i].iov_base != e->payload + total) memcpy(e->payload + total, iov[i].iov_base, iov[i].iov_len);
     total += iov[i].iov_len;
   }
-  struct fuse_out_header *out = (void *)e->hdr->in_out;
-  *out = *oh;
-  if (total + sizeof *oh != oh->len) { // longer than the kernel's own limit: cannot happen
-    out->error = -EIO;
-    total = 0;
-  }
-  out->len = (uint32_t)(sizeof *oh + total);
-  e->hdr->ring_ent_in_out.payload_sz = (uint32_t)total;
+  int error = oh->error;
+  if (total + sizeof *oh != oh->len) error = -EIO; // longer than the kernel's own limit: cannot happen
+  tsn_uring_put_reply(e, oh->unique, error, total);
   if (pthread_equal(pthread_self(), u->loop_thread)) {
-    commit(u, e);
+    tsn_uring_commit(u, e);
   } else {
     pthread_mutex_lock(&u->mu);
     if (!u->closed) u->done[u->ndone++] = (unsigned)(e - u->ents);
@@ -296,7 +233,7 @@ ssize_t tsn_uring_reply(tsn_uring *u, const struct iovec *iov, int count) {
     uint64_t one = 1;
     if (write(u->efd, &one, sizeof one) < 0) { /* the counter is full: a wakeup is pending anyway */ }
   }
-  return (ssize_t)(sizeof *oh + total);
+  return (ssize_t)oh->len;
 }
 
 // One request from a completed entry: rebuilt contiguously just below the payload and processed.
@@ -306,6 +243,7 @@ static void take(tsn_uring *u, ent *e) {
   const struct k_uring_ent_in_out *io = &e->hdr->ring_ent_in_out;
   size_t len = ih->len, psz = io->payload_sz;
   size_t oplen = len - sizeof *ih - psz;
+  tsn_uring_read_next(e);
   pthread_mutex_lock(&u->mu);
   e->unique = ih->unique;
   pthread_mutex_unlock(&u->mu);
@@ -331,89 +269,6 @@ void *tsn_uring_current(tsn_session *s) {
   return s->uring != NULL && s->ext.uring ? s->uring->current : NULL;
 }
 
-// One SQE reading what is left of range i of the entry's read (Node's thread).
-static void read_range(tsn_uring *u, ent *e, size_t i, size_t off) {
-  const tsn_range *r = &e->rd[i];
-  unsigned tail = *u->sq_tail, idx = tail & *u->sq_mask;
-  struct io_uring_sqe *sqe = (void *)(u->sqes + (size_t)idx * SQE_SIZE);
-  memset(sqe, 0, SQE_SIZE);
-  sqe->opcode = IORING_OP_READ;
-  sqe->fd = r->fd;
-  sqe->off = (uint64_t)r->pos + e->rd_done[i];
-  sqe->addr = (uint64_t)(uintptr_t)(e->payload + off + e->rd_done[i]);
-  sqe->len = (uint32_t)(r->len - e->rd_done[i]);
-  sqe->user_data = READ_TAG | (uint64_t)(e - u->ents) << 20 | i;
-  u->sq_array[idx] = idx;
-  __atomic_store_n(u->sq_tail, tail + 1, __ATOMIC_RELEASE);
-  e->rd_pending++;
-  while (ring_enter(u->fd, 1, 0) < 0 && errno == EINTR) {}
-}
-
-static size_t range_off(const ent *e, size_t i) {
-  size_t off = 0;
-  for (size_t k = 0; k < i; k++) off += e->rd[k].len;
-  return off;
-}
-
-// The last read of an entry's request is in: answer it from the payload (no copy, see
-// tsn_uring_reply), which commits the entry.
-static void read_done(ent *e) {
-  fuse_req_t req = e->read_req;
-  int err = e->rd_err;
-  size_t total = e->rd_total;
-  free(e->rd);
-  free(e->rd_done);
-  e->rd = NULL, e->rd_done = NULL, e->read_req = NULL;
-  if (err) fuse_reply_err(req, err);
-  else fuse_reply_buf(req, e->payload, total);
-}
-
-int tsn_uring_read(tsn_session *s, void *entp, fuse_req_t req, const tsn_range *r, size_t n,
-                   size_t total) {
-  tsn_uring *u = s->uring;
-  ent *e = entp;
-  if (u == NULL || !s->ext.uring || u->closed || e->read_req != NULL || total > u->payload ||
-      n >= (1u << 20)) {
-    return -1;
-  }
-  e->rd = malloc(n * sizeof *e->rd + 1);
-  e->rd_done = calloc(n + 1, sizeof *e->rd_done);
-  if (e->rd == NULL || e->rd_done == NULL) {
-    free(e->rd), free(e->rd_done);
-    e->rd = NULL, e->rd_done = NULL;
-    return -1;
-  }
-  memcpy(e->rd, r, n * sizeof *r);
-  u->reads++;
-  e->nrd = n, e->rd_total = total, e->rd_err = 0, e->rd_pending = 0, e->read_req = req;
-  size_t off = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (r[i].fd < 0) memset(e->payload + off, 0, r[i].len);
-    else if (r[i].len > 0) read_range(u, e, i, off);
-    off += r[i].len;
-  }
-  if (e->rd_pending == 0) read_done(e);
-  return 0;
-}
-
-static void read_cqe(tsn_uring *u, const struct io_uring_cqe *cqe) {
-  unsigned idx = (unsigned)((cqe->user_data & ~READ_TAG) >> 20);
-  size_t i = (size_t)(cqe->user_data & ((1u << 20) - 1));
-  if (idx >= u->nents) return;
-  ent *e = &u->ents[idx];
-  if (e->read_req == NULL || i >= e->nrd) return;
-  e->rd_pending--;
-  if (cqe->res < 0) {
-    if (!e->rd_err) e->rd_err = -cqe->res;
-  } else if (cqe->res == 0) {
-    if (!e->rd_err) e->rd_err = EIO; // shorter than the index says: a truncated tar
-  } else {
-    e->rd_done[i] += (size_t)cqe->res;
-    if (e->rd_done[i] < e->rd[i].len && !e->rd_err && !u->closed) read_range(u, e, i, range_off(e, i));
-  }
-  if (e->rd_pending == 0) read_done(e);
-}
-
 static int reap(tsn_uring *u, int max) {
   int n = 0;
   for (;;) {
@@ -421,13 +276,13 @@ static int reap(tsn_uring *u, int max) {
     pthread_mutex_lock(&u->mu);
     while (u->ndone > 0 && nd < 64) done[nd++] = u->done[--u->ndone];
     pthread_mutex_unlock(&u->mu);
-    for (unsigned i = 0; i < nd; i++) commit(u, &u->ents[done[i]]);
+    for (unsigned i = 0; i < nd; i++) tsn_uring_commit(u, &u->ents[done[i]]);
     unsigned head = *u->cq_head, tail = __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE);
     if (head == tail || n >= max) return n + (int)nd;
     struct io_uring_cqe cqe = u->cqes[head & *u->cq_mask];
     __atomic_store_n(u->cq_head, head + 1, __ATOMIC_RELEASE);
     if (cqe.user_data & READ_TAG) {
-      read_cqe(u, &cqe);
+      tsn_uring_read_cqe(u, &cqe);
       n++;
       continue;
     }
@@ -465,7 +320,10 @@ static int uring_body(tsn_session *s, int status) {
     // microseconds after the answer; looking at the completion queue costs no system call.
     if (total == 0 || !tsn_session_may_spin(s)) break;
     if (__atomic_load_n(u->sq_flags, __ATOMIC_ACQUIRE) & IORING_SQ_TASKRUN) {
-      ring_enter(u->fd, 0, IORING_ENTER_GETEVENTS); // runs the task work: the request lands
+      // Runs the task work: a request lands (a CQE), or a linked read completes and its commit
+      // goes out with no CQE (uring_read.c). That is an answer too: the spin starts again.
+      ring_enter(u->fd, 0, IORING_ENTER_GETEVENTS);
+      spin_until = -1;
       continue;
     }
     int64_t now = tsn_now_ns();
@@ -485,20 +343,15 @@ static void on_uring_closed(uv_handle_t *h) {
   tsn_session_unref(h->data);
 }
 
-// Session end (Node's thread), before unmounting: workers' later replies find no entry; the ring
-// goes first so that the kernel cancels its commands and the last close of /dev/fuse (in
-// fuse_session_unmount) aborts the connection as without a ring. Returns 1 if a handle must close
+// Session end (Node's thread), before unmounting (tsn_uring_unmount): workers' later replies find no
+// entry; the ring goes first so that the kernel cancels its commands and the last close of
+// /dev/fuse aborts the connection as without a ring. Returns 1 if a handle must close
 // (its callback lets go of one reference to the session), else 0. Memory goes at the session's
 // last reference (tsn_uring_free), as a worker may still be copying a reply into an entry.
 int tsn_uring_end(tsn_session *s) {
   tsn_uring *u = s->uring;
   if (u == NULL) return 0;
-  for (unsigned i = 0; i < u->nents; i++) { // reads still in flight: answered EIO now
-    if (u->ents[i].read_req != NULL) {
-      u->ents[i].rd_err = EIO;
-      read_done(&u->ents[i]);
-    }
-  }
+  tsn_uring_reads_end(u);
   pthread_mutex_lock(&u->mu);
   u->closed = 1;
   pthread_mutex_unlock(&u->mu);
@@ -509,10 +362,34 @@ int tsn_uring_end(tsn_session *s) {
   return 1;
 }
 
-void tsn_uring_info(tsn_session *s, double out[4]) {
+static void *unmount_thread(void *se) {
+  fuse_session_unmount(se);
+  return NULL;
+}
+
+// fuse_session_unmount from a thread of its own while Node's thread waits in pthread_join. As root
+// libfuse calls umount2 itself, and the superblock's end (fuse_conn_destroy: fuse_abort_conn, then
+// fuse_wait_aborted until every ring entry is released) runs as task work of the thread that
+// dropped the mount, on its way back from umount2, in an uninterruptible wait. A request the
+// kernel gave an entry just before (fuse_uring_dispatch_ent) is copied in by task work of Node's
+// thread, the ring's submitter; until that runs the entry cannot be released, so if Node's thread
+// were the one waiting it would wait for itself. Waiting in a futex instead, Node's thread is woken
+// for its task work (TWA_SIGNAL_NO_IPI wakes interruptible sleepers), runs it, and waits again.
+void tsn_uring_unmount(struct fuse_session *se) {
+  pthread_t t;
+  if (pthread_create(&t, NULL, unmount_thread, se) != 0) {
+    fuse_session_unmount(se); // no thread: the race stays open for this one unmount
+    return;
+  }
+  pthread_join(t, NULL);
+}
+
+void tsn_uring_info(tsn_session *s, double out[6]) {
   tsn_uring *u = s->uring;
   out[0] = u ? u->requests : 0;
   out[1] = u ? u->nents : 0;
   out[2] = u ? u->commits : 0;
   out[3] = u ? u->reads : 0;
+  out[4] = u ? u->linked : 0;
+  out[5] = u ? u->broken : 0;
 }

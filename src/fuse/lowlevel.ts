@@ -118,6 +118,10 @@ export interface SessionInfo {
   uringCommits?: number;
   /** Cold file-range reads the ring read into their entry (IORING_OP_READ) instead of the read pool. */
   uringReads?: number;
+  /** Of those, reads sent as one chain with their commit (the kernel commits when the data is in). */
+  uringLinked?: number;
+  /** Chains that broke (a read failed or came back short) and were finished on Node's thread. */
+  uringBroken?: number;
   /** READs answered in C from a readDirect registration, without JS. */
   directReads?: number;
   /** READs answered (or parked until decoded) in C from a native stream's slabs (readStreamed). */

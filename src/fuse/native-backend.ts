@@ -53,6 +53,9 @@ export interface MountStats {
   uringRequests: number;
   /** Of their READs, those read by the ring itself (cold ranges; warm ones are copied in). */
   uringReads: number;
+  /** Of those, read as one chain with their commit; and chains that broke (a short read: EIO). */
+  uringLinked: number;
+  uringBroken: number;
 }
 
 const CAP_NO_OPEN_SUPPORT = 1 << 17; // FUSE_CAP_* of fuse_common.h
@@ -180,7 +183,7 @@ export async function mountNative(fs: FileSystem, opts: NativeMountOptions): Pro
   let last: ll.SessionInfo = native.sessionInfo(session);
   const stats = (): MountStats => {
     if (!ended) last = native.sessionInfo(session);
-    return { requests: ended ? finalRequests : last.requests ?? 0, ops: last.ops ?? [], directReads: last.directReads ?? 0, streamedReads: last.streamedReads ?? 0, passthrough: !!last.passthrough, passthroughOpens: tr.passthroughOpens(), maxPages: last.maxPages ?? 0, killpriv: !!last.killpriv, killed: tr.kill.killed, uring: !!last.uring, uringRequests: last.uringRequests ?? 0, uringReads: last.uringReads ?? 0 };
+    return { requests: ended ? finalRequests : last.requests ?? 0, ops: last.ops ?? [], directReads: last.directReads ?? 0, streamedReads: last.streamedReads ?? 0, passthrough: !!last.passthrough, passthroughOpens: tr.passthroughOpens(), maxPages: last.maxPages ?? 0, killpriv: !!last.killpriv, killed: tr.kill.killed, uring: !!last.uring, uringRequests: last.uringRequests ?? 0, uringReads: last.uringReads ?? 0, uringLinked: last.uringLinked ?? 0, uringBroken: last.uringBroken ?? 0 };
   };
   const readAheadKb = opts.readAheadKb ?? DEFAULT_READAHEAD_KB;
   if (readAheadKb > 0) setReadAhead(opts.mountpoint, readAheadKb);
