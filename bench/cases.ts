@@ -237,7 +237,7 @@ const CASES: Case[] = [
     if ((await run('test', ['-e', dir], { as: m.as })).code !== 1) throw new Error('rm -rf: the subtree is still there');
     return seconds;
   }),
-  writeCase('untar', 'many', 'untar a 20,000-file source tree into the mount, incl. sync', undefined, async (m, s, ctx) => {
+  writeCase('untar', 'many', 'untar a 20,000-file source tree into the mount, incl. sync', ratioAtMost(2), async (m, s, ctx) => {
     const dest = join(m.dir, 'bench-untar');
     ok(await run('mkdir', [dest], { as: m.as }), 'mkdir');
     return ok(await run('tar', ['-xf', s.manifest.untar!.tar, '-C', dest], { timeoutS: ctx.timeoutS, as: m.as }), 'untar');
