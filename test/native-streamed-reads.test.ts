@@ -43,17 +43,27 @@ function ddRead(file: string): { ok: boolean; out: Buffer; err: string } {
   return { ok: r.status === 0, out: r.stdout, err: r.stderr.toString() };
 }
 
+/** The page cache of `file` dropped, so that a read after goes to the daemon again. */
+function dropPages(t: ExecutionContext, file: string): void {
+  const drop = spawnSync('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none']);
+  t.is(drop.status, 0, drop.stderr.toString());
+}
+
+/** ddRead of `file`, with the READs the daemon got meanwhile and how many of them C answered from a stream. */
+async function countedRead(m: { stats(): Promise<MountStats> }, file: string): Promise<{ r: ReturnType<typeof ddRead>; reads: number; streamed: number }> {
+  const s0 = await m.stats();
+  const r = ddRead(file);
+  const s1 = await m.stats();
+  return { r, reads: (s1.ops[OP.READ] ?? 0) - (s0.ops[OP.READ] ?? 0), streamed: s1.streamedReads - s0.streamedReads };
+}
+
 test.serial('a member read sequentially is answered in C from the stream, with zstd -dc\'s bytes', async (t) => {
   const m = await serveZst(t);
   const file = path.join(m.mnt, 'd', 'big');
-  const s0 = await m.stats();
-  const r = ddRead(file);
+  const { r, reads, streamed } = await countedRead(m, file);
   t.true(r.ok, r.err);
   t.true(r.out.equals(big), 'sequential read');
   t.is(fs.readFileSync(path.join(m.mnt, 'd', 'small'), 'utf8'), small.toString());
-  const s1 = await m.stats();
-  const reads = (s1.ops[OP.READ] ?? 0) - (s0.ops[OP.READ] ?? 0);
-  const streamed = s1.streamedReads - s0.streamedReads;
   t.true(reads >= 10, `READs reached the daemon (${reads})`);
   t.true(streamed >= reads / 2, `READs answered in C: ${streamed} of ${reads}`);
 });
@@ -80,15 +90,10 @@ test.serial('READs spanning many pieces (4 MiB READs under max_pages=1024) are a
   const direct = spawnSync('dd', [`if=${file}`, 'iflag=direct', 'bs=1M', 'status=none'], { maxBuffer: 256 * MiB });
   t.is(direct.status, 0, direct.stderr.toString());
   t.true(direct.stdout.equals(big), 'O_DIRECT read');
-  const drop = spawnSync('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none']);
-  t.is(drop.status, 0, drop.stderr.toString());
+  dropPages(t, file);
   await new Promise((r) => setTimeout(r, 2500)); // the first stream ends idle: the second read starts its own
-  const s0 = await m.stats();
-  const r = ddRead(file);
+  const { r, reads, streamed } = await countedRead(m, file);
   t.true(r.ok && r.out.equals(big), 'page-cache read');
-  const s1 = await m.stats();
-  const reads = (s1.ops[OP.READ] ?? 0) - (s0.ops[OP.READ] ?? 0);
-  const streamed = s1.streamedReads - s0.streamedReads;
   t.true(reads >= 10 && reads <= 2 * (big.length / MiB), `READs of up to 1 MiB, not page by page (${reads})`);
   t.true(streamed >= reads / 2, `READs answered in C: ${streamed} of ${reads}`);
 });
@@ -132,14 +137,9 @@ test.serial('reading the member again right after (the first stream still runs, 
   const file = path.join(m.mnt, 'd', 'big');
   t.true(ddRead(file).out.equals(big), 'first read');
   // The first read's stream still runs (it ends after a second without READs), past the start.
-  const drop = spawnSync('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none']);
-  t.is(drop.status, 0, drop.stderr.toString());
-  const s0 = await m.stats();
-  const r = ddRead(file);
+  dropPages(t, file);
+  const { r, reads, streamed } = await countedRead(m, file);
   t.true(r.ok && r.out.equals(big), 'second read');
-  const s1 = await m.stats();
-  const reads = (s1.ops[OP.READ] ?? 0) - (s0.ops[OP.READ] ?? 0);
-  const streamed = s1.streamedReads - s0.streamedReads;
   t.true(reads >= 10, `READs reached the daemon (${reads})`);
   t.true(streamed >= reads / 2, `READs answered in C the second time: ${streamed} of ${reads}`);
 });
