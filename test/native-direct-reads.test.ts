@@ -20,13 +20,16 @@ test.after.always(() => removeTestRoot(root));
 const big = randomBytes(3 * MiB + 123); // not a whole number of pages: the last READ crosses the end
 const small = Buffer.from('a small member\n');
 
+// The READ counts below are of 1 MiB READs, also where root raised fs.fuse.max_pages_limit.
+const ONE_MIB_READS = { TARSTACK_MAX_PAGES: '256' };
+
 let seq = 0;
 async function serveImage(t: ExecutionContext, env: Record<string, string> = {}): Promise<{ mnt: string; stats(): Promise<MountStats> }> {
   return serveImageOf(t, path.join(root, `m${++seq}`), [
     { name: 'd/', type: 'directory', mode: 0o755 },
     { name: 'd/small', body: small, mode: 0o644 },
     { name: 'd/big', body: big, mode: 0o644 },
-  ], env);
+  ], { ...ONE_MIB_READS, ...env });
 }
 
 /** Drops the mount's page cache of a file (posix_fadvise DONTNEED, through dd): its next reads are READs again. */

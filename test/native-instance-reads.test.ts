@@ -26,7 +26,7 @@ function serve(t: ExecutionContext, compress?: 'zstd'): Promise<{ mnt: string; s
     { name: 'd/', type: 'directory', mode: 0o755 },
     { name: 'd/big', body: big, mode: 0o644 },
     { name: 'd/other', body: other, mode: 0o644 },
-  ], {}, compress);
+  ], { TARSTACK_MAX_PAGES: '256' }, compress); // the READ counts below are of 1 MiB READs, whatever fs.fuse.max_pages_limit allows
 }
 
 /** The kernel's cached pages of a file dropped (posix_fadvise DONTNEED, through dd): its next reads are READs again. */

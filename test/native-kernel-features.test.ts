@@ -149,7 +149,8 @@ rootTest('root: `status` names the kernel features a CLI mount uses', async (t) 
   const st = await m.cli(['status', '--json']);
   t.is(st.code, 0, st.stderr);
   const rows = JSON.parse(st.stdout) as Array<{ mountpoint: string; features: string[] }>;
-  t.deepEqual(rows.find((r) => r.mountpoint === m.root)?.features, ['passthrough']);
+  const limit = maxPagesLimit(); // max_pages is shown where root raised it
+  t.deepEqual(rows.find((r) => r.mountpoint === m.root)?.features, ['passthrough', ...(limit > 256 ? [`max_pages=${Math.min(limit, 1024)}`] : [])]);
   const text = await m.cli(['status']);
   t.regex(text.stdout, /kernel FUSE features: passthrough/);
 });
