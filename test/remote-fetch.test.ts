@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { seededBytes, sameBytes } from './helpers/bytes.js';
-import { tlsAndUsers } from './helpers/remote-servers.js';
+import { signedCert, tlsAndUsers } from './helpers/remote-servers.js';
 import { CHUNK_SIZE, chunkDigestsOfBuffer } from '../src/remote/chunk-digests.js';
 import { ChunkJob, ChunkMismatch, getRange } from '../src/remote/fetch-thread.js';
 import { HttpError, type Remote } from '../src/remote/http.js';
@@ -227,6 +227,39 @@ test.serial('TLS: a certificate no CA vouches for is one line, not retried; a ce
   } finally {
     server.close();
     server.closeAllConnections();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test.serial('TLS: a certificate for another host and an expired one are refused in one line each, named as node:https names them', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tarstack-fetch-tls-'));
+  const tls = tlsAndUsers(path.join(dir, 'made'), 'u', 'p');
+  const certs = path.join(dir, 'certs');
+  fs.mkdirSync(certs);
+  fs.copyFileSync(tls.ca, path.join(certs, 'ca.crt')); // the CA is trusted: only the name or the dates are wrong
+  const ca = fs.readFileSync(tls.ca);
+  const cases = [
+    { what: 'another host', pair: signedCert(path.join(dir, 'made'), 'other', 'DNS:other.example, IP:127.0.0.2'), code: 'ERR_TLS_CERT_ALTNAME_INVALID' },
+    { what: 'expired', pair: signedCert(path.join(dir, 'made'), 'old', 'IP:127.0.0.1', true), code: 'CERT_HAS_EXPIRED' },
+  ];
+  try {
+    for (const c of cases) {
+      let served = 0;
+      const server = https.createServer({ cert: fs.readFileSync(c.pair.cert), key: fs.readFileSync(c.pair.key) }, (_req, res) => (served++, res.end('x')));
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/b`;
+      try {
+        const err = await t.throwsAsync(getRange({ url, tlsVerify: true, certDir: certs, headers: () => ({}) }, 0, 10), { instanceOf: HttpError }, c.what);
+        const nodeSays = await new Promise<string>((resolve) => https.get(url, { ca }, () => resolve('answered')).on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message)));
+        t.is(nodeSays, c.code, `${c.what}: node:https refuses it too`);
+        t.is(err!.message, `${new URL(url).host}: ${c.code}`, `${c.what}: worded as node:https words it`);
+        t.is(served, 0, `${c.what}: no request got through`);
+      } finally {
+        server.close();
+        server.closeAllConnections();
+      }
+    }
+  } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -212,12 +212,17 @@ static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_
   return stopped();
 }
 
-// A refused certificate named as Node names it (its err.code), so messages read as before.
-static const char *cert_code(CURL *h) {
+// A refused certificate named as Node names it (its err.code), so messages read as before. curl
+// checks the name itself after the handshake, and a mismatch leaves the verify result at the 1 it
+// starts from (X509_V_ERR_UNSPECIFIED in 7.88), so its message is what tells that case apart.
+static const char *cert_code(CURL *h, const char *errbuf) {
   long v = 0;
   curl_easy_getinfo(h, CURLINFO_SSL_VERIFYRESULT, &v);
+  if (strstr(errbuf, "target host name") != NULL) return "ERR_TLS_CERT_ALTNAME_INVALID";
   switch (v) {
-  case X509_V_OK: return "ERR_TLS_CERT_ALTNAME_INVALID"; // the chain was fine: curl's host check refused it
+  case X509_V_OK: // the chain was fine: the name was refused
+  case X509_V_ERR_HOSTNAME_MISMATCH:
+  case X509_V_ERR_IP_ADDRESS_MISMATCH: return "ERR_TLS_CERT_ALTNAME_INVALID";
   case X509_V_ERR_CERT_HAS_EXPIRED: return "CERT_HAS_EXPIRED";
   case X509_V_ERR_CERT_NOT_YET_VALID: return "CERT_NOT_YET_VALID";
   case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT: return "DEPTH_ZERO_SELF_SIGNED_CERT";
@@ -296,7 +301,7 @@ static void attempt(fjob *j, CURL *h) {
     if (c == CURLE_PARTIAL_FILE || (c == CURLE_RECV_ERROR && oserr == 0)) return fail(j, 0, 1, "%s: the response was cut short", where);
     if (oserr != 0 && (c == CURLE_COULDNT_CONNECT || c == CURLE_RECV_ERROR || c == CURLE_SEND_ERROR))
       return fail(j, 0, 1, "%s: %s", where, strerrorname_np((int)oserr));
-    if (c == CURLE_PEER_FAILED_VERIFICATION) return fail(j, 0, 0, "%s: %s", where, cert_code(h));
+    if (c == CURLE_PEER_FAILED_VERIFICATION) return fail(j, 0, 0, "%s: %s", where, cert_code(h, errbuf));
     return fail(j, 0, !cert_error(c), "%s: %s", where, errbuf[0] ? errbuf : curl_easy_strerror(c));
   }
   long st = j->status;

@@ -189,6 +189,26 @@ export function skopeoPush(archive: string, ref: string, extra: string[] = []): 
   execOk(['skopeo', 'copy', '--quiet', '--dest-tls-verify=false', ...extra, `oci-archive:${archive}`, `docker://${ref}`]);
 }
 
+/**
+ * Another server certificate signed by tlsAndUsers's CA in dir: for subjectAltName `san`, and valid
+ * only in 2020 when `expired` (`openssl ca` sets the dates; `x509 -req` cannot set a past end).
+ */
+export function signedCert(dir: string, name: string, san: string, expired = false): { cert: string; key: string } {
+  const f = (n: string) => path.join(dir, n);
+  const db = f(`${name}.db`);
+  fs.mkdirSync(db, { recursive: true });
+  fs.writeFileSync(path.join(db, 'index.txt'), '');
+  fs.writeFileSync(path.join(db, 'serial'), '1000\n');
+  fs.writeFileSync(f(`${name}.cnf`), [
+    '[ca]', 'default_ca = test', '[test]', `dir = ${db}`, 'database = $dir/index.txt', 'new_certs_dir = $dir', 'serial = $dir/serial',
+    'default_md = sha256', 'policy = any', 'copy_extensions = none', 'x509_extensions = ext', '[any]', 'commonName = supplied', '[ext]', `subjectAltName = ${san}`, '',
+  ].join('\n'));
+  execOk(['openssl', 'req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`)]);
+  const dates = expired ? ['-startdate', '20200101000000Z', '-enddate', '20200102000000Z'] : ['-days', '2'];
+  execOk(['openssl', 'ca', '-batch', '-notext', '-config', f(`${name}.cnf`), '-cert', f('ca.crt'), '-keyfile', f('ca.key'), ...dates, '-in', f(`${name}.csr`), '-out', f(`${name}.crt`)]);
+  return { cert: f(`${name}.crt`), key: f(`${name}.key`) };
+}
+
 /** A CA and a server certificate for 127.0.0.1 signed by it, and an htpasswd file (bcrypt) for user:password. */
 export function tlsAndUsers(dir: string, user: string, password: string): { ca: string; cert: string; key: string; htpasswd: string } {
   fs.mkdirSync(dir, { recursive: true });
