@@ -4,14 +4,13 @@
 // READs (by opcode) and READs answered that way; the bytes read must be the member's, at every
 // offset and across its end, also after the page cache was dropped and the inode forgotten.
 import test, { type ExecutionContext } from 'ava';
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { OP } from '../src/fuse/lowlevel.js';
 import type { MountStats } from '../src/fuse/native-backend.js';
 import { makeTestRoot, removeTestRoot } from './helpers/mounted.js';
-import { serveImageOf } from './helpers/instance-served.js';
+import { dropCache, serveImageOf } from './helpers/instance-served.js';
 
 const MiB = 1 << 20;
 const root = makeTestRoot('direct');
@@ -30,12 +29,6 @@ async function serveImage(t: ExecutionContext, env: Record<string, string> = {})
     { name: 'd/small', body: small, mode: 0o644 },
     { name: 'd/big', body: big, mode: 0o644 },
   ], { ...ONE_MIB_READS, ...env });
-}
-
-/** Drops the mount's page cache of a file (posix_fadvise DONTNEED, through dd): its next reads are READs again. */
-function dropCache(file: string): void {
-  const r = spawnSync('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none']);
-  if (r.status !== 0) throw new Error(`dd nocache: ${r.stderr.toString()}`);
 }
 
 /** Reads `file` at scattered offsets (and across its end) with pread, compared with `want`. */

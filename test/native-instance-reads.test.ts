@@ -11,7 +11,7 @@ import path from 'node:path';
 import { OP } from '../src/fuse/lowlevel.js';
 import type { MountStats } from '../src/fuse/native-backend.js';
 import { makeTestRoot, removeTestRoot } from './helpers/mounted.js';
-import { serveInstanceOf } from './helpers/instance-served.js';
+import { dropCache, serveInstanceOf } from './helpers/instance-served.js';
 
 const MiB = 1 << 20;
 const root = makeTestRoot('instance-reads');
@@ -27,12 +27,6 @@ function serve(t: ExecutionContext, compress?: 'zstd'): Promise<{ mnt: string; s
     { name: 'd/big', body: big, mode: 0o644 },
     { name: 'd/other', body: other, mode: 0o644 },
   ], { TARSTACK_MAX_PAGES: '256' }, compress); // the READ counts below are of 1 MiB READs, whatever fs.fuse.max_pages_limit allows
-}
-
-/** The kernel's cached pages of a file dropped (posix_fadvise DONTNEED, through dd): its next reads are READs again. */
-function dropCache(file: string): void {
-  const r = spawnSync('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none']);
-  if (r.status !== 0) throw new Error(`dd nocache: ${r.stderr.toString()}`);
 }
 
 /** dd bs=1M of `file`: what a sequential reader gets. */

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { OP } from '../src/fuse/lowlevel.js';
 import type { MountStats } from '../src/fuse/native-backend.js';
 import { makeTestRoot, removeTestRoot } from './helpers/mounted.js';
-import { serveImageOf } from './helpers/instance-served.js';
+import { dropCache, serveImageOf } from './helpers/instance-served.js';
 
 const MiB = 1 << 20;
 const root = makeTestRoot('streamed');
@@ -41,12 +41,6 @@ async function serveZst(t: ExecutionContext, env: Record<string, string> = {}, h
 function ddRead(file: string): { ok: boolean; out: Buffer; err: string } {
   const r = spawnSync('dd', [`if=${file}`, 'bs=1M', 'status=none'], { maxBuffer: 256 * MiB });
   return { ok: r.status === 0, out: r.stdout, err: r.stderr.toString() };
-}
-
-/** The page cache of `file` dropped, so that a read after goes to the daemon again. */
-function dropPages(t: ExecutionContext, file: string): void {
-  const drop = spawnSync('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none']);
-  t.is(drop.status, 0, drop.stderr.toString());
 }
 
 /** ddRead of `file`, with the READs the daemon got meanwhile and how many of them C answered from a stream. */
@@ -90,7 +84,7 @@ test.serial('READs spanning many pieces (4 MiB READs under max_pages=1024) are a
   const direct = spawnSync('dd', [`if=${file}`, 'iflag=direct', 'bs=1M', 'status=none'], { maxBuffer: 256 * MiB });
   t.is(direct.status, 0, direct.stderr.toString());
   t.true(direct.stdout.equals(big), 'O_DIRECT read');
-  dropPages(t, file);
+  dropCache(file);
   await new Promise((r) => setTimeout(r, 2500)); // the first stream ends idle: the second read starts its own
   const { r, reads, streamed } = await countedRead(m, file);
   t.true(r.ok && r.out.equals(big), 'page-cache read');
@@ -137,7 +131,7 @@ test.serial('reading the member again right after (the first stream still runs, 
   const file = path.join(m.mnt, 'd', 'big');
   t.true(ddRead(file).out.equals(big), 'first read');
   // The first read's stream still runs (it ends after a second without READs), past the start.
-  dropPages(t, file);
+  dropCache(file);
   const { r, reads, streamed } = await countedRead(m, file);
   t.true(r.ok && r.out.equals(big), 'second read');
   t.true(reads >= 10, `READs reached the daemon (${reads})`);

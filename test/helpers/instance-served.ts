@@ -74,6 +74,12 @@ export function servedIn(root: string, extra: PackEntry[] = []): (t: ExecutionCo
   };
 }
 
+/** Drops the mount's page cache of a file (posix_fadvise DONTNEED, through dd): its next reads are READs again. */
+export function dropCache(file: string): void {
+  const r = spawnSync('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none']);
+  if (r.status !== 0) throw new Error(`dd nocache: ${r.stderr.toString()}`);
+}
+
 /** Requests of the named opcodes between two stats. */
 export function delta(a: MountStats, b: MountStats): Record<keyof typeof OP, number> {
   const out = {} as Record<keyof typeof OP, number>;
