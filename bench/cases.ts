@@ -7,8 +7,9 @@ import { join } from 'node:path';
 import { loadShape, type Shape, type ShapeKind } from './data.js';
 import { makePeers, type Mounted, type Peer, type Source } from './peers.js';
 import { aboveNodeAtMost, ratioAtMost, secondsAtMost, shareAtLeast, type Cell, type FigureSpec, type Section } from './report.js';
-import { dropCaches, run, sh, statusKiB, type RunAs, type RunResult } from './sys.js';
+import { dropCaches, run, sh, statusKiB, type RunResult } from './sys.js';
 import { workJob } from './verify.js';
+import type { UserIds } from '../test/helpers/ordinary-user.js';
 
 export interface Options {
   quick: boolean;
@@ -177,7 +178,7 @@ function writeCase(name: string, shape: ShapeKind, label: string, target: Figure
   };
 }
 
-export async function job(args: string[], ctx: Ctx, as?: RunAs): Promise<number> {
+export async function job(args: string[], ctx: Ctx, as?: UserIds): Promise<number> {
   try {
     return (await workJob<{ seconds: number }>(args, ctx.timeoutS, undefined, as)).seconds;
   } catch (e) {

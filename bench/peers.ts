@@ -10,8 +10,8 @@ import { isMounted } from '../src/util/mounts.js';
 import { removeTree } from '../src/util/remove-tree.js';
 import { unmount } from '../src/util/unmount.js';
 import { startChild, type ChildMount } from '../test/helpers/mount-harness.js';
-import { ordinaryUser, USER } from '../test/helpers/ordinary-user.js';
-import { endPid, fuseServers, killGroup, onCleanup, run, runOk, sleep, start, startMonoNs, waitGone, type RunAs, type RunResult } from './sys.js';
+import { ordinaryUser, userEnv, type UserIds } from '../test/helpers/ordinary-user.js';
+import { endPid, fuseServers, killGroup, onCleanup, run, runOk, sleep, start, startMonoNs, waitGone, type RunResult } from './sys.js';
 import { WORK_JS } from './verify.js';
 
 /** What a peer serves. Each peer uses the fields it understands and refuses a source without them. */
@@ -37,7 +37,7 @@ export interface Mounted {
   /** FUSE requests the server has answered so far (the binding peers count them). */
   requests?: () => Promise<number>;
   /** Who may use the mount when not root: a rootless mount admits only its owner's processes. */
-  as?: RunAs;
+  as?: UserIds;
 }
 
 export interface Peer {
@@ -64,7 +64,7 @@ abstract class BasePeer implements Peer {
   notes: string[] = [];
   private current?: { dir: string; servers: number[]; release: () => void; stop?: () => Promise<void> };
   /** The ordinary user a rootless peer mounts as; its dirs are theirs, and the cases run as them. */
-  protected runAs?: RunAs;
+  protected runAs?: UserIds;
 
   constructor(protected readonly workDir: string) {}
 
@@ -143,7 +143,7 @@ abstract class BasePeer implements Peer {
 }
 
 /** A poller that stats mnt every 0.2 ms from its own process; `ready` is when it first answered. */
-async function startPoller(mnt: string, as?: RunAs): Promise<{ ready: Promise<bigint | undefined>; cancel: () => void }> {
+async function startPoller(mnt: string, as?: UserIds): Promise<{ ready: Promise<bigint | undefined>; cancel: () => void }> {
   let armed!: () => void;
   const armedP = new Promise<void>((r) => (armed = r));
   let readyNs: bigint | undefined;
@@ -316,9 +316,7 @@ export class Tarstack extends BasePeer {
 
   /** The CLI on the store at home, as the peer's user: root's environment, or a user's own. */
   private cliOn(home: string, args: string[], timeoutS: number): Promise<RunResult> {
-    const base = this.runAs
-      ? { HOME: dirname(home), PATH: process.env['PATH'] ?? '/usr/bin:/bin', LC_ALL: 'C.UTF-8', USER }
-      : process.env;
+    const base = this.runAs ? userEnv(dirname(home)) : process.env;
     const env = { ...base, ...this.env, TARSTACK_HOME: home };
     return runOk(process.execPath, [this.main, ...args], { env, timeoutS, as: this.runAs });
   }

@@ -4,6 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { pidStartTicks, statFields } from '../src/util/proc.js';
+import type { UserIds } from '../test/helpers/ordinary-user.js';
 export { fuseServers } from '../src/util/fuse-servers.js';
 
 export interface RunResult {
@@ -19,13 +20,7 @@ export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   cwd?: string;
   onLine?: (line: string) => void; // called for each stdout line as it arrives
-  as?: RunAs; // run as this user (a rootless mount admits its owner only, not root)
-}
-
-/** An ordinary user's ids: the user a rootless peer mounts as, and whose processes use its mounts. */
-export interface RunAs {
-  uid: number;
-  gid: number;
+  as?: UserIds; // run as this user (a rootless mount admits its owner only, not root)
 }
 
 /** Process groups we started and have not yet seen exit; cleanup kills what is left. */

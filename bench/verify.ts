@@ -2,12 +2,13 @@
 // `find`, plus the sha256 of the manifest's sample ranges. A peer that fails gets no ratio.
 import { fileURLToPath } from 'node:url';
 import type { Shape } from './data.js';
-import { run, type RunAs } from './sys.js';
+import { run } from './sys.js';
+import type { UserIds } from '../test/helpers/ordinary-user.js';
 
 export const WORK_JS = fileURLToPath(new URL('./work.js', import.meta.url));
 
 /** Runs a work.js job; returns its JSON line, or throws with what went wrong. */
-export async function workJob<T>(args: string[], timeoutS: number, env?: NodeJS.ProcessEnv, as?: RunAs): Promise<T> {
+export async function workJob<T>(args: string[], timeoutS: number, env?: NodeJS.ProcessEnv, as?: UserIds): Promise<T> {
   const r = await run(process.execPath, [WORK_JS, ...args], { timeoutS, env: { ...process.env, ...env }, as });
   if (r.timedOut) throw new Error(`timed out after ${timeoutS} s`);
   if (r.code !== 0) throw new Error(`work.js ${args[0]}: exit ${r.code}: ${r.stderr.trim().slice(-500)}`);
@@ -15,7 +16,7 @@ export async function workJob<T>(args: string[], timeoutS: number, env?: NodeJS.
 }
 
 /** undefined when root serves shape's tree (seen as `as`), else a short description of the difference. */
-export async function wrongTree(root: string, shape: Shape, timeoutS: number, as?: RunAs): Promise<string | undefined> {
+export async function wrongTree(root: string, shape: Shape, timeoutS: number, as?: UserIds): Promise<string | undefined> {
   const m = shape.manifest;
   const r = await run('find', [root, '-mindepth', '1', '-printf', '%y %s\n'], { timeoutS, as });
   if (r.timedOut) return `find timed out after ${timeoutS} s`;

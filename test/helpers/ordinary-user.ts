@@ -37,6 +37,11 @@ export function ordinaryUser(): UserIds | string {
 
 export type { RunResult };
 
+/** The minimal environment the user's commands run with: their HOME, a plain PATH, C.UTF-8. */
+export function userEnv(home: string): NodeJS.ProcessEnv {
+  return { HOME: home, PATH: '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin', LC_ALL: 'C.UTF-8', USER };
+}
+
 /** One test's world as the ordinary user: HOME (its store goes to HOME/.local/share/tarstack). */
 export class UserSession {
   readonly home: string;
@@ -59,7 +64,7 @@ export class UserSession {
   /** Runs argv as the user (no supplementary groups: libuv drops them), with a minimal environment;
    *  resolves on its exit (a detached daemon holding its output does not hold up the test). */
   run(argv: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<RunResult> {
-    const env = { HOME: this.home, PATH: '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin', LC_ALL: 'C.UTF-8', USER, ...opts.env };
+    const env = { ...userEnv(this.home), ...opts.env };
     return runChild(argv, { uid: this.ids.uid, gid: this.ids.gid, cleanEnv: true, env, cwd: opts.cwd ?? this.home });
   }
 
