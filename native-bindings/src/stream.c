@@ -130,7 +130,7 @@ static void ready(void *arg) {
   napi_call_threadsafe_function(st->tsfn, NULL, napi_tsfn_nonblocking);
 }
 
-// Push jobs up to WINDOW pieces past the furthest READ (and past every parked one), bounded.
+// Push jobs up to the window (window_of) past the furthest READ (and past every parked one), bounded.
 static void fill(tsr_stream *st) {
   if (st->failed || st->state == DONE) return;
   int64_t want = st->state == RUN ? st->last + window_of(st) : 0;

@@ -67,11 +67,14 @@ export class NativeStream {
    * pieces it still holds, whose slabs it reused (a second reader, or the same one reading again).
    */
   has(piece: number): boolean {
-    return !this.ended && piece >= this.base && piece < this.limit && piece >= this.low;
+    return this.holds(piece, false);
   }
 
-  private get low(): number {
-    return this.ended ? -1 : loadCodec().streamInfo(this.handle)[3];
+  /** has(piece), and with `inReach` also that piece is within the stream's reach: one question to C. */
+  private holds(piece: number, inReach: boolean): boolean {
+    if (this.ended || piece < this.base || piece >= this.limit) return false;
+    const [, reach, , low] = loadCodec().streamInfo(this.handle);
+    return piece >= low && (!inReach || piece < reach);
   }
 
   get position(): number {
@@ -89,7 +92,7 @@ export class NativeStream {
    */
   async piece(piece: number): Promise<Buffer | null> {
     const codec = loadCodec();
-    while (this.has(piece) && piece < this.reach) {
+    while (this.holds(piece, true)) {
       const b = codec.streamCopy(this.handle, piece);
       if (b) return b;
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
